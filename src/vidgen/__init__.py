@@ -1,0 +1,3 @@
+"""vidgen: a GraphQL backend for AI video generation."""
+
+__version__ = "0.1.0"

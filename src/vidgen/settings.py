@@ -1,0 +1,203 @@
+"""The one reader of the environment.
+
+Every knob is a ``VIDGEN_*`` environment variable. Defaults are the embedded ones: an SQLite
+file under the data folder, the in-process event bus, a worker inside the API process and a
+local media folder. Build a :class:`Settings` once at the entry point and pass it down.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vidgen import errors
+
+PROVIDER_NAMES = ("local", "runway", "replicate", "stability", "openai", "fal")
+
+DEFAULT_BASE_URLS = {
+    "runway": "https://api.dev.runwayml.com",
+    "replicate": "https://api.replicate.com",
+    "stability": "https://api.stability.ai",
+    "openai": "https://api.openai.com",
+    "fal": "https://queue.fal.run",
+}
+
+
+class Settings(BaseSettings):
+    """All configuration, read from ``VIDGEN_*`` variables (and an optional ``.env``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VIDGEN_", env_file=".env", extra="ignore", frozen=False
+    )
+
+    # --- where things live -------------------------------------------------------------
+    data_dir: Path = Path("./data")
+    database_url: str | None = None
+    redis_url: str | None = None
+    media_root: Path | None = None
+    secret_key: str | None = None
+    db_pool_max: int = 20
+
+    # --- HTTP server ---------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = None
+    log_level: str = "INFO"
+    log_json: bool | None = None
+    graphiql: bool = True
+    signup_enabled: bool = True
+    ws_allowed_origins: list[str] = Field(default_factory=list)
+    legacy_graphql_ws: bool = False
+    max_request_bytes: int = 25 * 1024 * 1024
+    max_query_depth: int = 12
+    max_query_tokens: int = 2000
+    max_query_aliases: int = 30
+    page_size_default: int = 20
+    page_size_max: int = 100
+    token_ttl_days: int | None = None
+
+    # --- job engine -------------------------------------------------------------------
+    embedded_worker: bool | None = None
+    worker_concurrency: int = 4
+    worker_poll_seconds: float = 5.0
+    lease_seconds: float = 60.0
+    heartbeat_seconds: float = 10.0
+    shutdown_grace_seconds: float = 20.0
+    max_retries: int = 3
+    max_rescues: int = 3
+    retry_base_seconds: float = 2.0
+    retry_cap_seconds: float = 300.0
+    priority_min: int = -100
+    priority_max: int = 100
+    provider_concurrency: dict[str, int] = Field(default_factory=dict)
+    enable_test_provider: bool = False
+
+    # --- media ------------------------------------------------------------------------
+    max_upload_bytes: int = 10 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    max_image_side: int = 8192
+    max_output_bytes: int = 500 * 1024 * 1024
+    signed_url_ttl_seconds: int = 3600
+    thumbnail_width: int = 320
+    thumbnail_format: str = "jpeg"
+    retention_days: float = 30.0
+    purge_interval_seconds: float = 3600.0
+    local_frame_rate: float = 24.0
+    render_workers: int = 2
+
+    # --- providers ----------------------------------------------------------------------
+    provider_timeout_seconds: float = 30.0
+    provider_max_connections: int = 20
+    runway_api_key: str | None = None
+    runway_base_url: str = DEFAULT_BASE_URLS["runway"]
+    runway_poll_seconds: float = 5.0
+    replicate_api_key: str | None = None
+    replicate_base_url: str = DEFAULT_BASE_URLS["replicate"]
+    replicate_webhook_secret: str | None = None
+    replicate_model: str = "minimax/video-01"
+    stability_api_key: str | None = None
+    stability_base_url: str = DEFAULT_BASE_URLS["stability"]
+    openai_api_key: str | None = None
+    openai_base_url: str = DEFAULT_BASE_URLS["openai"]
+    openai_webhook_secret: str | None = None
+    fal_api_key: str | None = None
+    fal_base_url: str = DEFAULT_BASE_URLS["fal"]
+    fal_model: str = "fal-ai/kling-video/v2/master/text-to-video"
+    fal_jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+    webhook_tolerance_seconds: int = 300
+
+    @field_validator("provider_concurrency", mode="before")
+    @classmethod
+    def _parse_limits(cls, value: object) -> object:
+        # Accept "runway=2,fal=4" as well as JSON.
+        if isinstance(value, str) and value and not value.lstrip().startswith("{"):
+            limits: dict[str, int] = {}
+            for part in value.split(","):
+                name, _, number = part.partition("=")
+                limits[name.strip()] = int(number)
+            return limits
+        return value
+
+    @field_validator("ws_allowed_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: object) -> object:
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [o.strip() for o in value.split(",") if o.strip()]
+        return value
+
+    # --- derived values -------------------------------------------------------------------
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite://{(self.data_dir / 'vidgen.sqlite3').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def resolved_media_root(self) -> Path:
+        return (self.media_root or self.data_dir / "media").resolve()
+
+    @property
+    def run_embedded_worker(self) -> bool:
+        if self.embedded_worker is not None:
+            return self.embedded_worker
+        return self.is_sqlite
+
+    @property
+    def resolved_public_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.host}:{self.port}"
+
+    @cached_property
+    def resolved_secret_key(self) -> str:
+        """The signing secret.
+
+        In the embedded mode (SQLite) a missing key is generated once and kept in the data
+        folder; with any other database a missing key is a configuration error, because
+        several processes must agree on it.
+        """
+        if self.secret_key:
+            return self.secret_key
+        if not self.is_sqlite:
+            raise errors.ConfigurationError(
+                "VIDGEN_SECRET_KEY must be set when VIDGEN_DATABASE_URL is not SQLite "
+                "(every API and worker process must share the same key)."
+            )
+        path = self.data_dir / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(key)
+        tmp.chmod(0o600)
+        tmp.replace(path)
+        return path.read_text().strip()
+
+    def provider_api_key(self, provider: str) -> str | None:
+        return getattr(self, f"{provider}_api_key", None)
+
+    def provider_base_url(self, provider: str) -> str | None:
+        return getattr(self, f"{provider}_base_url", None)
+
+    def check(self) -> None:
+        """Fail early with a clear message on an unusable configuration."""
+        _ = self.resolved_secret_key
+        url = self.resolved_database_url
+        if not url.split("://", 1)[0] in {"sqlite", "postgres", "asyncpg", "psql"}:
+            raise errors.ConfigurationError(
+                f"VIDGEN_DATABASE_URL must start with sqlite://, postgres:// or asyncpg://"
+            )
+
+
+def known_env_vars() -> set[str]:
+    """Every ``VIDGEN_*`` name the settings understand (used to check deploy files)."""
+    return {f"VIDGEN_{name.upper()}" for name in Settings.model_fields}
