@@ -1,0 +1,191 @@
+"""The event bus: one small interface, an in-process and a Redis implementation.
+
+Events describe committed changes and are published only after the commit. Pub/sub is
+at-most-once: subscribers that need completeness re-read the database (the status history is
+the log). Channel names come from the functions below and nowhere else.
+
+A subscription is a bounded local queue. A subscriber that cannot keep up is not allowed to
+slow the hub or grow memory: its queue is closed with :data:`OVERFLOW` and it must resync.
+After the bus reconnects (Redis restarted) every open subscription receives :data:`RESYNC`,
+meaning "events may have been missed: re-read the current state".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+PREFIX = "vidgen:"
+WAKEUP_CHANNEL = f"{PREFIX}wakeup"
+
+
+def video_channel(video_id: int) -> str:
+    return f"{PREFIX}video:{video_id}"
+
+
+def owner_channel(owner_id: int) -> str:
+    return f"{PREFIX}owner:{owner_id}"
+
+
+def job_channel(video_id: int) -> str:
+    """Nudges for the worker running one job (cancel requested, webhook arrived)."""
+    return f"{PREFIX}job:{video_id}"
+
+
+ALL_VIDEOS_CHANNEL = f"{PREFIX}videos"  # every video event (metrics, admin feeds)
+
+
+@dataclass(frozen=True, slots=True)
+class VideoEvent:
+    """A committed change of one video: small, the subscriber loads the rest."""
+
+    video_id: int
+    owner_id: int
+    version: int
+    status: str
+    progress: float
+    event_id: int | None = None  # status-history id (the resume cursor), None for progress
+    project_id: int | None = None
+    story_id: int | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VideoEvent:
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})  # type: ignore[arg-type]
+
+
+class _Signal:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
+RESYNC = _Signal("RESYNC")
+OVERFLOW = _Signal("OVERFLOW")
+
+
+class SubscriberOverflow(Exception):
+    """The subscriber fell too far behind and was dropped; reconnect to get the state."""
+
+
+class Subscription:
+    """A bounded queue of messages for one local subscriber."""
+
+    def __init__(self, channels: tuple[str, ...], maxsize: int) -> None:
+        self.channels = channels
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=maxsize)
+        self.overflowed = False
+
+    def deliver(self, message: Any) -> None:
+        """Never blocks: on a full queue the subscriber is marked overflowed and cut off."""
+        if self.overflowed:
+            return
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            # Make room for the marker so the reader learns why it stops.
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(OVERFLOW)
+
+    async def get(self) -> Any:
+        """Next message (a dict, RESYNC). Raises SubscriberOverflow when dropped."""
+        message = await self.queue.get()
+        if message is OVERFLOW:
+            raise SubscriberOverflow("subscriber too slow: dropped; resubscribe for the state")
+        return message
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Any]:
+        while True:
+            yield await self.get()
+
+
+class EventBus(Protocol):
+    """Publish dict messages on channels; subscribe with bounded local queues."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def publish(self, channel: str, message: dict[str, Any]) -> None: ...
+
+    def subscribe(
+        self, *channels: str, maxsize: int = 256
+    ) -> AbstractAsyncContextManager[Subscription]: ...
+
+    async def ping(self) -> bool:
+        """True when the bus can deliver (readiness)."""
+        ...
+
+
+class LocalFanout:
+    """Channel → subscriptions registry shared by both implementations."""
+
+    def __init__(self) -> None:
+        self._subs: dict[str, set[Subscription]] = {}
+
+    def add(self, sub: Subscription) -> None:
+        for channel in sub.channels:
+            self._subs.setdefault(channel, set()).add(sub)
+
+    def remove(self, sub: Subscription) -> None:
+        for channel in sub.channels:
+            subs = self._subs.get(channel)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subs[channel]
+
+    def dispatch(self, channel: str, message: Any) -> int:
+        subs = self._subs.get(channel)
+        if not subs:
+            return 0
+        for sub in tuple(subs):
+            sub.deliver(message)
+        return len(subs)
+
+    def broadcast(self, message: Any) -> None:
+        seen: set[int] = set()
+        for subs in self._subs.values():
+            for sub in subs:
+                if id(sub) not in seen:
+                    seen.add(id(sub))
+                    sub.deliver(message)
+
+    @property
+    def count(self) -> int:
+        return len({id(s) for subs in self._subs.values() for s in subs})
+
+    def channels(self) -> list[str]:
+        return list(self._subs)
+
+
+async def publish_video_event(bus: EventBus, event: VideoEvent) -> None:
+    """Send one video change to its video, owner and global channels."""
+    payload = asdict(event)
+    await bus.publish(video_channel(event.video_id), payload)
+    await bus.publish(owner_channel(event.owner_id), payload)
+    await bus.publish(ALL_VIDEOS_CHANNEL, payload)
+
+
+def create_bus(redis_url: str | None) -> EventBus:
+    """The Redis bus when a URL is set, else the in-process one."""
+    if redis_url:
+        from vidgen.events.redis import RedisBus
+
+        return RedisBus(redis_url)
+    from vidgen.events.memory import MemoryBus
+
+    return MemoryBus()

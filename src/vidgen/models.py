@@ -1,0 +1,327 @@
+"""The data model (Tortoise ORM). The Video row is the job.
+
+Relations and deletes:
+- Deleting a Project or a Story sets ``Video.project`` / ``Video.story`` to NULL (SET NULL):
+  the videos stay, they just leave the group. Deleting a Project also detaches its stories.
+- Deleting a User cascades to everything the user owns.
+- ``Video.deleted_at`` is a soft delete; rows are removed for good only by ``vidgen purge``.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+
+from tortoise import fields
+from tortoise.exceptions import ValidationError
+from tortoise.indexes import Index
+from tortoise.models import Model
+from tortoise.validators import MaxValueValidator, MinValueValidator, RegexValidator
+
+RESOLUTION_RE = re.compile(r"^([1-9][0-9]{1,4})x([1-9][0-9]{1,4})$")
+MAX_SIDE = 8192
+
+
+class VideoStatus(enum.StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({VideoStatus.COMPLETED, VideoStatus.FAILED, VideoStatus.CANCELED})
+
+
+class OutputFormat(enum.StrEnum):
+    MP4 = "mp4"
+    WEBM = "webm"
+
+
+class AttemptOutcome(enum.StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    RETRY = "retry"  # failed with a retryable error, re-queued
+    FAILED = "failed"  # failed for good
+    CANCELED = "canceled"
+    RESCUED = "rescued"  # lease expired (worker died), returned to the queue by a sweeper
+    RELEASED = "released"  # worker shut down gracefully and handed the job back
+
+
+def validate_resolution(value: str | None) -> None:
+    """``WxH`` with both sides between 16 and 8192 pixels and even (video codecs need it)."""
+    if value is None:
+        return
+    match = RESOLUTION_RE.match(value)
+    if not match:
+        raise ValidationError(f"resolution {value!r} must look like WIDTHxHEIGHT, e.g. 1280x720")
+    width, height = int(match.group(1)), int(match.group(2))
+    if not (16 <= width <= MAX_SIDE and 16 <= height <= MAX_SIDE):
+        raise ValidationError(f"resolution {value!r}: each side must be 16..{MAX_SIDE} pixels")
+    if width % 2 or height % 2:
+        raise ValidationError(f"resolution {value!r}: both sides must be even")
+
+
+class _ResolutionValidator(RegexValidator):
+    def __init__(self) -> None:
+        super().__init__(RESOLUTION_RE.pattern, 0)
+
+    def __call__(self, value: object) -> None:
+        validate_resolution(value)  # type: ignore[arg-type]
+
+
+def normalize_name(name: str) -> tuple[str, str]:
+    """Trim and collapse spaces for display; case-fold for uniqueness."""
+    display = " ".join(name.split())
+    return display, display.casefold()
+
+
+class TimestampMixin:
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+
+class User(Model):
+    id = fields.IntField(primary_key=True)
+    email = fields.CharField(max_length=320, unique=True)
+    password_hash = fields.CharField(max_length=255)
+    is_admin = fields.BooleanField(default=False)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "users"
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class ApiToken(Model):
+    id = fields.IntField(primary_key=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="tokens", on_delete=fields.CASCADE
+    )
+    token_hash = fields.CharField(max_length=64, unique=True)
+    name = fields.CharField(max_length=100, default="default")
+    prefix = fields.CharField(max_length=16)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    last_used_at = fields.DatetimeField(null=True)
+    expires_at = fields.DatetimeField(null=True)
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "api_tokens"
+
+
+class Project(TimestampMixin, Model):
+    id = fields.IntField(primary_key=True)
+    owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="projects", on_delete=fields.CASCADE
+    )
+    name = fields.CharField(max_length=200)
+    description = fields.TextField(null=True)
+
+    class Meta:
+        table = "projects"
+        indexes = (Index(fields=("owner_id", "created_at")),)
+
+
+class Story(TimestampMixin, Model):
+    id = fields.IntField(primary_key=True)
+    owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="stories", on_delete=fields.CASCADE
+    )
+    project: fields.ForeignKeyNullableRelation[Project] = fields.ForeignKeyField(
+        "models.Project", related_name="stories", null=True, on_delete=fields.SET_NULL
+    )
+    title = fields.CharField(max_length=200)
+    # Ordered paragraphs of text; Video.paragraph_index points into this list.
+    paragraphs = fields.JSONField(default=list)
+
+    class Meta:
+        table = "stories"
+        indexes = (Index(fields=("owner_id", "created_at")),)
+
+
+class Theme(Model):
+    id = fields.IntField(primary_key=True)
+    owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="themes", on_delete=fields.CASCADE
+    )
+    name = fields.CharField(max_length=100)
+    name_key = fields.CharField(max_length=100)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "themes"
+        unique_together = (("owner_id", "name_key"),)
+
+
+class Tag(Model):
+    id = fields.IntField(primary_key=True)
+    owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="tags", on_delete=fields.CASCADE
+    )
+    name = fields.CharField(max_length=100)
+    name_key = fields.CharField(max_length=100)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "tags"
+        unique_together = (("owner_id", "name_key"),)
+
+
+class Video(Model):
+    id = fields.IntField(primary_key=True)
+    owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="videos", on_delete=fields.CASCADE
+    )
+    created_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="created_videos", null=True, on_delete=fields.SET_NULL
+    )
+    prompt = fields.TextField()
+    provider = fields.CharField(max_length=32)
+    model = fields.CharField(max_length=100, null=True)
+    status = fields.CharEnumField(VideoStatus, max_length=16, default=VideoStatus.QUEUED)
+    progress = fields.FloatField(
+        default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+
+    # Output and inputs. *_file and input_image are storage keys; *_url are external URLs.
+    video_url = fields.CharField(max_length=2048, null=True)
+    video_file = fields.CharField(max_length=512, null=True)
+    input_image = fields.CharField(max_length=512, null=True)
+    thumbnail_file = fields.CharField(max_length=512, null=True)
+    thumbnail_url = fields.CharField(max_length=2048, null=True)
+
+    # Presentation and request.
+    caption = fields.CharField(max_length=255, null=True)
+    video_style = fields.CharField(max_length=100, null=True)
+    resolution = fields.CharField(max_length=16, validators=[_ResolutionValidator()])
+    output_format = fields.CharEnumField(OutputFormat, max_length=8, default=OutputFormat.MP4)
+    seed = fields.BigIntField(null=True)
+
+    # Technical metadata: requested duration until the output is probed, then the real one.
+    duration_seconds = fields.FloatField(null=True)
+    frame_rate = fields.FloatField(null=True)
+    file_size = fields.BigIntField(null=True)
+    width = fields.IntField(null=True)
+    height = fields.IntField(null=True)
+    codec = fields.CharField(max_length=32, null=True)
+
+    # Grouping.
+    theme: fields.ForeignKeyNullableRelation[Theme] = fields.ForeignKeyField(
+        "models.Theme", related_name="videos", null=True, on_delete=fields.SET_NULL
+    )
+    tags: fields.ManyToManyRelation[Tag] = fields.ManyToManyField(
+        "models.Tag", related_name="videos", through="video_tags", on_delete=fields.CASCADE
+    )
+    project: fields.ForeignKeyNullableRelation[Project] = fields.ForeignKeyField(
+        "models.Project", related_name="videos", null=True, on_delete=fields.SET_NULL
+    )
+    story: fields.ForeignKeyNullableRelation[Story] = fields.ForeignKeyField(
+        "models.Story", related_name="videos", null=True, on_delete=fields.SET_NULL
+    )
+    paragraph_index = fields.IntField(null=True, validators=[MinValueValidator(0)])
+
+    # The job.
+    prediction_id = fields.CharField(max_length=255, null=True)
+    error_message = fields.TextField(null=True)
+    retry_count = fields.IntField(default=0)
+    max_retries = fields.IntField(default=3)
+    rescue_count = fields.IntField(default=0)
+    priority = fields.IntField(default=0)
+    scheduled_at = fields.DatetimeField(null=True)
+    attempt = fields.IntField(default=0)  # fencing number, +1 per claim
+    lease_expires_at = fields.DatetimeField(null=True)
+    processed_by = fields.CharField(max_length=255, null=True)
+    cancel_requested = fields.BooleanField(default=False)
+    idempotency_key = fields.CharField(max_length=255, null=True)
+    version = fields.IntField(default=1)  # bumped on every change
+
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+    completed_at = fields.DatetimeField(null=True)
+    deleted_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "videos"
+        unique_together = (("owner_id", "idempotency_key"),)
+        indexes = (
+            Index(fields=("owner_id", "created_at")),
+            Index(fields=("status", "priority", "scheduled_at")),
+            Index(fields=("provider", "prediction_id")),
+            Index(fields=("created_at",)),
+            Index(fields=("project_id",)),
+            Index(fields=("story_id",)),
+        )
+
+    @property
+    def status_enum(self) -> VideoStatus:
+        return VideoStatus(self.status)
+
+    async def check_paragraph_index(self) -> None:
+        """``paragraph_index`` needs a story and must fall inside its paragraphs."""
+        if self.paragraph_index is None:
+            return
+        if self.story_id is None:
+            raise ValidationError("paragraph_index needs a story")
+        story = await Story.get_or_none(id=self.story_id).only("id", "paragraphs")
+        count = len(story.paragraphs or []) if story else 0
+        if not 0 <= self.paragraph_index < count:
+            raise ValidationError(
+                f"paragraph_index {self.paragraph_index} is outside the story's "
+                f"{count} paragraph(s)"
+            )
+
+    async def save(self, *args, **kwargs) -> None:  # type: ignore[override]
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or {"paragraph_index", "story_id"} & set(update_fields):
+            await self.check_paragraph_index()
+        await super().save(*args, **kwargs)
+
+
+class VideoStatusEvent(Model):
+    """Status history. The monotonic id is the event cursor that subscriptions resume from."""
+
+    id = fields.BigIntField(primary_key=True)
+    video: fields.ForeignKeyRelation[Video] = fields.ForeignKeyField(
+        "models.Video", related_name="status_events", on_delete=fields.CASCADE
+    )
+    owner_id = fields.IntField()  # denormalised for the owner's event feed
+    from_status = fields.CharField(max_length=16, null=True)
+    to_status = fields.CharField(max_length=16)
+    version = fields.IntField()
+    at = fields.DatetimeField(auto_now_add=True)
+    message = fields.TextField(null=True)
+    actor = fields.CharField(max_length=255, null=True)
+
+    class Meta:
+        table = "video_status_events"
+        indexes = (Index(fields=("video_id", "id")), Index(fields=("owner_id", "id")))
+
+
+class VideoAttempt(Model):
+    """One run of a job: who ran it, on which prediction, and how it ended."""
+
+    id = fields.BigIntField(primary_key=True)
+    video: fields.ForeignKeyRelation[Video] = fields.ForeignKeyField(
+        "models.Video", related_name="attempts", on_delete=fields.CASCADE
+    )
+    attempt = fields.IntField()
+    worker = fields.CharField(max_length=255)
+    provider = fields.CharField(max_length=32)
+    prediction_id = fields.CharField(max_length=255, null=True)
+    started_at = fields.DatetimeField(auto_now_add=True)
+    finished_at = fields.DatetimeField(null=True)
+    outcome = fields.CharEnumField(AttemptOutcome, max_length=16, default=AttemptOutcome.RUNNING)
+    error_code = fields.CharField(max_length=100, null=True)
+    error_message = fields.TextField(null=True)
+    retryable = fields.BooleanField(null=True)
+
+    class Meta:
+        table = "video_attempts"
+        unique_together = (("video_id", "attempt"),)

@@ -1,0 +1,284 @@
+"""The one place where provider failures are classified.
+
+Every HTTP adapter wraps its calls in :meth:`ErrorContext.translating`, which turns httpx
+exceptions, error responses and unreadable bodies into :class:`~vidgen.providers.base.ProviderError`
+(always ``raise ... from exc``)::
+
+    ProviderError                      retryable?  code
+    ├── timeouts (connect/read/write/pool)   yes   timeout
+    ├── connection reset / refused           yes   connection
+    ├── 408, 409, 425                        yes   conflict_or_timeout
+    ├── 429 (+ Retry-After / retry-after-ms) yes   rate_limited
+    ├── 5xx                                  yes   server_error
+    ├── malformed body                       yes   malformed_response
+    ├── 400 / 405 / 413 / 415 / 422          no    bad_request   (the provider's own words)
+    ├── 401 / 403                            no    auth          (names the setting to fix)
+    ├── 404 on a known prediction            yes   prediction_lost (PredictionLost)
+    ├── 404 otherwise                        no    not_found
+    ├── content policy                       no    content_policy
+    └── failed prediction                    no    prediction_failed (see :func:`failed`)
+
+API keys never reach a message: every text that came from the provider goes through
+:meth:`ErrorContext.scrub`, which removes the configured secrets and anything that looks
+like a credential.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from vidgen.providers.base import PredictionLost, ProviderError
+
+__all__ = [
+    "ErrorContext",
+    "failed",
+    "looks_like_policy",
+    "parse_retry_after",
+]
+
+# Statuses that a retry may cure. 409 is retried by the official Runway/OpenAI SDKs.
+RETRYABLE_STATUSES = frozenset({408, 409, 425, 429})
+AUTH_STATUSES = frozenset({401, 403})
+
+# How much of a provider's error text we keep in a message.
+MAX_DETAIL_CHARS = 500
+
+# Credentials in the shapes the providers issue (and generic auth headers), scrubbed even
+# when they are not the configured key (e.g. a key echoed back by a gateway).
+_CREDENTIAL_PATTERNS = re.compile(
+    r"(?i)(bearer\s+\S+|key\s+[A-Za-z0-9_:\-]{16,}|\bkey_[0-9a-f]{16,}|\br8_[A-Za-z0-9]{8,}"
+    r"|\bsk-[A-Za-z0-9_\-]{8,}|\bwhsec_[A-Za-z0-9+/=]{8,})"
+)
+
+# Words in a provider's failure text that mean "the content was refused" (Replicate and fal
+# report policy refusals as free text; Runway and OpenAI also give codes).
+_POLICY_WORDS = (
+    "content policy",
+    "content_policy",
+    "moderation",
+    "nsfw",
+    "safety",
+    "flagged",
+    "sensitive content",
+    "content_filtered",
+)
+
+
+def looks_like_policy(*texts: object) -> bool:
+    """True when a failure text or code says the content was refused by moderation."""
+    joined = " ".join(str(t) for t in texts if t).lower()
+    return any(word in joined for word in _POLICY_WORDS)
+
+
+def parse_retry_after(headers: httpx.Headers | dict[str, str], *, now: float) -> float | None:
+    """Seconds to wait according to ``retry-after-ms`` or ``Retry-After`` (seconds or an
+    HTTP-date), or None when the provider gave no usable hint. Never negative."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    raw_ms = lowered.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000.0)
+        except ValueError:
+            pass
+    raw = lowered.get("retry-after")
+    if not raw:
+        return None
+    raw = raw.strip()
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def failed(
+    provider: str, message: str, *, code: str | None = None, retryable: bool = False
+) -> ProviderError:
+    """The error for a prediction the provider itself reported as failed.
+
+    Content-policy refusals become ``code="content_policy"``; everything else
+    ``prediction_failed``. Both are permanent unless the caller knows better.
+    """
+    policy = code == "content_policy" or looks_like_policy(message, code)
+    return ProviderError(
+        f"{provider}: {message}"[:MAX_DETAIL_CHARS],
+        retryable=retryable and not policy,
+        code="content_policy" if policy else "prediction_failed",
+    )
+
+
+@dataclass(frozen=True)
+class ErrorContext:
+    """How one adapter's failures are described.
+
+    Args:
+        provider: The provider's name as used in messages ("runway").
+        key_setting: The environment variable that holds its key, named in auth errors.
+        secrets: Values that must never appear in a message (the key, webhook secrets).
+        forbidden_is_policy: Stability answers 403 for moderation, not for a bad key.
+    """
+
+    provider: str
+    key_setting: str
+    secrets: tuple[str, ...] = ()
+    forbidden_is_policy: bool = False
+
+    def scrub(self, text: str) -> str:
+        """Remove every configured secret and anything shaped like a credential."""
+        for secret in self.secrets:
+            if secret:
+                text = text.replace(secret, "***")
+        return _CREDENTIAL_PATTERNS.sub("***", text)
+
+    @contextlib.contextmanager
+    def translating(self, action: str, *, lost_on_404: bool = False) -> Iterator[None]:
+        """Turn anything httpx or a bad body raises inside the block into ProviderError.
+
+        Args:
+            action: What was being done, for the message ("submit", "poll", ...).
+            lost_on_404: A 404 means the provider forgot a prediction we know existed
+                (raise :class:`PredictionLost` so the engine submits again).
+        """
+        try:
+            yield
+        except ProviderError:
+            raise
+        except httpx.TimeoutException as exc:
+            raise ProviderError(
+                f"{self.provider} did not answer in time during {action}"
+                f" ({type(exc).__name__}).",
+                retryable=True,
+                code="timeout",
+            ) from exc
+        except (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError) as exc:
+            raise ProviderError(
+                f"Could not reach {self.provider} during {action} ({type(exc).__name__}).",
+                retryable=True,
+                code="connection",
+            ) from exc
+        except httpx.HTTPStatusError as exc:
+            raise self.from_response(exc.response, action, lost_on_404=lost_on_404) from exc
+        except httpx.HTTPError as exc:
+            # Invalid URL, unsupported protocol, too many redirects: configuration, not luck.
+            raise ProviderError(
+                f"{self.provider} request failed during {action}: "
+                f"{self.scrub(str(exc))[:MAX_DETAIL_CHARS]}",
+                retryable=False,
+                code="request_error",
+            ) from exc
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            # An unreadable or unexpected body (HTML from a proxy, truncated JSON, a missing
+            # field). Retryable: it is almost always a gateway hiccup, and the engine's retry
+            # budget bounds the cost if it is not.
+            raise ProviderError(
+                f"{self.provider} sent a malformed response during {action}"
+                f" ({type(exc).__name__}).",
+                retryable=True,
+                code="malformed_response",
+            ) from exc
+
+    def from_response(
+        self, response: httpx.Response, action: str, *, lost_on_404: bool = False
+    ) -> ProviderError:
+        """Classify an HTTP error response (its body must have been read)."""
+        status = response.status_code
+        detail = self.scrub(_detail(response))
+        said = f": {detail}" if detail else ""
+        if status in AUTH_STATUSES and not (status == 403 and self.forbidden_is_policy):
+            return ProviderError(
+                f"{self.key_setting} was rejected by {self.provider} ({status}){said}",
+                retryable=False,
+                code="auth",
+                status_code=status,
+            )
+        if status == 403 or (status in (400, 422) and looks_like_policy(detail)):
+            return ProviderError(
+                f"{self.provider} refused the content ({status}){said}",
+                retryable=False,
+                code="content_policy",
+                status_code=status,
+            )
+        if status == 429:
+            return ProviderError(
+                f"{self.provider} is rate limiting us (429){said}",
+                retryable=True,
+                code="rate_limited",
+                retry_after=parse_retry_after(response.headers, now=time.time()),
+                status_code=status,
+            )
+        if status >= 500 or status in RETRYABLE_STATUSES:
+            return ProviderError(
+                f"{self.provider} failed during {action} ({status}){said}",
+                retryable=True,
+                code="server_error" if status >= 500 else "conflict_or_timeout",
+                retry_after=parse_retry_after(response.headers, now=time.time()),
+                status_code=status,
+            )
+        if status in (404, 410):
+            if lost_on_404:
+                lost = PredictionLost(f"{self.provider} no longer knows this prediction{said}")
+                lost.status_code = status
+                return lost
+            return ProviderError(
+                f"{self.provider} answered {status} during {action}{said}",
+                retryable=False,
+                code="not_found",
+                status_code=status,
+            )
+        return ProviderError(
+            f"{self.provider} rejected the request ({status}){said}",
+            retryable=False,
+            code="bad_request",
+            status_code=status,
+        )
+
+
+def _detail(response: httpx.Response) -> str:
+    """The provider's own words from an error body, in any of the shapes they use."""
+    try:
+        raw = response.content
+    except httpx.ResponseNotRead:
+        return ""
+    if not raw:
+        return ""
+    try:
+        body: Any = json.loads(raw)
+    except ValueError:
+        text = raw[:MAX_DETAIL_CHARS].decode("utf-8", "replace").strip()
+        return text if "<html" not in text.lower() else ""
+    return _flatten(body)[:MAX_DETAIL_CHARS]
+
+
+def _flatten(body: Any) -> str:
+    if isinstance(body, str):
+        return body
+    if isinstance(body, list):
+        return "; ".join(_flatten(item) for item in body if item)
+    if isinstance(body, dict):
+        # OpenAI {"error": {"message"}}, Runway {"error": "..."}, Replicate/fal {"detail"},
+        # Stability {"errors": [...]}, pydantic-style [{"loc", "msg"}].
+        for key in ("error", "detail", "errors", "message", "msg", "failure", "title"):
+            if body.get(key):
+                text = _flatten(body[key])
+                loc = body.get("loc") or body.get("param")
+                if loc and key in ("msg", "message"):
+                    where = ".".join(map(str, loc)) if isinstance(loc, list) else str(loc)
+                    text = f"{where}: {text}"
+                return text
+        return ""
+    return str(body)

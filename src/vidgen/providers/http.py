@@ -1,0 +1,345 @@
+"""What every HTTP adapter shares: its one client, downloads, signatures, a base class.
+
+* :func:`build_client` makes the one ``httpx.AsyncClient`` per provider per process, with
+  explicit timeouts and connection limits, ``User-Agent: vidgen/<version>`` and the
+  provider's base URL. Credentials go in through :class:`HostAuth`, which sends them only to
+  the provider's own hosts, never to a CDN that serves an output file.
+* :func:`download_to` streams a response into a file, capped at ``max_bytes``.
+* :func:`verify_standard_webhook` checks Standard Webhooks signatures (Replicate, OpenAI).
+* :class:`HttpProvider` holds the parts of the Provider protocol all adapters share.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import io
+import logging
+from collections.abc import AsyncIterator, Generator, Iterable, Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from vidgen import __version__
+from vidgen.providers.base import (
+    Capabilities,
+    InputImage,
+    PollResult,
+    ProviderError,
+    WebhookEvent,
+    WebhookRejected,
+)
+from vidgen.providers.errors import ErrorContext, parse_retry_after
+from vidgen.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = f"vidgen/{__version__}"
+CONNECT_TIMEOUT_CAP = 10.0
+DOWNLOAD_CHUNK = 64 * 1024
+
+__all__ = [
+    "USER_AGENT",
+    "HostAuth",
+    "HttpProvider",
+    "build_client",
+    "data_uri",
+    "download_to",
+    "fit_image",
+    "parse_retry_after",
+    "verify_standard_webhook",
+]
+
+
+class HostAuth(httpx.Auth):
+    """Adds one credential header, but only to requests for the given hosts.
+
+    Output files often live on another host (a CDN, signed storage URLs); sending the API key
+    there would leak it.
+    """
+
+    def __init__(self, header: str, value: str, hosts: Iterable[str]) -> None:
+        self._header = header
+        self._value = value
+        self._hosts = frozenset(h.lower() for h in hosts if h)
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if request.url.host.lower() in self._hosts:
+            request.headers[self._header] = self._value
+        yield request
+
+
+def build_client(
+    settings: Settings,
+    provider: str,
+    *,
+    auth: httpx.Auth | None = None,
+    headers: Mapping[str, str] | None = None,
+    base_url: str | None = None,
+) -> httpx.AsyncClient:
+    """The one shared client for ``provider`` in this process.
+
+    Timeouts: ``provider_timeout_seconds`` for reads, writes and pool waits; connecting gets at
+    most 10 s. Limits: ``provider_max_connections``. Redirects are not followed (Runway and
+    Replicate document that they never redirect; a redirect means a misconfigured base URL).
+    """
+    seconds = settings.provider_timeout_seconds
+    limit = settings.provider_max_connections
+    return httpx.AsyncClient(
+        base_url=(base_url or settings.provider_base_url(provider) or "").rstrip("/"),
+        auth=auth,
+        headers={"User-Agent": USER_AGENT, **(headers or {})},
+        timeout=httpx.Timeout(seconds, connect=min(seconds, CONNECT_TIMEOUT_CAP)),
+        limits=httpx.Limits(
+            max_connections=limit,
+            max_keepalive_connections=max(1, limit // 2),
+            keepalive_expiry=30.0,
+        ),
+        follow_redirects=False,
+    )
+
+
+def host_of(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
+
+
+async def download_to(
+    client: httpx.AsyncClient,
+    url: str,
+    dest: Path,
+    *,
+    max_bytes: int,
+    errors: ErrorContext,
+    headers: Mapping[str, str] | None = None,
+    follow_redirects: bool = True,
+    lost_on_404: bool = True,
+) -> str:
+    """Stream ``url`` into ``dest`` and return the content type.
+
+    More than ``max_bytes`` (by Content-Length or by counting) is a permanent ProviderError;
+    any failure removes the partial file. Output URLs may redirect to storage, so redirects are
+    followed here. A 404 means the output expired: :class:`PredictionLost` by default.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    try:
+        with errors.translating("download", lost_on_404=lost_on_404):
+            async with client.stream(
+                "GET", url, headers=dict(headers or {}), follow_redirects=follow_redirects
+            ) as response:
+                if not response.is_success:
+                    await response.aread()
+                    response.raise_for_status()
+                declared = response.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > max_bytes:
+                    raise _too_large(errors.provider, max_bytes)
+                with dest.open("wb") as out:
+                    async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK):
+                        written += len(chunk)
+                        if written > max_bytes:
+                            raise _too_large(errors.provider, max_bytes)
+                        out.write(chunk)
+                content_type = response.headers.get("content-type", "application/octet-stream")
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+    if written == 0:
+        dest.unlink(missing_ok=True)
+        raise ProviderError(
+            f"{errors.provider} returned an empty file.", retryable=True, code="empty_output"
+        )
+    logger.info(
+        "provider output downloaded",
+        extra={"action": "provider.download", "provider": errors.provider, "bytes": written},
+    )
+    return content_type.split(";")[0].strip()
+
+
+def _too_large(provider: str, max_bytes: int) -> ProviderError:
+    return ProviderError(
+        f"{provider}'s output is larger than the {max_bytes} byte limit"
+        " (VIDGEN_MAX_OUTPUT_BYTES).",
+        retryable=False,
+        code="too_large",
+    )
+
+
+def data_uri(image: InputImage) -> str:
+    """The image as a ``data:`` URI (Runway, Replicate and fal accept these)."""
+    return f"data:{image.content_type};base64,{base64.b64encode(image.data).decode('ascii')}"
+
+
+def fit_image(image: InputImage, width: int, height: int) -> InputImage:
+    """Scale and centre-crop ``image`` to exactly ``width``x``height``.
+
+    Stability and OpenAI demand that the input image has the output's exact size. CPU work:
+    call through ``asyncio.to_thread``.
+    """
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(image.data)) as source:
+        if source.size == (width, height):
+            return image
+        fitted = ImageOps.fit(source.convert("RGB"), (width, height))
+    out = io.BytesIO()
+    fitted.save(out, format="PNG")
+    return InputImage(data=out.getvalue(), content_type="image/png")
+
+
+def verify_standard_webhook(
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    secret: str | None,
+    now: float,
+    tolerance: float,
+    provider: str,
+) -> str:
+    """Verify a Standard Webhooks signature and return the ``webhook-id``.
+
+    Signed bytes are ``{webhook-id}.{webhook-timestamp}.{body}``, HMAC-SHA256 keyed with the
+    base64-decoded part of the ``whsec_`` secret; ``webhook-signature`` lists ``v1,<base64>``
+    entries separated by spaces. Timestamps more than ``tolerance`` seconds away are stale.
+
+    Raises:
+        WebhookRejected: missing secret or headers, stale timestamp, or no matching signature.
+    """
+    if not secret:
+        raise WebhookRejected(f"No webhook secret is configured for {provider}.")
+    lowered = {k.lower(): v for k, v in headers.items()}
+    msg_id = lowered.get("webhook-id")
+    stamp = lowered.get("webhook-timestamp")
+    signatures = lowered.get("webhook-signature")
+    if not (msg_id and stamp and signatures):
+        raise WebhookRejected("Missing webhook-id, webhook-timestamp or webhook-signature.")
+    try:
+        sent_at = int(stamp)
+    except ValueError as exc:
+        raise WebhookRejected("webhook-timestamp is not a number.") from exc
+    if abs(now - sent_at) > tolerance:
+        raise WebhookRejected("webhook-timestamp is outside the tolerance (stale or replayed).")
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise WebhookRejected(f"The {provider} webhook secret is not valid base64.") from exc
+    signed = msg_id.encode() + b"." + stamp.encode() + b"." + body
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    for entry in signatures.split():
+        version, _, value = entry.partition(",")
+        if version == "v1" and hmac.compare_digest(value, expected):
+            return msg_id
+    raise WebhookRejected("No webhook signature matches.")
+
+
+class HttpProvider:
+    """The parts of :class:`~vidgen.providers.base.Provider` every HTTP adapter shares.
+
+    Subclasses set ``name`` and ``capabilities`` and implement submit, poll and cancel.
+
+    Args:
+        settings: The process settings (key, base URL, timeouts).
+        client: A ready client (tests, or a caller sharing one); by default one is built.
+    """
+
+    name: str
+    capabilities: Capabilities
+    auth_header = "Authorization"
+    auth_scheme = "Bearer"
+    extra_headers: Mapping[str, str] = {}
+    # Further hosts that need the key (besides the API host), e.g. a provider's file host.
+    auth_hosts: tuple[str, ...] = ()
+
+    def __init__(self, settings: Settings, *, client: httpx.AsyncClient | None = None) -> None:
+        self.settings = settings
+        self.api_key = settings.provider_api_key(self.name)
+        self.base_url = (settings.provider_base_url(self.name) or "").rstrip("/")
+        self.errors = ErrorContext(
+            provider=self.name,
+            key_setting=f"VIDGEN_{self.name.upper()}_API_KEY",
+            secrets=tuple(s for s in self._secrets() if s),
+            forbidden_is_policy=self.forbidden_is_policy,
+        )
+        auth = None
+        if self.api_key:
+            auth = HostAuth(
+                self.auth_header,
+                f"{self.auth_scheme} {self.api_key}",
+                (host_of(self.base_url), *self.auth_hosts),
+            )
+        self.client = client or build_client(
+            settings, self.name, auth=auth, headers=self.extra_headers
+        )
+
+    forbidden_is_policy = False
+
+    def _secrets(self) -> Iterable[str | None]:
+        return (self.api_key,)
+
+    @property
+    def available(self) -> bool:
+        """True when the provider's API key is configured."""
+        return bool(self.api_key)
+
+    def _require_key(self) -> None:
+        if not self.api_key:
+            raise ProviderError(
+                f"{self.errors.key_setting} is not set; {self.name} is unavailable.",
+                retryable=False,
+                code="auth",
+            )
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    async def download(self, result: PollResult, dest: Path, *, max_bytes: int) -> str:
+        """Stream ``result.output_url`` into ``dest`` (at most ``max_bytes``)."""
+        if not result.output_url:
+            raise ProviderError(
+                f"{self.name} reported success without an output.",
+                retryable=False,
+                code="prediction_failed",
+            )
+        headers = result.extra.get("download_headers") or {}
+        return await download_to(
+            self.client,
+            result.output_url,
+            dest,
+            max_bytes=max_bytes,
+            errors=self.errors,
+            headers=headers,  # type: ignore[arg-type]
+        )
+
+    async def parse_webhook(
+        self, headers: Mapping[str, str], body: bytes, *, now: float
+    ) -> WebhookEvent:
+        """Providers without webhooks reject every callback."""
+        raise WebhookRejected(f"{self.name} does not send webhooks.")
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def _send(
+        self, method: str, url: str, action: str, *, lost_on_404: bool = False, **kwargs: object
+    ) -> httpx.Response:
+        """One request, classified: returns only a 2xx response (body read)."""
+        self._require_key()
+        with self.errors.translating(action, lost_on_404=lost_on_404):
+            response = await self.client.request(method, url, **kwargs)  # type: ignore[arg-type]
+            response.raise_for_status()
+        return response
+
+    @contextlib.asynccontextmanager
+    async def _stream(
+        self, method: str, url: str, action: str, **kwargs: object
+    ) -> AsyncIterator[httpx.Response]:
+        self._require_key()
+        with self.errors.translating(action, lost_on_404=action == "poll"):
+            async with self.client.stream(method, url, **kwargs) as response:  # type: ignore[arg-type]
+                if not response.is_success:
+                    await response.aread()
+                    response.raise_for_status()
+                yield response
