@@ -160,8 +160,7 @@ class ErrorContext:
             raise
         except httpx.TimeoutException as exc:
             raise ProviderError(
-                f"{self.provider} did not answer in time during {action}"
-                f" ({type(exc).__name__}).",
+                f"{self.provider} did not answer in time during {action} ({type(exc).__name__}).",
                 retryable=True,
                 code="timeout",
             ) from exc

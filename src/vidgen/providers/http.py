@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -145,10 +146,10 @@ async def download_to(
                         out.write(chunk)
                 content_type = response.headers.get("content-type", "application/octet-stream")
     except BaseException:
-        dest.unlink(missing_ok=True)
+        dest.unlink(missing_ok=True)  # noqa: ASYNC240 - must run even when cancelled
         raise
     if written == 0:
-        dest.unlink(missing_ok=True)
+        await asyncio.to_thread(dest.unlink, missing_ok=True)
         raise ProviderError(
             f"{errors.provider} returned an empty file.", retryable=True, code="empty_output"
         )
@@ -161,8 +162,7 @@ async def download_to(
 
 def _too_large(provider: str, max_bytes: int) -> ProviderError:
     return ProviderError(
-        f"{provider}'s output is larger than the {max_bytes} byte limit"
-        " (VIDGEN_MAX_OUTPUT_BYTES).",
+        f"{provider}'s output is larger than the {max_bytes} byte limit (VIDGEN_MAX_OUTPUT_BYTES).",
         retryable=False,
         code="too_large",
     )
