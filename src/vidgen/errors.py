@@ -30,7 +30,9 @@ class VidgenError(Exception):
 class Unauthenticated(VidgenError):
     code = "UNAUTHENTICATED"
 
-    def __init__(self, message: str = "Sign in first: send 'Authorization: Bearer <token>'.") -> None:
+    def __init__(
+        self, message: str = "Sign in first: send 'Authorization: Bearer <token>'."
+    ) -> None:
         super().__init__(message)
 
 

@@ -192,9 +192,9 @@ class Settings(BaseSettings):
         """Fail early with a clear message on an unusable configuration."""
         _ = self.resolved_secret_key
         url = self.resolved_database_url
-        if not url.split("://", 1)[0] in {"sqlite", "postgres", "asyncpg", "psql"}:
+        if url.split("://", 1)[0] not in {"sqlite", "postgres", "asyncpg", "psql"}:
             raise errors.ConfigurationError(
-                f"VIDGEN_DATABASE_URL must start with sqlite://, postgres:// or asyncpg://"
+                "VIDGEN_DATABASE_URL must start with sqlite://, postgres:// or asyncpg://"
             )
 
 

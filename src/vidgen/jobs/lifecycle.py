@@ -104,7 +104,8 @@ async def record_created(video: Video, *, actor: str | None, message: str | None
         message=message or "queued",
         actor=actor,
     )
-    return Change(video.id, S(video.status), S(video.status), video.version, event_for(video, row.id))
+    status = S(video.status)
+    return Change(video.id, status, status, video.version, event_for(video, row.id))
 
 
 async def transition(

@@ -1,0 +1,174 @@
+"""The ``vidgen`` command line: serve, worker, migrate, createuser, export-schema, generate,
+purge. Output meant for people goes to stdout; logs go to stderr."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from vidgen import logs
+from vidgen.settings import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {}
+    for name in ("host", "port"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    if getattr(args, "worker", None) is not None:
+        overrides["embedded_worker"] = args.worker
+    settings = Settings(**overrides)
+    logs.configure(settings.log_level, json_lines=settings.log_json)
+    return settings
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from vidgen.web.app import create_app
+
+    settings = _settings(args)
+    settings.check()
+    app = create_app(settings)
+    print(f"vidgen: GraphiQL at http://{settings.host}:{settings.port}/graphql", flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, lifespan="on")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from vidgen.jobs.worker import run_worker
+
+    settings = _settings(args)
+    settings.check()
+    asyncio.run(run_worker(settings, concurrency=args.concurrency))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from vidgen import db
+
+    settings = _settings(args)
+    asyncio.run(db.migrate_database(settings.resolved_database_url, settings))
+    print(f"migrated {_redact(settings.resolved_database_url)}")
+    return 0
+
+
+def cmd_createuser(args: argparse.Namespace) -> int:
+    from vidgen import db, errors
+    from vidgen.services import users
+
+    settings = _settings(args)
+
+    async def run() -> str:
+        await db.init(settings, run_migrations=settings.is_sqlite)
+        try:
+            user = await users.create_user(
+                email=args.email, password=args.password, is_admin=args.admin
+            )
+            token, _ = await users.issue_token(user=user, name="cli")
+            return token
+        finally:
+            await db.close()
+
+    try:
+        token = asyncio.run(run())
+    except errors.VidgenError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    print(token)
+    return 0
+
+
+def cmd_export_schema(args: argparse.Namespace) -> int:
+    from vidgen.graphql.schema import schema, sdl
+
+    text = sdl(schema)
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from vidgen.client import generate_command
+
+    return generate_command(args)
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    from vidgen.media.retention import purge_command
+
+    settings = _settings(args)
+    return purge_command(settings, dry_run=args.dry_run, older_than_days=args.older_than_days)
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':')[0]}:***@{host}" if ":" in creds else url
+    return url
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vidgen", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the API (and, on SQLite, a worker inside it)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    group = serve.add_mutually_exclusive_group()
+    group.add_argument("--worker", dest="worker", action="store_true", default=None)
+    group.add_argument("--no-worker", dest="worker", action="store_false")
+    serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="run a job worker")
+    worker.add_argument("--concurrency", type=int, default=None)
+    worker.set_defaults(func=cmd_worker)
+
+    migrate = sub.add_parser("migrate", help="apply the database migrations")
+    migrate.set_defaults(func=cmd_migrate)
+
+    create = sub.add_parser("createuser", help="create a user and print an API token")
+    create.add_argument("email")
+    create.add_argument("--admin", action="store_true")
+    create.add_argument("--password", default=None, help="default: a random one (not shown)")
+    create.set_defaults(func=cmd_createuser)
+
+    export = sub.add_parser("export-schema", help="write the GraphQL SDL")
+    export.add_argument("--output", "-o", default="schema.graphql")
+    export.set_defaults(func=cmd_export_schema)
+
+    generate = sub.add_parser("generate", help="submit a video to a running server")
+    generate.add_argument("prompt")
+    generate.add_argument("--provider", default=None)
+    generate.add_argument("--model", default=None)
+    generate.add_argument("--image", type=Path, default=None)
+    generate.add_argument("--resolution", default=None)
+    generate.add_argument("--format", dest="output_format", choices=["mp4", "webm"], default=None)
+    generate.add_argument("--duration", type=float, default=None)
+    generate.add_argument("--project", default=None, help="project id")
+    generate.add_argument("--wait", action="store_true", help="follow live status until done")
+    generate.add_argument("--url", default=None, help="server URL (env VIDGEN_URL)")
+    generate.add_argument("--token", default=None, help="API token (env VIDGEN_TOKEN)")
+    generate.set_defaults(func=cmd_generate)
+
+    purge = sub.add_parser("purge", help="remove videos deleted longer ago than the retention")
+    purge.add_argument("--dry-run", action="store_true")
+    purge.add_argument("--older-than-days", type=float, default=None)
+    purge.set_defaults(func=cmd_purge)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

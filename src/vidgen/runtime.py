@@ -1,0 +1,75 @@
+"""Shared resources of one process, created once at start-up and handed down.
+
+The API and every worker build one :class:`Runtime`: the settings, the event bus, the
+providers (each with its own shared HTTP client) and media storage. Nothing here is global:
+tests build their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from vidgen.events.bus import EventBus, create_bus
+from vidgen.settings import Settings
+
+if TYPE_CHECKING:
+    from vidgen.media.storage import LocalStorage
+    from vidgen.providers.base import Provider
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    bus: EventBus
+    providers: dict[str, Provider]
+    storage: LocalStorage
+    name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+    @classmethod
+    def create(
+        cls,
+        settings: Settings,
+        *,
+        bus: EventBus | None = None,
+        providers: dict[str, Provider] | None = None,
+    ) -> Runtime:
+        """Build the bus, providers and storage (nothing is connected yet: see open())."""
+        from vidgen.media.storage import LocalStorage
+        from vidgen.providers.registry import build_providers
+
+        bus = bus or create_bus(settings.redis_url)
+        storage = LocalStorage(settings.resolved_media_root)
+        if providers is None:
+            providers = build_providers(settings)
+        return cls(settings=settings, bus=bus, providers=providers, storage=storage)
+
+    async def open(self) -> None:
+        await self.bus.start()
+
+    @classmethod
+    async def start(
+        cls,
+        settings: Settings,
+        *,
+        bus: EventBus | None = None,
+        providers: dict[str, Provider] | None = None,
+    ) -> Runtime:
+        """create() and open() in one step."""
+        runtime = cls.create(settings, bus=bus, providers=providers)
+        await runtime.open()
+        return runtime
+
+    async def close(self) -> None:
+        from vidgen.providers.registry import close_providers
+
+        await close_providers(self.providers)
+        await self.bus.close()
+
+    def provider(self, name: str) -> Provider:
+        return self.providers[name]

@@ -1,0 +1,52 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from tortoise.connection import get_connection
+
+from vidgen.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+CHECK_TIMEOUT = 2.0
+
+
+async def database_ready() -> bool:
+    try:
+        await asyncio.wait_for(get_connection("default").execute_query("SELECT 1"), CHECK_TIMEOUT)
+        return True
+    except Exception:  # noqa: BLE001 - readiness reports, it does not raise
+        logger.warning("readiness: database unreachable", exc_info=True)
+        return False
+
+
+async def bus_ready(runtime: Runtime) -> bool:
+    try:
+        return bool(await asyncio.wait_for(runtime.bus.ping(), CHECK_TIMEOUT))
+    except Exception:  # noqa: BLE001
+        logger.warning("readiness: event bus unreachable", exc_info=True)
+        return False
+
+
+def health_routes(runtime: Runtime) -> list[Route]:
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> JSONResponse:
+        checks = {"database": await database_ready(), "bus": await bus_ready(runtime)}
+        ok = all(checks.values())
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "checks": checks},
+            status_code=200 if ok else 503,
+        )
+
+    return [
+        Route("/healthz", healthz, methods=["GET", "HEAD"]),
+        Route("/readyz", readyz, methods=["GET", "HEAD"]),
+    ]
