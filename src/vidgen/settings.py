@@ -7,12 +7,14 @@ local media folder. Build a :class:`Settings` once at the entry point and pass i
 
 from __future__ import annotations
 
+import json
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from vidgen import errors
 
@@ -50,7 +52,7 @@ class Settings(BaseSettings):
     log_json: bool | None = None
     graphiql: bool = True
     signup_enabled: bool = True
-    ws_allowed_origins: list[str] = Field(default_factory=list)
+    ws_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     legacy_graphql_ws: bool = False
     max_request_bytes: int = 25 * 1024 * 1024
     max_query_depth: int = 12
@@ -73,7 +75,7 @@ class Settings(BaseSettings):
     retry_cap_seconds: float = 300.0
     priority_min: int = -100
     priority_max: int = 100
-    provider_concurrency: dict[str, int] = Field(default_factory=dict)
+    provider_concurrency: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
     enable_test_provider: bool = False
 
     # --- media ------------------------------------------------------------------------
@@ -114,7 +116,9 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_limits(cls, value: object) -> object:
         # Accept "runway=2,fal=4" as well as JSON.
-        if isinstance(value, str) and value and not value.lstrip().startswith("{"):
+        if isinstance(value, str) and value.lstrip().startswith("{"):
+            return json.loads(value)
+        if isinstance(value, str) and value:
             limits: dict[str, int] = {}
             for part in value.split(","):
                 name, _, number = part.partition("=")
@@ -125,7 +129,9 @@ class Settings(BaseSettings):
     @field_validator("ws_allowed_origins", mode="before")
     @classmethod
     def _parse_origins(cls, value: object) -> object:
-        if isinstance(value, str) and not value.lstrip().startswith("["):
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            return json.loads(value)
+        if isinstance(value, str):
             return [o.strip() for o in value.split(",") if o.strip()]
         return value
 
