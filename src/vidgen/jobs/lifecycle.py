@@ -118,6 +118,7 @@ async def transition(
     attempt: int | None = None,
     fields: dict[str, Any] | None = None,
     bus: EventBus | None = None,
+    where: dict[str, Any] | None = None,
 ) -> tuple[Video, Change]:
     """Move one video to ``to``.
 
@@ -132,6 +133,8 @@ async def transition(
         fields: other columns to set in the same UPDATE (error_message, scheduled_at...).
         bus: when given, the change is published after this function's own commit. Pass
             None inside a caller's transaction and publish ``change.event`` after it.
+        where: further Tortoise filters the row must still match (e.g. the sweeper's
+            ``lease_expires_at__lt``); a row that no longer matches is :class:`StaleAttempt`.
 
     Raises:
         NotFound, IllegalTransition, StaleAttempt.
@@ -165,6 +168,8 @@ async def transition(
         guard = Video.filter(id=video_id, status=current)
         if attempt is not None:
             guard = guard.filter(attempt=attempt)
+        if where:
+            guard = guard.filter(**where)
         rows = await guard.update(**updates)
         if rows != 1:  # only possible without row locks (SQLite serialises writers anyway)
             raise StaleAttempt(f"video {video_id} changed concurrently")
@@ -187,3 +192,175 @@ def _supports_row_locks() -> bool:
     from vidgen import db
 
     return db.dialect() == "postgres"
+
+
+async def touch(
+    video_id: int,
+    *,
+    fields: dict[str, Any],
+    attempt: int | None = None,
+    status: VideoStatus | None = None,
+    bus: EventBus | None = None,
+) -> VideoEvent | None:
+    """Change non-status columns of one video, bump ``version`` and publish (no history row).
+
+    Used for progress, the stored ``prediction_id`` and the cancel flag: visible changes that
+    are not status changes.
+
+    Args:
+        video_id: the video.
+        fields: the columns to set (never ``status``).
+        attempt: fence: apply only while ``Video.attempt`` equals this, else StaleAttempt.
+        status: apply only while the video has this status; None when it does not.
+        bus: publish the new version after the write (pass None inside a transaction).
+
+    Returns:
+        The published event, or None when ``status`` no longer matched.
+
+    Raises:
+        StaleAttempt: the fence did not match.
+    """
+    if "status" in fields:
+        raise ValueError("touch() never changes status: use transition()")
+    query = Video.filter(id=video_id)
+    if attempt is not None:
+        query = query.filter(attempt=attempt)
+    if status is not None:
+        query = query.filter(status=status)
+    updates = dict(fields)
+    updates.update(version=F("version") + 1, updated_at=now())
+    rows = await query.update(**updates)
+    if rows != 1:
+        if attempt is not None and not await Video.filter(id=video_id, attempt=attempt).exists():
+            raise StaleAttempt(f"video {video_id}: attempt {attempt} is stale")
+        return None
+    video = await Video.get(id=video_id)
+    event = event_for(video, None)
+    await publish(bus, [event])
+    return event
+
+
+async def report_progress(
+    video_id: int, progress: float, *, attempt: int, bus: EventBus | None
+) -> VideoEvent | None:
+    """Record a running job's progress (0..1), fenced on ``attempt``; publishes an event
+    without an ``event_id`` (progress is not kept in the status history).
+
+    Raises:
+        StaleAttempt: the job belongs to a newer attempt now.
+    """
+    progress = min(1.0, max(0.0, float(progress)))
+    return await touch(
+        video_id, fields={"progress": progress}, attempt=attempt, status=S.PROCESSING, bus=bus
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A job as it was claimed: enough to run it and to fence every later write."""
+
+    video_id: int
+    attempt: int
+    provider: str
+    prediction_id: str | None
+    event: VideoEvent
+
+
+# The claim transition (queued → processing) applied to the ids chosen by the queue's pick
+# query, with its history and attempt rows, in ONE statement on PostgreSQL.
+_PG_CLAIM = """
+WITH picked AS ({pick}),
+claimed AS (
+    UPDATE videos AS v
+    SET status = 'processing', attempt = v.attempt + 1, processed_by = ${w},
+        lease_expires_at = ${lease}, version = v.version + 1, updated_at = ${now}
+    FROM picked
+    WHERE v.id = picked.id AND v.status = 'queued'
+    RETURNING v.id, v.owner_id, v.project_id, v.story_id, v.provider, v.prediction_id,
+              v.attempt, v.version, v.progress
+),
+history AS (
+    INSERT INTO video_status_events
+        (video_id, owner_id, from_status, to_status, version, at, message, actor)
+    SELECT id, owner_id, 'queued', 'processing', version, ${now}, 'claimed', ${w} FROM claimed
+    RETURNING id, video_id
+),
+attempts AS (
+    INSERT INTO video_attempts (video_id, attempt, worker, provider, prediction_id,
+                                started_at, outcome)
+    SELECT id, attempt, ${w}, provider, prediction_id, ${now}, 'running' FROM claimed
+)
+SELECT c.*, h.id AS event_id FROM claimed AS c JOIN history AS h ON h.video_id = c.id
+"""
+
+_SQLITE_CLAIM = """
+UPDATE videos
+SET status = 'processing', attempt = attempt + 1, processed_by = ?, lease_expires_at = ?,
+    version = version + 1, updated_at = ?
+WHERE id IN ({pick}) AND status = 'queued'
+RETURNING id, owner_id, project_id, story_id, provider, prediction_id, attempt, version,
+          progress
+"""
+
+
+async def apply_claim(
+    conn: Any,
+    *,
+    pick_sql: str,
+    pick_params: list[Any],
+    worker_id: str,
+    lease_until: dt.datetime,
+    dialect: str,
+) -> list[Claimed]:
+    """Move the videos chosen by ``pick_sql`` from queued to processing (the claim).
+
+    Bumps ``attempt`` (the fence) and ``version``, sets ``processed_by`` and the lease, and
+    writes one status-history row and one RUNNING :class:`~vidgen.models.VideoAttempt` per
+    claimed video. The queue module owns the pick (which rows, in which order, how locked);
+    this owns the transition. Publish the returned events after the commit.
+
+    Args:
+        conn: the connection, inside the caller's transaction on SQLite.
+        pick_sql: ``SELECT id FROM videos ...`` (``$1..$k`` on PostgreSQL, ``?`` on SQLite).
+        pick_params: its parameters.
+        worker_id: written to ``processed_by`` and the attempt rows.
+        lease_until: the first lease deadline.
+        dialect: ``postgres`` or ``sqlite``.
+    """
+    stamp = now()
+    if dialect == "postgres":
+        k = len(pick_params)
+        sql = _PG_CLAIM.format(pick=pick_sql, w=k + 1, lease=k + 2, now=k + 3)
+        rows = await conn.execute_query_dict(sql, [*pick_params, worker_id, lease_until, stamp])
+        claimed = [(dict(r), r["event_id"]) for r in rows]
+    else:
+        sql = _SQLITE_CLAIM.format(pick=pick_sql)
+        rows = await conn.execute_query_dict(sql, [worker_id, lease_until, stamp, *pick_params])
+        claimed = []
+        for r in rows:
+            history = await conn.execute_query_dict(
+                "INSERT INTO video_status_events (video_id, owner_id, from_status, to_status,"
+                " version, at, message, actor) VALUES (?, ?, 'queued', 'processing', ?, ?,"
+                " 'claimed', ?) RETURNING id",
+                [r["id"], r["owner_id"], r["version"], stamp, worker_id],
+            )
+            await conn.execute_query(
+                "INSERT INTO video_attempts (video_id, attempt, worker, provider, prediction_id,"
+                " started_at, outcome) VALUES (?, ?, ?, ?, ?, ?, 'running')",
+                [r["id"], r["attempt"], worker_id, r["provider"], r["prediction_id"], stamp],
+            )
+            claimed.append((dict(r), history[0]["id"]))
+    result = []
+    for r, event_id in claimed:
+        event = VideoEvent(
+            video_id=r["id"],
+            owner_id=r["owner_id"],
+            version=r["version"],
+            status=S.PROCESSING.value,
+            progress=float(r["progress"] or 0.0),
+            event_id=event_id,
+            project_id=r["project_id"],
+            story_id=r["story_id"],
+        )
+        result.append(Claimed(r["id"], r["attempt"], r["provider"], r["prediction_id"], event))
+    return result

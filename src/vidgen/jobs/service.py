@@ -1,0 +1,165 @@
+"""What the API layer asks of the job engine: cancel, retry, wake the workers, route webhooks.
+
+These are the only job operations the GraphQL and web layers call; every status change still
+goes through :mod:`vidgen.jobs.lifecycle`. Owner scoping is the caller's job (the videos
+service checks the video belongs to the user before calling in here).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from vidgen import errors
+from vidgen.events.bus import WAKEUP_CHANNEL, EventBus, job_channel
+from vidgen.jobs import lifecycle
+from vidgen.models import Video, VideoStatus
+from vidgen.providers.base import WebhookEvent
+
+logger = logging.getLogger(__name__)
+
+S = VideoStatus
+
+CANCEL_MESSAGE = "cancel"
+WEBHOOK_MESSAGE = "webhook"
+
+
+async def request_cancel(video_id: int, *, actor: str | None, bus: EventBus | None) -> Video:
+    """Cancel a video's job.
+
+    A queued job is canceled at once. A processing job is flagged (``cancel_requested``) and
+    its worker is nudged on the job channel; the worker cancels the provider's prediction and
+    records ``canceled`` (within one heartbeat even when the nudge is lost). Asking again
+    while the flag is set is harmless.
+
+    Args:
+        video_id: the video.
+        actor: who asks (``user:12``), kept in the status history.
+        bus: the event bus (the change is published after commit).
+
+    Returns:
+        The video after the request (``canceled``, or ``processing`` with the flag set).
+
+    Raises:
+        NotFound: no such video.
+        IllegalTransition: the video is already completed, failed or canceled (CONFLICT).
+    """
+    # A claim can race a cancel: if the queued job is claimed in between, flag it instead.
+    for _ in range(3):
+        video = await Video.get_or_none(id=video_id)
+        if video is None:
+            raise errors.NotFound("video")
+        status = S(video.status)
+        if status is S.QUEUED:
+            try:
+                video, _change = await lifecycle.transition(
+                    video_id,
+                    S.CANCELED,
+                    actor=actor,
+                    message="canceled",
+                    expect=[S.QUEUED],
+                    fields={"scheduled_at": None},
+                    bus=bus,
+                )
+                return video
+            except (lifecycle.IllegalTransition, lifecycle.StaleAttempt):
+                continue
+        if status is S.PROCESSING:
+            event = await lifecycle.touch(
+                video_id, fields={"cancel_requested": True}, status=S.PROCESSING, bus=bus
+            )
+            if event is None:
+                continue
+            if bus is not None:
+                await bus.publish(job_channel(video_id), {"type": CANCEL_MESSAGE})
+            logger.info(
+                "cancel requested", extra={"action": "job.cancel_requested", "video_id": video_id}
+            )
+            return await Video.get(id=video_id)
+        raise lifecycle.IllegalTransition(
+            f"A {status.value} video cannot be canceled.", status=status.value
+        )
+    raise lifecycle.StaleAttempt(f"video {video_id} kept changing; try again")
+
+
+async def retry(video_id: int, *, actor: str | None, bus: EventBus | None) -> Video:
+    """Re-queue a failed or canceled video with a fresh retry budget.
+
+    Clears the error, the prediction (a new one is submitted), the schedule, the cancel flag
+    and the retry/rescue counters, then wakes the workers.
+
+    Raises:
+        NotFound: no such video.
+        IllegalTransition: the video is queued, processing or completed (CONFLICT).
+    """
+    video, _change = await lifecycle.transition(
+        video_id,
+        S.QUEUED,
+        actor=actor,
+        message="retry requested",
+        expect=[S.FAILED, S.CANCELED],
+        fields={
+            "retry_count": 0,
+            "rescue_count": 0,
+            "error_message": None,
+            "prediction_id": None,
+            "scheduled_at": None,
+            "cancel_requested": False,
+            "progress": 0.0,
+            "processed_by": None,
+            "completed_at": None,
+        },
+        bus=bus,
+    )
+    await wake_workers(bus, provider=video.provider)
+    return video
+
+
+async def wake_workers(bus: EventBus | None, provider: str | None = None) -> None:
+    """Tell idle workers that a job became due (call after the inserting commit)."""
+    if bus is None:
+        return
+    message: dict[str, Any] = {"type": "wakeup"}
+    if provider is not None:
+        message["provider"] = provider
+    await bus.publish(WAKEUP_CHANNEL, message)
+
+
+async def notify_webhook(*, provider: str, event: WebhookEvent, bus: EventBus | None) -> int | None:
+    """Route a verified provider callback to the job it is about.
+
+    Finds the video by ``(provider, prediction_id)`` and nudges its worker on the job
+    channel, passing the callback's state so the pipeline polls at once. Nothing is written:
+    the worker's poll is the one source of truth, so a duplicate delivery is harmless.
+
+    Returns:
+        The video id, or None when no video has that prediction (logged, not an error).
+    """
+    video_id = (
+        await Video.filter(provider=provider, prediction_id=event.prediction_id)
+        .order_by("-id")
+        .values_list("id", flat=True)
+        .first()
+    )
+    if video_id is None:
+        logger.info(
+            "webhook for an unknown prediction",
+            extra={
+                "action": "webhook.unknown",
+                "provider": provider,
+                "prediction_id": event.prediction_id,
+            },
+        )
+        return None
+    message: dict[str, Any] = {"type": WEBHOOK_MESSAGE, "prediction_id": event.prediction_id}
+    if event.result is not None:
+        message["state"] = event.result.state.value
+    if event.delivery_id:
+        message["delivery_id"] = event.delivery_id
+    if bus is not None:
+        await bus.publish(job_channel(int(video_id)), message)
+    logger.info(
+        "webhook delivered",
+        extra={"action": "webhook.delivered", "provider": provider, "video_id": video_id},
+    )
+    return int(video_id)
