@@ -1,0 +1,79 @@
+"""Prometheus metrics of this process (one registry; the /metrics route renders it).
+
+Counters and histograms are observed where things happen (requests, GraphQL errors, jobs run
+by a worker in this process, bus reconnects). Fleet-wide figures (jobs by status, queue depth,
+oldest due job, attempts by outcome) are read from the database at scrape time, so every API
+process reports the same truth whichever process did the work.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+HTTP_REQUESTS = Counter(
+    "vidgen_http_requests_total",
+    "HTTP requests by route and status code.",
+    ["route", "method", "status"],
+    registry=REGISTRY,
+)
+GRAPHQL_OPERATIONS = Counter(
+    "vidgen_graphql_operations_total",
+    "GraphQL operations by operation name and type.",
+    ["operation", "type"],
+    registry=REGISTRY,
+)
+GRAPHQL_ERRORS = Counter(
+    "vidgen_graphql_errors_total",
+    "GraphQL errors by operation name and extensions.code.",
+    ["operation", "code"],
+    registry=REGISTRY,
+)
+JOBS = Gauge(
+    "vidgen_jobs",
+    "Videos (jobs) by status and provider, soft-deleted excluded.",
+    ["status", "provider"],
+    registry=REGISTRY,
+)
+QUEUE_DEPTH = Gauge(
+    "vidgen_queue_depth", "Jobs due now (queued, not scheduled later).", registry=REGISTRY
+)
+QUEUE_OLDEST_AGE = Gauge(
+    "vidgen_queue_oldest_due_age_seconds",
+    "Age of the oldest due job (0 when the queue is empty).",
+    registry=REGISTRY,
+)
+ATTEMPTS = Gauge(
+    "vidgen_job_attempts",
+    "Job attempts by outcome (retry = retryable failure, rescued = lease expired).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+JOB_DURATION = Histogram(
+    "vidgen_job_duration_seconds",
+    "Wall time of job attempts run in this process, by provider and outcome.",
+    ["provider", "outcome"],
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
+    registry=REGISTRY,
+)
+JOB_RETRIES = Counter(
+    "vidgen_job_retries_total", "Retryable failures re-queued by this process.", ["provider"],
+    registry=REGISTRY,
+)
+JOB_RESCUES = Counter(
+    "vidgen_job_rescues_total", "Expired leases rescued by this process's sweeper.",
+    registry=REGISTRY,
+)
+ACTIVE_SUBSCRIPTIONS = Gauge(
+    "vidgen_active_subscriptions", "GraphQL subscriptions open in this process.",
+    ["field"], registry=REGISTRY,
+)
+BUS_RECONNECTS = Counter(
+    "vidgen_bus_reconnects_total", "Event bus reconnections after an outage.", registry=REGISTRY
+)
+BUS_DROPPED_SUBSCRIBERS = Counter(
+    "vidgen_bus_dropped_subscribers_total",
+    "Local subscribers dropped because they could not keep up.",
+    registry=REGISTRY,
+)
