@@ -7,11 +7,30 @@ token or an API key from messages.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import re
 import sys
 from typing import Any
+
+# Ambient fields added to every record logged while they are set (request, user, job).
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+user_id: contextvars.ContextVar[int | None] = contextvars.ContextVar("user_id", default=None)
+video_id: contextvars.ContextVar[int | None] = contextvars.ContextVar("video_id", default=None)
+worker_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("worker_id", default=None)
+_AMBIENT = (request_id, user_id, video_id, worker_id)
+
+
+class ContextFilter(logging.Filter):
+    """Copies the ambient ContextVars onto each record (explicit ``extra`` wins)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for var in _AMBIENT:
+            value = var.get()
+            if value is not None and not hasattr(record, var.name):
+                setattr(record, var.name, value)
+        return True
 
 _STANDARD = set(
     logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None).__dict__
@@ -62,6 +81,7 @@ def configure(level: str = "INFO", *, json_lines: bool | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     text = TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler.setFormatter(JsonFormatter() if json_lines else text)
+    handler.addFilter(ContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

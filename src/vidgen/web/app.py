@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from vidgen import db
+from vidgen import db, logs
 from vidgen.runtime import Runtime
 from vidgen.settings import Settings
+from vidgen.web.metrics import RequestMetricsMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +65,11 @@ def create_app(
             if manage_database:
                 await db.close()
 
-    app = Starlette(routes=build_routes(runtime), lifespan=lifespan)
+    app = Starlette(
+        routes=build_routes(runtime),
+        lifespan=lifespan,
+        middleware=[Middleware(RequestContextMiddleware), Middleware(RequestMetricsMiddleware)],
+    )
     app.state.runtime = runtime
     app.state.settings = settings
     return app
@@ -77,6 +85,7 @@ def build_routes(runtime: Runtime) -> list[BaseRoute]:
     from vidgen.graphql.view import graphql_routes
     from vidgen.web.health import health_routes
     from vidgen.web.media import media_routes
+    from vidgen.web.metrics import metrics_routes
     from vidgen.web.webhooks import webhook_routes
 
     settings = runtime.settings
@@ -85,8 +94,32 @@ def build_routes(runtime: Runtime) -> list[BaseRoute]:
     routes += graphql_routes(runtime)
     routes += webhook_routes(runtime)
     routes += media_routes(runtime.storage, settings.resolved_secret_key)
-    with contextlib.suppress(ImportError):
-        from vidgen.web.metrics import metrics_routes
-
-        routes += metrics_routes(runtime)
+    routes += metrics_routes(runtime)
     return routes
+
+
+class RequestContextMiddleware:
+    """Gives every request an id (X-Request-ID when the client sent a sane one) for the logs,
+    and echoes it in the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        rid = incoming if incoming.isascii() and 0 < len(incoming) <= 64 else uuid.uuid4().hex
+        token = logs.request_id.set(rid)
+
+        async def send_with_id(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            logs.request_id.reset(token)

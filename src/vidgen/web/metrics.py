@@ -1,0 +1,98 @@
+"""GET /metrics in the Prometheus text format, plus the request-counting middleware."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from tortoise.functions import Count
+
+from vidgen import metrics
+from vidgen.models import AttemptOutcome, Video, VideoAttempt, VideoStatus
+from vidgen.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+
+async def refresh_database_gauges() -> None:
+    """Read fleet-wide job figures (a handful of grouped queries, whatever the table size)."""
+    metrics.JOBS.clear()
+    rows = (
+        await Video.filter(deleted_at=None)
+        .annotate(n=Count("id"))
+        .group_by("status", "provider")
+        .values("status", "provider", "n")
+    )
+    for status in VideoStatus:
+        metrics.JOBS.labels(status=status.value, provider="local").set(0)
+    for row in rows:
+        metrics.JOBS.labels(status=str(row["status"]), provider=row["provider"]).set(row["n"])
+
+    now = dt.datetime.now(dt.UTC)
+    due = Video.filter(status=VideoStatus.QUEUED, deleted_at=None).filter(
+        scheduled_at__lte=now
+    ) | Video.filter(status=VideoStatus.QUEUED, deleted_at=None, scheduled_at=None)
+    metrics.QUEUE_DEPTH.set(await due.count())
+    oldest = await due.order_by("created_at").first().values("created_at", "scheduled_at")
+    if oldest:
+        since = oldest["scheduled_at"] or oldest["created_at"]
+        metrics.QUEUE_OLDEST_AGE.set(max(0.0, (now - since).total_seconds()))
+    else:
+        metrics.QUEUE_OLDEST_AGE.set(0)
+
+    attempts = await VideoAttempt.annotate(n=Count("id")).group_by("outcome").values("outcome", "n")
+    counts = {str(r["outcome"]): r["n"] for r in attempts}
+    for outcome in AttemptOutcome:
+        metrics.ATTEMPTS.labels(outcome=outcome.value).set(counts.get(outcome.value, 0))
+
+
+def metrics_routes(runtime: Runtime) -> list[Route]:
+    async def endpoint(request: Request) -> Response:
+        try:
+            await refresh_database_gauges()
+        except Exception:  # noqa: BLE001 - still serve in-process metrics when the DB is down
+            logger.warning("metrics: database figures unavailable", exc_info=True)
+        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    return [Route("/metrics", endpoint, methods=["GET"])]
+
+
+class RequestMetricsMiddleware:
+    """Counts HTTP requests by route template (never the raw path: ids would explode labels)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = _route_template(scope)
+        status = {"code": 500}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            metrics.HTTP_REQUESTS.labels(
+                route=route, method=scope.get("method", ""), status=str(status["code"])
+            ).inc()
+
+
+def _route_template(scope: Scope) -> str:
+    app = scope.get("app")
+    router = getattr(app, "router", None)
+    for route in getattr(router, "routes", ()):
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return getattr(route, "path", "other")
+    return "unmatched"
