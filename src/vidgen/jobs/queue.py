@@ -1,0 +1,416 @@
+"""The durable queue: the ``videos`` table itself. All of the queue's SQL lives here.
+
+- :func:`claim` picks due jobs (``queued``, ``scheduled_at`` passed or empty, not deleted) in
+  order of priority (high first), then due time (``scheduled_at``, else creation), then id,
+  and moves them to ``processing`` through :func:`vidgen.jobs.lifecycle.apply_claim`. On
+  PostgreSQL the pick is ``FOR UPDATE SKIP LOCKED`` and the whole claim is one statement; on
+  SQLite it is one ``UPDATE … RETURNING`` (SQLite serialises writers).
+- :func:`extend_leases` is the heartbeat: it extends the leases of the jobs a worker still
+  owns (fenced on ``attempt``) and reports lost ones and cancel requests.
+- :func:`sweep` returns expired leases to ``queued`` (a rescue, counting the attempt) or to
+  ``failed`` when the retries or rescues are spent (or ``canceled`` when a cancel was asked).
+  Every worker runs it; concurrent sweepers are safe because each change is fenced.
+- :func:`release` hands a job back on graceful shutdown (no retry counted).
+
+Times are the application's UTC clock, the same clock that writes ``scheduled_at``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import zlib
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tortoise.expressions import F
+from tortoise.transactions import in_transaction
+
+from vidgen import db
+from vidgen.events.bus import EventBus, VideoEvent
+from vidgen.jobs import lifecycle
+from vidgen.jobs.lifecycle import Claimed, now
+from vidgen.models import AttemptOutcome, Video, VideoAttempt, VideoStatus
+
+logger = logging.getLogger(__name__)
+
+S = VideoStatus
+SWEEP_BATCH = 100
+LEASE_EXPIRED = "lease_expired"
+
+_ORDER = "ORDER BY priority DESC, COALESCE(scheduled_at, created_at), id"
+
+
+def _pick_sql(
+    dialect: str,
+    *,
+    limit: int,
+    stamp: dt.datetime,
+    providers: Collection[str] | None,
+    excluded: Collection[str],
+    columns: str = "id",
+) -> tuple[str, list[Any]]:
+    """The ``SELECT id`` of the next due jobs, with its parameters."""
+    params: list[Any] = []
+
+    def p(value: Any) -> str:
+        params.append(value)
+        return f"${len(params)}" if dialect == "postgres" else "?"
+
+    where = [
+        "status = 'queued'",
+        "deleted_at IS NULL",
+        f"(scheduled_at IS NULL OR scheduled_at <= {p(stamp)})",
+    ]
+    if dialect == "postgres":
+        if providers is not None:
+            where.append(f"provider = ANY({p(list(providers))}::varchar[])")
+        if excluded:
+            where.append(f"provider <> ALL({p(list(excluded))}::varchar[])")
+    else:
+        if providers is not None:
+            where.append(f"provider IN ({', '.join(p(x) for x in providers) or 'NULL'})")
+        if excluded:
+            where.append(f"provider NOT IN ({', '.join(p(x) for x in excluded)})")
+    sql = f"SELECT {columns} FROM videos WHERE {' AND '.join(where)} {_ORDER} LIMIT {p(limit)}"
+    if dialect == "postgres":
+        sql += " FOR UPDATE SKIP LOCKED"
+    return sql, params
+
+
+def _ids_sql(dialect: str, ids: list[int]) -> tuple[str, list[Any]]:
+    if dialect == "postgres":
+        return "SELECT unnest($1::int[]) AS id", [ids]
+    return f"SELECT id FROM videos WHERE id IN ({', '.join('?' * len(ids))})", list(ids)
+
+
+def _lock_key(provider: str) -> int:
+    return zlib.crc32(f"vidgen:provider-limit:{provider}".encode())
+
+
+async def claim(
+    *,
+    worker_id: str,
+    limit: int,
+    lease_seconds: float,
+    providers: Collection[str] | None = None,
+    provider_limits: Mapping[str, int] | None = None,
+    bus: EventBus | None = None,
+) -> list[Claimed]:
+    """Claim up to ``limit`` due jobs for one worker.
+
+    Args:
+        worker_id: who claims (``host:pid:name``), written to ``processed_by``.
+        limit: at most this many jobs.
+        lease_seconds: the first lease; the heartbeat extends it.
+        providers: only jobs of these providers (the ones this process can run).
+        provider_limits: provider name → max jobs ``processing`` at once across all workers.
+            Counted at claim time under a per-provider advisory lock on PostgreSQL (SQLite
+            serialises writers anyway).
+        bus: publish the claims' status events after the commit.
+
+    Returns:
+        The claimed jobs, each with its new ``attempt`` (the fence for its later writes).
+    """
+    if limit <= 0 or (providers is not None and not providers):
+        return []
+    dialect = db.dialect()
+    stamp = now()
+    lease_until = stamp + dt.timedelta(seconds=lease_seconds)
+    limits = {
+        name: n
+        for name, n in (provider_limits or {}).items()
+        if providers is None or name in providers
+    }
+    async with in_transaction() as conn:
+        quotas: dict[str, int] = {}
+        if limits:
+            if dialect == "postgres":
+                for name in sorted(limits):
+                    await conn.execute_query("SELECT pg_advisory_xact_lock($1)", [_lock_key(name)])
+            running = await _count_processing(conn, dialect, list(limits))
+            quotas = {name: max(0, n - running.get(name, 0)) for name, n in limits.items()}
+        excluded = [name for name, quota in quotas.items() if quota == 0]
+        if providers is not None and set(providers) <= set(excluded):
+            return []
+        if not quotas:
+            pick, params = _pick_sql(
+                dialect, limit=limit, stamp=stamp, providers=providers, excluded=()
+            )
+        else:
+            # Over-fetch, then keep at most each limited provider's quota.
+            extra = sum(q for q in quotas.values() if q)
+            pick, params = _pick_sql(
+                dialect,
+                limit=limit + extra,
+                stamp=stamp,
+                providers=providers,
+                excluded=excluded,
+                columns="id, provider",
+            )
+            chosen: list[int] = []
+            taken: dict[str, int] = {}
+            for row in await conn.execute_query_dict(pick, params):
+                name = row["provider"]
+                if name in quotas:
+                    if taken.get(name, 0) >= quotas[name]:
+                        continue
+                    taken[name] = taken.get(name, 0) + 1
+                chosen.append(row["id"])
+                if len(chosen) >= limit:
+                    break
+            if not chosen:
+                return []
+            pick, params = _ids_sql(dialect, chosen)
+        claimed = await lifecycle.apply_claim(
+            conn,
+            pick_sql=pick,
+            pick_params=params,
+            worker_id=worker_id,
+            lease_until=lease_until,
+            dialect=dialect,
+        )
+    if claimed:
+        await lifecycle.publish(bus, [c.event for c in claimed])
+        logger.debug(
+            "claimed jobs",
+            extra={"action": "job.claim", "worker_id": worker_id, "count": len(claimed)},
+        )
+    return claimed
+
+
+async def _count_processing(conn: Any, dialect: str, names: list[str]) -> dict[str, int]:
+    if dialect == "postgres":
+        sql = (
+            "SELECT provider, count(*) AS n FROM videos WHERE status = 'processing'"
+            " AND provider = ANY($1::varchar[]) GROUP BY provider"
+        )
+        rows = await conn.execute_query_dict(sql, [names])
+    else:
+        marks = ", ".join("?" * len(names))
+        sql = (
+            "SELECT provider, count(*) AS n FROM videos WHERE status = 'processing'"
+            f" AND provider IN ({marks}) GROUP BY provider"
+        )
+        rows = await conn.execute_query_dict(sql, names)
+    return {row["provider"]: int(row["n"]) for row in rows}
+
+
+@dataclass
+class LeaseReport:
+    """The heartbeat's findings: jobs this worker no longer owns, and cancel requests."""
+
+    lost: set[int] = field(default_factory=set)
+    cancel_requested: set[int] = field(default_factory=set)
+
+
+async def extend_leases(jobs: Mapping[int, int], *, lease_seconds: float) -> LeaseReport:
+    """Extend the leases of running jobs (video id → attempt), fenced on the attempt.
+
+    A job whose row no longer matches (swept, released, canceled, finished elsewhere) is
+    reported as lost: its worker must stop touching it.
+    """
+    report = LeaseReport()
+    if not jobs:
+        return report
+    dialect = db.dialect()
+    lease_until = now() + dt.timedelta(seconds=lease_seconds)
+    ids, attempts = list(jobs), [jobs[i] for i in jobs]
+    async with in_transaction() as conn:
+        if dialect == "postgres":
+            rows = await conn.execute_query_dict(
+                "UPDATE videos AS v SET lease_expires_at = $1"
+                " FROM unnest($2::int[], $3::int[]) AS j(id, attempt)"
+                " WHERE v.id = j.id AND v.attempt = j.attempt AND v.status = 'processing'"
+                " RETURNING v.id, v.cancel_requested",
+                [lease_until, ids, attempts],
+            )
+        else:
+            rows = []
+            for video_id, attempt in jobs.items():
+                rows += await conn.execute_query_dict(
+                    "UPDATE videos SET lease_expires_at = ? WHERE id = ? AND attempt = ?"
+                    " AND status = 'processing' RETURNING id, cancel_requested",
+                    [lease_until, video_id, attempt],
+                )
+    alive = {row["id"] for row in rows}
+    report.lost = set(ids) - alive
+    report.cancel_requested = {row["id"] for row in rows if row["cancel_requested"]}
+    return report
+
+
+async def finish_attempt(
+    video_id: int,
+    attempt: int,
+    outcome: AttemptOutcome,
+    *,
+    error_code: str | None = None,
+    error_message: str | None = None,
+    retryable: bool | None = None,
+) -> None:
+    """Close one VideoAttempt row (call inside the transaction of the matching transition)."""
+    await VideoAttempt.filter(video_id=video_id, attempt=attempt).update(
+        outcome=outcome,
+        finished_at=now(),
+        error_code=error_code,
+        error_message=error_message,
+        retryable=retryable,
+    )
+
+
+async def set_attempt_prediction(video_id: int, attempt: int, prediction_id: str | None) -> None:
+    await VideoAttempt.filter(video_id=video_id, attempt=attempt).update(
+        prediction_id=prediction_id
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Swept:
+    """One expired lease the sweeper handled."""
+
+    video_id: int
+    attempt: int
+    to_status: VideoStatus
+    provider: str
+    prediction_id: str | None
+
+
+async def sweep(
+    *,
+    max_rescues: int,
+    actor: str = "sweeper",
+    bus: EventBus | None = None,
+    limit: int = SWEEP_BATCH,
+) -> list[Swept]:
+    """Handle jobs whose lease expired (their worker died or hung).
+
+    Each goes back to ``queued`` (``retry_count`` and ``rescue_count`` + 1, the prediction id
+    kept so the next attempt resumes it), or to ``failed`` once ``max_retries`` or
+    ``max_rescues`` are spent, or to ``canceled`` when a cancel was requested. The attempt row
+    is closed as RESCUED. Safe to run in every worker at once: every change is fenced on the
+    attempt and on the lease still being expired.
+
+    Returns:
+        What was swept (the caller cancels the provider prediction of failed/canceled ones).
+    """
+    stamp = now()
+    rows = (
+        await Video.filter(status=S.PROCESSING, lease_expires_at__lt=stamp)
+        .order_by("lease_expires_at")
+        .limit(limit)
+        .values(
+            "id",
+            "attempt",
+            "retry_count",
+            "max_retries",
+            "rescue_count",
+            "cancel_requested",
+            "processed_by",
+            "provider",
+            "prediction_id",
+        )
+    )
+    swept: list[Swept] = []
+    events: list[VideoEvent] = []
+    for row in rows:
+        rescues = row["rescue_count"] + 1
+        reason = f"lease expired: worker {row['processed_by']} stopped heartbeating"
+        fields: dict[str, Any] = {
+            "rescue_count": F("rescue_count") + 1,
+            "processed_by": None,
+            "error_message": reason,
+        }
+        if row["cancel_requested"]:
+            to, message = S.CANCELED, "canceled (its worker was lost)"
+        elif rescues > max_rescues:
+            to = S.FAILED
+            message = f"{reason}; gave up after {rescues} lost workers (max_rescues)"
+            fields["error_message"] = message
+        elif row["retry_count"] >= row["max_retries"]:
+            to, message = S.FAILED, f"{reason}; retries spent"
+            fields["error_message"] = message
+        else:
+            to, message = S.QUEUED, f"rescued: {reason}"
+            fields.update(retry_count=F("retry_count") + 1, scheduled_at=None)
+        try:
+            async with in_transaction():
+                _video, change = await lifecycle.transition(
+                    row["id"],
+                    to,
+                    actor=actor,
+                    message=message,
+                    expect=[S.PROCESSING],
+                    attempt=row["attempt"],
+                    fields=fields,
+                    where={"lease_expires_at__lt": stamp},
+                )
+                await finish_attempt(
+                    row["id"],
+                    row["attempt"],
+                    AttemptOutcome.RESCUED,
+                    error_code=LEASE_EXPIRED,
+                    error_message=reason,
+                    retryable=to is S.QUEUED,
+                )
+        except (lifecycle.StaleAttempt, lifecycle.IllegalTransition):
+            continue  # another sweeper, a heartbeat or the worker itself got there first
+        events.append(change.event)
+        swept.append(Swept(row["id"], row["attempt"], to, row["provider"], row["prediction_id"]))
+        logger.warning(
+            "lease expired",
+            extra={
+                "action": "job.rescue",
+                "video_id": row["id"],
+                "attempt": row["attempt"],
+                "worker_id": row["processed_by"],
+                "to_status": to.value,
+            },
+        )
+    await lifecycle.publish(bus, events)
+    return swept
+
+
+async def release(
+    video_id: int, attempt: int, *, worker_id: str, bus: EventBus | None = None
+) -> VideoStatus | None:
+    """Hand a job back to the queue on graceful shutdown (no retry counted).
+
+    The prediction id is kept, so whoever claims it next resumes the same prediction. A job
+    whose cancel was requested is canceled instead.
+
+    Returns:
+        The new status, or None when the job was no longer this worker's.
+    """
+    video = await Video.get_or_none(id=video_id).only("id", "cancel_requested")
+    if video is None:
+        return None
+    to = S.CANCELED if video.cancel_requested else S.QUEUED
+    try:
+        async with in_transaction():
+            _video, change = await lifecycle.transition(
+                video_id,
+                to,
+                actor=f"worker:{worker_id}",
+                message="released: worker shutting down" if to is S.QUEUED else "canceled",
+                expect=[S.PROCESSING],
+                attempt=attempt,
+                fields={"processed_by": None},
+            )
+            await finish_attempt(
+                video_id, attempt, AttemptOutcome.RELEASED, error_message="worker shutdown"
+            )
+    except (lifecycle.StaleAttempt, lifecycle.IllegalTransition):
+        return None
+    await lifecycle.publish(bus, [change.event])
+    return to
+
+
+async def next_due_at() -> dt.datetime | None:
+    """When the next scheduled (not yet due) job becomes due, if any."""
+    return (
+        await Video.filter(status=S.QUEUED, deleted_at=None, scheduled_at__gt=now())
+        .order_by("scheduled_at")
+        .values_list("scheduled_at", flat=True)
+        .first()
+    )
