@@ -1,0 +1,193 @@
+"""Accounts: users, passwords and API tokens.
+
+Passwords are hashed with argon2 (off the event loop: hashing is deliberately slow). Tokens
+are random (``vg_`` + 43 url-safe characters), shown once, and stored only as their SHA-256
+hash, so a database leak reveals no usable token. A token can expire (``token_ttl_days``)
+and be revoked. ``last_used_at`` is refreshed at most once a minute per token, so
+authenticating a request costs one SELECT, not a write every time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import re
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from vidgen import errors
+from vidgen.models import ApiToken, User
+
+TOKEN_PREFIX = "vg_"
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024
+LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_hasher = PasswordHasher()
+# Verified against when the email is unknown, so both failures take the same time.
+_DUMMY_HASH = _hasher.hash("vidgen-dummy-password")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def hash_token(token: str) -> str:
+    """The stored form of a token: its SHA-256 hex digest."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def normalize_email(email: str) -> str:
+    """Trim and lower-case an email address; refuse anything that does not look like one."""
+    value = (email or "").strip().lower()
+    if len(value) > 320 or not _EMAIL_RE.match(value):
+        raise errors.BadUserInput("Enter a valid email address.", field="email")
+    return value
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise errors.BadUserInput(
+            f"The password must have at least {MIN_PASSWORD_LENGTH} characters.",
+            field="password",
+        )
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise errors.BadUserInput(
+            f"The password must have at most {MAX_PASSWORD_LENGTH} characters.", field="password"
+        )
+
+
+async def hash_password(password: str) -> str:
+    """argon2 hash of ``password``, computed in a worker thread."""
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
+async def verify_password(password_hash: str, password: str) -> bool:
+    """True when ``password`` matches ``password_hash`` (computed in a worker thread)."""
+
+    def verify() -> bool:
+        try:
+            return _hasher.verify(password_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    return await asyncio.to_thread(verify)
+
+
+async def create_user(*, email: str, password: str | None = None, is_admin: bool = False) -> User:
+    """Create a user.
+
+    Args:
+        email: The sign-in address (stored lower-case).
+        password: At least 8 characters; None makes a random one (a token-only account,
+            e.g. from ``vidgen createuser``).
+        is_admin: Admins see and manage everything.
+
+    Raises:
+        BadUserInput: email or password invalid.
+        Conflict: the email is taken.
+    """
+    address = normalize_email(email)
+    if password is None:
+        password = secrets.token_urlsafe(32)
+    _check_password(password)
+    password_hash = await hash_password(password)
+    if await User.filter(email=address).exists():
+        raise errors.Conflict("An account with that email already exists.", field="email")
+    try:
+        async with in_transaction():
+            return await User.create(email=address, password_hash=password_hash, is_admin=is_admin)
+    except IntegrityError as exc:  # lost a race with the same email
+        raise errors.Conflict("An account with that email already exists.", field="email") from exc
+
+
+async def issue_token(
+    *, user: User, name: str = "default", ttl_days: int | None = None
+) -> tuple[str, ApiToken]:
+    """Make a new API token for ``user``.
+
+    Returns:
+        The token (shown once, never stored) and its row.
+    """
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    expires_at = _now() + dt.timedelta(days=ttl_days) if ttl_days else None
+    row = await ApiToken.create(
+        user=user,
+        token_hash=hash_token(token),
+        name=(name or "default")[:100],
+        prefix=token[:10],
+        expires_at=expires_at,
+    )
+    return token, row
+
+
+async def register(
+    *, email: str, password: str, signup_enabled: bool = True, ttl_days: int | None = None
+) -> tuple[str, User]:
+    """Sign up: create a (non-admin) user and a first token.
+
+    Raises:
+        Forbidden: registration is switched off (``VIDGEN_SIGNUP_ENABLED=false``).
+        BadUserInput, Conflict: as :func:`create_user`.
+    """
+    if not signup_enabled:
+        raise errors.Forbidden("Registration is switched off on this server; ask an admin.")
+    if password is None:
+        raise errors.BadUserInput("A password is required.", field="password")
+    user = await create_user(email=email, password=password, is_admin=False)
+    token, _ = await issue_token(user=user, name="register", ttl_days=ttl_days)
+    return token, user
+
+
+async def login(*, email: str, password: str, ttl_days: int | None = None) -> tuple[str, User]:
+    """Check a password and issue a new token.
+
+    Raises:
+        Unauthenticated: unknown email or wrong password (the same message for both).
+    """
+    address = (email or "").strip().lower()
+    user = await User.get_or_none(email=address)
+    ok = await verify_password(user.password_hash if user else _DUMMY_HASH, password or "")
+    if user is None or not ok:
+        raise errors.Unauthenticated("Wrong email or password.")
+    token, _ = await issue_token(user=user, name="login", ttl_days=ttl_days)
+    return token, user
+
+
+async def authenticate(token: str) -> User | None:
+    """The user a token belongs to, or None when it is unknown, revoked or expired."""
+    if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        return None
+    row = await ApiToken.get_or_none(token_hash=hash_token(token)).select_related("user")
+    if row is None or row.revoked_at is not None:
+        return None
+    now = _now()
+    if row.expires_at is not None and row.expires_at <= now:
+        return None
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
+        # A conditional UPDATE: concurrent requests within the minute write nothing more.
+        query = ApiToken.filter(id=row.id)
+        if row.last_used_at is None:
+            query = query.filter(last_used_at__isnull=True)
+        else:
+            query = query.filter(last_used_at__lt=now - LAST_USED_RESOLUTION)
+        await query.update(last_used_at=now)
+    return row.user
+
+
+async def revoke_token(*, token: str) -> bool:
+    """Revoke a token (sign out). Returns False when it was unknown or already revoked."""
+    updated = await ApiToken.filter(token_hash=hash_token(token), revoked_at__isnull=True).update(
+        revoked_at=_now()
+    )
+    return bool(updated)
+
+
+async def revoke_tokens(*, user: User) -> int:
+    """Revoke every token of ``user`` (e.g. after a password change); returns how many."""
+    return await ApiToken.filter(user_id=user.id, revoked_at__isnull=True).update(revoked_at=_now())
