@@ -135,6 +135,7 @@ class LocalFanout:
 
     def __init__(self) -> None:
         self._subs: dict[str, set[Subscription]] = {}
+        self.overflows = 0  # subscribers dropped for being too slow (a counter for metrics)
 
     def add(self, sub: Subscription) -> None:
         for channel in sub.channels:
@@ -148,21 +149,33 @@ class LocalFanout:
                 if not subs:
                     del self._subs[channel]
 
+    def has(self, channel: str) -> bool:
+        return channel in self._subs
+
     def dispatch(self, channel: str, message: Any) -> int:
+        """Hand ``message`` to every subscriber of ``channel``; returns how many."""
         subs = self._subs.get(channel)
         if not subs:
             return 0
         for sub in tuple(subs):
-            sub.deliver(message)
+            self._deliver(sub, message)
         return len(subs)
 
     def broadcast(self, message: Any) -> None:
+        """Hand ``message`` (e.g. RESYNC) to every subscriber once."""
         seen: set[int] = set()
-        for subs in self._subs.values():
-            for sub in subs:
+        for subs in tuple(self._subs.values()):
+            for sub in tuple(subs):
                 if id(sub) not in seen:
                     seen.add(id(sub))
-                    sub.deliver(message)
+                    self._deliver(sub, message)
+
+    def _deliver(self, sub: Subscription, message: Any) -> None:
+        if sub.overflowed:
+            return
+        sub.deliver(message)
+        if sub.overflowed:
+            self.overflows += 1
 
     @property
     def count(self) -> int:
@@ -173,11 +186,22 @@ class LocalFanout:
 
 
 async def publish_video_event(bus: EventBus, event: VideoEvent) -> None:
-    """Send one video change to its video, owner and global channels."""
+    """Send one video change to its video, owner and global channels.
+
+    Buses that can batch (``publish_many``) send the three in one round trip.
+    """
     payload = asdict(event)
-    await bus.publish(video_channel(event.video_id), payload)
-    await bus.publish(owner_channel(event.owner_id), payload)
-    await bus.publish(ALL_VIDEOS_CHANNEL, payload)
+    items = [
+        (video_channel(event.video_id), payload),
+        (owner_channel(event.owner_id), payload),
+        (ALL_VIDEOS_CHANNEL, payload),
+    ]
+    publish_many = getattr(bus, "publish_many", None)
+    if publish_many is not None:
+        await publish_many(items)
+        return
+    for channel, message in items:
+        await bus.publish(channel, message)
 
 
 def create_bus(redis_url: str | None) -> EventBus:

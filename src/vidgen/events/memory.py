@@ -26,6 +26,10 @@ class MemoryBus:
         self.published += 1
         self._fanout.dispatch(channel, message)
 
+    async def publish_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        for channel, message in items:
+            await self.publish(channel, message)
+
     @asynccontextmanager
     async def subscribe(self, *channels: str, maxsize: int = 256) -> AsyncIterator[Subscription]:
         sub = Subscription(tuple(channels), maxsize)

@@ -1,0 +1,381 @@
+"""The Redis event bus: ONE pub/sub connection per process, fanned out to local queues.
+
+::
+
+    publish() ──▶ Redis PUBLISH ──▶ every process's single PSUBSCRIBE "vidgen:*"
+                                        │  (one supervised reader task)
+                                        ▼
+                                  LocalFanout ──▶ bounded queue per local subscriber
+
+Why it looks like this:
+
+- One pattern subscription per process, made once at start-up: local subscribers come and
+  go without any Redis command, so subscribing costs nothing and a subscriber registered
+  locally is live at once (no gap between "subscribed" and "listening").
+- The reader owns every read of the pub/sub connection (redis-py is not safe with two
+  readers). It polls ``get_message(timeout=…)`` and sends its own PING every
+  ``health_interval`` seconds; a connection that answers nothing for ``liveness_timeout``
+  seconds (a half-open TCP peer) is treated as lost.
+- redis-py's own silent reconnect is switched off for the pub/sub connection: a reconnect
+  must be *noticed*, because messages published meanwhile are gone (pub/sub is
+  at-most-once). After every (re)subscription the reader sends :data:`~vidgen.events.bus.
+  RESYNC` to every local subscription, which re-reads the database (the log).
+- On connection loss the reader retries with capped exponential backoff and jitter, for
+  ever, without a process restart; :meth:`RedisBus.ping` reports False meanwhile (readiness).
+- Publishers use their own small pool with a short retry. A publish that still fails is
+  logged and counted, never raised: the change it describes is already committed and
+  subscribers recover it on RESYNC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.exceptions import RedisError
+
+from vidgen.events.bus import PREFIX, RESYNC, LocalFanout, Subscription
+
+logger = logging.getLogger(__name__)
+
+#: Errors that mean "the connection (or Redis) is gone"; anything else is a bug and logged
+#: with its traceback, but the supervisor keeps going either way.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, EOFError)
+
+
+@dataclass
+class BusStats:
+    """Counters for metrics and tests (monotonic except ``connected``/``subscribers``)."""
+
+    connected: bool = False
+    connects: int = 0  # successful (re)subscriptions, the first one included
+    reconnects: int = 0  # successful subscriptions after a lost connection
+    connection_errors: int = 0  # reader failures (each one starts a backoff)
+    published: int = 0
+    publish_errors: int = 0  # publishes given up (logged, not raised)
+    received: int = 0  # messages read from Redis
+    delivered: int = 0  # message x local subscriber deliveries
+    overflows: int = 0  # local subscribers dropped for being too slow
+    subscribers: int = 0
+
+
+def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
+    """Capped exponential backoff with "equal jitter": in [d/2, d], d = min(cap, base·2ⁿ).
+
+    Half of the delay is fixed so reconnect storms stay bounded below, the other half is
+    random so many processes do not reconnect in lock-step after a Redis restart.
+    """
+    delay = min(cap, base * (2 ** max(0, attempt)))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+class RedisBus:
+    """Event bus over Redis pub/sub (see the module docstring).
+
+    Args:
+        url: ``redis://host:port/db`` (``rediss://`` for TLS).
+        namespace: optional prefix for the Redis channel names, so several deployments
+            (or test runs) can share one Redis without hearing each other.
+        backoff_base: first reconnect delay in seconds (doubles per failure).
+        backoff_cap: the longest reconnect delay.
+        health_interval: seconds between the reader's PINGs on the pub/sub connection.
+        liveness_timeout: seconds without any reply after which the connection is dead.
+        read_timeout: how long one ``get_message`` waits (bounds shutdown and health checks).
+        connect_timeout: TCP connect timeout for both connections.
+        start_timeout: how long :meth:`start` waits for the first subscription before it
+            returns anyway (the reader keeps trying in the background).
+        publish_retries: extra attempts of one publish on a connection error.
+        client_name: Redis ``CLIENT SETNAME`` prefix (``<name>:sub`` / ``<name>:pub``).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str | None = None,
+        backoff_base: float = 0.1,
+        backoff_cap: float = 5.0,
+        health_interval: float = 5.0,
+        liveness_timeout: float = 12.0,
+        read_timeout: float = 1.0,
+        connect_timeout: float = 2.0,
+        start_timeout: float = 5.0,
+        publish_retries: int = 2,
+        client_name: str = "vidgen",
+    ) -> None:
+        self.url = url
+        self._ns = f"{namespace}:" if namespace else ""
+        self._pattern = f"{self._ns}{PREFIX}*"
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.health_interval = health_interval
+        self.liveness_timeout = liveness_timeout
+        self.read_timeout = read_timeout
+        self.connect_timeout = connect_timeout
+        self.start_timeout = start_timeout
+        self.publish_retries = publish_retries
+        self.client_name = client_name
+        self._fanout = LocalFanout()
+        self._stats = BusStats()
+        self._publisher: aioredis.Redis | None = None
+        self._listener: aioredis.Redis | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        self._closing = False
+
+    # --- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the reader and wait (up to ``start_timeout``) for the first subscription.
+
+        Never raises because Redis is down: the process starts, reports "not ready", and
+        the reader connects as soon as Redis is back.
+        """
+        if self._reader is not None:
+            return
+        self._closing = False
+        self._publisher = aioredis.Redis.from_url(
+            self.url,
+            socket_connect_timeout=self.connect_timeout,
+            socket_timeout=max(self.connect_timeout, 2.0),
+            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), self.publish_retries),
+            client_name=f"{self.client_name}:pub",
+            max_connections=50,
+        )
+        # No silent retries on the listening connection: the supervisor must see every loss.
+        self._listener = aioredis.Redis.from_url(
+            self.url,
+            socket_connect_timeout=self.connect_timeout,
+            socket_timeout=None,
+            retry=Retry(NoBackoff(), 0),
+            client_name=f"{self.client_name}:sub",
+        )
+        self._reader = asyncio.create_task(self._supervise(), name="vidgen-redis-bus-reader")
+        try:
+            await asyncio.wait_for(self._connected.wait(), self.start_timeout)
+        except TimeoutError:
+            logger.warning(
+                "event bus: Redis not reachable yet, continuing (readiness reports it)",
+                extra={"action": "bus_start_degraded"},
+            )
+
+    async def close(self) -> None:
+        """Stop the reader and close both connections. Safe to call twice."""
+        self._closing = True
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+        self._connected.clear()
+        self._stats.connected = False
+        for client in (self._publisher, self._listener):
+            if client is not None:
+                with contextlib.suppress(*CONNECTION_ERRORS):
+                    await client.aclose()
+        self._publisher = self._listener = None
+
+    # --- publishing --------------------------------------------------------------------
+    async def publish(self, channel: str, message: dict[str, Any]) -> None:
+        """Publish one message; on a Redis outage log and count, never raise."""
+        await self.publish_many([(channel, message)])
+
+    async def publish_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        """Publish several messages in one round trip (same guarantees as publish)."""
+        if not items:
+            return
+        client = self._publisher
+        if client is None:
+            raise RuntimeError("RedisBus.publish() before start()")
+        try:
+            if len(items) == 1:
+                channel, message = items[0]
+                await client.publish(self._ns + channel, _encode(message))
+            else:
+                async with client.pipeline(transaction=False) as pipe:
+                    for channel, message in items:
+                        pipe.publish(self._ns + channel, _encode(message))
+                    await pipe.execute()
+            self._stats.published += len(items)
+        except CONNECTION_ERRORS as exc:
+            self._stats.publish_errors += len(items)
+            logger.warning(
+                "event bus: publish failed, event dropped (subscribers resync): %s",
+                exc,
+                extra={"action": "bus_publish_failed", "channel": items[0][0]},
+            )
+
+    # --- subscribing -------------------------------------------------------------------
+    @asynccontextmanager
+    async def subscribe(self, *channels: str, maxsize: int = 256) -> AsyncIterator[Subscription]:
+        """A local, bounded subscription; it is live as soon as this returns."""
+        sub = Subscription(tuple(channels), maxsize)
+        self._fanout.add(sub)
+        try:
+            yield sub
+        finally:
+            self._fanout.remove(sub)
+
+    # --- health ------------------------------------------------------------------------
+    async def ping(self) -> bool:
+        """True when the subscription is live and Redis answers a PING (readiness)."""
+        if not self._connected.is_set() or self._publisher is None:
+            return False
+        try:
+            return bool(await asyncio.wait_for(self._publisher.ping(), self.connect_timeout))
+        except (TimeoutError, *CONNECTION_ERRORS):
+            return False
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def stats(self) -> BusStats:
+        self._stats.subscribers = self._fanout.count
+        self._stats.overflows = self._fanout.overflows
+        return BusStats(**asdict(self._stats))
+
+    @property
+    def subscriber_count(self) -> int:
+        return self._fanout.count
+
+    async def wait_connected(self, within: float | None = None) -> bool:
+        """Wait until the subscription is live (tests, start-up scripts)."""
+        try:
+            await asyncio.wait_for(self._connected.wait(), within)
+            return True
+        except TimeoutError:
+            return False
+
+    # --- the reader --------------------------------------------------------------------
+    async def _supervise(self) -> None:
+        """Keep one pattern subscription alive for ever; back off between failures."""
+        failures = 0
+        ever_connected = False
+        while not self._closing:
+            pubsub = None
+            try:
+                assert self._listener is not None
+                pubsub = self._listener.pubsub(ignore_subscribe_messages=True)
+                await pubsub.psubscribe(self._pattern)
+                await self._confirm(pubsub)
+                # Subscribed for sure (Redis answers in order): from here nothing is missed.
+                failures = 0
+                self._stats.connects += 1
+                self._stats.connected = True
+                if ever_connected:
+                    self._stats.reconnects += 1
+                    logger.info(
+                        "event bus: reconnected to Redis, resyncing subscribers",
+                        extra={"action": "bus_reconnected", "subscribers": self._fanout.count},
+                    )
+                ever_connected = True
+                self._connected.set()
+                self._fanout.broadcast(RESYNC)
+                await self._read(pubsub)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the supervisor must never die
+                if self._closing:
+                    break
+                self._connected.clear()
+                self._stats.connected = False
+                self._stats.connection_errors += 1
+                delay = backoff_delay(failures, base=self.backoff_base, cap=self.backoff_cap)
+                failures += 1
+                if isinstance(exc, CONNECTION_ERRORS):
+                    logger.warning(
+                        "event bus: Redis connection lost (%s), retrying in %.2fs",
+                        exc,
+                        delay,
+                        extra={"action": "bus_disconnected", "attempt": failures},
+                    )
+                else:
+                    logger.exception(
+                        "event bus: reader failed, retrying in %.2fs",
+                        delay,
+                        extra={"action": "bus_reader_error", "attempt": failures},
+                    )
+                await _discard(pubsub)
+                pubsub = None
+                await asyncio.sleep(delay)
+            finally:
+                if pubsub is not None:
+                    await _discard(pubsub)
+
+    async def _confirm(self, pubsub: Any) -> None:
+        """Wait for a PONG after PSUBSCRIBE: proof that the subscription is active."""
+        token = f"confirm:{time.monotonic_ns()}"
+        await pubsub.ping(token)
+        deadline = time.monotonic() + self.liveness_timeout
+        while time.monotonic() < deadline:
+            message = await pubsub.get_message(timeout=self.read_timeout)
+            if message is None:
+                continue
+            if message["type"] == "pong" and _text(message["data"]) == token:
+                return
+            if message["type"] == "pmessage":  # already live: do not lose it
+                self._dispatch(message)
+        raise ConnectionError("no reply to PSUBSCRIBE/PING from Redis")
+
+    async def _read(self, pubsub: Any) -> None:
+        last_reply = time.monotonic()
+        next_ping = last_reply + self.health_interval
+        while not self._closing:
+            message = await pubsub.get_message(timeout=self.read_timeout)
+            now = time.monotonic()
+            if message is not None:
+                last_reply = now
+                if message["type"] == "pmessage":
+                    self._dispatch(message)
+            if now - last_reply > self.liveness_timeout:
+                raise ConnectionError(f"no reply from Redis for {now - last_reply:.1f}s")
+            if now >= next_ping:
+                next_ping = now + self.health_interval
+                await pubsub.ping("health")
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        self._stats.received += 1
+        channel = _text(message["channel"])
+        if self._ns:
+            if not channel.startswith(self._ns):
+                return
+            channel = channel[len(self._ns) :]
+        if not self._fanout.has(channel):
+            return  # decode only what someone here listens to
+        try:
+            payload = json.loads(message["data"])
+        except (ValueError, TypeError):
+            logger.warning(
+                "event bus: undecodable message ignored",
+                extra={"action": "bus_bad_message", "channel": channel},
+            )
+            return
+        # One decoded dict shared by every local subscriber: treat it as read-only.
+        self._stats.delivered += self._fanout.dispatch(channel, payload)
+
+
+def _encode(message: dict[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"), default=str)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def _discard(pubsub: Any) -> None:
+    if pubsub is None:
+        return
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(pubsub.aclose(), 2.0)

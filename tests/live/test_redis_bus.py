@@ -1,0 +1,251 @@
+"""RedisBus: one connection per process, bounded fan-out, reconnects with RESYNC."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from tests.live.conftest import fast_bus
+from tests.live.redis_server import RedisServer, free_port
+from vidgen.events.bus import (
+    RESYNC,
+    SubscriberOverflow,
+    VideoEvent,
+    owner_channel,
+    publish_video_event,
+    video_channel,
+)
+from vidgen.events.redis import RedisBus, backoff_delay
+
+
+async def next_message(sub, within: float = 3.0):
+    return await asyncio.wait_for(sub.get(), within)
+
+
+async def next_data(sub, within: float = 3.0):
+    """The next dict message, skipping RESYNC signals."""
+    while True:
+        message = await next_message(sub, within)
+        if message is not RESYNC:
+            return message
+
+
+async def subscriber_clients(url: str, name: str) -> list[dict]:
+    client = aioredis.Redis.from_url(url)
+    try:
+        clients = await client.client_list()
+    finally:
+        await client.aclose()
+    return [c for c in clients if c.get("name") == name]
+
+
+async def until(predicate, within: float = 5.0, step: float = 0.02) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(step)
+
+
+def test_backoff_is_capped_exponential_with_jitter():
+    for attempt in range(12):
+        full = min(2.0, 0.1 * 2**attempt)
+        delays = [backoff_delay(attempt, base=0.1, cap=2.0) for _ in range(200)]
+        assert all(full / 2 <= d <= full for d in delays)
+        assert len(set(delays)) > 1  # jittered
+    assert backoff_delay(50, base=0.1, cap=2.0) <= 2.0
+
+
+async def test_many_subscribers_share_one_redis_connection(redis_server: RedisServer):
+    bus = fast_bus(redis_server.url, client_name="fanout-test")
+    await bus.start()
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            subs = [
+                await stack.enter_async_context(bus.subscribe(video_channel(i % 10)))
+                for i in range(500)
+            ]
+            clients = await subscriber_clients(redis_server.url, "fanout-test:sub")
+            assert len(clients) == 1
+            assert clients[0]["psub"] == "1" and clients[0]["sub"] == "0"
+
+            await bus.publish(video_channel(3), {"n": 1})
+            got = await asyncio.gather(*(next_data(s) for s in subs[3::10]))
+            assert got == [{"n": 1}] * 50
+            assert all(s.queue.empty() for i, s in enumerate(subs) if i % 10 != 3)
+            assert bus.stats.received == 1 and bus.stats.delivered == 50
+        # Leaving subscriptions costs no Redis command either.
+        assert len(await subscriber_clients(redis_server.url, "fanout-test:sub")) == 1
+        assert bus.subscriber_count == 0
+    finally:
+        await bus.close()
+    assert await subscriber_clients(redis_server.url, "fanout-test:sub") == []
+
+
+async def test_two_processes_hear_each_other(redis_server: RedisServer):
+    a, b = fast_bus(redis_server.url), fast_bus(redis_server.url)
+    await a.start()
+    await b.start()
+    try:
+        async with a.subscribe(owner_channel(7)) as sa, b.subscribe(owner_channel(7)) as sb:
+            event = VideoEvent(
+                video_id=1, owner_id=7, version=2, status="processing", progress=0.5, event_id=11
+            )
+            await publish_video_event(a, event)
+            for sub in (sa, sb):
+                assert VideoEvent.from_dict(await next_data(sub)) == event
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_namespaces_do_not_hear_each_other(redis_server: RedisServer):
+    a = fast_bus(redis_server.url, namespace="blue")
+    b = fast_bus(redis_server.url, namespace="green")
+    await a.start()
+    await b.start()
+    try:
+        async with a.subscribe("vidgen:x") as sa, b.subscribe("vidgen:x") as sb:
+            await b.publish("vidgen:x", {"from": "green"})
+            assert await next_data(sb) == {"from": "green"}
+            await asyncio.sleep(0.2)
+            assert sa.queue.empty()
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_slow_subscriber_is_dropped_alone(redis_bus: RedisBus):
+    async with (
+        redis_bus.subscribe("vidgen:x", maxsize=3) as slow,
+        redis_bus.subscribe("vidgen:x", maxsize=100) as fast,
+    ):
+        for n in range(10):
+            await redis_bus.publish("vidgen:x", {"n": n})
+        received = [await next_data(fast) for _ in range(10)]
+        assert [m["n"] for m in received] == list(range(10))
+        with pytest.raises(SubscriberOverflow):
+            await next_message(slow)
+        assert slow.queue.qsize() == 0  # the backlog was freed, not kept
+        assert redis_bus.stats.overflows == 1
+        await redis_bus.publish("vidgen:x", {"n": 10})
+        assert (await next_data(fast))["n"] == 10
+
+
+async def test_redis_restart_is_survived_with_resync(redis_server: RedisServer):
+    bus = fast_bus(redis_server.url)
+    await bus.start()
+    try:
+        async with bus.subscribe("vidgen:x") as sub:
+            await bus.publish("vidgen:x", {"n": 1})
+            assert await next_data(sub) == {"n": 1}
+            assert await bus.ping()
+
+            redis_server.stop()
+            await until(lambda: not bus.connected)
+            assert not await bus.ping()
+            # A publisher during the outage neither raises nor hangs for long.
+            await asyncio.wait_for(bus.publish("vidgen:x", {"n": "lost"}), 5)
+            assert bus.stats.publish_errors == 1
+
+            await asyncio.sleep(0.5)  # several failed reconnect attempts
+            redis_server.start()  # same port
+            assert await next_message(sub, within=10) is RESYNC
+            assert await bus.ping()
+            await bus.publish("vidgen:x", {"n": 2})
+            assert await next_data(sub) == {"n": 2}
+            stats = bus.stats
+            assert stats.reconnects == 1 and stats.connection_errors >= 2
+    finally:
+        await bus.close()
+
+
+async def test_start_while_redis_is_down_then_connects(tmp_path: Path):
+    server = RedisServer(tmp_path / "redis", port=free_port())
+    bus = fast_bus(server.url, start_timeout=0.3)
+    await bus.start()  # does not raise
+    try:
+        assert not bus.connected and not await bus.ping()
+        await bus.publish("vidgen:x", {"n": 0})  # dropped and counted, not raised
+        async with bus.subscribe("vidgen:x") as sub:
+            server.start()
+            try:
+                assert await next_message(sub, within=10) is RESYNC
+                await bus.publish("vidgen:x", {"n": 1})
+                assert await next_data(sub) == {"n": 1}
+                assert bus.stats.reconnects == 0 and bus.stats.connects == 1
+            finally:
+                server.stop()
+    finally:
+        await bus.close()
+
+
+class FreezableProxy:
+    """A TCP proxy that can stop forwarding while keeping sockets open (a half-open peer)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.frozen = asyncio.Event()
+        self.server: asyncio.Server | None = None
+        self.connections = 0
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader, writer) -> None:
+        self.connections += 1
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self.writers += [writer, up_writer]
+
+        async def pipe(src, dst):
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                while data := await src.read(65536):
+                    if self.frozen.is_set():
+                        continue  # swallow: the peer looks alive but never answers
+                    dst.write(data)
+                    await dst.drain()
+
+        # Test proxy: on shutdown its handlers just end (asyncio logs a cancelled handler).
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def close(self) -> None:
+        for writer in self.writers:
+            writer.close()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+async def test_half_open_connection_is_detected_by_health_checks(redis_server: RedisServer):
+    proxy = FreezableProxy(redis_server.port)
+    port = await proxy.start()
+    bus = fast_bus(f"redis://127.0.0.1:{port}/0", health_interval=0.2, liveness_timeout=1.0)
+    await bus.start()
+    try:
+        async with bus.subscribe("vidgen:x") as sub:
+            proxy.frozen.set()
+            await until(lambda: not bus.connected, within=5)
+            proxy.frozen.clear()
+            assert await next_message(sub, within=10) is RESYNC
+            assert proxy.connections >= 2  # the old and the new subscription
+            await bus.publish("vidgen:x", {"n": 1})
+            assert await next_data(sub) == {"n": 1}
+    finally:
+        await bus.close()
+        await proxy.close()
+
+
+async def test_close_is_prompt_and_idempotent(redis_bus: RedisBus):
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await redis_bus.close()
+    await redis_bus.close()
+    assert loop.time() - started < 1.0
+    assert not await redis_bus.ping()
