@@ -1,0 +1,619 @@
+"""Videos: generate, change, cancel, retry, delete and restore them; list what a viewer sees.
+
+:func:`generate_video` checks everything before it writes anything: the prompt, the
+provider and its capabilities, the input image (by content), the grouping (the viewer's own
+project and story), the schedule and the priority. Then ONE transaction inserts the queued
+Video, its first status-history row and any new tags and theme. Only after the commit is the
+change published and the workers woken. Bad input writes nothing and stores no file.
+
+Status changes are the job engine's (:mod:`vidgen.jobs.service`, through the lifecycle);
+this module checks the viewer may touch the video first. Another user's video is NotFound.
+
+Deleting is soft (``deleted_at``). Deleting a queued or processing video also cancels its
+job: a video the user threw away must not keep running (and costing) on a provider.
+Restoring clears ``deleted_at`` only; a video canceled by its deletion stays canceled and
+can be retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F, Q, Subquery
+from tortoise.queryset import QuerySet
+from tortoise.transactions import in_transaction
+
+from vidgen import errors
+from vidgen.jobs import lifecycle
+from vidgen.jobs import service as jobs
+from vidgen.media.images import check_image
+from vidgen.media.storage import make_key
+from vidgen.models import OutputFormat, Story, Tag, User, Video, VideoStatus
+from vidgen.services import KEEP, Keep, catalog
+
+if TYPE_CHECKING:
+    from vidgen.providers.base import Capabilities
+    from vidgen.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PROVIDER = "local"
+DEFAULT_RESOLUTION = "1024x1024"
+DEFAULT_DURATION = 5.0
+MAX_CAPTION = 255
+MAX_STYLE = 100
+MAX_MODEL = 100
+MAX_IDEMPOTENCY_KEY = 255
+MAX_SEARCH = 200
+#: scheduledAt may lie this far in the past (client clocks drift; "now" is fine).
+SCHEDULE_TOLERANCE = dt.timedelta(seconds=30)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def actor_of(viewer: User) -> str:
+    return f"user:{viewer.id}"
+
+
+# --- visibility -------------------------------------------------------------------------
+
+
+def visible_videos(viewer: User) -> QuerySet[Video]:
+    """Videos the viewer may see (deleted ones included): their own, or all for an admin."""
+    query = Video.all()
+    return query if viewer.is_admin else query.filter(owner_id=viewer.id)
+
+
+def can_view(viewer: User | None, video: Video) -> bool:
+    """True when ``viewer`` may see ``video`` (subscriptions check each event with this)."""
+    return viewer is not None and (viewer.is_admin or video.owner_id == viewer.id)
+
+
+async def find_video(*, viewer: User, video_id: int) -> Video | None:
+    """A visible video (deleted ones too), or None."""
+    return await visible_videos(viewer).get_or_none(id=video_id)
+
+
+async def get_video(*, viewer: User, video_id: int) -> Video:
+    """A visible video. Raises NotFound (also for another user's)."""
+    video = await find_video(viewer=viewer, video_id=video_id)
+    if video is None:
+        raise errors.NotFound("video")
+    return video
+
+
+def list_videos(
+    *,
+    viewer: User,
+    status: Sequence[VideoStatus] | None = None,
+    project_id: int | None = None,
+    story_id: int | None = None,
+    tag: str | None = None,
+    theme: str | None = None,
+    provider: str | None = None,
+    search: str | None = None,
+    include_deleted: bool = False,
+) -> QuerySet[Video]:
+    """The viewer's videos matching every given filter (not yet ordered or sliced).
+
+    ``tag`` and ``theme`` match by normalised name; ``search`` looks for the text in the
+    prompt and the caption, case-insensitively. Deleted videos only with ``include_deleted``.
+    """
+    query = visible_videos(viewer)
+    if not include_deleted:
+        query = query.filter(deleted_at__isnull=True)
+    if status:
+        query = query.filter(status__in=[VideoStatus(s) for s in status])
+    if project_id is not None:
+        query = query.filter(project_id=project_id)
+    if story_id is not None:
+        query = query.filter(story_id=story_id)
+    if provider is not None:
+        query = query.filter(provider=provider.strip().lower())
+    if theme is not None:
+        _, key = catalog.check_label(theme, field="theme")
+        query = query.filter(theme__name_key=key)
+    if tag is not None:
+        _, key = catalog.check_label(tag, field="tag")
+        tagged = Tag.filter(name_key=key).values("videos__id")
+        query = query.filter(id__in=Subquery(tagged))
+    if search is not None and search.strip():
+        text = search.strip()
+        if len(text) > MAX_SEARCH:
+            raise errors.BadUserInput(
+                f"search must be at most {MAX_SEARCH} characters.", field="search"
+            )
+        query = query.filter(Q(prompt__icontains=text) | Q(caption__icontains=text))
+    return query
+
+
+# --- generate ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A fully checked request: everything the transaction needs, nothing left to decide."""
+
+    prompt: str
+    provider: str
+    model: str | None
+    resolution: str
+    output_format: OutputFormat
+    duration_seconds: float
+    project_id: int | None
+    story_id: int | None
+    paragraph_index: int | None
+    caption: str | None
+    video_style: str | None
+    theme: tuple[str, str] | None
+    tags: list[tuple[str, str]]
+    priority: int
+    scheduled_at: dt.datetime | None
+    image_ext: str | None
+
+
+def _optional_text(value: str | None, *, field: str, limit: int) -> str | None:
+    if value is None:
+        return None
+    text = value.strip()
+    if len(text) > limit:
+        raise errors.BadUserInput(f"{field} must be at most {limit} characters.", field=field)
+    return text or None
+
+
+def _pick_resolution(requested: str | None, presets: Sequence[str], default: str | None) -> str:
+    if requested is None:
+        if default and default in presets:
+            return default
+        if DEFAULT_RESOLUTION in presets or not presets:
+            return DEFAULT_RESOLUTION
+        return presets[0]
+    value = requested.strip().lower()
+    if value not in presets:
+        raise errors.BadUserInput(
+            f"Resolution {requested!r} is not offered by this provider; "
+            f"choose one of {', '.join(presets)}.",
+            field="resolution",
+        )
+    return value
+
+
+def _pick_duration(requested: float | None, caps: Capabilities) -> float:
+    if requested is None:
+        if caps.durations:
+            return float(min(caps.durations, key=lambda d: abs(d - DEFAULT_DURATION)))
+        return float(
+            min(max(DEFAULT_DURATION, caps.min_duration_seconds), caps.max_duration_seconds)
+        )
+    if not math.isfinite(requested) or requested <= 0:
+        raise errors.BadUserInput(
+            "durationSeconds must be a positive number.", field="durationSeconds"
+        )
+    if caps.durations:
+        if not any(abs(requested - d) < 1e-6 for d in caps.durations):
+            allowed = ", ".join(f"{d:g}" for d in caps.durations)
+            raise errors.BadUserInput(
+                f"This provider makes videos of {allowed} seconds only.", field="durationSeconds"
+            )
+    elif not caps.min_duration_seconds <= requested <= caps.max_duration_seconds:
+        raise errors.BadUserInput(
+            f"durationSeconds must be between {caps.min_duration_seconds:g} and "
+            f"{caps.max_duration_seconds:g} for this provider.",
+            field="durationSeconds",
+        )
+    return float(requested)
+
+
+async def _plan(
+    *,
+    runtime: Runtime,
+    viewer: User,
+    prompt: str,
+    provider: str | None,
+    model: str | None,
+    project_id: int | None,
+    story_id: int | None,
+    paragraph_index: int | None,
+    input_image: bytes | None,
+    resolution: str | None,
+    output_format: OutputFormat | str | None,
+    duration_seconds: float | None,
+    caption: str | None,
+    video_style: str | None,
+    theme: str | None,
+    tags: Sequence[str] | None,
+    priority: int | None,
+    scheduled_at: dt.datetime | None,
+) -> _Plan:
+    settings = runtime.settings
+    # Provider first: the prompt limit and every capability depend on it.
+    name = (provider or DEFAULT_PROVIDER).strip().lower()
+    chosen = runtime.providers.get(name)
+    if chosen is None:
+        raise errors.BadUserInput(
+            f"Unknown provider {provider!r}; choose one of {', '.join(runtime.providers)}.",
+            field="provider",
+        )
+    if not chosen.available:
+        raise errors.BadUserInput(
+            f"The {name} provider is not configured on this server (set "
+            f"VIDGEN_{name.upper()}_API_KEY); choose another one.",
+            field="provider",
+        )
+    caps = chosen.capabilities
+
+    text = (prompt or "").strip()
+    if not text:
+        raise errors.BadUserInput("The prompt must not be empty.", field="prompt")
+    if len(text) > caps.max_prompt_length:
+        raise errors.BadUserInput(
+            f"The prompt is {len(text)} characters; {name} accepts at most "
+            f"{caps.max_prompt_length}.",
+            field="prompt",
+        )
+
+    chosen_model = _optional_text(model, field="model", limit=MAX_MODEL) or caps.default_model
+    if model is not None and caps.models and chosen_model not in caps.models:
+        raise errors.BadUserInput(
+            f"Model {model!r} is not offered by {name}; choose one of {', '.join(caps.models)}.",
+            field="model",
+        )
+
+    chosen_resolution = _pick_resolution(resolution, caps.resolutions, caps.default_resolution)
+    fmt = _parse_format(output_format)
+    if fmt.value not in caps.output_formats:
+        raise errors.BadUserInput(
+            f"{name} cannot produce {fmt.value.upper()}; choose one of "
+            f"{', '.join(f.upper() for f in caps.output_formats)}.",
+            field="outputFormat",
+        )
+    duration = _pick_duration(duration_seconds, caps)
+
+    clean_caption = _optional_text(caption, field="caption", limit=MAX_CAPTION)
+    clean_style = _optional_text(video_style, field="videoStyle", limit=MAX_STYLE)
+    theme_name = catalog.check_label(theme, field="theme") if theme is not None else None
+    tag_names = catalog.check_labels(tags, field="tags")
+
+    chosen_priority = 0 if priority is None else priority
+    if not settings.priority_min <= chosen_priority <= settings.priority_max:
+        raise errors.BadUserInput(
+            f"priority must be between {settings.priority_min} and {settings.priority_max}.",
+            field="priority",
+        )
+    when = scheduled_at
+    if when is not None:
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        if when < _now() - SCHEDULE_TOLERANCE:
+            raise errors.BadUserInput("scheduledAt must not be in the past.", field="scheduledAt")
+
+    # Grouping: only the viewer's own project and story (another user's reads as missing).
+    story: Story | None = None
+    if project_id is not None:
+        await catalog.owned_project(owner=viewer, project_id=project_id)
+    if story_id is not None:
+        story = await catalog.owned_story(owner=viewer, story_id=story_id)
+        if project_id is not None and story.project_id != project_id:
+            raise errors.BadUserInput("That story is not in that project.", field="storyId")
+        if project_id is None:
+            project_id = story.project_id
+    if paragraph_index is not None:
+        if story is None:
+            raise errors.BadUserInput("paragraphIndex needs a storyId.", field="paragraphIndex")
+        count = len(story.paragraphs or [])
+        if not 0 <= paragraph_index < count:
+            raise errors.BadUserInput(
+                f"paragraphIndex {paragraph_index} is outside the story's {count} paragraph(s).",
+                field="paragraphIndex",
+            )
+
+    image_ext = None
+    if input_image is not None:
+        if not caps.image_to_video:
+            raise errors.BadUserInput(
+                f"The {name} provider does not take an input image.", field="inputImage"
+            )
+        checked = await asyncio.to_thread(
+            check_image,
+            input_image,
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=settings.max_image_pixels,
+            max_side=settings.max_image_side,
+        )
+        image_ext = checked.ext
+    elif not caps.text_to_video:
+        raise errors.BadUserInput(f"The {name} provider needs an input image.", field="inputImage")
+
+    return _Plan(
+        prompt=text,
+        provider=name,
+        model=chosen_model,
+        resolution=chosen_resolution,
+        output_format=fmt,
+        duration_seconds=duration,
+        project_id=project_id,
+        story_id=story.id if story else None,
+        paragraph_index=paragraph_index,
+        caption=clean_caption,
+        video_style=clean_style,
+        theme=theme_name,
+        tags=tag_names,
+        priority=chosen_priority,
+        scheduled_at=when,
+        image_ext=image_ext,
+    )
+
+
+def _parse_format(value: OutputFormat | str | None) -> OutputFormat:
+    if value is None:
+        return OutputFormat.MP4
+    if isinstance(value, OutputFormat):
+        return value
+    try:
+        return OutputFormat(str(value).strip().lower())
+    except ValueError as exc:
+        raise errors.BadUserInput(
+            "outputFormat must be MP4 or WEBM.", field="outputFormat"
+        ) from exc
+
+
+async def generate_video(
+    *,
+    runtime: Runtime,
+    viewer: User,
+    prompt: str,
+    provider: str | None = None,
+    model: str | None = None,
+    project_id: int | None = None,
+    story_id: int | None = None,
+    paragraph_index: int | None = None,
+    input_image: bytes | None = None,
+    resolution: str | None = None,
+    output_format: OutputFormat | str | None = None,
+    duration_seconds: float | None = None,
+    caption: str | None = None,
+    video_style: str | None = None,
+    theme: str | None = None,
+    tags: Sequence[str] | None = None,
+    priority: int | None = None,
+    scheduled_at: dt.datetime | None = None,
+    idempotency_key: str | None = None,
+) -> Video:
+    """Queue a new video.
+
+    Args:
+        runtime: the process's :class:`~vidgen.runtime.Runtime` (settings, providers,
+            storage, bus).
+        viewer: the user asking; the video is theirs.
+        prompt .. scheduled_at: the request (see CONTRACT.md ``GenerateVideoInput``); ids
+            are database ids, ``input_image`` the uploaded file's bytes.
+        idempotency_key: the same key from the same user returns the first video and
+            creates nothing, even when two requests race.
+
+    Returns:
+        The queued video (or the earlier one for a repeated ``idempotency_key``).
+
+    Raises:
+        BadUserInput: with ``field`` naming the offending input; nothing was written or stored.
+    """
+    key = None
+    if idempotency_key is not None:
+        key = idempotency_key.strip()
+        if not key or len(key) > MAX_IDEMPOTENCY_KEY:
+            raise errors.BadUserInput(
+                f"idempotencyKey must be 1 to {MAX_IDEMPOTENCY_KEY} characters.",
+                field="idempotencyKey",
+            )
+        earlier = await Video.get_or_none(owner_id=viewer.id, idempotency_key=key)
+        if earlier is not None:
+            return earlier
+    plan = await _plan(
+        runtime=runtime,
+        viewer=viewer,
+        prompt=prompt,
+        provider=provider,
+        model=model,
+        project_id=project_id,
+        story_id=story_id,
+        paragraph_index=paragraph_index,
+        input_image=input_image,
+        resolution=resolution,
+        output_format=output_format,
+        duration_seconds=duration_seconds,
+        caption=caption,
+        video_style=video_style,
+        theme=theme,
+        tags=tags,
+        priority=priority,
+        scheduled_at=scheduled_at,
+    )
+
+    stored_key: str | None = None
+    try:
+        async with in_transaction():
+            theme_row = (
+                await catalog.ensure_theme(owner_id=viewer.id, name=plan.theme[0])
+                if plan.theme
+                else None
+            )
+            video = Video(
+                owner_id=viewer.id,
+                created_by_id=viewer.id,
+                prompt=plan.prompt,
+                provider=plan.provider,
+                model=plan.model,
+                status=VideoStatus.QUEUED,
+                resolution=plan.resolution,
+                output_format=plan.output_format,
+                duration_seconds=plan.duration_seconds,
+                project_id=plan.project_id,
+                story_id=plan.story_id,
+                paragraph_index=plan.paragraph_index,
+                caption=plan.caption,
+                video_style=plan.video_style,
+                theme_id=theme_row.id if theme_row else None,
+                priority=plan.priority,
+                scheduled_at=plan.scheduled_at,
+                max_retries=runtime.settings.max_retries,
+                idempotency_key=key,
+            )
+            await video.save()
+            if plan.tags:
+                tag_rows = await catalog.ensure_tags(
+                    owner_id=viewer.id, names=[display for display, _ in plan.tags]
+                )
+                await video.tags.add(*tag_rows)
+            if input_image is not None and plan.image_ext is not None:
+                stored_key = make_key(viewer.id, video.id, "input", plan.image_ext)
+                await runtime.storage.save_bytes(stored_key, input_image)
+                video.input_image = stored_key
+                await video.save(update_fields=["input_image"])
+            change = await lifecycle.record_created(video, actor=actor_of(viewer))
+    except BaseException as exc:
+        if stored_key is not None:
+            await _remove_file(runtime, stored_key)
+        if key is not None and isinstance(exc, IntegrityError):
+            # Lost a race with the same idempotency key: the winner's video is the answer.
+            earlier = await Video.get_or_none(owner_id=viewer.id, idempotency_key=key)
+            if earlier is not None:
+                return earlier
+        raise
+
+    logger.info(
+        "video queued",
+        extra={
+            "action": "video.created",
+            "video_id": video.id,
+            "user_id": viewer.id,
+            "provider": plan.provider,
+        },
+    )
+    await lifecycle.publish(runtime.bus, [change.event])
+    await jobs.wake_workers(runtime.bus, provider=plan.provider)
+    return video
+
+
+async def _remove_file(runtime: Runtime, key: str) -> None:
+    try:
+        await asyncio.shield(runtime.storage.delete(key))
+    except Exception:  # noqa: BLE001 - the original error matters more; purge cleans up
+        logger.exception("could not remove a stored input image", extra={"key": key})
+
+
+# --- change ------------------------------------------------------------------------------
+
+
+async def update_video(
+    *,
+    runtime: Runtime,
+    viewer: User,
+    video_id: int,
+    caption: str | None | Keep = KEEP,
+    video_style: str | None | Keep = KEEP,
+    theme: str | None | Keep = KEEP,
+    tags: Sequence[str] | None | Keep = KEEP,
+) -> Video:
+    """Change a video's presentation: caption, style, theme, tags (None clears).
+
+    Bumps ``version`` and publishes the change so subscribers see it.
+    """
+    changes: dict[str, object] = {}
+    if caption is not KEEP:
+        changes["caption"] = _optional_text(caption, field="caption", limit=MAX_CAPTION)
+    if video_style is not KEEP:
+        changes["video_style"] = _optional_text(video_style, field="videoStyle", limit=MAX_STYLE)
+    theme_name = None
+    if theme is not KEEP and theme is not None:
+        theme_name = catalog.check_label(theme, field="theme")
+    tag_names = None
+    if tags is not KEEP:
+        tag_names = catalog.check_labels(tags or [], field="tags")
+    video = await get_video(viewer=viewer, video_id=video_id)
+    if video.deleted_at is not None:
+        raise errors.Conflict("This video is deleted; restore it first.")
+
+    async with in_transaction():
+        if theme is not KEEP:
+            changes["theme_id"] = (
+                (await catalog.ensure_theme(owner_id=video.owner_id, name=theme_name[0])).id
+                if theme_name
+                else None
+            )
+        if tag_names is not None:
+            rows = await catalog.ensure_tags(
+                owner_id=video.owner_id, names=[display for display, _ in tag_names]
+            )
+            await video.tags.clear()
+            if rows:
+                await video.tags.add(*rows)
+        await Video.filter(id=video.id).update(
+            **changes, version=F("version") + 1, updated_at=_now()
+        )
+    await video.refresh_from_db()
+    await lifecycle.publish(runtime.bus, [lifecycle.event_for(video, None)])
+    return video
+
+
+async def cancel_video(*, runtime: Runtime, viewer: User, video_id: int) -> Video:
+    """Cancel a queued video now, or ask the worker of a processing one to stop.
+
+    Raises:
+        NotFound: not the viewer's. Conflict: already completed, failed or canceled.
+    """
+    video = await get_video(viewer=viewer, video_id=video_id)
+    return await jobs.request_cancel(video.id, actor=actor_of(viewer), bus=runtime.bus)
+
+
+async def retry_video(*, runtime: Runtime, viewer: User, video_id: int) -> Video:
+    """Queue a failed or canceled video again.
+
+    Raises:
+        NotFound: not the viewer's. Conflict: not failed or canceled, or deleted.
+    """
+    video = await get_video(viewer=viewer, video_id=video_id)
+    if video.deleted_at is not None:
+        raise errors.Conflict("This video is deleted; restore it first.")
+    return await jobs.retry(video.id, actor=actor_of(viewer), bus=runtime.bus)
+
+
+async def delete_video(*, runtime: Runtime, viewer: User, video_id: int) -> Video:
+    """Soft-delete a video (``deleted_at``); a queued or processing job is canceled too.
+
+    Deleting twice is harmless (the first ``deleted_at`` stays).
+    """
+    video = await get_video(viewer=viewer, video_id=video_id)
+    if video.deleted_at is not None:
+        return video
+    if VideoStatus(video.status) in (VideoStatus.QUEUED, VideoStatus.PROCESSING):
+        try:
+            await jobs.request_cancel(video.id, actor=actor_of(viewer), bus=runtime.bus)
+        except lifecycle.IllegalTransition:
+            pass  # it finished in the meantime: nothing left to stop
+    await Video.filter(id=video.id, deleted_at__isnull=True).update(
+        deleted_at=_now(), version=F("version") + 1, updated_at=_now()
+    )
+    await video.refresh_from_db()
+    await lifecycle.publish(runtime.bus, [lifecycle.event_for(video, None)])
+    return video
+
+
+async def restore_video(*, runtime: Runtime, viewer: User, video_id: int) -> Video:
+    """Undo :func:`delete_video` (its status stays as it is). Harmless on a live video."""
+    video = await get_video(viewer=viewer, video_id=video_id)
+    if video.deleted_at is None:
+        return video
+    await Video.filter(id=video.id).update(
+        deleted_at=None, version=F("version") + 1, updated_at=_now()
+    )
+    await video.refresh_from_db()
+    await lifecycle.publish(runtime.bus, [lifecycle.event_for(video, None)])
+    return video
