@@ -1,0 +1,22 @@
+"""Local simulators of the providers' documented HTTP APIs (see ../shared/providers.md).
+
+Each is a small Starlette app with scriptable behaviour; run one with
+:func:`tests.simulators.server.serve` (or ``aserve``) on a free port.
+"""
+
+from tests.simulators.common import Scenario, Simulator
+from tests.simulators.fal import FalSimulator
+from tests.simulators.openai import OpenAISimulator
+from tests.simulators.replicate import ReplicateSimulator
+from tests.simulators.runway import RunwaySimulator
+from tests.simulators.stability import StabilitySimulator
+
+__all__ = [
+    "FalSimulator",
+    "OpenAISimulator",
+    "ReplicateSimulator",
+    "RunwaySimulator",
+    "Scenario",
+    "Simulator",
+    "StabilitySimulator",
+]

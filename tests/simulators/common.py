@@ -1,0 +1,277 @@
+"""What every provider simulator shares: scripted scenarios, jobs, faults, auth, signing.
+
+A test scripts behaviour on ``sim.scenario``::
+
+    sim.scenario.outcome = "fail"            # "succeed" | "fail" | "policy"
+    sim.scenario.queued_polls = 1            # polls answered "queued" before "running"
+    sim.scenario.running_polls = 2           # polls answered "running" (progress rises)
+    sim.scenario.fail_next("submit", "429")  # one-off faults per route, in order:
+                                             # "429" "500" "hang" "malformed" "401"
+    sim.scenario.fail_first_n("poll", 2, "500")
+    sim.scenario.tick_seconds = 0.5          # also advance jobs by wall-clock time
+
+Routes: ``submit``, ``poll``, ``result`` (fal), ``download``, ``cancel``.
+
+Magic prompt words (for use across processes, where a test cannot reach ``scenario``):
+``sim:fail`` and ``sim:policy`` set the job's outcome; ``sim:slow`` triples its running
+polls; ``sim:429``, ``sim:500``, ``sim:hang`` and ``sim:malformed`` make the FIRST
+submission of that prompt fail that way (a retry of the same prompt then succeeds).
+
+``sim.submissions`` counts accepted submissions (no double submit); ``sim.requests`` logs
+``(method, path)`` of every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tests.simulators.media import sample_mp4
+
+FAULTS = ("429", "500", "hang", "malformed", "401")
+MAGIC_FAULTS = {
+    "sim:429": "429",
+    "sim:500": "500",
+    "sim:hang": "hang",
+    "sim:malformed": "malformed",
+}
+
+
+@dataclass
+class Scenario:
+    """Per-test script of a simulator's behaviour (see the module docstring)."""
+
+    outcome: str = "succeed"
+    queued_polls: int = 1
+    running_polls: int = 2
+    tick_seconds: float | None = None
+    hang_seconds: float = 2.0
+    retry_after: str | None = "7"
+    retry_after_ms: str | None = None
+    faults: dict[str, deque[str]] = field(default_factory=dict)
+
+    def fail_next(self, route: str, kind: str, times: int = 1) -> None:
+        assert kind in FAULTS, kind
+        self.faults.setdefault(route, deque()).extend([kind] * times)
+
+    def fail_first_n(self, route: str, n: int, kind: str = "500") -> None:
+        self.fail_next(route, kind, n)
+
+    def take_fault(self, route: str) -> str | None:
+        queue = self.faults.get(route)
+        return queue.popleft() if queue else None
+
+
+@dataclass
+class Job:
+    id: str
+    prompt: str
+    outcome: str
+    running_polls: int
+    created: float = field(default_factory=time.monotonic)
+    polls: int = 0
+    canceled: bool = False
+    webhook_url: str | None = None
+    body: dict[str, Any] = field(default_factory=dict)
+
+    def phase(self, scenario: Scenario) -> tuple[str, float]:
+        """("queued"|"running"|"succeeded"|"failed"|"policy"|"canceled", progress 0..1)."""
+        if self.canceled:
+            return "canceled", 0.0
+        step = self.polls
+        if scenario.tick_seconds:
+            step = max(step, int((time.monotonic() - self.created) / scenario.tick_seconds))
+        if step <= scenario.queued_polls:
+            return "queued", 0.0
+        running_step = step - scenario.queued_polls
+        if running_step <= self.running_polls:
+            return "running", running_step / (self.running_polls + 1)
+        return {"succeed": "succeeded", "fail": "failed", "policy": "policy"}[self.outcome], 1.0
+
+
+class Simulator:
+    """Base for one provider's simulator: subclasses add ``routes()`` and response shapes.
+
+    Args:
+        api_key: The only key accepted; anything else gets 401 (echoing the token, so tests
+            can prove the adapter scrubs it).
+        auth_scheme: "Bearer" or "Key" (fal).
+    """
+
+    auth_scheme = "Bearer"
+
+    def __init__(self, *, api_key: str = "sim-key", scenario: Scenario | None = None) -> None:
+        self.api_key = api_key
+        self.scenario = scenario or Scenario()
+        self.jobs: dict[str, Job] = {}
+        self.submissions = 0
+        self.requests: list[tuple[str, str]] = []
+        self.received: list[dict[str, Any]] = []  # submit bodies as the simulator saw them
+        self.base_url = ""  # set by the test after the server starts (used in output URLs)
+        self._magic_served: set[tuple[str, str]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.app = Starlette(routes=[*self.routes(), Route("/files/{id}.mp4", self.file)])
+        self.app.add_middleware(_Recorder, sim=self)  # type: ignore[arg-type]
+
+    # --- for subclasses -----------------------------------------------------------------
+    def routes(self) -> list[Route]:
+        raise NotImplementedError
+
+    def error(self, status: int, message: str) -> Response:
+        return JSONResponse({"error": message}, status_code=status)
+
+    # --- helpers --------------------------------------------------------------------------
+    def url_for(self, request: Request, path: str) -> str:
+        return f"{self.base_url or str(request.base_url).rstrip('/')}{path}"
+
+    def authorized(self, request: Request) -> Response | None:
+        header = request.headers.get("authorization", "")
+        if header == f"{self.auth_scheme} {self.api_key}":
+            return None
+        token = header.partition(" ")[2]
+        return self.error(401, f"Invalid credentials: {token!s} is not a valid key")
+
+    async def fault(self, route: str, prompt: str | None = None) -> Response | None:
+        kind = self.scenario.take_fault(route)
+        if kind is None and prompt and route == "submit":
+            for word, magic_kind in MAGIC_FAULTS.items():
+                if word in prompt and (prompt, word) not in self._magic_served:
+                    self._magic_served.add((prompt, word))
+                    kind = magic_kind
+                    break
+        if kind is None:
+            return None
+        if kind == "429":
+            headers = {}
+            if self.scenario.retry_after is not None:
+                headers["Retry-After"] = self.scenario.retry_after
+            if self.scenario.retry_after_ms is not None:
+                headers["retry-after-ms"] = self.scenario.retry_after_ms
+            response = self.error(429, "Request was throttled.")
+            response.headers.update(headers)
+            return response
+        if kind == "500":
+            return self.error(500, "Internal server error")
+        if kind == "401":
+            return self.error(401, "Unauthorized")
+        if kind == "hang":
+            await asyncio.sleep(self.scenario.hang_seconds)
+            return self.error(504, "hung")
+        return Response(b'{"id": "trunc', media_type="application/json")  # malformed
+
+    def new_job(self, prompt: str, *, job_id: str | None = None, **kwargs: Any) -> Job:
+        outcome = self.scenario.outcome
+        if "sim:policy" in prompt:
+            outcome = "policy"
+        elif "sim:fail" in prompt:
+            outcome = "fail"
+        running = self.scenario.running_polls * (3 if "sim:slow" in prompt else 1)
+        job = Job(
+            id=job_id or str(uuid.uuid4()),
+            prompt=prompt,
+            outcome=outcome,
+            running_polls=running,
+            **kwargs,
+        )
+        self.jobs[job.id] = job
+        self.submissions += 1
+        if job.webhook_url and self.scenario.tick_seconds:
+            task = asyncio.get_running_loop().create_task(self._auto_webhook(job))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return job
+
+    def polled(self, job_id: str) -> Job | None:
+        job = self.jobs.get(job_id)
+        if job is not None:
+            job.polls += 1
+        return job
+
+    async def file(self, request: Request) -> Response:
+        denied = await self.fault("download")
+        if denied is not None:
+            return denied
+        if request.path_params["id"] not in self.jobs:
+            return self.error(404, "No such file")
+        return Response(sample_mp4(), media_type="video/mp4")
+
+    # --- webhooks -------------------------------------------------------------------------
+    def webhook_payload(self, job: Job) -> tuple[dict[str, str], bytes]:
+        """Signed headers and body announcing ``job``'s current state (subclasses)."""
+        raise NotImplementedError
+
+    async def deliver_webhook(self, job_id: str, url: str | None = None) -> httpx.Response:
+        """POST the signed webhook for ``job_id`` to ``url`` (default: the job's own)."""
+        job = self.jobs[job_id]
+        headers, body = self.webhook_payload(job)
+        target = url or job.webhook_url
+        assert target, "no webhook URL"
+        async with httpx.AsyncClient() as client:
+            return await client.post(
+                target, content=body, headers={**headers, "content-type": "application/json"}
+            )
+
+    async def _auto_webhook(self, job: Job) -> None:
+        """With ``tick_seconds`` set, jobs finish by themselves: announce the end."""
+        while job.phase(self.scenario)[0] in ("queued", "running"):  # noqa: ASYNC110 - clock-driven
+            await asyncio.sleep(self.scenario.tick_seconds or 0.1)
+        try:
+            await self.deliver_webhook(job.id)
+        except httpx.HTTPError:
+            pass  # the receiver is gone; real providers would retry, tests do not care
+
+
+class _Recorder:
+    """ASGI middleware: logs each request's method and path on the simulator."""
+
+    def __init__(self, app: Any, sim: Simulator) -> None:
+        self.app = app
+        self.sim = sim
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.sim.requests.append((scope["method"], scope["path"]))
+        await self.app(scope, receive, send)
+
+
+# --- signing ----------------------------------------------------------------------------
+def new_whsec() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def standard_webhook_headers(
+    secret: str, body: bytes, *, msg_id: str | None = None, timestamp: int | None = None
+) -> dict[str, str]:
+    """Standard Webhooks headers signing ``body`` with a ``whsec_`` secret."""
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    digest = hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest()
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": stamp,
+        "webhook-signature": f"v1,{base64.b64encode(digest).decode()}",
+    }
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+Handler = Callable[[Request], Any]

@@ -1,0 +1,124 @@
+"""Replicate simulator: predictions (create, get, cancel) and signed webhooks."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tests.simulators.common import Job, Scenario, Simulator, dumps, new_whsec
+from tests.simulators.common import standard_webhook_headers as sign
+
+
+class ReplicateSimulator(Simulator):
+    """Replicate's predictions API; ``webhook_secret`` signs deliveries."""
+
+    def __init__(self, *, webhook_secret: str | None = None, **kwargs: Any) -> None:
+        self.webhook_secret = webhook_secret or new_whsec()
+        self._base = ""
+        super().__init__(**kwargs)
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/models/{owner}/{name}/predictions", self.create, methods=["POST"]),
+            Route("/v1/predictions", self.create, methods=["POST"]),
+            Route("/v1/predictions/{id}", self.get, methods=["GET"]),
+            Route("/v1/predictions/{id}/cancel", self.cancel, methods=["POST"]),
+        ]
+
+    def error(self, status: int, message: str) -> Response:
+        return JSONResponse({"detail": message, "status": status}, status_code=status)
+
+    async def create(self, request: Request) -> Response:
+        if (denied := self.authorized(request)) is not None:
+            return denied
+        body: dict[str, Any] = await request.json()
+        values = body.get("input")
+        if not isinstance(values, dict) or not values.get("prompt"):
+            return self.error(422, "input.prompt: field required")
+        prompt = str(values["prompt"])
+        if (fault := await self.fault("submit", prompt)) is not None:
+            return fault
+        image = values.get("first_frame_image")
+        if image is not None and not str(image).startswith("data:image/"):
+            return self.error(422, "input.first_frame_image: must be a URL or data URL")
+        self.received.append(body)
+        model = (
+            f"{request.path_params['owner']}/{request.path_params['name']}"
+            if "owner" in request.path_params
+            else str(body.get("version", "")).split(":")[0]
+        )
+        job = self.new_job(prompt, body={**body, "model": model}, webhook_url=body.get("webhook"))
+        self._base = self.url_for(request, "")
+        return JSONResponse(self.prediction(job, count=False), status_code=201)
+
+    def prediction(self, job: Job, *, count: bool = True) -> dict[str, Any]:
+        phase, progress = job.phase(self.scenario)
+        status = {
+            "queued": "starting",
+            "running": "processing",
+            "succeeded": "succeeded",
+            "failed": "failed",
+            "policy": "failed",
+            "canceled": "canceled",
+        }[phase]
+        body: dict[str, Any] = {
+            "id": job.id,
+            "model": job.body.get("model"),
+            "version": "hidden",
+            "input": job.body.get("input"),
+            "status": status,
+            "output": None,
+            "error": None,
+            "logs": "",
+            "created_at": "2026-01-01T00:00:00Z",
+            "urls": {
+                "get": f"{self._base}/v1/predictions/{job.id}",
+                "cancel": f"{self._base}/v1/predictions/{job.id}/cancel",
+            },
+        }
+        if phase == "running":
+            body["logs"] = f"loading\n{int(progress * 100)}%|####      | step"
+        elif phase == "succeeded":
+            body["output"] = f"{self._base}/files/{job.id}.mp4"
+        elif phase == "failed":
+            body["error"] = "CUDA error: the model crashed"
+        elif phase == "policy":
+            body["error"] = "The input or output was flagged as sensitive (E005)"
+        return body
+
+    async def get(self, request: Request) -> Response:
+        if (denied := self.authorized(request)) is not None:
+            return denied
+        if (fault := await self.fault("poll")) is not None:
+            return fault
+        job = self.polled(request.path_params["id"])
+        if job is None:
+            return self.error(404, "Not found.")
+        self._base = self.url_for(request, "")
+        return JSONResponse(self.prediction(job))
+
+    async def cancel(self, request: Request) -> Response:
+        if (denied := self.authorized(request)) is not None:
+            return denied
+        if (fault := await self.fault("cancel")) is not None:
+            return fault
+        job = self.jobs.get(request.path_params["id"])
+        if job is None:
+            return self.error(404, "Not found.")
+        if job.phase(self.scenario)[0] in ("queued", "running"):
+            job.canceled = True
+        return JSONResponse(self.prediction(job))
+
+    def webhook_payload(
+        self, job: Job, *, timestamp: int | None = None, secret: str | None = None
+    ) -> tuple[dict[str, str], bytes]:
+        body = dumps(self.prediction(job))
+        stamp = int(time.time()) if timestamp is None else timestamp
+        return sign(secret or self.webhook_secret, body, timestamp=stamp), body
+
+
+__all__ = ["ReplicateSimulator", "Scenario"]

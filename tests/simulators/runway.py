@@ -1,0 +1,103 @@
+"""Runway simulator: ``/v1/{text,image}_to_video``, ``/v1/tasks/{id}`` (GET, DELETE)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tests.simulators.common import Job, Simulator
+
+RATIOS = {"1280:720", "720:1280", "1104:832", "960:960", "832:1104", "1584:672"}
+MODELS = {"gen4.5", "gen4_turbo"}
+VERSION = "2024-11-06"
+
+
+class RunwaySimulator(Simulator):
+    """Runway's task API; no webhooks (Runway has none)."""
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/text_to_video", self.create, methods=["POST"]),
+            Route("/v1/image_to_video", self.create, methods=["POST"]),
+            Route("/v1/tasks/{id}", self.task, methods=["GET"]),
+            Route("/v1/tasks/{id}", self.delete, methods=["DELETE"]),
+        ]
+
+    async def create(self, request: Request) -> Response:
+        if (denied := self.authorized(request)) is not None:
+            return denied
+        if request.headers.get("x-runway-version") != VERSION:
+            return self.error(400, "X-Runway-Version header is required")
+        body: dict[str, Any] = await request.json()
+        prompt = str(body.get("promptText") or "")
+        if (fault := await self.fault("submit", prompt)) is not None:
+            return fault
+        problems = []
+        if body.get("model") not in MODELS:
+            problems.append("model: unsupported")
+        if body.get("ratio") not in RATIOS:
+            problems.append("ratio: must be one of " + ", ".join(sorted(RATIOS)))
+        if not isinstance(body.get("duration"), int) or not 2 <= body["duration"] <= 10:
+            problems.append("duration: must be an integer from 2 to 10")
+        if len(prompt) > 1000:
+            problems.append("promptText: too long")
+        if request.url.path.endswith("image_to_video"):
+            if not str(body.get("promptImage", "")).startswith("data:image/"):
+                problems.append("promptImage: must be an HTTPS URL or a data URI")
+        if problems:
+            return self.error(400, "; ".join(problems))
+        self.received.append(body)
+        job = self.new_job(prompt, body=body)
+        return JSONResponse({"id": job.id})
+
+    async def task(self, request: Request) -> Response:
+        if (denied := self.authorized(request)) is not None:
+            return denied
+        if (fault := await self.fault("poll")) is not None:
+            return fault
+        job = self.polled(request.path_params["id"])
+        if job is None:
+            return self.error(404, "Task not found")
+        return JSONResponse(self.task_body(job, request))
+
+    def task_body(self, job: Job, request: Request) -> dict[str, Any]:
+        phase, progress = job.phase(self.scenario)
+        task: dict[str, Any] = {
+            "id": job.id,
+            "createdAt": datetime.fromtimestamp(0, UTC).isoformat(),
+        }
+        if phase == "queued":
+            task["status"] = "PENDING"
+        elif phase == "running":
+            task.update(status="RUNNING", progress=round(progress, 3))
+        elif phase == "succeeded":
+            task.update(status="SUCCEEDED", output=[self.url_for(request, f"/files/{job.id}.mp4")])
+        elif phase == "policy":
+            task.update(
+                status="FAILED",
+                failure="Your input was flagged by content moderation.",
+                failureCode="SAFETY.INPUT.TEXT",
+            )
+        elif phase == "failed":
+            task.update(status="FAILED", failure="The generation failed.")
+        else:
+            task["status"] = "CANCELLED"
+        return task
+
+    async def delete(self, request: Request) -> Response:
+        if (denied := self.authorized(request)) is not None:
+            return denied
+        if (fault := await self.fault("cancel")) is not None:
+            return fault
+        job = self.jobs.get(request.path_params["id"])
+        if job is None:
+            return self.error(404, "Task not found")
+        if job.phase(self.scenario)[0] in ("queued", "running"):
+            job.canceled = True  # GET then answers CANCELLED
+        else:
+            del self.jobs[job.id]  # finished tasks are deleted
+        return Response(status_code=204)
