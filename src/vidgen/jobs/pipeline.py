@@ -1,0 +1,425 @@
+"""Run one claimed job: provider → storage → probe → thumbnail → one completing transition.
+
+::
+
+    prediction_id set?  ── yes ─▶ poll it (a rescued job never pays twice;
+         │                         PredictionLost → forget it and submit again)
+         no ─▶ submit ─▶ store prediction_id at once (fenced)
+    poll with the provider's floor and backoff, woken early by the job channel
+    (a webhook arrived, a cancel was requested) ─▶ report progress
+    succeeded ─▶ download ─▶ save ─▶ probe ─▶ thumbnail ─▶ completed (all metadata, one tx)
+    failed    ─▶ retryable and budget left: queued, scheduled_at = now + backoff
+                 otherwise: failed (error_message holds the last error)
+
+Every write is fenced on the claim's ``attempt``: when the job was swept meanwhile the write
+raises :class:`~vidgen.jobs.lifecycle.StaleAttempt` and this attempt stops, touching nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tortoise.transactions import in_transaction
+
+from vidgen.events.bus import RESYNC, SubscriberOverflow, job_channel
+from vidgen.jobs import lifecycle, queue
+from vidgen.jobs.lifecycle import Claimed, StaleAttempt, now
+from vidgen.jobs.retry import RetryPolicy, retries_left
+from vidgen.jobs.service import CANCEL_MESSAGE
+from vidgen.media.storage import make_key
+from vidgen.models import AttemptOutcome, Video, VideoStatus
+from vidgen.providers.base import (
+    GenerationRequest,
+    InputImage,
+    PollResult,
+    PredictionLost,
+    Provider,
+    ProviderError,
+    State,
+)
+
+if TYPE_CHECKING:
+    from vidgen.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+S = VideoStatus
+POLL_BACKOFF = 1.5
+MAX_POLL_ERRORS = 3  # consecutive retryable poll errors tolerated inside one attempt
+PROGRESS_STEP = 0.02
+_IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}
+_VIDEO_EXTS = {"video/mp4": "mp4", "video/webm": "webm"}
+
+
+class JobContext:
+    """One claimed job as its worker runs it: the fence, and the nudges from outside."""
+
+    def __init__(self, runtime: Runtime, claimed: Claimed, *, worker_id: str) -> None:
+        self.runtime = runtime
+        self.claimed = claimed
+        self.video_id = claimed.video_id
+        self.attempt = claimed.attempt
+        self.worker_id = worker_id
+        self.cancel_requested = False  # set by the heartbeat from the database
+        self.cancel_hint = False  # a cancel message arrived: check the database
+        self._nudge = asyncio.Event()
+
+    @property
+    def log_extra(self) -> dict[str, Any]:
+        return {"video_id": self.video_id, "attempt": self.attempt, "worker_id": self.worker_id}
+
+    def nudge(self) -> None:
+        """Wake the job's wait now (a webhook arrived or a cancel was requested)."""
+        self._nudge.set()
+
+    async def wait(self, seconds: float) -> None:
+        """Sleep up to ``seconds``; return early when nudged."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._nudge.wait(), timeout=max(0.0, seconds))
+        self._nudge.clear()
+
+
+class _DeadPrediction(ProviderError):
+    """The prediction itself failed: a retry must submit a new one."""
+
+
+async def run_job(ctx: JobContext) -> AttemptOutcome | None:
+    """Run one claimed job to an outcome; never raises except for cancellation.
+
+    Returns:
+        The attempt's outcome, or None when the job was taken away (stale attempt).
+    """
+    bus = ctx.runtime.bus
+    async with bus.subscribe(job_channel(ctx.video_id), maxsize=16) as sub:
+        listener = asyncio.create_task(_listen(sub, ctx))
+        try:
+            return await _run(ctx)
+        except StaleAttempt:
+            logger.warning("attempt went stale; stopping", extra=ctx.log_extra)
+            return None
+        except ProviderError as exc:
+            return await _fail(ctx, exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception("job crashed", extra={**ctx.log_extra, "action": "job.crash"})
+            error = ProviderError(
+                f"internal error: {type(exc).__name__}: {exc}", retryable=False, code="internal"
+            )
+            try:
+                return await _fail(ctx, error)
+            except StaleAttempt:
+                return None
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+
+async def _listen(sub: Any, ctx: JobContext) -> None:
+    while True:
+        try:
+            message = await sub.get()
+        except SubscriberOverflow:
+            ctx.cancel_hint = True  # we may have missed a cancel: check the database
+            ctx.nudge()
+            return
+        if message is RESYNC:
+            ctx.cancel_hint = True
+        elif isinstance(message, dict) and message.get("type") == CANCEL_MESSAGE:
+            ctx.cancel_hint = True
+        ctx.nudge()
+
+
+async def _cancel_wanted(ctx: JobContext) -> bool:
+    if ctx.cancel_requested:
+        return True
+    if ctx.cancel_hint:
+        ctx.cancel_hint = False
+        flag = await Video.filter(id=ctx.video_id).values_list("cancel_requested", flat=True)
+        ctx.cancel_requested = bool(flag and flag[0])
+    return ctx.cancel_requested
+
+
+async def _run(ctx: JobContext) -> AttemptOutcome:
+    settings = ctx.runtime.settings
+    video = await Video.get(id=ctx.video_id)
+    if video.attempt != ctx.attempt or video.status != S.PROCESSING:
+        raise StaleAttempt(f"video {ctx.video_id}: attempt {ctx.attempt} is not current")
+    ctx.cancel_requested = bool(video.cancel_requested)
+    provider = ctx.runtime.providers.get(video.provider)
+    if provider is None or not provider.available:
+        raise ProviderError(
+            f"The provider {video.provider!r} is not available on this worker.",
+            retryable=False,
+            code="provider_unavailable",
+        )
+    if await _cancel_wanted(ctx):
+        return await _cancel(ctx, provider, video.prediction_id)
+
+    prediction_id = video.prediction_id
+    result: PollResult | None = None
+    if prediction_id:
+        logger.info("resuming prediction", extra={**ctx.log_extra, "action": "job.resume"})
+        try:
+            result = await provider.poll(prediction_id)
+        except PredictionLost:
+            logger.warning("prediction lost; submitting again", extra=ctx.log_extra)
+            prediction_id = None
+            await _store_prediction(ctx, None)
+    resubmitted = False
+    while True:
+        if prediction_id is None:
+            request = await _build_request(ctx, video, provider)
+            submission = await provider.submit(request)
+            prediction_id = submission.prediction_id
+            await _store_prediction(ctx, prediction_id)
+            result = PollResult(state=submission.state, progress=submission.progress)
+        assert result is not None
+        try:
+            result = await _wait_for_result(ctx, provider, prediction_id, result)
+            break
+        except PredictionLost:
+            if resubmitted:
+                raise
+            resubmitted = True
+            logger.warning("prediction lost; submitting again", extra=ctx.log_extra)
+            prediction_id = None
+            await _store_prediction(ctx, None)
+    if result is None:  # canceled while waiting
+        return await _cancel(ctx, provider, prediction_id)
+    return await _complete(ctx, video, provider, result, settings)
+
+
+async def _wait_for_result(
+    ctx: JobContext, provider: Provider, prediction_id: str, result: PollResult
+) -> PollResult | None:
+    """Poll until the prediction succeeds (the result), is canceled by us (None) or fails."""
+    caps = provider.capabilities
+    delay = caps.min_poll_interval
+    last_progress = -1.0
+    errors_in_a_row = 0
+    while True:
+        if await _cancel_wanted(ctx):
+            return None
+        if result.state is State.SUCCEEDED:
+            return result
+        if result.state is State.FAILED:
+            error = result.error or ProviderError("The prediction failed.", retryable=False)
+            raise _DeadPrediction(
+                error.message,
+                retryable=error.retryable,
+                code=error.code,
+                retry_after=error.retry_after,
+                status_code=error.status_code,
+            )
+        if result.state is State.CANCELED:
+            raise _DeadPrediction(
+                "The provider canceled the prediction.", retryable=False, code="canceled_upstream"
+            )
+        if result.progress is not None and result.progress - last_progress >= PROGRESS_STEP:
+            last_progress = result.progress
+            await lifecycle.report_progress(
+                ctx.video_id, result.progress, attempt=ctx.attempt, bus=ctx.runtime.bus
+            )
+        await ctx.wait(max(caps.min_poll_interval, delay, result.poll_after or 0.0))
+        delay = min(caps.max_poll_interval, delay * POLL_BACKOFF)
+        if await _cancel_wanted(ctx):
+            return None
+        try:
+            result = await provider.poll(prediction_id)
+            errors_in_a_row = 0
+        except PredictionLost:
+            raise
+        except ProviderError as exc:
+            errors_in_a_row += 1
+            if not exc.retryable or errors_in_a_row > MAX_POLL_ERRORS:
+                raise
+            logger.info("poll failed; retrying", extra={**ctx.log_extra, "error": exc.message})
+            delay = max(delay, exc.retry_after or 0.0)
+
+
+async def _store_prediction(ctx: JobContext, prediction_id: str | None) -> None:
+    """Keep the prediction id at once (fenced) so a rescue resumes instead of resubmitting."""
+    async with in_transaction():
+        await lifecycle.touch(
+            ctx.video_id,
+            fields={"prediction_id": prediction_id},
+            attempt=ctx.attempt,
+            status=S.PROCESSING,
+        )
+        await queue.set_attempt_prediction(ctx.video_id, ctx.attempt, prediction_id)
+
+
+async def _build_request(ctx: JobContext, video: Video, provider: Provider) -> GenerationRequest:
+    settings = ctx.runtime.settings
+    image = None
+    if video.input_image:
+        path = ctx.runtime.storage.path(video.input_image)
+        data = await asyncio.to_thread(path.read_bytes)
+        ext = video.input_image.rsplit(".", 1)[-1].lower()
+        image = InputImage(data=data, content_type=_IMAGE_TYPES.get(ext, "image/png"))
+    webhook_url = None
+    if provider.capabilities.webhooks and settings.public_url:
+        webhook_url = f"{settings.resolved_public_url}/webhooks/{provider.name}"
+    return GenerationRequest(
+        prompt=video.prompt,
+        resolution=video.resolution,
+        output_format=str(video.output_format),
+        duration_seconds=video.duration_seconds or provider.capabilities.min_duration_seconds,
+        model=video.model,
+        input_image=image,
+        video_style=video.video_style,
+        seed=video.seed,
+        webhook_url=webhook_url,
+        reference=f"video-{video.id}",
+    )
+
+
+async def _complete(
+    ctx: JobContext, video: Video, provider: Provider, result: PollResult, settings: Any
+) -> AttemptOutcome:
+    from vidgen.media.probe import ProbeError, aprobe
+    from vidgen.media.thumbnails import amake_thumbnail
+
+    storage = ctx.runtime.storage
+    fmt = str(video.output_format)
+    download = storage.temp_path(f".{fmt}")
+    thumb_fmt = settings.thumbnail_format.lower()
+    thumb_ext = "jpg" if thumb_fmt in {"jpeg", "jpg"} else thumb_fmt
+    thumb = storage.temp_path(f".{thumb_ext}")
+    try:
+        content_type = await provider.download(
+            result, download, max_bytes=settings.max_output_bytes
+        )
+        ext = _VIDEO_EXTS.get((content_type or "").split(";")[0].strip().lower(), fmt)
+        video_key = make_key(video.owner_id, video.id, "video", ext)
+        file_size = await storage.save_file(video_key, download)
+        stored = storage.path(video_key)
+        try:
+            info = await aprobe(stored)
+            await amake_thumbnail(stored, thumb, width=settings.thumbnail_width, fmt=thumb_fmt)
+        except ProbeError as exc:
+            raise ProviderError(
+                f"The provider's output is not a readable video: {exc}",
+                retryable=False,
+                code="bad_output",
+            ) from exc
+        thumb_key = make_key(video.owner_id, video.id, "thumbnail", thumb_ext)
+        await storage.save_file(thumb_key, thumb)
+    finally:
+        await asyncio.to_thread(_unlink, download, thumb)
+    fields = {
+        "video_file": video_key,
+        "thumbnail_file": thumb_key,
+        "duration_seconds": info.duration_seconds,
+        "frame_rate": info.frame_rate,
+        "width": info.width,
+        "height": info.height,
+        "codec": info.codec,
+        "file_size": info.file_size or file_size,
+        "error_message": None,
+        "lease_expires_at": None,
+    }
+    await _finish(ctx, S.COMPLETED, AttemptOutcome.SUCCEEDED, message="completed", fields=fields)
+    logger.info("job completed", extra={**ctx.log_extra, "action": "job.completed"})
+    return AttemptOutcome.SUCCEEDED
+
+
+def _unlink(*paths: Path) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+async def _cancel(ctx: JobContext, provider: Provider, prediction_id: str | None) -> AttemptOutcome:
+    if prediction_id:
+        try:
+            await provider.cancel(prediction_id)
+        except Exception:  # best effort: the job is canceled for us either way
+            logger.warning("provider cancel failed", extra=ctx.log_extra, exc_info=True)
+    await _finish(
+        ctx,
+        S.CANCELED,
+        AttemptOutcome.CANCELED,
+        message="canceled",
+        fields={"lease_expires_at": None},
+    )
+    logger.info("job canceled", extra={**ctx.log_extra, "action": "job.canceled"})
+    return AttemptOutcome.CANCELED
+
+
+async def _fail(ctx: JobContext, error: ProviderError) -> AttemptOutcome:
+    """Re-queue with backoff when retryable and the budget allows, else fail for good."""
+    row = await Video.filter(id=ctx.video_id).values("retry_count", "max_retries")
+    if not row:
+        raise StaleAttempt(f"video {ctx.video_id} is gone")
+    retry_count, max_retries = row[0]["retry_count"], row[0]["max_retries"]
+    fields: dict[str, Any] = {"error_message": error.message, "processed_by": None}
+    if isinstance(error, _DeadPrediction) or isinstance(error, PredictionLost):
+        fields["prediction_id"] = None  # the next attempt must submit a new one
+    if error.retryable and retries_left(retry_count, max_retries):
+        delay = RetryPolicy.from_settings(ctx.runtime.settings).delay(
+            retry_count, retry_after=error.retry_after
+        )
+        fields.update(
+            retry_count=retry_count + 1,
+            scheduled_at=now() + dt.timedelta(seconds=delay),
+            progress=0.0,
+        )
+        message = f"retry {retry_count + 1}/{max_retries} in {delay:.1f}s: {error.message}"
+        await _finish(
+            ctx, S.QUEUED, AttemptOutcome.RETRY, message=message, fields=fields, error=error
+        )
+        logger.info(
+            "job will retry", extra={**ctx.log_extra, "action": "job.retry", "delay": delay}
+        )
+        return AttemptOutcome.RETRY
+    if error.retryable:
+        fields["error_message"] = f"{error.message} (gave up after {retry_count} retries)"
+    fields["lease_expires_at"] = None
+    await _finish(
+        ctx,
+        S.FAILED,
+        AttemptOutcome.FAILED,
+        message=fields["error_message"],
+        fields=fields,
+        error=error,
+    )
+    logger.info("job failed", extra={**ctx.log_extra, "action": "job.failed", "code": error.code})
+    return AttemptOutcome.FAILED
+
+
+async def _finish(
+    ctx: JobContext,
+    to: VideoStatus,
+    outcome: AttemptOutcome,
+    *,
+    message: str,
+    fields: dict[str, Any],
+    error: ProviderError | None = None,
+) -> None:
+    """One fenced transition plus the attempt row, in one transaction; publish after."""
+    async with in_transaction():
+        _video, change = await lifecycle.transition(
+            ctx.video_id,
+            to,
+            actor=f"worker:{ctx.worker_id}",
+            message=message,
+            expect=[S.PROCESSING],
+            attempt=ctx.attempt,
+            fields=fields,
+        )
+        await queue.finish_attempt(
+            ctx.video_id,
+            ctx.attempt,
+            outcome,
+            error_code=error.code if error else None,
+            error_message=error.message if error else None,
+            retryable=error.retryable if error else None,
+        )
+    await lifecycle.publish(ctx.runtime.bus, [change.event])

@@ -1,0 +1,368 @@
+"""Workers: run up to N jobs at once in one process, keep their leases, sweep lost ones.
+
+A :class:`Worker` has three loops:
+
+- the claim loop: claims as many due jobs as it has free slots, then sleeps until a wake-up
+  on :data:`~vidgen.events.bus.WAKEUP_CHANNEL`, a finished job, the next scheduled job, or
+  the slow safety poll (``worker_poll_seconds``), whichever comes first;
+- the heartbeat (every ``heartbeat_seconds``): extends the leases of its running jobs,
+  stops the ones it no longer owns and passes on cancel requests;
+- the sweeper: returns other workers' expired leases to the queue (safe in every worker).
+
+Shutdown (SIGTERM/SIGINT, or :meth:`Worker.stop`): stop claiming, let running jobs finish
+within ``shutdown_grace_seconds``, then release the rest back to ``queued`` (a second signal
+releases at once). Run as ``vidgen worker`` or ``python -m vidgen.jobs.worker``; the API
+runs the same worker in its own process with :func:`start_embedded`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import uuid
+from dataclasses import dataclass
+
+from vidgen.events.bus import WAKEUP_CHANNEL, SubscriberOverflow, Subscription
+from vidgen.jobs import pipeline, queue
+from vidgen.jobs.lifecycle import Claimed, now
+from vidgen.models import VideoStatus
+from vidgen.runtime import Runtime
+from vidgen.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+ERROR_BACKOFF_SECONDS = 1.0
+
+
+@dataclass
+class _Running:
+    ctx: pipeline.JobContext
+    task: asyncio.Task[object]
+    lost: bool = False  # the lease is gone: never release, never write
+
+
+def default_worker_id(name: str | None = None) -> str:
+    """``host:pid:name``, unique per worker instance."""
+    return f"{socket.gethostname()}:{os.getpid()}:{name or uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    """Claims and runs jobs (see the module docstring).
+
+    Args:
+        runtime: the process's shared resources (settings, bus, providers, storage).
+        concurrency: jobs run at once.
+        worker_id: written to ``processed_by``; default ``host:pid:random``.
+    """
+
+    def __init__(self, runtime: Runtime, *, concurrency: int, worker_id: str | None = None) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.concurrency = concurrency
+        self.worker_id = worker_id or default_worker_id()
+        self.grace_seconds = self.settings.shutdown_grace_seconds
+        self._jobs: dict[int, _Running] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._running = False
+        self._done = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # --- public ----------------------------------------------------------------------------
+    @property
+    def running_jobs(self) -> dict[int, int]:
+        """Video id → attempt of the jobs running now."""
+        return {vid: r.ctx.attempt for vid, r in self._jobs.items() if not r.task.done()}
+
+    def start(self) -> asyncio.Task[None]:
+        """Run in a background task (see :func:`start_embedded`)."""
+        self._task = asyncio.create_task(self.run(), name=f"worker {self.worker_id}")
+        return self._task
+
+    async def run(self) -> None:
+        """Claim and run jobs until :meth:`stop`."""
+        self._running = True
+        self._done.clear()
+        logger.info(
+            "worker started",
+            extra={
+                "action": "worker.start",
+                "worker_id": self.worker_id,
+                "concurrency": self.concurrency,
+            },
+        )
+        try:
+            async with self.runtime.bus.subscribe(WAKEUP_CHANNEL, maxsize=64) as sub:
+                helpers = [
+                    asyncio.create_task(self._listen_wakeups(sub)),
+                    asyncio.create_task(self._heartbeat_loop()),
+                    asyncio.create_task(self._sweep_loop()),
+                ]
+                try:
+                    await self._claim_loop()
+                finally:
+                    helpers[2].cancel()  # no more sweeping while shutting down
+                    await self._shutdown()
+                    for task in helpers:
+                        task.cancel()
+                    await asyncio.gather(*helpers, return_exceptions=True)
+        finally:
+            self._running = False
+            self._done.set()
+            logger.info(
+                "worker stopped", extra={"action": "worker.stop", "worker_id": self.worker_id}
+            )
+
+    def request_stop(self, *, grace_seconds: float | None = None) -> None:
+        """Ask the worker to stop (safe from a signal handler); a second call releases now."""
+        if self._stopping:
+            self.grace_seconds = 0.0
+        elif grace_seconds is not None:
+            self.grace_seconds = grace_seconds
+        self._stopping = True
+        self._wake.set()
+
+    async def stop(self, *, grace_seconds: float | None = None) -> None:
+        """Stop claiming, let running jobs finish within the grace period, release the rest."""
+        self.request_stop(grace_seconds=grace_seconds)
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        elif self._running:
+            await self._done.wait()
+
+    async def run_until_idle(self) -> int:
+        """Burst mode (tests, one-off runs): sweep once, run every due job, return.
+
+        Jobs that become due later (retries with backoff, schedules) are left queued.
+
+        Returns:
+            How many jobs were claimed.
+        """
+        await self._sweep_once()
+        heartbeat = asyncio.create_task(self._heartbeat_loop())
+        claimed_total = 0
+        try:
+            while True:
+                claimed_total += len(await self._claim_free_slots())
+                tasks = [r.task for r in self._jobs.values()]
+                if not tasks:
+                    return claimed_total
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    # --- claiming --------------------------------------------------------------------------
+    async def _claim_loop(self) -> None:
+        poll = self.settings.worker_poll_seconds
+        while not self._stopping:
+            self._wake.clear()
+            timeout = poll
+            try:
+                claimed = await self._claim_free_slots()
+                if not claimed and len(self._jobs) < self.concurrency:
+                    due = await queue.next_due_at()
+                    if due is not None:
+                        timeout = min(poll, max(0.0, (due - now()).total_seconds()))
+            except Exception:
+                logger.exception("claim failed", extra={"worker_id": self.worker_id})
+                timeout = ERROR_BACKOFF_SECONDS
+            if self._stopping:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+
+    async def _claim_free_slots(self) -> list[Claimed]:
+        free = self.concurrency - len(self._jobs)
+        if free <= 0 or self._stopping:
+            return []
+        claimed = await queue.claim(
+            worker_id=self.worker_id,
+            limit=free,
+            lease_seconds=self.settings.lease_seconds,
+            providers=list(self.runtime.providers),
+            provider_limits=self.settings.provider_concurrency,
+            bus=self.runtime.bus,
+        )
+        for job in claimed:
+            ctx = pipeline.JobContext(self.runtime, job, worker_id=self.worker_id)
+            task = asyncio.create_task(self._run_one(ctx), name=f"job {job.video_id}")
+            self._jobs[job.video_id] = _Running(ctx, task)
+        return claimed
+
+    async def _run_one(self, ctx: pipeline.JobContext) -> None:
+        try:
+            await pipeline.run_job(ctx)
+        finally:
+            running = self._jobs.get(ctx.video_id)
+            if running is not None and running.ctx is ctx and not self._stopping:
+                del self._jobs[ctx.video_id]
+            self._wake.set()
+
+    async def _listen_wakeups(self, sub: Subscription) -> None:
+        while True:
+            try:
+                await sub.get()
+            except SubscriberOverflow:
+                self._wake.set()
+                return  # the safety poll keeps us going
+            self._wake.set()
+
+    # --- leases ------------------------------------------------------------------------------
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+            try:
+                await self._heartbeat()
+            except Exception:
+                logger.exception("heartbeat failed", extra={"worker_id": self.worker_id})
+
+    async def _heartbeat(self) -> None:
+        jobs = {vid: r.ctx.attempt for vid, r in self._jobs.items() if not r.lost}
+        if not jobs:
+            return
+        report = await queue.extend_leases(jobs, lease_seconds=self.settings.lease_seconds)
+        for video_id in report.lost:
+            running = self._jobs.get(video_id)
+            if running is None or running.task.done():
+                continue
+            running.lost = True
+            running.task.cancel()
+            logger.warning(
+                "lost the lease; stopping the job",
+                extra={
+                    "action": "job.lease_lost",
+                    "video_id": video_id,
+                    "worker_id": self.worker_id,
+                },
+            )
+        for video_id in report.cancel_requested:
+            running = self._jobs.get(video_id)
+            if running is not None:
+                running.ctx.cancel_requested = True
+                running.ctx.nudge()
+
+    async def _sweep_loop(self) -> None:
+        interval = max(0.2, min(self.settings.lease_seconds / 2, 30.0))
+        while True:
+            try:
+                await self._sweep_once()
+            except Exception:
+                logger.exception("sweep failed", extra={"worker_id": self.worker_id})
+            await asyncio.sleep(interval)
+
+    async def _sweep_once(self) -> None:
+        swept = await queue.sweep(
+            max_rescues=self.settings.max_rescues,
+            actor=f"sweeper:{self.worker_id}",
+            bus=self.runtime.bus,
+        )
+        for item in swept:
+            if item.to_status is VideoStatus.QUEUED:
+                self._wake.set()
+                continue
+            provider = self.runtime.providers.get(item.provider)
+            if item.prediction_id and provider is not None:
+                try:
+                    await provider.cancel(item.prediction_id)
+                except Exception:
+                    logger.warning(
+                        "provider cancel failed", exc_info=True, extra={"video_id": item.video_id}
+                    )
+
+    # --- shutdown ----------------------------------------------------------------------------
+    async def _shutdown(self) -> None:
+        self._stopping = True
+        running = [r for r in self._jobs.values() if not r.task.done()]
+        if running and self.grace_seconds > 0:
+            logger.info(
+                "waiting for running jobs",
+                extra={
+                    "action": "worker.drain",
+                    "worker_id": self.worker_id,
+                    "count": len(running),
+                },
+            )
+            await asyncio.wait([r.task for r in running], timeout=self.grace_seconds)
+        leftover = [r for r in running if not r.task.done()]
+        for r in leftover:
+            r.task.cancel()
+        await asyncio.gather(*(r.task for r in leftover), return_exceptions=True)
+        for r in leftover:
+            if r.lost:
+                continue
+            try:
+                status = await queue.release(
+                    r.ctx.video_id, r.ctx.attempt, worker_id=self.worker_id, bus=self.runtime.bus
+                )
+            except Exception:
+                logger.exception("release failed", extra={"video_id": r.ctx.video_id})
+                continue
+            logger.info(
+                "released job",
+                extra={
+                    "action": "job.release",
+                    "video_id": r.ctx.video_id,
+                    "worker_id": self.worker_id,
+                    "status": status,
+                },
+            )
+        self._jobs.clear()
+
+
+async def start_embedded(runtime: Runtime, *, concurrency: int | None = None) -> Worker:
+    """Start a worker inside this process (the API's embedded mode); ``await worker.stop()``."""
+    worker = Worker(
+        runtime,
+        concurrency=concurrency or runtime.settings.worker_concurrency,
+        worker_id=default_worker_id("embedded"),
+    )
+    worker.start()
+    return worker
+
+
+async def run_worker(settings: Settings, *, concurrency: int | None = None) -> None:
+    """The ``vidgen worker`` process: open the database and runtime, run until a signal."""
+    from vidgen import db
+
+    await db.init(settings)
+    runtime = await Runtime.start(settings)
+    worker = Worker(runtime, concurrency=concurrency or settings.worker_concurrency)
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, worker.request_stop)
+    try:
+        await worker.run()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        await runtime.close()
+        await db.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vidgen.jobs.worker [--concurrency N]`` (settings from ``VIDGEN_*``)."""
+    from vidgen import logs
+
+    parser = argparse.ArgumentParser(prog="python -m vidgen.jobs.worker")
+    parser.add_argument("--concurrency", type=int, default=None)
+    args = parser.parse_args(argv)
+    settings = Settings()
+    logs.configure(settings.log_level, json_lines=settings.log_json)
+    settings.check()
+    asyncio.run(run_worker(settings, concurrency=args.concurrency))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

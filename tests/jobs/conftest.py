@@ -1,0 +1,52 @@
+"""Fixtures for the job engine: a runtime with the test provider, users and queued videos."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest_asyncio
+from tortoise.transactions import in_transaction
+
+from vidgen.events.memory import MemoryBus
+from vidgen.jobs import lifecycle
+from vidgen.models import User, Video
+from vidgen.providers.testing import TestProvider
+from vidgen.runtime import Runtime
+from vidgen.settings import Settings
+
+
+@pytest_asyncio.fixture
+async def provider() -> TestProvider:
+    return TestProvider()
+
+
+@pytest_asyncio.fixture
+async def runtime(db: Settings, provider: TestProvider) -> AsyncIterator[Runtime]:
+    """The test's runtime: in-process bus, only the test provider, a private media root."""
+    rt = Runtime.create(db, bus=MemoryBus(), providers={"test": provider})
+    await rt.open()
+    try:
+        yield rt
+    finally:
+        await rt.close()
+
+
+@pytest_asyncio.fixture
+async def user(db: Settings) -> User:
+    return await User.create(email="owner@example.com", password_hash="x")
+
+
+async def make_video(owner: User, prompt: str = "succeed", **values: Any) -> Video:
+    """Insert a queued video with its first history row, as the videos service does."""
+    fields: dict[str, Any] = dict(prompt=prompt, provider="test", resolution="64x64")
+    fields.update(values)
+    async with in_transaction():
+        video = await Video.create(owner=owner, **fields)
+        await lifecycle.record_created(video, actor="test")
+    return video
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
