@@ -277,7 +277,8 @@ claimed AS (
     FROM picked
     WHERE v.id = picked.id AND v.status = 'queued'
     RETURNING v.id, v.owner_id, v.project_id, v.story_id, v.provider, v.prediction_id,
-              v.attempt, v.version, v.progress
+              v.attempt, v.version, v.progress, v.priority,
+              COALESCE(v.scheduled_at, v.created_at) AS due
 ),
 history AS (
     INSERT INTO video_status_events
@@ -299,7 +300,7 @@ SET status = 'processing', attempt = attempt + 1, processed_by = ?, lease_expire
     version = version + 1, updated_at = ?
 WHERE id IN ({pick}) AND status = 'queued'
 RETURNING id, owner_id, project_id, story_id, provider, prediction_id, attempt, version,
-          progress
+          progress, priority, COALESCE(scheduled_at, created_at) AS due
 """
 
 
@@ -350,6 +351,8 @@ async def apply_claim(
                 [r["id"], r["attempt"], worker_id, r["provider"], r["prediction_id"], stamp],
             )
             claimed.append((dict(r), history[0]["id"]))
+    # RETURNING does not keep the pick order: restore it (priority, due time, age).
+    claimed.sort(key=lambda pair: (-pair[0]["priority"], pair[0]["due"], pair[0]["id"]))
     result = []
     for r, event_id in claimed:
         event = VideoEvent(

@@ -408,9 +408,10 @@ async def release(
 
 async def next_due_at() -> dt.datetime | None:
     """When the next scheduled (not yet due) job becomes due, if any."""
-    return (
+    found = (
         await Video.filter(status=S.QUEUED, deleted_at=None, scheduled_at__gt=now())
         .order_by("scheduled_at")
+        .limit(1)
         .values_list("scheduled_at", flat=True)
-        .first()
     )
+    return found[0] if found else None

@@ -135,12 +135,13 @@ async def notify_webhook(*, provider: str, event: WebhookEvent, bus: EventBus | 
     Returns:
         The video id, or None when no video has that prediction (logged, not an error).
     """
-    video_id = (
+    found = (
         await Video.filter(provider=provider, prediction_id=event.prediction_id)
         .order_by("-id")
+        .limit(1)
         .values_list("id", flat=True)
-        .first()
     )
+    video_id = found[0] if found else None
     if video_id is None:
         logger.info(
             "webhook for an unknown prediction",

@@ -1,0 +1,52 @@
+"""Provider callbacks: ``POST /webhooks/{provider}``.
+
+The provider verifies its own signature (:meth:`Provider.parse_webhook`); a rejected
+delivery is answered 401 and changes nothing. A verified one only wakes the job that runs the
+prediction (the worker then polls the provider, the one source of truth), so a duplicate
+delivery is harmless. An unknown prediction is answered 200 (and logged) so providers do not
+retry it forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from vidgen.jobs import service
+from vidgen.providers.base import WebhookRejected
+from vidgen.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+MAX_WEBHOOK_BYTES = 1024 * 1024
+
+
+def webhook_routes(runtime: Runtime) -> list[Route]:
+    """The webhook route, bound to this process's providers and bus."""
+
+    async def receive(request: Request) -> Response:
+        name = request.path_params["provider"]
+        provider = runtime.providers.get(name)
+        if provider is None:
+            return JSONResponse({"error": f"unknown provider {name!r}"}, status_code=404)
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_WEBHOOK_BYTES:
+                return JSONResponse({"error": "body too large"}, status_code=413)
+        try:
+            event = await provider.parse_webhook(request.headers, bytes(body), now=time.time())
+        except WebhookRejected as exc:
+            logger.warning(
+                "webhook rejected",
+                extra={"action": "webhook.rejected", "provider": name, "reason": str(exc)},
+            )
+            return JSONResponse({"error": "invalid signature"}, status_code=401)
+        video_id = await service.notify_webhook(provider=name, event=event, bus=runtime.bus)
+        return JSONResponse({"ok": True, "known": video_id is not None})
+
+    return [Route("/webhooks/{provider}", receive, methods=["POST"])]
