@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
 import pytest
+from PIL import Image
 
 from vidgen.media import render
 from vidgen.media.render import RenderCancelled
@@ -192,3 +194,28 @@ def test_ken_burns_moves() -> None:
     first, last = scene.frame(0), scene.frame(19)
     assert first.size == last.size == (256, 256)
     assert first.tobytes() != last.tobytes()
+
+
+def test_frame_drawing_error_propagates_and_removes_the_file(tmp_path: Path) -> None:
+    dest = tmp_path / "out.mp4"
+    scene = render.TextScene(PROMPT, width=64, height=64, fps=8, duration=2, seed=0)
+
+    def frames() -> Iterator[Image.Image]:
+        for i in range(16):
+            if i == 5:
+                raise OSError("font vanished")
+            yield scene.frame(i)
+
+    with pytest.raises(OSError, match="font vanished"):
+        render.encode_frames(
+            frames(),
+            total=16,
+            dest=dest,
+            fmt="mp4",
+            width=64,
+            height=64,
+            fps=8,
+            progress=lambda _f: None,
+            cancelled=lambda: False,
+        )
+    assert not dest.exists()

@@ -13,10 +13,13 @@ thread. They report progress, stop promptly when asked to, and never leave a par
 from __future__ import annotations
 
 import colorsys
+import contextlib
 import hashlib
 import io
 import math
+import queue
 import random
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -149,6 +152,55 @@ class Encoder:
             self.container.mux(packet)
 
 
+_DONE = object()
+
+
+@contextlib.contextmanager
+def _prefetch(images: Iterable[Image.Image], depth: int = 4) -> Iterator[Iterator[av.VideoFrame]]:
+    """Draw and convert frames in a helper thread, so drawing overlaps encoding.
+
+    Pillow and PyAV release the GIL in their heavy parts, so this uses a second core while the
+    encoder works. The helper stops when the consumer leaves (done, failed or cancelled).
+    """
+    handoff: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for image in images:
+                if not put(av.VideoFrame.from_image(image)):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # handed over and re-raised in the consumer
+            put(exc)
+
+    def consume() -> Iterator[av.VideoFrame]:
+        while True:
+            item = handoff.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+
+    thread = threading.Thread(target=produce, name="vidgen-frames", daemon=True)
+    thread.start()
+    try:
+        yield consume()
+    finally:
+        stop.set()
+        thread.join()
+
+
 def encode_frames(
     frames: Iterable[Image.Image],
     *,
@@ -168,12 +220,15 @@ def encode_frames(
     """
     dest = Path(dest)
     try:
-        with Encoder(dest, fmt=fmt, width=width, height=height, fps=fps) as encoder:
+        with (
+            Encoder(dest, fmt=fmt, width=width, height=height, fps=fps) as encoder,
+            _prefetch(frames) as ready,
+        ):
             last_reported = -1.0
-            for index, image in enumerate(frames):
+            for index, frame in enumerate(ready):
                 if cancelled():
                     raise RenderCancelled("The render was cancelled.")
-                encoder.add_image(image)
+                encoder.add_frame(frame)
                 # The last 2% are the flush; 1.0 is reported only when the file is complete.
                 fraction = round(0.98 * (index + 1) / total, 3)
                 if fraction - last_reported >= 0.01:
