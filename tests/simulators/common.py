@@ -6,7 +6,7 @@ A test scripts behaviour on ``sim.scenario``::
     sim.scenario.queued_polls = 1            # polls answered "queued" before "running"
     sim.scenario.running_polls = 2           # polls answered "running" (progress rises)
     sim.scenario.fail_next("submit", "429")  # one-off faults per route, in order:
-                                             # "429" "500" "hang" "malformed" "401"
+                                             # "429" "500" "hang" "malformed" "401" "403"
     sim.scenario.fail_first_n("poll", 2, "500")
     sim.scenario.tick_seconds = 0.5          # also advance jobs by wall-clock time
 
@@ -44,7 +44,7 @@ from starlette.routing import Route
 
 from tests.simulators.media import sample_mp4
 
-FAULTS = ("429", "500", "hang", "malformed", "401")
+FAULTS = ("429", "500", "hang", "malformed", "401", "403")
 MAGIC_FAULTS = {
     "sim:429": "429",
     "sim:500": "500",
@@ -170,6 +170,8 @@ class Simulator:
             return self.error(500, "Internal server error")
         if kind == "401":
             return self.error(401, "Unauthorized")
+        if kind == "403":
+            return self.error(403, "Forbidden: flagged by content moderation")
         if kind == "hang":
             await asyncio.sleep(self.scenario.hang_seconds)
             return self.error(504, "hung")

@@ -128,7 +128,7 @@ class ReplicateProvider(HttpProvider):
     def _result(self, prediction: Mapping[str, Any]) -> PollResult:
         state = STATES[prediction["status"]]
         logs = str(prediction.get("logs") or "").strip()
-        last_line = logs.splitlines()[-1] if logs else None
+        last_line = logs.splitlines()[-1].strip() if logs else None
         if state is State.SUCCEEDED:
             return PollResult(state=state, progress=1.0, output_url=_first_url(prediction))
         if state is State.FAILED:

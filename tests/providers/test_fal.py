@@ -1,0 +1,120 @@
+"""fal specifics: model paths, queue position and logs, cancel, Ed25519 webhooks with JWKS."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from tests.providers.conftest import KEYS, Harness, png
+from tests.providers.helpers import poll_to_end
+from tests.simulators import FalSimulator
+from vidgen.providers.base import State, WebhookRejected
+
+MODEL = "fal-ai/kling-video/v2/master/text-to-video"
+JWKS = ("GET", "/.well-known/jwks.json")
+
+
+@pytest.fixture
+def signing_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture
+async def fal(open_harness: Callable[..., Any], signing_key: Ed25519PrivateKey) -> Harness:
+    sim = FalSimulator(api_key=KEYS["fal"], signing_key=signing_key)
+    return await open_harness("fal", sim=sim, fal_model=MODEL)
+
+
+def sim_of(harness: Harness) -> FalSimulator:
+    assert isinstance(harness.sim, FalSimulator)
+    return harness.sim
+
+
+async def test_text_request_goes_to_the_model_path(fal: Harness) -> None:
+    request = fal.request(webhook_url="https://example.test/hooks/fal", resolution="720x1280")
+    await fal.provider.submit(request)
+    assert ("POST", f"/{MODEL}") in fal.sim.requests
+    assert fal.sim.received[-1] == {
+        "prompt": "a red fox running through snow",
+        "duration": "5",
+        "aspect_ratio": "9:16",
+        "model": MODEL,
+    }
+    job = next(iter(fal.sim.jobs.values()))
+    assert job.webhook_url == "https://example.test/hooks/fal"
+
+
+async def test_image_request_goes_to_the_image_to_video_sibling(fal: Harness) -> None:
+    await fal.provider.submit(fal.request(input_image=png()))
+    body = fal.sim.received[-1]
+    assert body["model"] == "fal-ai/kling-video/v2/master/image-to-video"
+    assert body["image_url"].startswith("data:image/png;base64,")
+
+
+async def test_another_process_can_poll_from_the_request_id_alone(fal: Harness) -> None:
+    submission = await fal.provider.submit(fal.request())
+    fresh = fal.make()  # remembers no URLs from submit
+    _, final = await poll_to_end(fresh, submission.prediction_id)
+    assert final.state is State.SUCCEEDED
+    path = f"/fal-ai/kling-video/requests/{submission.prediction_id}/status"
+    assert ("GET", path) in fal.sim.requests
+
+
+async def test_cancel_queued_request(fal: Harness) -> None:
+    submission = await fal.provider.submit(fal.request())
+    await fal.provider.cancel(submission.prediction_id)
+    result = await fal.provider.poll(submission.prediction_id)
+    assert result.state is State.CANCELED
+    await fal.provider.cancel(submission.prediction_id)  # ALREADY_COMPLETED (400) is fine
+    await fal.provider.cancel("unknown")  # NOT_FOUND is fine
+
+
+async def test_good_webhook_is_accepted_and_keys_are_cached(fal: Harness) -> None:
+    submission = await fal.provider.submit(fal.request())
+    await poll_to_end(fal.provider, submission.prediction_id)
+    job = sim_of(fal).jobs[submission.prediction_id]
+    for _ in range(2):
+        headers, body = sim_of(fal).webhook_payload(job)
+        event = await fal.provider.parse_webhook(headers, body, now=time.time())
+        assert event.prediction_id == submission.prediction_id
+        assert event.result is not None and event.result.state is State.SUCCEEDED
+        assert event.result.output_url and event.result.output_url.endswith(".mp4")
+    assert fal.sim.requests.count(JWKS) == 1
+
+
+async def test_error_webhook_is_a_failed_result(fal: Harness) -> None:
+    fal.sim.scenario.outcome = "policy"
+    submission = await fal.provider.submit(fal.request())
+    await poll_to_end(fal.provider, submission.prediction_id)
+    headers, body = sim_of(fal).webhook_payload(sim_of(fal).jobs[submission.prediction_id])
+    event = await fal.provider.parse_webhook(headers, body, now=time.time())
+    assert event.result is not None and event.result.state is State.FAILED
+    assert event.result.error is not None and not event.result.error.retryable
+
+
+async def test_bad_signature_stale_and_tampered_webhooks_are_rejected(fal: Harness) -> None:
+    submission = await fal.provider.submit(fal.request())
+    job = sim_of(fal).jobs[submission.prediction_id]
+    headers, body = sim_of(fal).webhook_payload(job, signing_key=Ed25519PrivateKey.generate())
+    with pytest.raises(WebhookRejected):
+        await fal.provider.parse_webhook(headers, body, now=time.time())
+    headers, body = sim_of(fal).webhook_payload(job, timestamp=int(time.time()) - 301)
+    with pytest.raises(WebhookRejected):
+        await fal.provider.parse_webhook(headers, body, now=time.time())
+    headers, body = sim_of(fal).webhook_payload(job)
+    with pytest.raises(WebhookRejected):
+        await fal.provider.parse_webhook(headers, body + b" ", now=time.time())
+    with pytest.raises(WebhookRejected):
+        await fal.provider.parse_webhook({}, body, now=time.time())
+
+
+async def test_unreachable_jwks_rejects_the_webhook(fal: Harness) -> None:
+    provider = fal.make(fal_jwks_url=f"{fal.base_url}/no-such-jwks")
+    submission = await fal.provider.submit(fal.request())
+    headers, body = sim_of(fal).webhook_payload(sim_of(fal).jobs[submission.prediction_id])
+    with pytest.raises(WebhookRejected):
+        await provider.parse_webhook(headers, body, now=time.time())

@@ -1,0 +1,101 @@
+"""OpenAI-compatible Videos API specifics: multipart create, poll hints, DELETE, webhooks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.providers.conftest import Harness, png
+from tests.providers.helpers import poll_to_end
+from tests.simulators import OpenAISimulator
+from tests.simulators.common import new_whsec
+from vidgen.providers.base import PredictionLost, ProviderError, State, WebhookRejected
+
+
+@pytest.fixture
+async def openai(open_harness: Callable[..., Any]) -> Harness:
+    sim = OpenAISimulator(api_key="sk-proj-SimulatedOpenAIKey0123456789")
+    return await open_harness("openai", sim=sim, openai_webhook_secret=sim.webhook_secret)
+
+
+def test_capabilities_follow_the_docs(openai: Harness) -> None:
+    caps = openai.provider.capabilities
+    assert set(caps.resolutions) == {"720x1280", "1280x720", "1024x1792", "1792x1024"}
+    assert caps.durations == (4.0, 8.0, 12.0)
+    assert caps.models == ("sora-2", "sora-2-pro")
+
+
+async def test_text_request_is_multipart(openai: Harness) -> None:
+    await openai.provider.submit(openai.request(duration_seconds=8, model="sora-2-pro"))
+    assert openai.sim.received[-1] == {
+        "prompt": "a red fox running through snow",
+        "model": "sora-2-pro",
+        "seconds": "8",
+        "size": "1280x720",
+    }
+
+
+async def test_image_goes_as_input_reference_fitted_to_size(openai: Harness) -> None:
+    await openai.provider.submit(openai.request(input_image=png(100, 100)))
+    fields = openai.sim.received[-1]
+    assert fields["input_reference_type"] == "image/png"
+    assert int(fields["input_reference_size"]) > 0
+
+
+async def test_poll_after_header_is_honoured(openai: Harness) -> None:
+    assert isinstance(openai.sim, OpenAISimulator)
+    openai.sim.poll_after_ms = 2500
+    submission = await openai.provider.submit(openai.request())
+    result = await openai.provider.poll(submission.prediction_id)
+    assert result.poll_after == 2.5
+
+
+async def test_invalid_size_is_permanent(openai: Harness) -> None:
+    with pytest.raises(ProviderError) as caught:
+        await openai.provider.submit(openai.request(resolution="640x480"))
+    assert (caught.value.retryable, caught.value.code) == (False, "bad_request")
+    assert "Invalid size" in caught.value.message
+
+
+async def test_cancel_deletes_best_effort(openai: Harness) -> None:
+    submission = await openai.provider.submit(openai.request())
+    await openai.provider.cancel(submission.prediction_id)
+    assert ("DELETE", f"/v1/videos/{submission.prediction_id}") in openai.sim.requests
+    with pytest.raises(PredictionLost):
+        await openai.provider.poll(submission.prediction_id)
+    await openai.provider.cancel(submission.prediction_id)  # already gone: no error
+
+
+async def test_webhooks_good_bad_and_stale(openai: Harness) -> None:
+    sim = openai.sim
+    assert isinstance(sim, OpenAISimulator)
+    submission = await openai.provider.submit(openai.request())
+    await poll_to_end(openai.provider, submission.prediction_id)
+    job = sim.jobs[submission.prediction_id]
+
+    headers, body = sim.webhook_payload(job)
+    event = await openai.provider.parse_webhook(headers, body, now=time.time())
+    assert event.prediction_id == submission.prediction_id
+    assert event.result is not None and event.result.state is State.SUCCEEDED
+    assert event.result.output_url and event.result.output_url.endswith("/content")
+
+    headers, body = sim.webhook_payload(job, secret=new_whsec())
+    with pytest.raises(WebhookRejected):
+        await openai.provider.parse_webhook(headers, body, now=time.time())
+    headers, body = sim.webhook_payload(job, timestamp=int(time.time()) - 3600)
+    with pytest.raises(WebhookRejected):
+        await openai.provider.parse_webhook(headers, body, now=time.time())
+
+
+async def test_failed_webhook_leaves_the_reason_to_a_poll(openai: Harness) -> None:
+    sim = openai.sim
+    assert isinstance(sim, OpenAISimulator)
+    sim.scenario.outcome = "fail"
+    submission = await openai.provider.submit(openai.request())
+    await poll_to_end(openai.provider, submission.prediction_id)
+    headers, body = sim.webhook_payload(sim.jobs[submission.prediction_id])
+    event = await openai.provider.parse_webhook(headers, body, now=time.time())
+    assert (event.prediction_id, event.result) == (submission.prediction_id, None)

@@ -1,0 +1,138 @@
+"""Replicate specifics: model vs version paths, webhooks (Standard Webhooks), cancel."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from tests.providers.conftest import Harness, png
+from tests.providers.helpers import poll_to_end
+from tests.simulators import ReplicateSimulator
+from tests.simulators.common import new_whsec
+from tests.simulators.server import aserve
+from vidgen.providers.base import PredictionLost, State, WebhookEvent, WebhookRejected
+
+VERSION = "a" * 64
+
+
+@pytest.fixture
+async def replicate(open_harness: Callable[..., Any]) -> Harness:
+    sim = ReplicateSimulator(api_key="r8_SimulatedReplicateToken0123456789")
+    return await open_harness("replicate", sim=sim, replicate_webhook_secret=sim.webhook_secret)
+
+
+async def test_official_model_uses_the_models_path(replicate: Harness) -> None:
+    request = replicate.request(webhook_url="https://example.test/hooks/replicate")
+    submission = await replicate.provider.submit(request)
+    assert submission.state is State.QUEUED
+    assert ("POST", "/v1/models/minimax/video-01/predictions") in replicate.sim.requests
+    body = replicate.sim.received[-1]
+    assert body["input"] == {"prompt": "a red fox running through snow"}
+    assert body["webhook"] == "https://example.test/hooks/replicate"
+    assert body["webhook_events_filter"] == ["start", "completed"]
+
+
+async def test_version_id_uses_the_predictions_path(replicate: Harness) -> None:
+    provider = replicate.make(replicate_model=f"owner/model:{VERSION}")
+    await provider.submit(replicate.request(input_image=png()))
+    assert ("POST", "/v1/predictions") in replicate.sim.requests
+    body = replicate.sim.received[-1]
+    assert body["version"] == f"owner/model:{VERSION}"
+    assert body["input"]["first_frame_image"].startswith("data:image/png;base64,")
+    assert "webhook" not in body
+
+
+async def test_cancel_cancels(replicate: Harness) -> None:
+    submission = await replicate.provider.submit(replicate.request())
+    await replicate.provider.cancel(submission.prediction_id)
+    result = await replicate.provider.poll(submission.prediction_id)
+    assert result.state is State.CANCELED
+    await replicate.provider.cancel("unknown")  # a gone prediction is fine
+
+
+def test_status_mapping(replicate: Harness) -> None:
+    result = replicate.provider._result
+    assert result({"id": "p", "status": "aborted"}).state is State.CANCELED
+    assert result({"id": "p", "status": "starting"}).state is State.QUEUED
+    running = result({"id": "p", "status": "processing", "logs": "a\n 45%|####  "})
+    assert (running.state, running.progress, running.message) == (
+        State.RUNNING,
+        0.45,
+        "45%|####",
+    )
+    listed = result({"id": "p", "status": "succeeded", "output": ["https://x/1.mp4"]})
+    assert listed.output_url == "https://x/1.mp4"
+    with pytest.raises(PredictionLost):
+        result({"id": "p", "status": "succeeded", "output": None, "data_removed": True})
+
+
+async def test_good_webhook_is_accepted(replicate: Harness) -> None:
+    sim = replicate.sim
+    assert isinstance(sim, ReplicateSimulator)
+    submission = await replicate.provider.submit(replicate.request())
+    await poll_to_end(replicate.provider, submission.prediction_id)
+    headers, body = sim.webhook_payload(sim.jobs[submission.prediction_id])
+    event = await replicate.provider.parse_webhook(headers, body, now=time.time())
+    assert event.prediction_id == submission.prediction_id
+    assert event.delivery_id == headers["webhook-id"]
+    assert event.result is not None and event.result.state is State.SUCCEEDED
+    assert event.result.output_url
+
+
+async def test_bad_signature_and_stale_timestamp_are_rejected(replicate: Harness) -> None:
+    sim = replicate.sim
+    assert isinstance(sim, ReplicateSimulator)
+    submission = await replicate.provider.submit(replicate.request())
+    job = sim.jobs[submission.prediction_id]
+    headers, body = sim.webhook_payload(job, secret=new_whsec())
+    with pytest.raises(WebhookRejected):
+        await replicate.provider.parse_webhook(headers, body, now=time.time())
+    headers, body = sim.webhook_payload(job)
+    with pytest.raises(WebhookRejected):  # tampered body
+        await replicate.provider.parse_webhook(headers, body + b" ", now=time.time())
+    stale = int(time.time()) - 301
+    headers, body = sim.webhook_payload(job, timestamp=stale)
+    with pytest.raises(WebhookRejected):
+        await replicate.provider.parse_webhook(headers, body, now=time.time())
+    with pytest.raises(WebhookRejected):
+        await replicate.provider.parse_webhook({}, body, now=time.time())
+
+
+async def test_without_a_secret_every_webhook_is_rejected(replicate: Harness) -> None:
+    provider = replicate.make(replicate_webhook_secret=None)
+    sim = replicate.sim
+    assert isinstance(sim, ReplicateSimulator)
+    submission = await replicate.provider.submit(replicate.request())
+    headers, body = sim.webhook_payload(sim.jobs[submission.prediction_id])
+    with pytest.raises(WebhookRejected):
+        await provider.parse_webhook(headers, body, now=time.time())
+
+
+async def test_simulator_delivers_signed_webhooks_over_http(replicate: Harness) -> None:
+    events: list[WebhookEvent] = []
+
+    async def receive(request: Request) -> JSONResponse:
+        body = await request.body()
+        try:
+            event = await replicate.provider.parse_webhook(request.headers, body, now=time.time())
+        except WebhookRejected as exc:
+            return JSONResponse({"error": str(exc)}, status_code=401)
+        events.append(event)
+        return JSONResponse({"ok": True})
+
+    receiver = Starlette(routes=[Route("/hooks/replicate", receive, methods=["POST"])])
+    async with aserve(receiver) as url:
+        request = replicate.request(webhook_url=f"{url}/hooks/replicate")
+        submission = await replicate.provider.submit(request)
+        await poll_to_end(replicate.provider, submission.prediction_id)
+        response = await replicate.sim.deliver_webhook(submission.prediction_id)
+    assert response.status_code == 200, response.text
+    assert [e.prediction_id for e in events] == [submission.prediction_id]
+    assert events[0].result is not None and events[0].result.state is State.SUCCEEDED

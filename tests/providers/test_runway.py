@@ -1,0 +1,93 @@
+"""Runway specifics: request mapping, failure codes, cancel, no webhooks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.providers.conftest import Harness, png
+from tests.providers.helpers import poll_to_end
+from vidgen.providers.base import State, WebhookRejected
+
+
+@pytest.fixture
+async def runway(open_harness: Callable[..., Any]) -> Harness:
+    return await open_harness("runway", runway_poll_seconds=0.25)
+
+
+async def test_capabilities_follow_the_docs(runway: Harness) -> None:
+    caps = runway.provider.capabilities
+    assert {"1280x720", "720x1280", "960x960", "1584x672"} <= set(caps.resolutions)
+    assert caps.durations == tuple(float(s) for s in range(2, 11))
+    assert caps.max_prompt_length == 1000
+    assert caps.min_poll_interval == 0.25  # from settings.runway_poll_seconds
+    assert (caps.webhooks, caps.cancellable) == (False, True)
+
+
+async def test_text_request_is_mapped_to_text_to_video(runway: Harness) -> None:
+    await runway.provider.submit(runway.request(duration_seconds=7, resolution="720x1280"))
+    assert ("POST", "/v1/text_to_video") in runway.sim.requests
+    body = runway.sim.received[-1]
+    assert body == {
+        "model": "gen4.5",
+        "promptText": "a red fox running through snow",
+        "ratio": "720:1280",
+        "duration": 7,
+    }
+
+
+async def test_image_request_sends_a_data_uri(runway: Harness) -> None:
+    await runway.provider.submit(runway.request(input_image=png(), model="gen4_turbo", seed=9))
+    assert ("POST", "/v1/image_to_video") in runway.sim.requests
+    body = runway.sim.received[-1]
+    assert body["promptImage"].startswith("data:image/png;base64,")
+    assert (body["model"], body["seed"]) == ("gen4_turbo", 9)
+
+
+async def test_running_polls_carry_progress_and_the_poll_floor(runway: Harness) -> None:
+    submission = await runway.provider.submit(runway.request())
+    seen, _ = await poll_to_end(runway.provider, submission.prediction_id)
+    running = [r for r in seen if r.state is State.RUNNING]
+    assert [r.progress for r in running] == sorted(r.progress for r in running)
+    assert all(r.poll_after == 0.25 for r in running)
+
+
+async def test_validation_error_is_permanent_with_runways_words(runway: Harness) -> None:
+    from vidgen.providers.base import ProviderError
+
+    with pytest.raises(ProviderError) as caught:
+        await runway.provider.submit(runway.request(resolution="640x480"))
+    assert (caught.value.retryable, caught.value.code) == (False, "bad_request")
+    assert "ratio" in caught.value.message
+    assert runway.sim.submissions == 0
+
+
+def test_failure_codes_map_to_retryability(runway: Harness) -> None:
+    def error(code: str | None) -> Any:
+        task = {"id": "t", "status": "FAILED", "failure": "nope", "failureCode": code}
+        return runway.provider._result(task).error
+
+    assert error("SAFETY.INPUT.TEXT").code == "content_policy"
+    assert error("INPUT_PREPROCESSING.SAFETY.TEXT").code == "content_policy"
+    assert not error("SAFETY.OUTPUT.IMAGE").retryable
+    assert error("INTERNAL.BAD_OUTPUT.CODE01").retryable
+    assert not error(None).retryable
+    throttled = runway.provider._result({"id": "t", "status": "THROTTLED"})
+    assert (throttled.state, throttled.message) == (State.QUEUED, "throttled")
+
+
+async def test_cancel_deletes_the_task(runway: Harness) -> None:
+    submission = await runway.provider.submit(runway.request())
+    await runway.provider.poll(submission.prediction_id)
+    await runway.provider.cancel(submission.prediction_id)
+    assert ("DELETE", f"/v1/tasks/{submission.prediction_id}") in runway.sim.requests
+    result = await runway.provider.poll(submission.prediction_id)
+    assert result.state is State.CANCELED
+    await runway.provider.cancel("no-such-task")  # already gone is fine
+
+
+async def test_runway_has_no_webhooks(runway: Harness) -> None:
+    with pytest.raises(WebhookRejected):
+        await runway.provider.parse_webhook({}, b"{}", now=0.0)
