@@ -51,7 +51,9 @@ def test_probe_refuses_non_video(tmp_path: Path) -> None:
         probe(tmp_path / "missing.mp4")
 
 
-@pytest.mark.parametrize(("fmt", "pil_format"), [("jpeg", "JPEG"), ("webp", "WEBP")])
+@pytest.mark.parametrize(
+    ("fmt", "pil_format"), [("jpeg", "JPEG"), ("jpg", "JPEG"), ("webp", "WEBP")]
+)
 def test_thumbnail(small_mp4: Path, tmp_path: Path, fmt: str, pil_format: str) -> None:
     dest = tmp_path / f"thumb.{fmt}"
     assert make_thumbnail(small_mp4, dest, width=128, fmt=fmt) == (128, 128)

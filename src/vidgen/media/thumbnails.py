@@ -10,7 +10,11 @@ from PIL import Image
 
 from vidgen.media.probe import ProbeError
 
-FORMATS = {"jpeg": ("JPEG", {"quality": 82, "optimize": True}), "webp": ("WEBP", {"quality": 80})}
+FORMATS = {
+    "jpeg": ("JPEG", {"quality": 82, "optimize": True}),
+    "jpg": ("JPEG", {"quality": 82, "optimize": True}),
+    "webp": ("WEBP", {"quality": 80}),
+}
 POSITION = 0.10
 
 
@@ -26,7 +30,7 @@ def make_thumbnail(
         video_path: The video.
         dest_path: Where to write the image.
         width: The thumbnail's width in pixels (at most the video's own width).
-        fmt: ``"jpeg"`` or ``"webp"``.
+        fmt: ``"jpeg"`` (or ``"jpg"``) or ``"webp"``.
 
     Returns:
         The thumbnail's ``(width, height)``.
