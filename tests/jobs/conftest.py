@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest_asyncio
@@ -50,3 +51,17 @@ async def make_video(owner: User, prompt: str = "succeed", **values: Any) -> Vid
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+async def wait_until(predicate: Callable[[], Awaitable[object]], *, seconds: float = 5.0) -> None:
+    """Poll an async predicate until it is truthy (a test helper; fails after ``seconds``)."""
+    step = 0.02
+    for _ in range(int(seconds / step)):
+        if await predicate():
+            return
+        await asyncio.sleep(step)
+    raise AssertionError(f"condition not met within {seconds}s")
+
+
+async def prediction_stored(video_id: int) -> bool:
+    return bool(await Video.filter(id=video_id).exclude(prediction_id=None).exists())

@@ -16,7 +16,7 @@ Commands (words of the prompt, in any order; other words are ignored)::
     retry-after:S     those retryable errors carry Retry-After S (alone: fail-times:1)
     hang              the prediction never finishes (until canceled)
     raise             submit raises an unexpected exception (a bug, not a ProviderError)
-    lose-once         the first poll in each process says the prediction is lost
+    lose-once         the first poll for this video in each process: prediction lost
 
 Every submission is counted per process (:attr:`TestProvider.submissions`, by reference)
 and, when a log file is configured, appended to it as one line
@@ -232,8 +232,9 @@ class TestProvider:
         commands = Commands.parse(str(payload.get("p", "")))
         if prediction_id in self._canceled:
             return PollResult(state=State.CANCELED)
-        if commands.lose_once and prediction_id not in self._lost:
-            self._lost.add(prediction_id)
+        reference = str(payload.get("r", "-"))
+        if commands.lose_once and reference not in self._lost:
+            self._lost.add(reference)
             raise PredictionLost()
         if commands.hang:
             return PollResult(state=State.RUNNING, message="hanging as commanded")

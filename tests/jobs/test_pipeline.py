@@ -1,0 +1,237 @@
+"""Running jobs: success with metadata, retries with backoff, failures, cancellation, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+
+from tests.jobs.conftest import make_video, prediction_stored, utcnow, wait_until
+from vidgen.events.bus import video_channel
+from vidgen.jobs import queue, service
+from vidgen.jobs.lifecycle import IllegalTransition
+from vidgen.jobs.retry import RetryPolicy, retries_left
+from vidgen.jobs.worker import Worker
+from vidgen.models import AttemptOutcome, Video, VideoAttempt, VideoStatus, VideoStatusEvent
+from vidgen.providers.base import GenerationRequest
+
+S = VideoStatus
+
+
+async def attempts(video_id: int) -> list[VideoAttempt]:
+    return await VideoAttempt.filter(video_id=video_id).order_by("attempt")
+
+
+async def test_success_stores_media_and_metadata(runtime, user, provider) -> None:
+    video = await make_video(user, "succeed progress sleep:0.1")
+    async with runtime.bus.subscribe(video_channel(video.id)) as sub:
+        assert await Worker(runtime, concurrency=2).run_until_idle() == 1
+        events = []
+        while not sub.queue.empty():
+            events.append(await sub.get())
+    done = await Video.get(id=video.id)
+    assert done.status == S.COMPLETED and done.progress == 1.0
+    assert done.completed_at is not None and done.lease_expires_at is None
+    assert done.video_file == f"u{user.id}/v{video.id}/video.mp4"
+    assert done.thumbnail_file == f"u{user.id}/v{video.id}/thumbnail.jpg"
+    assert (done.width, done.height, done.codec) == (64, 64, "h264")
+    assert done.duration_seconds == pytest.approx(1.0) and done.frame_rate == pytest.approx(8.0)
+    assert done.file_size == runtime.storage.path(done.video_file).stat().st_size > 0
+    assert runtime.storage.path(done.thumbnail_file).stat().st_size > 0
+    assert done.prediction_id and provider.submissions[f"video-{video.id}"] == 1
+    [attempt] = await attempts(video.id)
+    assert attempt.outcome == AttemptOutcome.SUCCEEDED and attempt.finished_at is not None
+    assert attempt.prediction_id == done.prediction_id
+    # Versions only grow, the last event is the completion, progress events have no cursor.
+    versions = [e["version"] for e in events]
+    assert versions == sorted(versions) and versions[-1] == done.version
+    assert events[-1]["status"] == "completed" and events[-1]["event_id"] is not None
+    assert any(e["event_id"] is None and e["status"] == "processing" for e in events)
+    leftovers = list(runtime.storage.tmp_dir.iterdir()) if runtime.storage.tmp_dir.exists() else []
+    assert leftovers == []
+
+
+async def test_retryable_error_requeues_with_backoff(runtime, user) -> None:
+    runtime.settings.retry_base_seconds = 10.0
+    runtime.settings.retry_cap_seconds = 20.0
+    video = await make_video(user, "fail-times:1")
+    before = utcnow()
+    await Worker(runtime, concurrency=1).run_until_idle()
+    queued = await Video.get(id=video.id)
+    assert queued.status == S.QUEUED and queued.retry_count == 1
+    assert queued.scheduled_at is not None and queued.scheduled_at >= before
+    assert queued.scheduled_at <= utcnow() + dt.timedelta(seconds=10.5)
+    assert "temporary failure" in queued.error_message and queued.prediction_id is None
+    [attempt] = await attempts(video.id)
+    assert (attempt.outcome, attempt.retryable, attempt.error_code) == (
+        AttemptOutcome.RETRY,
+        True,
+        "server_error",
+    )
+    # Not due yet: a burst leaves it alone. Once due it runs and succeeds.
+    assert await Worker(runtime, concurrency=1).run_until_idle() == 0
+    await Video.filter(id=video.id).update(scheduled_at=utcnow() - dt.timedelta(seconds=1))
+    await Worker(runtime, concurrency=1).run_until_idle()
+    done = await Video.get(id=video.id)
+    assert done.status == S.COMPLETED and done.retry_count == 1 and done.error_message is None
+    assert [a.outcome for a in await attempts(video.id)] == [
+        AttemptOutcome.RETRY,
+        AttemptOutcome.SUCCEEDED,
+    ]
+
+
+async def test_retry_after_longer_than_backoff_wins(runtime, user) -> None:
+    video = await make_video(user, "retry-after:30")  # backoff here is <= 0.05 s
+    before = utcnow()
+    await Worker(runtime, concurrency=1).run_until_idle()
+    queued = await Video.get(id=video.id)
+    assert queued.status == S.QUEUED
+    assert queued.scheduled_at >= before + dt.timedelta(seconds=29.9)
+
+
+def test_backoff_full_jitter_bounds() -> None:
+    import random
+
+    policy = RetryPolicy(base_seconds=2, cap_seconds=60)
+    rng = random.Random(4)
+    for n in range(10):
+        ceiling = min(60, 2 * 2**n)
+        assert policy.ceiling(n) == ceiling
+        assert all(0 <= policy.delay(n, rng=rng) <= ceiling for _ in range(50))
+    assert policy.delay(0, retry_after=100, rng=rng) == 100
+    assert policy.delay(30, retry_after=0.001, rng=random.Random(1)) > 0.001
+    assert retries_left(2, 3) and not retries_left(3, 3)
+
+
+async def test_permanent_failure_fails_at_once(runtime, user) -> None:
+    video = await make_video(user, "fail")
+    await Worker(runtime, concurrency=1).run_until_idle()
+    failed = await Video.get(id=video.id)
+    assert failed.status == S.FAILED and failed.retry_count == 0
+    assert "failed as commanded" in failed.error_message
+    [attempt] = await attempts(video.id)
+    assert (attempt.outcome, attempt.retryable, attempt.error_code) == (
+        AttemptOutcome.FAILED,
+        False,
+        "generation_failed",
+    )
+
+
+async def test_unexpected_exception_fails_with_internal_error(runtime, user) -> None:
+    video = await make_video(user, "raise")
+    await Worker(runtime, concurrency=1).run_until_idle()
+    failed = await Video.get(id=video.id)
+    assert failed.status == S.FAILED and "RuntimeError" in failed.error_message
+    assert (await attempts(video.id))[0].error_code == "internal"
+
+
+async def test_max_retries_spent_fails(runtime, user, provider) -> None:
+    video = await make_video(user, "fail-retryable", max_retries=2)
+    worker = Worker(runtime, concurrency=1)
+    for _ in range(3):
+        await Video.filter(id=video.id, status=S.QUEUED).update(scheduled_at=None)
+        await worker.run_until_idle()
+    failed = await Video.get(id=video.id)
+    assert failed.status == S.FAILED and failed.retry_count == 2
+    assert "gave up after 2 retries" in failed.error_message
+    assert [a.outcome for a in await attempts(video.id)] == [
+        AttemptOutcome.RETRY,
+        AttemptOutcome.RETRY,
+        AttemptOutcome.FAILED,
+    ]
+    assert provider.submissions[f"video-{video.id}"] == 3
+    history = await VideoStatusEvent.filter(video_id=video.id).values_list("to_status", flat=True)
+    assert history[-1] == "failed" and history.count("processing") == 3
+
+
+async def test_cancel_queued_is_immediate_and_terminal_is_conflict(runtime, user) -> None:
+    video = await make_video(user)
+    canceled = await service.request_cancel(video.id, actor="user:1", bus=runtime.bus)
+    assert canceled.status == S.CANCELED
+    assert await Worker(runtime, concurrency=1).run_until_idle() == 0
+    with pytest.raises(IllegalTransition) as info:
+        await service.request_cancel(video.id, actor="user:1", bus=runtime.bus)
+    assert info.value.code == "CONFLICT"
+
+
+async def test_cancel_processing_via_heartbeat_cancels_prediction(runtime, user, provider) -> None:
+    video = await make_video(user, "hang")
+    worker = Worker(runtime, concurrency=1)
+    run = asyncio.create_task(worker.run_until_idle())
+    await wait_until(lambda: prediction_stored(video.id))
+    # No bus message (as when the API runs in another process): the heartbeat must notice.
+    await Video.filter(id=video.id).update(cancel_requested=True)
+    start = asyncio.get_running_loop().time()
+    await asyncio.wait_for(run, timeout=5)
+    elapsed = asyncio.get_running_loop().time() - start
+    assert elapsed <= runtime.settings.heartbeat_seconds + 0.5
+    done = await Video.get(id=video.id)
+    assert done.status == S.CANCELED
+    assert provider.cancels == [done.prediction_id]
+    assert (await attempts(video.id))[0].outcome == AttemptOutcome.CANCELED
+
+
+async def test_cancel_processing_through_service_wakes_job(runtime, user, provider) -> None:
+    runtime.settings.heartbeat_seconds = 30  # only the bus nudge can be this fast
+    video = await make_video(user, "hang")
+    run = asyncio.create_task(Worker(runtime, concurrency=1).run_until_idle())
+    await wait_until(lambda: prediction_stored(video.id))
+    flagged = await service.request_cancel(video.id, actor="user:1", bus=runtime.bus)
+    assert flagged.status == S.PROCESSING and flagged.cancel_requested
+    await asyncio.wait_for(run, timeout=2)
+    assert (await Video.get(id=video.id)).status == S.CANCELED
+    assert len(provider.cancels) == 1
+
+
+async def test_rescued_job_with_prediction_polls_instead_of_submitting(
+    runtime, user, provider
+) -> None:
+    video = await make_video(user, "sleep:0.3")
+    [job] = await queue.claim(worker_id="dead", limit=1, lease_seconds=30)
+    submission = await provider.submit(
+        GenerationRequest(
+            prompt=video.prompt,
+            resolution="64x64",
+            output_format="mp4",
+            duration_seconds=1,
+            reference=f"video-{video.id}",
+        )
+    )
+    # The dead worker had stored its prediction, then its lease expired.
+    await Video.filter(id=video.id).update(
+        prediction_id=submission.prediction_id, lease_expires_at=utcnow() - dt.timedelta(seconds=1)
+    )
+    await Worker(runtime, concurrency=1).run_until_idle()  # sweeps, then resumes
+    done = await Video.get(id=video.id)
+    assert done.status == S.COMPLETED and done.rescue_count == 1 and done.retry_count == 1
+    assert provider.submissions[f"video-{video.id}"] == 1  # never paid twice
+    assert provider.polls[submission.prediction_id] >= 1
+    outcomes = [(a.attempt, a.outcome) for a in await attempts(video.id)]
+    assert outcomes == [(1, AttemptOutcome.RESCUED), (2, AttemptOutcome.SUCCEEDED)]
+    assert job.attempt == 1
+
+
+async def test_lost_prediction_is_submitted_again(runtime, user, provider) -> None:
+    video = await make_video(user, "lose-once")
+    await Worker(runtime, concurrency=1).run_until_idle()
+    done = await Video.get(id=video.id)
+    assert done.status == S.COMPLETED
+    assert provider.submissions[f"video-{video.id}"] == 2
+
+
+async def test_manual_retry_gives_a_fresh_budget(runtime, user) -> None:
+    video = await make_video(user, "fail")
+    await Worker(runtime, concurrency=1).run_until_idle()
+    await Video.filter(id=video.id).update(retry_count=3, rescue_count=2)
+    queued = await make_video(user)
+    with pytest.raises(IllegalTransition):
+        await service.retry(queued.id, actor="user:1", bus=runtime.bus)
+    again = await service.retry(video.id, actor="user:1", bus=runtime.bus)
+    assert again.status == S.QUEUED
+    assert (again.retry_count, again.rescue_count, again.error_message, again.prediction_id) == (
+        0,
+        0,
+        None,
+        None,
+    )
