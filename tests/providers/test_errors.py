@@ -1,0 +1,128 @@
+"""The one classifier: Retry-After parsing, status classes, scrubbing, connection errors."""
+
+from __future__ import annotations
+
+import socket
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+import httpx
+import pytest
+
+from vidgen.providers import errors
+from vidgen.providers.base import PredictionLost, ProviderError
+
+CTX = errors.ErrorContext(
+    provider="runway", key_setting="VIDGEN_RUNWAY_API_KEY", secrets=("key_" + "ab" * 64,)
+)
+
+
+def response(
+    status: int, body: object = None, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    request = httpx.Request("GET", "https://api.example.test/v1/x")
+    if body is None:
+        return httpx.Response(status, headers=headers, request=request)
+    return httpx.Response(status, json=body, headers=headers, request=request)
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"Retry-After": "30"}, 30.0),
+        ({"retry-after": "1.5"}, 1.5),
+        ({"retry-after-ms": "250", "Retry-After": "30"}, 0.25),
+        ({"Retry-After": "-5"}, 0.0),
+        ({"Retry-After": "soon"}, None),
+        ({}, None),
+    ],
+)
+def test_parse_retry_after(headers: dict[str, str], expected: float | None) -> None:
+    assert errors.parse_retry_after(headers, now=0.0) == expected
+
+
+def test_parse_retry_after_http_date() -> None:
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    later = format_datetime(datetime(2026, 1, 1, 12, 0, 42, tzinfo=UTC), usegmt=True)
+    assert errors.parse_retry_after({"Retry-After": later}, now=now.timestamp()) == 42.0
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable", "code"),
+    [
+        (400, False, "bad_request"),
+        (422, False, "bad_request"),
+        (401, False, "auth"),
+        (403, False, "auth"),
+        (404, False, "not_found"),
+        (408, True, "conflict_or_timeout"),
+        (409, True, "conflict_or_timeout"),
+        (429, True, "rate_limited"),
+        (500, True, "server_error"),
+        (502, True, "server_error"),
+        (503, True, "server_error"),
+        (504, True, "server_error"),
+    ],
+)
+def test_status_classes(status: int, retryable: bool, code: str) -> None:
+    error = CTX.from_response(response(status, {"error": "nope"}), "submit")
+    assert (error.retryable, error.code, error.status_code) == (retryable, code, status)
+
+
+def test_404_on_a_known_prediction_is_lost() -> None:
+    assert isinstance(CTX.from_response(response(404), "poll", lost_on_404=True), PredictionLost)
+
+
+def test_validation_message_keeps_the_providers_words() -> None:
+    body = {"error": {"message": "Invalid size", "param": "size", "code": "invalid_value"}}
+    error = CTX.from_response(response(400, body), "submit")
+    assert "size: Invalid size" in error.message
+    detail = {"detail": [{"loc": ["body", "prompt"], "msg": "field required"}]}
+    assert "body.prompt: field required" in CTX.from_response(response(422, detail), "x").message
+
+
+def test_policy_words_in_a_400_are_content_policy() -> None:
+    error = CTX.from_response(response(400, {"error": "Prompt flagged by moderation"}), "submit")
+    assert (error.retryable, error.code) == (False, "content_policy")
+    stability = errors.ErrorContext(
+        "stability", "VIDGEN_STABILITY_API_KEY", forbidden_is_policy=True
+    )
+    assert stability.from_response(response(403), "submit").code == "content_policy"
+
+
+def test_secrets_and_credential_shapes_are_scrubbed() -> None:
+    key = CTX.secrets[0]
+    text = CTX.scrub(
+        f"bad key {key}; Authorization: Bearer abc.def; r8_abcdefghijkl sk-proj-123456789"
+    )
+    assert key not in text and "abc.def" not in text
+    assert "r8_abcdefghijkl" not in text and "sk-proj-123456789" not in text
+    error = CTX.from_response(response(401, {"error": f"Key {key} is disabled"}), "submit")
+    assert key not in error.message
+    assert error.message.startswith("VIDGEN_RUNWAY_API_KEY was rejected by runway (401)")
+
+
+def test_failed_predictions() -> None:
+    assert errors.failed("fal", "runner died").code == "prediction_failed"
+    assert not errors.failed("fal", "runner died").retryable
+    policy = errors.failed("fal", "flagged as NSFW", retryable=True)
+    assert (policy.code, policy.retryable) == ("content_policy", False)
+
+
+async def test_connection_refused_is_retryable() -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(ProviderError) as caught:
+            with CTX.translating("submit"):
+                await client.get(f"http://127.0.0.1:{port}/")
+    assert (caught.value.retryable, caught.value.code) == (True, "connection")
+    assert isinstance(caught.value.__cause__, httpx.ConnectError)
+
+
+def test_bad_configuration_is_permanent() -> None:
+    with pytest.raises(ProviderError) as caught:
+        with CTX.translating("submit"):
+            raise httpx.UnsupportedProtocol("Request URL has an unsupported protocol 'ftp://'")
+    assert (caught.value.retryable, caught.value.code) == (False, "request_error")
