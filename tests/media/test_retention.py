@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import subprocess
@@ -18,7 +19,9 @@ RECENT = NOW - dt.timedelta(days=2)
 
 
 async def _video(storage: LocalStorage, owner: User, **kw) -> Video:
-    video = await Video.create(owner=owner, prompt="p", provider="local", resolution="512x512", **kw)
+    video = await Video.create(
+        owner=owner, prompt="p", provider="local", resolution="512x512", **kw
+    )
     key = make_key(owner.id, video.id, "video", "mp4")
     thumb = make_key(owner.id, video.id, "thumbnail", "jpg")
     await storage.save_bytes(key, b"video-bytes")
@@ -92,9 +95,15 @@ async def test_cli_purge_dry_run(db) -> None:
         "VIDGEN_SECRET_KEY": "k",
         "VIDGEN_DATA_DIR": str(db.data_dir),
     }
-    out = subprocess.run(
+    result = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "vidgen.cli", "purge", "--dry-run"],
-        env=env, capture_output=True, text=True, timeout=60, check=True,
-    ).stdout
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    out = result.stdout
     assert f"would remove video {expired.id}" in out
     assert await Video.filter(id=expired.id).exists()
