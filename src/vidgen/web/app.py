@@ -123,3 +123,11 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             logs.request_id.reset(token)
+
+
+def app_from_env() -> Starlette:
+    """An app configured from the environment alone, for ``uvicorn --factory`` (tests, benches,
+    process managers): ``uvicorn --factory vidgen.web.app:app_from_env``."""
+    settings = Settings()
+    logs.configure(settings.log_level, json_lines=settings.log_json)
+    return create_app(settings)
