@@ -1,0 +1,140 @@
+"""Workers: sweeping expired leases, rescue caps, wake-ups, graceful shutdown, lost leases."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+from tests.jobs.conftest import make_video, prediction_stored, utcnow, wait_until
+from vidgen.jobs import queue, service
+from vidgen.jobs.worker import Worker, start_embedded
+from vidgen.models import AttemptOutcome, Video, VideoAttempt, VideoStatus
+
+S = VideoStatus
+
+
+async def expire(video_id: int) -> None:
+    await Video.filter(id=video_id).update(lease_expires_at=utcnow() - dt.timedelta(seconds=1))
+
+
+async def claim_one(worker: str = "dead") -> int:
+    [job] = await queue.claim(worker_id=worker, limit=1, lease_seconds=30)
+    return job.attempt
+
+
+async def test_sweeper_rescues_expired_lease_counting_the_attempt(db, user) -> None:
+    video = await make_video(user)
+    await claim_one()
+    assert await queue.sweep(max_rescues=3) == []  # lease still valid
+    await expire(video.id)
+    [swept] = await queue.sweep(max_rescues=3)
+    assert swept.to_status is S.QUEUED
+    again = await Video.get(id=video.id)
+    assert again.status == S.QUEUED and again.processed_by is None
+    assert (again.retry_count, again.rescue_count) == (1, 1)
+    assert "lease expired" in again.error_message
+    attempt = await VideoAttempt.get(video_id=video.id, attempt=1)
+    assert attempt.outcome == AttemptOutcome.RESCUED and attempt.error_code == "lease_expired"
+    assert await queue.sweep(max_rescues=3) == []  # nothing twice
+
+
+async def test_concurrent_sweepers_rescue_once(db, user) -> None:
+    video = await make_video(user)
+    await claim_one()
+    await expire(video.id)
+    results = await asyncio.gather(*(queue.sweep(max_rescues=3) for _ in range(4)))
+    assert sum(len(r) for r in results) == 1
+    assert (await Video.get(id=video.id)).rescue_count == 1
+
+
+async def test_rescue_cap_fails_a_job_that_keeps_killing_workers(db, user) -> None:
+    video = await make_video(user, max_retries=10)
+    for n in range(1, 4):
+        await claim_one(f"w{n}")
+        await expire(video.id)
+        [swept] = await queue.sweep(max_rescues=2)
+        assert swept.to_status is (S.QUEUED if n <= 2 else S.FAILED)
+    failed = await Video.get(id=video.id)
+    assert failed.status == S.FAILED and failed.rescue_count == 3
+    assert "max_rescues" in failed.error_message
+
+
+async def test_rescue_with_retries_spent_fails(db, user) -> None:
+    video = await make_video(user, max_retries=0)
+    await claim_one()
+    await expire(video.id)
+    [swept] = await queue.sweep(max_rescues=5)
+    assert swept.to_status is S.FAILED
+    assert "retries spent" in (await Video.get(id=video.id)).error_message
+
+
+async def test_rescue_of_a_canceled_job_cancels_it(runtime, user, provider) -> None:
+    video = await make_video(user, "hang")
+    await claim_one()
+    await Video.filter(id=video.id).update(cancel_requested=True, prediction_id="test1-x")
+    await expire(video.id)
+    await Worker(runtime, concurrency=1).run_until_idle()
+    assert (await Video.get(id=video.id)).status == S.CANCELED
+    assert provider.cancels == ["test1-x"]
+
+
+async def test_worker_wakes_on_bus_not_on_poll(runtime, user) -> None:
+    runtime.settings.worker_poll_seconds = 60  # only a wake-up can make this fast
+    worker = await start_embedded(runtime, concurrency=2)
+    try:
+        await asyncio.sleep(0.1)  # idle, waiting
+        video = await make_video(user)
+        await service.wake_workers(runtime.bus, provider="test")
+        await wait_until(lambda: Video.filter(id=video.id, status=S.COMPLETED).exists(), seconds=3)
+    finally:
+        await worker.stop()
+
+
+async def test_worker_picks_up_retry_when_it_becomes_due(runtime, user) -> None:
+    runtime.settings.worker_poll_seconds = 60
+    runtime.settings.retry_base_seconds = 0.3
+    runtime.settings.retry_cap_seconds = 0.3
+    video = await make_video(user, "fail-times:1")
+    worker = await start_embedded(runtime, concurrency=1)
+    try:
+        await service.wake_workers(runtime.bus)
+        await wait_until(lambda: Video.filter(id=video.id, status=S.COMPLETED).exists())
+    finally:
+        await worker.stop()
+    assert (await Video.get(id=video.id)).retry_count == 1
+
+
+async def test_graceful_shutdown_finishes_short_jobs_and_releases_the_rest(
+    runtime, user, provider
+) -> None:
+    quick = await make_video(user, "sleep:0.2")
+    stuck = await make_video(user, "hang")
+    worker = await start_embedded(runtime, concurrency=2)
+    await wait_until(lambda: prediction_stored(stuck.id))
+    await wait_until(lambda: prediction_stored(quick.id))
+    await worker.stop(grace_seconds=1.0)
+    assert (await Video.get(id=quick.id)).status == S.COMPLETED
+    released = await Video.get(id=stuck.id)
+    assert released.status == S.QUEUED
+    assert released.retry_count == 0 and released.rescue_count == 0
+    assert released.prediction_id is not None  # the next worker resumes it
+    assert released.lease_expires_at is None and released.processed_by is None
+    [attempt] = await VideoAttempt.filter(video_id=stuck.id)
+    assert attempt.outcome == AttemptOutcome.RELEASED
+    assert provider.cancels == []  # a release does not cancel the paid prediction
+
+
+async def test_worker_that_lost_its_lease_stops_without_writing(runtime, user) -> None:
+    runtime.settings.heartbeat_seconds = 0.1
+    video = await make_video(user, "hang")
+    worker = Worker(runtime, concurrency=1)
+    run = asyncio.create_task(worker.run_until_idle())
+    await wait_until(lambda: prediction_stored(video.id))
+    # Another worker's sweeper took the job over (its lease "expired") and claimed it.
+    await expire(video.id)
+    await queue.sweep(max_rescues=3)
+    [job] = await queue.claim(worker_id="other", limit=1, lease_seconds=30)
+    await asyncio.wait_for(run, timeout=3)
+    now = await Video.get(id=video.id)
+    assert now.status == S.PROCESSING and now.processed_by == "other"
+    assert now.attempt == job.attempt == 2
