@@ -99,3 +99,10 @@ async def test_failed_webhook_leaves_the_reason_to_a_poll(openai: Harness) -> No
     headers, body = sim.webhook_payload(sim.jobs[submission.prediction_id])
     event = await openai.provider.parse_webhook(headers, body, now=time.time())
     assert (event.prediction_id, event.result) == (submission.prediction_id, None)
+
+
+async def test_base_url_may_include_v1(openai: Harness) -> None:
+    provider = openai.make(openai_base_url=f"{openai.base_url}/v1")
+    submission = await provider.submit(openai.request())
+    assert ("POST", "/v1/videos") in openai.sim.requests
+    assert (await provider.poll(submission.prediction_id)).state is State.QUEUED

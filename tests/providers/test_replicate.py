@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -135,4 +137,27 @@ async def test_simulator_delivers_signed_webhooks_over_http(replicate: Harness) 
         response = await replicate.sim.deliver_webhook(submission.prediction_id)
     assert response.status_code == 200, response.text
     assert [e.prediction_id for e in events] == [submission.prediction_id]
+    assert events[0].result is not None and events[0].result.state is State.SUCCEEDED
+
+
+async def test_clock_driven_jobs_announce_their_end_by_webhook(replicate: Harness) -> None:
+    # Cross-process use: with tick_seconds the job finishes without polls and the simulator
+    # POSTs the signed webhook to the URL given at submit.
+    events: list[WebhookEvent] = []
+    arrived = threading.Event()  # set from the receiver's own server thread
+
+    async def receive(request: Request) -> JSONResponse:
+        body = await request.body()
+        events.append(
+            await replicate.provider.parse_webhook(request.headers, body, now=time.time())
+        )
+        arrived.set()
+        return JSONResponse({"ok": True})
+
+    replicate.sim.scenario.tick_seconds = 0.02
+    receiver = Starlette(routes=[Route("/hook", receive, methods=["POST"])])
+    async with aserve(receiver) as url:
+        submission = await replicate.provider.submit(replicate.request(webhook_url=f"{url}/hook"))
+        assert await asyncio.to_thread(arrived.wait, 5)
+    assert events[0].prediction_id == submission.prediction_id
     assert events[0].result is not None and events[0].result.state is State.SUCCEEDED

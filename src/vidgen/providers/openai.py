@@ -59,6 +59,8 @@ class OpenAIProvider(HttpProvider):
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         self.webhook_secret = settings.openai_webhook_secret
         super().__init__(settings, **kwargs)
+        # Accept a base URL given with the API version ("https://api.openai.com/v1").
+        self.base_url = self.base_url.removesuffix("/v1")
         self.capabilities = Capabilities(
             text_to_video=True,
             image_to_video=True,

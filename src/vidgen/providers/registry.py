@@ -63,7 +63,7 @@ def build_providers(
     if settings.enable_test_provider:
         test = _optional("vidgen.providers.testing", "TestProvider")
         if test is not None:
-            providers["test"] = test()
+            providers["test"] = test(tolerance_seconds=settings.webhook_tolerance_seconds)
     for name, provider in (extra or {}).items():
         providers[name] = provider
     return providers
