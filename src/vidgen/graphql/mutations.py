@@ -1,0 +1,221 @@
+"""The Mutation root. Resolvers are thin: decode ids and inputs, call one service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.types import Info
+
+from vidgen import errors
+from vidgen.graphql import types
+from vidgen.graphql.permissions import IsAuthenticated
+from vidgen.graphql.types import context_of
+from vidgen.services import KEEP, catalog, users, videos
+
+AUTH = [IsAuthenticated]
+
+
+def _given(value: Any) -> Any:
+    """An UNSET input field becomes KEEP (leave as is); null stays None (clear)."""
+    return KEEP if value is strawberry.UNSET else value
+
+
+def _target(id: strawberry.ID, type_name: str) -> int:
+    """The database id of a mutation's target; another type's id is simply not found."""
+    node_id = types.decode_id(id, type_name)
+    if node_id is None:
+        raise errors.NotFound(type_name.lower())
+    return node_id
+
+
+async def _read_upload(upload: Any, *, limit: int) -> bytes | None:
+    if upload is None:
+        return None
+    if not hasattr(upload, "read"):
+        raise errors.BadUserInput("inputImage must be a file upload.", field="inputImage")
+    # Read one byte past the limit: enough to know it is too large, never the whole file.
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise errors.BadUserInput(
+            f"The input image is larger than the limit of {limit} bytes.", field="inputImage"
+        )
+    return data
+
+
+@strawberry.type
+class Mutation:
+    # --- accounts ------------------------------------------------------------------------
+
+    @strawberry.mutation(description="Create an account; returns a bearer token.")
+    async def register(self, info: Info, input: types.RegisterInput) -> types.AuthPayload:
+        settings = context_of(info).settings
+        token, user = await users.register(
+            email=input.email,
+            password=input.password,
+            signup_enabled=settings.signup_enabled,
+            ttl_days=settings.token_ttl_days,
+        )
+        return types.AuthPayload(token=token, user=user)  # type: ignore[arg-type]
+
+    @strawberry.mutation(description="Sign in; returns a new bearer token.")
+    async def login(self, info: Info, input: types.LoginInput) -> types.AuthPayload:
+        settings = context_of(info).settings
+        token, user = await users.login(
+            email=input.email, password=input.password, ttl_days=settings.token_ttl_days
+        )
+        return types.AuthPayload(token=token, user=user)  # type: ignore[arg-type]
+
+    @strawberry.mutation(permission_classes=AUTH, description="Revoke the token of this request.")
+    async def logout(self, info: Info) -> bool:
+        context = context_of(info)
+        return await users.revoke_token(token=context.token or "")
+
+    # --- projects ------------------------------------------------------------------------
+
+    @strawberry.mutation(permission_classes=AUTH)
+    async def create_project(self, info: Info, input: types.CreateProjectInput) -> types.Project:
+        return await catalog.create_project(
+            viewer=context_of(info).require_viewer(),
+            name=input.name,
+            description=input.description,
+        )
+
+    @strawberry.mutation(permission_classes=AUTH)
+    async def update_project(
+        self, info: Info, id: strawberry.ID, input: types.UpdateProjectInput
+    ) -> types.Project:
+        return await catalog.update_project(
+            viewer=context_of(info).require_viewer(),
+            project_id=_target(id, "Project"),
+            name=_given(input.name),
+            description=_given(input.description),
+        )
+
+    @strawberry.mutation(
+        permission_classes=AUTH, description="Delete a project; its videos and stories stay."
+    )
+    async def delete_project(self, info: Info, id: strawberry.ID) -> bool:
+        return await catalog.delete_project(
+            viewer=context_of(info).require_viewer(), project_id=_target(id, "Project")
+        )
+
+    # --- stories -------------------------------------------------------------------------
+
+    @strawberry.mutation(permission_classes=AUTH)
+    async def create_story(self, info: Info, input: types.CreateStoryInput) -> types.Story:
+        return await catalog.create_story(
+            viewer=context_of(info).require_viewer(),
+            title=input.title,
+            project_id=types.require_id(input.project_id, "Project", field="projectId"),
+            paragraphs=input.paragraphs,
+        )
+
+    @strawberry.mutation(permission_classes=AUTH)
+    async def update_story(
+        self, info: Info, id: strawberry.ID, input: types.UpdateStoryInput
+    ) -> types.Story:
+        project_id = _given(input.project_id)
+        if project_id is not KEEP and project_id is not None:
+            project_id = types.require_id(project_id, "Project", field="projectId")
+        return await catalog.update_story(
+            viewer=context_of(info).require_viewer(),
+            story_id=_target(id, "Story"),
+            title=_given(input.title),
+            project_id=project_id,
+            paragraphs=_given(input.paragraphs),
+        )
+
+    @strawberry.mutation(permission_classes=AUTH, description="Delete a story; its videos stay.")
+    async def delete_story(self, info: Info, id: strawberry.ID) -> bool:
+        return await catalog.delete_story(
+            viewer=context_of(info).require_viewer(), story_id=_target(id, "Story")
+        )
+
+    # --- videos --------------------------------------------------------------------------
+
+    @strawberry.mutation(permission_classes=AUTH, description="Queue a new video.")
+    async def generate_video(self, info: Info, input: types.GenerateVideoInput) -> types.Video:
+        context = context_of(info)
+        viewer = context.require_viewer()
+        project_id = types.require_id(input.project_id, "Project", field="projectId")
+        story_id = types.require_id(input.story_id, "Story", field="storyId")
+        image = await _read_upload(input.input_image, limit=context.settings.max_upload_bytes)
+        return await videos.generate_video(
+            runtime=context.runtime,
+            viewer=viewer,
+            prompt=input.prompt,
+            provider=input.provider,
+            model=input.model,
+            project_id=project_id,
+            story_id=story_id,
+            paragraph_index=input.paragraph_index,
+            input_image=image,
+            resolution=input.resolution,
+            output_format=input.output_format.value if input.output_format else None,
+            duration_seconds=input.duration_seconds,
+            caption=input.caption,
+            video_style=input.video_style,
+            theme=input.theme,
+            tags=input.tags,
+            priority=input.priority,
+            scheduled_at=input.scheduled_at,
+            idempotency_key=input.idempotency_key,
+        )
+
+    @strawberry.mutation(permission_classes=AUTH, description="Change caption, style, theme, tags.")
+    async def update_video(
+        self, info: Info, id: strawberry.ID, input: types.UpdateVideoInput
+    ) -> types.Video:
+        context = context_of(info)
+        return await videos.update_video(
+            runtime=context.runtime,
+            viewer=context.require_viewer(),
+            video_id=_target(id, "Video"),
+            caption=_given(input.caption),
+            video_style=_given(input.video_style),
+            theme=_given(input.theme),
+            tags=_given(input.tags),
+        )
+
+    @strawberry.mutation(
+        permission_classes=AUTH,
+        description="Cancel a queued video, or ask the worker of a processing one to stop.",
+    )
+    async def cancel_video(self, info: Info, id: strawberry.ID) -> types.Video:
+        context = context_of(info)
+        return await videos.cancel_video(
+            runtime=context.runtime,
+            viewer=context.require_viewer(),
+            video_id=_target(id, "Video"),
+        )
+
+    @strawberry.mutation(permission_classes=AUTH, description="Queue a failed or canceled video.")
+    async def retry_video(self, info: Info, id: strawberry.ID) -> types.Video:
+        context = context_of(info)
+        return await videos.retry_video(
+            runtime=context.runtime,
+            viewer=context.require_viewer(),
+            video_id=_target(id, "Video"),
+        )
+
+    @strawberry.mutation(
+        permission_classes=AUTH,
+        description="Soft-delete (sets deletedAt); a queued or processing job is canceled.",
+    )
+    async def delete_video(self, info: Info, id: strawberry.ID) -> types.Video:
+        context = context_of(info)
+        return await videos.delete_video(
+            runtime=context.runtime,
+            viewer=context.require_viewer(),
+            video_id=_target(id, "Video"),
+        )
+
+    @strawberry.mutation(permission_classes=AUTH, description="Undo deleteVideo.")
+    async def restore_video(self, info: Info, id: strawberry.ID) -> types.Video:
+        context = context_of(info)
+        return await videos.restore_video(
+            runtime=context.runtime,
+            viewer=context.require_viewer(),
+            video_id=_target(id, "Video"),
+        )

@@ -1,0 +1,102 @@
+"""The schema: Query, Mutation, Subscription (when that module exists), limits and caches.
+
+``build_schema(settings)`` makes the schema a server runs (limits from the settings);
+``schema`` is a default-settings instance for ``vidgen export-schema`` and tests; the SDL
+does not depend on the settings. Extensions are passed as classes or factories, never as
+shared instances (an instance would share its ExecutionContext between requests).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import strawberry
+from graphql.error import GraphQLError
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    SchemaExtension,
+    ValidationCache,
+)
+from strawberry.extensions.query_depth_limiter import IgnoreContext
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
+
+from vidgen.graphql.errors import ErrorCodes, log_errors
+from vidgen.graphql.mutations import Mutation
+from vidgen.graphql.queries import Query
+from vidgen.settings import Settings
+
+CACHE_SIZE = 512
+
+
+def _subscription_type() -> type | None:
+    """The Subscription root from vidgen.graphql.subscriptions, when it exists."""
+    try:
+        module = importlib.import_module("vidgen.graphql.subscriptions")
+    except ModuleNotFoundError as exc:
+        if exc.name != "vidgen.graphql.subscriptions":
+            raise  # the module exists but is broken: say so, loudly
+        return None
+    return getattr(module, "Subscription", None)
+
+
+def _ignore_introspection(context: IgnoreContext) -> bool:
+    # GraphiQL's introspection query is deeper than any real query needs to be.
+    return context.field_name.startswith("__")
+
+
+class VidgenSchema(strawberry.Schema):
+    """Logs unexpected errors with their trace (and only those) in one place."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        log_errors(errors, lambda: execution_context.operation_name if execution_context else None)
+
+
+def _limits(settings: Settings) -> Callable[[], SchemaExtension]:
+    # The rules are built ONCE, so the validation cache (keyed by the rule classes) hits.
+    rules = [
+        *QueryDepthLimiter(
+            max_depth=settings.max_query_depth, should_ignore=_ignore_introspection
+        ).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.max_query_aliases).validation_rules,
+    ]
+    return lambda: AddValidationRules(rules)
+
+
+def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+    """The schema with limits from ``settings`` (defaults when None)."""
+    settings = settings or Settings(_env_file=None)
+    max_tokens = settings.max_query_tokens
+    extensions: list[Any] = [
+        ErrorCodes,
+        lambda: MaxTokensLimiter(max_token_count=max_tokens),
+        _limits(settings),
+        lambda: ParserCache(maxsize=CACHE_SIZE),
+        lambda: ValidationCache(maxsize=CACHE_SIZE),
+    ]
+    return VidgenSchema(
+        query=Query,
+        mutation=Mutation,
+        subscription=_subscription_type(),
+        extensions=extensions,
+        # Not sort_schema=True: in strawberry 0.341 it rebuilds enums as plain graphql-core
+        # enums, which then cannot serialize Python enum members ("Enum 'VideoStatus' cannot
+        # represent value"). The SDL is stable anyway: types print in definition order.
+        config=StrawberryConfig(),
+    )
+
+
+def sdl(schema: strawberry.Schema) -> str:
+    """The schema's SDL as written to ``schema.graphql`` (ends with one newline)."""
+    return schema.as_str().rstrip("\n") + "\n"
+
+
+schema = build_schema()

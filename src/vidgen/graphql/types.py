@@ -1,0 +1,513 @@
+"""GraphQL types. Resolvers receive ORM rows as ``root``; relations go through the loaders.
+
+Every object type accepts its ORM model as a value (``is_type_of``), so resolvers return
+rows directly and Relay's ``Node`` interface still resolves the concrete type.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import TYPE_CHECKING, Any
+
+import strawberry
+from strawberry import relay
+from strawberry.file_uploads import Upload
+from strawberry.types import Info
+from tortoise.queryset import QuerySet
+
+from vidgen import errors, models
+from vidgen.graphql import pagination
+from vidgen.media.signing import signed_url
+
+if TYPE_CHECKING:
+    from vidgen.graphql.context import Context
+    from vidgen.providers.base import Provider
+
+
+def context_of(info: Info) -> Context:
+    return info.context
+
+
+def _accepts(*classes: type) -> Any:
+    def is_type_of(cls: type, obj: Any, _info: Any) -> bool:
+        return isinstance(obj, (*classes, cls))
+
+    return classmethod(is_type_of)
+
+
+# --- enums --------------------------------------------------------------------------------
+
+
+@strawberry.enum(name="VideoStatus", description="Where a video is in its lifecycle.")
+class VideoStatusEnum(enum.Enum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @classmethod
+    def of(cls, value: Any) -> VideoStatusEnum:
+        return cls(str(getattr(value, "value", value)))
+
+
+@strawberry.enum(name="OutputFormat", description="Container and codec of the output video.")
+class OutputFormatEnum(enum.Enum):
+    MP4 = "mp4"
+    WEBM = "webm"
+
+    @classmethod
+    def of(cls, value: Any) -> OutputFormatEnum:
+        return cls(str(getattr(value, "value", value)))
+
+
+# --- ids ----------------------------------------------------------------------------------
+
+
+def decode_id(value: str | relay.GlobalID, type_name: str, *, field: str = "id") -> int | None:
+    """The database id inside a global id of type ``type_name``.
+
+    Returns None for a well-formed id of another type (it names nothing of this kind).
+
+    Raises:
+        BadUserInput: with ``field`` when the value is not a global id at all.
+    """
+    try:
+        gid = value if isinstance(value, relay.GlobalID) else relay.GlobalID.from_id(value)
+        node_id = int(gid.node_id)
+    except (ValueError, TypeError) as exc:
+        raise errors.BadUserInput(f"{field} is not a valid id.", field=field) from exc
+    if gid.type_name != type_name:
+        return None
+    return node_id
+
+
+def require_id(value: str | None, type_name: str, *, field: str) -> int | None:
+    """Like :func:`decode_id` for input fields: another type's id is BAD_USER_INPUT."""
+    if value is None:
+        return None
+    node_id = decode_id(value, type_name, field=field)
+    if node_id is None:
+        raise errors.BadUserInput(f"No {type_name.lower()} with that id ({field}).", field=field)
+    return node_id
+
+
+def _signed(info: Info, key: str | None) -> str | None:
+    if not key:
+        return None
+    settings = context_of(info).settings
+    return signed_url(
+        settings.resolved_public_url,
+        key,
+        ttl=settings.signed_url_ttl_seconds,
+        secret=settings.resolved_secret_key,
+    )
+
+
+# --- small types --------------------------------------------------------------------------
+
+
+@strawberry.type(description="A user account.")
+class User(relay.Node):
+    id: relay.NodeID[int]
+    email: str
+    is_admin: bool
+
+    is_type_of = _accepts(models.User)
+
+
+@strawberry.type(description="A label on videos; names are unique per user, ignoring case.")
+class Tag(relay.Node):
+    id: relay.NodeID[int]
+    name: str
+
+    is_type_of = _accepts(models.Tag)
+
+
+@strawberry.type(description="A video's theme; names are unique per user, ignoring case.")
+class Theme(relay.Node):
+    id: relay.NodeID[int]
+    name: str
+
+    is_type_of = _accepts(models.Theme)
+
+
+@strawberry.type(description="One entry of a video's status history.")
+class StatusChange:
+    at: dt.datetime
+    message: str | None
+
+    is_type_of = _accepts(models.VideoStatusEvent)
+
+    @strawberry.field
+    def status(self, root: strawberry.Parent[Any]) -> VideoStatusEnum:
+        return VideoStatusEnum.of(root.to_status)
+
+
+# --- videos -------------------------------------------------------------------------------
+
+
+@strawberry.type(description="A generated (or generating) video. The row is also the job.")
+class Video(relay.Node):
+    id: relay.NodeID[int]
+    progress: float = strawberry.field(description="0 to 1.")
+    prompt: str
+    provider: str
+    model: str | None
+    caption: str | None
+    video_style: str | None
+    resolution: str = strawberry.field(description="WIDTHxHEIGHT, e.g. 1280x720.")
+    duration_seconds: float | None = strawberry.field(
+        description="Requested until the output is probed, then the real duration."
+    )
+    frame_rate: float | None
+    file_size: int | None = strawberry.field(description="Bytes.")
+    width: int | None
+    height: int | None
+    paragraph_index: int | None
+    prediction_id: str | None
+    error_message: str | None
+    retry_count: int
+    priority: int
+    scheduled_at: dt.datetime | None
+    version: int = strawberry.field(description="Bumped on every change: detects gaps.")
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    completed_at: dt.datetime | None
+    deleted_at: dt.datetime | None
+
+    is_type_of = _accepts(models.Video)
+
+    @strawberry.field
+    def status(self, root: strawberry.Parent[Any]) -> VideoStatusEnum:
+        return VideoStatusEnum.of(root.status)
+
+    @strawberry.field
+    def output_format(self, root: strawberry.Parent[Any]) -> OutputFormatEnum:
+        return OutputFormatEnum.of(root.output_format)
+
+    @strawberry.field(description="Signed URL of the video file (or the provider's URL).")
+    def video_url(self, root: strawberry.Parent[Any], info: Info) -> str | None:
+        return _signed(info, root.video_file) or root.video_url
+
+    @strawberry.field(description="Signed URL of the thumbnail.")
+    def thumbnail_url(self, root: strawberry.Parent[Any], info: Info) -> str | None:
+        return _signed(info, root.thumbnail_file) or root.thumbnail_url
+
+    @strawberry.field(description="Signed URL of the uploaded input image.")
+    def input_image_url(self, root: strawberry.Parent[Any], info: Info) -> str | None:
+        return _signed(info, root.input_image)
+
+    @strawberry.field
+    async def theme(self, root: strawberry.Parent[Any], info: Info) -> Theme | None:
+        if root.theme_id is None:
+            return None
+        return await context_of(info).loaders.theme_by_id.load(root.theme_id)
+
+    @strawberry.field
+    async def tags(self, root: strawberry.Parent[Any], info: Info) -> list[Tag]:
+        return await context_of(info).loaders.tags_by_video_id.load(root.id)
+
+    @strawberry.field
+    async def project(self, root: strawberry.Parent[Any], info: Info) -> Project | None:
+        if root.project_id is None:
+            return None
+        return await context_of(info).loaders.project_by_id.load(root.project_id)
+
+    @strawberry.field
+    async def story(self, root: strawberry.Parent[Any], info: Info) -> Story | None:
+        if root.story_id is None:
+            return None
+        return await context_of(info).loaders.story_by_id.load(root.story_id)
+
+    @strawberry.field(description="Status changes, oldest first.")
+    async def status_history(self, root: strawberry.Parent[Any], info: Info) -> list[StatusChange]:
+        return await context_of(info).loaders.status_history_by_video_id.load(root.id)
+
+    @strawberry.field(
+        description="Opaque cursor of the latest change: pass it to videoUpdates(after:)."
+    )
+    async def event_cursor(self, root: strawberry.Parent[Any], info: Info) -> str | None:
+        latest = await context_of(info).loaders.latest_event_id_by_video_id.load(root.id)
+        return None if latest is None else str(latest)
+
+    @strawberry.field
+    async def owner(self, root: strawberry.Parent[Any], info: Info) -> User:
+        return await context_of(info).loaders.user_by_id.load(root.owner_id)
+
+
+# --- connections --------------------------------------------------------------------------
+
+
+def _edges(rows: list[Any]) -> list[relay.Edge[Any]]:
+    return [relay.Edge(cursor=pagination.encode_cursor(row), node=row) for row in rows]
+
+
+def _page_info(page: pagination.Page) -> relay.PageInfo:
+    return relay.PageInfo(
+        has_next_page=page.has_next_page,
+        has_previous_page=False,
+        start_cursor=pagination.encode_cursor(page.rows[0]) if page.rows else None,
+        end_cursor=pagination.encode_cursor(page.rows[-1]) if page.rows else None,
+    )
+
+
+async def fetch(
+    info: Info, query: QuerySet[Any], first: int | None, after: str | None
+) -> pagination.Page:
+    settings = context_of(info).settings
+    size = pagination.page_size(
+        first, default=settings.page_size_default, maximum=settings.page_size_max
+    )
+    return await pagination.fetch_page(query, first=size, after=after)
+
+
+@strawberry.type(name="VideoConnection", description="A page of videos, newest first.")
+class VideoConnection(relay.Connection[Video]):
+    count_query: strawberry.Private[Any] = None
+
+    @strawberry.field(description="How many videos match, over all pages.")
+    async def total_count(self) -> int:
+        return await self.count_query.count()
+
+    @classmethod
+    def of(cls, page: pagination.Page) -> VideoConnection:
+        return cls(
+            edges=_edges(page.rows), page_info=_page_info(page), count_query=page.count_query
+        )
+
+
+async def video_connection(
+    info: Info, query: QuerySet[Any], first: int | None, after: str | None
+) -> VideoConnection:
+    return VideoConnection.of(await fetch(info, query, first, after))
+
+
+# --- projects and stories -----------------------------------------------------------------
+
+
+@strawberry.type(description="A group of videos (and stories).")
+class Project(relay.Node):
+    id: relay.NodeID[int]
+    name: str
+    description: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    is_type_of = _accepts(models.Project)
+
+    @strawberry.field(description="The project's videos, newest first (deleted ones left out).")
+    async def videos(
+        self,
+        root: strawberry.Parent[Any],
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> VideoConnection:
+        from vidgen.services import videos
+
+        viewer = context_of(info).require_viewer()
+        query = videos.list_videos(viewer=viewer, project_id=root.id)
+        return await video_connection(info, query, first, after)
+
+
+@strawberry.type(description="A text in paragraphs; each paragraph can become a clip.")
+class Story(relay.Node):
+    id: relay.NodeID[int]
+    title: str
+    paragraphs: list[str]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    is_type_of = _accepts(models.Story)
+
+    @strawberry.field
+    async def project(self, root: strawberry.Parent[Any], info: Info) -> Project | None:
+        if root.project_id is None:
+            return None
+        return await context_of(info).loaders.project_by_id.load(root.project_id)
+
+    @strawberry.field(description="The story's videos, newest first (deleted ones left out).")
+    async def videos(
+        self,
+        root: strawberry.Parent[Any],
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> VideoConnection:
+        from vidgen.services import videos
+
+        viewer = context_of(info).require_viewer()
+        query = videos.list_videos(viewer=viewer, story_id=root.id)
+        return await video_connection(info, query, first, after)
+
+
+@strawberry.type(name="ProjectConnection", description="A page of projects, newest first.")
+class ProjectConnection(relay.Connection[Project]):
+    count_query: strawberry.Private[Any] = None
+
+    @strawberry.field(description="How many projects there are, over all pages.")
+    async def total_count(self) -> int:
+        return await self.count_query.count()
+
+    @classmethod
+    def of(cls, page: pagination.Page) -> ProjectConnection:
+        return cls(
+            edges=_edges(page.rows), page_info=_page_info(page), count_query=page.count_query
+        )
+
+
+@strawberry.type(name="StoryConnection", description="A page of stories, newest first.")
+class StoryConnection(relay.Connection[Story]):
+    count_query: strawberry.Private[Any] = None
+
+    @strawberry.field(description="How many stories match, over all pages.")
+    async def total_count(self) -> int:
+        return await self.count_query.count()
+
+    @classmethod
+    def of(cls, page: pagination.Page) -> StoryConnection:
+        return cls(
+            edges=_edges(page.rows), page_info=_page_info(page), count_query=page.count_query
+        )
+
+
+# --- providers and accounts ----------------------------------------------------------------
+
+
+@strawberry.type(description="A generation backend and what it can do.")
+class ProviderInfo:
+    name: str
+    available: bool = strawberry.field(description="Configured (has its API key).")
+    text_to_video: bool
+    image_to_video: bool
+    resolutions: list[str]
+    output_formats: list[OutputFormatEnum]
+    min_duration_seconds: float
+    max_duration_seconds: float
+    durations: list[float] | None = strawberry.field(
+        description="The only durations accepted, when the provider has a fixed set."
+    )
+    max_prompt_length: int
+    models: list[str]
+    default_model: str | None
+    default_resolution: str | None
+
+    @classmethod
+    def of(cls, name: str, provider: Provider) -> ProviderInfo:
+        caps = provider.capabilities
+        return cls(
+            name=name,
+            available=bool(provider.available),
+            text_to_video=caps.text_to_video,
+            image_to_video=caps.image_to_video,
+            resolutions=list(caps.resolutions),
+            output_formats=[OutputFormatEnum.of(f) for f in caps.output_formats],
+            min_duration_seconds=caps.min_duration_seconds,
+            max_duration_seconds=caps.max_duration_seconds,
+            durations=list(caps.durations) if caps.durations else None,
+            max_prompt_length=caps.max_prompt_length,
+            models=list(caps.models),
+            default_model=caps.default_model,
+            default_resolution=caps.default_resolution,
+        )
+
+
+@strawberry.type(description="A new bearer token and its user.")
+class AuthPayload:
+    token: str = strawberry.field(description="Send as 'Authorization: Bearer <token>'.")
+    user: User
+
+
+# --- inputs -------------------------------------------------------------------------------
+
+
+@strawberry.input
+class VideoFilter:
+    status: list[VideoStatusEnum] | None = None
+    project_id: strawberry.ID | None = None
+    story_id: strawberry.ID | None = None
+    tag: str | None = None
+    theme: str | None = None
+    provider: str | None = None
+    search: str | None = strawberry.field(
+        default=None, description="Text in the prompt or caption, ignoring case."
+    )
+    include_deleted: bool | None = False
+
+
+@strawberry.input
+class RegisterInput:
+    email: str
+    password: str
+
+
+@strawberry.input
+class LoginInput:
+    email: str
+    password: str
+
+
+@strawberry.input
+class CreateProjectInput:
+    name: str
+    description: str | None = None
+
+
+@strawberry.input(description="Only the fields given are changed.")
+class UpdateProjectInput:
+    name: str | None = strawberry.UNSET
+    description: str | None = strawberry.UNSET
+
+
+@strawberry.input
+class CreateStoryInput:
+    title: str
+    project_id: strawberry.ID | None = None
+    paragraphs: list[str] | None = None
+
+
+@strawberry.input(description="Only the fields given are changed; null clears projectId.")
+class UpdateStoryInput:
+    title: str | None = strawberry.UNSET
+    project_id: strawberry.ID | None = strawberry.UNSET
+    paragraphs: list[str] | None = strawberry.UNSET
+
+
+@strawberry.input
+class GenerateVideoInput:
+    prompt: str
+    provider: str | None = "local"
+    model: str | None = strawberry.field(default=None, description="Default: the provider's.")
+    project_id: strawberry.ID | None = None
+    story_id: strawberry.ID | None = None
+    paragraph_index: int | None = strawberry.field(default=None, description="Needs storyId.")
+    input_image: Upload | None = strawberry.field(
+        default=None, description="PNG, JPEG or WebP (multipart request)."
+    )
+    resolution: str | None = strawberry.field(
+        default=None,
+        description="One of the provider's presets; default 1024x1024 (or its first preset).",
+    )
+    output_format: OutputFormatEnum | None = OutputFormatEnum.MP4
+    duration_seconds: float | None = None
+    caption: str | None = None
+    video_style: str | None = None
+    theme: str | None = None
+    tags: list[str] | None = None
+    priority: int | None = strawberry.field(default=None, description="Higher runs first.")
+    scheduled_at: dt.datetime | None = strawberry.field(
+        default=None, description="Do not start before this time."
+    )
+    idempotency_key: str | None = strawberry.field(
+        default=None, description="Repeating a key returns the first video, creating nothing."
+    )
+
+
+@strawberry.input(description="Only the fields given are changed; null clears one.")
+class UpdateVideoInput:
+    caption: str | None = strawberry.UNSET
+    video_style: str | None = strawberry.UNSET
+    theme: str | None = strawberry.UNSET
+    tags: list[str] | None = strawberry.UNSET

@@ -1,0 +1,132 @@
+"""GraphQL over HTTP and WebSocket at ``/graphql``.
+
+One :class:`GraphQLView` (a ``strawberry.asgi.GraphQL``) serves both. Around its HTTP side:
+
+- a CSRF guard: multipart bodies (file uploads) are CORS-"simple" requests that any web
+  page could send, so a multipart POST must carry ``Apollo-Require-Preflight`` (or another
+  header a browser only sends after a CORS preflight: ``X-Apollo-Operation-Name``),
+  else 400;
+- a body limit: Starlette's ``max_body_size`` refuses bodies over ``max_request_bytes``
+  with 413, from ``Content-Length`` up front or while counting streamed bytes, before the
+  body is read whole.
+
+WebSockets speak ``graphql-transport-ws`` only (legacy ``graphql-ws`` when the setting
+allows it) and authenticate ``connection_init``'s payload; see :mod:`.context`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.schema import BaseSchema
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+
+from vidgen.graphql.context import Context
+from vidgen.graphql.schema import build_schema
+from vidgen.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name")
+
+
+class CsrfGuard:
+    """Refuse multipart POSTs that a browser could send without a CORS preflight."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("method") == "POST":
+            headers = {k.decode("latin-1").lower(): v for k, v in scope.get("headers", [])}
+            content_type = headers.get("content-type", b"").decode("latin-1").lower()
+            if content_type.startswith("multipart/") and not any(
+                headers.get(name, b"").strip() for name in PREFLIGHT_HEADERS
+            ):
+                body = {
+                    "errors": [
+                        {
+                            "message": "Multipart requests must carry the header "
+                            "'Apollo-Require-Preflight: true' (CSRF protection).",
+                            "extensions": {"code": "BAD_USER_INPUT"},
+                        }
+                    ]
+                }
+                response = Response(
+                    json.dumps(body), status_code=400, media_type="application/json"
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class GraphQLView(GraphQL):
+    """The Strawberry ASGI view with vidgen's context and WebSocket authentication."""
+
+    def __init__(self, schema: BaseSchema, runtime: Runtime) -> None:
+        settings = runtime.settings
+        protocols = [GRAPHQL_TRANSPORT_WS_PROTOCOL]
+        if settings.legacy_graphql_ws:
+            protocols.append(GRAPHQL_WS_PROTOCOL)
+        super().__init__(
+            schema,
+            graphql_ide="graphiql" if settings.graphiql else None,
+            subscription_protocols=protocols,
+            multipart_uploads_enabled=True,
+            allowed_origins=list(settings.ws_allowed_origins),
+        )
+        self.runtime = runtime
+
+    async def get_context(  # type: ignore[override]
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> Context:
+        context = Context(
+            runtime=self.runtime,
+            request=request,
+            response=response if isinstance(response, Response) else None,
+        )
+        if isinstance(request, Request):
+            await context.authenticate(request.headers.get("authorization"))
+        return context
+
+    async def on_ws_connect(self, context: Context) -> Any:  # type: ignore[override]
+        params = context.connection_params
+        value = None
+        if isinstance(params, dict):
+            value = params.get("Authorization") or params.get("authorization")
+        if not isinstance(value, str) or not value.strip():
+            raise ConnectionRejectionError(
+                {
+                    "message": "Send {'Authorization': 'Bearer <token>'} in connection_init.",
+                    "code": "UNAUTHENTICATED",
+                }
+            )
+        if await context.authenticate(value) is None:
+            raise ConnectionRejectionError(
+                {"message": context.auth_error or "Invalid token.", "code": "UNAUTHENTICATED"}
+            )
+        return None
+
+
+def graphql_routes(runtime: Runtime, schema: BaseSchema | None = None) -> list[BaseRoute]:
+    """The ``/graphql`` routes: HTTP (guarded and size-limited) and WebSocket."""
+    view = GraphQLView(schema or build_schema(runtime.settings), runtime)
+    return [
+        Route(
+            "/graphql",
+            view,
+            middleware=[Middleware(CsrfGuard)],
+            max_body_size=runtime.settings.max_request_bytes,
+        ),
+        WebSocketRoute("/graphql", view),
+    ]
