@@ -222,20 +222,43 @@ async def touch(
     """
     if "status" in fields:
         raise ValueError("touch() never changes status: use transition()")
-    query = Video.filter(id=video_id)
+    # One UPDATE … RETURNING (no re-read): this runs on every progress report.
+    conn = Video._meta.db
+    postgres = conn.capabilities.dialect == "postgres"
+    params: list[Any] = []
+
+    def p(value: Any) -> str:
+        params.append(value)
+        return f"${len(params)}" if postgres else "?"
+
+    columns = Video._meta.fields_db_projection
+    sets = [f"{columns[name]} = {p(value)}" for name, value in fields.items()]
+    sets += ["version = version + 1", f"updated_at = {p(now())}"]
+    where = [f"id = {p(video_id)}"]
     if attempt is not None:
-        query = query.filter(attempt=attempt)
+        where.append(f"attempt = {p(attempt)}")
     if status is not None:
-        query = query.filter(status=status)
-    updates = dict(fields)
-    updates.update(version=F("version") + 1, updated_at=now())
-    rows = await query.update(**updates)
-    if rows != 1:
+        where.append(f"status = {p(VideoStatus(status).value)}")
+    rows = await conn.execute_query_dict(
+        f"UPDATE videos SET {', '.join(sets)} WHERE {' AND '.join(where)}"
+        " RETURNING id, owner_id, version, status, progress, project_id, story_id",
+        params,
+    )
+    if not rows:
         if attempt is not None and not await Video.filter(id=video_id, attempt=attempt).exists():
             raise StaleAttempt(f"video {video_id}: attempt {attempt} is stale")
         return None
-    video = await Video.get(id=video_id)
-    event = event_for(video, None)
+    row = rows[0]
+    event = VideoEvent(
+        video_id=row["id"],
+        owner_id=row["owner_id"],
+        version=row["version"],
+        status=str(row["status"]),
+        progress=float(row["progress"] or 0.0),
+        event_id=None,
+        project_id=row["project_id"],
+        story_id=row["story_id"],
+    )
     await publish(bus, [event])
     return event
 

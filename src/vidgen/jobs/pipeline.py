@@ -179,7 +179,10 @@ async def _run(ctx: JobContext) -> AttemptOutcome:
             submission = await provider.submit(request)
             prediction_id = submission.prediction_id
             await _store_prediction(ctx, prediction_id)
-            result = PollResult(state=submission.state, progress=submission.progress)
+            if submission.state in (State.SUCCEEDED, State.FAILED):
+                result = await provider.poll(prediction_id)  # already done: fetch the result
+            else:
+                result = PollResult(state=submission.state, progress=submission.progress)
         assert result is not None
         try:
             result = await _wait_for_result(ctx, provider, prediction_id, result)
@@ -246,14 +249,15 @@ async def _wait_for_result(
 
 async def _store_prediction(ctx: JobContext, prediction_id: str | None) -> None:
     """Keep the prediction id at once (fenced) so a rescue resumes instead of resubmitting."""
-    async with in_transaction():
-        await lifecycle.touch(
-            ctx.video_id,
-            fields={"prediction_id": prediction_id},
-            attempt=ctx.attempt,
-            status=S.PROCESSING,
-        )
-        await queue.set_attempt_prediction(ctx.video_id, ctx.attempt, prediction_id)
+    await lifecycle.touch(
+        ctx.video_id,
+        fields={"prediction_id": prediction_id},
+        attempt=ctx.attempt,
+        status=S.PROCESSING,
+        bus=ctx.runtime.bus,
+    )
+    # The attempt row only mirrors it (for the history), after the fenced write succeeded.
+    await queue.set_attempt_prediction(ctx.video_id, ctx.attempt, prediction_id)
 
 
 async def _build_request(ctx: JobContext, video: Video, provider: Provider) -> GenerationRequest:

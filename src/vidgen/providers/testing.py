@@ -224,7 +224,10 @@ class TestProvider:
                 retry_after=commands.retry_after,
                 status_code=429 if commands.retry_after else 503,
             )
-        return Submission(prediction_id=prediction_id, state=State.QUEUED)
+        instant = not (commands.sleep or commands.hang or commands.fail or commands.lose_once)
+        return Submission(
+            prediction_id=prediction_id, state=State.SUCCEEDED if instant else State.QUEUED
+        )
 
     async def poll(self, prediction_id: str) -> PollResult:
         payload = _decode(prediction_id)
