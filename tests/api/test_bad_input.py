@@ -1,0 +1,127 @@
+"""Bad input is refused with BAD_USER_INPUT naming the field, and writes nothing: after each
+rejected mutation every table has the same rows and no media file was stored."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from strawberry.relay import GlobalID
+
+from tests.api import documents as d
+from tests.api.conftest import Account, LiveServer, media_files, row_counts
+from tests.api.test_authorization import snapshot
+
+PAST = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat()
+NO_PROJECT = str(GlobalID("Project", "424242"))
+NO_STORY = str(GlobalID("Story", "424242"))
+
+
+def generate_cases(project: str, other_project: str, story: str) -> list[tuple[dict, str]]:
+    """(input fields, the field named in the error)."""
+    return [
+        ({"prompt": ""}, "prompt"),
+        ({"prompt": "   \n "}, "prompt"),
+        ({"prompt": "x" * 2001}, "prompt"),
+        ({"provider": "nope"}, "provider"),
+        ({"provider": "runway"}, "provider"),  # known but not configured
+        ({"resolution": "999x999"}, "resolution"),
+        ({"resolution": "big"}, "resolution"),
+        ({"durationSeconds": 0}, "durationSeconds"),
+        ({"durationSeconds": -2}, "durationSeconds"),
+        ({"durationSeconds": 31}, "durationSeconds"),
+        ({"model": "no-such-model"}, "model"),
+        ({"projectId": "not an id"}, "projectId"),
+        ({"projectId": NO_PROJECT}, "projectId"),
+        ({"projectId": NO_STORY}, "projectId"),  # an id of another type
+        ({"storyId": NO_STORY}, "storyId"),
+        ({"storyId": story, "projectId": other_project}, "storyId"),
+        ({"paragraphIndex": 0}, "paragraphIndex"),
+        ({"storyId": story, "paragraphIndex": 2}, "paragraphIndex"),
+        ({"storyId": story, "paragraphIndex": -1}, "paragraphIndex"),
+        ({"scheduledAt": PAST}, "scheduledAt"),
+        ({"priority": 101}, "priority"),
+        ({"priority": -101}, "priority"),
+        ({"caption": "c" * 256}, "caption"),
+        ({"videoStyle": "s" * 101}, "videoStyle"),
+        ({"tags": ["ok", "  "]}, "tags"),
+        ({"tags": ["t" * 101]}, "tags"),
+        ({"tags": [f"tag{i}" for i in range(21)]}, "tags"),
+        ({"theme": " "}, "theme"),
+        ({"idempotencyKey": ""}, "idempotencyKey"),
+        ({"idempotencyKey": "k" * 256}, "idempotencyKey"),
+        ({"provider": "local", "tags": ["new-tag"], "theme": "new", "prompt": ""}, "prompt"),
+    ]
+
+
+async def test_rejected_mutations_write_nothing(live_server: LiveServer, alice: Account) -> None:
+    t = alice.token
+    project = (await live_server.gql(d.CREATE_PROJECT, {"input": {"name": "P"}}, token=t))["data"][
+        "createProject"
+    ]["id"]
+    other_project = (await live_server.gql(d.CREATE_PROJECT, {"input": {"name": "Q"}}, token=t))[
+        "data"
+    ]["createProject"]["id"]
+    story = (
+        await live_server.gql(
+            d.CREATE_STORY,
+            {"input": {"title": "S", "projectId": project, "paragraphs": ["a", "b"]}},
+            token=t,
+        )
+    )["data"]["createStory"]["id"]
+    video = (
+        await live_server.gql(
+            d.GENERATE_VIDEO,
+            {"input": {"prompt": "p", "storyId": story, "paragraphIndex": 1}},
+            token=t,
+        )
+    )["data"]["generateVideo"]["id"]
+    await live_server.gql(d.VIEWER, token=t)  # token's last_used_at is now fresh
+
+    cases: list[tuple[str, dict, str]] = [
+        (d.GENERATE_VIDEO, {"input": {"prompt": "ok", **fields}}, field)
+        for fields, field in generate_cases(project, other_project, story)
+    ]
+    cases += [
+        (d.CREATE_PROJECT, {"input": {"name": ""}}, "name"),
+        (d.CREATE_PROJECT, {"input": {"name": "n" * 201}}, "name"),
+        (d.CREATE_PROJECT, {"input": {"name": "ok", "description": "d" * 10_001}}, "description"),
+        (d.UPDATE_PROJECT, {"id": project, "input": {"name": "  "}}, "name"),
+        (d.CREATE_STORY, {"input": {"title": ""}}, "title"),
+        (d.CREATE_STORY, {"input": {"title": "ok", "paragraphs": ["a", ""]}}, "paragraphs"),
+        (d.CREATE_STORY, {"input": {"title": "ok", "projectId": NO_PROJECT}}, "projectId"),
+        (d.UPDATE_STORY, {"id": story, "input": {"paragraphs": ["only one"]}}, "paragraphs"),
+        (d.UPDATE_STORY, {"id": story, "input": {"title": ""}}, "title"),
+        (d.UPDATE_VIDEO, {"id": video, "input": {"caption": "c" * 256}}, "caption"),
+        (d.UPDATE_VIDEO, {"id": video, "input": {"tags": ["a", ""]}}, "tags"),
+        (d.UPDATE_VIDEO, {"id": video, "input": {"theme": "  "}}, "theme"),
+        (d.VIDEO_IDS, {"filter": {"projectId": "garbage"}}, "projectId"),
+        (d.REGISTER, {"input": {"email": "not-an-email", "password": "long enough"}}, "email"),
+        (d.REGISTER, {"input": {"email": "x@example.com", "password": "short"}}, "password"),
+    ]
+
+    before_counts = await row_counts()
+    before = await snapshot()
+    for document, variables, field in cases:
+        body = await live_server.gql(document, variables, token=t)
+        error = d.only_error(body)
+        assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": field}, (variables, body)
+        assert error["message"]
+        assert await row_counts() == before_counts, variables
+        assert media_files(live_server.settings) == []
+    assert await snapshot() == before
+
+
+async def test_invalid_graphql_values_are_bad_user_input(
+    live_server: LiveServer, alice: Account
+) -> None:
+    before = await row_counts()
+    for input_ in (
+        {"prompt": "x", "outputFormat": "AVI"},
+        {"prompt": "x", "priority": "high"},
+        {"prompt": "x", "scheduledAt": "tomorrow"},
+        {"prompt": None},
+        {},
+    ):
+        body = await live_server.gql(d.GENERATE_VIDEO, {"input": input_}, token=alice.token)
+        assert d.error_codes(body) == ["BAD_USER_INPUT"], (input_, body)
+    assert await row_counts() == before
