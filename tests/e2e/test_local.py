@@ -49,7 +49,13 @@ async def download(server: LiveServer, url: str) -> tuple[bytes, str]:
 
 
 async def check_completed(
-    server: LiveServer, runtime: Runtime, token: str, global_id: str, *, fmt: str, size: str,
+    server: LiveServer,
+    runtime: Runtime,
+    token: str,
+    global_id: str,
+    *,
+    fmt: str,
+    size: str,
     seconds: float,
 ) -> None:
     """Row metadata, the decoded file, the thumbnail and the signed URLs of one video."""
@@ -86,9 +92,7 @@ async def check_completed(
         image.load()  # the whole JPEG decodes
 
 
-async def test_text_to_video_mp4_and_webm(
-    server: LiveServer, runtime: Runtime, token: str
-) -> None:
+async def test_text_to_video_mp4_and_webm(server: LiveServer, runtime: Runtime, token: str) -> None:
     requested = {
         "MP4": ("854x480", 2.0),
         "WEBM": ("256x256", 1.5),
@@ -112,9 +116,7 @@ async def test_text_to_video_mp4_and_webm(
         ids[fmt] = video["id"]
     assert await Worker(runtime, concurrency=2).run_until_idle() == 2
     for fmt, (size, seconds) in requested.items():
-        await check_completed(
-            server, runtime, token, ids[fmt], fmt=fmt, size=size, seconds=seconds
-        )
+        await check_completed(server, runtime, token, ids[fmt], fmt=fmt, size=size, seconds=seconds)
 
 
 async def test_image_to_video_with_uploaded_png(
