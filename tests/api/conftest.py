@@ -4,7 +4,9 @@ Reusable helpers (also for WebSocket tests):
 
 - :func:`serve` — ``async with serve(app) as base_url:`` runs any ASGI app under uvicorn in
   the current event loop on a free 127.0.0.1 port (lifespan on) until the block ends.
-- :func:`live_server` fixture — ``create_app(settings, manage_database=False,
+- :func:`start_live_server` — ``async with start_live_server(settings, **overrides) as
+  server:`` (e.g. a small ``max_request_bytes``); the ``live_server`` fixture is the same with
+  the test's settings: ``create_app(settings, manage_database=False,
   embedded_worker=False)`` served by :func:`serve`; a :class:`LiveServer` with ``url``,
   ``ws_url``, ``app``, ``runtime``, ``settings``, an ``httpx.AsyncClient`` (``client``) and
   ``await live_server.gql(QUERY, variables, token=...)`` returning the JSON body.
@@ -168,17 +170,28 @@ class LiveServer:
         )
 
 
-@pytest_asyncio.fixture
-async def live_server(db: Settings) -> AsyncIterator[LiveServer]:
-    """The app on a real port (database already opened by ``db``; no worker)."""
+@contextlib.asynccontextmanager
+async def start_live_server(settings: Settings, **overrides: Any) -> AsyncIterator[LiveServer]:
+    """``create_app`` on a real port with these settings (``overrides`` applied first).
+
+    The database must already be open in this loop (the ``db`` fixture); no worker runs.
+    """
     from vidgen.web.app import create_app
 
-    settings = db
+    for name, value in overrides.items():
+        setattr(settings, name, value)
     runtime = Runtime.create(settings)
     app = create_app(settings, runtime=runtime, manage_database=False, embedded_worker=False)
     async with serve(app) as url:
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             yield LiveServer(url=url, app=app, runtime=runtime, settings=settings, client=client)
+
+
+@pytest_asyncio.fixture
+async def live_server(db: Settings) -> AsyncIterator[LiveServer]:
+    """The app on a real port (database already opened by ``db``; no worker)."""
+    async with start_live_server(db) as server:
+        yield server
 
 
 @dataclass
