@@ -9,7 +9,7 @@ shared instances (an instance would share its ExecutionContext between requests)
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import strawberry
@@ -51,6 +51,22 @@ def _ignore_introspection(context: IgnoreContext) -> bool:
     return context.field_name.startswith("__")
 
 
+class ParseCache(ParserCache):
+    """Strawberry's ParserCache, minus a bug: in 0.341 a syntax error raised inside its
+    ``on_parse`` escapes the operation hook, so no extension (ErrorCodes) sees the error.
+    Here a failed parse is left to Strawberry's own parser, which reports it normally."""
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        try:
+            context.graphql_document = self.cached_parse_document(
+                context.query, **context.parse_options
+            )
+        except GraphQLError:
+            context.graphql_document = None  # parsed again (and reported) by Strawberry
+        yield
+
+
 class VidgenSchema(strawberry.Schema):
     """Logs unexpected errors with their trace (and only those) in one place."""
 
@@ -79,7 +95,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         ErrorCodes,
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
         _limits(settings),
-        lambda: ParserCache(maxsize=CACHE_SIZE),
+        lambda: ParseCache(maxsize=CACHE_SIZE),
         lambda: ValidationCache(maxsize=CACHE_SIZE),
     ]
     return VidgenSchema(

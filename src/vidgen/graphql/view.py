@@ -30,6 +30,7 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.schema import BaseSchema
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.types.unset import UNSET
 
 from vidgen.graphql.context import Context
 from vidgen.graphql.schema import build_schema
@@ -115,7 +116,7 @@ class GraphQLView(GraphQL):
             raise ConnectionRejectionError(
                 {"message": context.auth_error or "Invalid token.", "code": "UNAUTHENTICATED"}
             )
-        return None
+        return UNSET
 
 
 def graphql_routes(runtime: Runtime, schema: BaseSchema | None = None) -> list[BaseRoute]:
