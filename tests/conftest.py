@@ -89,12 +89,26 @@ def pg_template() -> Iterator[str]:
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
-    marks = {m.name for m in request.node.iter_markers()}
-    if request.param == "sqlite" and "postgres_only" in marks:
-        pytest.skip("PostgreSQL-only behaviour (row locks)")
-    if request.param == "postgres" and "sqlite_only" in marks:
-        pytest.skip("SQLite-only behaviour")
     return request.param
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Drop (not skip) the backend variants a test is not meant for: ``postgres_only``
+    tests exist only as ``[postgres]``, ``sqlite_only`` only as ``[sqlite]``."""
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("backend") if callspec else None
+        marks = {m.name for m in item.iter_markers()}
+        if (backend == "sqlite" and "postgres_only" in marks) or (
+            backend == "postgres" and "sqlite_only" in marks
+        ):
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest_asyncio.fixture
