@@ -279,7 +279,7 @@ async def profile(settings: Any, runtime: Any, seed: Seed, folder: Path, request
     """pyinstrument over ``requests`` list and enqueue requests, 8 at a time, in-process."""
     from pyinstrument import Profiler
 
-    folder.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
     async with in_process(settings, runtime) as client:
         for name, make in (
             ("list", lambda i: (LIST_QUERY, {"first": 50})),
@@ -289,7 +289,10 @@ async def profile(settings: Any, runtime: Any, seed: Seed, folder: Path, request
                 await gql(client, seed, *make(-1 - i if name == "list" else 10_000 + i))
             counter = itertools.count()
 
-            async def worker(make: Callable[[int], tuple[str, dict[str, Any]]] = make) -> None:
+            async def worker(
+                make: Callable[[int], tuple[str, dict[str, Any]]] = make,
+                counter: itertools.count[int] = counter,
+            ) -> None:
                 while (i := next(counter)) < requests:
                     await gql(client, seed, *make(i))
 
@@ -340,8 +343,8 @@ def start_server(name: str, app: str, env: dict[str, str], cwd: Path) -> Server:
     return Server(name, port, process)
 
 
-async def wait_ready(server: Server, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_ready(server: Server, within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise RuntimeError(f"{server.name} server exited with {server.process.returncode}")
@@ -352,7 +355,7 @@ async def wait_ready(server: Server, timeout: float = 30.0) -> None:
         except OSError:
             pass
         await asyncio.sleep(0.1)
-    raise RuntimeError(f"{server.name} server did not start in {timeout:.0f}s")
+    raise RuntimeError(f"{server.name} server did not start in {within:.0f}s")
 
 
 def stop_server(server: Server) -> None:

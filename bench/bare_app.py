@@ -179,9 +179,8 @@ async def enqueue(request: Request) -> Response:
             return error("Sign in first.", "UNAUTHENTICATED")
         owner = user["id"]
         async with conn.transaction():
-            check = await conn.fetchrow(
-                CHECK_SQL, owner, project_id, story_id, label_key(theme) if theme else None, tag_keys
-            )
+            theme_key = label_key(theme) if theme else None
+            check = await conn.fetchrow(CHECK_SQL, owner, project_id, story_id, theme_key, tag_keys)
             if project_id is not None and check["project_id"] is None:
                 return error("No project with that id.", "BAD_USER_INPUT")
             if story_id is not None and check["story_id"] is None:
@@ -234,6 +233,4 @@ def create_app(database_url: str, pool_max: int = 20) -> Starlette:
 
 def app_from_env() -> Starlette:
     """For ``uvicorn --factory bench.bare_app:app_from_env`` (``BENCH_DATABASE_URL``)."""
-    return create_app(
-        os.environ["BENCH_DATABASE_URL"], int(os.environ.get("BENCH_POOL_MAX", "20"))
-    )
+    return create_app(os.environ["BENCH_DATABASE_URL"], int(os.environ.get("BENCH_POOL_MAX", "20")))

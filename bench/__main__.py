@@ -1,0 +1,428 @@
+"""Run every benchmark and print one table: ``python -m bench [--quick] [--only api,engine]``.
+
+Each benchmark runs as its own subprocess (a crash or a timeout in one shows up as a row
+saying so, and the others still run); its figures are read from the JSON line it ends with
+(``--json``) or, for benchmarks that only print text, from that text. Every figure in the
+table is a ratio against a baseline measured in the same subprocess, seconds apart, on the
+same machine: absolute numbers on a shared 2-core box move, ratios much less.
+
+The table is Markdown, followed by the machine and the command, ready for the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_URL = os.environ.get("VIDGEN_BENCH_PG_URL", "postgres://root@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("VIDGEN_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@dataclass
+class Bench:
+    name: str
+    module: str  # bench.<module>, run with -m
+    args: list[str]
+    quick_args: list[str]
+    timeout: float  # seconds
+
+
+BENCHES = (
+    Bench("render", "render_bench", [], ["--frames", "48", "--repeat", "1"], 180),
+    Bench("engine", "engine_bench", [], ["--jobs", "300"], 240),
+    Bench("subscriptions", "subscriptions_bench", [], ["--quick"], 300),
+    Bench("api", "api_bench", ["--json"], ["--json", "--quick"], 300),
+)
+
+
+@dataclass
+class Row:
+    benchmark: str
+    vidgen: str = "—"
+    baseline: str = "—"
+    ratio: str = "—"
+    target: str = "—"
+    result: str = "—"
+
+
+def fmt(value: Any, digits: int = 1) -> str:
+    if isinstance(value, (int, float)):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def last_json(stdout: str) -> dict[str, Any] | None:
+    for line in reversed(stdout.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{") and line.endswith("}"):
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                return value
+    return None
+
+
+_HELP: dict[str, str] = {}
+
+
+def help_of(module: str) -> str:
+    """``bench.<module> --help`` (cached): which flags it knows."""
+    if module not in _HELP:
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", f"bench.{module}", "--help"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            _HELP[module] = done.stdout
+        except (OSError, subprocess.TimeoutExpired):
+            _HELP[module] = ""
+    return _HELP[module]
+
+
+def usable_args(module: str, wanted: list[str]) -> list[str]:
+    """``wanted`` without the flags (and their values) that the benchmark does not know:
+    the benchmarks are written by different people and grow options at their own pace."""
+    known = help_of(module)
+    result, i = [], 0
+    while i < len(wanted):
+        flag = wanted[i]
+        value = wanted[i + 1 : i + 2]
+        if value and value[0].startswith("--"):
+            value = []
+        if re.search(re.escape(flag) + r"\b", known):
+            result += [flag, *value]
+        i += 1 + len(value)
+    return result
+
+
+# --- parsers: one per benchmark, each returns table rows and extra lines -----------------
+
+
+def parse_render(stdout: str, data: dict[str, Any] | None) -> tuple[list[Row], list[str]]:
+    rows = []
+    pattern = re.compile(r"^(\w+)\s+(\d+x\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$", re.M)
+    for fmt_, size, ours, ffmpeg, ratio in pattern.findall(stdout):
+        rows.append(
+            Row(
+                f"render {fmt_} {size} (frames/s; baseline FFmpeg encode-only)",
+                fmt(float(ours)),
+                fmt(float(ffmpeg)),
+                f"{float(ratio):.2f}",
+                "—",
+                "reported",
+            )
+        )
+    return rows, []
+
+
+def parse_engine(stdout: str, data: dict[str, Any] | None) -> tuple[list[Row], list[str]]:
+    bare = re.search(r"bare[^:\n]*:\s*([\d.]+)\s*jobs/s", stdout)
+    ours = re.search(r"vidgen engine[^:\n]*:\s*([\d.]+)\s*jobs/s", stdout)
+    ratio = re.search(r"ratio[^:\n]*:\s*([\d.]+)\s*\(target >= ([\d.]+)\)", stdout)
+    if not (bare and ours):
+        return [], []
+    r = float(ours.group(1)) / float(bare.group(1))
+    target = float(ratio.group(2)) if ratio else 0.40
+    return [
+        Row(
+            "job engine (jobs/s; baseline asyncpg SKIP LOCKED loop)",
+            fmt(float(ours.group(1))),
+            fmt(float(bare.group(1))),
+            f"{r:.2f}",
+            f"≥ {target:.2f}",
+            "pass" if r >= target else "FAIL",
+        )
+    ], []
+
+
+def _find(data: Any, *names: str) -> Any:
+    """The first value under any of ``names`` anywhere in a nested dict."""
+    if isinstance(data, dict):
+        for name in names:
+            if name in data:
+                return data[name]
+        for value in data.values():
+            found = _find(value, *names)
+            if found is not None:
+                return found
+    return None
+
+
+def parse_subscriptions(stdout: str, data: dict[str, Any] | None) -> tuple[list[Row], list[str]]:
+    rows: list[Row] = []
+    subs = 1000
+    if data:
+        subs = _find(data, "subscriptions", "subscribers") or subs
+        rate = _find(data, "events_per_second", "deliveries_per_second", "delivered_per_second")
+        base = _find(data, "baseline_per_second", "baseline_events_per_second", "baseline")
+        p50 = _find(data, "p50_ms", "latency_p50_ms")
+        p99 = _find(data, "p99_ms", "latency_p99_ms")
+        rss = _find(data, "rss_mib", "memory_mib", "api_rss_mib", "rss_mb")
+        target = _find(data, "target")
+        if rate is not None:
+            ratio = rate / base if isinstance(base, (int, float)) and base else None
+            rows.append(
+                Row(
+                    f"subscriptions fan-out, {subs:,} subscribers (events delivered/s)",
+                    fmt(rate),
+                    fmt(base) if isinstance(base, (int, float)) else "—",
+                    f"{ratio:.2f}" if ratio else "—",
+                    f"≥ {target:.2f}" if isinstance(target, (int, float)) and ratio else "—",
+                    ("pass" if ratio >= target else "FAIL")
+                    if isinstance(target, (int, float)) and ratio
+                    else "reported",
+                )
+            )
+        if p50 is not None:
+            rows.append(
+                Row(
+                    "subscriptions latency, commit → every subscriber (p50 / p99 ms)",
+                    f"{fmt(p50)} / {fmt(p99)}",
+                    result="reported",
+                )
+            )
+        if rss is not None:
+            rows.append(
+                Row(
+                    f"API memory with {subs:,} subscriptions (RSS MiB)", fmt(rss), result="reported"
+                )
+            )
+        return rows, []
+    # Text only: take what can be recognised.
+    rate = re.search(r"([\d.,]+)\s*(?:events|deliveries|messages)/s", stdout)
+    lat = re.search(r"p50[^\d]*([\d.]+)\s*ms.*?p99[^\d]*([\d.]+)\s*ms", stdout, re.S)
+    rss = re.search(r"(?:RSS|memory)[^\d\n]*([\d.]+)\s*(MiB|MB)", stdout, re.I)
+    if rate:
+        rows.append(
+            Row(
+                f"subscriptions fan-out, {subs:,} subscribers (events delivered/s)",
+                rate.group(1),
+                result="reported",
+            )
+        )
+    if lat:
+        rows.append(
+            Row(
+                "subscriptions latency, commit → every subscriber (p50 / p99 ms)",
+                f"{lat.group(1)} / {lat.group(2)}",
+                result="reported",
+            )
+        )
+    if rss:
+        rows.append(
+            Row(
+                f"API memory with {subs:,} subscriptions (RSS {rss.group(2)})",
+                rss.group(1),
+                result="reported",
+            )
+        )
+    return rows, []
+
+
+def parse_api(stdout: str, data: dict[str, Any] | None) -> tuple[list[Row], list[str]]:
+    if not data:
+        return [], []
+    rows = []
+    labels = {
+        "list": "list page `videos(first: 50)` + 5 relations (req/s; baseline Starlette+asyncpg)",
+        "enqueue": "enqueue `generateVideo` (rows/s; baseline asyncpg INSERTs)",
+    }
+    for key in ("list", "enqueue"):
+        c = data.get(key)
+        if not c:
+            continue
+        rows.append(
+            Row(
+                labels[key],
+                fmt(c["vidgen"]),
+                fmt(c["baseline"]),
+                f"{c['ratio']:.2f}",
+                f"≥ {c['target']:.2f}",
+                "pass" if c["passed"] else "FAIL",
+            )
+        )
+    s = data.get("statements")
+    if s:
+        counts = f"{s['list_first_10']} / {s['list_first_50']} / {s['list_first_100']}"
+        rows.append(
+            Row(
+                "SQL statements per list request, first 10 / 50 / 100",
+                counts,
+                "2 (bare, first 50)",
+                target="constant",
+                result="pass" if s["constant"] else "FAIL",
+            )
+        )
+        rows.append(Row("SQL statements per `generateVideo`", str(s["enqueue"]), result="reported"))
+    notes = []
+    if "list" in data:
+        cpu = [r["server_cpu"] for r in data["list"]["rounds"] if r["target"] == "vidgen"]
+        notes.append(
+            f"api: {data['connections']} keep-alive connections, best of {data['rounds']} "
+            f"rounds of {data['duration_s']:g}s after {data['warmup_s']:g}s warm-up; bus "
+            f"{data['bus']}; vidgen server CPU during list rounds: "
+            + ", ".join(f"{c:.2f}" for c in cpu)
+            + " cores"
+        )
+    return rows, notes
+
+
+PARSERS = {
+    "render": parse_render,
+    "engine": parse_engine,
+    "subscriptions": parse_subscriptions,
+    "api": parse_api,
+}
+
+
+def run_bench(bench: Bench, quick: bool) -> tuple[list[Row], list[str], str]:
+    script = ROOT / "bench" / f"{bench.module}.py"
+    if not script.exists():
+        return [Row(f"{bench.name}", result="missing (no bench/" + script.name + ")")], [], ""
+    args = usable_args(bench.module, bench.quick_args if quick else bench.args)
+    if "--json" not in args and "--json" in help_of(bench.module):
+        args.append("--json")
+    command = [sys.executable, "-m", f"bench.{bench.module}", *args]
+    started = time.perf_counter()
+    print(f"[bench] {bench.name}: {' '.join(command[1:])}", file=sys.stderr, flush=True)
+    try:
+        done = subprocess.run(
+            command, cwd=ROOT, capture_output=True, text=True, timeout=bench.timeout
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        rows, notes = _parse(bench, out)
+        return rows or [Row(bench.name, result=f"timeout after {bench.timeout:.0f}s")], notes, out
+    elapsed = time.perf_counter() - started
+    print(
+        f"[bench] {bench.name}: exit {done.returncode} in {elapsed:.0f}s",
+        file=sys.stderr,
+        flush=True,
+    )
+    rows, notes = _parse(bench, done.stdout)
+    if not rows:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        detail = " | ".join(tail)[:300]
+        failed = Row(bench.name, result=f"failed (exit {done.returncode}): {detail}")
+        return [failed], [], done.stdout
+    if done.returncode != 0 and bench.name != "api":
+        notes.append(f"{bench.name} exited with {done.returncode}")
+    return rows, notes, done.stdout
+
+
+def _parse(bench: Bench, stdout: str) -> tuple[list[Row], list[str]]:
+    try:
+        return PARSERS[bench.name](stdout, last_json(stdout))
+    except Exception as exc:  # noqa: BLE001 - one bad parse must not sink the table
+        return [Row(bench.name, result=f"unparsed output ({type(exc).__name__}: {exc})")], []
+
+
+# --- the machine ---------------------------------------------------------------------------
+
+
+def machine() -> dict[str, str]:
+    info = {"python": platform.python_version(), "cores": str(os.cpu_count())}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        model = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+        info["cpu"] = model.group(1).strip() if model else platform.processor()
+    except OSError:
+        info["cpu"] = platform.processor() or "unknown"
+    info["postgresql"] = _postgres_version()
+    info["redis"] = _redis_version()
+    info["os"] = f"{platform.system()} {platform.release()}"
+    return info
+
+
+def _postgres_version() -> str:
+    try:
+        import asyncio
+
+        import asyncpg
+
+        async def version() -> str:
+            conn = await asyncpg.connect(PG_URL, timeout=5)
+            try:
+                return await conn.fetchval("SHOW server_version")
+            finally:
+                await conn.close()
+
+        return asyncio.run(version())
+    except Exception as exc:  # noqa: BLE001
+        return f"unreachable ({type(exc).__name__})"
+
+
+def _redis_version() -> str:
+    try:
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+        try:
+            return str(client.info("server")["redis_version"])
+        finally:
+            client.close()
+    except Exception as exc:  # noqa: BLE001
+        return f"unreachable ({type(exc).__name__})"
+
+
+def render_table(rows: list[Row]) -> str:
+    header = ("benchmark", "vidgen", "baseline", "ratio", "target", "result")
+    align = ["---", "--:", "--:", "--:", "--:", "---"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    for r in rows:
+        lines.append(
+            f"| {r.benchmark} | {r.vidgen} | {r.baseline} | {r.ratio} | {r.target} | {r.result} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="shorter runs (about 2 minutes)")
+    parser.add_argument(
+        "--only", help="comma-separated subset: " + ",".join(b.name for b in BENCHES)
+    )
+    parser.add_argument("--json", action="store_true", help="also print the rows as JSON")
+    args = parser.parse_args(argv)
+    chosen = [b for b in BENCHES if not args.only or b.name in args.only.split(",")]
+    started = time.perf_counter()
+    rows: list[Row] = []
+    notes: list[str] = []
+    for bench in chosen:
+        bench_rows, bench_notes, _ = run_bench(bench, args.quick)
+        rows += bench_rows
+        notes += bench_notes
+    elapsed = time.perf_counter() - started
+    info = machine()
+    command = "python -m bench" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
+    print(render_table(rows))
+    print()
+    print(
+        f"Machine: {info['cpu']}, {info['cores']} cores, {info['os']}; Python {info['python']}, "
+        f"PostgreSQL {info['postgresql']}, Redis {info['redis']}."
+    )
+    print(f"Command: `{command}` ({elapsed:.0f}s, {time.strftime('%Y-%m-%d')}).")
+    for note in notes:
+        print(f"- {note}")
+    if args.json:
+        print(json.dumps({"rows": [r.__dict__ for r in rows], "machine": info, "notes": notes}))
+    return 1 if any(r.result.startswith(("FAIL", "failed", "timeout")) for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
