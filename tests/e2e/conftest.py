@@ -45,7 +45,7 @@ from tests.simulators.server import serve as serve_in_thread
 from vidgen.events.memory import MemoryBus
 from vidgen.graphql.types import decode_id
 from vidgen.jobs.worker import Worker
-from vidgen.models import Video, VideoStatus
+from vidgen.models import User, Video, VideoStatus
 from vidgen.runtime import Runtime
 from vidgen.services import users
 from vidgen.settings import Settings
@@ -224,7 +224,8 @@ async def server(runtime: Runtime) -> AsyncIterator[LiveServer]:
 
 @pytest_asyncio.fixture
 async def token(db: Settings) -> str:
-    user = await users.create_user(email="e2e@example.com", password="password123")
+    # Straight to the model: argon2 hashing (the service's) costs time and is not under test.
+    user = await User.create(email="e2e@example.com", password_hash="not-a-login")
     value, _ = await users.issue_token(user=user, name="e2e")
     return value
 
@@ -273,13 +274,13 @@ async def generate(
 
 async def generate_for(
     server: LiveServer, token: str, provider: str, prompt: str = "a red fox in snow", **more: Any
-) -> int:
-    """Queue a video on ``provider`` with a request it accepts; its database id."""
+) -> tuple[int, str]:
+    """Queue a video on ``provider`` with a request it accepts: (database id, global id)."""
     values: dict[str, Any] = {"prompt": prompt, "provider": provider, **REQUESTS[provider]}
     values.update(more)
     image = png_bytes() if provider == "stability" else None
     video = await generate(server, token, image=image, **values)
-    return db_id(video["id"])
+    return db_id(video["id"]), video["id"]
 
 
 async def fetch_video(server: LiveServer, token: str, global_id: str) -> dict[str, Any]:

@@ -1,0 +1,300 @@
+"""Each HTTP provider end to end against its simulator: generateVideo over HTTP → worker →
+completed Video with the simulator's real MP4, and every failure mode ending as the engine's
+rules say (permanent → failed at once; 429/500/hang → re-queued, then completed; cancel →
+the provider's cancel endpoint; a rescue resumes the prediction instead of paying twice).
+
+Success runs on both backends; the failure matrix on :data:`ONE_BACKEND`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import io
+
+import pytest
+from PIL import Image
+
+from tests.api.conftest import LiveServer
+from tests.e2e.conftest import (
+    CANCEL_ROUTES,
+    CANCEL_VIDEO,
+    CLIENT_TIMEOUT,
+    HTTP_PROVIDERS,
+    KEYS,
+    THUMBNAIL_WIDTH,
+    Sims,
+    fetch_video,
+    generate_for,
+    one_backend,
+    running_worker,
+    wait_for_prediction,
+    wait_for_status,
+)
+from tests.simulators.media import FPS, FRAMES, SIZE, sample_mp4
+from vidgen.jobs import pipeline, queue
+from vidgen.jobs.worker import Worker
+from vidgen.models import AttemptOutcome, Video, VideoAttempt, VideoStatus
+from vidgen.runtime import Runtime
+from vidgen.settings import Settings
+
+S = VideoStatus
+# Providers whose prompt reaches the simulator (Stability takes no prompt: script it instead).
+PROMPTED = tuple(name for name in HTTP_PROVIDERS if name != "stability")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+async def attempts(video_id: int) -> list[tuple[AttemptOutcome, str | None]]:
+    rows = await VideoAttempt.filter(video_id=video_id).order_by("attempt")
+    return [(AttemptOutcome(row.outcome), row.error_code) for row in rows]
+
+
+async def assert_completed_with_sample(runtime: Runtime, video_id: int) -> Video:
+    """Completed, with the simulator's MP4 stored, probed and thumbnailed."""
+    video = await Video.get(id=video_id)
+    assert video.status == S.COMPLETED, video.error_message
+    assert video.error_message is None and video.progress == 1.0
+    assert video.video_file and video.video_file.endswith("video.mp4")
+    stored = runtime.storage.path(video.video_file)
+    assert stored.read_bytes() == sample_mp4()
+    assert (video.width, video.height, video.codec) == (SIZE, SIZE, "h264")
+    assert video.frame_rate == pytest.approx(FPS)
+    assert video.duration_seconds == pytest.approx(FRAMES / FPS, abs=1 / FPS)
+    assert video.file_size == len(sample_mp4())
+    assert video.thumbnail_file
+    with Image.open(runtime.storage.path(video.thumbnail_file)) as thumb:
+        assert thumb.format == "JPEG" and thumb.width == min(THUMBNAIL_WIDTH, SIZE)
+    return video
+
+
+# --- success, on both backends ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", HTTP_PROVIDERS)
+async def test_completes_with_file_thumbnail_and_metadata(
+    name: str, server: LiveServer, runtime: Runtime, sims: Sims, token: str
+) -> None:
+    video_id, gid = await generate_for(server, token, name, prompt="a red fox running through snow")
+    assert await Worker(runtime, concurrency=1).run_until_idle() == 1
+    video = await assert_completed_with_sample(runtime, video_id)
+    sim = sims[name]
+    assert sim.submissions == 1
+    assert video.prediction_id in sim.jobs
+    if name != "stability":  # Stability's API takes no prompt
+        assert "a red fox running through snow" in repr(sim.received[0])
+    [(outcome, code)] = await attempts(video_id)
+    assert (outcome, code) == (AttemptOutcome.SUCCEEDED, None)
+    # Through the API: metadata, and the stored file behind the signed URL.
+    fetched = await fetch_video(server, token, gid)
+    assert fetched["status"] == "COMPLETED" and fetched["predictionId"] == video.prediction_id
+    assert (fetched["width"], fetched["height"], fetched["fileSize"]) == (
+        SIZE,
+        SIZE,
+        len(sample_mp4()),
+    )
+    served = await server.client.get(fetched["videoUrl"])
+    assert served.status_code == 200 and served.content == sample_mp4()
+    thumb = await server.client.get(fetched["thumbnailUrl"])
+    assert thumb.status_code == 200
+    with Image.open(io.BytesIO(thumb.content)) as image:
+        assert image.format == "JPEG"
+
+
+# --- permanent failures: failed at once, no retry ---------------------------------------------
+
+
+@one_backend
+@pytest.mark.parametrize("name", PROMPTED)
+@pytest.mark.parametrize(
+    ("magic", "code"), [("sim:fail", "prediction_failed"), ("sim:policy", "content_policy")]
+)
+async def test_failed_or_refused_prediction_fails_without_retry(
+    name: str, magic: str, code: str, server: LiveServer, runtime: Runtime, sims: Sims, token: str
+) -> None:
+    video_id, _ = await generate_for(server, token, name, prompt=f"a fox {magic}")
+    assert await Worker(runtime, concurrency=1).run_until_idle() == 1
+    video = await Video.get(id=video_id)
+    assert video.status == S.FAILED
+    assert video.error_message and video.error_message.startswith(f"{name}: ")
+    assert video.retry_count == 0 and video.scheduled_at is None
+    assert await attempts(video_id) == [(AttemptOutcome.FAILED, code)]
+    assert sims[name].submissions == 1
+    assert await Worker(runtime, concurrency=1).run_until_idle() == 0  # nothing re-queued
+
+
+@one_backend
+async def test_stability_content_filtered_fails_without_retry(
+    server: LiveServer, runtime: Runtime, sims: Sims, token: str
+) -> None:
+    sims["stability"].scenario.outcome = "policy"
+    video_id, _ = await generate_for(server, token, "stability")
+    assert await Worker(runtime, concurrency=1).run_until_idle() == 1
+    video = await Video.get(id=video_id)
+    assert video.status == S.FAILED and video.retry_count == 0
+    assert "CONTENT_FILTERED" in (video.error_message or "")
+    assert await attempts(video_id) == [(AttemptOutcome.FAILED, "content_policy")]
+
+
+@one_backend
+async def test_stability_failure_is_a_500_so_it_is_retried_then_given_up(
+    server: LiveServer, runtime: Runtime, sims: Sims, token: str
+) -> None:
+    """Stability reports a failed generation as a 5xx on the result (providers.md): the
+    engine cannot tell it from an outage, so it retries the same generation, then gives up."""
+    sims["stability"].scenario.outcome = "fail"
+    video_id, _ = await generate_for(server, token, "stability")
+    async with running_worker(runtime):
+        video = await wait_for_status(video_id)
+    assert video.status == S.FAILED and video.retry_count == runtime.settings.max_retries
+    assert "gave up after" in (video.error_message or "")
+    assert sims["stability"].submissions == 1  # each retry polls the same generation
+
+
+# --- retryable failures: re-queued, then completed --------------------------------------------
+
+
+@one_backend
+@pytest.mark.parametrize("name", HTTP_PROVIDERS)
+async def test_429_requeues_at_retry_after_then_completes(
+    name: str, server: LiveServer, runtime: Runtime, sims: Sims, token: str
+) -> None:
+    sim = sims[name]
+    sim.scenario.retry_after = "1"
+    sim.scenario.fail_next("submit", "429")
+    video_id, _ = await generate_for(server, token, name)
+    before = utcnow()
+    assert await Worker(runtime, concurrency=1).run_until_idle() == 1
+    after = utcnow()
+    video = await Video.get(id=video_id)
+    assert video.status == S.QUEUED and video.retry_count == 1
+    assert video.scheduled_at is not None
+    # Retry-After (1 s) wins over the configured backoff (at most 0.05 s).
+    assert before + dt.timedelta(seconds=1) <= video.scheduled_at
+    assert video.scheduled_at <= after + dt.timedelta(seconds=1)
+    assert await attempts(video_id) == [(AttemptOutcome.RETRY, "rate_limited")]
+    assert await Worker(runtime, concurrency=1).run_until_idle() == 0  # not due yet
+    await asyncio.sleep(max(0.0, (video.scheduled_at - utcnow()).total_seconds()) + 0.05)
+    assert await Worker(runtime, concurrency=1).run_until_idle() == 1
+    await assert_completed_with_sample(runtime, video_id)
+    assert sim.submissions == 1
+
+
+@one_backend
+@pytest.mark.parametrize("name", HTTP_PROVIDERS)
+@pytest.mark.parametrize(("fault", "code"), [("500", "server_error"), ("hang", "timeout")])
+async def test_server_error_or_hang_is_retried_then_completes(
+    name: str,
+    fault: str,
+    code: str,
+    server: LiveServer,
+    runtime: Runtime,
+    sims: Sims,
+    token: str,
+) -> None:
+    sim = sims[name]
+    sim.scenario.fail_next("submit", fault)
+    video_id, _ = await generate_for(server, token, name)
+    started = asyncio.get_running_loop().time()
+    async with running_worker(runtime):
+        await wait_for_status(video_id)
+    elapsed = asyncio.get_running_loop().time() - started
+    video = await assert_completed_with_sample(runtime, video_id)
+    assert video.retry_count == 1
+    assert await attempts(video_id) == [
+        (AttemptOutcome.RETRY, code),
+        (AttemptOutcome.SUCCEEDED, None),
+    ]
+    assert sim.submissions == 1
+    if fault == "hang":  # the client gave up at its timeout, not when the server answered
+        assert elapsed >= CLIENT_TIMEOUT
+
+
+# --- a wrong key ------------------------------------------------------------------------------
+
+
+@one_backend
+@pytest.mark.parametrize("name", HTTP_PROVIDERS)
+async def test_rejected_key_fails_naming_the_setting_not_the_key(
+    name: str, server: LiveServer, runtime: Runtime, sims: Sims, token: str
+) -> None:
+    # The simulator wants another key, so ours is refused (and echoed back in the 401 body).
+    sim = sims.replace(name, api_key="another-key-entirely-0123456789")
+    video_id, _ = await generate_for(server, token, name)
+    assert await Worker(runtime, concurrency=1).run_until_idle() == 1
+    video = await Video.get(id=video_id)
+    assert video.status == S.FAILED and video.retry_count == 0
+    message = video.error_message or ""
+    assert f"VIDGEN_{name.upper()}_API_KEY" in message
+    assert KEYS[name] not in message and KEYS[name][:12] not in message
+    assert await attempts(video_id) == [(AttemptOutcome.FAILED, "auth")]
+    assert sim.submissions == 0
+    rows = await VideoAttempt.filter(video_id=video_id).values_list("error_message", flat=True)
+    assert all(KEYS[name] not in (row or "") for row in rows)
+
+
+# --- cancel -----------------------------------------------------------------------------------
+
+
+@one_backend
+@pytest.mark.parametrize("name", HTTP_PROVIDERS)
+async def test_cancel_of_a_processing_job_reaches_the_provider(
+    name: str, server: LiveServer, runtime: Runtime, sims: Sims, token: str
+) -> None:
+    sim = sims[name]
+    sim.scenario.running_polls = 1_000_000  # runs until canceled
+    video_id, gid = await generate_for(server, token, name)
+    async with running_worker(runtime):
+        processing = await wait_for_prediction(video_id)
+        await asyncio.sleep(0.2)  # let it poll a few times
+        body = await server.gql(CANCEL_VIDEO, {"id": gid}, token=token)
+        assert "errors" not in body, body
+        assert body["data"]["cancelVideo"]["status"] in ("PROCESSING", "CANCELED")
+        video = await wait_for_status(video_id, seconds=5)
+    assert video.status == S.CANCELED
+    assert await attempts(video_id) == [(AttemptOutcome.CANCELED, None)]
+    route = CANCEL_ROUTES[name]
+    if route is None:  # Stability has no cancel endpoint: only submit and polls were sent
+        assert {path for _, path in sim.requests} <= {
+            "/v2beta/image-to-video",
+            f"/v2beta/image-to-video/result/{processing.prediction_id}",
+        }
+    else:
+        method, path = route
+        assert (method, path.format(id=processing.prediction_id)) in sim.requests
+    assert sim.submissions == 1
+
+
+# --- no double submit after a rescue ----------------------------------------------------------
+
+
+@one_backend
+@pytest.mark.parametrize("name", HTTP_PROVIDERS)
+async def test_rescued_job_polls_its_prediction_instead_of_submitting_again(
+    name: str, server: LiveServer, runtime: Runtime, sims: Sims, token: str, db: Settings
+) -> None:
+    sim = sims[name]
+    sim.scenario.running_polls = 3
+    video_id, _ = await generate_for(server, token, name)
+    # A worker claims the job, submits, stores the prediction id... and dies without a word.
+    [claimed] = await queue.claim(worker_id="doomed", limit=1, lease_seconds=db.lease_seconds)
+    ctx = pipeline.JobContext(runtime, claimed, worker_id="doomed")
+    doomed = asyncio.create_task(pipeline.run_job(ctx))
+    first = await wait_for_prediction(video_id)
+    doomed.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+    assert sim.submissions == 1
+    # Its lease runs out; the next worker's sweeper rescues the job and the worker resumes it.
+    await Video.filter(id=video_id).update(lease_expires_at=utcnow() - dt.timedelta(seconds=1))
+    assert await Worker(runtime, concurrency=1).run_until_idle() == 1
+    video = await assert_completed_with_sample(runtime, video_id)
+    assert video.prediction_id == first.prediction_id
+    assert (video.rescue_count, video.retry_count) == (1, 1)
+    assert [outcome for outcome, _ in await attempts(video_id)] == [
+        AttemptOutcome.RESCUED,
+        AttemptOutcome.SUCCEEDED,
+    ]
+    assert sim.submissions == 1  # polled, never paid twice
