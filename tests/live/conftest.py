@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import base64
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 
+from tests.api.conftest import Account, LiveServer, serve
 from tests.live.redis_server import RedisServer
+from vidgen import db as vdb
+from vidgen import models
 from vidgen.events.redis import RedisBus
+from vidgen.jobs import lifecycle
+from vidgen.runtime import Runtime
+from vidgen.services import users
+from vidgen.settings import Settings
 
 
 @pytest.fixture
@@ -46,3 +56,67 @@ def fast_bus(url: str, **overrides: object) -> RedisBus:
     )
     options.update(overrides)
     return RedisBus(url, **options)  # type: ignore[arg-type]
+
+
+# --- the app under uvicorn, on either bus ------------------------------------------------------
+
+
+@pytest.fixture(params=["memory", "redis"])
+def bus_kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def live_settings(settings: Settings, bus_kind: str, request: pytest.FixtureRequest) -> Settings:
+    """The test's settings on the chosen bus (Redis: a private server, so no cross-talk)."""
+    if bus_kind == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        return settings.model_copy(update={"redis_url": server.url})
+    return settings
+
+
+@pytest_asyncio.fixture
+async def live(live_settings: Settings) -> AsyncIterator[LiveServer]:
+    """The app on a real port on the chosen bus (database opened in this loop; no worker)."""
+    from vidgen.web.app import create_app
+
+    await vdb.init(live_settings)
+    try:
+        bus = fast_bus(live_settings.redis_url) if live_settings.redis_url else None
+        runtime = Runtime.create(live_settings, bus=bus)
+        app = create_app(
+            live_settings, runtime=runtime, manage_database=False, embedded_worker=False
+        )
+        async with serve(app) as url:
+            async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+                yield LiveServer(
+                    url=url, app=app, runtime=runtime, settings=live_settings, client=client
+                )
+    finally:
+        await vdb.close()
+
+
+@pytest_asyncio.fixture
+async def accounts(live: LiveServer) -> AsyncIterator[Callable[[str], Awaitable[Account]]]:
+    async def make(email: str) -> Account:
+        user = await users.create_user(email=email, password="password123")
+        token, _ = await users.issue_token(user=user, name="test")
+        return Account(user=user, token=token, email=email)
+
+    yield make
+
+
+async def make_video(owner: Any, prompt: str = "a red fox", **fields: Any) -> models.Video:
+    """A queued video with its first history row, as the videos service writes it."""
+    from tortoise.transactions import in_transaction
+
+    async with in_transaction():
+        video = await models.Video.create(
+            owner_id=owner.id, prompt=prompt, provider="local", resolution="512x512", **fields
+        )
+        await lifecycle.record_created(video, actor="test")
+    return video
+
+
+def gid(type_name: str, pk: int) -> str:
+    return base64.b64encode(f"{type_name}:{pk}".encode()).decode()

@@ -70,6 +70,7 @@ class _Signal:
 
 RESYNC = _Signal("RESYNC")
 OVERFLOW = _Signal("OVERFLOW")
+CLOSED = _Signal("CLOSED")  # the server is shutting down: finish cleanly
 
 
 class SubscriberOverflow(Exception):
@@ -83,10 +84,11 @@ class Subscription:
         self.channels = channels
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=maxsize)
         self.overflowed = False
+        self.closed = False
 
     def deliver(self, message: Any) -> None:
         """Never blocks: on a full queue the subscriber is marked overflowed and cut off."""
-        if self.overflowed:
+        if self.overflowed or self.closed:
             return
         try:
             self.queue.put_nowait(message)
@@ -97,8 +99,18 @@ class Subscription:
                 self.queue.get_nowait()
             self.queue.put_nowait(OVERFLOW)
 
+    def close(self) -> None:
+        """End this subscription from outside (shutdown): the reader gets :data:`CLOSED`
+        next, and nothing after it."""
+        if self.closed or self.overflowed:
+            return
+        self.closed = True
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(CLOSED)
+
     async def get(self) -> Any:
-        """Next message (a dict, RESYNC). Raises SubscriberOverflow when dropped."""
+        """Next message (a dict, RESYNC, CLOSED). Raises SubscriberOverflow when dropped."""
         message = await self.queue.get()
         if message is OVERFLOW:
             raise SubscriberOverflow("subscriber too slow: dropped; resubscribe for the state")
