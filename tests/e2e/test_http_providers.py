@@ -32,6 +32,7 @@ from tests.e2e.conftest import (
     wait_for_status,
 )
 from tests.simulators.media import FPS, FRAMES, SIZE, sample_mp4
+from vidgen.events.bus import video_channel
 from vidgen.jobs import pipeline, queue
 from vidgen.jobs.worker import Worker
 from vidgen.models import AttemptOutcome, Video, VideoAttempt, VideoStatus
@@ -101,6 +102,25 @@ async def test_completes_with_file_thumbnail_and_metadata(
     assert thumb.status_code == 200
     with Image.open(io.BytesIO(thumb.content)) as image:
         assert image.format == "JPEG"
+
+
+@one_backend
+@pytest.mark.parametrize("name", ["runway", "replicate", "openai"])
+async def test_provider_progress_reaches_the_row_and_the_live_events(
+    name: str, server: LiveServer, runtime: Runtime, sims: Sims, token: str
+) -> None:
+    """Runway says 0-1, OpenAI-compatible 0-100, Replicate a percentage in its logs."""
+    sims[name].scenario.running_polls = 3  # upstream progress 25 %, 50 %, 75 %, done
+    video_id, _ = await generate_for(server, token, name)
+    async with runtime.bus.subscribe(video_channel(video_id)) as sub:
+        assert await Worker(runtime, concurrency=1).run_until_idle() == 1
+        events = []
+        while not sub.queue.empty():
+            events.append(await sub.get())
+    running = [e["progress"] for e in events if e["status"] == "processing" and e["progress"]]
+    assert running == pytest.approx([0.25, 0.5, 0.75]), events
+    assert events[-1]["status"] == "completed" and events[-1]["progress"] == 1.0
+    assert (await Video.get(id=video_id)).progress == 1.0
 
 
 # --- permanent failures: failed at once, no retry ---------------------------------------------
