@@ -20,7 +20,7 @@ still alive finds its ``WHERE id = … AND attempt = …`` matching nothing and 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,13 @@ from tortoise.transactions import in_transaction
 
 from vidgen import errors
 from vidgen.events.bus import EventBus, VideoEvent, publish_video_event
-from vidgen.models import TERMINAL_STATUSES, Video, VideoStatus, VideoStatusEvent
+from vidgen.models import (
+    TERMINAL_STATUSES,
+    AttemptOutcome,
+    Video,
+    VideoStatus,
+    VideoStatusEvent,
+)
 
 S = VideoStatus
 
@@ -279,6 +285,43 @@ async def report_progress(
 
 
 @dataclass(frozen=True, slots=True)
+class JobSpec:
+    """What a claimed job asks for, read by the claim itself (RETURNING), so running it
+    needs no second read of the row. Fenced writes make a stale copy harmless: nothing here
+    can change while the claim's attempt is the current one."""
+
+    owner_id: int
+    prompt: str
+    resolution: str
+    output_format: str
+    duration_seconds: float | None
+    model: str | None
+    input_image: str | None
+    video_style: str | None
+    seed: int | None
+    cancel_requested: bool
+    retry_count: int
+    max_retries: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> JobSpec:
+        return cls(
+            owner_id=row["owner_id"],
+            prompt=row["prompt"],
+            resolution=row["resolution"],
+            output_format=str(row["output_format"]),
+            duration_seconds=row["duration_seconds"],
+            model=row["model"],
+            input_image=row["input_image"],
+            video_style=row["video_style"],
+            seed=row["seed"],
+            cancel_requested=bool(row["cancel_requested"]),
+            retry_count=row["retry_count"],
+            max_retries=row["max_retries"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Claimed:
     """A job as it was claimed: enough to run it and to fence every later write."""
 
@@ -287,6 +330,7 @@ class Claimed:
     provider: str
     prediction_id: str | None
     event: VideoEvent
+    spec: JobSpec | None = None
 
 
 # The claim transition (queued → processing) applied to the ids chosen by the queue's pick
@@ -299,9 +343,7 @@ claimed AS (
         lease_expires_at = ${lease}, version = v.version + 1, updated_at = ${now}
     FROM picked
     WHERE v.id = picked.id AND v.status = 'queued'
-    RETURNING v.id, v.owner_id, v.project_id, v.story_id, v.provider, v.prediction_id,
-              v.attempt, v.version, v.progress, v.priority,
-              COALESCE(v.scheduled_at, v.created_at) AS due
+    RETURNING {returning}
 ),
 history AS (
     INSERT INTO video_status_events
@@ -322,9 +364,17 @@ UPDATE videos
 SET status = 'processing', attempt = attempt + 1, processed_by = ?, lease_expires_at = ?,
     version = version + 1, updated_at = ?
 WHERE id IN ({pick}) AND status = 'queued'
-RETURNING id, owner_id, project_id, story_id, provider, prediction_id, attempt, version,
-          progress, priority, COALESCE(scheduled_at, created_at) AS due
+RETURNING {returning}
 """
+
+# Everything the pipeline needs to run the job (see JobSpec), returned by the claim.
+_CLAIM_RETURNING = (
+    "{v}id, {v}owner_id, {v}project_id, {v}story_id, {v}provider, {v}prediction_id, {v}attempt,"
+    " {v}version, {v}progress, {v}priority, COALESCE({v}scheduled_at, {v}created_at) AS due,"
+    " {v}prompt, {v}resolution, {v}output_format, {v}duration_seconds, {v}model,"
+    " {v}input_image, {v}video_style, {v}seed, {v}cancel_requested, {v}retry_count,"
+    " {v}max_retries"
+)
 
 
 async def apply_claim(
@@ -354,11 +404,17 @@ async def apply_claim(
     stamp = now()
     if dialect == "postgres":
         k = len(pick_params)
-        sql = _PG_CLAIM.format(pick=pick_sql, w=k + 1, lease=k + 2, now=k + 3)
+        sql = _PG_CLAIM.format(
+            pick=pick_sql,
+            w=k + 1,
+            lease=k + 2,
+            now=k + 3,
+            returning=_CLAIM_RETURNING.format(v="v."),
+        )
         rows = await conn.execute_query_dict(sql, [*pick_params, worker_id, lease_until, stamp])
         claimed = [(dict(r), r["event_id"]) for r in rows]
     else:
-        sql = _SQLITE_CLAIM.format(pick=pick_sql)
+        sql = _SQLITE_CLAIM.format(pick=pick_sql, returning=_CLAIM_RETURNING.format(v=""))
         rows = await conn.execute_query_dict(sql, [worker_id, lease_until, stamp, *pick_params])
         claimed = []
         for r in rows:
@@ -388,5 +444,209 @@ async def apply_claim(
             project_id=r["project_id"],
             story_id=r["story_id"],
         )
-        result.append(Claimed(r["id"], r["attempt"], r["provider"], r["prediction_id"], event))
+        result.append(
+            Claimed(
+                r["id"], r["attempt"], r["provider"], r["prediction_id"], event, JobSpec.from_row(r)
+            )
+        )
     return result
+
+
+# --- the worker's fenced writes (the hot path) -------------------------------------------------
+# One statement on PostgreSQL (data-modifying CTEs), a few in one transaction on SQLite. Both
+# match the row only while it is still ``processing`` under the caller's attempt: anything
+# else (swept, released, canceled, claimed again) is StaleAttempt and nothing is written.
+
+_EVENT_COLUMNS = "id, owner_id, version, status, progress, project_id, story_id"
+
+
+def _event_from_row(row: Mapping[str, Any], event_id: int | None) -> VideoEvent:
+    return VideoEvent(
+        video_id=row["id"],
+        owner_id=row["owner_id"],
+        version=row["version"],
+        status=str(row["status"]),
+        progress=float(row["progress"] or 0.0),
+        event_id=event_id,
+        project_id=row["project_id"],
+        story_id=row["story_id"],
+    )
+
+
+def _db_value(value: Any) -> Any:
+    return value.value if isinstance(value, VideoStatus | AttemptOutcome) else value
+
+
+class _Params:
+    """Placeholders in the connection's style, with their values in order."""
+
+    def __init__(self, postgres: bool) -> None:
+        self.postgres = postgres
+        self.values: list[Any] = []
+
+    def __call__(self, value: Any) -> str:
+        self.values.append(_db_value(value))
+        return f"${len(self.values)}" if self.postgres else "?"
+
+
+def _video_sets(fields: Mapping[str, Any], p: _Params) -> list[str]:
+    if "status" in fields or "version" in fields or "attempt" in fields:
+        raise ValueError("status, version and attempt are the lifecycle's own columns")
+    columns = Video._meta.fields_db_projection
+    return [f"{columns[name]} = {p(value)}" for name, value in fields.items()]
+
+
+async def finish(
+    video_id: int,
+    attempt: int,
+    to: VideoStatus,
+    outcome: AttemptOutcome,
+    *,
+    actor: str,
+    message: str | None,
+    fields: Mapping[str, Any] | None = None,
+    error_code: str | None = None,
+    error_message: str | None = None,
+    retryable: bool | None = None,
+    bus: EventBus | None = None,
+) -> Change:
+    """End a worker's attempt: ``processing`` → ``to``, fenced on ``attempt``.
+
+    In one atomic write: the video's status, ``version`` + 1, ``updated_at`` (and
+    ``completed_at``/``progress`` on success, the lease cleared) with ``fields``; the history
+    row; and the attempt row closed with ``outcome``. Publishes after the commit.
+
+    Args:
+        video_id: the video.
+        attempt: the claim's attempt (the fence).
+        to: completed, failed, canceled, or queued (retry, release).
+        outcome: how the attempt ended (its VideoAttempt row).
+        actor: who did it (``worker:…``).
+        message: the history note.
+        fields: other plain column values to set in the same write.
+        error_code: kept on the attempt row.
+        error_message: kept on the attempt row.
+        retryable: kept on the attempt row.
+        bus: publish the change after the commit (None: the caller publishes).
+
+    Raises:
+        StaleAttempt: the video is no longer processing under this attempt (nothing written).
+    """
+    to = VideoStatus(to)
+    if not can_transition(S.PROCESSING, to):
+        raise IllegalTransition(f"A processing video cannot become {to.value}.")
+    stamp = now()
+    values: dict[str, Any] = dict(fields or {})
+    if to is S.COMPLETED:
+        values.setdefault("completed_at", stamp)
+        values.setdefault("progress", 1.0)
+    values.setdefault("lease_expires_at", None)
+    conn = Video._meta.db
+    if conn.capabilities.dialect == "postgres":
+        p = _Params(postgres=True)
+        sets = _video_sets(values, p)
+        sql = (
+            "WITH v AS (UPDATE videos SET status = {to}, version = version + 1,"
+            " updated_at = {at}, {sets} WHERE id = {id} AND attempt = {attempt}"
+            " AND status = 'processing' RETURNING {cols}),"
+            " h AS (INSERT INTO video_status_events (video_id, owner_id, from_status, to_status,"
+            " version, at, message, actor) SELECT id, owner_id, 'processing', status, version,"
+            " {at}, {message}, {actor} FROM v RETURNING id),"
+            " a AS (UPDATE video_attempts SET outcome = {outcome}, finished_at = {at},"
+            " error_code = {code}, error_message = {error}, retryable = {retryable}"
+            " WHERE video_id = {id} AND attempt = {attempt} AND EXISTS (SELECT 1 FROM v))"
+            " SELECT v.*, h.id AS event_id FROM v, h"
+        )
+        # Placeholders are numbered in the order they are made; reuse them by name.
+        named = {
+            "to": p(to),
+            "at": p(stamp),
+            "id": p(video_id),
+            "attempt": p(attempt),
+            "message": p(message),
+            "actor": p(actor),
+            "outcome": p(outcome),
+            "code": p(error_code),
+            "error": p(error_message),
+            "retryable": p(retryable),
+        }
+        rows = await conn.execute_query_dict(
+            sql.format(sets=", ".join(sets), cols=_EVENT_COLUMNS, **named), p.values
+        )
+        if not rows:
+            raise StaleAttempt(f"video {video_id}: attempt {attempt} is no longer processing")
+        row = rows[0]
+        event_id = row["event_id"]
+    else:
+        p = _Params(postgres=False)
+        sets = _video_sets(values, p)
+        update_values = [*p.values]
+        async with in_transaction() as tx:
+            rows = await tx.execute_query_dict(
+                f"UPDATE videos SET status = ?, version = version + 1, updated_at = ?"
+                f"{''.join(', ' + s for s in sets)} WHERE id = ? AND attempt = ?"
+                f" AND status = 'processing' RETURNING {_EVENT_COLUMNS}",
+                [to.value, stamp, *update_values, video_id, attempt],
+            )
+            if not rows:
+                raise StaleAttempt(f"video {video_id}: attempt {attempt} is no longer processing")
+            row = rows[0]
+            history = await tx.execute_query_dict(
+                "INSERT INTO video_status_events (video_id, owner_id, from_status, to_status,"
+                " version, at, message, actor) VALUES (?, ?, 'processing', ?, ?, ?, ?, ?)"
+                " RETURNING id",
+                [video_id, row["owner_id"], to.value, row["version"], stamp, message, actor],
+            )
+            await tx.execute_query(
+                "UPDATE video_attempts SET outcome = ?, finished_at = ?, error_code = ?,"
+                " error_message = ?, retryable = ? WHERE video_id = ? AND attempt = ?",
+                [outcome.value, stamp, error_code, error_message, retryable, video_id, attempt],
+            )
+        event_id = history[0]["id"]
+    change = Change(video_id, S.PROCESSING, to, row["version"], _event_from_row(row, event_id))
+    await publish(bus, [change.event])
+    return change
+
+
+async def store_prediction(
+    video_id: int, attempt: int, prediction_id: str | None, *, bus: EventBus | None = None
+) -> VideoEvent:
+    """Keep a running job's prediction id on the video and its attempt row, fenced.
+
+    One statement on PostgreSQL. Call it as soon as the provider accepted the submission:
+    a job rescued after this point resumes the prediction instead of paying for a new one.
+
+    Raises:
+        StaleAttempt: the video is no longer processing under this attempt (nothing written).
+    """
+    conn = Video._meta.db
+    stamp = now()
+    if conn.capabilities.dialect == "postgres":
+        rows = await conn.execute_query_dict(
+            "WITH v AS (UPDATE videos SET prediction_id = $1, version = version + 1,"
+            " updated_at = $2 WHERE id = $3 AND attempt = $4 AND status = 'processing'"
+            f" RETURNING {_EVENT_COLUMNS}),"
+            " a AS (UPDATE video_attempts SET prediction_id = $1 WHERE video_id = $3"
+            " AND attempt = $4 AND EXISTS (SELECT 1 FROM v))"
+            " SELECT * FROM v",
+            [prediction_id, stamp, video_id, attempt],
+        )
+    else:
+        async with in_transaction() as tx:
+            rows = await tx.execute_query_dict(
+                "UPDATE videos SET prediction_id = ?, version = version + 1, updated_at = ?"
+                " WHERE id = ? AND attempt = ? AND status = 'processing'"
+                f" RETURNING {_EVENT_COLUMNS}",
+                [prediction_id, stamp, video_id, attempt],
+            )
+            if rows:
+                await tx.execute_query(
+                    "UPDATE video_attempts SET prediction_id = ? WHERE video_id = ?"
+                    " AND attempt = ?",
+                    [prediction_id, video_id, attempt],
+                )
+    if not rows:
+        raise StaleAttempt(f"video {video_id}: attempt {attempt} is no longer processing")
+    event = _event_from_row(rows[0], None)
+    await publish(bus, [event])
+    return event

@@ -7,7 +7,8 @@
          no ─▶ submit ─▶ store prediction_id at once (fenced)
     poll with the provider's floor and backoff, woken early by the job channel
     (a webhook arrived, a cancel was requested) ─▶ report progress
-    succeeded ─▶ download ─▶ save ─▶ probe ─▶ thumbnail ─▶ completed (all metadata, one tx)
+    succeeded ─▶ download ─▶ probe + thumbnail (one pass) ─▶ save both ─▶ completed
+                 (all metadata, status, history and attempt row in one write)
     failed    ─▶ retryable and budget left: queued, scheduled_at = now + backoff
                  otherwise: failed (error_message holds the last error)
 
@@ -20,18 +21,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from tortoise.transactions import in_transaction
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from vidgen.events.bus import RESYNC, SubscriberOverflow, job_channel
-from vidgen.jobs import lifecycle, queue
-from vidgen.jobs.lifecycle import Claimed, StaleAttempt, now
+from vidgen.jobs import lifecycle, output, transient
+from vidgen.jobs.lifecycle import Claimed, JobSpec, StaleAttempt, now
 from vidgen.jobs.retry import RetryPolicy, retries_left
 from vidgen.jobs.service import CANCEL_MESSAGE
+from vidgen.media.probe import ProbeError
 from vidgen.media.storage import make_key
+from vidgen.metrics import JOB_DURATION, JOB_RETRIES
 from vidgen.models import AttemptOutcome, Video, VideoStatus
 from vidgen.providers.base import (
     GenerationRequest,
@@ -48,6 +52,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
 S = VideoStatus
 POLL_BACKOFF = 1.5
 MAX_POLL_ERRORS = 3  # consecutive retryable poll errors tolerated inside one attempt
@@ -67,6 +72,9 @@ class JobContext:
         self.worker_id = worker_id
         self.cancel_requested = False  # set by the heartbeat from the database
         self.cancel_hint = False  # a cancel message arrived: check the database
+        self.spec: JobSpec | None = claimed.spec
+        self.finished = False  # the attempt's last write is done: nothing left to protect
+        self.started = time.monotonic()
         self._nudge = asyncio.Event()
 
     @property
@@ -98,23 +106,35 @@ async def run_job(ctx: JobContext) -> AttemptOutcome | None:
     async with bus.subscribe(job_channel(ctx.video_id), maxsize=16) as sub:
         listener = asyncio.create_task(_listen(sub, ctx))
         try:
-            return await _run(ctx)
+            try:
+                return await _run(ctx)
+            except ProviderError as exc:
+                return await _fail(ctx, exc)
+            except (asyncio.CancelledError, StaleAttempt):
+                raise
+            except Exception as exc:
+                if transient.is_transient(exc):
+                    # A blink that escaped the retries (I/O, not a bug): try again later.
+                    logger.warning(
+                        "job interrupted by a transient error",
+                        extra={**ctx.log_extra, "action": "job.transient", "error": repr(exc)},
+                    )
+                    error = ProviderError(
+                        f"interrupted: {type(exc).__name__}: {exc}",
+                        retryable=True,
+                        code="transient",
+                    )
+                else:
+                    logger.exception("job crashed", extra={**ctx.log_extra, "action": "job.crash"})
+                    error = ProviderError(
+                        f"internal error: {type(exc).__name__}: {exc}",
+                        retryable=False,
+                        code="internal",
+                    )
+                return await _fail(ctx, error)
         except StaleAttempt:
             logger.warning("attempt went stale; stopping", extra=ctx.log_extra)
             return None
-        except ProviderError as exc:
-            return await _fail(ctx, exc)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            logger.exception("job crashed", extra={**ctx.log_extra, "action": "job.crash"})
-            error = ProviderError(
-                f"internal error: {type(exc).__name__}: {exc}", retryable=False, code="internal"
-            )
-            try:
-                return await _fail(ctx, error)
-            except StaleAttempt:
-                return None
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -141,28 +161,45 @@ async def _cancel_wanted(ctx: JobContext) -> bool:
         return True
     if ctx.cancel_hint:
         ctx.cancel_hint = False
-        flag = await Video.filter(id=ctx.video_id).values_list("cancel_requested", flat=True)
+        flag = await _db(
+            ctx,
+            "read cancel flag",
+            lambda: Video.filter(id=ctx.video_id).values_list("cancel_requested", flat=True),
+        )
         ctx.cancel_requested = bool(flag and flag[0])
     return ctx.cancel_requested
 
 
+async def _spec(ctx: JobContext) -> JobSpec:
+    """The job's request: from the claim, or (a claim made elsewhere) read once, fenced."""
+    if ctx.claimed.spec is not None:
+        return ctx.claimed.spec
+    rows = await _db(
+        ctx,
+        "read job",
+        lambda: Video.filter(id=ctx.video_id, attempt=ctx.attempt, status=S.PROCESSING).values(),
+    )
+    if not rows:
+        raise StaleAttempt(f"video {ctx.video_id}: attempt {ctx.attempt} is not current")
+    return JobSpec.from_row(rows[0])
+
+
 async def _run(ctx: JobContext) -> AttemptOutcome:
     settings = ctx.runtime.settings
-    video = await Video.get(id=ctx.video_id)
-    if video.attempt != ctx.attempt or video.status != S.PROCESSING:
-        raise StaleAttempt(f"video {ctx.video_id}: attempt {ctx.attempt} is not current")
-    ctx.cancel_requested = bool(video.cancel_requested)
-    provider = ctx.runtime.providers.get(video.provider)
+    video = await _spec(ctx)
+    ctx.spec = video
+    ctx.cancel_requested = ctx.cancel_requested or video.cancel_requested
+    provider = ctx.runtime.providers.get(ctx.claimed.provider)
     if provider is None or not provider.available:
         raise ProviderError(
-            f"The provider {video.provider!r} is not available on this worker.",
+            f"The provider {ctx.claimed.provider!r} is not available on this worker.",
             retryable=False,
             code="provider_unavailable",
         )
     if await _cancel_wanted(ctx):
-        return await _cancel(ctx, provider, video.prediction_id)
+        return await _cancel(ctx, provider, ctx.claimed.prediction_id)
 
-    prediction_id = video.prediction_id
+    prediction_id = ctx.claimed.prediction_id
     result: PollResult | None = None
     if prediction_id:
         logger.info("resuming prediction", extra={**ctx.log_extra, "action": "job.resume"})
@@ -227,8 +264,16 @@ async def _wait_for_result(
             )
         if result.progress is not None and result.progress - last_progress >= PROGRESS_STEP:
             last_progress = result.progress
-            await lifecycle.report_progress(
-                ctx.video_id, result.progress, attempt=ctx.attempt, bus=ctx.runtime.bus
+            await _db(
+                ctx,
+                "report progress",
+                functools.partial(
+                    lifecycle.report_progress,
+                    ctx.video_id,
+                    result.progress,
+                    attempt=ctx.attempt,
+                    bus=ctx.runtime.bus,
+                ),
             )
         await ctx.wait(max(caps.min_poll_interval, delay, result.poll_after or 0.0))
         delay = min(caps.max_poll_interval, delay * POLL_BACKOFF)
@@ -248,19 +293,24 @@ async def _wait_for_result(
 
 
 async def _store_prediction(ctx: JobContext, prediction_id: str | None) -> None:
-    """Keep the prediction id at once (fenced) so a rescue resumes instead of resubmitting."""
-    await lifecycle.touch(
-        ctx.video_id,
-        fields={"prediction_id": prediction_id},
-        attempt=ctx.attempt,
-        status=S.PROCESSING,
-        bus=ctx.runtime.bus,
+    """Keep the prediction id at once (fenced) so a rescue resumes instead of resubmitting.
+
+    Always a write of its own, before the output is fetched, even when the submission is
+    already finished: folding it into the completing write would leave the download, the
+    probe and the thumbnail (seconds for a real video) between the provider taking our money
+    and the id being durable, and a worker killed in that window would make its rescuer pay
+    again. One statement is the price of never paying twice.
+    """
+    await _db(
+        ctx,
+        "store prediction",
+        lambda: lifecycle.store_prediction(
+            ctx.video_id, ctx.attempt, prediction_id, bus=ctx.runtime.bus
+        ),
     )
-    # The attempt row only mirrors it (for the history), after the fenced write succeeded.
-    await queue.set_attempt_prediction(ctx.video_id, ctx.attempt, prediction_id)
 
 
-async def _build_request(ctx: JobContext, video: Video, provider: Provider) -> GenerationRequest:
+async def _build_request(ctx: JobContext, video: JobSpec, provider: Provider) -> GenerationRequest:
     settings = ctx.runtime.settings
     image = None
     if video.input_image:
@@ -281,18 +331,15 @@ async def _build_request(ctx: JobContext, video: Video, provider: Provider) -> G
         video_style=video.video_style,
         seed=video.seed,
         webhook_url=webhook_url,
-        reference=f"video-{video.id}",
+        reference=f"video-{ctx.video_id}",
     )
 
 
 async def _complete(
-    ctx: JobContext, video: Video, provider: Provider, result: PollResult, settings: Any
+    ctx: JobContext, video: JobSpec, provider: Provider, result: PollResult, settings: Any
 ) -> AttemptOutcome:
-    from vidgen.media.probe import ProbeError, aprobe
-    from vidgen.media.thumbnails import amake_thumbnail
-
     storage = ctx.runtime.storage
-    fmt = str(video.output_format)
+    fmt = video.output_format
     download = storage.temp_path(f".{fmt}")
     thumb_fmt = settings.thumbnail_format.lower()
     thumb_ext = "jpg" if thumb_fmt in {"jpeg", "jpg"} else thumb_fmt
@@ -302,22 +349,25 @@ async def _complete(
             result, download, max_bytes=settings.max_output_bytes
         )
         ext = _VIDEO_EXTS.get((content_type or "").split(";")[0].strip().lower(), fmt)
-        video_key = make_key(video.owner_id, video.id, "video", ext)
-        file_size = await storage.save_file(video_key, download)
-        stored = storage.path(video_key)
+        video_key = make_key(video.owner_id, ctx.video_id, "video", ext)
+        thumb_key = make_key(video.owner_id, ctx.video_id, "thumbnail", thumb_ext)
         try:
-            info = await aprobe(stored)
-            await amake_thumbnail(stored, thumb, width=settings.thumbnail_width, fmt=thumb_fmt)
+            # Probe and thumbnail the downloaded file in one pass, before it is stored.
+            info = await output.ainspect(
+                download, thumb, width=settings.thumbnail_width, fmt=thumb_fmt
+            )
         except ProbeError as exc:
             raise ProviderError(
                 f"The provider's output is not a readable video: {exc}",
                 retryable=False,
                 code="bad_output",
             ) from exc
-        thumb_key = make_key(video.owner_id, video.id, "thumbnail", thumb_ext)
-        await storage.save_file(thumb_key, thumb)
-    finally:
-        await asyncio.to_thread(_unlink, download, thumb)
+        file_size, _ = await asyncio.gather(
+            storage.save_file(video_key, download), storage.save_file(thumb_key, thumb)
+        )
+    except BaseException:
+        await asyncio.shield(asyncio.to_thread(_unlink, download, thumb))
+        raise
     fields = {
         "video_file": video_key,
         "thumbnail_file": thumb_key,
@@ -328,7 +378,6 @@ async def _complete(
         "codec": info.codec,
         "file_size": info.file_size or file_size,
         "error_message": None,
-        "lease_expires_at": None,
     }
     await _finish(ctx, S.COMPLETED, AttemptOutcome.SUCCEEDED, message="completed", fields=fields)
     logger.info("job completed", extra={**ctx.log_extra, "action": "job.completed"})
@@ -346,23 +395,17 @@ async def _cancel(ctx: JobContext, provider: Provider, prediction_id: str | None
             await provider.cancel(prediction_id)
         except Exception:  # best effort: the job is canceled for us either way
             logger.warning("provider cancel failed", extra=ctx.log_extra, exc_info=True)
-    await _finish(
-        ctx,
-        S.CANCELED,
-        AttemptOutcome.CANCELED,
-        message="canceled",
-        fields={"lease_expires_at": None},
-    )
+    await _finish(ctx, S.CANCELED, AttemptOutcome.CANCELED, message="canceled", fields={})
     logger.info("job canceled", extra={**ctx.log_extra, "action": "job.canceled"})
     return AttemptOutcome.CANCELED
 
 
 async def _fail(ctx: JobContext, error: ProviderError) -> AttemptOutcome:
     """Re-queue with backoff when retryable and the budget allows, else fail for good."""
-    row = await Video.filter(id=ctx.video_id).values("retry_count", "max_retries")
-    if not row:
-        raise StaleAttempt(f"video {ctx.video_id} is gone")
-    retry_count, max_retries = row[0]["retry_count"], row[0]["max_retries"]
+    # The claim's counts are current: only a claim or a sweep changes them, and either one
+    # makes this attempt's fenced write below fail.
+    spec = ctx.spec or await _spec(ctx)
+    retry_count, max_retries = spec.retry_count, spec.max_retries
     fields: dict[str, Any] = {"error_message": error.message, "processed_by": None}
     if isinstance(error, _DeadPrediction) or isinstance(error, PredictionLost):
         fields["prediction_id"] = None  # the next attempt must submit a new one
@@ -385,7 +428,6 @@ async def _fail(ctx: JobContext, error: ProviderError) -> AttemptOutcome:
         return AttemptOutcome.RETRY
     if error.retryable:
         fields["error_message"] = f"{error.message} (gave up after {retry_count} retries)"
-    fields["lease_expires_at"] = None
     await _finish(
         ctx,
         S.FAILED,
@@ -407,23 +449,41 @@ async def _finish(
     fields: dict[str, Any],
     error: ProviderError | None = None,
 ) -> None:
-    """One fenced transition plus the attempt row, in one transaction; publish after."""
-    async with in_transaction():
-        _video, change = await lifecycle.transition(
-            ctx.video_id,
-            to,
-            actor=f"worker:{ctx.worker_id}",
-            message=message,
-            expect=[S.PROCESSING],
-            attempt=ctx.attempt,
-            fields=fields,
-        )
-        await queue.finish_attempt(
+    """The attempt's last write: one fenced transition with the attempt row; published after."""
+    await _db(
+        ctx,
+        f"finish ({to.value})",
+        lambda: lifecycle.finish(
             ctx.video_id,
             ctx.attempt,
+            to,
             outcome,
+            actor=f"worker:{ctx.worker_id}",
+            message=message,
+            fields=fields,
             error_code=error.code if error else None,
             error_message=error.message if error else None,
             retryable=error.retryable if error else None,
-        )
-    await lifecycle.publish(ctx.runtime.bus, [change.event])
+            bus=ctx.runtime.bus,
+        ),
+    )
+    ctx.finished = True
+    _observe(ctx, outcome)
+
+
+def _observe(ctx: JobContext, outcome: AttemptOutcome) -> None:
+    provider = ctx.claimed.provider
+    JOB_DURATION.labels(provider=provider, outcome=outcome.value).observe(
+        time.monotonic() - ctx.started
+    )
+    if outcome is AttemptOutcome.RETRY:
+        JOB_RETRIES.labels(provider=provider).inc()
+
+
+async def _db(ctx: JobContext, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+    """A database call of this job that rides out outages (see :mod:`vidgen.jobs.transient`).
+
+    While the database is down the job waits here; its lease may expire meanwhile, in which
+    case a fenced write finds the job taken over (StaleAttempt) and the attempt stops.
+    """
+    return await transient.retrying(operation, what=what, extra=ctx.log_extra)

@@ -272,12 +272,7 @@ class TestProvider:
 
     async def download(self, result: PollResult, dest: Path, *, max_bytes: int) -> str:
         fmt = str(result.extra.get("format", "mp4"))
-        data = await asyncio.to_thread(tiny_video, fmt)
-        if len(data) > max_bytes:
-            raise ProviderError(
-                f"the output is larger than {max_bytes} bytes", retryable=False, code="too_large"
-            )
-        await asyncio.to_thread(Path(dest).write_bytes, data)
+        await asyncio.to_thread(_write_output, fmt, Path(dest), max_bytes)
         return _CONTENT_TYPES[fmt]
 
     def sign_webhook(self, body: bytes, *, now: float | None = None) -> dict[str, str]:
@@ -319,6 +314,15 @@ class TestProvider:
 
     async def aclose(self) -> None:
         return None
+
+
+def _write_output(fmt: str, dest: Path, max_bytes: int) -> None:
+    data = tiny_video(fmt)
+    if len(data) > max_bytes:
+        raise ProviderError(
+            f"the output is larger than {max_bytes} bytes", retryable=False, code="too_large"
+        )
+    dest.write_bytes(data)
 
 
 def _append(path: Path, line: str) -> None:

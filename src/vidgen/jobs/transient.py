@@ -1,0 +1,101 @@
+"""Riding out database outages: which errors mean "the database blinked", and the backoff.
+
+A PostgreSQL restart, a failover or a terminated backend surfaces in many shapes: Tortoise's
+``DBConnectionError``, asyncpg's connection errors (``ConnectionDoesNotExistError``,
+``CannotConnectNowError``, ``AdminShutdownError``, ``InterfaceError`` on a closed connection),
+or plain ``OSError``/``ConnectionRefusedError`` from a reconnect, sometimes wrapped in
+Tortoise's ``OperationalError``. :func:`is_transient` is the one place that tells them apart
+from real errors; the worker's loops and the pipeline retry those with :func:`backoff` and
+never fail a job because of them. A fenced write that finally lands after a long outage may
+find the job swept meanwhile: that is :class:`~vidgen.jobs.lifecycle.StaleAttempt`, and the
+attempt just stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import sqlite3
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+from tortoise.exceptions import DBConnectionError, OperationalError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+BASE_SECONDS = 0.1
+CAP_SECONDS = 5.0
+
+_ASYNCPG_TRANSIENT: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.PostgresConnectionError,  # ConnectionDoesNotExist, ConnectionFailure...
+    asyncpg.exceptions.OperatorInterventionError,  # 57P01 admin shutdown, 57P03 cannot connect
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.InterfaceError,  # "connection is closed", "pool is closing"
+)
+_SQLITE_BUSY = ("database is locked", "database table is locked", "disk i/o error")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when ``exc`` (or what it wraps) means the database is briefly unreachable."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (DBConnectionError, *_ASYNCPG_TRANSIENT, OSError, EOFError)):
+            return True
+        if isinstance(current, sqlite3.OperationalError | OperationalError) and any(
+            text in str(current).lower() for text in _SQLITE_BUSY
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def backoff(attempt: int, *, base: float = BASE_SECONDS, cap: float = CAP_SECONDS) -> float:
+    """Capped exponential backoff with jitter: in [d/2, d], d = min(cap, base·2ⁿ)."""
+    delay = min(cap, base * (2 ** min(max(attempt, 0), 30)))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+async def retrying(
+    operation: Callable[[], Awaitable[T]],
+    *,
+    what: str,
+    extra: dict[str, Any] | None = None,
+    cap: float = CAP_SECONDS,
+) -> T:
+    """Run ``operation`` until it does not fail with a transient database error.
+
+    Every other exception (StaleAttempt included) propagates at once. Cancellation stops it.
+
+    Args:
+        operation: makes a fresh awaitable per try (e.g. ``lambda: lifecycle.finish(...)``).
+        what: names the operation in the logs.
+        extra: structured log fields (job, video, worker ids).
+        cap: the longest pause between two tries.
+    """
+    failures = 0
+    while True:
+        try:
+            return await operation()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            delay = backoff(failures, cap=cap)
+            failures += 1
+            logger.warning(
+                "database unavailable; retrying",
+                extra={
+                    **(extra or {}),
+                    "action": "db.retry",
+                    "operation": what,
+                    "attempt": failures,
+                    "delay": round(delay, 3),
+                    "error": f"{type(exc).__name__}: {exc}",
+                },
+            )
+            await asyncio.sleep(delay)
