@@ -41,7 +41,9 @@ async def test_queued_processing_completed_in_order(live, accounts):
             ("COMPLETED", 4, 1.0),
         ]
         assert seen[-1]["statusHistory"] == [
-            {"status": "QUEUED"}, {"status": "PROCESSING"}, {"status": "COMPLETED"}
+            {"status": "QUEUED"},
+            {"status": "PROCESSING"},
+            {"status": "COMPLETED"},
         ]
         assert int(seen[-1]["eventCursor"]) > int(first["eventCursor"])
         done = await ws.receive(op)

@@ -58,7 +58,10 @@ class GraphQLWS:
 
     async def init(self, payload: dict[str, Any] | None = None, *, wait: float = 10) -> dict:
         """Send connection_init; return the ack. Raises Closed when the server refuses."""
-        await self.ws.send(json.dumps({"type": "connection_init", "payload": payload or {}}))
+        try:
+            await self.ws.send(json.dumps({"type": "connection_init", "payload": payload or {}}))
+        except ConnectionClosed as exc:
+            raise _closed(exc) from exc
         while True:
             try:
                 message = json.loads(await asyncio.wait_for(self.ws.recv(), wait))
@@ -137,3 +140,18 @@ class GraphQLWS:
 def _closed(exc: ConnectionClosed) -> Closed:
     frame = exc.rcvd
     return Closed(frame.code if frame else None, frame.reason if frame else "")
+
+
+async def expect_error(ws: GraphQLWS, op_id: str, within: float = 10) -> dict[str, Any]:
+    """The operation ends with a GraphQL error: either an ``error`` message, or a result
+    carrying ``errors`` followed by ``complete`` (how an error raised mid-stream arrives).
+    Returns the first error."""
+    message = await ws.receive(op_id, within)
+    if message["type"] == "error":
+        return message["payload"][0]
+    assert message["type"] in {"next", "data"}, message
+    errors = message["payload"].get("errors")
+    assert errors, message
+    end = await ws.receive(op_id, within)
+    assert end["type"] == "complete", end
+    return errors[0]
