@@ -22,11 +22,15 @@ from tests.e2e.conftest import (
     CLIENT_TIMEOUT,
     HTTP_PROVIDERS,
     KEYS,
+    REQUESTS,
     THUMBNAIL_WIDTH,
     Sims,
+    db_id,
     fetch_video,
+    generate,
     generate_for,
     one_backend,
+    png_bytes,
     running_worker,
     wait_for_prediction,
     wait_for_status,
@@ -102,6 +106,22 @@ async def test_completes_with_file_thumbnail_and_metadata(
     assert thumb.status_code == 200
     with Image.open(io.BytesIO(thumb.content)) as image:
         assert image.format == "JPEG"
+
+
+@one_backend
+@pytest.mark.parametrize("name", [n for n in HTTP_PROVIDERS if n != "stability"])
+async def test_image_to_video_sends_the_uploaded_image(
+    name: str, server: LiveServer, runtime: Runtime, sims: Sims, token: str
+) -> None:
+    """(Stability, image-only, is covered above.)"""
+    video = await generate(
+        server, token, image=png_bytes(), prompt="slow pan", provider=name, **REQUESTS[name]
+    )
+    assert await Worker(runtime, concurrency=1).run_until_idle() == 1
+    await assert_completed_with_sample(runtime, db_id(video["id"]))
+    received = repr(sims[name].received[0])
+    assert "data:image/png;base64," in received or "input_reference_type" in received
+    assert sims[name].submissions == 1
 
 
 @one_backend

@@ -1,6 +1,6 @@
 """The local provider end to end: generateVideo over HTTP → worker → real, playable media.
 
-Runs on both backends.
+Runs on both backends (cancellation on one).
 """
 
 from __future__ import annotations
@@ -15,14 +15,21 @@ from PIL import Image
 
 from tests.api.conftest import LiveServer
 from tests.e2e.conftest import (
+    CANCEL_VIDEO,
     THUMBNAIL_WIDTH,
     db_id,
     fetch_video,
     generate,
+    one_backend,
     png_bytes,
+    running_worker,
+    wait_for_prediction,
+    wait_for_status,
+    wait_until,
 )
 from vidgen.jobs.worker import Worker
 from vidgen.models import Video, VideoStatus
+from vidgen.providers.base import State
 from vidgen.runtime import Runtime
 
 S = VideoStatus
@@ -141,3 +148,35 @@ async def test_image_to_video_with_uploaded_png(
     fetched = await fetch_video(server, token, video["id"])
     upload, _ = await download(server, fetched["inputImageUrl"])
     assert upload == png_bytes(400, 300)
+
+
+@one_backend
+async def test_cancel_stops_a_running_render(
+    server: LiveServer, runtime: Runtime, token: str
+) -> None:
+    video = await generate(
+        server,
+        token,
+        prompt="a very long sunrise over the mountains",
+        provider="local",
+        resolution="1920x1080",
+        durationSeconds=30.0,
+    )
+    video_id = db_id(video["id"])
+    local = runtime.providers["local"]
+    async with running_worker(runtime):
+        processing = await wait_for_prediction(video_id)
+        assert processing.prediction_id
+        body = await server.gql(CANCEL_VIDEO, {"id": video["id"]}, token=token)
+        assert "errors" not in body, body
+        done = await wait_for_status(video_id, seconds=5)
+        assert done.status == S.CANCELED
+
+        async def render_stopped() -> bool:
+            result = await local.poll(processing.prediction_id)  # type: ignore[arg-type]
+            return result.state is State.CANCELED
+
+        await wait_until(render_stopped, seconds=5)  # the thread stops before its next frame
+    assert done.video_file is None and done.thumbnail_file is None
+    tmp = runtime.storage.tmp_dir
+    assert not tmp.exists() or not [p for p in tmp.rglob("*") if p.is_file()]
