@@ -1,0 +1,150 @@
+"""videoUpdates: the owner's feed, filters, and resume with ``after`` (no gap, no duplicate)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from tests.live.conftest import gid, make_video
+from tests.live.wsclient import GraphQLWS, expect_error
+from vidgen import models
+from vidgen.jobs import lifecycle
+from vidgen.models import VideoStatus
+
+S = VideoStatus
+
+FEED = """
+subscription Feed($after: String, $projectId: ID) {
+  videoUpdates(after: $after, projectId: $projectId) {
+    id status version progress eventCursor statusHistory { status }
+  }
+}
+"""
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def open_feed(live, token: str, **variables):
+    ws = await GraphQLWS.open(live.ws_url)
+    await ws.init(bearer(token))
+    op = await ws.subscribe(FEED, variables)
+    return ws, op
+
+
+async def quiet(ws: GraphQLWS, op: str, within: float = 0.3) -> None:
+    with pytest.raises(TimeoutError):
+        await ws.receive(op, within=within)
+
+
+async def test_resume_replays_exactly_what_was_missed_then_tails(live, accounts):
+    alice = await accounts("alice@example.com")
+    a = await make_video(alice.user, "first")
+    b = await make_video(alice.user, "second")
+    bus = live.runtime.bus
+
+    ws, op = await open_feed(live, alice.token)
+    await asyncio.sleep(0.1)  # subscribed
+    await lifecycle.transition(a.id, S.PROCESSING, actor="t", bus=bus)
+    seen = await ws.next_data(op, "videoUpdates")
+    assert (seen["id"], seen["status"], seen["version"]) == (gid("Video", a.id), "PROCESSING", 2)
+    cursor = seen["eventCursor"]
+    await ws.close()
+
+    # Missed while away: two status changes and a progress tick (not in the history).
+    await lifecycle.transition(a.id, S.COMPLETED, actor="t", bus=bus)
+    await lifecycle.transition(b.id, S.PROCESSING, actor="t", bus=bus)
+    await lifecycle.touch(b.id, fields={"progress": 0.4}, bus=bus)
+
+    ws, op = await open_feed(live, alice.token, after=cursor)
+    try:
+        replayed = [await ws.next_data(op, "videoUpdates") for _ in range(2)]
+        assert [(r["id"], r["status"], r["version"]) for r in replayed] == [
+            (gid("Video", a.id), "COMPLETED", 3),
+            (gid("Video", b.id), "PROCESSING", 2),
+        ]
+        # Each replayed state carries its own cursor and the history up to it.
+        assert int(replayed[0]["eventCursor"]) < int(replayed[1]["eventCursor"])
+        assert [h["status"] for h in replayed[1]["statusHistory"]] == ["QUEUED", "PROCESSING"]
+        await quiet(ws, op)
+
+        await lifecycle.transition(b.id, S.COMPLETED, actor="t", bus=bus)
+        live_one = await ws.next_data(op, "videoUpdates")
+        assert (live_one["id"], live_one["status"], live_one["version"]) == (
+            gid("Video", b.id),
+            "COMPLETED",
+            4,
+        )
+        await quiet(ws, op)
+    finally:
+        await ws.close()
+
+
+async def test_no_gap_no_duplicate_at_the_seam_under_concurrent_changes(live, accounts):
+    alice = await accounts("alice@example.com")
+    bus = live.runtime.bus
+    videos = [await make_video(alice.user, f"v{i}") for i in range(4)]
+    start = await models.VideoStatusEvent.filter(owner_id=alice.user.id).order_by("-id").first()
+    path = [S.PROCESSING, S.QUEUED, S.PROCESSING, S.COMPLETED]
+    started = asyncio.Event()
+
+    async def drive() -> None:
+        rng = random.Random(5)
+        steps = [(v.id, to) for to in path for v in videos]
+        for n, (video_id, to) in enumerate(steps):
+            if n == 6:
+                started.set()
+            await lifecycle.transition(video_id, to, actor="t", bus=bus)
+            await asyncio.sleep(rng.uniform(0, 0.02))
+
+    driver = asyncio.create_task(drive())
+    await started.wait()  # resume while changes keep landing
+    ws, op = await open_feed(live, alice.token, after=str(start.id))
+    try:
+        got = [await ws.next_data(op, "videoUpdates") for _ in range(len(videos) * len(path))]
+        await driver
+        await quiet(ws, op)
+    finally:
+        await ws.close()
+    rows = await models.VideoStatusEvent.filter(owner_id=alice.user.id, id__gt=start.id)
+    expected = {(gid("Video", r.video_id), r.version, r.to_status.upper()) for r in rows}
+    received = [(g["id"], g["version"], g["status"]) for g in got]
+    assert len(received) == len(set(received)) == len(expected)  # no duplicate
+    assert set(received) == expected  # no gap
+    for video in videos:  # per video, in version order
+        versions = [v for i, v, _ in received if i == gid("Video", video.id)]
+        assert versions == sorted(versions)
+
+
+async def test_filters_and_foreign_groups(live, accounts):
+    alice = await accounts("alice@example.com")
+    bob = await accounts("bob@example.com")
+    project = await models.Project.create(owner_id=alice.user.id, name="film")
+    inside = await make_video(alice.user, "inside", project_id=project.id)
+    outside = await make_video(alice.user, "outside")
+    bus = live.runtime.bus
+
+    ws, op = await open_feed(live, alice.token, projectId=gid("Project", project.id))
+    try:
+        await asyncio.sleep(0.1)
+        await lifecycle.transition(outside.id, S.PROCESSING, actor="t", bus=bus)
+        await lifecycle.transition(inside.id, S.PROCESSING, actor="t", bus=bus)
+        got = await ws.next_data(op, "videoUpdates")
+        assert got["id"] == gid("Video", inside.id)
+        await quiet(ws, op)
+    finally:
+        await ws.close()
+
+    ws = await GraphQLWS.open(live.ws_url)
+    try:
+        await ws.init(bearer(bob.token))
+        op = await ws.subscribe(FEED, {"projectId": gid("Project", project.id)})
+        assert (await expect_error(ws, op))["extensions"]["code"] == "NOT_FOUND"
+        op = await ws.subscribe(FEED, {"after": "not-a-cursor"})
+        error = await expect_error(ws, op)
+        assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "after"}
+    finally:
+        await ws.close()
