@@ -34,6 +34,7 @@ from tests.e2e.conftest import (
     running_worker,
     wait_for_prediction,
     wait_for_status,
+    wait_until,
 )
 from tests.simulators.media import FPS, FRAMES, SIZE, sample_mp4
 from vidgen.events.bus import video_channel
@@ -305,6 +306,41 @@ async def test_cancel_of_a_processing_job_reaches_the_provider(
         method, path = route
         assert (method, path.format(id=processing.prediction_id)) in sim.requests
     assert sim.submissions == 1
+
+
+@one_backend
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (vidgen.jobs.service.request_cancel / services.videos.cancel_video): a QUEUED "
+    "video that still holds a live prediction (released at shutdown, or rescued) is canceled "
+    "in the database only; the provider's prediction is never canceled and keeps running",
+)
+@pytest.mark.parametrize("name", ["runway", "replicate"])
+async def test_cancel_of_a_released_job_cancels_its_live_prediction(
+    name: str, server: LiveServer, runtime: Runtime, sims: Sims, token: str
+) -> None:
+    sim = sims[name]
+    sim.scenario.running_polls = 1_000_000
+    video_id, gid = await generate_for(server, token, name)
+    worker = Worker(runtime, concurrency=1)
+    worker.start()
+    processing = await wait_for_prediction(video_id)
+    await worker.stop(grace_seconds=0)  # released: queued again, the prediction kept
+    released = await Video.get(id=video_id)
+    assert released.status == S.QUEUED and released.prediction_id == processing.prediction_id
+    assert [job.canceled for job in sim.jobs.values()] == [False]  # still running upstream
+    body = await server.gql(CANCEL_VIDEO, {"id": gid}, token=token)
+    assert "errors" not in body, body
+    async with running_worker(runtime):  # give a worker the chance to do it, if it must
+        video = await wait_for_status(video_id, seconds=5)
+        assert video.status == S.CANCELED
+        method, path = CANCEL_ROUTES[name] or ("", "")
+        expected = (method, path.format(id=processing.prediction_id))
+
+        async def cancel_sent() -> bool:
+            return expected in sim.requests
+
+        await wait_until(cancel_sent, seconds=2)
 
 
 # --- no double submit after a rescue ----------------------------------------------------------
