@@ -1,0 +1,458 @@
+"""Live status at scale: 1,000 subscriptions on ONE API process (uvicorn, Redis bus, PostgreSQL).
+
+What runs:
+
+- a private ``redis-server`` on a free port and a fresh PostgreSQL database (dropped after);
+- one API process, ``python -m vidgen.cli serve --no-worker``, on the Redis bus;
+- one client process holding ``--sockets`` WebSockets (graphql-transport-ws), each carrying
+  ``--per-socket`` ``videoUpdated`` subscriptions (default 100 x 10 = 1,000; the per-socket
+  limit is 100), spread evenly over ``--videos`` videos;
+- this process as "the worker": it commits status changes through the video lifecycle
+  (queued -> processing -> progress ticks -> completed) at ``--rate`` events per second,
+  notes the wall-clock time right after each commit, then publishes the event on Redis.
+
+Latency is commit -> receipt of the ``next`` message at every subscriber (both times from
+the same machine's wall clock). Throughput is deliveries (event x subscriber) per second
+over the driving window. RSS is the API process's resident memory (``/proc``).
+
+Run: ``.venv/bin/python bench/subscriptions_bench.py`` (about a minute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import multiprocessing as mp
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+PG_ADMIN_URL = os.environ.get("VIDGEN_TEST_PG_URL", "postgres://root@127.0.0.1:5432/test")
+
+WATCH = """
+subscription W($id: ID!) { videoUpdated(id: $id) { id status version progress updatedAt } }
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pg_url(name: str) -> str:
+    return f"{PG_ADMIN_URL.rpartition('/')[0]}/{name}"
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(current RSS, peak RSS) of a process in MiB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+# --- the client process ------------------------------------------------------------------------
+
+
+def client_main(args: dict[str, Any], conn: Any) -> None:
+    """Open the sockets and subscriptions; report ready; record every receipt; send them."""
+    asyncio.run(_clients(args, conn))
+
+
+async def _clients(args: dict[str, Any], conn: Any) -> None:
+    from websockets.asyncio.client import connect
+
+    receipts: list[tuple[str, int, float]] = []
+    ready = 0
+    done = 0
+    total = args["sockets"] * args["per_socket"]
+    all_ready = asyncio.Event()
+    all_done = asyncio.Event()
+
+    async def one_socket(index: int) -> None:
+        nonlocal ready, done
+        async with connect(
+            args["ws_url"], subprotocols=["graphql-transport-ws"], open_timeout=60, max_queue=None
+        ) as ws:
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "connection_init",
+                        "payload": {"Authorization": f"Bearer {args['token']}"},
+                    }
+                )
+            )
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            for k in range(args["per_socket"]):
+                n = index * args["per_socket"] + k
+                video = args["videos"][n % len(args["videos"])]
+                payload = {"query": WATCH, "variables": {"id": video}}
+                await ws.send(json.dumps({"id": str(k), "type": "subscribe", "payload": payload}))
+            seen_first: set[str] = set()
+            completed = 0
+            async for raw in ws:
+                now = time.time()
+                message = json.loads(raw)
+                kind = message["type"]
+                if kind == "next":
+                    data = message["payload"].get("data")
+                    if not data:
+                        raise RuntimeError(f"subscription error: {message}")
+                    video = data["videoUpdated"]
+                    if message["id"] not in seen_first:  # the initial state, not an event
+                        seen_first.add(message["id"])
+                        ready += 1
+                        if ready == total:
+                            all_ready.set()
+                        continue
+                    receipts.append((video["id"], video["version"], now))
+                elif kind == "complete":
+                    completed += 1
+                    done += 1
+                    if done == total:
+                        all_done.set()
+                    if completed == args["per_socket"]:
+                        return
+                elif kind == "error":
+                    raise RuntimeError(f"subscription error: {message}")
+
+    tasks = [asyncio.create_task(one_socket(i)) for i in range(args["sockets"])]
+    try:
+        await asyncio.wait_for(all_ready.wait(), 120)
+        conn.send(("ready", total))
+        await asyncio.wait_for(all_done.wait(), args["timeout"])
+    except TimeoutError:
+        pass
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    conn.send(("receipts", receipts, done))
+
+
+# --- the servers -------------------------------------------------------------------------------
+
+
+class RedisProcess:
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = subprocess.Popen(
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait(10)
+
+
+async def admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def start_api(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "vidgen.cli", "serve", "--no-worker", "--port", str(port)]
+    profile = os.environ.get("BENCH_PROFILE")  # a file: profile the API with pyinstrument
+    if profile:
+        command[1:3] = [
+            "-m",
+            "pyinstrument",
+            *os.environ.get("BENCH_PROFILE_ARGS", "").split(),
+            "-r",
+            "text",
+            "-o",
+            profile,
+            "-m",
+            "vidgen.cli",
+        ]
+    return subprocess.Popen(
+        command,
+        env=env,
+        cwd=log.parent,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+async def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=1) as http:
+        for _ in range(300):
+            if process.poll() is not None:
+                raise RuntimeError(f"API exited; see {log}")
+            try:
+                if (await http.get(f"{url}/readyz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError("API not ready")
+
+
+# --- the driver --------------------------------------------------------------------------------
+
+
+def schedule(video_ids: list[int], steady: int, burst: int) -> list[tuple[int, str, float, str]]:
+    """Round-robin over the videos: processing and progress ticks (the steady phase), more
+    ticks and completed (the burst phase). Items: (video, kind, progress, phase)."""
+    plan = []
+    total = steady + burst
+    for step in range(total):
+        phase = "steady" if step < steady else "burst"
+        for video_id in video_ids:
+            if step == 0:
+                plan.append((video_id, "processing", 0.0, phase))
+            elif step == total - 1:
+                plan.append((video_id, "completed", 1.0, phase))
+            else:
+                plan.append((video_id, "progress", step / total, phase))
+    return plan
+
+
+async def drive(plan, bus, rate: float) -> dict[tuple[int, int], tuple[float, str]]:
+    """Commit each change, note the time, publish. Steady items are paced at ``rate``;
+    burst items go as fast as the database allows."""
+    from vidgen.jobs import lifecycle
+    from vidgen.models import VideoStatus
+
+    commits: dict[tuple[int, int], tuple[float, str]] = {}
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for n, (video_id, kind, progress, phase) in enumerate(plan):
+        if phase == "steady":
+            delay = start + n / rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        if kind == "progress":
+            event = await lifecycle.touch(video_id, fields={"progress": progress}, bus=None)
+        else:
+            _, change = await lifecycle.transition(
+                video_id, VideoStatus(kind), actor="bench", bus=None
+            )
+            event = change.event
+        commits[(video_id, event.version)] = (time.time(), phase)  # committed: clock starts
+        await lifecycle.publish(bus, [event])
+    return commits
+
+
+def phase_rows(name: str, plan, commits, receipts, by_video, per_video: int) -> list:
+    items = [p for p in plan if p[3] == name]
+    mine = []
+    for gid, version, at in receipts:
+        committed, phase = commits[(by_video[gid], version)]
+        if phase == name:
+            mine.append((committed, at))
+    if not mine:
+        return [(f"{name}: deliveries", "none")]
+    latencies = [(at - committed) * 1000 for committed, at in mine]
+    first_commit = min(c for c, _ in mine)
+    last_commit = max(c for c, _ in mine)
+    last_receipt = max(at for _, at in mine)
+    window = last_receipt - first_commit
+    return [
+        (
+            f"{name}: events",
+            f"{len(items)} commits in {last_commit - first_commit:.1f} s "
+            f"({len(items) / max(last_commit - first_commit, 1e-9):.0f}/s), "
+            f"each to {per_video} subscribers",
+        ),
+        (f"{name}: deliveries", f"{len(mine)} of {len(items) * per_video} expected"),
+        (
+            f"{name}: latency",
+            f"p50 {percentile(latencies, 50):.1f} ms, p99 {percentile(latencies, 99):.1f} ms, "
+            f"max {max(latencies):.1f} ms (commit -> receipt)",
+        ),
+        (
+            f"{name}: delivered",
+            f"{len(mine) / window:.0f} deliveries/s = {len(items) / window:.1f} events/s "
+            f"x {per_video} subscribers (first commit -> last receipt {window:.1f} s)",
+        ),
+    ]
+
+
+async def run(args: argparse.Namespace) -> None:
+    from vidgen import db, models
+    from vidgen.events.redis import RedisBus
+    from vidgen.jobs import lifecycle
+    from vidgen.services import users
+    from vidgen.settings import Settings
+
+    total = args.sockets * args.per_socket
+    workdir = Path(tempfile.mkdtemp(prefix="vidgen-bench-"))
+    redis = RedisProcess(workdir)
+    name = f"vg_bench_{uuid.uuid4().hex[:8]}"
+    await admin(f"CREATE DATABASE {name}")
+    api = None
+    client = None
+    try:
+        url = pg_url(name)
+        settings = Settings(
+            _env_file=None,
+            database_url=url,
+            redis_url=redis.url,
+            secret_key="bench-secret",
+            data_dir=workdir / "data",
+        )
+        await db.migrate_database(url, settings)
+        await db.init(settings)
+        user = await users.create_user(email="bench@example.com", password="password123")
+        token, _ = await users.issue_token(user=user, name="bench")
+        video_ids = []
+        for i in range(args.videos):
+            video = await models.Video.create(
+                owner_id=user.id, prompt=f"bench {i}", provider="local", resolution="512x512"
+            )
+            await lifecycle.record_created(video, actor="bench")
+            video_ids.append(video.id)
+
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VIDGEN_")}
+        env.update(
+            VIDGEN_DATABASE_URL=url,
+            VIDGEN_REDIS_URL=redis.url,
+            VIDGEN_SECRET_KEY="bench-secret",
+            VIDGEN_DATA_DIR=str(workdir / "data"),
+            VIDGEN_LOG_LEVEL="WARNING",
+            VIDGEN_GRAPHIQL="false",
+            VIDGEN_PUBLIC_URL=f"http://127.0.0.1:{port}",
+        )
+        log = workdir / "api.log"
+        api = start_api(env, port, log)
+        await wait_ready(f"http://127.0.0.1:{port}", api, log)
+        rss_idle, _ = rss_mb(api.pid)
+
+        gids = [base64.b64encode(f"Video:{v}".encode()).decode() for v in video_ids]
+        parent, child = mp.get_context("spawn").Pipe()
+        client = mp.get_context("spawn").Process(
+            target=client_main,
+            args=(
+                {
+                    "ws_url": f"ws://127.0.0.1:{port}/graphql",
+                    "token": token,
+                    "videos": gids,
+                    "sockets": args.sockets,
+                    "per_socket": args.per_socket,
+                    "timeout": args.timeout,
+                },
+                child,
+            ),
+        )
+        subscribed_at = time.monotonic()
+        client.start()
+        kind, count = await asyncio.to_thread(parent.recv)
+        assert kind == "ready" and count == total
+        subscribe_seconds = time.monotonic() - subscribed_at
+        await asyncio.sleep(1)  # let the server settle before measuring memory
+        rss_subscribed, _ = rss_mb(api.pid)
+
+        bus = RedisBus(redis.url)
+        await bus.start()
+        plan = schedule(video_ids, args.steady, args.burst)
+        commits = await drive(plan, bus, args.rate)
+        kind, receipts, completed = await asyncio.to_thread(parent.recv)
+        rss_after, rss_peak = rss_mb(api.pid)
+        await bus.close()
+        await db.close()
+    finally:
+        if client is not None:
+            client.join(10)
+        if api is not None:
+            api.send_signal(2)  # SIGINT: a graceful stop (and a written profile)
+            api.wait(15)
+        redis.stop()
+        await admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    by_video = {gid: vid for gid, vid in zip(gids, video_ids, strict=True)}
+    per_video = total // args.videos
+    rows = [
+        ("API process", "1 x uvicorn (vidgen serve --no-worker), Redis bus, PostgreSQL"),
+        (
+            "subscriptions",
+            f"{total} videoUpdated = {args.sockets} sockets x {args.per_socket} "
+            f"(graphql-transport-ws), {per_video} per video x {args.videos} videos",
+        ),
+        ("subscribe time", f"{subscribe_seconds:.1f} s for all {total}, connects included"),
+        *phase_rows("steady", plan, commits, receipts, by_video, per_video),
+        *phase_rows("burst", plan, commits, receipts, by_video, per_video),
+        ("completed", f"{completed}/{total} subscriptions ended after the terminal status"),
+        ("API RSS idle", f"{rss_idle:.0f} MiB"),
+        (
+            f"API RSS, {total} subs",
+            f"{rss_subscribed:.0f} MiB (+{(rss_subscribed - rss_idle) * 1024 / total:.1f} KiB "
+            "per subscription)",
+        ),
+        ("API RSS end / peak", f"{rss_after:.0f} / {rss_peak:.0f} MiB"),
+        ("host", f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print(f"{'metric'.ljust(width)}  value")
+    print(f"{'-' * width}  {'-' * 72}")
+    for key, value in rows:
+        print(f"{key.ljust(width)}  {value}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sockets", type=int, default=100)
+    parser.add_argument("--per-socket", type=int, default=10, help="at most 100")
+    parser.add_argument("--videos", type=int, default=20)
+    parser.add_argument("--steady", type=int, default=10, help="changes per video, paced")
+    parser.add_argument("--burst", type=int, default=15, help="changes per video, unpaced")
+    parser.add_argument("--rate", type=float, default=20.0, help="steady commits per second")
+    parser.add_argument("--timeout", type=float, default=90.0)
+    args = parser.parse_args()
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()
