@@ -332,6 +332,22 @@ class Server:
             return float("nan")
 
 
+def postgres_cpu_seconds() -> float:
+    """User + system CPU of every local ``postgres`` process so far (from /proc; the
+    server is shared with whatever else runs, so this is indicative only)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        head, _, rest = text.rpartition(")")
+        if head.endswith("(postgres"):
+            fields = rest.split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def start_server(name: str, app: str, env: dict[str, str], cwd: Path) -> Server:
     port = free_port()
     command = [
@@ -411,6 +427,7 @@ class Measurement:
     p50_ms: float
     p99_ms: float
     server_cpu: float  # cores used by the server process in the window
+    db_cpu: float  # cores used by all local postgres processes in the window
     client_cpu: float  # cores used by this (client) process in the window
     first_error: str | None = None
 
@@ -436,8 +453,10 @@ async def load(
     async def mark() -> None:
         await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
         marks["server"], marks["client"] = server.cpu_seconds(), time.process_time()
+        marks["db"] = postgres_cpu_seconds()
         await asyncio.sleep(max(0.0, measure_to - time.perf_counter()))
         marks["server_end"], marks["client_end"] = server.cpu_seconds(), time.process_time()
+        marks["db_end"] = postgres_cpu_seconds()
 
     async def worker() -> None:
         nonlocal errors, first_error
@@ -470,6 +489,7 @@ async def load(
         p50_ms=1000 * latencies[n // 2] if n else float("nan"),
         p99_ms=1000 * latencies[min(n - 1, int(n * 0.99))] if n else float("nan"),
         server_cpu=(marks["server_end"] - marks["server"]) / duration,
+        db_cpu=(marks["db_end"] - marks["db"]) / duration,
         client_cpu=(marks["client_end"] - marks["client"]) / duration,
         first_error=first_error,
     )
@@ -517,8 +537,8 @@ async def compare(
             )
             log(
                 f"{name} round {r + 1} {target:>6}: {m.rate:8.1f} {unit}  p50 {m.p50_ms:6.1f} ms"
-                f"  p99 {m.p99_ms:6.1f} ms  errors {m.errors}  server cpu {m.server_cpu:.2f}"
-                f"  client cpu {m.client_cpu:.2f}"
+                f"  p99 {m.p99_ms:6.1f} ms  errors {m.errors}  CPU cores: server {m.server_cpu:.2f}"
+                f" postgres {m.db_cpu:.2f} client {m.client_cpu:.2f}"
             )
             if m.errors:
                 log(f"  first error: {m.first_error}")
