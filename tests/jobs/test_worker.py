@@ -138,3 +138,73 @@ async def test_worker_that_lost_its_lease_stops_without_writing(runtime, user) -
     now = await Video.get(id=video.id)
     assert now.status == S.PROCESSING and now.processed_by == "other"
     assert now.attempt == job.attempt == 2
+
+
+async def test_worker_purges_expired_soft_deleted_videos_on_its_interval(runtime, user) -> None:
+    runtime.settings.purge_interval_seconds = 0.2
+    runtime.settings.retention_days = 30
+    expired = await make_video(user, deleted_at=utcnow() - dt.timedelta(days=31))
+    recent = await make_video(user, deleted_at=utcnow() - dt.timedelta(days=1))
+    key = f"u{user.id}/v{expired.id}/video.mp4"
+    await runtime.storage.save_bytes(key, b"old output")
+    await Video.filter(id=expired.id).update(video_file=key, status=S.COMPLETED)
+    worker = await start_embedded(runtime, concurrency=1)
+    try:
+        await wait_until(lambda: _gone(expired.id), seconds=5)
+        # Every interval, not once: a second expired video goes too.
+        later = await make_video(user, deleted_at=utcnow() - dt.timedelta(days=40))
+        await Video.filter(id=later.id).update(status=S.FAILED)
+        await wait_until(lambda: _gone(later.id), seconds=5)
+    finally:
+        await worker.stop()
+    assert not await runtime.storage.exists(key)
+    assert await Video.filter(id=recent.id).exists()  # inside the retention period
+
+
+async def _gone(video_id: int) -> bool:
+    return not await Video.filter(id=video_id).exists()
+
+
+async def test_worker_with_purge_disabled_keeps_everything(runtime, user) -> None:
+    runtime.settings.purge_interval_seconds = 0
+    expired = await make_video(user, deleted_at=utcnow() - dt.timedelta(days=31))
+    await Video.filter(id=expired.id).update(status=S.COMPLETED)
+    worker = await start_embedded(runtime, concurrency=1)
+    try:
+        await asyncio.sleep(0.5)
+    finally:
+        await worker.stop()
+    assert await Video.filter(id=expired.id).exists()
+
+
+def _sample(name: str, **labels: str) -> float:
+    from vidgen.metrics import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_job_metrics_are_observed_where_jobs_happen(runtime, user) -> None:
+    retries = _sample("vidgen_job_retries_total", provider="test")
+    retried = _sample("vidgen_job_duration_seconds_count", provider="test", outcome="retry")
+    done = _sample("vidgen_job_duration_seconds_count", provider="test", outcome="succeeded")
+    rescues = _sample("vidgen_job_rescues_total")
+    video = await make_video(user, "fail-times:1")
+    worker = Worker(runtime, concurrency=1)
+    await worker.run_until_idle()
+    await Video.filter(id=video.id).update(scheduled_at=None)
+    await worker.run_until_idle()
+    assert (await Video.get(id=video.id)).status == S.COMPLETED
+    assert _sample("vidgen_job_retries_total", provider="test") == retries + 1
+    assert (
+        _sample("vidgen_job_duration_seconds_count", provider="test", outcome="retry")
+        == retried + 1
+    )
+    assert (
+        _sample("vidgen_job_duration_seconds_count", provider="test", outcome="succeeded")
+        == done + 1
+    )
+    lost = await make_video(user)
+    await claim_one()
+    await expire(lost.id)
+    await worker.run_until_idle()  # sweeps first
+    assert _sample("vidgen_job_rescues_total") == rescues + 1

@@ -432,24 +432,41 @@ async def apply_claim(
             claimed.append((dict(r), history[0]["id"]))
     # RETURNING does not keep the pick order: restore it (priority, due time, age).
     claimed.sort(key=lambda pair: (-pair[0]["priority"], pair[0]["due"], pair[0]["id"]))
-    result = []
-    for r, event_id in claimed:
-        event = VideoEvent(
-            video_id=r["id"],
-            owner_id=r["owner_id"],
-            version=r["version"],
-            status=S.PROCESSING.value,
-            progress=float(r["progress"] or 0.0),
-            event_id=event_id,
-            project_id=r["project_id"],
-            story_id=r["story_id"],
-        )
-        result.append(
-            Claimed(
-                r["id"], r["attempt"], r["provider"], r["prediction_id"], event, JobSpec.from_row(r)
-            )
-        )
-    return result
+    return [_claimed(r, event_id) for r, event_id in claimed]
+
+
+def _claimed(r: Mapping[str, Any], event_id: int | None) -> Claimed:
+    event = VideoEvent(
+        video_id=r["id"],
+        owner_id=r["owner_id"],
+        version=r["version"],
+        status=S.PROCESSING.value,
+        progress=float(r["progress"] or 0.0),
+        event_id=event_id,
+        project_id=r["project_id"],
+        story_id=r["story_id"],
+    )
+    return Claimed(
+        r["id"], r["attempt"], r["provider"], r["prediction_id"], event, JobSpec.from_row(r)
+    )
+
+
+async def claimed_by(worker_id: str, *, exclude: Iterable[int] = ()) -> list[Claimed]:
+    """Jobs processing under ``worker_id`` that it does not know it holds.
+
+    A claim whose statement committed but whose reply was lost (the connection died on the
+    way back) leaves such jobs; the worker adopts them instead of leaving them to sit until
+    their lease expires and a sweeper counts a rescue against them.
+    """
+    conn = Video._meta.db
+    mark = "$1" if conn.capabilities.dialect == "postgres" else "?"
+    rows = await conn.execute_query_dict(
+        f"SELECT {_CLAIM_RETURNING.format(v='')} FROM videos"
+        f" WHERE processed_by = {mark} AND status = 'processing' ORDER BY id",
+        [worker_id],
+    )
+    skip = set(exclude)
+    return [_claimed(r, None) for r in rows if r["id"] not in skip]
 
 
 # --- the worker's fenced writes (the hot path) -------------------------------------------------

@@ -123,6 +123,50 @@ async def claim(
         for name, n in (provider_limits or {}).items()
         if providers is None or name in providers
     }
+    if dialect == "postgres" and not limits:
+        # One statement (pick, claim, history and attempt rows): atomic on its own, so no
+        # BEGIN/COMMIT round trips on the hottest path.
+        pick, params = _pick_sql(
+            dialect, limit=limit, stamp=stamp, providers=providers, excluded=()
+        )
+        claimed = await lifecycle.apply_claim(
+            Video._meta.db,
+            pick_sql=pick,
+            pick_params=params,
+            worker_id=worker_id,
+            lease_until=lease_until,
+            dialect=dialect,
+        )
+    else:
+        claimed = await _claim_in_transaction(
+            dialect,
+            worker_id=worker_id,
+            limit=limit,
+            stamp=stamp,
+            lease_until=lease_until,
+            providers=providers,
+            limits=limits,
+        )
+    if claimed:
+        await lifecycle.publish(bus, [c.event for c in claimed])
+        logger.debug(
+            "claimed jobs",
+            extra={"action": "job.claim", "worker_id": worker_id, "count": len(claimed)},
+        )
+    return claimed
+
+
+async def _claim_in_transaction(
+    dialect: str,
+    *,
+    worker_id: str,
+    limit: int,
+    stamp: dt.datetime,
+    lease_until: dt.datetime,
+    providers: Collection[str] | None,
+    limits: Mapping[str, int],
+) -> list[Claimed]:
+    """The claim with per-provider limits (PostgreSQL), or on SQLite (several statements)."""
     async with in_transaction() as conn:
         quotas: dict[str, int] = {}
         if limits:
@@ -163,7 +207,7 @@ async def claim(
             if not chosen:
                 return []
             pick, params = _ids_sql(dialect, chosen)
-        claimed = await lifecycle.apply_claim(
+        return await lifecycle.apply_claim(
             conn,
             pick_sql=pick,
             pick_params=params,
@@ -171,13 +215,6 @@ async def claim(
             lease_until=lease_until,
             dialect=dialect,
         )
-    if claimed:
-        await lifecycle.publish(bus, [c.event for c in claimed])
-        logger.debug(
-            "claimed jobs",
-            extra={"action": "job.claim", "worker_id": worker_id, "count": len(claimed)},
-        )
-    return claimed
 
 
 async def _count_processing(conn: Any, dialect: str, names: list[str]) -> dict[str, int]:
@@ -256,12 +293,6 @@ async def finish_attempt(
         error_code=error_code,
         error_message=error_message,
         retryable=retryable,
-    )
-
-
-async def set_attempt_prediction(video_id: int, attempt: int, prediction_id: str | None) -> None:
-    await VideoAttempt.filter(video_id=video_id, attempt=attempt).update(
-        prediction_id=prediction_id
     )
 
 

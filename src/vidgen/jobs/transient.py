@@ -2,7 +2,8 @@
 
 A PostgreSQL restart, a failover or a terminated backend surfaces in many shapes: Tortoise's
 ``DBConnectionError``, asyncpg's connection errors (``ConnectionDoesNotExistError``,
-``CannotConnectNowError``, ``AdminShutdownError``, ``InterfaceError`` on a closed connection),
+``CannotConnectNowError``, ``AdminShutdownError``, ``InterfaceError`` on a closed connection,
+``InternalClientError`` on one terminated mid-statement),
 or plain ``OSError``/``ConnectionRefusedError`` from a reconnect, sometimes wrapped in
 Tortoise's ``OperationalError``. :func:`is_transient` is the one place that tells them apart
 from real errors; the worker's loops and the pipeline retry those with :func:`backoff` and
@@ -35,6 +36,9 @@ _ASYNCPG_TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.OperatorInterventionError,  # 57P01 admin shutdown, 57P03 cannot connect
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.InterfaceError,  # "connection is closed", "pool is closing"
+    # "cannot switch to state …; another operation is in progress": a connection that the
+    # server terminated under a running statement. The pool discards it on release.
+    asyncpg.exceptions.InternalClientError,
 )
 _SQLITE_BUSY = ("database is locked", "database table is locked", "disk i/o error")
 

@@ -7,7 +7,13 @@ A :class:`Worker` has three loops:
   the slow safety poll (``worker_poll_seconds``), whichever comes first;
 - the heartbeat (every ``heartbeat_seconds``): extends the leases of its running jobs,
   stops the ones it no longer owns and passes on cancel requests;
-- the sweeper: returns other workers' expired leases to the queue (safe in every worker).
+- the sweeper: returns other workers' expired leases to the queue (safe in every worker);
+- the purge (every ``purge_interval_seconds``, 0 or less: never): removes expired soft-deleted
+  videos and orphaned files (safe in every worker: the purge re-checks in its DELETE).
+
+Every loop rides out database outages: a connection error (see :mod:`vidgen.jobs.transient`)
+is logged and retried with capped exponential backoff and jitter, never fatal, and never
+fails a job; a job whose lease was swept meanwhile finds its fenced writes stale and stops.
 
 Shutdown (SIGTERM/SIGINT, or :meth:`Worker.stop`): stop claiming, let running jobs finish
 within ``shutdown_grace_seconds``, then release the rest back to ``queued`` (a second signal
@@ -22,14 +28,16 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import signal
 import socket
 import uuid
 from dataclasses import dataclass
 
 from vidgen.events.bus import WAKEUP_CHANNEL, SubscriberOverflow, Subscription
-from vidgen.jobs import pipeline, queue
+from vidgen.jobs import lifecycle, pipeline, queue, transient
 from vidgen.jobs.lifecycle import Claimed, now
+from vidgen.metrics import JOB_RESCUES
 from vidgen.models import VideoStatus
 from vidgen.runtime import Runtime
 from vidgen.settings import Settings
@@ -71,6 +79,7 @@ class Worker:
         self._jobs: dict[int, _Running] = {}
         self._wake = asyncio.Event()
         self._stopping = False
+        self._adopt = False  # a claim failed in flight: it may have claimed jobs for us
         self._running = False
         self._done = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -104,11 +113,13 @@ class Worker:
                     asyncio.create_task(self._listen_wakeups(sub)),
                     asyncio.create_task(self._heartbeat_loop()),
                     asyncio.create_task(self._sweep_loop()),
+                    asyncio.create_task(self._purge_loop()),
                 ]
                 try:
                     await self._claim_loop()
                 finally:
-                    helpers[2].cancel()  # no more sweeping while shutting down
+                    for task in helpers[2:]:
+                        task.cancel()  # no more sweeping or purging while shutting down
                     await self._shutdown()
                     for task in helpers:
                         task.cancel()
@@ -164,22 +175,51 @@ class Worker:
     # --- claiming --------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
         poll = self.settings.worker_poll_seconds
+        failures = 0
         while not self._stopping:
             self._wake.clear()
             timeout = poll
             try:
+                if self._adopt:
+                    await self._adopt_orphans()
                 claimed = await self._claim_free_slots()
                 if not claimed and len(self._jobs) < self.concurrency:
                     due = await queue.next_due_at()
                     if due is not None:
                         timeout = min(poll, max(0.0, (due - now()).total_seconds()))
-            except Exception:
-                logger.exception("claim failed", extra={"worker_id": self.worker_id})
-                timeout = ERROR_BACKOFF_SECONDS
+                failures = 0
+            except Exception as exc:
+                timeout = self._failed("claim", exc, failures)
+                failures += 1
+                # The claim may have committed with its reply lost: look for such jobs next.
+                self._adopt = self._adopt or transient.is_transient(exc)
+                if self._stopping:
+                    break
+                await self._pause(timeout)
+                continue
             if self._stopping:
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+
+    async def _adopt_orphans(self) -> None:
+        orphans = await lifecycle.claimed_by(self.worker_id, exclude=self._jobs)
+        self._adopt = False
+        for job in orphans:
+            logger.warning(
+                "adopting a job claimed while the database connection failed",
+                extra={
+                    "action": "job.adopt",
+                    "video_id": job.video_id,
+                    "worker_id": self.worker_id,
+                },
+            )
+            self._start(job)
+
+    def _start(self, job: Claimed) -> None:
+        ctx = pipeline.JobContext(self.runtime, job, worker_id=self.worker_id)
+        task = asyncio.create_task(self._run_one(ctx), name=f"job {job.video_id}")
+        self._jobs[job.video_id] = _Running(ctx, task)
 
     async def _claim_free_slots(self) -> list[Claimed]:
         free = self.concurrency - len(self._jobs)
@@ -194,14 +234,46 @@ class Worker:
             bus=self.runtime.bus,
         )
         for job in claimed:
-            ctx = pipeline.JobContext(self.runtime, job, worker_id=self.worker_id)
-            task = asyncio.create_task(self._run_one(ctx), name=f"job {job.video_id}")
-            self._jobs[job.video_id] = _Running(ctx, task)
+            self._start(job)
         return claimed
+
+    async def _pause(self, seconds: float) -> None:
+        """Back off for ``seconds``: wake-ups do not cut it short, a stop request does."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while not self._stopping:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=left)
+
+    def _failed(self, what: str, exc: Exception, failures: int) -> float:
+        """Log a failed loop step; returns how long to back off before the next one."""
+        if transient.is_transient(exc):
+            delay = transient.backoff(failures)
+            logger.warning(
+                f"{what} failed: database unavailable; retrying",
+                extra={
+                    "action": "db.retry",
+                    "operation": what,
+                    "worker_id": self.worker_id,
+                    "attempt": failures + 1,
+                    "delay": round(delay, 3),
+                    "error": f"{type(exc).__name__}: {exc}",
+                },
+            )
+            return delay
+        logger.exception(f"{what} failed", extra={"worker_id": self.worker_id})
+        return max(ERROR_BACKOFF_SECONDS, transient.backoff(failures))
 
     async def _run_one(self, ctx: pipeline.JobContext) -> None:
         try:
             await pipeline.run_job(ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # run_job handles its errors; this is the last line of defence
+            logger.exception("job task failed", extra=ctx.log_extra)
         finally:
             running = self._jobs.get(ctx.video_id)
             if running is not None and running.ctx is ctx and not self._stopping:
@@ -219,21 +291,28 @@ class Worker:
 
     # --- leases ------------------------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:
+        failures = 0
         while True:
             await asyncio.sleep(self.settings.heartbeat_seconds)
             try:
                 await self._heartbeat()
-            except Exception:
-                logger.exception("heartbeat failed", extra={"worker_id": self.worker_id})
+                failures = 0
+            except Exception as exc:
+                # The next beat is the retry; the lease outlives a few missed beats.
+                self._failed("heartbeat", exc, failures)
+                failures += 1
 
     async def _heartbeat(self) -> None:
-        jobs = {vid: r.ctx.attempt for vid, r in self._jobs.items() if not r.lost}
+        # A finished job's row is no longer processing: it is not lost, just done.
+        jobs = {
+            vid: r.ctx.attempt for vid, r in self._jobs.items() if not r.lost and not r.ctx.finished
+        }
         if not jobs:
             return
         report = await queue.extend_leases(jobs, lease_seconds=self.settings.lease_seconds)
         for video_id in report.lost:
             running = self._jobs.get(video_id)
-            if running is None or running.task.done():
+            if running is None or running.task.done() or running.ctx.finished:
                 continue
             running.lost = True
             running.task.cancel()
@@ -253,11 +332,31 @@ class Worker:
 
     async def _sweep_loop(self) -> None:
         interval = max(0.2, min(self.settings.lease_seconds / 2, 30.0))
+        failures = 0
         while True:
             try:
                 await self._sweep_once()
-            except Exception:
-                logger.exception("sweep failed", extra={"worker_id": self.worker_id})
+                failures = 0
+                delay = interval
+            except Exception as exc:
+                delay = min(interval, self._failed("sweep", exc, failures))
+                failures += 1
+            await asyncio.sleep(delay)
+
+    async def _purge_loop(self) -> None:
+        """Run the retention purge every ``purge_interval_seconds`` (never when 0 or less)."""
+        from vidgen.media import retention
+
+        interval = self.settings.purge_interval_seconds
+        if interval <= 0:
+            return
+        # Spread workers started together over the first interval.
+        await asyncio.sleep(random.uniform(0.5, 1.0) * interval)
+        while True:
+            try:
+                await retention.purge(settings=self.settings, storage=self.runtime.storage)
+            except Exception as exc:
+                self._failed("purge", exc, 0)
             await asyncio.sleep(interval)
 
     async def _sweep_once(self) -> None:
@@ -267,6 +366,7 @@ class Worker:
             bus=self.runtime.bus,
         )
         for item in swept:
+            JOB_RESCUES.inc()
             if item.to_status is VideoStatus.QUEUED:
                 self._wake.set()
                 continue
@@ -304,8 +404,9 @@ class Worker:
                 status = await queue.release(
                     r.ctx.video_id, r.ctx.attempt, worker_id=self.worker_id, bus=self.runtime.bus
                 )
-            except Exception:
-                logger.exception("release failed", extra={"video_id": r.ctx.video_id})
+            except Exception as exc:
+                # Its lease expires and a sweeper hands it on: nothing is lost.
+                self._failed("release", exc, 0)
                 continue
             logger.info(
                 "released job",

@@ -1,0 +1,170 @@
+"""Database blinks: workers back off and resume; no job fails or runs twice because of them."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections import Counter
+
+import asyncpg
+import pytest
+from tortoise.exceptions import DBConnectionError, IntegrityError, OperationalError
+
+from tests.conftest import PG_ADMIN_URL
+from tests.jobs.conftest import make_video, wait_until
+from vidgen.jobs import queue, transient
+from vidgen.jobs.lifecycle import StaleAttempt
+from vidgen.jobs.worker import Worker, start_embedded
+from vidgen.models import AttemptOutcome, Video, VideoAttempt, VideoStatus, VideoStatusEvent
+
+S = VideoStatus
+
+
+def _wrapped(outer: BaseException, inner: BaseException) -> BaseException:
+    try:
+        try:
+            raise inner
+        except BaseException as exc:
+            raise outer from exc
+    except BaseException as exc:
+        return exc
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        DBConnectionError("pool closed"),
+        ConnectionRefusedError(111, "Connect call failed"),
+        ConnectionResetError(),
+        OSError("network unreachable"),
+        asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"),
+        asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
+        asyncpg.exceptions.AdminShutdownError("terminating connection"),
+        asyncpg.exceptions.InterfaceError("connection is closed"),
+        asyncpg.exceptions.InternalClientError("cannot switch to state 12; another operation"),
+        _wrapped(OperationalError("x"), asyncpg.exceptions.ConnectionDoesNotExistError("gone")),
+        _wrapped(RuntimeError("while saving"), ConnectionResetError()),
+        sqlite3.OperationalError("database is locked"),
+    ],
+    ids=repr,
+)
+def test_connection_errors_are_transient(exc: BaseException) -> None:
+    assert transient.is_transient(exc)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        OperationalError("syntax error at or near SELEKT"),
+        IntegrityError("duplicate key"),
+        sqlite3.OperationalError("no such table: videos"),
+        StaleAttempt("attempt 1 is stale"),
+        ValueError("a bug"),
+    ],
+    ids=repr,
+)
+def test_real_errors_are_not_transient(exc: BaseException) -> None:
+    assert not transient.is_transient(exc)
+
+
+def test_backoff_is_capped_and_jittered() -> None:
+    delays = [transient.backoff(n, base=0.1, cap=2.0) for n in range(12)]
+    assert all(0.05 <= d <= 2.0 for d in delays)
+    assert delays[-1] >= 1.0  # half of the cap is fixed
+    assert len({transient.backoff(3) for _ in range(20)}) > 1
+
+
+async def test_retrying_waits_out_transient_errors_and_passes_real_ones() -> None:
+    calls = 0
+
+    async def flaky() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise ConnectionResetError("blink")
+        return "done"
+
+    assert await transient.retrying(flaky, what="test", cap=0.01) == "done"
+    assert calls == 3
+
+    async def broken() -> None:
+        raise StaleAttempt("stale")
+
+    with pytest.raises(StaleAttempt):
+        await transient.retrying(broken, what="test", cap=0.01)
+
+
+async def _terminate_backends(database: str) -> int:
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        return await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid()",
+            database,
+        )
+    finally:
+        await admin.close()
+
+
+async def _completed(ids: list[int]) -> int:
+    try:
+        return await Video.filter(id__in=ids, status=S.COMPLETED).count()
+    except Exception as exc:  # our own pool is being cut too
+        if transient.is_transient(exc):
+            return -1
+        raise
+
+
+@pytest.mark.postgres_only
+async def test_jobs_complete_while_backends_are_terminated(runtime, user, provider) -> None:
+    """Kill every connection of the worker's database again and again mid-run: the claim loop,
+    heartbeat, sweeper and pipeline back off and resume; every job completes exactly once."""
+    runtime.settings.worker_poll_seconds = 0.2
+    database = str(runtime.settings.database_url).rsplit("/", 1)[1]
+    ids = [
+        (await make_video(user, f"sleep:{0.1 + (i % 4) * 0.1:.1f} job {i}")).id for i in range(24)
+    ]
+    worker = await start_embedded(runtime, concurrency=4)
+    killed = 0
+    try:
+        for _ in range(12):
+            await asyncio.sleep(0.15)
+            killed += await _terminate_backends(database)
+        for _ in range(300):
+            if await _completed(ids) == len(ids):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await worker.stop(grace_seconds=5)
+    assert killed > 0, "the test must really cut connections"
+    assert worker._task is not None and worker._task.exception() is None
+    statuses = Counter(await Video.filter(id__in=ids).values_list("status", flat=True))
+    assert statuses == {S.COMPLETED: len(ids)}, statuses
+    terminal = Counter(
+        await VideoStatusEvent.filter(video_id__in=ids, to_status="completed").values_list(
+            "video_id", flat=True
+        )
+    )
+    assert all(terminal[i] == 1 for i in ids)
+    outcomes = await VideoAttempt.filter(video_id__in=ids).values_list("outcome", flat=True)
+    assert AttemptOutcome.FAILED not in outcomes  # a blink never fails a job
+    assert all(provider.submissions[f"video-{i}"] == 1 for i in ids)  # nor pays twice
+
+
+async def test_worker_adopts_jobs_claimed_when_the_reply_was_lost(runtime, user) -> None:
+    """A claim that committed while its connection died leaves jobs processing under the
+    worker's id; after the failed claim the worker runs them instead of waiting for a rescue."""
+    runtime.settings.worker_poll_seconds = 0.1
+    video = await make_video(user)
+    worker = Worker(runtime, concurrency=2, worker_id="host:1:adopt")
+    [orphan] = await queue.claim(worker_id=worker.worker_id, limit=1, lease_seconds=30)
+    worker._adopt = True  # what a claim failing with a connection error leaves behind
+    worker.start()
+    try:
+        await wait_until(lambda: Video.filter(id=video.id, status=S.COMPLETED).exists())
+    finally:
+        await worker.stop()
+    done = await Video.get(id=video.id)
+    assert (done.attempt, done.rescue_count, done.retry_count) == (orphan.attempt, 0, 0)
+    [attempt] = await VideoAttempt.filter(video_id=video.id)
+    assert attempt.outcome == AttemptOutcome.SUCCEEDED
