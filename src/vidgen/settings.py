@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     priority_max: int = 100
     provider_concurrency: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
     enable_test_provider: bool = False
+    # The test provider appends every submission here (tests count them across processes).
+    test_provider_log: Path | None = None
 
     # --- media ------------------------------------------------------------------------
     max_upload_bytes: int = 10 * 1024 * 1024

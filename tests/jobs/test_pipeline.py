@@ -235,3 +235,18 @@ async def test_manual_retry_gives_a_fresh_budget(runtime, user) -> None:
         None,
         None,
     )
+
+
+async def test_test_provider_log_comes_from_settings(tmp_path, monkeypatch) -> None:
+    from vidgen.providers.registry import build_providers, close_providers
+    from vidgen.settings import Settings
+
+    monkeypatch.setenv("VIDGEN_TEST_PROVIDER_LOG", str(tmp_path / "from-env.log"))
+    from_env = Settings(_env_file=None, enable_test_provider=True, data_dir=tmp_path)
+    assert from_env.test_provider_log == tmp_path / "from-env.log"
+    explicit = from_env.model_copy(update={"test_provider_log": tmp_path / "given.log"})
+    providers = build_providers(explicit)
+    try:
+        assert providers["test"].submissions_log == tmp_path / "given.log"
+    finally:
+        await close_providers(providers)

@@ -63,7 +63,10 @@ def build_providers(
     if settings.enable_test_provider:
         test = _optional("vidgen.providers.testing", "TestProvider")
         if test is not None:
-            providers["test"] = test(tolerance_seconds=settings.webhook_tolerance_seconds)
+            providers["test"] = test(
+                tolerance_seconds=settings.webhook_tolerance_seconds,
+                submissions_log=settings.test_provider_log,
+            )
     for name, provider in (extra or {}).items():
         providers[name] = provider
     return providers

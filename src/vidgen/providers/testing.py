@@ -1,6 +1,7 @@
 """The ``test`` provider: a real provider whose behaviour is commanded by the prompt.
 
-Enabled with ``VIDGEN_ENABLE_TEST_PROVIDER=true``. Because the commands travel in the
+Enabled with ``VIDGEN_ENABLE_TEST_PROVIDER=true``; ``VIDGEN_TEST_PROVIDER_LOG`` (the
+``test_provider_log`` setting) names the submission log. Because the commands travel in the
 prompt and the prediction id (which encodes them with the submission time), a prediction
 submitted by one process can be polled by another, e.g. after a worker was killed.
 
@@ -57,8 +58,6 @@ from vidgen.providers.base import (
     WebhookRejected,
 )
 
-# Test-only: the cross-process submission log (the settings object knows nothing of it).
-LOG_ENV = "VIDGEN_TEST_PROVIDER_LOG"
 DEFAULT_WEBHOOK_SECRET = "test-webhook-secret"
 SIGNATURE_HEADER = "x-test-signature"
 TIMESTAMP_HEADER = "x-test-timestamp"
@@ -179,8 +178,7 @@ class TestProvider:
         webhook_secret: str = DEFAULT_WEBHOOK_SECRET,
         tolerance_seconds: float = 300.0,
     ) -> None:
-        log = submissions_log or os.environ.get(LOG_ENV)
-        self.submissions_log = Path(log) if log else None
+        self.submissions_log = Path(submissions_log) if submissions_log else None
         self.webhook_secret = webhook_secret
         self.tolerance_seconds = tolerance_seconds
         self.submissions: Counter[str] = Counter()
