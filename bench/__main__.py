@@ -40,7 +40,13 @@ class Bench:
 BENCHES = (
     Bench("render", "render_bench", [], ["--frames", "48", "--repeat", "1"], 180),
     Bench("engine", "engine_bench", [], ["--jobs", "300"], 240),
-    Bench("subscriptions", "subscriptions_bench", [], ["--quick"], 300),
+    Bench(
+        "subscriptions",
+        "subscriptions_bench",
+        [],
+        ["--quick", "--steady", "5", "--burst", "8"],
+        300,
+    ),
     Bench("api", "api_bench", ["--json"], ["--json", "--quick"], 300),
 )
 
@@ -203,31 +209,44 @@ def parse_subscriptions(stdout: str, data: dict[str, Any] | None) -> tuple[list[
                 )
             )
         return rows, []
-    # Text only: take what can be recognised.
-    rate = re.search(r"([\d.,]+)\s*(?:events|deliveries|messages)/s", stdout)
-    lat = re.search(r"p50[^\d]*([\d.]+)\s*ms.*?p99[^\d]*([\d.]+)\s*ms", stdout, re.S)
-    rss = re.search(r"(?:RSS|memory)[^\d\n]*([\d.]+)\s*(MiB|MB)", stdout, re.I)
-    if rate:
+    # Text: the "metric  value" table of bench/subscriptions_bench.py.
+    table = dict(
+        (m.group(1).strip(), m.group(2).strip())
+        for m in re.finditer(r"^(\S[^\n]*?)\s{2,}(\S[^\n]*)$", stdout, re.M)
+    )
+    count = re.match(r"(\d+)", table.get("subscriptions", ""))
+    subs = int(count.group(1)) if count else subs
+    for phase in ("steady", "burst"):
+        delivered = re.match(r"([\d.]+) deliveries/s", table.get(f"{phase}: delivered", ""))
+        events = re.search(r"\((\d+)/s\)", table.get(f"{phase}: events", ""))
+        got = re.match(r"(\d+) of (\d+)", table.get(f"{phase}: deliveries", ""))
+        latency = re.match(r"p50 ([\d.]+) ms, p99 ([\d.]+) ms", table.get(f"{phase}: latency", ""))
+        if not delivered:
+            continue
+        offered = f", {events.group(1)} commits/s offered" if events else ""
+        complete = got and got.group(1) == got.group(2)
         rows.append(
             Row(
-                f"subscriptions fan-out, {subs:,} subscribers (events delivered/s)",
-                rate.group(1),
-                result="reported",
+                f"subscriptions, {subs:,} on one API process, {phase}{offered} "
+                "(deliveries/s; p50 / p99 commit → receipt ms)",
+                f"{float(delivered.group(1)):,.0f}; "
+                + (f"{latency.group(1)} / {latency.group(2)}" if latency else "?"),
+                result=(
+                    "all delivered"
+                    if complete
+                    else f"{got.group(1)} of {got.group(2)} delivered"
+                    if got
+                    else "reported"
+                ),
             )
         )
-    if lat:
-        rows.append(
-            Row(
-                "subscriptions latency, commit → every subscriber (p50 / p99 ms)",
-                f"{lat.group(1)} / {lat.group(2)}",
-                result="reported",
-            )
-        )
+    rss = re.match(r"([\d.]+) MiB(.*)", table.get(f"API RSS, {subs} subs", ""))
     if rss:
+        idle = table.get("API RSS idle", "?")
         rows.append(
             Row(
-                f"API memory with {subs:,} subscriptions (RSS {rss.group(2)})",
-                rss.group(1),
+                f"API memory with {subs:,} subscriptions (RSS MiB; idle {idle})",
+                rss.group(1) + (f" {rss.group(2).strip()}" if rss.group(2).strip() else ""),
                 result="reported",
             )
         )
