@@ -17,6 +17,10 @@ from vidgen.settings import Settings
 WATCH = "subscription W($id: ID!) { videoUpdated(id: $id) { id status version } }"
 
 
+# The protocol, not the database, is under test here: one backend is enough.
+pytestmark = pytest.mark.sqlite_only
+
+
 @pytest.fixture
 def live_settings(live_settings: Settings) -> Settings:
     return live_settings.model_copy(update={"legacy_graphql_ws": True})

@@ -414,8 +414,18 @@ class _Watcher:
         while True:
             wait = self.next_check - time.monotonic()
             if wait <= 0:
-                await self.viewer()
                 self.next_check = time.monotonic() + self.reauth_every
+                try:
+                    await self.viewer()
+                except errors.Unauthenticated:
+                    raise
+                except Exception:  # noqa: BLE001 - a database blip must not drop everyone
+                    logger.warning(
+                        "token re-check failed; keeping the subscription, retrying soon",
+                        exc_info=True,
+                        extra={"action": "ws_reauth_failed"},
+                    )
+                    self.next_check = time.monotonic() + min(self.reauth_every, 1.0)
                 continue
             try:
                 async with asyncio.timeout(wait):
