@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.providers.conftest import KEYS, WRONG_KEYS, Harness
+from tests.providers.conftest import KEYS, PROVIDERS, WRONG_KEYS, Harness
 from tests.providers.helpers import assert_playable, poll_to_end
 from vidgen.providers.base import PredictionLost, Provider, ProviderError, State
 
@@ -65,9 +65,12 @@ async def test_download_over_the_cap_is_permanent_and_leaves_no_file(
     assert not dest.exists()
 
 
+# Stability has no failed state (its result errors are HTTP errors) and takes no prompt.
+WITH_PROMPT_AND_FAILED_STATE = [name for name in PROVIDERS if name != "stability"]
+
+
+@pytest.mark.parametrize("harness", WITH_PROMPT_AND_FAILED_STATE, indirect=True)
 async def test_failed_prediction_is_permanent(harness: Harness) -> None:
-    if harness.name == "stability":
-        pytest.skip("Stability has no failed state; its result errors are HTTP errors")
     harness.sim.scenario.outcome = "fail"
     submission = await harness.provider.submit(harness.request())
     _, final = await poll_to_end(harness.provider, submission.prediction_id)
@@ -125,9 +128,8 @@ async def test_hang_past_the_client_timeout_is_retryable(harness: Harness) -> No
     assert (caught.value.retryable, caught.value.code) == (True, "timeout")
 
 
+@pytest.mark.parametrize("harness", WITH_PROMPT_AND_FAILED_STATE, indirect=True)
 async def test_magic_prompt_faults_hit_only_the_first_submission(harness: Harness) -> None:
-    if harness.name == "stability":
-        pytest.skip("Stability takes no prompt")
     with pytest.raises(ProviderError) as caught:
         await harness.provider.submit(harness.request("sim:500 a fox"))
     assert caught.value.retryable
