@@ -20,7 +20,7 @@ still alive finds its ``WHERE id = … AND attempt = …`` matching nothing and 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -476,6 +476,13 @@ async def claimed_by(worker_id: str, *, exclude: Iterable[int] = ()) -> list[Cla
 
 _EVENT_COLUMNS = "id, owner_id, version, status, progress, project_id, story_id"
 
+#: Sends one fenced single-row statement and returns its rows: ``runner(sql, params, key=id)``.
+Runner = Callable[..., Awaitable[list[dict[str, Any]]]]
+
+
+async def _run_alone(sql: str, params: list[Any], *, key: int) -> list[dict[str, Any]]:
+    return await Video._meta.db.execute_query_dict(sql, params)
+
 
 def _event_from_row(row: Mapping[str, Any], event_id: int | None) -> VideoEvent:
     return VideoEvent(
@@ -526,6 +533,7 @@ async def finish(
     error_message: str | None = None,
     retryable: bool | None = None,
     bus: EventBus | None = None,
+    runner: Runner | None = None,
 ) -> Change:
     """End a worker's attempt: ``processing`` → ``to``, fenced on ``attempt``.
 
@@ -545,6 +553,8 @@ async def finish(
         error_message: kept on the attempt row.
         retryable: kept on the attempt row.
         bus: publish the change after the commit (None: the caller publishes).
+        runner: sends the PostgreSQL statement (e.g. a worker's
+            :class:`~vidgen.jobs.writer.GroupWriter`); default: on its own.
 
     Raises:
         StaleAttempt: the video is no longer processing under this attempt (nothing written).
@@ -587,8 +597,8 @@ async def finish(
             "error": p(error_message),
             "retryable": p(retryable),
         }
-        rows = await conn.execute_query_dict(
-            sql.format(sets=", ".join(sets), cols=_EVENT_COLUMNS, **named), p.values
+        rows = await (runner or _run_alone)(
+            sql.format(sets=", ".join(sets), cols=_EVENT_COLUMNS, **named), p.values, key=video_id
         )
         if not rows:
             raise StaleAttempt(f"video {video_id}: attempt {attempt} is no longer processing")
@@ -626,12 +636,18 @@ async def finish(
 
 
 async def store_prediction(
-    video_id: int, attempt: int, prediction_id: str | None, *, bus: EventBus | None = None
+    video_id: int,
+    attempt: int,
+    prediction_id: str | None,
+    *,
+    bus: EventBus | None = None,
+    runner: Runner | None = None,
 ) -> VideoEvent:
     """Keep a running job's prediction id on the video and its attempt row, fenced.
 
     One statement on PostgreSQL. Call it as soon as the provider accepted the submission:
     a job rescued after this point resumes the prediction instead of paying for a new one.
+    ``runner`` sends the PostgreSQL statement as in :func:`finish`.
 
     Raises:
         StaleAttempt: the video is no longer processing under this attempt (nothing written).
@@ -639,7 +655,7 @@ async def store_prediction(
     conn = Video._meta.db
     stamp = now()
     if conn.capabilities.dialect == "postgres":
-        rows = await conn.execute_query_dict(
+        rows = await (runner or _run_alone)(
             "WITH v AS (UPDATE videos SET prediction_id = $1, version = version + 1,"
             " updated_at = $2 WHERE id = $3 AND attempt = $4 AND status = 'processing'"
             f" RETURNING {_EVENT_COLUMNS}),"
@@ -647,6 +663,7 @@ async def store_prediction(
             " AND attempt = $4 AND EXISTS (SELECT 1 FROM v))"
             " SELECT * FROM v",
             [prediction_id, stamp, video_id, attempt],
+            key=video_id,
         )
     else:
         async with in_transaction() as tx:

@@ -64,8 +64,16 @@ _VIDEO_EXTS = {"video/mp4": "mp4", "video/webm": "webm"}
 class JobContext:
     """One claimed job as its worker runs it: the fence, and the nudges from outside."""
 
-    def __init__(self, runtime: Runtime, claimed: Claimed, *, worker_id: str) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        claimed: Claimed,
+        *,
+        worker_id: str,
+        runner: lifecycle.Runner | None = None,
+    ) -> None:
         self.runtime = runtime
+        self.runner = runner  # sends the job's fenced writes (the worker's group writer)
         self.claimed = claimed
         self.video_id = claimed.video_id
         self.attempt = claimed.attempt
@@ -305,7 +313,7 @@ async def _store_prediction(ctx: JobContext, prediction_id: str | None) -> None:
         ctx,
         "store prediction",
         lambda: lifecycle.store_prediction(
-            ctx.video_id, ctx.attempt, prediction_id, bus=ctx.runtime.bus
+            ctx.video_id, ctx.attempt, prediction_id, bus=ctx.runtime.bus, runner=ctx.runner
         ),
     )
 
@@ -465,6 +473,7 @@ async def _finish(
             error_message=error.message if error else None,
             retryable=error.retryable if error else None,
             bus=ctx.runtime.bus,
+            runner=ctx.runner,
         ),
     )
     ctx.finished = True

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from vidgen.events.bus import WAKEUP_CHANNEL, SubscriberOverflow, Subscription
 from vidgen.jobs import lifecycle, pipeline, queue, transient
 from vidgen.jobs.lifecycle import Claimed, now
+from vidgen.jobs.writer import GroupWriter
 from vidgen.metrics import JOB_RESCUES
 from vidgen.models import VideoStatus
 from vidgen.runtime import Runtime
@@ -77,6 +78,7 @@ class Worker:
         self.worker_id = worker_id or default_worker_id()
         self.grace_seconds = self.settings.shutdown_grace_seconds
         self._jobs: dict[int, _Running] = {}
+        self.writer = GroupWriter()  # group commit of the jobs' last writes
         self._wake = asyncio.Event()
         self._stopping = False
         self._adopt = False  # a claim failed in flight: it may have claimed jobs for us
@@ -217,7 +219,9 @@ class Worker:
             self._start(job)
 
     def _start(self, job: Claimed) -> None:
-        ctx = pipeline.JobContext(self.runtime, job, worker_id=self.worker_id)
+        ctx = pipeline.JobContext(
+            self.runtime, job, worker_id=self.worker_id, runner=self.writer.run
+        )
         task = asyncio.create_task(self._run_one(ctx), name=f"job {job.video_id}")
         self._jobs[job.video_id] = _Running(ctx, task)
 

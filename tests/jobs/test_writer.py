@@ -1,0 +1,78 @@
+"""Group commit: concurrent jobs' last writes share round trips, each stays fenced alone."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.jobs.conftest import make_video
+from vidgen.jobs import lifecycle, queue
+from vidgen.jobs.writer import GroupWriter
+from vidgen.models import AttemptOutcome, Video, VideoAttempt, VideoStatus, VideoStatusEvent
+
+S = VideoStatus
+
+
+async def _finish(writer: GroupWriter, job: lifecycle.Claimed, **fields) -> lifecycle.Change:
+    return await lifecycle.finish(
+        job.video_id,
+        job.attempt,
+        S.COMPLETED,
+        AttemptOutcome.SUCCEEDED,
+        actor="worker:w",
+        message="completed",
+        fields={"codec": "h264", **fields},
+        runner=writer.run,
+    )
+
+
+async def test_batched_finishes_are_fenced_one_by_one(db, user) -> None:
+    for _ in range(6):
+        await make_video(user)
+    jobs = await queue.claim(worker_id="w", limit=6, lease_seconds=30)
+    stale = jobs[0]
+    await Video.filter(id=stale.video_id).update(attempt=stale.attempt + 1)  # taken over
+    writer = GroupWriter()
+    results = await asyncio.gather(*(_finish(writer, j) for j in jobs), return_exceptions=True)
+    assert isinstance(results[0], lifecycle.StaleAttempt)
+    changes = results[1:]
+    assert all(isinstance(c, lifecycle.Change) and c.to_status is S.COMPLETED for c in changes)
+    for job, change in zip(jobs[1:], changes, strict=True):
+        video = await Video.get(id=job.video_id)
+        assert (video.status, video.version, video.codec) == (S.COMPLETED, change.version, "h264")
+        event = await VideoStatusEvent.get(id=change.event.event_id)
+        assert (event.video_id, event.to_status) == (job.video_id, "completed")
+        attempt = await VideoAttempt.get(video_id=job.video_id, attempt=job.attempt)
+        assert attempt.outcome == AttemptOutcome.SUCCEEDED
+    untouched = await Video.get(id=stale.video_id)
+    assert untouched.status == S.PROCESSING and untouched.codec is None
+
+
+@pytest.mark.postgres_only
+async def test_concurrent_writes_share_round_trips(db, user) -> None:
+    for _ in range(8):
+        await make_video(user)
+    jobs = await queue.claim(worker_id="w", limit=8, lease_seconds=30)
+    writer = GroupWriter()
+    await asyncio.gather(*(_finish(writer, j) for j in jobs))
+    assert writer.statements == 8
+    assert writer.batches <= 2  # the first goes alone, the rest wait for it and go together
+    assert await Video.filter(status=S.COMPLETED).count() == 8
+
+
+@pytest.mark.postgres_only
+async def test_a_bad_row_fails_alone(db, user) -> None:
+    for _ in range(4):
+        await make_video(user)
+    jobs = await queue.claim(worker_id="w", limit=4, lease_seconds=30)
+    writer = GroupWriter()
+    bad = jobs[-1]
+    results = await asyncio.gather(
+        *(_finish(writer, j, codec="x" * 500 if j is bad else "h264") for j in jobs),
+        return_exceptions=True,
+    )
+    assert isinstance(results[-1], Exception)  # varchar(32) overflow: a real error
+    assert all(isinstance(r, lifecycle.Change) for r in results[:-1])
+    assert await Video.filter(status=S.COMPLETED).count() == 3
+    assert (await Video.get(id=bad.video_id)).status == S.PROCESSING
