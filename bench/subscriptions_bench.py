@@ -446,11 +446,18 @@ def main() -> None:
     parser.add_argument("--sockets", type=int, default=100)
     parser.add_argument("--per-socket", type=int, default=10, help="at most 100")
     parser.add_argument("--videos", type=int, default=20)
-    parser.add_argument("--steady", type=int, default=10, help="changes per video, paced")
-    parser.add_argument("--burst", type=int, default=15, help="changes per video, unpaced")
-    parser.add_argument("--rate", type=float, default=20.0, help="steady commits per second")
+    parser.add_argument("--steady", type=int, default=None, help="changes per video, paced")
+    parser.add_argument("--burst", type=int, default=None, help="changes per video, unpaced")
+    parser.add_argument("--quick", action="store_true", help="shorter phases (5 + 8 changes)")
+    parser.add_argument("--rate", type=float, default=10.0, help="steady commits per second")
     parser.add_argument("--timeout", type=float, default=90.0)
     args = parser.parse_args()
+    if args.steady is None:
+        args.steady = 5 if args.quick else 10
+    if args.burst is None:
+        args.burst = 8 if args.quick else 15
+    if args.per_socket > 100:
+        parser.error("--per-socket: the server allows at most 100 operations per socket")
     asyncio.run(run(args))
 
 
