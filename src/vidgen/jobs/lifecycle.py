@@ -15,6 +15,12 @@ published on the event bus only after its transaction commits.
 Writes by a worker are fenced on ``attempt``: a worker whose lease was swept while it was
 still alive finds its ``WHERE id = … AND attempt = …`` matching nothing and gets
 :class:`StaleAttempt`, so it can never overwrite a newer attempt.
+
+The worker's hot path has its own entry points, each ONE statement on PostgreSQL (a
+data-modifying CTE; a short transaction on SQLite) that never re-reads what it wrote:
+:func:`apply_claim` (queued → processing, history and attempt rows), :func:`store_prediction`
+and :func:`finish` (processing → completed | failed | canceled | queued, history row, attempt
+row closed). :func:`transition` serves everything else (the API, the sweeper, releases).
 """
 
 from __future__ import annotations

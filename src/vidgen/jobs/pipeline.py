@@ -81,7 +81,7 @@ class JobContext:
         self.cancel_requested = False  # set by the heartbeat from the database
         self.cancel_hint = False  # a cancel message arrived: check the database
         self.spec: JobSpec | None = claimed.spec
-        self.finished = False  # the attempt's last write is done: nothing left to protect
+        self.finished = False  # the attempt's last write is under way or done
         self.started = time.monotonic()
         self._nudge = asyncio.Event()
 
@@ -458,6 +458,9 @@ async def _finish(
     error: ProviderError | None = None,
 ) -> None:
     """The attempt's last write: one fenced transition with the attempt row; published after."""
+    # From here on the row may stop being ``processing`` at any moment (the write can commit
+    # before its reply arrives): the heartbeat must not take that for a lost lease.
+    ctx.finished = True
     await _db(
         ctx,
         f"finish ({to.value})",
@@ -476,7 +479,6 @@ async def _finish(
             runner=ctx.runner,
         ),
     )
-    ctx.finished = True
     _observe(ctx, outcome)
 
 

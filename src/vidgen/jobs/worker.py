@@ -1,6 +1,6 @@
 """Workers: run up to N jobs at once in one process, keep their leases, sweep lost ones.
 
-A :class:`Worker` has three loops:
+A :class:`Worker` has four loops:
 
 - the claim loop: claims as many due jobs as it has free slots, then sleeps until a wake-up
   on :data:`~vidgen.events.bus.WAKEUP_CHANNEL`, a finished job, the next scheduled job, or
@@ -11,9 +11,12 @@ A :class:`Worker` has three loops:
 - the purge (every ``purge_interval_seconds``, 0 or less: never): removes expired soft-deleted
   videos and orphaned files (safe in every worker: the purge re-checks in its DELETE).
 
-Every loop rides out database outages: a connection error (see :mod:`vidgen.jobs.transient`)
-is logged and retried with capped exponential backoff and jitter, never fatal, and never
-fails a job; a job whose lease was swept meanwhile finds its fenced writes stale and stops.
+The jobs' last writes go through the worker's :class:`~vidgen.jobs.writer.GroupWriter`
+(group commit). Every loop rides out database outages: a connection error (see
+:mod:`vidgen.jobs.transient`) is logged and retried with capped exponential backoff and
+jitter, never fatal, and never fails a job; a job whose lease was swept meanwhile finds its
+fenced writes stale and stops. A claim that failed in flight may have committed: its jobs
+(processing under this worker's id) are adopted at the next claim.
 
 Shutdown (SIGTERM/SIGINT, or :meth:`Worker.stop`): stop claiming, let running jobs finish
 within ``shutdown_grace_seconds``, then release the rest back to ``queued`` (a second signal
@@ -123,6 +126,7 @@ class Worker:
                     for task in helpers[2:]:
                         task.cancel()  # no more sweeping or purging while shutting down
                     await self._shutdown()
+                    await self.writer.drain()
                     for task in helpers:
                         task.cancel()
                     await asyncio.gather(*helpers, return_exceptions=True)

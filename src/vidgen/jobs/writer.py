@@ -65,6 +65,11 @@ class GroupWriter:
             self._flusher = asyncio.create_task(self._flush())
         return await future
 
+    async def drain(self) -> None:
+        """Wait for the batch in flight (at shutdown, before the database is closed)."""
+        if self._flusher is not None and not self._flusher.done():
+            await asyncio.gather(self._flusher, return_exceptions=True)
+
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
