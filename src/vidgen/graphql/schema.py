@@ -29,6 +29,7 @@ from strawberry.types import ExecutionContext
 
 from vidgen.graphql.errors import ErrorCodes, log_errors
 from vidgen.graphql.mutations import Mutation
+from vidgen.graphql.observability import OperationMetrics
 from vidgen.graphql.queries import Query
 from vidgen.settings import Settings
 
@@ -92,6 +93,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     settings = settings or Settings(_env_file=None)
     max_tokens = settings.max_query_tokens
     extensions: list[Any] = [
+        OperationMetrics,  # first: it reads the codes ErrorCodes gives (hooks exit in reverse)
         ErrorCodes,
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
         _limits(settings),

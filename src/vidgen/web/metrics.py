@@ -10,7 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from tortoise.functions import Count
+from tortoise.expressions import Q
+from tortoise.functions import Count, Min
 
 from vidgen import metrics
 from vidgen.models import AttemptOutcome, Video, VideoAttempt, VideoStatus
@@ -34,16 +35,21 @@ async def refresh_database_gauges() -> None:
         metrics.JOBS.labels(status=str(row["status"]), provider=row["provider"]).set(row["n"])
 
     now = dt.datetime.now(dt.UTC)
-    due = Video.filter(status=VideoStatus.QUEUED, deleted_at=None).filter(
-        scheduled_at__lte=now
-    ) | Video.filter(status=VideoStatus.QUEUED, deleted_at=None, scheduled_at=None)
+    due = Video.filter(
+        Q(scheduled_at__isnull=True) | Q(scheduled_at__lte=now),
+        status=VideoStatus.QUEUED,
+        deleted_at__isnull=True,
+    )
     metrics.QUEUE_DEPTH.set(await due.count())
-    oldest = await due.order_by("created_at").first().values("created_at", "scheduled_at")
-    if oldest:
-        since = oldest["scheduled_at"] or oldest["created_at"]
-        metrics.QUEUE_OLDEST_AGE.set(max(0.0, (now - since).total_seconds()))
-    else:
-        metrics.QUEUE_OLDEST_AGE.set(0)
+    # The job waiting longest is due since scheduled_at, or since created_at when unscheduled.
+    unscheduled = await due.filter(scheduled_at__isnull=True).annotate(
+        first=Min("created_at")
+    ).first().values("first")
+    scheduled = await due.filter(scheduled_at__isnull=False).annotate(
+        first=Min("scheduled_at")
+    ).first().values("first")
+    since = [row["first"] for row in (unscheduled, scheduled) if row and row["first"]]
+    metrics.QUEUE_OLDEST_AGE.set(max(0.0, (now - min(since)).total_seconds()) if since else 0)
 
     attempts = await VideoAttempt.annotate(n=Count("id")).group_by("outcome").values("outcome", "n")
     counts = {str(r["outcome"]): r["n"] for r in attempts}
