@@ -19,6 +19,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from vidgen import metrics
+
 PREFIX = "vidgen:"
 WAKEUP_CHANNEL = f"{PREFIX}wakeup"
 
@@ -188,6 +190,7 @@ class LocalFanout:
         sub.deliver(message)
         if sub.overflowed:
             self.overflows += 1
+            metrics.BUS_DROPPED_SUBSCRIBERS.inc()
 
     @property
     def count(self) -> int:

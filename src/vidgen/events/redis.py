@@ -45,6 +45,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import RedisError
 
+from vidgen import metrics
 from vidgen.events.bus import PREFIX, RESYNC, LocalFanout, Subscription
 
 logger = logging.getLogger(__name__)
@@ -276,6 +277,7 @@ class RedisBus:
                 self._stats.connected = True
                 if ever_connected:
                     self._stats.reconnects += 1
+                    metrics.BUS_RECONNECTS.inc()
                     logger.info(
                         "event bus: reconnected to Redis, resyncing subscribers",
                         extra={"action": "bus_reconnected", "subscribers": self._fanout.count},

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 import strawberry
 from strawberry.types import Info
 
-from vidgen import errors, models
+from vidgen import errors, metrics, models
 from vidgen.events.bus import (
     CLOSED,
     RESYNC,
@@ -334,12 +334,15 @@ class ActiveSubscriptions:
         return len(self._subs)
 
     @contextlib.contextmanager
-    def track(self, sub: BusSubscription) -> Any:
+    def track(self, sub: BusSubscription, field: str) -> Any:
         self._subs.add(sub)
         self._idle.clear()
+        gauge = metrics.ACTIVE_SUBSCRIPTIONS.labels(field=field)
+        gauge.inc()
         try:
             yield sub
         finally:
+            gauge.dec()
             self._subs.discard(sub)
             if not self._subs:
                 self._idle.set()
@@ -488,7 +491,7 @@ async def watch_video(info: Info, id: strawberry.ID) -> AsyncGenerator[models.Vi
     bus = context.runtime.bus
     async with bus.subscribe(video_channel(video_id or 0), maxsize=_queue_size(context)) as sub:
         since = shared.states.tick()  # registered: any load started later misses nothing
-        with shared.active.track(sub):
+        with shared.active.track(sub, "videoUpdated"):
             watcher = _Watcher(context, shared, sub)
             viewer = await watcher.viewer()
             state = await shared.states.current(video_id, since=since) if video_id else None
@@ -534,7 +537,7 @@ async def watch_videos(
     story = await _group_id(story_id, "Story", models.Story, viewer, "storyId")
     bus = context.runtime.bus
     async with bus.subscribe(owner_channel(viewer.id), maxsize=_queue_size(context)) as sub:
-        with shared.active.track(sub):
+        with shared.active.track(sub, "videoUpdates"):
             watcher = _Watcher(context, shared, sub)
             viewer = await watcher.viewer()
             feed = _Feed(viewer.id, project, story)
