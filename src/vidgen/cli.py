@@ -34,7 +34,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings.check()
     app = create_app(settings)
     print(f"vidgen: GraphiQL at http://{settings.host}:{settings.port}/graphql", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, lifespan="on")
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        lifespan="on",
+        # Compression costs CPU on every subscription message; a setting decides.
+        ws_per_message_deflate=settings.ws_compression,
+    )
     return 0
 
 

@@ -43,7 +43,7 @@ class Runtime:
         from vidgen.media.storage import LocalStorage
         from vidgen.providers.registry import build_providers
 
-        bus = bus or create_bus(settings.redis_url)
+        bus = bus or create_bus(settings.redis_url, namespace=settings.redis_namespace)
         storage = LocalStorage(settings.resolved_media_root)
         if providers is None:
             providers = build_providers(settings)

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     signup_enabled: bool = True
     ws_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     legacy_graphql_ws: bool = False
+    ws_reauth_seconds: float = 15.0
+    ws_subscription_queue: int = 256
+    ws_compression: bool = True
+    redis_namespace: str | None = None
     max_request_bytes: int = 25 * 1024 * 1024
     max_query_depth: int = 12
     max_query_tokens: int = 2000

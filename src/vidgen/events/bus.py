@@ -219,12 +219,13 @@ async def publish_video_event(bus: EventBus, event: VideoEvent) -> None:
         await bus.publish(channel, message)
 
 
-def create_bus(redis_url: str | None) -> EventBus:
-    """The Redis bus when a URL is set, else the in-process one."""
+def create_bus(redis_url: str | None, *, namespace: str | None = None) -> EventBus:
+    """The Redis bus when a URL is set, else the in-process one. ``namespace`` prefixes the
+    Redis channels so deployments sharing one Redis never hear each other."""
     if redis_url:
         from vidgen.events.redis import RedisBus
 
-        return RedisBus(redis_url)
+        return RedisBus(redis_url, namespace=namespace)
     from vidgen.events.memory import MemoryBus
 
     return MemoryBus()
