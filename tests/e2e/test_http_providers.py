@@ -309,12 +309,6 @@ async def test_cancel_of_a_processing_job_reaches_the_provider(
 
 
 @one_backend
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (vidgen.jobs.service.request_cancel / services.videos.cancel_video): a QUEUED "
-    "video that still holds a live prediction (released at shutdown, or rescued) is canceled "
-    "in the database only; the provider's prediction is never canceled and keeps running",
-)
 @pytest.mark.parametrize("name", ["runway", "replicate"])
 async def test_cancel_of_a_released_job_cancels_its_live_prediction(
     name: str, server: LiveServer, runtime: Runtime, sims: Sims, token: str

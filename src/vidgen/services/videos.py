@@ -570,7 +570,27 @@ async def cancel_video(*, runtime: Runtime, viewer: User, video_id: int) -> Vide
         NotFound: not the viewer's. Conflict: already completed, failed or canceled.
     """
     video = await get_video(viewer=viewer, video_id=video_id)
-    return await jobs.request_cancel(video.id, actor=actor_of(viewer), bus=runtime.bus)
+    return await _cancel_job(runtime=runtime, video=video, actor=actor_of(viewer))
+
+
+async def _cancel_job(*, runtime: Runtime, video: Video, actor: str) -> Video:
+    """Cancel the job; a queued video that still holds a live prediction (released at a
+    worker's shutdown, or rescued) has no worker to stop it, so cancel it upstream here."""
+    was_queued = VideoStatus(video.status) is VideoStatus.QUEUED
+    prediction_id = video.prediction_id
+    result = await jobs.request_cancel(video.id, actor=actor, bus=runtime.bus)
+    if was_queued and prediction_id and VideoStatus(result.status) is VideoStatus.CANCELED:
+        provider = runtime.providers.get(video.provider)
+        if provider is not None:
+            try:
+                await provider.cancel(prediction_id)
+            except Exception:  # noqa: BLE001 - best effort: the video is canceled either way
+                logger.warning(
+                    "could not cancel the provider's prediction",
+                    exc_info=True,
+                    extra={"video_id": video.id, "provider": video.provider},
+                )
+    return result
 
 
 async def retry_video(*, runtime: Runtime, viewer: User, video_id: int) -> Video:
@@ -595,7 +615,7 @@ async def delete_video(*, runtime: Runtime, viewer: User, video_id: int) -> Vide
         return video
     if VideoStatus(video.status) in (VideoStatus.QUEUED, VideoStatus.PROCESSING):
         try:
-            await jobs.request_cancel(video.id, actor=actor_of(viewer), bus=runtime.bus)
+            await _cancel_job(runtime=runtime, video=video, actor=actor_of(viewer))
         except lifecycle.IllegalTransition:
             pass  # it finished in the meantime: nothing left to stop
     await Video.filter(id=video.id, deleted_at__isnull=True).update(
