@@ -1,6 +1,7 @@
 """Job engine throughput on PostgreSQL, beside a bare asyncpg SKIP LOCKED loop.
 
     .venv/bin/python bench/engine_bench.py [--jobs 1000] [--concurrency 8] [--profile]
+        [--sort tottime]
 
 Both runs use the same concurrency and the same PostgreSQL server, each on its own fresh
 database (created and dropped here; admin URL from VIDGEN_BENCH_PG_URL, default
@@ -11,6 +12,13 @@ postgres://root@127.0.0.1:5432/test).
   the instant test provider, whose output is a tiny real video.
 - bare: ``UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING`` then
   ``UPDATE … SET status = 'completed'`` per job, on an equivalent table.
+
+Where the engine's time goes: its database work is a claim statement per batch of free
+slots plus two fenced statements per job, group-committed across the worker's jobs (about
+one round trip per 8 jobs each). What bounds it is the media work every job really does,
+in threads: writing the download, one decode pass for probe and thumbnail, and two
+fsync'd atomic saves; on a 2-CPU machine that alone tops out near 500 jobs/s (measured
+without any database), well under 40% of the bare loop. The last line is a JSON summary.
 """
 
 from __future__ import annotations
