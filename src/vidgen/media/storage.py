@@ -23,6 +23,7 @@ import contextlib
 import os
 import re
 import shutil
+import stat
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -175,9 +176,26 @@ class LocalStorage:
                 (e.g. through a symlink planted inside it).
         """
         target = self.root / validate_key(key)
-        if not target.resolve().is_relative_to(self.root):
+        # The root's own realpath is known (resolved once, in __init__): only what lies under
+        # it can hide a symlink, so look at those few entries and do the full resolve() only
+        # when one is a link. Same answer, 3-4 lstat calls instead of one per path component.
+        if self._has_link_below_root(key) and not target.resolve().is_relative_to(self.root):
             raise InvalidKey("Invalid storage key.")
         return target
+
+    def _has_link_below_root(self, key: str) -> bool:
+        current = str(self.root)
+        for part in ("", *key.split("/")):
+            current = f"{current}/{part}" if part else current
+            try:
+                mode = os.lstat(current).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                return False  # nothing further exists, so nothing further is a link
+            except OSError:
+                return True  # cannot tell: let resolve() decide
+            if stat.S_ISLNK(mode):
+                return True
+        return False
 
     def temp_path(self, suffix: str = "") -> Path:
         """A fresh path in ``root/.tmp`` (same filesystem as the keys, so a rename is atomic).
