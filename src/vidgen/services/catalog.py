@@ -291,10 +291,18 @@ async def ensure_theme(*, owner_id: int, name: str) -> Theme:
 
 
 async def ensure_tags(*, owner_id: int, names: Iterable[str]) -> list[Tag]:
-    """The owner's tags of those names, created when new, in the given order."""
+    """The owner's tags of those names, created when new, in the given order.
+
+    One SELECT finds those that exist (not one per tag); only new ones cost more.
+    """
+    labels = check_labels(names, field="tags")
+    if not labels:
+        return []
+    found = await Tag.filter(owner_id=owner_id, name_key__in=[key for _, key in labels])
+    existing = {tag.name_key: tag for tag in found}
     return [
-        await _get_or_create(Tag, owner_id, display, key)
-        for display, key in check_labels(names, field="tags")
+        existing.get(key) or await _get_or_create(Tag, owner_id, display, key)
+        for display, key in labels
     ]
 
 
