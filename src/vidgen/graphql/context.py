@@ -41,7 +41,7 @@ import contextvars
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from vidgen import errors
+from vidgen import errors, logs
 from vidgen.graphql.dataloaders import Loaders
 from vidgen.services import users
 
@@ -123,6 +123,8 @@ class Context:
         self.viewer = await users.authenticate(token)
         if self.viewer is None:
             self.auth_error = "The token is invalid, expired or revoked; sign in again."
+        else:
+            logs.user_id.set(self.viewer.id)  # every log line of this request names the user
         return self.viewer
 
     async def reauthenticate(self) -> User | None:
