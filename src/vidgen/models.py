@@ -230,6 +230,8 @@ class Video(Model):
     # The job.
     prediction_id = fields.CharField(max_length=255, null=True)
     error_message = fields.TextField(null=True)
+    # What the provider says about a running job: queue position, last log line, throttling.
+    status_message = fields.CharField(max_length=500, null=True)
     retry_count = fields.IntField(default=0)
     max_retries = fields.IntField(default=3)
     rescue_count = fields.IntField(default=0)

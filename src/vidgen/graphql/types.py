@@ -202,6 +202,15 @@ class Video(relay.Node):
     def status(self, root: strawberry.Parent[Any]) -> VideoStatusEnum:
         return VideoStatusEnum.of(root.status)
 
+    @strawberry.field(
+        description="What the provider says while the video is processing (queue position, "
+        "last log line); null otherwise."
+    )
+    def status_message(self, root: strawberry.Parent[Any]) -> str | None:
+        if root.status != models.VideoStatus.PROCESSING:
+            return None
+        return root.status_message
+
     @strawberry.field
     def output_format(self, root: strawberry.Parent[Any]) -> OutputFormatEnum:
         return OutputFormatEnum.of(root.output_format)

@@ -276,18 +276,28 @@ async def touch(
 
 
 async def report_progress(
-    video_id: int, progress: float, *, attempt: int, bus: EventBus | None
+    video_id: int,
+    progress: float | None,
+    *,
+    attempt: int,
+    bus: EventBus | None,
+    message: str | None = None,
 ) -> VideoEvent | None:
-    """Record a running job's progress (0..1), fenced on ``attempt``; publishes an event
-    without an ``event_id`` (progress is not kept in the status history).
+    """Record a running job's progress (0..1) and/or the provider's status message (queue
+    position, last log line), fenced on ``attempt``; publishes an event without an
+    ``event_id`` (neither is kept in the status history).
 
     Raises:
         StaleAttempt: the job belongs to a newer attempt now.
     """
-    progress = min(1.0, max(0.0, float(progress)))
-    return await touch(
-        video_id, fields={"progress": progress}, attempt=attempt, status=S.PROCESSING, bus=bus
-    )
+    fields: dict[str, Any] = {}
+    if progress is not None:
+        fields["progress"] = min(1.0, max(0.0, float(progress)))
+    if message is not None:
+        fields["status_message"] = message[:500]
+    if not fields:
+        return None
+    return await touch(video_id, fields=fields, attempt=attempt, status=S.PROCESSING, bus=bus)
 
 
 @dataclass(frozen=True, slots=True)

@@ -251,6 +251,7 @@ async def _wait_for_result(
     caps = provider.capabilities
     delay = caps.min_poll_interval
     last_progress = -1.0
+    last_message: str | None = None
     errors_in_a_row = 0
     while True:
         if await _cancel_wanted(ctx):
@@ -270,17 +271,23 @@ async def _wait_for_result(
             raise _DeadPrediction(
                 "The provider canceled the prediction.", retryable=False, code="canceled_upstream"
             )
-        if result.progress is not None and result.progress - last_progress >= PROGRESS_STEP:
-            last_progress = result.progress
+        progressed = (
+            result.progress is not None and result.progress - last_progress >= PROGRESS_STEP
+        )
+        said = result.message is not None and result.message != last_message
+        if progressed or said:
+            last_progress = result.progress if progressed else last_progress
+            last_message = result.message if said else last_message
             await _db(
                 ctx,
                 "report progress",
                 functools.partial(
                     lifecycle.report_progress,
                     ctx.video_id,
-                    result.progress,
+                    result.progress if progressed else None,
                     attempt=ctx.attempt,
                     bus=ctx.runtime.bus,
+                    message=result.message if said else None,
                 ),
             )
         await ctx.wait(max(caps.min_poll_interval, delay, result.poll_after or 0.0))
