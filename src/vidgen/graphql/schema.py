@@ -14,6 +14,7 @@ from typing import Any
 
 import strawberry
 from graphql.error import GraphQLError
+from strawberry.execution import optimized_is_awaitable
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -25,7 +26,9 @@ from strawberry.extensions import (
 )
 from strawberry.extensions.query_depth_limiter import IgnoreContext
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import ExecutionContext
+from tortoise.models import Model
 
 from vidgen.graphql.errors import ErrorCodes, log_errors
 from vidgen.graphql.mutations import Mutation
@@ -66,6 +69,25 @@ class ParseCache(ParserCache):
         except GraphQLError:
             context.graphql_document = None  # parsed again (and reported) by Strawberry
         yield
+
+
+def _is_awaitable(value: Any) -> bool:
+    """Strawberry's check, except that an ORM row is a plain value.
+
+    Tortoise models define ``__await__`` (awaiting a row just returns it), so to graphql-core
+    every row a resolver returns looked pending: it completed each one through a coroutine
+    and gathered sibling fields in tasks. Awaiting a row gives the row itself, so treating it
+    as a value changes no result, only the cost.
+    """
+    return optimized_is_awaitable(value) and not isinstance(value, Model)
+
+
+class VidgenExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    """graphql-core's execution with :func:`_is_awaitable`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.is_awaitable = _is_awaitable
 
 
 class VidgenSchema(strawberry.Schema):
@@ -109,6 +131,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         # enums, which then cannot serialize Python enum members ("Enum 'VideoStatus' cannot
         # represent value"). The SDL is stable anyway: types print in definition order.
         config=StrawberryConfig(),
+        execution_context_class=VidgenExecutionContext,
     )
 
 
