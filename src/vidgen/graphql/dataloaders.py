@@ -4,23 +4,30 @@ Named ``<Result>By<Key>Loader``. A :class:`Loaders` bundle is made per HTTP requ
 WebSocket operation (never shared between operations, never module-level: a loader caches
 what it loaded for as long as it lives).
 
-These loaders read rows by id WITHOUT owner scoping: they serve relations of objects the
+The by-id loaders read rows WITHOUT owner scoping: they serve relations of objects the
 viewer was already allowed to see (a video's project, tags, history...). Top-level lookups
-by a client-given id go through the services, which scope by viewer.
+by a client-given id go through the services, which scope by viewer. The nested video
+connections (``Project.videos``, ``Story.videos``) list through
+``services.videos.list_videos``, so they ARE scoped: their keys carry the viewer's
+:class:`Scope`.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
 from tortoise.expressions import F
-from tortoise.functions import Max
+from tortoise.functions import Count, Max
 from tortoise.models import Model
 
+from vidgen.graphql import pagination
 from vidgen.models import Project, Story, Tag, Theme, User, Video, VideoStatusEvent
+from vidgen.services import videos as video_service
 
 M = TypeVar("M", bound=Model)
 
@@ -108,6 +115,100 @@ class LatestEventIdByVideoIdLoader(DataLoader[int, int | None]):
         return [by_video.get(key) for key in keys]
 
 
+@dataclass(frozen=True)
+class Scope:
+    """What a viewer may list: keys compare by the user's id and admin flag only."""
+
+    viewer: User = field(compare=False, repr=False)
+    user_id: int
+    is_admin: bool
+
+    @classmethod
+    def of(cls, viewer: User) -> Scope:
+        return cls(viewer=viewer, user_id=viewer.id, is_admin=bool(viewer.is_admin))
+
+
+@dataclass(frozen=True)
+class VideoPageKey:
+    """One nested ``videos(first, after)`` page of one parent (project or story)."""
+
+    parent_id: int
+    first: int
+    after: str | None
+    scope: Scope
+
+
+class _VideoPageByParentLoader(DataLoader[VideoPageKey, pagination.Page]):
+    """Pages of the videos of many parents: one window-function SELECT per distinct
+    (first, after, scope) among the keys, so usually one, whatever the number of parents
+    (see :func:`pagination.fetch_pages`). Same rows, order and cursors as the top-level
+    ``videos(filter: {projectId|storyId})``: both list through ``list_videos``."""
+
+    parent_field: str
+
+    def __init__(self) -> None:
+        super().__init__(load_fn=self._load)
+
+    async def _load(self, keys: Sequence[VideoPageKey]) -> list[pagination.Page]:
+        batches: dict[tuple[int, str | None, Scope], set[int]] = defaultdict(set)
+        for key in keys:
+            batches[key.first, key.after, key.scope].add(key.parent_id)
+        pages: dict[VideoPageKey, pagination.Page] = {}
+        for (first, after, scope), parent_ids in batches.items():
+            found = await pagination.fetch_pages(
+                video_service.list_videos(viewer=scope.viewer),
+                group_by=self.parent_field,
+                groups=parent_ids,
+                first=first,
+                after=after,
+            )
+            for parent_id, page in found.items():
+                pages[VideoPageKey(parent_id, first, after, scope)] = page
+        return [pages[key] for key in keys]
+
+
+class VideoPageByProjectIdLoader(_VideoPageByParentLoader):
+    parent_field = "project_id"
+
+
+class VideoPageByStoryIdLoader(_VideoPageByParentLoader):
+    parent_field = "story_id"
+
+
+class _VideoCountByParentLoader(DataLoader[tuple[int, Scope], int]):
+    """``totalCount`` of the nested video connections: one grouped COUNT per scope."""
+
+    parent_field: str
+
+    def __init__(self) -> None:
+        super().__init__(load_fn=self._load)
+
+    async def _load(self, keys: Sequence[tuple[int, Scope]]) -> list[int]:
+        by_scope: dict[Scope, set[int]] = defaultdict(set)
+        for parent_id, scope in keys:
+            by_scope[scope].add(parent_id)
+        counts: dict[tuple[int, Scope], int] = {}
+        for scope, parent_ids in by_scope.items():
+            rows = (
+                await video_service.list_videos(viewer=scope.viewer)
+                .filter(**{f"{self.parent_field}__in": sorted(parent_ids)})
+                .group_by(self.parent_field)
+                .annotate(n=Count("id"))
+                .values(self.parent_field, "n")
+            )
+            for row in rows:
+                counts[row[self.parent_field], scope] = int(row["n"])
+        return [counts.get(key, 0) for key in keys]
+
+
+class VideoCountByProjectIdLoader(_VideoCountByParentLoader):
+    parent_field = "project_id"
+
+
+class VideoCountByStoryIdLoader(_VideoCountByParentLoader):
+    parent_field = "story_id"
+
+
 class Loaders:
     """Every loader of one operation."""
 
@@ -120,6 +221,24 @@ class Loaders:
         self.tags_by_video_id = TagsByVideoIdLoader()
         self.status_history_by_video_id = StatusHistoryByVideoIdLoader()
         self.latest_event_id_by_video_id = LatestEventIdByVideoIdLoader()
+
+    # The nested-connection loaders are made on first use: most operations (every
+    # subscription event, for one) never list a parent's videos.
+    @cached_property
+    def video_page_by_project_id(self) -> VideoPageByProjectIdLoader:
+        return VideoPageByProjectIdLoader()
+
+    @cached_property
+    def video_page_by_story_id(self) -> VideoPageByStoryIdLoader:
+        return VideoPageByStoryIdLoader()
+
+    @cached_property
+    def video_count_by_project_id(self) -> VideoCountByProjectIdLoader:
+        return VideoCountByProjectIdLoader()
+
+    @cached_property
+    def video_count_by_story_id(self) -> VideoCountByStoryIdLoader:
+        return VideoCountByStoryIdLoader()
 
     def prime_video(self, video: Video) -> None:
         """Seed the video loader with a row already in hand."""

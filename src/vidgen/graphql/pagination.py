@@ -11,10 +11,13 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from tortoise.expressions import Q
+from pypika_tortoise.analytics import RowNumber
+from pypika_tortoise.enums import Order
+from tortoise.expressions import Q, Subquery
 from tortoise.queryset import QuerySet
 
 from vidgen import errors
@@ -61,7 +64,7 @@ class Page:
 
     rows: list[Any]
     has_next_page: bool
-    count_query: QuerySet[Any]
+    count_query: QuerySet[Any] | None = None  # None for a page of a batch (fetch_pages)
 
 
 async def fetch_page(query: QuerySet[Any], *, first: int, after: str | None) -> Page:
@@ -73,3 +76,74 @@ async def fetch_page(query: QuerySet[Any], *, first: int, after: str | None) -> 
     rows = [] if first == 0 else await page_query.order_by("-created_at", "-id").limit(first + 1)
     has_next = len(rows) > first
     return Page(rows=rows[:first], has_next_page=has_next, count_query=query)
+
+
+def _after(query: QuerySet[Any], after: str | None) -> QuerySet[Any]:
+    if not after:
+        return query
+    when, row_id = decode_cursor(after)
+    return query.filter(Q(created_at__lt=when) | Q(created_at=when, id__lt=row_id))
+
+
+async def fetch_pages(
+    query: QuerySet[Any],
+    *,
+    group_by: str,
+    groups: Iterable[int],
+    first: int,
+    after: str | None,
+) -> dict[int, Page]:
+    """:func:`fetch_page` for many groups at once (the videos of many projects): for each
+    value of the column ``group_by`` in ``groups``, the ``first`` rows of ``query`` in that
+    group after the cursor, newest first. ONE SELECT whatever the number of groups::
+
+        SELECT * FROM (
+            SELECT videos.*, ROW_NUMBER() OVER (
+                PARTITION BY project_id ORDER BY created_at DESC, id DESC) AS _rn
+            FROM videos WHERE <query's filters> AND project_id IN (...) AND <cursor>
+        ) ranked WHERE _rn <= first + 1 ORDER BY project_id, _rn
+
+    The order, the cursor and ``has_next_page`` (one row more than ``first``) are exactly
+    :func:`fetch_page`'s. The pages carry no ``count_query``: count the groups together.
+
+    Args:
+        query: The rows to page (filters only: not ordered, not sliced).
+        group_by: A column of ``query``'s model, e.g. ``"project_id"``.
+        groups: The values of ``group_by`` wanted; every one gets a (maybe empty) page.
+        first: The page size, already checked (:func:`page_size`).
+        after: A cursor applied to every group, or None.
+
+    Returns:
+        A page per value of ``groups``.
+    """
+    wanted = sorted(set(groups))
+    pages = {group: Page(rows=[], has_next_page=False) for group in wanted}
+    if first == 0 or not wanted:
+        return pages
+    model = query.model
+    table = model._meta.basetable
+    rank = (
+        RowNumber()
+        .over(table[group_by])
+        .orderby(table.created_at, order=Order.desc)
+        .orderby(table.id, order=Order.desc)
+    )
+    inner = _after(query, after).filter(**{f"{group_by}__in": wanted}).annotate(_rn=rank)
+    ranked = Subquery(inner).as_("ranked")
+    connection = model._meta.db
+    outer = (
+        connection.query_class.from_(ranked)
+        .select("*")
+        .where(ranked._rn <= first + 1)
+        .orderby(ranked[group_by])
+        .orderby(ranked._rn)
+    )
+    rows = await connection.executor_class(model=model, db=connection).execute_select(
+        *outer.get_parameterized_sql(), custom_fields=["_rn"]
+    )
+    grouped: dict[int, list[Any]] = {group: [] for group in wanted}
+    for row in rows:
+        grouped[getattr(row, group_by)].append(row)
+    for group, found in grouped.items():
+        pages[group] = Page(rows=found[:first], has_next_page=len(found) > first)
+    return pages

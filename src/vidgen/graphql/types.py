@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import enum
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import strawberry
@@ -19,7 +19,7 @@ from strawberry.types import Info
 from tortoise.queryset import QuerySet
 
 from vidgen import errors, models
-from vidgen.graphql import pagination
+from vidgen.graphql import dataloaders, pagination
 from vidgen.media.signing import signed_url
 
 if TYPE_CHECKING:
@@ -295,29 +295,61 @@ async def fetch(
 
 @strawberry.type(name="VideoConnection", description="A page of videos, newest first.")
 class VideoConnection(relay.Connection[Video]):
-    count_query: strawberry.Private[Any] = None
+    # Called (only when totalCount is selected) for the count over all pages.
+    counter: strawberry.Private[Callable[[], Awaitable[int]] | None] = None
 
     @strawberry.field(description="How many videos match, over all pages.")
     async def total_count(self) -> int:
-        return await self.count_query.count()
+        assert self.counter is not None
+        return await self.counter()
 
     @classmethod
-    def of(cls, page: pagination.Page) -> VideoConnection:
-        return cls(
-            edges=_edges(page.rows), page_info=_page_info(page), count_query=page.count_query
-        )
+    def of(
+        cls, page: pagination.Page, counter: Callable[[], Awaitable[int]] | None = None
+    ) -> VideoConnection:
+        """The connection of ``page``, counted by ``counter`` or else ``page.count_query``."""
+        if counter is None:
+            count_query = page.count_query
+            assert count_query is not None
+
+            async def counter() -> int:
+                return await count_query.count()
+
+        return cls(edges=_edges(page.rows), page_info=_page_info(page), counter=counter)
 
 
 async def video_connection(
     info: Info, query: QuerySet[Any], first: int | None, after: str | None
 ) -> VideoConnection:
+    """The root ``videos`` connection: the only one of its operation, so its page's
+    relations are preloaded at once (nested connections go through
+    :func:`nested_video_connection` instead)."""
     page = await fetch(info, query, first, after)
-    if info.path.prev is None:
-        # A root field (``videos``): the only connection of the operation. A nested one
-        # (``projects { … videos }``) is left to the loaders, which batch its relations
-        # across all the parents; preloading per parent would split those batches.
-        await preload_videos(info, page.rows, _node_fields(info))
+    await preload_videos(info, page.rows, _node_fields(info))
     return VideoConnection.of(page)
+
+
+async def nested_video_connection(
+    info: Info,
+    pages: DataLoader[dataloaders.VideoPageKey, pagination.Page],
+    counts: DataLoader[tuple[int, dataloaders.Scope], int],
+    parent_id: int,
+    first: int | None,
+    after: str | None,
+) -> VideoConnection:
+    """A parent's ``videos`` connection (``projects { … videos }``) through the loaders:
+    the pages (and counts) of every parent in the operation are read together, and the
+    videos' relations then batch across all the parents."""
+    context = context_of(info)
+    scope = dataloaders.Scope.of(context.require_viewer())
+    settings = context.settings
+    size = pagination.page_size(
+        first, default=settings.page_size_default, maximum=settings.page_size_max
+    )
+    if after:
+        pagination.decode_cursor(after)  # a bad cursor fails this field, not the batch
+    page = await pages.load(dataloaders.VideoPageKey(parent_id, size, after or None, scope))
+    return VideoConnection.of(page, counter=lambda: counts.load((parent_id, scope)))
 
 
 def _node_fields(info: Info) -> set[str]:
@@ -391,11 +423,15 @@ class Project(relay.Node):
         first: int | None = None,
         after: str | None = None,
     ) -> VideoConnection:
-        from vidgen.services import videos
-
-        viewer = context_of(info).require_viewer()
-        query = videos.list_videos(viewer=viewer, project_id=root.id)
-        return await video_connection(info, query, first, after)
+        loaders = context_of(info).loaders
+        return await nested_video_connection(
+            info,
+            loaders.video_page_by_project_id,
+            loaders.video_count_by_project_id,
+            root.id,
+            first,
+            after,
+        )
 
 
 @strawberry.type(description="A text in paragraphs; each paragraph can become a clip.")
@@ -422,11 +458,15 @@ class Story(relay.Node):
         first: int | None = None,
         after: str | None = None,
     ) -> VideoConnection:
-        from vidgen.services import videos
-
-        viewer = context_of(info).require_viewer()
-        query = videos.list_videos(viewer=viewer, story_id=root.id)
-        return await video_connection(info, query, first, after)
+        loaders = context_of(info).loaders
+        return await nested_video_connection(
+            info,
+            loaders.video_page_by_story_id,
+            loaders.video_count_by_story_id,
+            root.id,
+            first,
+            after,
+        )
 
 
 @strawberry.type(name="ProjectConnection", description="A page of projects, newest first.")
