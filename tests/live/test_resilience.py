@@ -113,7 +113,7 @@ async def test_one_load_per_event_for_many_subscribers(live, accounts):
 
 
 async def test_slow_subscriber_is_dropped_alone(live, accounts, monkeypatch):
-    monkeypatch.setattr(subscriptions, "QUEUE_SIZE", 2)
+    monkeypatch.setattr(live.runtime.settings, "ws_subscription_queue", 2)
     alice = await accounts("alice@example.com")
     big_prompt = os.urandom(40_000).hex()  # 80 kB per copy, incompressible enough
     video = await make_video(alice.user, big_prompt)
