@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vidgen.events.bus import RESYNC, SubscriberOverflow, job_channel
-from vidgen.jobs import lifecycle, output, transient
+from vidgen.jobs import lifecycle, transient
 from vidgen.jobs.lifecycle import Claimed, JobSpec, StaleAttempt, now
 from vidgen.jobs.retry import RetryPolicy, retries_left
 from vidgen.jobs.service import CANCEL_MESSAGE
+from vidgen.media import inspect
 from vidgen.media.probe import ProbeError
 from vidgen.media.storage import make_key
 from vidgen.metrics import JOB_DURATION, JOB_RETRIES
@@ -368,7 +369,7 @@ async def _complete(
         thumb_key = make_key(video.owner_id, ctx.video_id, "thumbnail", thumb_ext)
         try:
             # Probe and thumbnail the downloaded file in one pass, before it is stored.
-            info = await output.ainspect(
+            info = await inspect.ainspect(
                 download, thumb, width=settings.thumbnail_width, fmt=thumb_fmt
             )
         except ProbeError as exc:

@@ -44,28 +44,35 @@ def probe(path: Path | str) -> VideoInfo:
     try:
         file_size = os.stat(path).st_size
         with av.open(str(path), mode="r") as container:
-            if not container.streams.video:
-                raise ProbeError("The file has no video stream.")
-            stream = container.streams.video[0]
-            ctx = stream.codec_context
-            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-            duration = _duration(container, stream)
-            width, height = ctx.width, ctx.height
-            codec = ctx.name
+            return read_info(container, file_size)
     except ProbeError:
         raise
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise ProbeError(f"The file is not a readable video: {exc}") from exc
+
+
+def read_info(container: av.container.InputContainer, file_size: int) -> VideoInfo:
+    """The metadata of an open container's first video stream.
+
+    Raises:
+        ProbeError: no video stream, or no duration or frame size.
+    """
+    if not container.streams.video:
+        raise ProbeError("The file has no video stream.")
+    stream = container.streams.video[0]
+    ctx = stream.codec_context
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    duration = _duration(container, stream)
     if not duration or duration <= 0:
         raise ProbeError("The video's duration could not be determined.")
-    if not width or not height:
+    if not ctx.width or not ctx.height:
         raise ProbeError("The video's frame size could not be determined.")
     return VideoInfo(
         duration_seconds=round(duration, 3),
         frame_rate=round(float(rate), 3) if rate else 0.0,
-        width=width,
-        height=height,
-        codec=codec,
+        width=ctx.width,
+        height=ctx.height,
+        codec=ctx.name,
         file_size=file_size,
     )
 

@@ -39,23 +39,9 @@ def make_thumbnail(
         ProbeError: When no frame can be decoded from the video.
         ValueError: For an unknown format or a width below 1.
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"Unknown thumbnail format {fmt!r}; use 'jpeg' or 'webp'.")
-    if width < 1:
-        raise ValueError("The thumbnail width must be at least 1.")
-    image = _grab_frame(Path(video_path))
-    target_w = min(width, image.width)
-    target_h = max(1, round(image.height * target_w / image.width))
-    if (target_w, target_h) != image.size:
-        image = image.resize((target_w, target_h), Image.LANCZOS, reducing_gap=2.0)
-    pil_format, options = FORMATS[fmt]
-    image.save(dest_path, pil_format, **options)
-    return target_w, target_h
-
-
-def _grab_frame(path: Path) -> Image.Image:
+    check_options(width=width, fmt=fmt)
     try:
-        with av.open(str(path), mode="r") as container:
+        with av.open(str(video_path), mode="r") as container:
             if not container.streams.video:
                 raise ProbeError("The file has no video stream.")
             stream = container.streams.video[0]
@@ -65,25 +51,58 @@ def _grab_frame(path: Path) -> Image.Image:
                 duration = float(stream.duration * stream.time_base)
             elif container.duration is not None:
                 duration = container.duration / av.time_base
-            target = (duration or 0.0) * POSITION
-            frame = None
-            if target > 0:
-                # Seek to the keyframe before the target, then decode forward to it.
-                container.seek(round(target / stream.time_base), stream=stream, backward=True)
-                for candidate in container.decode(stream):
-                    frame = candidate
-                    if candidate.time is not None and candidate.time >= target:
-                        break
-            if frame is None:
-                container.seek(0)
-                frame = next(container.decode(stream), None)
-            if frame is None:
-                raise ProbeError("No frame could be decoded from the video.")
-            return frame.to_image()
+            image = frame_at(container, stream, (duration or 0.0) * POSITION)
     except ProbeError:
         raise
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise ProbeError(f"The file is not a readable video: {exc}") from exc
+    return write_thumbnail(image, dest_path, width=width, fmt=fmt)
+
+
+def check_options(*, width: int, fmt: str) -> None:
+    """Refuse an unknown format or a width below 1 (ValueError) before any decoding."""
+    if fmt not in FORMATS:
+        raise ValueError(f"Unknown thumbnail format {fmt!r}; use 'jpeg' or 'webp'.")
+    if width < 1:
+        raise ValueError("The thumbnail width must be at least 1.")
+
+
+def frame_at(
+    container: av.container.InputContainer, stream: av.VideoStream, target: float
+) -> Image.Image:
+    """The first frame at or after ``target`` seconds (the first frame when there is none).
+
+    Raises:
+        ProbeError: no frame can be decoded.
+    """
+    frame = None
+    if target > 0:
+        # Seek to the keyframe before the target (reading may have reached the end), then
+        # decode forward to it.
+        container.seek(round(target / stream.time_base), stream=stream, backward=True)
+        for candidate in container.decode(stream):
+            frame = candidate
+            if candidate.time is not None and candidate.time >= target:
+                break
+    if frame is None:
+        container.seek(0)
+        frame = next(container.decode(stream), None)
+    if frame is None:
+        raise ProbeError("No frame could be decoded from the video.")
+    return frame.to_image()
+
+
+def write_thumbnail(
+    image: Image.Image, dest_path: Path | str, *, width: int, fmt: str
+) -> tuple[int, int]:
+    """Scale ``image`` to ``width`` (never up, aspect kept) and save it; its final size."""
+    target_w = min(width, image.width)
+    target_h = max(1, round(image.height * target_w / image.width))
+    if (target_w, target_h) != image.size:
+        image = image.resize((target_w, target_h), Image.LANCZOS, reducing_gap=2.0)
+    pil_format, options = FORMATS[fmt]
+    image.save(dest_path, pil_format, **options)
+    return target_w, target_h
 
 
 async def amake_thumbnail(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from vidgen.jobs import output
+from vidgen.media import inspect
 from vidgen.media.probe import ProbeError, probe
 from vidgen.media.thumbnails import make_thumbnail
 from vidgen.providers.testing import tiny_video
@@ -19,7 +19,7 @@ def test_inspect_matches_probe_and_thumbnail(tmp_path: Path, fmt: str, width: in
     video = tmp_path / f"v.{fmt}"
     video.write_bytes(tiny_video(fmt))
     ours, theirs = tmp_path / "ours.jpg", tmp_path / "theirs.jpg"
-    info = output.inspect(video, ours, width=width, fmt="jpeg")
+    info = inspect.inspect(video, ours, width=width, fmt="jpeg")
     assert info == probe(video)
     size = make_thumbnail(video, theirs, width=width, fmt="jpeg")
     with Image.open(ours) as a, Image.open(theirs) as b:
@@ -31,7 +31,7 @@ def test_inspect_rejects_what_is_not_a_video(tmp_path: Path) -> None:
     bogus = tmp_path / "v.mp4"
     bogus.write_bytes(b"not a video at all")
     with pytest.raises(ProbeError):
-        output.inspect(bogus, tmp_path / "t.jpg", width=64, fmt="jpeg")
+        inspect.inspect(bogus, tmp_path / "t.jpg", width=64, fmt="jpeg")
     assert not (tmp_path / "t.jpg").exists()
     with pytest.raises(ValueError):
-        output.inspect(bogus, tmp_path / "t.gif", width=64, fmt="gif")
+        inspect.inspect(bogus, tmp_path / "t.gif", width=64, fmt="gif")
