@@ -31,6 +31,7 @@ from strawberry.types import ExecutionContext
 from tortoise.models import Model
 
 from vidgen.graphql.errors import ErrorCodes, log_errors
+from vidgen.graphql.guards import RejectNulCharacters
 from vidgen.graphql.mutations import Mutation
 from vidgen.graphql.observability import OperationMetrics
 from vidgen.graphql.queries import Query
@@ -117,6 +118,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     extensions: list[Any] = [
         OperationMetrics,  # first: it reads the codes ErrorCodes gives (hooks exit in reverse)
         ErrorCodes,
+        RejectNulCharacters,
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
         _limits(settings),
         lambda: ParseCache(maxsize=CACHE_SIZE),

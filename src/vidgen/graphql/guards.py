@@ -1,0 +1,78 @@
+"""Input guards that apply to every operation, before any resolver runs.
+
+NUL characters: PostgreSQL text cannot hold ``\\u0000`` (the driver fails deep inside a
+query), and no legitimate name, prompt, email or cursor contains one. Rather than let each
+service trip over it, any string argument or variable carrying one is refused up front as
+``BAD_USER_INPUT`` naming the offending input, on every backend alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from graphql import ArgumentNode, GraphQLError, ObjectFieldNode, StringValueNode, visit
+from graphql.execution import ExecutionResult
+from graphql.language import Visitor
+from strawberry.extensions import SchemaExtension
+
+NUL = "\x00"
+MESSAGE = "Text must not contain NUL (\\u0000) characters."
+
+
+def _in_value(value: Any, path: str) -> str | None:
+    if isinstance(value, str):
+        return path if NUL in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if found := _in_value(item, f"{path}.{key}" if path else str(key)):
+                return found
+    elif isinstance(value, list | tuple):
+        for item in value:
+            if found := _in_value(item, path):
+                return found
+    return None
+
+
+class _LiteralFinder(Visitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: str | None = None
+
+    def enter_string_value(
+        self, node: StringValueNode, key: Any, parent: Any, path: Any, ancestors: Any
+    ) -> Any:
+        if NUL in node.value and self.found is None:
+            chain = [*ancestors, parent]  # the parent is not among the ancestors
+            named = (a for a in chain if isinstance(a, ArgumentNode | ObjectFieldNode))
+            names = [a.name.value for a in named]
+            self.found = ".".join(names) or "query"
+            return Visitor.BREAK
+        return None
+
+
+def find_nul(document: Any, variables: dict[str, Any] | None) -> str | None:
+    """The name of the first input (argument path or variable path) holding a NUL."""
+    if variables and (found := _in_value(variables, "")):
+        return found
+    if document is not None:
+        finder = _LiteralFinder()
+        visit(document, finder)
+        return finder.found
+    return None
+
+
+class RejectNulCharacters(SchemaExtension):
+    """Answers BAD_USER_INPUT, without executing, when an input holds a NUL character."""
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        field = find_nul(context.graphql_document, context.variables)
+        if field is not None:
+            context.result = ExecutionResult(
+                data=None,
+                errors=[
+                    GraphQLError(MESSAGE, extensions={"code": "BAD_USER_INPUT", "field": field})
+                ],
+            )
+        yield
