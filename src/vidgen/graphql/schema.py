@@ -31,6 +31,7 @@ from strawberry.types import ExecutionContext
 from tortoise.models import Model
 
 from vidgen.graphql.errors import ErrorCodes, log_errors
+from vidgen.graphql.fanout import SharedEventResults
 from vidgen.graphql.guards import RejectNulCharacters
 from vidgen.graphql.mutations import Mutation
 from vidgen.graphql.observability import OperationMetrics
@@ -83,8 +84,9 @@ def _is_awaitable(value: Any) -> bool:
     return optimized_is_awaitable(value) and not isinstance(value, Model)
 
 
-class VidgenExecutionContext(StrawberryGraphQLCoreExecutionContext):
-    """graphql-core's execution with :func:`_is_awaitable`."""
+class VidgenExecutionContext(SharedEventResults, StrawberryGraphQLCoreExecutionContext):
+    """graphql-core's execution with :func:`_is_awaitable`; a subscription event's selection
+    set runs once per process for all its subscribers with the same key (see .fanout)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
