@@ -10,7 +10,6 @@ from websockets.exceptions import InvalidHandshake
 
 from tests.live.conftest import gid, make_video
 from tests.live.wsclient import LEGACY_WS, TRANSPORT_WS, Closed, GraphQLWS, expect_error
-from vidgen.graphql import subscriptions
 from vidgen.jobs import lifecycle
 from vidgen.models import VideoStatus
 from vidgen.services import users
@@ -95,7 +94,7 @@ async def test_someone_elses_video_does_not_exist(live, accounts):
 
 
 async def test_revoked_token_ends_its_subscriptions(live, accounts, monkeypatch):
-    monkeypatch.setattr(subscriptions, "REAUTH_SECONDS", 0.2)
+    monkeypatch.setattr(live.runtime.settings, "ws_reauth_seconds", 0.2)
     alice = await accounts("alice@example.com")
     video = await make_video(alice.user)
     ws = await GraphQLWS.open(live.ws_url)
