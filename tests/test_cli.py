@@ -1,0 +1,75 @@
+"""The command line, run as a user would: a subprocess with VIDGEN_* in its environment."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from vidgen import db as vdb
+from vidgen.graphql.schema import schema, sdl
+from vidgen.models import User
+from vidgen.services import users
+
+
+async def vidgen(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "vidgen.cli", *args],
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("VIDGEN_")}, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _env(settings) -> dict[str, str]:
+    return {
+        "VIDGEN_DATABASE_URL": settings.resolved_database_url,
+        "VIDGEN_SECRET_KEY": "cli-secret",
+        "VIDGEN_DATA_DIR": str(settings.data_dir),
+        "VIDGEN_LOG_LEVEL": "WARNING",
+    }
+
+
+async def test_createuser_prints_a_working_token(db) -> None:
+    made = await vidgen("createuser", "Boss@Example.com", "--admin", env=_env(db))
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    user = await users.authenticate(token)
+    assert user is not None and user.is_admin and user.email == "boss@example.com"
+    plain = await vidgen("createuser", "someone@example.com", env=_env(db))
+    assert plain.returncode == 0
+    assert not (await User.get(email="someone@example.com")).is_admin
+    again = await vidgen("createuser", "boss@example.com", env=_env(db))
+    assert again.returncode == 1 and "error:" in again.stderr
+    assert await User.filter(email="boss@example.com").count() == 1
+
+
+async def test_export_schema_writes_the_running_sdl(tmp_path: Path) -> None:
+    out = tmp_path / "schema.graphql"
+    done = await vidgen("export-schema", "--output", str(out), env={})
+    assert done.returncode == 0, done.stderr
+    assert out.read_text() == sdl(schema)
+
+
+async def test_migrate_builds_an_empty_sqlite_database(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path / 'new.sqlite3'}"
+    env = {"VIDGEN_DATABASE_URL": url, "VIDGEN_DATA_DIR": str(tmp_path)}
+    done = await vidgen("migrate", env=env)
+    assert done.returncode == 0, done.stderr
+    again = await vidgen("migrate", env=env)
+    assert again.returncode == 0
+    await vdb.migrate_database(url)  # nothing left to apply
+
+
+async def test_serve_without_secret_on_postgres_is_a_clear_error(tmp_path: Path) -> None:
+    done = await vidgen(
+        "serve",
+        env={"VIDGEN_DATABASE_URL": "postgres://root@127.0.0.1:5432/test",
+             "VIDGEN_DATA_DIR": str(tmp_path)},
+    )
+    assert done.returncode != 0
+    assert "VIDGEN_SECRET_KEY" in done.stderr
