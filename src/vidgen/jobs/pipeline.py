@@ -25,7 +25,6 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vidgen.events.bus import RESYNC, SubscriberOverflow, job_channel
@@ -33,9 +32,8 @@ from vidgen.jobs import lifecycle, transient
 from vidgen.jobs.lifecycle import Claimed, JobSpec, StaleAttempt, now
 from vidgen.jobs.retry import RetryPolicy, retries_left
 from vidgen.jobs.service import CANCEL_MESSAGE
-from vidgen.media import inspect
+from vidgen.media import ingest
 from vidgen.media.probe import ProbeError
-from vidgen.media.storage import make_key
 from vidgen.metrics import JOB_DURATION, JOB_RETRIES
 from vidgen.models import AttemptOutcome, Video, VideoStatus
 from vidgen.providers.base import (
@@ -59,7 +57,6 @@ POLL_BACKOFF = 1.5
 MAX_POLL_ERRORS = 3  # consecutive retryable poll errors tolerated inside one attempt
 PROGRESS_STEP = 0.02
 _IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}
-_VIDEO_EXTS = {"video/mp4": "mp4", "video/webm": "webm"}
 
 
 class JobContext:
@@ -354,45 +351,24 @@ async def _build_request(ctx: JobContext, video: JobSpec, provider: Provider) ->
 async def _complete(
     ctx: JobContext, video: JobSpec, provider: Provider, result: PollResult, settings: Any
 ) -> AttemptOutcome:
-    storage = ctx.runtime.storage
-    fmt = video.output_format
-    download = storage.temp_path(f".{fmt}")
-    thumb_fmt = settings.thumbnail_format.lower()
-    thumb_ext = "jpg" if thumb_fmt in {"jpeg", "jpg"} else thumb_fmt
-    thumb = storage.temp_path(f".{thumb_ext}")
     try:
-        content_type = await provider.download(
-            result, download, max_bytes=settings.max_output_bytes
-        )
-        ext = _VIDEO_EXTS.get((content_type or "").split(";")[0].strip().lower(), fmt)
-        video_key = make_key(video.owner_id, ctx.video_id, "video", ext)
-        thumb_key = make_key(video.owner_id, ctx.video_id, "thumbnail", thumb_ext)
-        try:
-            # Probe and thumbnail the downloaded file in one pass, before it is stored.
-            info = await inspect.ainspect(
-                download, thumb, width=settings.thumbnail_width, fmt=thumb_fmt
-            )
-        except ProbeError as exc:
-            raise ProviderError(
-                f"The provider's output is not a readable video: {exc}",
-                retryable=False,
-                code="bad_output",
-            ) from exc
-        file_size, _ = await asyncio.gather(
-            storage.save_file(video_key, download), storage.save_file(thumb_key, thumb)
-        )
-    except BaseException:
-        await asyncio.shield(asyncio.to_thread(_unlink, download, thumb))
-        raise
+        stored = await _store_output(ctx, video, provider, result, settings)
+    except ProbeError as exc:
+        raise ProviderError(
+            f"The provider's output is not a readable video: {exc}",
+            retryable=False,
+            code="bad_output",
+        ) from exc
+    info = stored.info
     fields = {
-        "video_file": video_key,
-        "thumbnail_file": thumb_key,
+        "video_file": stored.video_key,
+        "thumbnail_file": stored.thumbnail_key,
         "duration_seconds": info.duration_seconds,
         "frame_rate": info.frame_rate,
         "width": info.width,
         "height": info.height,
         "codec": info.codec,
-        "file_size": info.file_size or file_size,
+        "file_size": info.file_size or stored.file_size,
         "error_message": None,
     }
     await _finish(ctx, S.COMPLETED, AttemptOutcome.SUCCEEDED, message="completed", fields=fields)
@@ -400,9 +376,51 @@ async def _complete(
     return AttemptOutcome.SUCCEEDED
 
 
-def _unlink(*paths: Path) -> None:
-    for path in paths:
-        path.unlink(missing_ok=True)
+async def _store_output(
+    ctx: JobContext, video: JobSpec, provider: Provider, result: PollResult, settings: Any
+) -> ingest.Stored:
+    """Download, probe, thumbnail and store durably (see :mod:`vidgen.media.ingest`).
+
+    One worker-thread call for the whole stage when the provider can download without the
+    event loop; otherwise one before and one after its async download.
+    """
+    job = ingest.Ingest(
+        ctx.runtime.storage,
+        owner_id=video.owner_id,
+        video_id=ctx.video_id,
+        output_format=str(video.output_format),
+        thumbnail_width=settings.thumbnail_width,
+        thumbnail_format=settings.thumbnail_format,
+    )
+    max_bytes = settings.max_output_bytes
+    download_blocking = getattr(provider, "download_blocking", None)
+    if download_blocking is not None:
+        fetch = functools.partial(download_blocking, result, max_bytes=max_bytes)
+        return await _in_thread(job, job.run, fetch)
+    dest = await _in_thread(job, job.open)
+    try:
+        content_type = await provider.download(result, dest, max_bytes=max_bytes)
+    except BaseException:
+        await asyncio.shield(asyncio.to_thread(job.discard))
+        raise
+    return await _in_thread(job, job.finish, content_type)
+
+
+async def _in_thread(job: ingest.Ingest, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a worker thread; when the job is canceled meanwhile the thread runs
+    on, but commits nothing it has not started committing (and cleans up after itself)."""
+    future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        job.abandoned = True
+        future.add_done_callback(_consume)
+        raise
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # an abandoned stage's error is expected: don't log it as lost
 
 
 async def _cancel(ctx: JobContext, provider: Provider, prediction_id: str | None) -> AttemptOutcome:

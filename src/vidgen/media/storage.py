@@ -9,6 +9,12 @@ then ``os.replace`` puts them under the real key. A crash leaves at worst a dot-
 ``.*.part`` file (never listed as a key, removed by :meth:`LocalStorage.purge_temp`), never a
 half file under a real key.
 
+The job pipeline's hot path writes a video's files straight into their folder:
+:meth:`LocalStorage.folder` checks and creates the folder once, the files are written as
+``.part`` files beside their keys (:meth:`LocalStorage.part_path`), and
+:meth:`LocalStorage.commit` fsyncs them, renames them all and fsyncs the folder once. These
+are blocking calls, made from a worker thread.
+
 ::
 
     StorageError
@@ -20,13 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import re
 import shutil
 import stat
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Protocol, runtime_checkable
 
@@ -138,6 +145,24 @@ class Storage(Protocol):
         """Every stored key (for the orphan purge)."""
         ...
 
+    def folder(self, key: str) -> Path:
+        """Blocking: the existing (created when missing) local folder that ``key`` lives in."""
+        ...
+
+    def part_path(self, key: str) -> Path:
+        """Blocking-safe: a fresh ``.part`` path beside ``key``, to be committed or deleted."""
+        ...
+
+    def commit(self, parts: Mapping[str, Path]) -> dict[str, int]:
+        """Blocking: put finished ``.part`` files under their keys, durably; their sizes."""
+        ...
+
+
+# Part-file names: one random prefix per process and a counter (no syscall per name); the
+# file is created with O_EXCL, so even a collision could never overwrite anything.
+_PART_PREFIX = uuid.uuid4().hex[:12]
+_part_counter = itertools.count()
+
 
 def _fsync_dir(path: Path) -> None:
     # Makes the rename itself durable; not every platform can open a directory.
@@ -209,6 +234,97 @@ class LocalStorage:
 
     def _part_path(self, dest: Path) -> Path:
         return dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
+
+    # --- a job's files, written in place (blocking: call from a worker thread) -------------
+    def folder(self, key: str) -> Path:
+        """The folder that ``key`` lives in, checked and created (blocking).
+
+        The check is :meth:`path`'s (no link below the root may lead outside it), done once
+        for the folder: files written into it by :meth:`part_path` and :meth:`commit` need
+        only their own name checked. Folders that had to be created are made durable (their
+        parent is fsynced), so a committed file never hangs off a folder a crash forgets.
+
+        Raises:
+            InvalidKey: ``key`` is not a safe key, or its folder lies outside the root.
+        """
+        folder_key, _, _ = validate_key(key).rpartition("/")
+        folder = self.path(folder_key) if folder_key else self.root
+        self._make_folder(folder)
+        return folder
+
+    def _make_folder(self, folder: Path) -> None:
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            return
+        except FileNotFoundError:
+            if folder == self.root or folder.parent == folder:
+                raise
+            self._make_folder(folder.parent)
+            try:
+                os.mkdir(folder)
+            except FileExistsError:
+                return
+        _fsync_dir(folder.parent)
+
+    def part_path(self, key: str) -> Path:
+        """A fresh dot-named ``.part`` path beside ``key`` (in the folder from :meth:`folder`).
+
+        Write it with exclusive creation (``open(..., "xb")``), then :meth:`commit` it or
+        delete it; a crash leaves it to :meth:`purge_temp`.
+        """
+        folder_key, _, name = validate_key(key).rpartition("/")
+        folder = self.root / folder_key if folder_key else self.root
+        return folder / f".{name}.{_PART_PREFIX}{next(_part_counter):x}.part"
+
+    def commit(self, parts: Mapping[str, Path]) -> dict[str, int]:
+        """Put each finished ``.part`` file under its key, durably and atomically (blocking).
+
+        Each file is fsynced, then renamed over its key; each folder is fsynced once after
+        all its renames, so every file is durable when this returns. The keys' folders must
+        have been checked with :meth:`folder`; only the files' own names are checked here.
+
+        Args:
+            parts: key → its ``.part`` file (from :meth:`part_path`, in the key's folder).
+
+        Returns:
+            key → size in bytes.
+
+        Raises:
+            InvalidKey: a key is invalid, its ``.part`` file is not beside it, or its name
+                is a link that leads outside the root.
+        """
+        moves: list[tuple[Path, Path]] = []
+        for key, part in parts.items():
+            folder_key, _, name = validate_key(key).rpartition("/")
+            folder = self.root / folder_key if folder_key else self.root
+            dest = folder / name
+            if part.parent != folder or not part.name.endswith(".part"):
+                raise InvalidKey("A part file must lie beside its key.")
+            # As in path(): a link under the key's name must not lead outside the root.
+            if self._is_link(dest) and not dest.resolve().is_relative_to(self.root):
+                raise InvalidKey("Invalid storage key.")
+            moves.append((part, dest))
+        sizes: dict[str, int] = {}
+        for key, (part, _dest) in zip(parts, moves, strict=True):
+            fd = os.open(part, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                sizes[key] = os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+        for part, dest in moves:
+            os.replace(part, dest)
+        for folder in dict.fromkeys(dest.parent for _part, dest in moves):
+            _fsync_dir(folder)
+        return sizes
+
+    @staticmethod
+    def _is_link(path: Path) -> bool:
+        try:
+            return stat.S_ISLNK(os.lstat(path).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
 
     # --- writes ----------------------------------------------------------------------------
     async def save_file(self, key: str, src: Path) -> int:

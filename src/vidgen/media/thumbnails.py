@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import threading
 from pathlib import Path
 
 import av
+from av.video.reformatter import VideoReformatter
 from PIL import Image
 
 from vidgen.media.probe import ProbeError
@@ -16,6 +19,10 @@ FORMATS = {
     "webp": ("WEBP", {"quality": 80}),
 }
 POSITION = 0.10
+# Up to this many pixels per frame, one scaling thread beats FFmpeg's slice threads.
+SMALL_FRAME_PIXELS = 640 * 360
+
+_local = threading.local()  # one colour converter per thread, kept between frames
 
 
 def make_thumbnail(
@@ -89,20 +96,43 @@ def frame_at(
         frame = next(container.decode(stream), None)
     if frame is None:
         raise ProbeError("No frame could be decoded from the video.")
-    return frame.to_image()
+    return to_image(frame)
+
+
+def to_image(frame: av.VideoFrame) -> Image.Image:
+    """The frame as an RGB image: the pixels of ``frame.to_image()``, converted cheaper.
+
+    ``frame.to_image()`` sets up a new swscale context (and its threads) for every frame,
+    which costs more than converting a small frame; this keeps one converter per thread
+    (swscale re-initialises it when the frame's size or format changes) and converts small
+    frames on the calling thread. Same pixels either way (tests/media check it).
+    """
+    reformatter = getattr(_local, "reformatter", None)
+    if reformatter is None:
+        reformatter = _local.reformatter = VideoReformatter()
+    threads = 1 if frame.width * frame.height <= SMALL_FRAME_PIXELS else 0
+    return reformatter.reformat(frame, format="rgb24", threads=threads).to_image()
+
+
+def encode_thumbnail(image: Image.Image, *, width: int, fmt: str) -> tuple[bytes, tuple[int, int]]:
+    """Scale ``image`` to ``width`` (never up, aspect kept) and encode it; bytes and size."""
+    target_w = min(width, image.width)
+    target_h = max(1, round(image.height * target_w / image.width))
+    if (target_w, target_h) != image.size:
+        image = image.resize((target_w, target_h), Image.LANCZOS, reducing_gap=2.0)
+    pil_format, options = FORMATS[fmt]
+    buffer = io.BytesIO()
+    image.save(buffer, pil_format, **options)
+    return buffer.getvalue(), (target_w, target_h)
 
 
 def write_thumbnail(
     image: Image.Image, dest_path: Path | str, *, width: int, fmt: str
 ) -> tuple[int, int]:
     """Scale ``image`` to ``width`` (never up, aspect kept) and save it; its final size."""
-    target_w = min(width, image.width)
-    target_h = max(1, round(image.height * target_w / image.width))
-    if (target_w, target_h) != image.size:
-        image = image.resize((target_w, target_h), Image.LANCZOS, reducing_gap=2.0)
-    pil_format, options = FORMATS[fmt]
-    image.save(dest_path, pil_format, **options)
-    return target_w, target_h
+    data, size = encode_thumbnail(image, width=width, fmt=fmt)
+    Path(dest_path).write_bytes(data)
+    return size
 
 
 async def amake_thumbnail(

@@ -12,6 +12,10 @@ the same way::
     await provider.download(result, dest_path, max_bytes=...)   # streamed, size-capped
     # ... then the engine stores, probes and thumbnails the file.
 
+A provider whose output is already in this process (no network: the test provider, a local
+renderer) may also offer :class:`BlockingDownload`: the engine then writes the output in the
+same worker-thread call that probes, thumbnails and stores it (one thread hop per job).
+
 Errors: every failure leaves an adapter as a :class:`ProviderError` whose ``retryable`` flag
 the engine acts on (see :mod:`vidgen.providers.errors`, the one place that classifies).
 """
@@ -194,3 +198,16 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class BlockingDownload(Protocol):
+    """Optional, beside :class:`Provider`: a download that needs no event loop.
+
+    Same contract as :meth:`Provider.download` (write at most ``max_bytes`` to ``dest``, a
+    permanent ProviderError beyond that; return the content type), but blocking: the engine
+    calls it from a worker thread, in the same call as the rest of the job's media work.
+    Offer it only when the output is already at hand (a local file, bytes in memory).
+    """
+
+    def download_blocking(self, result: PollResult, dest: Path, *, max_bytes: int) -> str: ...

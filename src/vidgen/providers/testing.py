@@ -269,8 +269,13 @@ class TestProvider:
         self._canceled.add(prediction_id)
 
     async def download(self, result: PollResult, dest: Path, *, max_bytes: int) -> str:
+        return await asyncio.to_thread(self.download_blocking, result, dest, max_bytes=max_bytes)
+
+    def download_blocking(self, result: PollResult, dest: Path, *, max_bytes: int) -> str:
+        """:meth:`download` without the event loop (the output is in memory): see
+        :class:`~vidgen.providers.base.BlockingDownload`."""
         fmt = str(result.extra.get("format", "mp4"))
-        await asyncio.to_thread(_write_output, fmt, Path(dest), max_bytes)
+        _write_output(fmt, Path(dest), max_bytes)
         return _CONTENT_TYPES[fmt]
 
     def sign_webhook(self, body: bytes, *, now: float | None = None) -> dict[str, str]:

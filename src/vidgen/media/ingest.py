@@ -1,0 +1,163 @@
+"""A provider's finished output taken into storage: the job pipeline's media stage.
+
+Every step is blocking, so the whole stage is ONE call in a worker thread
+(:meth:`Ingest.run`) when the provider can hand over its output without the event loop
+(``download_blocking``, see :mod:`vidgen.providers.base`), and two calls around the
+provider's own async download otherwise (:meth:`Ingest.open`, then :meth:`Ingest.finish`)::
+
+    folder of the keys: checked once, created (durably) when missing
+      ─▶ the download, written straight into that folder as a dot-named .part file
+      ─▶ probe + thumbnail in one pass (vidgen.media.inspect.read; the image stays in memory)
+      ─▶ the thumbnail's .part file
+      ─▶ commit: fsync both, rename both over their keys, fsync the folder once
+
+Nothing reaches a key unless the whole stage succeeded: on an error the part files are
+removed (and the video's folder, when that leaves it empty). A stage abandoned by its job
+(canceled meanwhile) commits nothing if it has not started committing yet. A crash leaves at
+worst ``.*.part`` files, which :meth:`~vidgen.media.storage.LocalStorage.purge_temp` removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from vidgen.media import inspect
+from vidgen.media.probe import VideoInfo
+from vidgen.media.storage import Storage, make_key
+from vidgen.media.thumbnails import check_options
+
+# A provider's content type → the stored video's extension.
+VIDEO_EXTS = {"video/mp4": "mp4", "video/webm": "webm"}
+
+
+class Abandoned(Exception):
+    """The job gave the stage up (it was canceled) before anything was committed."""
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What :class:`Ingest` stored: the two keys, the video's metadata and its size."""
+
+    video_key: str
+    thumbnail_key: str
+    info: VideoInfo
+    file_size: int
+
+
+class Ingest:
+    """One job's output on its way into storage (see the module docstring).
+
+    Args:
+        storage: where the files go.
+        owner_id: the video's owner (part of the keys).
+        video_id: the video.
+        output_format: the format asked for (the extension when the content type is unknown).
+        thumbnail_width: the thumbnail's width (never scaled up).
+        thumbnail_format: ``jpeg``/``jpg``/``webp``.
+
+    Raises:
+        ValueError: an unknown thumbnail format or a width below 1.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        owner_id: int,
+        video_id: int,
+        output_format: str,
+        thumbnail_width: int,
+        thumbnail_format: str,
+    ) -> None:
+        self.storage = storage
+        self.owner_id = owner_id
+        self.video_id = video_id
+        self.output_format = output_format
+        self.thumbnail_width = thumbnail_width
+        self.thumbnail_format = thumbnail_format.lower()
+        check_options(width=thumbnail_width, fmt=self.thumbnail_format)
+        self.thumbnail_ext = (
+            "jpg" if self.thumbnail_format in {"jpeg", "jpg"} else self.thumbnail_format
+        )
+        self.abandoned = False  # set by the job (from the event loop) when it is canceled
+        self._folder: Path | None = None
+        self._parts: list[Path] = []
+
+    def run(self, fetch: Callable[[Path], str | None]) -> Stored:
+        """The whole stage in one blocking call; ``fetch(dest)`` writes the download and
+        returns its content type. On any error nothing is stored."""
+        try:
+            content_type = fetch(self.open())
+        except BaseException:
+            self.discard()
+            raise
+        return self.finish(content_type)
+
+    def open(self) -> Path:
+        """Check and create the folder; where to write the download (a fresh ``.part``)."""
+        key = make_key(self.owner_id, self.video_id, "video", self.output_format)
+        self._folder = self.storage.folder(key)
+        return self._part(key)
+
+    def finish(self, content_type: str | None) -> Stored:
+        """Inspect the download, write the thumbnail and commit both (after :meth:`open`);
+        on any error nothing is stored.
+
+        Raises:
+            ProbeError: the download is not a readable video.
+            Abandoned: the job gave up meanwhile; nothing was stored.
+        """
+        try:
+            return self._finish(content_type)
+        except BaseException:
+            self.discard()
+            raise
+
+    def _finish(self, content_type: str | None) -> Stored:
+        download = self._parts[0]
+        ext = VIDEO_EXTS.get((content_type or "").split(";")[0].strip().lower())
+        ext = ext or self.output_format
+        video_key = make_key(self.owner_id, self.video_id, "video", ext)
+        thumbnail_key = make_key(self.owner_id, self.video_id, "thumbnail", self.thumbnail_ext)
+        info, image = inspect.read(
+            download,
+            width=self.thumbnail_width,
+            fmt=self.thumbnail_format,
+            container_format=inspect.CONTAINER_FORMATS.get(ext),
+        )
+        thumbnail = self._part(thumbnail_key)
+        _write_new(thumbnail, image)
+        if self.abandoned:
+            raise Abandoned()
+        sizes = self.storage.commit({video_key: download, thumbnail_key: thumbnail})
+        self._parts.clear()
+        return Stored(video_key, thumbnail_key, info, sizes[video_key])
+
+    def discard(self) -> None:
+        """Remove what the stage wrote and did not commit (idempotent)."""
+        for part in self._parts:
+            with contextlib.suppress(OSError):
+                part.unlink(missing_ok=True)
+        self._parts.clear()
+        if self._folder is not None:
+            with contextlib.suppress(OSError):
+                self._folder.rmdir()  # only when empty: a stored version stays
+
+    def _part(self, key: str) -> Path:
+        part = self.storage.part_path(key)
+        self._parts.append(part)
+        return part
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
