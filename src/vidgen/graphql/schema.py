@@ -31,6 +31,7 @@ from strawberry.types import ExecutionContext
 from tortoise.models import Model
 
 from vidgen.graphql.errors import ErrorCodes, log_errors
+from vidgen.graphql.execution import FastFields
 from vidgen.graphql.fanout import SharedEventResults
 from vidgen.graphql.guards import RejectNulCharacters
 from vidgen.graphql.mutations import Mutation
@@ -84,13 +85,23 @@ def _is_awaitable(value: Any) -> bool:
     return optimized_is_awaitable(value) and not isinstance(value, Model)
 
 
-class VidgenExecutionContext(SharedEventResults, StrawberryGraphQLCoreExecutionContext):
-    """graphql-core's execution with :func:`_is_awaitable`; a subscription event's selection
-    set runs once per process for all its subscribers with the same key (see .fanout)."""
+class VidgenExecutionContext(
+    SharedEventResults, FastFields, StrawberryGraphQLCoreExecutionContext
+):
+    """graphql-core's execution with :func:`_is_awaitable`; plain fields resolved inline
+    (see .execution); a subscription event's selection set runs once per process for all
+    its subscribers with the same key (see .fanout)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.is_awaitable = _is_awaitable
+
+
+class PlainExecutionContext(VidgenExecutionContext):
+    """:class:`VidgenExecutionContext` with every field on graphql-core's path (tests
+    compare the two)."""
+
+    fast_fields = False
 
 
 class VidgenSchema(strawberry.Schema):
@@ -113,8 +124,9 @@ def _limits(settings: Settings) -> Callable[[], SchemaExtension]:
     return lambda: AddValidationRules(rules)
 
 
-def build_schema(settings: Settings | None = None) -> strawberry.Schema:
-    """The schema with limits from ``settings`` (defaults when None)."""
+def build_schema(settings: Settings | None = None, *, fast_fields: bool = True) -> strawberry.Schema:
+    """The schema with limits from ``settings`` (defaults when None); ``fast_fields=False``
+    executes every field through graphql-core's path (see .execution)."""
     settings = settings or Settings(_env_file=None)
     max_tokens = settings.max_query_tokens
     extensions: list[Any] = [
@@ -135,7 +147,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         # enums, which then cannot serialize Python enum members ("Enum 'VideoStatus' cannot
         # represent value"). The SDL is stable anyway: types print in definition order.
         config=StrawberryConfig(),
-        execution_context_class=VidgenExecutionContext,
+        execution_context_class=VidgenExecutionContext if fast_fields else PlainExecutionContext,
     )
 
 

@@ -19,7 +19,7 @@ from strawberry.types import Info
 from tortoise.queryset import QuerySet
 
 from vidgen import errors, models
-from vidgen.graphql import dataloaders, pagination
+from vidgen.graphql import dataloaders, execution, pagination
 from vidgen.media.signing import signed_url
 
 if TYPE_CHECKING:
@@ -49,6 +49,7 @@ def _now_or_later(loader: DataLoader[Any, Any], key: Any) -> Any:
 
 
 def _accepts(*classes: type) -> Any:
+    @execution.info_free
     def is_type_of(cls: type, obj: Any, _info: Any) -> bool:
         return isinstance(obj, (*classes, cls))
 
@@ -112,10 +113,10 @@ def require_id(value: str | None, type_name: str, *, field: str) -> int | None:
     return node_id
 
 
-def _signed(info: Info, key: str | None) -> str | None:
+def _signed(context: Context, key: str | None) -> str | None:
     if not key:
         return None
-    settings = context_of(info).settings
+    settings = context.settings
     return signed_url(
         settings.resolved_public_url,
         key,
@@ -160,6 +161,7 @@ class StatusChange:
     is_type_of = _accepts(models.VideoStatusEvent)
 
     @strawberry.field
+    @execution.direct(lambda root, _context: VideoStatusEnum.of(root.to_status))
     def status(self, root: strawberry.Parent[Any]) -> VideoStatusEnum:
         return VideoStatusEnum.of(root.to_status)
 
@@ -198,62 +200,69 @@ class Video(relay.Node):
 
     is_type_of = _accepts(models.Video)
 
+    # The resolvers below are ``execution.direct``: the executor may call their
+    # implementation (the _video_* functions) with (row, context), skipping Info.
     @strawberry.field
+    @execution.direct(lambda root, _context: _video_status(root))
     def status(self, root: strawberry.Parent[Any]) -> VideoStatusEnum:
-        return VideoStatusEnum.of(root.status)
+        return _video_status(root)
 
     @strawberry.field(
         description="What the provider says while the video is processing (queue position, "
         "last log line); null otherwise."
     )
+    @execution.direct(lambda root, _context: _video_status_message(root))
     def status_message(self, root: strawberry.Parent[Any]) -> str | None:
-        if root.status != models.VideoStatus.PROCESSING:
-            return None
-        return root.status_message
+        return _video_status_message(root)
 
     @strawberry.field
+    @execution.direct(lambda root, _context: OutputFormatEnum.of(root.output_format))
     def output_format(self, root: strawberry.Parent[Any]) -> OutputFormatEnum:
         return OutputFormatEnum.of(root.output_format)
 
     @strawberry.field(description="Signed URL of the video file (or the provider's URL).")
+    @execution.direct(lambda root, context: _signed(context, root.video_file) or root.video_url)
     def video_url(self, root: strawberry.Parent[Any], info: Info) -> str | None:
-        return _signed(info, root.video_file) or root.video_url
+        return _signed(context_of(info), root.video_file) or root.video_url
 
     @strawberry.field(description="Signed URL of the thumbnail.")
+    @execution.direct(
+        lambda root, context: _signed(context, root.thumbnail_file) or root.thumbnail_url
+    )
     def thumbnail_url(self, root: strawberry.Parent[Any], info: Info) -> str | None:
-        return _signed(info, root.thumbnail_file) or root.thumbnail_url
+        return _signed(context_of(info), root.thumbnail_file) or root.thumbnail_url
 
     @strawberry.field(description="Signed URL of the uploaded input image.")
+    @execution.direct(lambda root, context: _signed(context, root.input_image))
     def input_image_url(self, root: strawberry.Parent[Any], info: Info) -> str | None:
-        return _signed(info, root.input_image)
+        return _signed(context_of(info), root.input_image)
 
     # The relations are sync resolvers returning either the row (already loaded for the
     # whole page by preload_videos) or the loader's awaitable: see _now_or_later.
     @strawberry.field
+    @execution.direct(lambda root, context: _video_theme(root, context))
     def theme(self, root: strawberry.Parent[Any], info: Info) -> Theme | None:
-        if root.theme_id is None:
-            return None
-        return _now_or_later(context_of(info).loaders.theme_by_id, root.theme_id)
+        return _video_theme(root, context_of(info))
 
     @strawberry.field
+    @execution.direct(lambda root, context: _video_tags(root, context))
     def tags(self, root: strawberry.Parent[Any], info: Info) -> list[Tag]:
-        return _now_or_later(context_of(info).loaders.tags_by_video_id, root.id)
+        return _video_tags(root, context_of(info))
 
     @strawberry.field
+    @execution.direct(lambda root, context: _video_project(root, context))
     def project(self, root: strawberry.Parent[Any], info: Info) -> Project | None:
-        if root.project_id is None:
-            return None
-        return _now_or_later(context_of(info).loaders.project_by_id, root.project_id)
+        return _video_project(root, context_of(info))
 
     @strawberry.field
+    @execution.direct(lambda root, context: _video_story(root, context))
     def story(self, root: strawberry.Parent[Any], info: Info) -> Story | None:
-        if root.story_id is None:
-            return None
-        return _now_or_later(context_of(info).loaders.story_by_id, root.story_id)
+        return _video_story(root, context_of(info))
 
     @strawberry.field(description="Status changes, oldest first.")
+    @execution.direct(lambda root, context: _video_status_history(root, context))
     def status_history(self, root: strawberry.Parent[Any], info: Info) -> list[StatusChange]:
-        return _now_or_later(context_of(info).loaders.status_history_by_video_id, root.id)
+        return _video_status_history(root, context_of(info))
 
     @strawberry.field(
         description="Opaque cursor of the latest change: pass it to videoUpdates(after:)."
@@ -263,8 +272,52 @@ class Video(relay.Node):
         return None if latest is None else str(latest)
 
     @strawberry.field
+    @execution.direct(lambda root, context: _video_owner(root, context))
     def owner(self, root: strawberry.Parent[Any], info: Info) -> User:
-        return _now_or_later(context_of(info).loaders.user_by_id, root.owner_id)
+        return _video_owner(root, context_of(info))
+
+
+# The Video resolvers' implementations, from the row (and the context): pure reads.
+
+
+def _video_status(root: Any) -> VideoStatusEnum:
+    return VideoStatusEnum.of(root.status)
+
+
+def _video_status_message(root: Any) -> str | None:
+    if root.status != models.VideoStatus.PROCESSING:
+        return None
+    return root.status_message
+
+
+def _video_theme(root: Any, context: Context) -> Any:
+    if root.theme_id is None:
+        return None
+    return _now_or_later(context.loaders.theme_by_id, root.theme_id)
+
+
+def _video_tags(root: Any, context: Context) -> Any:
+    return _now_or_later(context.loaders.tags_by_video_id, root.id)
+
+
+def _video_project(root: Any, context: Context) -> Any:
+    if root.project_id is None:
+        return None
+    return _now_or_later(context.loaders.project_by_id, root.project_id)
+
+
+def _video_story(root: Any, context: Context) -> Any:
+    if root.story_id is None:
+        return None
+    return _now_or_later(context.loaders.story_by_id, root.story_id)
+
+
+def _video_status_history(root: Any, context: Context) -> Any:
+    return _now_or_later(context.loaders.status_history_by_video_id, root.id)
+
+
+def _video_owner(root: Any, context: Context) -> Any:
+    return _now_or_later(context.loaders.user_by_id, root.owner_id)
 
 
 # --- connections --------------------------------------------------------------------------
