@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import re
+from typing import Any
 
 from tortoise import fields
 from tortoise.exceptions import ValidationError
@@ -265,25 +266,56 @@ class Video(Model):
     def status_enum(self) -> VideoStatus:
         return VideoStatus(self.status)
 
-    async def check_paragraph_index(self) -> None:
-        """``paragraph_index`` needs a story and must fall inside its paragraphs."""
+    async def check_paragraph_index(self, *, paragraph_count: int | None = None) -> None:
+        """``paragraph_index`` needs a story and must fall inside its paragraphs.
+
+        Args:
+            paragraph_count: how many paragraphs the story has, when the caller has just
+                read the story itself (the videos service checks it first); None reads it.
+        """
         if self.paragraph_index is None:
             return
         if self.story_id is None:
             raise ValidationError("paragraph_index needs a story")
-        story = await Story.get_or_none(id=self.story_id).only("id", "paragraphs")
-        count = len(story.paragraphs or []) if story else 0
+        count = paragraph_count
+        if count is None:
+            story = await Story.get_or_none(id=self.story_id).only("id", "paragraphs")
+            count = len(story.paragraphs or []) if story else 0
         if not 0 <= self.paragraph_index < count:
             raise ValidationError(
                 f"paragraph_index {self.paragraph_index} is outside the story's "
                 f"{count} paragraph(s)"
             )
 
-    async def save(self, *args, **kwargs) -> None:  # type: ignore[override]
+    async def save(  # type: ignore[override]
+        self, *args: Any, paragraph_count: int | None = None, **kwargs: Any
+    ) -> None:
+        """Tortoise's save, after :meth:`check_paragraph_index` (``paragraph_count`` as there)."""
         update_fields = kwargs.get("update_fields")
         if update_fields is None or {"paragraph_index", "story_id"} & set(update_fields):
-            await self.check_paragraph_index()
+            await self.check_paragraph_index(paragraph_count=paragraph_count)
         await super().save(*args, **kwargs)
+
+    async def insert_values(self, *, paragraph_count: int | None = None) -> dict[str, Any]:
+        """The columns and values that inserting this new video writes, for an INSERT written
+        by hand (:func:`vidgen.jobs.lifecycle.record_created` inserts a video and its first
+        history row in one statement).
+
+        Checked exactly as :meth:`save` checks before an insert: the paragraph index first,
+        then every field's conversion and validators (lengths, resolution, bounds), which
+        also stamp ``created_at``/``updated_at`` on the instance.
+
+        Raises:
+            ValidationError: like :meth:`save`; nothing was written.
+        """
+        await self.check_paragraph_index(paragraph_count=paragraph_count)
+        meta = self._meta
+        values: dict[str, Any] = {}
+        for name, column in meta.fields_db_projection.items():
+            field = meta.fields_map[name]
+            if not field.generated:
+                values[column] = field.to_db_value(getattr(self, name), self)
+        return values
 
 
 class VideoStatusEvent(Model):

@@ -26,7 +26,7 @@ row closed). :func:`transition` serves everything else (the API, the sweeper, re
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,22 +102,80 @@ async def publish(bus: EventBus | None, events: Iterable[VideoEvent]) -> None:
         await publish_video_event(bus, event)
 
 
-async def record_created(video: Video, *, actor: str | None, message: str | None = None) -> Change:
-    """Write the first history row of a freshly inserted ``queued`` video.
+async def record_created(
+    video: Video,
+    *,
+    actor: str | None,
+    message: str | None = None,
+    tag_ids: Sequence[int] = (),
+    paragraph_count: int | None = None,
+) -> Change:
+    """Write the first history row of a new ``queued`` video, and its tag links.
 
-    Call inside the transaction that inserted the video; publish ``change.event`` after it.
+    A video not saved yet is inserted here too, checked as :meth:`Video.save` checks it
+    (``paragraph_count`` as in :meth:`Video.check_paragraph_index`); on PostgreSQL the
+    video, its history row and its tag links are then ONE statement, atomic without a
+    transaction. Inside a caller's transaction, publish ``change.event`` after it commits.
+
+    Raises:
+        ValidationError: the unsaved video failed its checks; nothing was written.
+        IntegrityError: e.g. a repeated idempotency key; nothing was written.
     """
-    row = await VideoStatusEvent.create(
-        video_id=video.id,
-        owner_id=video.owner_id,
-        from_status=None,
-        to_status=str(video.status),
-        version=video.version,
-        message=message or "queued",
-        actor=actor,
-    )
+    new = not video._saved_in_db
+    values = await video.insert_values(paragraph_count=paragraph_count) if new else {}
+    stamp = now()
     status = S(video.status)
-    return Change(video.id, status, status, video.version, event_for(video, row.id))
+    history = [video.owner_id, None, status.value, video.version, stamp, message or "queued", actor]
+    conn = Video._meta.db
+    if conn.capabilities.dialect == "postgres":
+        p = _Params(postgres=True)
+        if new:
+            columns = ", ".join(f'"{column}"' for column in values)
+            marks = ", ".join(p(value) for value in values.values())
+            source = f"v AS (INSERT INTO videos ({columns}) VALUES ({marks}) RETURNING id)"
+        else:
+            source = f"v AS (SELECT {p(video.id)}::int AS id)"
+        sql = (
+            f"WITH {source}, h AS (INSERT INTO video_status_events (video_id, owner_id,"
+            " from_status, to_status, version, at, message, actor)"
+            f" SELECT id, {', '.join(p(value) for value in history)} FROM v RETURNING id)"
+        )
+        if tag_ids:
+            sql += (
+                ", t AS (INSERT INTO video_tags (videos_id, tag_id)"
+                f" SELECT v.id, u.tag FROM v, unnest({p(list(tag_ids))}::int[]) AS u(tag))"
+            )
+        sql += " SELECT v.id, h.id AS event_id FROM v, h"
+        row = (await conn.execute_query_dict(sql, p.values))[0]
+        video_id, event_id = row["id"], row["event_id"]
+    else:
+        async with in_transaction() as tx:
+            if new:
+                columns = ", ".join(f'"{column}"' for column in values)
+                marks = ", ".join("?" for _ in values)
+                inserted = await tx.execute_query_dict(
+                    f"INSERT INTO videos ({columns}) VALUES ({marks}) RETURNING id",
+                    list(values.values()),
+                )
+                video_id = inserted[0]["id"]
+            else:
+                video_id = video.id
+            rows = await tx.execute_query_dict(
+                "INSERT INTO video_status_events (video_id, owner_id, from_status, to_status,"
+                " version, at, message, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                [video_id, *history],
+            )
+            event_id = rows[0]["id"]
+            if tag_ids:
+                await tx.execute_query(
+                    "INSERT INTO video_tags (videos_id, tag_id) VALUES "
+                    + ", ".join("(?, ?)" for _ in tag_ids),
+                    [value for tag_id in tag_ids for value in (video_id, tag_id)],
+                )
+    if new:
+        video.id = video_id
+        video._saved_in_db = True
+    return Change(video.id, status, status, video.version, event_for(video, event_id))
 
 
 async def transition(

@@ -22,7 +22,8 @@ import datetime as dt
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from tortoise.exceptions import IntegrityError
@@ -35,7 +36,7 @@ from vidgen.jobs import lifecycle
 from vidgen.jobs import service as jobs
 from vidgen.media.images import check_image
 from vidgen.media.storage import make_key
-from vidgen.models import OutputFormat, Story, Tag, User, Video, VideoStatus
+from vidgen.models import OutputFormat, Tag, User, Video, VideoStatus
 from vidgen.services import KEEP, Keep, catalog
 
 if TYPE_CHECKING:
@@ -213,17 +214,15 @@ def _pick_duration(requested: float | None, caps: Capabilities) -> float:
     return float(requested)
 
 
-async def _plan(
+def _plan(
     *,
     runtime: Runtime,
-    viewer: User,
     prompt: str,
     provider: str | None,
     model: str | None,
     project_id: int | None,
     story_id: int | None,
     paragraph_index: int | None,
-    input_image: bytes | None,
     resolution: str | None,
     output_format: OutputFormat | str | None,
     duration_seconds: float | None,
@@ -234,6 +233,8 @@ async def _plan(
     priority: int | None,
     scheduled_at: dt.datetime | None,
 ) -> _Plan:
+    """Every check that needs no database, in the order clients see their errors; the
+    grouping (:func:`_check_grouping`) and the input image (:func:`_check_image`) follow."""
     settings = runtime.settings
     # Provider first: the prompt limit and every capability depend on it.
     name = (provider or DEFAULT_PROVIDER).strip().lower()
@@ -296,43 +297,6 @@ async def _plan(
         if when < _now() - SCHEDULE_TOLERANCE:
             raise errors.BadUserInput("scheduledAt must not be in the past.", field="scheduledAt")
 
-    # Grouping: only the viewer's own project and story (another user's reads as missing).
-    story: Story | None = None
-    if project_id is not None:
-        await catalog.owned_project(owner=viewer, project_id=project_id)
-    if story_id is not None:
-        story = await catalog.owned_story(owner=viewer, story_id=story_id)
-        if project_id is not None and story.project_id != project_id:
-            raise errors.BadUserInput("That story is not in that project.", field="storyId")
-        if project_id is None:
-            project_id = story.project_id
-    if paragraph_index is not None:
-        if story is None:
-            raise errors.BadUserInput("paragraphIndex needs a storyId.", field="paragraphIndex")
-        count = len(story.paragraphs or [])
-        if not 0 <= paragraph_index < count:
-            raise errors.BadUserInput(
-                f"paragraphIndex {paragraph_index} is outside the story's {count} paragraph(s).",
-                field="paragraphIndex",
-            )
-
-    image_ext = None
-    if input_image is not None:
-        if not caps.image_to_video:
-            raise errors.BadUserInput(
-                f"The {name} provider does not take an input image.", field="inputImage"
-            )
-        checked = await asyncio.to_thread(
-            check_image,
-            input_image,
-            max_bytes=settings.max_upload_bytes,
-            max_pixels=settings.max_image_pixels,
-            max_side=settings.max_image_side,
-        )
-        image_ext = checked.ext
-    elif not caps.text_to_video:
-        raise errors.BadUserInput(f"The {name} provider needs an input image.", field="inputImage")
-
     return _Plan(
         prompt=text,
         provider=name,
@@ -341,7 +305,7 @@ async def _plan(
         output_format=fmt,
         duration_seconds=duration,
         project_id=project_id,
-        story_id=story.id if story else None,
+        story_id=story_id,
         paragraph_index=paragraph_index,
         caption=clean_caption,
         video_style=clean_style,
@@ -349,7 +313,7 @@ async def _plan(
         tags=tag_names,
         priority=chosen_priority,
         scheduled_at=when,
-        image_ext=image_ext,
+        image_ext=None,
     )
 
 
@@ -364,6 +328,152 @@ def _parse_format(value: OutputFormat | str | None) -> OutputFormat:
         raise errors.BadUserInput(
             "outputFormat must be MP4 or WEBM.", field="outputFormat"
         ) from exc
+
+
+@dataclass(frozen=True)
+class _Found:
+    """What :func:`_lookup` found of the viewer's rows a request names."""
+
+    project: bool
+    story_project_id: int | None  # meaningful only when ``story``
+    story: bool
+    paragraph_count: int
+    theme_id: int | None
+    tag_ids: dict[str, int]  # by name key
+    earlier: bool  # a video of this idempotency key exists
+
+
+class _Marks:
+    """Placeholders in the connection's style, with their values in order."""
+
+    def __init__(self, postgres: bool) -> None:
+        self.postgres = postgres
+        self.values: list[object] = []
+
+    def __call__(self, value: object) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}" if self.postgres else "?"
+
+
+async def _lookup(*, owner_id: int, plan: _Plan, key: str | None) -> _Found:
+    """ONE query for everything a request names: the viewer's project and story (with its
+    paragraph count), theme and tags by name key, and an earlier video of the idempotency
+    key. Another user's rows are never found."""
+    conn = Video._meta.db
+    postgres = conn.capabilities.dialect == "postgres"
+    p = _Marks(postgres)
+    length = "jsonb_array_length" if postgres else "json_array_length"
+    typeof = "jsonb_typeof" if postgres else "json_type"
+    parts: list[str] = []
+    # Every branch has the same columns (typed NULLs: UNION needs one type per column).
+    no_id, no_key = "CAST(NULL AS INTEGER)", "CAST(NULL AS TEXT)"
+
+    def branch(kind: str, id_: str, project: str, paragraphs: str, name_key: str) -> str:
+        return (
+            f"SELECT '{kind}' AS kind, {id_} AS id, {project} AS project_id,"
+            f" {paragraphs} AS paragraphs, {name_key} AS name_key"
+        )
+
+    if plan.project_id is not None:
+        parts.append(
+            branch("project", "id", no_id, no_id, no_key)
+            + f" FROM projects WHERE id = {p(plan.project_id)} AND owner_id = {p(owner_id)}"
+        )
+    if plan.story_id is not None:
+        count = f"CASE WHEN {typeof}(paragraphs) = 'array' THEN {length}(paragraphs) ELSE 0 END"
+        parts.append(
+            branch("story", "id", "project_id", count, no_key)
+            + f" FROM stories WHERE id = {p(plan.story_id)} AND owner_id = {p(owner_id)}"
+        )
+    if plan.theme is not None:
+        parts.append(
+            branch("theme", "id", no_id, no_id, "name_key")
+            + f" FROM themes WHERE owner_id = {p(owner_id)} AND name_key = {p(plan.theme[1])}"
+        )
+    if plan.tags:
+        keys = ", ".join(p(key) for _, key in plan.tags)
+        parts.append(
+            branch("tag", "id", no_id, no_id, "name_key")
+            + f" FROM tags WHERE owner_id = {p(owner_id)} AND name_key IN ({keys})"
+        )
+    if key is not None:
+        parts.append(
+            branch("video", "id", no_id, no_id, no_key)
+            + f" FROM videos WHERE owner_id = {p(owner_id)} AND idempotency_key = {p(key)}"
+        )
+    rows = await conn.execute_query_dict(" UNION ALL ".join(parts), p.values) if parts else []
+    found: dict[str, dict[str, object]] = {}
+    tag_ids: dict[str, int] = {}
+    for row in rows:
+        if row["kind"] == "tag":
+            tag_ids[row["name_key"]] = row["id"]
+        else:
+            found[row["kind"]] = row
+    story = found.get("story")
+    theme = found.get("theme")
+    return _Found(
+        project="project" in found,
+        story=story is not None,
+        story_project_id=story["project_id"] if story else None,  # type: ignore[arg-type]
+        paragraph_count=int(story["paragraphs"] or 0) if story else 0,  # type: ignore[call-overload]
+        theme_id=theme["id"] if theme else None,  # type: ignore[arg-type]
+        tag_ids=tag_ids,
+        earlier="video" in found,
+    )
+
+
+def _check_grouping(plan: _Plan, found: _Found) -> _Plan:
+    """Only the viewer's own project and story (another user's reads as missing); a story
+    without a project puts the video in the story's project."""
+    project_id = plan.project_id
+    if project_id is not None and not found.project:
+        raise errors.BadUserInput("No project with that id (projectId).", field="projectId")
+    if plan.story_id is not None:
+        if not found.story:
+            raise errors.BadUserInput("No story with that id (storyId).", field="storyId")
+        if project_id is not None and found.story_project_id != project_id:
+            raise errors.BadUserInput("That story is not in that project.", field="storyId")
+        if project_id is None:
+            project_id = found.story_project_id
+    if plan.paragraph_index is not None:
+        if plan.story_id is None:
+            raise errors.BadUserInput("paragraphIndex needs a storyId.", field="paragraphIndex")
+        count = found.paragraph_count
+        if not 0 <= plan.paragraph_index < count:
+            raise errors.BadUserInput(
+                f"paragraphIndex {plan.paragraph_index} is outside the story's "
+                f"{count} paragraph(s).",
+                field="paragraphIndex",
+            )
+    return replace(plan, project_id=project_id)
+
+
+async def _check_image(runtime: Runtime, plan: _Plan, input_image: bytes | None) -> _Plan:
+    name = plan.provider
+    caps = runtime.providers[name].capabilities
+    if input_image is None:
+        if not caps.text_to_video:
+            raise errors.BadUserInput(
+                f"The {name} provider needs an input image.", field="inputImage"
+            )
+        return plan
+    if not caps.image_to_video:
+        raise errors.BadUserInput(
+            f"The {name} provider does not take an input image.", field="inputImage"
+        )
+    settings = runtime.settings
+    checked = await asyncio.to_thread(
+        check_image,
+        input_image,
+        max_bytes=settings.max_upload_bytes,
+        max_pixels=settings.max_image_pixels,
+        max_side=settings.max_image_side,
+    )
+    return replace(plan, image_ext=checked.ext)
+
+
+async def _earlier(viewer: User, key: str) -> Video | None:
+    return await Video.get_or_none(owner_id=viewer.id, idempotency_key=key)
 
 
 async def generate_video(
@@ -413,38 +523,55 @@ async def generate_video(
                 f"idempotencyKey must be 1 to {MAX_IDEMPOTENCY_KEY} characters.",
                 field="idempotencyKey",
             )
-        earlier = await Video.get_or_none(owner_id=viewer.id, idempotency_key=key)
+    # A repeated idempotency key returns the first video whatever else the request says: its
+    # errors count only once no such video turned up (the lookup below looks for it too).
+    try:
+        plan = _plan(
+            runtime=runtime,
+            prompt=prompt,
+            provider=provider,
+            model=model,
+            project_id=project_id,
+            story_id=story_id,
+            paragraph_index=paragraph_index,
+            resolution=resolution,
+            output_format=output_format,
+            duration_seconds=duration_seconds,
+            caption=caption,
+            video_style=video_style,
+            theme=theme,
+            tags=tags,
+            priority=priority,
+            scheduled_at=scheduled_at,
+        )
+    except errors.BadUserInput:
+        earlier = await _earlier(viewer, key) if key is not None else None
         if earlier is not None:
             return earlier
-    plan = await _plan(
-        runtime=runtime,
-        viewer=viewer,
-        prompt=prompt,
-        provider=provider,
-        model=model,
-        project_id=project_id,
-        story_id=story_id,
-        paragraph_index=paragraph_index,
-        input_image=input_image,
-        resolution=resolution,
-        output_format=output_format,
-        duration_seconds=duration_seconds,
-        caption=caption,
-        video_style=video_style,
-        theme=theme,
-        tags=tags,
-        priority=priority,
-        scheduled_at=scheduled_at,
-    )
+        raise
+    found = await _lookup(owner_id=viewer.id, plan=plan, key=key)
+    if found.earlier and key is not None:
+        earlier = await _earlier(viewer, key)
+        if earlier is not None:
+            return earlier
+    plan = _check_grouping(plan, found)
+    plan = await _check_image(runtime, plan, input_image)
 
+    tag_ids = dict(found.tag_ids)  # by name key
+    new_tags = [display for display, name_key in plan.tags if name_key not in tag_ids]
+    theme_id = found.theme_id
+    new_theme = plan.theme[0] if plan.theme is not None and theme_id is None else None
     stored_key: str | None = None
     try:
-        async with in_transaction():
-            theme_row = (
-                await catalog.ensure_theme(owner_id=viewer.id, name=plan.theme[0])
-                if plan.theme
-                else None
-            )
+        # A new tag or theme, or a stored image, takes several statements: one transaction.
+        # Otherwise record_created's single statement is atomic on its own.
+        several = bool(new_tags) or new_theme is not None or input_image is not None
+        async with in_transaction() if several else nullcontext():
+            if new_theme is not None:
+                theme_id = (await catalog.ensure_theme(owner_id=viewer.id, name=new_theme)).id
+            if new_tags:
+                for tag in await catalog.ensure_tags(owner_id=viewer.id, names=new_tags):
+                    tag_ids[tag.name_key] = tag.id
             video = Video(
                 owner_id=viewer.id,
                 created_by_id=viewer.id,
@@ -460,30 +587,31 @@ async def generate_video(
                 paragraph_index=plan.paragraph_index,
                 caption=plan.caption,
                 video_style=plan.video_style,
-                theme_id=theme_row.id if theme_row else None,
+                theme_id=theme_id,
                 priority=plan.priority,
                 scheduled_at=plan.scheduled_at,
                 max_retries=runtime.settings.max_retries,
                 idempotency_key=key,
             )
-            await video.save()
-            if plan.tags:
-                tag_rows = await catalog.ensure_tags(
-                    owner_id=viewer.id, names=[display for display, _ in plan.tags]
-                )
-                await video.tags.add(*tag_rows)
             if input_image is not None and plan.image_ext is not None:
+                # The storage key needs the video's id: insert it first.
+                await video.save(paragraph_count=found.paragraph_count)
                 stored_key = make_key(viewer.id, video.id, "input", plan.image_ext)
                 await runtime.storage.save_bytes(stored_key, input_image)
                 video.input_image = stored_key
                 await video.save(update_fields=["input_image"])
-            change = await lifecycle.record_created(video, actor=actor_of(viewer))
+            change = await lifecycle.record_created(
+                video,
+                actor=actor_of(viewer),
+                tag_ids=[tag_ids[name_key] for _, name_key in plan.tags],
+                paragraph_count=found.paragraph_count,
+            )
     except BaseException as exc:
         if stored_key is not None:
             await _remove_file(runtime, stored_key)
         if key is not None and isinstance(exc, IntegrityError):
             # Lost a race with the same idempotency key: the winner's video is the answer.
-            earlier = await Video.get_or_none(owner_id=viewer.id, idempotency_key=key)
+            earlier = await _earlier(viewer, key)
             if earlier is not None:
                 return earlier
         raise
