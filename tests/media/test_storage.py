@@ -214,3 +214,50 @@ def test_local_storage_is_a_storage(storage: LocalStorage) -> None:
 def test_temp_path_refuses_odd_suffix(storage: LocalStorage) -> None:
     with pytest.raises(ValueError):
         storage.temp_path("/../x")
+
+
+def test_folder_creates_and_checks_once(storage: LocalStorage) -> None:
+    folder = storage.folder("u1/v2/video.mp4")
+    assert folder == storage.root / "u1" / "v2" and folder.is_dir()
+    assert storage.folder("u1/v2/thumbnail.jpg") == folder  # already there: fine
+
+
+def test_folder_refuses_a_symlink_escape(storage: LocalStorage, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    storage.root.mkdir(parents=True)
+    os.symlink(outside, storage.root / "u1")
+    with pytest.raises(InvalidKey):
+        storage.folder("u1/v2/video.mp4")
+    assert list(outside.iterdir()) == []
+
+
+def test_commit_puts_parts_under_their_keys(storage: LocalStorage) -> None:
+    storage.folder("u1/v2/video.mp4")
+    video, thumb = storage.part_path("u1/v2/video.mp4"), storage.part_path("u1/v2/thumb.jpg")
+    assert video != thumb and video.name.startswith(".") and video.name.endswith(".part")
+    video.write_bytes(b"v" * 10)
+    thumb.write_bytes(b"t" * 3)
+    sizes = storage.commit({"u1/v2/video.mp4": video, "u1/v2/thumb.jpg": thumb})
+    assert sizes == {"u1/v2/video.mp4": 10, "u1/v2/thumb.jpg": 3}
+    assert sorted(storage.iter_keys()) == ["u1/v2/thumb.jpg", "u1/v2/video.mp4"]
+    assert not video.exists() and not thumb.exists()
+
+
+def test_commit_refuses_a_part_elsewhere(storage: LocalStorage) -> None:
+    storage.folder("u1/v2/video.mp4")
+    part = storage.part_path("u1/v3/video.mp4")
+    with pytest.raises(InvalidKey):
+        storage.commit({"u1/v2/video.mp4": part})
+
+
+def test_commit_refuses_a_key_that_links_outside(storage: LocalStorage, tmp_path: Path) -> None:
+    outside = tmp_path / "secret.txt"
+    outside.write_text("keep")
+    folder = storage.folder("u1/v2/video.mp4")
+    os.symlink(outside, folder / "video.mp4")
+    part = storage.part_path("u1/v2/video.mp4")
+    part.write_bytes(b"new")
+    with pytest.raises(InvalidKey):
+        storage.commit({"u1/v2/video.mp4": part})
+    assert outside.read_text() == "keep"
