@@ -12,6 +12,8 @@ statement shape::
 
 There is no timer: the first request is sent at once, and the ones that arrive while it is
 in flight make the next batch, so an idle worker adds no latency and a busy one amortises.
+The writer keeps its pool connection while batches keep coming (a release costs the pool's
+reset, one more round trip) and gives it back as soon as nothing is waiting.
 Each statement stays fenced on its own row: a stale job gets no row back (StaleAttempt for
 that job alone). A transient error goes to every waiter (each one retries); any other error
 makes the writer run that batch's statements one by one, so one bad row fails only its job.
@@ -71,25 +73,33 @@ class GroupWriter:
             await asyncio.gather(self._flusher, return_exceptions=True)
 
     async def _flush(self) -> None:
+        conn = Video._meta.db
         while self._pending:
-            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            batch = [r for r in batch if not r.future.done()]  # its job was canceled
-            groups: dict[str, list[_Request]] = {}
-            for request in batch:
-                groups.setdefault(request.sql, []).append(request)
-            for sql, requests in groups.items():
-                await self._send(sql, requests)
+            # One connection for as long as batches keep coming: the pool resets a connection
+            # (one more round trip) each time it is released, so don't release between them.
+            async with conn.acquire_connection() as connection:
+                while self._pending:
+                    batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                    batch = [r for r in batch if not r.future.done()]  # its job was canceled
+                    groups: dict[str, list[_Request]] = {}
+                    for request in batch:
+                        groups.setdefault(request.sql, []).append(request)
+                    broken = False
+                    for sql, requests in groups.items():
+                        broken = not await self._send(connection, sql, requests) or broken
+                    if broken:
+                        break  # get a fresh connection for what came meanwhile
 
-    async def _send(self, sql: str, requests: list[_Request]) -> None:
+    async def _send(self, connection: Any, sql: str, requests: list[_Request]) -> bool:
+        """Send one batch and settle its requests; False when the connection may be broken."""
         conn = Video._meta.db
         try:
-            async with conn.acquire_connection() as connection:
-                records = await connection.fetchmany(sql, [r.params for r in requests])
+            records = await connection.fetchmany(sql, [r.params for r in requests])
         except Exception as exc:
             if transient.is_transient(exc) or len(requests) == 1:
                 for request in requests:
                     _settle(request, exc=exc)
-                return
+                return not transient.is_transient(exc)
             logger.warning(
                 "batched write failed; running its statements one by one",
                 extra={"action": "writer.split", "count": len(requests), "error": repr(exc)},
@@ -101,13 +111,14 @@ class GroupWriter:
                     _settle(request, exc=single)
                 else:
                     _settle(request, rows=rows)
-            return
+            return True
         self.batches += 1
         self.statements += len(requests)
         by_key = {record["id"]: dict(record) for record in records}
         for request in requests:
             row = by_key.get(request.key)
             _settle(request, rows=[row] if row is not None else [])
+        return True
 
 
 def _settle(
