@@ -76,3 +76,28 @@ async def test_a_bad_row_fails_alone(db, user) -> None:
     assert all(isinstance(r, lifecycle.Change) for r in results[:-1])
     assert await Video.filter(status=S.COMPLETED).count() == 3
     assert (await Video.get(id=bad.video_id)).status == S.PROCESSING
+
+
+@pytest.mark.postgres_only
+async def test_back_to_back_batches_keep_one_connection(db, user, monkeypatch) -> None:
+    for _ in range(6):
+        await make_video(user)
+    jobs = await queue.claim(worker_id="w", limit=6, lease_seconds=30)
+    conn = Video._meta.db
+    acquired = 0
+    original = conn.acquire_connection
+
+    def counting():  # type: ignore[no-untyped-def]
+        nonlocal acquired
+        acquired += 1
+        return original()
+
+    monkeypatch.setattr(conn, "acquire_connection", counting)
+    writer = GroupWriter()
+    first = asyncio.create_task(_finish(writer, jobs[0]))
+    while writer._pending or writer._flusher is None:  # the first batch is in flight
+        await asyncio.sleep(0)
+    await asyncio.gather(first, *(_finish(writer, j) for j in jobs[1:]))
+    assert (writer.batches, writer.statements) == (2, 6)
+    assert acquired == 1  # the second batch went on the same connection (no pool reset)
+    assert await Video.filter(status=S.COMPLETED).count() == 6
