@@ -56,7 +56,6 @@ from graphql import (
     is_non_null_type,
     is_object_type,
 )
-from graphql.execution.executor import to_nodes
 from graphql.pyutils import Path, Undefined, gather_with_cancel
 from graphql.type import GraphQLID, GraphQLString
 from strawberry import relay

@@ -85,9 +85,7 @@ def _is_awaitable(value: Any) -> bool:
     return optimized_is_awaitable(value) and not isinstance(value, Model)
 
 
-class VidgenExecutionContext(
-    SharedEventResults, FastFields, StrawberryGraphQLCoreExecutionContext
-):
+class VidgenExecutionContext(SharedEventResults, FastFields, StrawberryGraphQLCoreExecutionContext):
     """graphql-core's execution with :func:`_is_awaitable`; plain fields resolved inline
     (see .execution); a subscription event's selection set runs once per process for all
     its subscribers with the same key (see .fanout)."""
@@ -124,7 +122,9 @@ def _limits(settings: Settings) -> Callable[[], SchemaExtension]:
     return lambda: AddValidationRules(rules)
 
 
-def build_schema(settings: Settings | None = None, *, fast_fields: bool = True) -> strawberry.Schema:
+def build_schema(
+    settings: Settings | None = None, *, fast_fields: bool = True
+) -> strawberry.Schema:
     """The schema with limits from ``settings`` (defaults when None); ``fast_fields=False``
     executes every field through graphql-core's path (see .execution)."""
     settings = settings or Settings(_env_file=None)
