@@ -391,10 +391,11 @@ async def _lookup(*, owner_id: int, plan: _Plan, key: str | None) -> _Found:
             + f" FROM themes WHERE owner_id = {p(owner_id)} AND name_key = {p(plan.theme[1])}"
         )
     if plan.tags:
+        owner = p(owner_id)  # placeholders in the order they appear (SQLite's are "?")
         keys = ", ".join(p(key) for _, key in plan.tags)
         parts.append(
             branch("tag", "id", no_id, no_id, "name_key")
-            + f" FROM tags WHERE owner_id = {p(owner_id)} AND name_key IN ({keys})"
+            + f" FROM tags WHERE owner_id = {owner} AND name_key IN ({keys})"
         )
     if key is not None:
         parts.append(
