@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 
 import pytest
 
-from tests.jobs.conftest import make_video
+from tests.jobs.conftest import make_video, wait_until
 from vidgen.events.memory import MemoryBus
 from vidgen.jobs.worker import Worker
 from vidgen.media.probe import probe
@@ -104,4 +106,43 @@ async def test_unreadable_output_fails_and_leaves_nothing(db, user) -> None:
         assert not root.exists() or _files(root) == []
         assert not (root / f"u{user.id}" / f"v{video.id}").exists()
     finally:
+        await runtime.close()
+
+
+class StallingProvider(TestProvider):
+    """Its download waits until the test lets it go (a slow download in the media thread)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.go = threading.Event()
+
+    def download_blocking(self, result: PollResult, dest: Path, *, max_bytes: int) -> str:
+        self.entered.set()
+        self.go.wait(10)
+        return super().download_blocking(result, dest, max_bytes=max_bytes)
+
+
+async def test_a_job_stopped_during_its_media_stage_stores_nothing(db, user) -> None:
+    provider = StallingProvider()
+    runtime = Runtime.create(db, bus=MemoryBus(), providers={"test": provider})
+    await runtime.open()
+    try:
+        video = await make_video(user)
+        worker = Worker(runtime, concurrency=1)
+        worker.start()
+        assert await asyncio.to_thread(provider.entered.wait, 10)
+        await worker.stop(grace_seconds=0)  # cancels the job, releases it to the queue
+        provider.go.set()  # the media thread runs on: it must commit nothing
+        folder = runtime.storage.root / f"u{user.id}" / f"v{video.id}"
+
+        async def cleaned_up() -> bool:
+            return not folder.exists()
+
+        await wait_until(cleaned_up)
+        released = await Video.get(id=video.id)
+        assert released.status == S.QUEUED and released.video_file is None
+        assert _files(runtime.storage.root) == []
+    finally:
+        provider.go.set()
         await runtime.close()

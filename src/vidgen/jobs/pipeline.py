@@ -407,20 +407,13 @@ async def _store_output(
 
 
 async def _in_thread(job: ingest.Ingest, fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` in a worker thread; when the job is canceled meanwhile the thread runs
-    on, but commits nothing it has not started committing (and cleans up after itself)."""
-    future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    """``fn(*args)`` in a worker thread. Canceled before it started, it never runs; canceled
+    while it runs, it runs on but commits nothing it has not started committing."""
     try:
-        return await asyncio.shield(future)
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
     except asyncio.CancelledError:
         job.abandoned = True
-        future.add_done_callback(_consume)
         raise
-
-
-def _consume(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()  # an abandoned stage's error is expected: don't log it as lost
 
 
 async def _cancel(ctx: JobContext, provider: Provider, prediction_id: str | None) -> AttemptOutcome:
