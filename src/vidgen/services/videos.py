@@ -2,9 +2,12 @@
 
 :func:`generate_video` checks everything before it writes anything: the prompt, the
 provider and its capabilities, the input image (by content), the grouping (the viewer's own
-project and story), the schedule and the priority. Then ONE transaction inserts the queued
-Video, its first status-history row and any new tags and theme. Only after the commit is the
-change published and the workers woken. Bad input writes nothing and stores no file.
+project and story), the schedule and the priority. ONE query finds everything the request
+names (project, story, theme, tags, an earlier video of its idempotency key). Then the queued
+Video, its first status-history row and its tag links are written atomically: one statement
+on PostgreSQL (:func:`vidgen.jobs.lifecycle.record_created`), inside one transaction with
+any new tags and theme or a stored input image. Only after the commit is the change
+published and the workers woken. Bad input writes nothing and stores no file.
 
 Status changes are the job engine's (:mod:`vidgen.jobs.service`, through the lifecycle);
 this module checks the viewer may touch the video first. Another user's video is NotFound.
@@ -24,7 +27,7 @@ import math
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F, Q, Subquery
@@ -403,7 +406,7 @@ async def _lookup(*, owner_id: int, plan: _Plan, key: str | None) -> _Found:
             + f" FROM videos WHERE owner_id = {p(owner_id)} AND idempotency_key = {p(key)}"
         )
     rows = await conn.execute_query_dict(" UNION ALL ".join(parts), p.values) if parts else []
-    found: dict[str, dict[str, object]] = {}
+    found: dict[str, dict[str, Any]] = {}
     tag_ids: dict[str, int] = {}
     for row in rows:
         if row["kind"] == "tag":
@@ -415,9 +418,9 @@ async def _lookup(*, owner_id: int, plan: _Plan, key: str | None) -> _Found:
     return _Found(
         project="project" in found,
         story=story is not None,
-        story_project_id=story["project_id"] if story else None,  # type: ignore[arg-type]
-        paragraph_count=int(story["paragraphs"] or 0) if story else 0,  # type: ignore[call-overload]
-        theme_id=theme["id"] if theme else None,  # type: ignore[arg-type]
+        story_project_id=story["project_id"] if story else None,
+        paragraph_count=int(story["paragraphs"] or 0) if story else 0,
+        theme_id=theme["id"] if theme else None,
         tag_ids=tag_ids,
         earlier="video" in found,
     )
