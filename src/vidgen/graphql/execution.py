@@ -98,6 +98,10 @@ def info_free(is_type_of: Callable[..., bool]) -> Callable[..., bool]:
     return is_type_of
 
 
+# How a field's value completes inline (its type without the non-null wrapper).
+STRING, LEAF, OBJECT, LIST, OTHER = range(5)
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """How to resolve one field of one object type inline."""
@@ -107,6 +111,29 @@ class Plan:
     attr: str = ""  # BASIC: the attribute; NODE_ID: the id attribute
     func: Callable[[Any, Any], Any] | None = None  # DIRECT
     type_name: str = ""  # NODE_ID: the parent type's name
+
+    @property
+    def non_null(self) -> bool:
+        return is_non_null_type(self.return_type)
+
+    @property
+    def named(self) -> Any:
+        """The return type without its non-null wrapper."""
+        return_type = self.return_type
+        return return_type.of_type if is_non_null_type(return_type) else return_type  # type: ignore[union-attr]
+
+    @property
+    def shape(self) -> int:
+        named = self.named
+        if named is GraphQLString or named is GraphQLID:
+            return STRING
+        if is_leaf_type(named):
+            return LEAF
+        if is_object_type(named):
+            return OBJECT
+        if is_list_type(named):
+            return LIST
+        return OTHER
 
 
 def _strawberry_field(field: GraphQLField) -> Any:
@@ -179,12 +206,56 @@ def _type_plans(schema: GraphQLSchema, parent: GraphQLObjectType) -> dict[str, P
     return plans
 
 
-def _is_type_of_inline(object_type: GraphQLObjectType) -> bool:
-    """True when ``object_type``'s ``is_type_of`` (if any) may be called without info."""
-    check = object_type.is_type_of
-    if check is None:
-        return True
-    return bool(getattr(getattr(check, "__func__", check), _INFO_FREE_ATTR, False))
+_type_checks: weakref.WeakKeyDictionary[GraphQLObjectType, tuple[bool, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _type_check(object_type: GraphQLObjectType) -> tuple[bool, Any]:
+    """(may complete inline, its ``is_type_of`` or None): inline only when there is no
+    ``is_type_of`` or one that never reads its info (:func:`info_free`)."""
+    found = _type_checks.get(object_type)
+    if found is None:
+        check = object_type.is_type_of
+        inline = check is None or bool(
+            getattr(getattr(check, "__func__", check), _INFO_FREE_ATTR, False)
+        )
+        found = _type_checks[object_type] = (inline, check)
+    return found
+
+
+NORMAL = -1  # an entry executed by graphql-core's execute_field
+
+# One field of a selection: (response name, field details, kind, attribute, function,
+# shape, non-null, named type, parent type name for NODE_ID, return type).
+Entry = tuple[str, Any, int, str, Any, int, bool, Any, str, Any]
+
+
+def _entries(plans: dict[str, Plan | None], grouped_field_set: Any) -> list[Entry]:
+    entries: list[Entry] = []
+    for response_name, field_details_list in grouped_field_set.items():
+        node = field_details_list[0].node
+        plan = plans.get(node.name.value)
+        if plan is None or node.arguments:
+            entries.append(
+                (response_name, field_details_list, NORMAL, "", None, OTHER, False, None, "", None)
+            )
+        else:
+            entries.append(
+                (
+                    response_name,
+                    field_details_list,
+                    plan.kind,
+                    plan.attr,
+                    plan.func,
+                    plan.shape,
+                    plan.non_null,
+                    plan.named,
+                    plan.type_name,
+                    plan.return_type,
+                )
+            )
+    return entries
 
 
 class FastFields:
@@ -198,6 +269,12 @@ class FastFields:
         manager = self.middleware_manager  # type: ignore[attr-defined]
         # Middleware wraps every resolver: then nothing is inlined.
         self._inline = self.fast_fields and not getattr(manager, "middlewares", None)
+        # Per operation (shared with per-event copies, like graphql-core's own memo of
+        # collected subfields): the entries of each grouped field set, and of each
+        # (object type, field group) below an inline field. Keys hold ids: the values
+        # keep the keyed objects alive.
+        self._programs: dict[int, tuple[Any, list[Entry]]] = {}
+        self._subprograms: dict[tuple[Any, int], tuple[Any, list[Entry] | None]] = {}
 
     def execute_fields(
         self,
@@ -211,32 +288,86 @@ class FastFields:
             return super().execute_fields(  # type: ignore[misc]
                 parent_type, source_value, path, grouped_field_set, position_context
             )
-        plans = _type_plans(self.schema, parent_type)  # type: ignore[attr-defined]
+        program = self._programs.get(id(grouped_field_set))
+        if program is None:
+            plans = _type_plans(self.schema, parent_type)  # type: ignore[attr-defined]
+            program = self._programs[id(grouped_field_set)] = (
+                grouped_field_set,
+                _entries(plans, grouped_field_set),
+            )
+        return self._run(parent_type, source_value, path, program[1])
+
+    def _execute_object(
+        self, object_type: GraphQLObjectType, field_details_list: Any, path: Path, value: Any
+    ) -> Any:
+        """``collect_and_execute_subfields`` for a value completed inline."""
+        key = (object_type, id(field_details_list))
+        program = self._subprograms.get(key)
+        if program is None:
+            grouped_field_set, new_defer_usages = self.collect_subfields(  # type: ignore[attr-defined]
+                object_type, field_details_list
+            )[:2]
+            entries = None
+            if not new_defer_usages:
+                plans = _type_plans(self.schema, object_type)  # type: ignore[attr-defined]
+                entries = _entries(plans, grouped_field_set)
+            program = self._subprograms[key] = (field_details_list, entries)
+        if program[1] is None:  # @defer below: graphql-core's incremental path
+            return self.collect_and_execute_subfields(  # type: ignore[attr-defined]
+                object_type, field_details_list, path, value, None
+            )
+        return self._run(object_type, value, path, program[1])
+
+    def _run(
+        self, parent_type: GraphQLObjectType, source: Any, path: Path | None, entries: list[Entry]
+    ) -> Any:
+        """graphql-core's ``execute_fields`` over ``entries``, inlining what it may."""
         results: dict[str, Any] = {}
         is_awaitable = self.is_awaitable  # type: ignore[attr-defined]
+        context = self.context_value  # type: ignore[attr-defined]
         awaitable_fields: list[str] = []
         try:
-            for response_name, field_details_list in grouped_field_set.items():
-                node = field_details_list[0].node
-                plan = plans.get(node.name.value)
+            for entry in entries:
+                name, details, kind, attr, func, shape, non_null, named, type_name, rtype = entry
                 result = _FALLBACK
-                if plan is not None and not node.arguments:
-                    result = self._execute_inline(
-                        plan, parent_type, source_value, field_details_list, path, response_name
-                    )
+                if kind == BASIC or kind == DIRECT:
+                    try:
+                        value = getattr(source, attr) if kind == BASIC else func(source, context)
+                    except Exception:  # noqa: BLE001 - graphql-core's path raises, reports it
+                        value = _FALLBACK
+                    if value is _FALLBACK:
+                        pass
+                    elif shape == STRING and type(value) is str:
+                        result = value
+                    elif value is None:
+                        result = _FALLBACK if non_null else None
+                    elif shape <= LEAF:
+                        result = _coerce_leaf(named, value)
+                    elif shape != OTHER and not is_awaitable(value):
+                        field_path = Path(path, name, parent_type.name)
+                        result = self._complete(shape, named, rtype, details, field_path, value)
+                        if result is not _FALLBACK and type(result) not in _SETTLED:
+                            if is_awaitable(result):
+                                awaitable_fields.append(name)
+                        results[name] = result
+                        if result is not _FALLBACK:
+                            continue
+                elif kind == NODE_ID:
+                    if not isinstance(source, relay.Node):  # else: the row's own class
+                        node_id = getattr(source, attr, None)
+                        if node_id is not None and type(node_id) in _PLAIN:
+                            result = base64.b64encode(f"{type_name}:{node_id}".encode()).decode()
+                elif kind == TYPENAME:
+                    result = parent_type.name
                 if result is _FALLBACK:
                     result = self.execute_field(  # type: ignore[attr-defined]
-                        parent_type,
-                        source_value,
-                        field_details_list,
-                        Path(path, response_name, parent_type.name),
-                        position_context,
+                        parent_type, source, details, Path(path, name, parent_type.name), None
                     )
                     if result is Undefined:
                         continue
-                results[response_name] = result
-                if type(result) not in _SETTLED and is_awaitable(result):
-                    awaitable_fields.append(response_name)
+                    if type(result) not in _SETTLED and is_awaitable(result):
+                        awaitable_fields.append(name)
+                results[name] = result
         except Exception:
             if awaitable_fields:
                 self.settle_in_background(  # type: ignore[attr-defined]
@@ -257,57 +388,32 @@ class FastFields:
 
         return get_results()
 
-    def _execute_inline(
+    def _complete(
         self,
-        plan: Plan,
-        parent_type: GraphQLObjectType,
-        source: Any,
+        shape: int,
+        named: Any,
+        return_type: Any,
         field_details_list: Any,
-        path: Path | None,
-        response_name: str,
+        path: Path,
+        value: Any,
     ) -> Any:
-        """The field's completed value (or an awaitable of it), or ``_FALLBACK`` when
-        graphql-core must execute it (nothing below it has run then)."""
-        kind = plan.kind
-        try:
-            if kind == BASIC:
-                value = getattr(source, plan.attr)
-            elif kind == DIRECT:
-                value = plan.func(source, self.context_value)  # type: ignore[misc, attr-defined]
-            elif kind == NODE_ID:
-                if isinstance(source, relay.Node):
-                    return _FALLBACK  # Strawberry then asks the row's own class
-                node_id = getattr(source, plan.attr)
-                if node_id is None or type(node_id) not in _PLAIN:
-                    return _FALLBACK
-                raw = f"{plan.type_name}:{node_id}".encode()
-                return base64.b64encode(raw).decode()
-            else:  # TYPENAME
-                return parent_type.name
-        except Exception:  # noqa: BLE001 - graphql-core's path raises and reports it
+        """The completed object or list (or an awaitable of it), or ``_FALLBACK`` when
+        graphql-core must execute the field (nothing below it has run then)."""
+        if isinstance(value, Exception):
             return _FALLBACK
-        return_type = plan.return_type
-        if value is None:
-            return _FALLBACK if is_non_null_type(return_type) else None
-        named = return_type.of_type if is_non_null_type(return_type) else return_type  # type: ignore[union-attr]
-        if is_leaf_type(named):
-            return _coerce_leaf(named, value)
-        if self.is_awaitable(value) or isinstance(value, Exception):  # type: ignore[attr-defined]
-            return _FALLBACK
-        field_path = Path(path, response_name, parent_type.name)
         try:
-            if is_object_type(named):
-                completed = self._complete_object(named, field_details_list, field_path, value)
-            elif is_list_type(named):
-                completed = self._complete_list(named, field_details_list, field_path, value)
+            if shape == OBJECT:
+                completed = self._complete_object(named, field_details_list, path, value)
             else:
-                return _FALLBACK  # abstract types: graphql-core resolves the runtime type
+                completed = self._complete_list(named, field_details_list, path, value)
         except Exception as raw_error:  # raised below this field: as execute_field does
-            self.handle_field_error(raw_error, return_type, field_details_list, field_path)  # type: ignore[attr-defined]
+            self.handle_field_error(raw_error, return_type, field_details_list, path)  # type: ignore[attr-defined]
             return None
-        if completed is _FALLBACK or not self.is_awaitable(completed):  # type: ignore[attr-defined]
+        if completed is _FALLBACK or type(completed) in _SETTLED:
             return completed
-        return self._await_completed(completed, return_type, field_details_list, field_path)
+        if not self.is_awaitable(completed):  # type: ignore[attr-defined]
+            return completed
+        return self._await_completed(completed, return_type, field_details_list, path)
 
     async def _await_completed(
         self, completed: Any, return_type: Any, field_details_list: Any, path: Path
@@ -321,14 +427,12 @@ class FastFields:
     def _complete_object(
         self, object_type: GraphQLObjectType, field_details_list: Any, path: Path, value: Any
     ) -> Any:
-        if not _is_type_of_inline(object_type):
+        inline, check = _type_check(object_type)
+        if not inline:
             return _FALLBACK
-        check = object_type.is_type_of
         if check is not None and not check(value, None):
             return _FALLBACK  # graphql-core raises its "Expected value of type" error
-        return self.collect_and_execute_subfields(  # type: ignore[attr-defined]
-            object_type, field_details_list, path, value, None
-        )
+        return self._execute_object(object_type, field_details_list, path, value)
 
     def _complete_list(
         self, list_type: GraphQLList[Any], field_details_list: Any, path: Path, value: Any
@@ -353,9 +457,11 @@ class FastFields:
                     return _FALLBACK
                 completed_leaves.append(leaf)
             return completed_leaves
-        if not is_object_type(named) or not _is_type_of_inline(named):
+        if not is_object_type(named):
             return _FALLBACK
-        check = named.is_type_of
+        inline, check = _type_check(named)
+        if not inline:
+            return _FALLBACK
         is_awaitable = self.is_awaitable  # type: ignore[attr-defined]
         for item in value:  # every check before anything below runs
             if item is None:
@@ -367,7 +473,7 @@ class FastFields:
                 or (check is not None and not check(item, None))
             ):
                 return _FALLBACK
-        execute = self.collect_and_execute_subfields  # type: ignore[attr-defined]
+        execute = self._execute_object
         completed: list[Any] = []
         awaitable_indices: list[int] = []
         try:
@@ -377,12 +483,12 @@ class FastFields:
                     continue
                 item_path = path.add_key(index, None)
                 try:
-                    result = execute(named, field_details_list, item_path, item, None)
+                    result = execute(named, field_details_list, item_path, item)
                 except Exception as raw_error:  # as complete_list_item_value does
                     self.handle_field_error(raw_error, item_type, field_details_list, item_path)  # type: ignore[attr-defined]
                     completed.append(None)
                     continue
-                if is_awaitable(result):
+                if type(result) is not dict and is_awaitable(result):
                     completed.append(
                         self._await_completed(result, item_type, field_details_list, item_path)
                     )
@@ -421,6 +527,6 @@ def _coerce_leaf(leaf_type: Any, value: Any) -> Any:
         coerced = leaf_type.coerce_output_value(value)
     except Exception:  # noqa: BLE001 - graphql-core's path raises and reports it
         return _FALLBACK
-    if coerced is None or coerced is Undefined:
-        return _FALLBACK
+    if type(coerced) not in _SETTLED or coerced is None:
+        return _FALLBACK  # None, Undefined or anything unusual: graphql-core's path
     return coerced
