@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +35,7 @@ from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from vidgen import errors
-from vidgen.events.bus import EventBus, VideoEvent, publish_video_event
+from vidgen.events.bus import EventBus, Subscription, VideoEvent, publish_video_event
 from vidgen.models import (
     TERMINAL_STATUSES,
     AttemptOutcome,
@@ -100,6 +101,50 @@ async def publish(bus: EventBus | None, events: Iterable[VideoEvent]) -> None:
         return
     for event in events:
         await publish_video_event(bus, event)
+
+
+class Outbox:
+    """Messages to publish after a commit, sent together: ONE round trip on a bus that
+    batches (``publish_many``, as the Redis bus does) instead of one per call.
+
+    It stands in for the bus where publishers expect one (:func:`publish`,
+    :func:`vidgen.jobs.service.wake_workers`) and only collects; :meth:`send` publishes.
+    """
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, dict[str, Any]]] = []
+
+    async def publish(self, channel: str, message: dict[str, Any]) -> None:
+        self.items.append((channel, message))
+
+    async def publish_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        self.items.extend(items)
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def ping(self) -> bool:
+        return True
+
+    def subscribe(
+        self, *channels: str, maxsize: int = 256
+    ) -> AbstractAsyncContextManager[Subscription]:
+        raise TypeError("an Outbox only collects messages to publish")
+
+    async def send(self, bus: EventBus | None) -> None:
+        """Publish what was collected, in order, and forget it."""
+        items, self.items = self.items, []
+        if bus is None or not items:
+            return
+        publish_many = getattr(bus, "publish_many", None)
+        if publish_many is not None:
+            await publish_many(items)
+            return
+        for channel, message in items:
+            await bus.publish(channel, message)
 
 
 async def record_created(

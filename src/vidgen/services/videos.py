@@ -629,8 +629,11 @@ async def generate_video(
             "provider": plan.provider,
         },
     )
-    await lifecycle.publish(runtime.bus, [change.event])
-    await jobs.wake_workers(runtime.bus, provider=plan.provider)
+    # The change and the workers' wake-up leave together: one round trip to the bus.
+    outbox = lifecycle.Outbox()
+    await lifecycle.publish(outbox, [change.event])
+    await jobs.wake_workers(outbox, provider=plan.provider)
+    await outbox.send(runtime.bus)
     return video
 
 
