@@ -15,7 +15,7 @@ connections (``Project.videos``, ``Story.videos``) list through
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, TypeVar
@@ -24,6 +24,7 @@ from strawberry.dataloader import DataLoader
 from tortoise.expressions import F
 from tortoise.functions import Count, Max
 from tortoise.models import Model
+from tortoise.queryset import QuerySet
 
 from vidgen.graphql import pagination
 from vidgen.models import Project, Story, Tag, Theme, User, Video, VideoStatusEvent
@@ -31,15 +32,66 @@ from vidgen.services import videos as video_service
 
 M = TypeVar("M", bound=Model)
 
+_NOT_BUILT = object()
+
+
+class KeyedQuery:
+    """A Tortoise query over a list of keys whose SQL is built once per backend and number
+    of keys, then run again with other keys.
+
+    Building a query's SQL (filters, joins, pypika) costs more than sending it; a loader
+    sends the same query every request. The SQL is reused only when the parameters of the
+    built query are exactly the keys, in order (else every call builds it, as Tortoise
+    would). Rows come back raw, for :meth:`models`/the caller to turn into model
+    instances with ``Model._init_from_db`` as Tortoise's executor does.
+    """
+
+    def __init__(self, model: type[Model], build: Callable[[list[Any]], QuerySet[Any]]) -> None:
+        self.model = model
+        self.build = build
+        self._sql: dict[tuple[str, int], Any] = {}
+
+    async def rows(self, keys: list[Any]) -> Sequence[Any]:
+        """The raw rows (mappings of column name to value) of the query for ``keys``."""
+        db = self.model._meta.db
+        cache_key = (db.capabilities.dialect, len(keys))
+        sql = self._sql.get(cache_key, _NOT_BUILT)
+        if sql is _NOT_BUILT or sql is None:
+            query = self.build(keys)
+            built = query.sql()
+            _, params = query.query.get_parameterized_sql()
+            reusable = list(params) == list(keys)
+            if sql is _NOT_BUILT:
+                self._sql[cache_key] = built if reusable else None
+            sql = built
+            keys = list(params)
+        _, rows = await db.execute_query(sql, list(keys))
+        return rows
+
+    async def models(self, keys: list[Any]) -> list[Any]:
+        """The query's rows for ``keys`` as model instances (the query selects exactly the
+        model's columns)."""
+        init = self.model._init_from_db
+        return [init(**row) for row in await self.rows(keys)]
+
 
 class _ByIdLoader(DataLoader[int, Any]):
     model: type[Model]
+    _queries: dict[type[Model], KeyedQuery] = {}
 
     def __init__(self) -> None:
         super().__init__(load_fn=self._load)
 
+    @classmethod
+    def _query(cls) -> KeyedQuery:
+        query = cls._queries.get(cls.model)
+        if query is None:
+            model = cls.model
+            query = cls._queries[model] = KeyedQuery(model, lambda ids: model.filter(id__in=ids))
+        return query
+
     async def _load(self, keys: Sequence[int]) -> list[Any]:
-        rows = await self.model.filter(id__in=list(set(keys)))
+        rows = await self._query().models(sorted(set(keys)))
         by_id = {row.pk: row for row in rows}
         return [by_id.get(key) for key in keys]
 
@@ -66,21 +118,37 @@ class VideoByIdLoader(_ByIdLoader):
     model = Video
 
 
+_TAGS_OF_VIDEOS = KeyedQuery(
+    Tag,
+    lambda video_ids: (
+        Tag.filter(videos__id__in=video_ids)
+        .annotate(video_id=F("videos__id"))
+        .order_by("name_key", "id")
+    ),
+)
+
+_HISTORY_OF_VIDEOS = KeyedQuery(
+    VideoStatusEvent,
+    lambda video_ids: VideoStatusEvent.filter(video_id__in=video_ids).order_by("id"),
+)
+
+
 class TagsByVideoIdLoader(DataLoader[int, list[Tag]]):
-    """A video's tags, by name."""
+    """A video's tags, by name. A tag on several of the videos is one (shared) instance."""
 
     def __init__(self) -> None:
         super().__init__(load_fn=self._load)
 
     async def _load(self, keys: Sequence[int]) -> list[list[Tag]]:
-        rows = (
-            await Tag.filter(videos__id__in=list(set(keys)))
-            .annotate(video_id=F("videos__id"))
-            .order_by("name_key", "id")
-        )
+        tags: dict[int, Tag] = {}
         by_video: dict[int, list[Tag]] = defaultdict(list)
-        for row in rows:
-            by_video[row.video_id].append(row)  # type: ignore[attr-defined]
+        for row in await _TAGS_OF_VIDEOS.rows(sorted(set(keys))):
+            columns = dict(row)
+            video_id = columns.pop("video_id")
+            tag = tags.get(columns["id"])
+            if tag is None:
+                tag = tags[columns["id"]] = Tag._init_from_db(**columns)
+            by_video[video_id].append(tag)
         return [by_video.get(key, []) for key in keys]
 
 
@@ -91,7 +159,7 @@ class StatusHistoryByVideoIdLoader(DataLoader[int, list[VideoStatusEvent]]):
         super().__init__(load_fn=self._load)
 
     async def _load(self, keys: Sequence[int]) -> list[list[VideoStatusEvent]]:
-        rows = await VideoStatusEvent.filter(video_id__in=list(set(keys))).order_by("id")
+        rows = await _HISTORY_OF_VIDEOS.models(sorted(set(keys)))
         by_video: dict[int, list[VideoStatusEvent]] = defaultdict(list)
         for row in rows:
             by_video[row.video_id].append(row)
