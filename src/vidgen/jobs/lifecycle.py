@@ -26,6 +26,7 @@ row closed). :func:`transition` serves everything else (the API, the sweeper, re
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -147,6 +148,33 @@ class Outbox:
             await bus.publish(channel, message)
 
 
+@functools.cache
+def _created_sql(columns: tuple[str, ...] | None, tags: bool) -> str:
+    """:func:`record_created`'s PostgreSQL statement; its parameters: the video's values
+    (or its id when ``columns`` is None, the video being saved already), the 7 history
+    values, then the tag ids as one array when ``tags``."""
+    if columns is not None:
+        marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+        names = ", ".join(f'"{column}"' for column in columns)
+        source = f"v AS (INSERT INTO videos ({names}) VALUES ({marks}) RETURNING id)"
+        n = len(columns)
+    else:
+        source = "v AS (SELECT $1::int AS id)"
+        n = 1
+    history = ", ".join(f"${i}" for i in range(n + 1, n + 8))
+    sql = (
+        f"WITH {source}, h AS (INSERT INTO video_status_events (video_id, owner_id,"
+        f" from_status, to_status, version, at, message, actor) SELECT id, {history} FROM v"
+        " RETURNING id)"
+    )
+    if tags:
+        sql += (
+            ", t AS (INSERT INTO video_tags (videos_id, tag_id)"
+            f" SELECT v.id, u.tag FROM v, unnest(${n + 8}::int[]) AS u(tag))"
+        )
+    return sql + " SELECT v.id, h.id AS event_id FROM v, h"
+
+
 async def record_created(
     video: Video,
     *,
@@ -173,25 +201,12 @@ async def record_created(
     history = [video.owner_id, None, status.value, video.version, stamp, message or "queued", actor]
     conn = Video._meta.db
     if conn.capabilities.dialect == "postgres":
-        p = _Params(postgres=True)
-        if new:
-            columns = ", ".join(f'"{column}"' for column in values)
-            marks = ", ".join(p(value) for value in values.values())
-            source = f"v AS (INSERT INTO videos ({columns}) VALUES ({marks}) RETURNING id)"
-        else:
-            source = f"v AS (SELECT {p(video.id)}::int AS id)"
-        sql = (
-            f"WITH {source}, h AS (INSERT INTO video_status_events (video_id, owner_id,"
-            " from_status, to_status, version, at, message, actor)"
-            f" SELECT id, {', '.join(p(value) for value in history)} FROM v RETURNING id)"
-        )
+        params = [*values.values()] if new else [video.id]
+        params += history
         if tag_ids:
-            sql += (
-                ", t AS (INSERT INTO video_tags (videos_id, tag_id)"
-                f" SELECT v.id, u.tag FROM v, unnest({p(list(tag_ids))}::int[]) AS u(tag))"
-            )
-        sql += " SELECT v.id, h.id AS event_id FROM v, h"
-        row = (await conn.execute_query_dict(sql, p.values))[0]
+            params.append(list(tag_ids))
+        sql = _created_sql(tuple(values) if new else None, bool(tag_ids))
+        row = (await conn.execute_query_dict(sql, params))[0]
         video_id, event_id = row["id"], row["event_id"]
     else:
         async with in_transaction() as tx:
