@@ -227,8 +227,10 @@ def _type_check(object_type: GraphQLObjectType) -> tuple[bool, Any]:
 NORMAL = -1  # an entry executed by graphql-core's execute_field
 
 # One field of a selection: (response name, field details, kind, attribute, function,
-# shape, non-null, named type, parent type name for NODE_ID, return type).
-Entry = tuple[str, Any, int, str, Any, int, bool, Any, str, Any]
+# shape, non-null, named type, parent type name for NODE_ID, return type, (may complete
+# inline, is_type_of) of an OBJECT's type).
+Entry = tuple[str, Any, int, str, Any, int, bool, Any, str, Any, tuple[bool, Any]]
+_NO_CHECK = (False, None)
 
 
 def _entries(plans: dict[str, Plan | None], grouped_field_set: Any) -> list[Entry]:
@@ -238,7 +240,19 @@ def _entries(plans: dict[str, Plan | None], grouped_field_set: Any) -> list[Entr
         plan = plans.get(node.name.value)
         if plan is None or node.arguments:
             entries.append(
-                (response_name, field_details_list, NORMAL, "", None, OTHER, False, None, "", None)
+                (
+                    response_name,
+                    field_details_list,
+                    NORMAL,
+                    "",
+                    None,
+                    OTHER,
+                    False,
+                    None,
+                    "",
+                    None,
+                    _NO_CHECK,
+                )
             )
         else:
             entries.append(
@@ -253,6 +267,7 @@ def _entries(plans: dict[str, Plan | None], grouped_field_set: Any) -> list[Entr
                     plan.named,
                     plan.type_name,
                     plan.return_type,
+                    _type_check(plan.named) if plan.shape == OBJECT else _NO_CHECK,
                 )
             )
     return entries
@@ -328,7 +343,19 @@ class FastFields:
         awaitable_fields: list[str] = []
         try:
             for entry in entries:
-                name, details, kind, attr, func, shape, non_null, named, type_name, rtype = entry
+                (
+                    name,
+                    details,
+                    kind,
+                    attr,
+                    func,
+                    shape,
+                    non_null,
+                    named,
+                    type_name,
+                    rtype,
+                    tcheck,
+                ) = entry
                 result = _FALLBACK
                 if kind == BASIC or kind == DIRECT:
                     try:
@@ -343,14 +370,32 @@ class FastFields:
                         result = _FALLBACK if non_null else None
                     elif shape <= LEAF:
                         result = _coerce_leaf(named, value)
-                    elif shape != OTHER and not is_awaitable(value):
+                    elif (
+                        shape == OBJECT
+                        and tcheck[0]
+                        and not is_awaitable(value)
+                        and not isinstance(value, Exception)
+                        and (tcheck[1] is None or tcheck[1](value, None))
+                    ):
                         field_path = Path(path, name, parent_type.name)
-                        result = self._complete(shape, named, rtype, details, field_path, value)
-                        if result is not _FALLBACK and type(result) not in _SETTLED:
-                            if is_awaitable(result):
+                        try:
+                            result = self._execute_object(named, details, field_path, value)
+                        except Exception as raw_error:  # raised below: as execute_field does
+                            self.handle_field_error(raw_error, rtype, details, field_path)  # type: ignore[attr-defined]
+                            result = None
+                        else:
+                            if type(result) is not dict and is_awaitable(result):
+                                result = self._await_completed(result, rtype, details, field_path)
                                 awaitable_fields.append(name)
                         results[name] = result
+                        continue
+                    elif shape == LIST and not is_awaitable(value):
+                        field_path = Path(path, name, parent_type.name)
+                        result = self._complete(shape, named, rtype, details, field_path, value)
                         if result is not _FALLBACK:
+                            if type(result) not in _SETTLED and is_awaitable(result):
+                                awaitable_fields.append(name)
+                            results[name] = result
                             continue
                 elif kind == NODE_ID:
                     if not isinstance(source, relay.Node):  # else: the row's own class

@@ -82,7 +82,16 @@ def _is_awaitable(value: Any) -> bool:
     and gathered sibling fields in tasks. Awaiting a row gives the row itself, so treating it
     as a value changes no result, only the cost.
     """
+    cls = type(value)
+    if cls in _ROW_TYPES:
+        return False
+    if issubclass(cls, Model):
+        _ROW_TYPES.add(cls)
+        return False
     return optimized_is_awaitable(value) and not isinstance(value, Model)
+
+
+_ROW_TYPES: set[type] = set()  # the model classes seen (a type test is cheaper)
 
 
 class VidgenExecutionContext(SharedEventResults, FastFields, StrawberryGraphQLCoreExecutionContext):

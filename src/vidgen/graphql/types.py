@@ -42,9 +42,11 @@ def _now_or_later(loader: DataLoader[Any, Any], key: Any) -> Any:
     page of 50 videos with five relations was most of the request's CPU time.
     """
     future = loader.cache_map.get(key) if loader.cache else None
-    if future is not None and future.done() and not future.cancelled():
-        if future.exception() is None:
+    if future is not None and future.done():
+        try:
             return future.result()
+        except BaseException:  # noqa: BLE001 - failed or cancelled: load() reports it
+            pass
     return loader.load(key)
 
 
