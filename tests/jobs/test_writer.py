@@ -95,9 +95,32 @@ async def test_back_to_back_batches_keep_one_connection(db, user, monkeypatch) -
     monkeypatch.setattr(conn, "acquire_connection", counting)
     writer = GroupWriter()
     first = asyncio.create_task(_finish(writer, jobs[0]))
-    while writer._pending or writer._flusher is None:  # the first batch is in flight
+    for _ in range(100):  # until the first batch is in flight
+        if writer._flusher is not None and not writer._pending:
+            break
         await asyncio.sleep(0)
     await asyncio.gather(first, *(_finish(writer, j) for j in jobs[1:]))
     assert (writer.batches, writer.statements) == (2, 6)
     assert acquired == 1  # the second batch went on the same connection (no pool reset)
     assert await Video.filter(status=S.COMPLETED).count() == 6
+
+
+@pytest.mark.postgres_only
+async def test_no_connection_fails_every_waiter_instead_of_hanging(db, user, monkeypatch) -> None:
+    for _ in range(3):
+        await make_video(user)
+    jobs = await queue.claim(worker_id="w", limit=3, lease_seconds=30)
+    conn = Video._meta.db
+
+    def refused():  # type: ignore[no-untyped-def]
+        raise ConnectionRefusedError(111, "Connect call failed")  # the database is down
+
+    monkeypatch.setattr(conn, "acquire_connection", refused)
+    writer = GroupWriter()
+    results = await asyncio.wait_for(
+        asyncio.gather(*(_finish(writer, j) for j in jobs), return_exceptions=True), 5
+    )
+    assert all(isinstance(r, ConnectionRefusedError) for r in results)
+    monkeypatch.undo()  # the database is back: each waiter's retry goes through
+    await asyncio.gather(*(_finish(writer, j) for j in jobs))
+    assert await Video.filter(status=S.COMPLETED).count() == 3

@@ -77,18 +77,30 @@ class GroupWriter:
         while self._pending:
             # One connection for as long as batches keep coming: the pool resets a connection
             # (one more round trip) each time it is released, so don't release between them.
-            async with conn.acquire_connection() as connection:
-                while self._pending:
-                    batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-                    batch = [r for r in batch if not r.future.done()]  # its job was canceled
-                    groups: dict[str, list[_Request]] = {}
-                    for request in batch:
-                        groups.setdefault(request.sql, []).append(request)
-                    broken = False
-                    for sql, requests in groups.items():
-                        broken = not await self._send(connection, sql, requests) or broken
-                    if broken:
-                        break  # get a fresh connection for what came meanwhile
+            try:
+                async with conn.acquire_connection() as connection:
+                    while self._pending:
+                        if not await self._send_batch(connection):
+                            break  # get a fresh connection for what came meanwhile
+            except Exception as exc:
+                # No connection to be had (the database is down): every waiter gets the error
+                # and retries on its own (see vidgen.jobs.transient), none waits forever.
+                waiting, self._pending = self._pending, []
+                for request in waiting:
+                    _settle(request, exc=exc)
+
+    async def _send_batch(self, connection: Any) -> bool:
+        """Send the next batch, one ``fetchmany`` per statement shape; False when the
+        connection may be broken."""
+        batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+        batch = [r for r in batch if not r.future.done()]  # its job was canceled
+        groups: dict[str, list[_Request]] = {}
+        for request in batch:
+            groups.setdefault(request.sql, []).append(request)
+        healthy = True
+        for sql, requests in groups.items():
+            healthy = await self._send(connection, sql, requests) and healthy
+        return healthy
 
     async def _send(self, connection: Any, sql: str, requests: list[_Request]) -> bool:
         """Send one batch and settle its requests; False when the connection may be broken."""
