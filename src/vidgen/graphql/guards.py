@@ -8,6 +8,7 @@ service trip over it, any string argument or variable carrying one is refused up
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -51,14 +52,32 @@ class _LiteralFinder(Visitor):
         return None
 
 
+# The literal scan of recent documents: the parser cache hands out the same document object
+# for the same query text, so a repeated query is scanned once. Keyed by id(), holding the
+# document itself so that its id is not reused while the entry lives.
+_SCANNED: OrderedDict[int, tuple[Any, str | None]] = OrderedDict()
+SCANNED_SIZE = 512
+
+
+def _literal_nul(document: Any) -> str | None:
+    entry = _SCANNED.get(id(document))
+    if entry is not None and entry[0] is document:
+        _SCANNED.move_to_end(id(document))
+        return entry[1]
+    finder = _LiteralFinder()
+    visit(document, finder)
+    _SCANNED[id(document)] = (document, finder.found)
+    while len(_SCANNED) > SCANNED_SIZE:
+        _SCANNED.popitem(last=False)
+    return finder.found
+
+
 def find_nul(document: Any, variables: dict[str, Any] | None) -> str | None:
     """The name of the first input (argument path or variable path) holding a NUL."""
     if variables and (found := _in_value(variables, "")):
         return found
     if document is not None:
-        finder = _LiteralFinder()
-        visit(document, finder)
-        return finder.found
+        return _literal_nul(document)
     return None
 
 
