@@ -415,8 +415,13 @@ def _later(value: str) -> asyncio.Future[str]:
 
 def _toy_things() -> list[Any]:
     kid = _fine("kid", kids=[_fine("grandkid")])
+    # Objects under several parents: each place must report its own errors.
+    shared_bad = _fine("shared bad", count="seven", ratio="many")
+    shared_ok = _fine("shared ok")
     return [
         _fine("fine", child=kid, kids=[kid, _fine("k2")], maybe_kids=[None, kid], optional_kid=kid),
+        _fine("shares", kids=[shared_ok, shared_ok], maybe_kids=[shared_bad, shared_ok]),
+        _fine("shares too", child=shared_ok, kids=[shared_ok], maybe_kids=[shared_bad, None]),
         _fine("null name", name=None),
         _fine("too big", count=2**40),
         _fine("bad enum", color="green"),
@@ -440,7 +445,8 @@ TOY_DOCUMENTS = [
     """{ things { name count ratio color when nickname double labels __typename
                 child { name kids { name } } kids { name count } maybeKids { name }
                 picked { name } } }""",
-    "{ things { raising name } }",
+    "{ things { raising name kids { raising name } maybeKids { raising count } } }",
+    "{ things { child { name ratio } maybeKids { name ratio } kids { name } a: kids { count } } }",
     "{ things { later name a: name b: count } }",
     "{ things { ...F kids { ...F } } } fragment F on Thing { name color double }",
     "{ one { name kids { name } picked { name } } }",

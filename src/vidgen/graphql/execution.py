@@ -32,6 +32,11 @@ anything is executed below the field, and the plans only inline pure reads, so t
 fallback simply executes the field again, as graphql-core would have: its result, errors,
 error paths and null propagation are then graphql-core's. Errors raised below an inline
 field are handled with graphql-core's ``handle_field_error``, as ``execute_field`` does.
+
+Within a query (not a mutation or subscription), an object reached again under the same
+selection, when that selection only reads attributes, ids and type names into leaves (a
+page's owner, its projects, themes and tags), reuses the values completed the first time,
+provided that completion never left the inline path (so no error was recorded for it).
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from graphql import (
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLSchema,
+    OperationType,
     is_leaf_type,
     is_list_type,
     is_non_null_type,
@@ -289,7 +295,12 @@ class FastFields:
         # (object type, field group) below an inline field. Keys hold ids: the values
         # keep the keyed objects alive.
         self._programs: dict[int, tuple[Any, list[Entry]]] = {}
-        self._subprograms: dict[tuple[Any, int], tuple[Any, list[Entry] | None]] = {}
+        self._subprograms: dict[tuple[Any, int], tuple[Any, list[Entry] | None, bool]] = {}
+        # Leaf-only selections of the same object, within one query: see _execute_object.
+        self._memo: dict[tuple[int, int], tuple[Any, Any, dict[str, Any]]] | None = (
+            {} if self.operation.operation == OperationType.QUERY else None  # type: ignore[attr-defined]
+        )
+        self._fell_back = False
 
     def execute_fields(
         self,
@@ -326,12 +337,30 @@ class FastFields:
             if not new_defer_usages:
                 plans = _type_plans(self.schema, object_type)  # type: ignore[attr-defined]
                 entries = _entries(plans, grouped_field_set)
-            program = self._subprograms[key] = (field_details_list, entries)
-        if program[1] is None:  # @defer below: graphql-core's incremental path
+            program = self._subprograms[key] = (
+                field_details_list,
+                entries,
+                entries is not None and all(_reads_only(entry) for entry in entries),
+            )
+        _, entries, leaf_reads = program
+        if entries is None:  # @defer below: graphql-core's incremental path
             return self.collect_and_execute_subfields(  # type: ignore[attr-defined]
                 object_type, field_details_list, path, value, None
             )
-        return self._run(object_type, value, path, program[1])
+        memo = self._memo
+        if not leaf_reads or memo is None:
+            return self._run(object_type, value, path, entries)
+        # The same object under the same leaf-only selection (a page's owner, its projects,
+        # tags...) completes to the same values: attribute reads and ids, no resolver runs,
+        # and nothing changes a row while a query executes. Reused only when the first
+        # completion took the inline path all along (no error could have been recorded).
+        # (Callers look the memo up before they make a path: see _memoized.)
+        fell_back, self._fell_back = self._fell_back, False
+        result = self._run(object_type, value, path, entries)
+        if not self._fell_back and type(result) is dict:
+            memo[id(value), id(field_details_list)] = (value, field_details_list, result)
+        self._fell_back = fell_back or self._fell_back
+        return result
 
     def _run(
         self, parent_type: GraphQLObjectType, source: Any, path: Path | None, entries: list[Entry]
@@ -340,6 +369,7 @@ class FastFields:
         results: dict[str, Any] = {}
         is_awaitable = self.is_awaitable  # type: ignore[attr-defined]
         context = self.context_value  # type: ignore[attr-defined]
+        memo = self._memo
         awaitable_fields: list[str] = []
         try:
             for entry in entries:
@@ -377,6 +407,11 @@ class FastFields:
                         and not isinstance(value, Exception)
                         and (tcheck[1] is None or tcheck[1](value, None))
                     ):
+                        if memo is not None:
+                            hit = memo.get((id(value), id(details)))
+                            if hit is not None and hit[0] is value:
+                                results[name] = hit[2]
+                                continue
                         field_path = Path(path, name, parent_type.name)
                         try:
                             result = self._execute_object(named, details, field_path, value)
@@ -405,6 +440,7 @@ class FastFields:
                 elif kind == TYPENAME:
                     result = parent_type.name
                 if result is _FALLBACK:
+                    self._fell_back = True
                     result = self.execute_field(  # type: ignore[attr-defined]
                         parent_type, source, details, Path(path, name, parent_type.name), None
                     )
@@ -519,6 +555,8 @@ class FastFields:
             ):
                 return _FALLBACK
         execute = self._execute_object
+        memo = self._memo
+        memo_tag = id(field_details_list)
         completed: list[Any] = []
         awaitable_indices: list[int] = []
         try:
@@ -526,6 +564,11 @@ class FastFields:
                 if item is None:
                     completed.append(None)
                     continue
+                if memo is not None:
+                    hit = memo.get((id(item), memo_tag))
+                    if hit is not None and hit[0] is item:
+                        completed.append(hit[2])
+                        continue
                 item_path = path.add_key(index, None)
                 try:
                     result = execute(named, field_details_list, item_path, item)
@@ -558,6 +601,11 @@ class FastFields:
             return completed
 
         return get_completed()
+
+
+def _reads_only(entry: Entry) -> bool:
+    """A field completed from an attribute read, an id or a type name into a leaf."""
+    return entry[2] in (BASIC, NODE_ID, TYPENAME) and entry[5] in (STRING, LEAF)
 
 
 def _coerce_leaf(leaf_type: Any, value: Any) -> Any:
