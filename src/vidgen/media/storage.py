@@ -241,18 +241,19 @@ class LocalStorage:
 
         The check is :meth:`path`'s (no link below the root may lead outside it), done once
         for the folder: files written into it by :meth:`part_path` and :meth:`commit` need
-        only their own name checked. Folders that had to be created are made durable (their
-        parent is fsynced), so a committed file never hangs off a folder a crash forgets.
+        only their own name checked. The folder's own entry is made durable by
+        :meth:`commit` (which fsyncs the folder's parent too, after the files: by then the
+        journal has usually written it already); folders created above it are fsynced here.
 
         Raises:
             InvalidKey: ``key`` is not a safe key, or its folder lies outside the root.
         """
         folder_key, _, _ = validate_key(key).rpartition("/")
         folder = self.path(folder_key) if folder_key else self.root
-        self._make_folder(folder)
+        self._make_folder(folder, sync_parent=False)
         return folder
 
-    def _make_folder(self, folder: Path) -> None:
+    def _make_folder(self, folder: Path, *, sync_parent: bool) -> None:
         try:
             os.mkdir(folder)
         except FileExistsError:
@@ -260,12 +261,13 @@ class LocalStorage:
         except FileNotFoundError:
             if folder == self.root or folder.parent == folder:
                 raise
-            self._make_folder(folder.parent)
+            self._make_folder(folder.parent, sync_parent=True)
             try:
                 os.mkdir(folder)
             except FileExistsError:
                 return
-        _fsync_dir(folder.parent)
+        if sync_parent:
+            _fsync_dir(folder.parent)
 
     def part_path(self, key: str) -> Path:
         """A fresh dot-named ``.part`` path beside ``key`` (in the folder from :meth:`folder`).
@@ -281,8 +283,9 @@ class LocalStorage:
         """Put each finished ``.part`` file under its key, durably and atomically (blocking).
 
         Each file is fsynced, then renamed over its key; each folder is fsynced once after
-        all its renames, so every file is durable when this returns. The keys' folders must
-        have been checked with :meth:`folder`; only the files' own names are checked here.
+        all its renames, and so is its parent (the folder's own entry, see :meth:`folder`):
+        every file is durable under its key when this returns. The keys' folders must have
+        been checked (and made) with :meth:`folder`; only the files' own names are checked.
 
         Args:
             parts: key → its ``.part`` file (from :meth:`part_path`, in the key's folder).
@@ -306,16 +309,22 @@ class LocalStorage:
                 raise InvalidKey("Invalid storage key.")
             moves.append((part, dest))
         sizes: dict[str, int] = {}
-        for key, (part, _dest) in zip(parts, moves, strict=True):
-            fd = os.open(part, os.O_RDONLY)
-            try:
+        fds: list[int] = []
+        try:
+            for part, _dest in moves:
+                fds.append(os.open(part, os.O_RDONLY))
+            for key, fd in zip(parts, fds, strict=True):
                 os.fsync(fd)
                 sizes[key] = os.fstat(fd).st_size
-            finally:
+        finally:
+            for fd in fds:
                 os.close(fd)
         for part, dest in moves:
             os.replace(part, dest)
-        for folder in dict.fromkeys(dest.parent for _part, dest in moves):
+        folders = dict.fromkeys(dest.parent for _part, dest in moves)
+        # The renames, then each folder's own entry (see folder()): after the files, so the
+        # journal has usually committed the folder's creation already.
+        for folder in dict.fromkeys([*folders, *(f.parent for f in folders if f != self.root)]):
             _fsync_dir(folder)
         return sizes
 
