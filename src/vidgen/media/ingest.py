@@ -118,6 +118,8 @@ class Ingest:
             raise
 
     def _finish(self, content_type: str | None) -> Stored:
+        if self.abandoned:
+            raise Abandoned()
         download = self._parts[0]
         ext = VIDEO_EXTS.get((content_type or "").split(";")[0].strip().lower())
         ext = ext or self.output_format
