@@ -31,11 +31,11 @@ headline, plus ``bare_media``, ``ratio_bare_media``, ``media_only``, ``ratio_med
 threads, which cProfile does not see).
 
 Where the time goes: the media stage is bound by the filesystem (per job a folder and two
-files created, four fsyncs: two files, the new folder's parent, the folder) plus about 1 ms of
-decoding and encoding; on the shared 2-CPU development box it measured 150-300 jobs/s
-depending on the load, so the headline ratio cannot reach 0.40 of a loop that does no media. The engine's own overhead
-(its heavier statements, and the event loop waiting for the GIL behind the media threads on
-every socket call) shows in the ratio to "bare + media".
+files created, four fsyncs: the two files, the folder, the new folder's parent) plus about
+1 ms of decoding and encoding; on the shared 2-CPU development box it measured 150-300
+jobs/s depending on the load, so the headline ratio cannot reach 0.40 of a loop that does
+no media. The engine's own overhead (its heavier statements, and the event loop waiting for
+the GIL behind the media threads on every socket call) shows in the ratio to "bare + media".
 """
 
 from __future__ import annotations
