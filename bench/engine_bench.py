@@ -15,9 +15,9 @@ fresh temp folder on the same filesystem):
 - bare + media: the same loop, and between claim and completion each job runs the engine's
   own media stage (:class:`vidgen.media.ingest.Ingest` with the test provider's output: write
   the tiny 64x64 MP4 into the video's folder, one-pass probe + thumbnail, two fsync'd atomic
-  saves and the folder fsyncs) in a worker thread (``asyncio.to_thread``, like the engine);
-  the completing UPDATE also stores the keys and the metadata. Engine / this = what the
-  engine itself costs on top of the work every job must do.
+  saves and the folder fsyncs) in a worker thread of the loop's default executor, as in the
+  engine; the completing UPDATE also stores the keys and the metadata. Engine / this = what
+  the engine itself costs on top of the work every job must do.
 - media alone: that media stage, ``--concurrency`` at a time in worker threads, no database:
   the ceiling for any engine on this machine and filesystem.
 - engine: the real pipeline (claim with history and attempt rows, submit, store the
