@@ -261,3 +261,15 @@ def test_commit_refuses_a_key_that_links_outside(storage: LocalStorage, tmp_path
     with pytest.raises(InvalidKey):
         storage.commit({"u1/v2/video.mp4": part})
     assert outside.read_text() == "keep"
+
+
+def test_part_names_differ_in_a_forked_child(storage: LocalStorage, tmp_path: Path) -> None:
+    out = tmp_path / "child.txt"
+    pid = os.fork()
+    if pid == 0:  # the child names its next part file and exits at once
+        try:
+            out.write_text(storage.part_path("u1/v2/video.mp4").name)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert out.read_text() != storage.part_path("u1/v2/video.mp4").name

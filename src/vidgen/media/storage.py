@@ -158,10 +158,20 @@ class Storage(Protocol):
         ...
 
 
-# Part-file names: one random prefix per process and a counter (no syscall per name); the
-# file is created with O_EXCL, so even a collision could never overwrite anything.
-_PART_PREFIX = uuid.uuid4().hex[:12]
+# Part-file names: a random prefix per process (renewed in a forked child) and a counter,
+# unique without a syscall per name.
+_PART_PREFIX = ""
 _part_counter = itertools.count()
+
+
+def _new_part_prefix() -> None:
+    global _PART_PREFIX
+    _PART_PREFIX = uuid.uuid4().hex[:12]
+
+
+_new_part_prefix()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_part_prefix)
 
 
 def _fsync_dir(path: Path) -> None:
