@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import strawberry
 from strawberry import relay
+from strawberry.dataloader import DataLoader
+from strawberry.exceptions import WrongNumberOfResultsReturned
 from strawberry.file_uploads import Upload
 from strawberry.types import Info
 from tortoise.queryset import QuerySet
@@ -23,8 +25,6 @@ from vidgen.graphql import dataloaders, execution, pagination
 from vidgen.media.signing import signed_url
 
 if TYPE_CHECKING:
-    from strawberry.dataloader import DataLoader
-
     from vidgen.graphql.context import Context
     from vidgen.providers.base import Provider
 
@@ -452,9 +452,39 @@ async def preload_videos(info: Info, rows: list[Any], fields: set[str]) -> None:
             continue
         keys = {getattr(row, attr) for row in rows} - {None}
         if keys:
-            pending.append(getattr(loaders, loader_name).load_many(keys))
+            pending.append(_fill(getattr(loaders, loader_name), keys))
     if pending:
-        await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.gather(*pending)
+
+
+async def _fill(loader: DataLoader[Any, Any], keys: Iterable[Any]) -> None:
+    """``loader.load_many(keys)`` without waiting for values: one call of the loader's
+    batch function for the keys it does not hold, its values (or its error, for every key,
+    as the loader would) stored in its cache. Cheaper than a load per key: no per-key
+    task, no gathering."""
+    if not loader.cache:
+        return  # nothing to keep: the fields load for themselves
+    cache = loader.cache_map
+    missing = [key for key in keys if cache.get(key) is None]
+    if not missing:
+        return
+    try:
+        values = list(await loader.load_fn(missing))
+        if len(values) != len(missing):
+            raise WrongNumberOfResultsReturned(expected=len(missing), received=len(values))
+    except Exception as exc:  # noqa: BLE001 - kept for the fields, as the loader does
+        values = [exc] * len(missing)
+    loop = asyncio.get_running_loop()
+    for key, value in zip(missing, values, strict=True):
+        if cache.get(key) is not None:
+            continue  # loaded meanwhile by a field
+        future = loop.create_future()
+        if isinstance(value, BaseException):
+            future.set_exception(value)
+            future.exception()  # retrieved: the fields that need it raise it
+        else:
+            future.set_result(value)
+        cache.set(key, future)
 
 
 # --- projects and stories -----------------------------------------------------------------

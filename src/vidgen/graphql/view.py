@@ -40,6 +40,10 @@ logger = logging.getLogger(__name__)
 
 PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name")
 
+# Strawberry's encoding (compact separators), minus the circular-reference bookkeeping of
+# every dict and list: a result is a tree (some subtrees shared, none cyclic).
+_JSON = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+
 
 class CsrfGuard:
     """Refuse multipart POSTs that a browser could send without a CORS preflight."""
@@ -87,6 +91,9 @@ class GraphQLView(GraphQL):
             allowed_origins=list(settings.ws_allowed_origins),
         )
         self.runtime = runtime
+
+    def encode_json(self, data: object) -> str:
+        return _JSON.encode(data)
 
     async def get_context(  # type: ignore[override]
         self, request: Request | WebSocket, response: Response | WebSocket
