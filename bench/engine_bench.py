@@ -24,9 +24,11 @@ fresh temp folder on the same filesystem):
   prediction id, poll, the media stage, completing transition with history and attempt
   rows, events) with the instant test provider, in ``Worker.run_until_idle``.
 
-Printed: the four rates in jobs/s and the engine's ratio to each baseline; the last line is a
-JSON summary (``name``, ``vidgen``, ``baseline``, ``ratio``, ``target``, ``unit`` for the
-headline, plus ``bare_media``, ``ratio_bare_media``, ``media_only``, ``ratio_media_only``).
+Printed: the four rates in jobs/s with this process's CPU time per job (all threads, and the
+event loop's thread alone; PostgreSQL's own CPU is not in it), and the engine's ratio to each
+baseline; the last line is a JSON summary (``name``, ``vidgen``, ``baseline``, ``ratio``,
+``target``, ``unit`` for the headline, plus ``bare_media``, ``ratio_bare_media``,
+``media_only``, ``ratio_media_only``, ``cpu_ms_per_job`` and ``loop_cpu_ms_per_job``).
 ``--profile`` prints a cProfile of the engine run's main thread only (the media stage runs in
 threads, which cProfile does not see).
 
@@ -50,6 +52,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -68,6 +71,32 @@ from vidgen.runtime import Runtime
 from vidgen.settings import Settings
 
 TARGET = 0.4
+
+
+@dataclass
+class Measured:
+    """One run: jobs/s, and this process's CPU per job (PostgreSQL's own CPU not included)."""
+
+    rate: float
+    cpu_ms: float  # every thread of this process, user + system
+    loop_cpu_ms: float  # the event loop's thread alone
+
+
+class Stopwatch:
+    """Wall clock and CPU time (process and event-loop thread) of the block it wraps."""
+
+    def __enter__(self) -> Stopwatch:
+        self._start = (time.perf_counter(), time.process_time(), time.thread_time())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = (time.perf_counter(), time.process_time(), time.thread_time())
+        self.wall, self.cpu, self.loop_cpu = (b - a for a, b in zip(self._start, end, strict=True))
+
+    def result(self, jobs: int) -> Measured:
+        return Measured(jobs / self.wall, self.cpu / jobs * 1e3, self.loop_cpu / jobs * 1e3)
+
+
 ADMIN_URL = os.environ.get("VIDGEN_BENCH_PG_URL", "postgres://root@127.0.0.1:5432/test")
 
 
@@ -85,7 +114,7 @@ async def admin(sql: str) -> None:
 
 async def bench_engine(
     jobs: int, concurrency: int, profile: bool, sort: str = "cumulative"
-) -> float:
+) -> Measured:
     name = f"vidgen_bench_{uuid.uuid4().hex[:8]}"
     await admin(f"CREATE DATABASE {name}")
     try:
@@ -124,20 +153,19 @@ async def bench_engine(
                 )
                 worker = Worker(runtime, concurrency=concurrency)
                 profiler = cProfile.Profile() if profile else None
-                start = time.perf_counter()
-                if profiler:
-                    profiler.enable()
-                done = await worker.run_until_idle()
-                if profiler:
-                    profiler.disable()
-                elapsed = time.perf_counter() - start
+                with Stopwatch() as clock:
+                    if profiler:
+                        profiler.enable()
+                    done = await worker.run_until_idle()
+                    if profiler:
+                        profiler.disable()
                 completed = await Video.filter(status=VideoStatus.COMPLETED).count()
                 if completed != jobs + 1 or done != jobs:
                     raise SystemExit(f"engine: only {completed}/{jobs + 1} jobs completed")
                 if profiler:
                     stats = pstats.Stats(profiler, stream=sys.stderr)
                     stats.sort_stats(sort).print_stats(40)
-                return jobs / elapsed
+                return clock.result(jobs)
             finally:
                 await runtime.close()
                 await vdb.close()
@@ -230,7 +258,9 @@ def check_stored(stored: Stored) -> None:
         raise SystemExit(f"media: unexpected result {stored}")
 
 
-async def bench_bare(jobs: int, concurrency: int, media_settings: Settings | None = None) -> float:
+async def bench_bare(
+    jobs: int, concurrency: int, media_settings: Settings | None = None
+) -> Measured:
     """The bare loop; with ``media_settings``, each job also runs :class:`MediaWork` between
     its claim and its completing UPDATE, which then also stores the keys and metadata."""
     name = f"vidgen_bare_{uuid.uuid4().hex[:8]}"
@@ -281,19 +311,18 @@ async def bench_bare(jobs: int, concurrency: int, media_settings: Settings | Non
                                 )
                             done += 1
 
-                start = time.perf_counter()
-                counts = await asyncio.gather(*(loop(f"bare-{i}") for i in range(concurrency)))
-                elapsed = time.perf_counter() - start
+                with Stopwatch() as clock:
+                    counts = await asyncio.gather(*(loop(f"bare-{i}") for i in range(concurrency)))
             if sum(counts) != jobs:
                 raise SystemExit(f"bare: {sum(counts)}/{jobs} jobs completed")
-            return jobs / elapsed
+            return clock.result(jobs)
         finally:
             await pool.close()
     finally:
         await admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-async def bench_media(jobs: int, concurrency: int, settings: Settings) -> float:
+async def bench_media(jobs: int, concurrency: int, settings: Settings) -> Measured:
     """:class:`MediaWork` alone (no database), ``concurrency`` jobs at a time: the ceiling."""
     with tempfile.TemporaryDirectory() as folder:
         media = MediaWork(Path(folder) / "media", settings)
@@ -307,12 +336,11 @@ async def bench_media(jobs: int, concurrency: int, settings: Settings) -> float:
                 done += 1
             return done
 
-        start = time.perf_counter()
-        counts = await asyncio.gather(*(loop() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - start
+        with Stopwatch() as clock:
+            counts = await asyncio.gather(*(loop() for _ in range(concurrency)))
     if sum(counts) != jobs:
         raise SystemExit(f"media: {sum(counts)}/{jobs} jobs done")
-    return jobs / elapsed
+    return clock.result(jobs)
 
 
 async def main() -> None:
@@ -324,15 +352,26 @@ async def main() -> None:
     args = parser.parse_args()
     # The media settings the engine runs with (thumbnail width/format, output size limit).
     media_settings = Settings(_env_file=None, secret_key="bench")
-    bare = await bench_bare(args.jobs, args.concurrency)
-    bare_media = await bench_bare(args.jobs, args.concurrency, media_settings)
-    media = await bench_media(args.jobs, args.concurrency, media_settings)
-    engine = await bench_engine(args.jobs, args.concurrency, args.profile, args.sort)
+    runs = {
+        "bare": await bench_bare(args.jobs, args.concurrency),
+        "bare_media": await bench_bare(args.jobs, args.concurrency, media_settings),
+        "media_only": await bench_media(args.jobs, args.concurrency, media_settings),
+        "engine": await bench_engine(args.jobs, args.concurrency, args.profile, args.sort),
+    }
+    labels = {
+        "bare": "bare asyncpg SKIP LOCKED loop:",
+        "bare_media": "bare loop + same media work:  ",
+        "media_only": "media stage alone (no db):    ",
+        "engine": "vidgen engine (full pipeline):",
+    }
+    engine, bare = runs["engine"].rate, runs["bare"].rate
+    bare_media, media = runs["bare_media"].rate, runs["media_only"].rate
     print(f"jobs={args.jobs} concurrency={args.concurrency}")
-    print(f"bare asyncpg SKIP LOCKED loop: {bare:8.1f} jobs/s")
-    print(f"bare loop + same media work:   {bare_media:8.1f} jobs/s")
-    print(f"media stage alone (no db):     {media:8.1f} jobs/s")
-    print(f"vidgen engine (full pipeline): {engine:8.1f} jobs/s")
+    for key, run in runs.items():
+        print(
+            f"{labels[key]} {run.rate:8.1f} jobs/s   (CPU per job in this process:"
+            f" {run.cpu_ms:.2f} ms, event loop thread {run.loop_cpu_ms:.2f} ms)"
+        )
     print(f"ratio engine/bare: {engine / bare:.2f} (target >= {TARGET:.2f})")
     print(f"ratio engine/(bare + media): {engine / bare_media:.2f}")
     print(f"ratio engine/(media alone): {engine / media:.2f}")
@@ -348,6 +387,8 @@ async def main() -> None:
         "ratio_bare_media": round(engine / bare_media, 3),
         "media_only": round(media, 1),
         "ratio_media_only": round(engine / media, 3),
+        "cpu_ms_per_job": {key: round(run.cpu_ms, 2) for key, run in runs.items()},
+        "loop_cpu_ms_per_job": {key: round(run.loop_cpu_ms, 2) for key, run in runs.items()},
     }
     print(json.dumps(summary))
 
