@@ -325,8 +325,22 @@ def _video_owner(root: Any, context: Context) -> Any:
 # --- connections --------------------------------------------------------------------------
 
 
-def _edges(rows: list[Any]) -> list[relay.Edge[Any]]:
-    return [relay.Edge(cursor=pagination.encode_cursor(row), node=row) for row in rows]
+class _Edge:
+    """An edge of a page (the ``…Edge`` types take any object with ``cursor`` and ``node``):
+    its cursor is encoded only when a client selects it."""
+
+    __slots__ = ("node",)
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+
+    @property
+    def cursor(self) -> str:
+        return pagination.encode_cursor(self.node)
+
+
+def _edges(rows: list[Any]) -> list[Any]:
+    return [_Edge(row) for row in rows]
 
 
 def _page_info(page: pagination.Page) -> relay.PageInfo:
