@@ -273,3 +273,9 @@ def test_part_names_differ_in_a_forked_child(storage: LocalStorage, tmp_path: Pa
             os._exit(0)
     os.waitpid(pid, 0)
     assert out.read_text() != storage.part_path("u1/v2/video.mp4").name
+
+
+def test_folder_creates_a_missing_root_and_its_parents(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "not" / "yet" / "media")
+    assert storage.folder("u1/v2/video.mp4") == storage.root / "u1" / "v2"
+    assert (storage.root / "u1" / "v2").is_dir()

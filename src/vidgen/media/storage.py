@@ -270,12 +270,13 @@ class LocalStorage:
             return
         except FileNotFoundError:
             if folder == self.root or folder.parent == folder:
-                raise
-            self._make_folder(folder.parent, sync_parent=True)
-            try:
-                os.mkdir(folder)
-            except FileExistsError:
-                return
+                folder.mkdir(parents=True, exist_ok=True)  # the root, and what lacks above it
+            else:
+                self._make_folder(folder.parent, sync_parent=True)
+                try:
+                    os.mkdir(folder)
+                except FileExistsError:
+                    return
         if sync_parent:
             _fsync_dir(folder.parent)
 
