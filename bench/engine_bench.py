@@ -7,7 +7,8 @@ without the same media work) and the media stage alone.
 Four runs in one command, in this order, each with ``--jobs`` jobs at ``--concurrency`` (every
 database run on its own fresh database on the same server, created and dropped here; admin
 URL from VIDGEN_BENCH_PG_URL, default postgres://root@127.0.0.1:5432/test; every media root a
-fresh temp folder on the same filesystem):
+fresh folder in one temp folder, removed after the last run, because on ext4 without a journal
+creating files right after thousands were deleted is slower):
 
 - bare: ``UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING`` then
   ``UPDATE … SET status = 'completed'`` per job, on an equivalent table, one connection held
@@ -48,6 +49,7 @@ import cProfile
 import json
 import os
 import pstats
+import shutil
 import sys
 import tempfile
 import time
@@ -113,62 +115,62 @@ async def admin(sql: str) -> None:
 
 
 async def bench_engine(
-    jobs: int, concurrency: int, profile: bool, sort: str = "cumulative"
+    jobs: int, concurrency: int, profile: bool, sort: str = "cumulative", *, scratch: Path
 ) -> Measured:
     name = f"vidgen_bench_{uuid.uuid4().hex[:8]}"
     await admin(f"CREATE DATABASE {name}")
     try:
         url = db_url(name)
         await vdb.migrate_database(url)
-        with tempfile.TemporaryDirectory() as folder:
-            settings = Settings(
-                _env_file=None,
-                database_url=url,
-                data_dir=Path(folder),
-                media_root=Path(folder) / "media",
-                secret_key="bench",
-                redis_url=None,
-                enable_test_provider=True,
-                db_pool_max=concurrency + 4,
-                heartbeat_seconds=5,
-                lease_seconds=60,
+        folder = scratch / "engine"
+        settings = Settings(
+            _env_file=None,
+            database_url=url,
+            data_dir=folder,
+            media_root=folder / "media",
+            secret_key="bench",
+            redis_url=None,
+            enable_test_provider=True,
+            db_pool_max=concurrency + 4,
+            heartbeat_seconds=5,
+            lease_seconds=60,
+        )
+        await vdb.init(settings)
+        runtime = Runtime.create(settings, bus=MemoryBus(), providers={"test": TestProvider()})
+        await runtime.open()
+        try:
+            owner = await User.create(email="bench@example.com", password_hash="x")
+            # Warm up (PyAV, the tiny video, connections) on one job outside the clock.
+            warm = await Video.create(
+                owner=owner, prompt="succeed", provider="test", resolution="64x64"
             )
-            await vdb.init(settings)
-            runtime = Runtime.create(settings, bus=MemoryBus(), providers={"test": TestProvider()})
-            await runtime.open()
-            try:
-                owner = await User.create(email="bench@example.com", password_hash="x")
-                # Warm up (PyAV, the tiny video, connections) on one job outside the clock.
-                warm = await Video.create(
-                    owner=owner, prompt="succeed", provider="test", resolution="64x64"
-                )
-                await lifecycle.record_created(warm, actor="bench")
-                await Worker(runtime, concurrency=1).run_until_idle()
-                await Video.bulk_create(
-                    [
-                        Video(owner=owner, prompt="succeed", provider="test", resolution="64x64")
-                        for _ in range(jobs)
-                    ],
-                    batch_size=500,
-                )
-                worker = Worker(runtime, concurrency=concurrency)
-                profiler = cProfile.Profile() if profile else None
-                with Stopwatch() as clock:
-                    if profiler:
-                        profiler.enable()
-                    done = await worker.run_until_idle()
-                    if profiler:
-                        profiler.disable()
-                completed = await Video.filter(status=VideoStatus.COMPLETED).count()
-                if completed != jobs + 1 or done != jobs:
-                    raise SystemExit(f"engine: only {completed}/{jobs + 1} jobs completed")
+            await lifecycle.record_created(warm, actor="bench")
+            await Worker(runtime, concurrency=1).run_until_idle()
+            await Video.bulk_create(
+                [
+                    Video(owner=owner, prompt="succeed", provider="test", resolution="64x64")
+                    for _ in range(jobs)
+                ],
+                batch_size=500,
+            )
+            worker = Worker(runtime, concurrency=concurrency)
+            profiler = cProfile.Profile() if profile else None
+            with Stopwatch() as clock:
                 if profiler:
-                    stats = pstats.Stats(profiler, stream=sys.stderr)
-                    stats.sort_stats(sort).print_stats(40)
-                return clock.result(jobs)
-            finally:
-                await runtime.close()
-                await vdb.close()
+                    profiler.enable()
+                done = await worker.run_until_idle()
+                if profiler:
+                    profiler.disable()
+            completed = await Video.filter(status=VideoStatus.COMPLETED).count()
+            if completed != jobs + 1 or done != jobs:
+                raise SystemExit(f"engine: only {completed}/{jobs + 1} jobs completed")
+            if profiler:
+                stats = pstats.Stats(profiler, stream=sys.stderr)
+                stats.sort_stats(sort).print_stats(40)
+            return clock.result(jobs)
+        finally:
+            await runtime.close()
+            await vdb.close()
     finally:
         await admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
@@ -259,7 +261,11 @@ def check_stored(stored: Stored) -> None:
 
 
 async def bench_bare(
-    jobs: int, concurrency: int, media_settings: Settings | None = None
+    jobs: int,
+    concurrency: int,
+    media_settings: Settings | None = None,
+    *,
+    scratch: Path | None = None,
 ) -> Measured:
     """The bare loop; with ``media_settings``, each job also runs :class:`MediaWork` between
     its claim and its completing UPDATE, which then also stores the keys and metadata."""
@@ -277,42 +283,42 @@ async def bench_bare(
                 )
                 await conn.execute("ANALYZE jobs")
 
-            with tempfile.TemporaryDirectory() as folder:
-                media = (
-                    MediaWork(Path(folder) / "media", media_settings) if media_settings else None
-                )
-                if media is not None:
-                    check_stored(await media.arun(0, 0))  # warm-up (PyAV, the tiny video)
+            media = None
+            if media_settings is not None:
+                assert scratch is not None
+                media = MediaWork(scratch / "bare_media" / "media", media_settings)
+            if media is not None:
+                check_stored(await media.arun(0, 0))  # warm-up (PyAV, the tiny video)
 
-                async def loop(worker: str) -> int:
-                    done = 0
-                    async with pool.acquire() as conn:
-                        while True:
-                            row = await conn.fetchrow(BARE_CLAIM, worker)
-                            if row is None:
-                                return done
-                            if media is None:
-                                await conn.execute(BARE_COMPLETE, row["id"], row["attempt"])
-                            else:
-                                stored = await media.arun(1, row["id"])
-                                info = stored.info
-                                await conn.execute(
-                                    BARE_MEDIA_COMPLETE,
-                                    row["id"],
-                                    row["attempt"],
-                                    stored.video_key,
-                                    stored.thumbnail_key,
-                                    info.duration_seconds,
-                                    info.frame_rate,
-                                    info.width,
-                                    info.height,
-                                    info.codec,
-                                    stored.file_size,
-                                )
-                            done += 1
+            async def loop(worker: str) -> int:
+                done = 0
+                async with pool.acquire() as conn:
+                    while True:
+                        row = await conn.fetchrow(BARE_CLAIM, worker)
+                        if row is None:
+                            return done
+                        if media is None:
+                            await conn.execute(BARE_COMPLETE, row["id"], row["attempt"])
+                        else:
+                            stored = await media.arun(1, row["id"])
+                            info = stored.info
+                            await conn.execute(
+                                BARE_MEDIA_COMPLETE,
+                                row["id"],
+                                row["attempt"],
+                                stored.video_key,
+                                stored.thumbnail_key,
+                                info.duration_seconds,
+                                info.frame_rate,
+                                info.width,
+                                info.height,
+                                info.codec,
+                                stored.file_size,
+                            )
+                        done += 1
 
-                with Stopwatch() as clock:
-                    counts = await asyncio.gather(*(loop(f"bare-{i}") for i in range(concurrency)))
+            with Stopwatch() as clock:
+                counts = await asyncio.gather(*(loop(f"bare-{i}") for i in range(concurrency)))
             if sum(counts) != jobs:
                 raise SystemExit(f"bare: {sum(counts)}/{jobs} jobs completed")
             return clock.result(jobs)
@@ -322,22 +328,23 @@ async def bench_bare(
         await admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-async def bench_media(jobs: int, concurrency: int, settings: Settings) -> Measured:
+async def bench_media(
+    jobs: int, concurrency: int, settings: Settings, *, scratch: Path
+) -> Measured:
     """:class:`MediaWork` alone (no database), ``concurrency`` jobs at a time: the ceiling."""
-    with tempfile.TemporaryDirectory() as folder:
-        media = MediaWork(Path(folder) / "media", settings)
-        check_stored(await media.arun(0, 0))  # warm-up
-        ids = iter(range(1, jobs + 1))
+    media = MediaWork(scratch / "media_only" / "media", settings)
+    check_stored(await media.arun(0, 0))  # warm-up
+    ids = iter(range(1, jobs + 1))
 
-        async def loop() -> int:
-            done = 0
-            for video_id in ids:
-                check_stored(await media.arun(1, video_id))
-                done += 1
-            return done
+    async def loop() -> int:
+        done = 0
+        for video_id in ids:
+            check_stored(await media.arun(1, video_id))
+            done += 1
+        return done
 
-        with Stopwatch() as clock:
-            counts = await asyncio.gather(*(loop() for _ in range(concurrency)))
+    with Stopwatch() as clock:
+        counts = await asyncio.gather(*(loop() for _ in range(concurrency)))
     if sum(counts) != jobs:
         raise SystemExit(f"media: {sum(counts)}/{jobs} jobs done")
     return clock.result(jobs)
@@ -352,12 +359,26 @@ async def main() -> None:
     args = parser.parse_args()
     # The media settings the engine runs with (thumbnail width/format, output size limit).
     media_settings = Settings(_env_file=None, secret_key="bench")
-    runs = {
-        "bare": await bench_bare(args.jobs, args.concurrency),
-        "bare_media": await bench_bare(args.jobs, args.concurrency, media_settings),
-        "media_only": await bench_media(args.jobs, args.concurrency, media_settings),
-        "engine": await bench_engine(args.jobs, args.concurrency, args.profile, args.sort),
-    }
+    # One scratch folder for every run's files, removed only after the last run: on ext4
+    # without a journal (this machine's disk) creating a file scans past the inodes deleted in
+    # the last minute or so, so a run that deleted its thousands of files would slow down
+    # file creation in the runs after it.
+    scratch = Path(tempfile.mkdtemp(prefix="vidgen-engine-bench-"))
+    try:
+        runs = {
+            "bare": await bench_bare(args.jobs, args.concurrency),
+            "bare_media": await bench_bare(
+                args.jobs, args.concurrency, media_settings, scratch=scratch
+            ),
+            "media_only": await bench_media(
+                args.jobs, args.concurrency, media_settings, scratch=scratch
+            ),
+            "engine": await bench_engine(
+                args.jobs, args.concurrency, args.profile, args.sort, scratch=scratch
+            ),
+        }
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     labels = {
         "bare": "bare asyncpg SKIP LOCKED loop:",
         "bare_media": "bare loop + same media work:  ",
