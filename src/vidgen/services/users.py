@@ -15,7 +15,6 @@ import functools
 import hashlib
 import re
 import secrets
-from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -159,31 +158,6 @@ async def login(*, email: str, password: str, ttl_days: int | None = None) -> tu
         raise errors.Unauthenticated("Wrong email or password.")
     token, _ = await issue_token(user=user, name="login", ttl_days=ttl_days)
     return token, user
-
-
-# authenticate's SELECT (the token joined with its user) as Tortoise builds it, per backend:
-# building it takes about as long as the database takes to answer, and every request sends
-# it. (The SQL, and how Tortoise splits a row into the token and its user.)
-_TOKEN_QUERIES: dict[str, tuple[str, Any]] = {}
-
-
-async def _token_with_user(token_hash: str) -> ApiToken | None:
-    """``ApiToken.get_or_none(token_hash=...).select_related("user")`` (token_hash is
-    unique), with the SQL built once per backend."""
-    db = ApiToken._meta.db
-    dialect = db.capabilities.dialect
-    cached = _TOKEN_QUERIES.get(dialect)
-    if cached is None:
-        query = ApiToken.filter(token_hash=token_hash).select_related("user")
-        sql = query.sql()
-        _, params = query.query.get_parameterized_sql()
-        if list(params) != [token_hash]:  # not one parameter: let Tortoise run it
-            return await ApiToken.get_or_none(token_hash=token_hash).select_related("user")
-        cached = _TOKEN_QUERIES[dialect] = (sql, query._select_related_idx)
-    sql, select_related_idx = cached
-    executor = db.executor_class(model=ApiToken, db=db, select_related_idx=select_related_idx)
-    rows = await executor.execute_select(sql, [token_hash])
-    return rows[0] if rows else None
 
 
 @functools.cache
