@@ -33,6 +33,8 @@ from vidgen.services import videos as video_service
 M = TypeVar("M", bound=Model)
 
 _NOT_BUILT = object()
+#: Key lists longer than this build their SQL every time (bounds the SQL kept per query).
+MAX_CACHED_KEYS = 256
 
 
 class KeyedQuery:
@@ -61,7 +63,7 @@ class KeyedQuery:
             built = query.sql()
             _, params = query.query.get_parameterized_sql()
             reusable = list(params) == list(keys)
-            if sql is _NOT_BUILT:
+            if sql is _NOT_BUILT and len(keys) <= MAX_CACHED_KEYS:
                 self._sql[cache_key] = built if reusable else None
             sql = built
             keys = list(params)
