@@ -16,7 +16,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from vidgen import metrics
@@ -54,12 +54,20 @@ class VideoEvent:
     project_id: int | None = None
     story_id: int | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a dict, in declaration order (``asdict`` without its deep copy:
+        every field is a scalar)."""
+        return {name: getattr(self, name) for name in _VIDEO_EVENT_FIELDS}
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        return json.dumps(self.to_dict(), separators=(",", ":"))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VideoEvent:
         return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})  # type: ignore[arg-type]
+
+
+_VIDEO_EVENT_FIELDS = tuple(VideoEvent.__dataclass_fields__)
 
 
 class _Signal:
@@ -205,7 +213,7 @@ async def publish_video_event(bus: EventBus, event: VideoEvent) -> None:
 
     Buses that can batch (``publish_many``) send the three in one round trip.
     """
-    payload = asdict(event)
+    payload = event.to_dict()  # one dict for the three: the Redis bus encodes it once
     items = [
         (video_channel(event.video_id), payload),
         (owner_channel(event.owner_id), payload),

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import random
@@ -43,7 +44,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoPermissionError, NoScriptError, RedisError, ResponseError
 
 from vidgen import metrics
 from vidgen.events.bus import PREFIX, RESYNC, LocalFanout, Subscription
@@ -53,6 +54,15 @@ logger = logging.getLogger(__name__)
 #: Errors that mean "the connection (or Redis) is gone"; anything else is a bug and logged
 #: with its traceback, but the supervisor keeps going either way.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, EOFError)
+
+#: Publishes ARGV = channel, payload, channel, payload, ... in order, atomically.
+_PUBLISH_SCRIPT = """
+for i = 1, #ARGV, 2 do
+  redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
+end
+return #ARGV / 2
+"""
+_PUBLISH_SHA = hashlib.sha1(_PUBLISH_SCRIPT.encode()).hexdigest()
 
 
 @dataclass
@@ -134,6 +144,7 @@ class RedisBus:
         self._reader: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._closing = False
+        self._scripts = True  # False once Redis refused EVAL (ACL, disabled)
 
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -160,6 +171,9 @@ class RedisBus:
             socket_timeout=None,
             retry=Retry(NoBackoff(), 0),
             client_name=f"{self.client_name}:sub",
+            # RESP2: redis-py parses a pub/sub message a third cheaper than as a RESP3 push,
+            # and the hub reads every message published in the deployment.
+            protocol=2,
         )
         self._reader = asyncio.create_task(self._supervise(), name="vidgen-redis-bus-reader")
         try:
@@ -192,7 +206,8 @@ class RedisBus:
         await self.publish_many([(channel, message)])
 
     async def publish_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:
-        """Publish several messages in one round trip (same guarantees as publish)."""
+        """Publish several messages in one round trip, in order (same guarantees as
+        publish). A message object listed for several channels is encoded once."""
         if not items:
             return
         client = self._publisher
@@ -203,10 +218,7 @@ class RedisBus:
                 channel, message = items[0]
                 await client.publish(self._ns + channel, _encode(message))
             else:
-                async with client.pipeline(transaction=False) as pipe:
-                    for channel, message in items:
-                        pipe.publish(self._ns + channel, _encode(message))
-                    await pipe.execute()
+                await self._publish_batch(client, self._batch_args(items))
             self._stats.published += len(items)
         except CONNECTION_ERRORS as exc:
             self._stats.publish_errors += len(items)
@@ -215,6 +227,43 @@ class RedisBus:
                 exc,
                 extra={"action": "bus_publish_failed", "channel": items[0][0]},
             )
+
+    def _batch_args(self, items: list[tuple[str, dict[str, Any]]]) -> list[str]:
+        """channel, payload, channel, payload, ... (namespaced channels, encoded payloads)."""
+        args: list[str] = []
+        encoded: dict[int, str] = {}  # id(message) -> JSON; ``items`` keeps them alive
+        for channel, message in items:
+            payload = encoded.get(id(message))
+            if payload is None:
+                payload = encoded[id(message)] = _encode(message)
+            args.append(self._ns + channel)
+            args.append(payload)
+        return args
+
+    async def _publish_batch(self, client: aioredis.Redis, args: list[str]) -> None:
+        """PUBLISH every (channel, payload) pair of ``args`` with one script call (one
+        command, not a pipeline of many); a pipeline where Redis refuses scripts."""
+        if self._scripts:
+            try:
+                try:
+                    await client.execute_command("EVALSHA", _PUBLISH_SHA, 0, *args)
+                except NoScriptError:
+                    # Not cached yet, or Redis restarted / SCRIPT FLUSH: EVAL caches it again.
+                    await client.execute_command("EVAL", _PUBLISH_SCRIPT, 0, *args)
+                return
+            except ResponseError as exc:
+                if not _scripts_refused(exc):
+                    raise
+                self._scripts = False
+                logger.warning(
+                    "event bus: Redis refuses scripts (%s); publishing with pipelines",
+                    exc,
+                    extra={"action": "bus_no_scripts"},
+                )
+        async with client.pipeline(transaction=False) as pipe:
+            for i in range(0, len(args), 2):
+                pipe.publish(args[i], args[i + 1])
+            await pipe.execute()
 
     # --- subscribing -------------------------------------------------------------------
     @asynccontextmanager
@@ -368,8 +417,18 @@ class RedisBus:
         self._stats.delivered += self._fanout.dispatch(channel, payload)
 
 
+# What json.dumps(message, separators=(",", ":"), default=str) builds on every call.
+_encoder = json.JSONEncoder(separators=(",", ":"), default=str)
+
+
 def _encode(message: dict[str, Any]) -> str:
-    return json.dumps(message, separators=(",", ":"), default=str)
+    return _encoder.encode(message)
+
+
+def _scripts_refused(exc: ResponseError) -> bool:
+    """EVAL itself is not allowed (ACL, renamed/disabled command), as opposed to a failure of
+    this particular call. (redis-py strips the "ERR " of the reply.)"""
+    return isinstance(exc, NoPermissionError) or str(exc).lower().startswith("unknown command")
 
 
 def _text(value: Any) -> str:

@@ -1,0 +1,190 @@
+"""RedisBus.publish_many: one script call per batch, each message encoded once, order kept,
+across a Redis restart (the script cache is lost) and where Redis refuses scripts; the
+in-process bus delivers exactly the same."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from tests.live.conftest import fast_bus
+from tests.live.redis_server import RedisServer
+from vidgen.events.bus import (
+    ALL_VIDEOS_CHANNEL,
+    RESYNC,
+    WAKEUP_CHANNEL,
+    VideoEvent,
+    owner_channel,
+    publish_video_event,
+    video_channel,
+)
+from vidgen.events.memory import MemoryBus
+from vidgen.events.redis import RedisBus
+
+EVENT = VideoEvent(
+    video_id=4, owner_id=9, version=1, status="queued", progress=0.0, event_id=17, project_id=2
+)
+CHANNELS = (video_channel(4), owner_channel(9), ALL_VIDEOS_CHANNEL, WAKEUP_CHANNEL)
+
+
+async def next_data(sub: Any, within: float = 3.0) -> Any:
+    """The next dict message, skipping RESYNC signals."""
+    while True:
+        message = await asyncio.wait_for(sub.get(), within)
+        if message is not RESYNC:
+            return message
+
+
+async def command_calls(url: str) -> dict[str, int]:
+    client = aioredis.Redis.from_url(url)
+    try:
+        stats = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+async def reset_stats(url: str) -> None:
+    client = aioredis.Redis.from_url(url)
+    try:
+        await client.config_resetstat()
+    finally:
+        await client.aclose()
+
+
+async def enqueue_like(bus: Any, n: int) -> None:
+    """What generateVideo sends: the event on its three channels, then the wake-up."""
+    event = VideoEvent(**{**EVENT.to_dict(), "version": n})
+    payload = event.to_dict()
+    await bus.publish_many(
+        [
+            (video_channel(4), payload),
+            (owner_channel(9), payload),
+            (ALL_VIDEOS_CHANNEL, payload),
+            (WAKEUP_CHANNEL, {"type": "wakeup", "provider": "local", "n": n}),
+        ]
+    )
+
+
+async def received(bus: Any, send: Any, count: int) -> list[tuple[str, Any]]:
+    """(channel, message) in arrival order, on one subscription to every channel."""
+    out: list[tuple[str, Any]] = []
+    async with contextlib.AsyncExitStack() as stack:
+        subs = {c: await stack.enter_async_context(bus.subscribe(c, maxsize=500)) for c in CHANNELS}
+        everything = await stack.enter_async_context(bus.subscribe(*CHANNELS, maxsize=500))
+        await send()
+        for _ in range(count):
+            out.append(("*", await next_data(everything)))
+        for channel, sub in subs.items():
+            while not sub.queue.empty():
+                message = sub.queue.get_nowait()
+                if message is not RESYNC:
+                    out.append((channel, message))
+        await asyncio.sleep(0.1)
+        assert everything.queue.empty()
+    return out
+
+
+async def test_a_batch_is_one_script_call_in_order_like_the_memory_bus(
+    redis_server: RedisServer,
+) -> None:
+    async def send(bus: Any) -> None:
+        for n in range(5):
+            await enqueue_like(bus, n)
+        await publish_video_event(bus, EVENT)
+        await bus.publish(WAKEUP_CHANNEL, {"type": "wakeup"})
+
+    memory = MemoryBus()
+    expected = await received(memory, lambda: send(memory), 5 * 4 + 3 + 1)
+
+    bus = fast_bus(redis_server.url)
+    await bus.start()
+    try:
+        await enqueue_like(bus, -1)  # the first batch loads the script (NOSCRIPT -> EVAL)
+        await reset_stats(redis_server.url)
+        got = await received(bus, lambda: send(bus), 5 * 4 + 3 + 1)
+        calls = await command_calls(redis_server.url)
+        assert bus.stats.publish_errors == 0
+    finally:
+        await bus.close()
+    assert got == expected
+    assert [m["version"] for c, m in got[:20:4]] == list(range(5))
+    # 6 batches of several messages: 6 EVALSHA, no EVAL (cached), one bare PUBLISH.
+    assert calls.get("evalsha") == 6 and "eval" not in calls, calls
+    assert calls.get("publish") == 5 * 4 + 3 + 1, calls  # scripts' PUBLISHes count too
+
+
+async def test_a_message_for_several_channels_is_encoded_once(redis_bus: RedisBus) -> None:
+    class Stamp:
+        """Not JSON: encoded through ``default=str``, which counts the encodings."""
+
+        encodings = 0
+
+        def __str__(self) -> str:
+            Stamp.encodings += 1
+            return "stamp"
+
+    message = {"at": Stamp()}
+    async with redis_bus.subscribe(*CHANNELS[:3]) as sub:
+        await redis_bus.publish_many([(c, message) for c in CHANNELS[:3]])
+        assert [await next_data(sub) for _ in range(3)] == [{"at": "stamp"}] * 3
+    assert Stamp.encodings == 1
+    assert redis_bus.stats.published == 3
+
+
+async def test_batches_survive_a_redis_restart_and_a_script_flush(
+    redis_server: RedisServer,
+) -> None:
+    bus = fast_bus(redis_server.url)
+    await bus.start()
+    try:
+        async with bus.subscribe(WAKEUP_CHANNEL) as sub:
+            await enqueue_like(bus, 1)
+            assert (await next_data(sub))["n"] == 1
+
+            client = aioredis.Redis.from_url(redis_server.url)
+            try:
+                await client.script_flush()
+            finally:
+                await client.aclose()
+            await enqueue_like(bus, 2)
+            assert (await next_data(sub))["n"] == 2
+
+            redis_server.stop()
+            await enqueue_like(bus, 3)  # dropped and counted, not raised
+            assert bus.stats.publish_errors == 4
+            redis_server.start()  # an empty script cache
+            assert await asyncio.wait_for(sub.get(), 10) is RESYNC
+            await enqueue_like(bus, 4)
+            assert (await next_data(sub))["n"] == 4
+            assert bus.stats.published == 12 and bus.stats.publish_errors == 4
+    finally:
+        await bus.close()
+
+
+async def test_batches_fall_back_to_a_pipeline_where_scripts_are_refused(
+    redis_server: RedisServer,
+) -> None:
+    admin = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await admin.execute_command(
+            "ACL", "SETUSER", "noscripts", "on", ">secret", "~*", "&*", "+@all", "-@scripting"
+        )
+    finally:
+        await admin.aclose()
+    url = f"redis://noscripts:secret@127.0.0.1:{redis_server.port}/0"
+    bus = fast_bus(url)
+    await bus.start()
+    try:
+        async with bus.subscribe(*CHANNELS) as sub:
+            for n in range(3):
+                await enqueue_like(bus, n)
+            got = [await next_data(sub) for _ in range(12)]
+        assert [m.get("n") for m in got[3::4]] == [0, 1, 2]
+        assert [m.get("version") for m in got[0::4]] == [0, 1, 2]
+        assert bus.stats.publish_errors == 0 and bus.stats.published == 12
+    finally:
+        await bus.close()
