@@ -253,7 +253,9 @@ class LocalStorage:
         for the folder: files written into it by :meth:`part_path` and :meth:`commit` need
         only their own name checked. The folder's own entry is made durable by
         :meth:`commit` (which fsyncs the folder's parent too, after the files: by then the
-        journal has usually written it already); folders created above it are fsynced here.
+        files' fsyncs have usually made it durable already, as ext4's journal commit or, with
+        no journal, ext4's sync of a new file's parent folders does, so that fsync is cheap);
+        folders created above it are fsynced here.
 
         Raises:
             InvalidKey: ``key`` is not a safe key, or its folder lies outside the root.
@@ -334,7 +336,7 @@ class LocalStorage:
             os.replace(part, dest)
         folders = dict.fromkeys(dest.parent for _part, dest in moves)
         # The renames, then each folder's own entry (see folder()): after the files, so the
-        # journal has usually committed the folder's creation already.
+        # files' fsyncs have usually made the folder's creation durable already.
         for folder in dict.fromkeys([*folders, *(f.parent for f in folders if f != self.root)]):
             _fsync_dir(folder)
         return sizes
