@@ -37,8 +37,11 @@ Where the time goes: the media stage is bound by the filesystem (per job a folde
 files created, four fsyncs: the two files, the folder, the new folder's parent) plus about
 1 ms of decoding and encoding; on the shared 2-CPU development box it measured 150-300
 jobs/s depending on the load, so the headline ratio cannot reach 0.40 of a loop that does
-no media. The engine's own overhead (its heavier statements, and the event loop waiting for
-the GIL behind the media threads on every socket call) shows in the ratio to "bare + media".
+no media. On the development box's disk (ext4 without a journal) much of that kernel time is
+the inode allocator stepping over inodes deleted in the last minute (seen with perf), so file
+churn by other processes moves these figures. The engine's own overhead (its heavier
+statements, and the event loop waiting for the GIL behind the media threads on every socket
+call) shows in the ratio to "bare + media" and in the CPU per job.
 """
 
 from __future__ import annotations
