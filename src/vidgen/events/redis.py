@@ -25,6 +25,10 @@ Why it looks like this:
 - Publishers use their own small pool with a short retry. A publish that still fails is
   logged and counted, never raised: the change it describes is already committed and
   subscribers recover it on RESYNC.
+- Several messages published together (a video event on its three channels plus the
+  workers' wake-up) go as ONE command: a small Lua script PUBLISHes the (channel, payload)
+  pairs in order (EVALSHA; EVAL when Redis lost its script cache, e.g. after a restart; a
+  pipeline if Redis refuses scripts). A message sent to several channels is encoded once.
 """
 
 from __future__ import annotations
