@@ -44,6 +44,20 @@ async def test_claim_limit_and_future_schedule_not_claimed(db, user) -> None:
     assert await queue.next_due_at() is not None
 
 
+async def test_next_due_at_reports_a_job_that_became_due_during_the_claim(db, user) -> None:
+    # A retry re-queued with a tiny backoff while a worker's claim ran: already due when
+    # the worker asks what comes next. Asking "after now" misses it (the worker would sleep
+    # until its safety poll); asking "after the claim started" returns it, in the past.
+    claim_started = utcnow()
+    retry = await make_video(user, scheduled_at=claim_started + dt.timedelta(milliseconds=5))
+    await asyncio.sleep(0.02)
+    assert await queue.next_due_at() is None
+    assert await queue.next_due_at(after=claim_started) == retry.scheduled_at
+    # A job already due before the claim started (e.g. held by a provider limit) is not
+    # returned, so a worker cannot spin on it.
+    assert await queue.next_due_at(after=utcnow()) is None
+
+
 async def test_deleted_and_foreign_provider_not_claimed(db, user) -> None:
     await make_video(user, deleted_at=utcnow())
     await make_video(user, provider="runway")

@@ -437,10 +437,18 @@ async def release(
     return to
 
 
-async def next_due_at() -> dt.datetime | None:
-    """When the next scheduled (not yet due) job becomes due, if any."""
+async def next_due_at(*, after: dt.datetime | None = None) -> dt.datetime | None:
+    """When the next scheduled job becomes due, if any: the earliest ``scheduled_at`` of a
+    queued job later than ``after`` (default: now).
+
+    A worker passes the time its claim started: a job that was re-queued with a short
+    backoff while the claim ran (not yet committed then, already due now) is returned with
+    a time in the past, so the worker claims again at once instead of sleeping until the
+    safety poll. Jobs that were already due when the claim started (e.g. held back by a
+    provider's concurrency limit) are not returned, so they cannot make it spin.
+    """
     found = (
-        await Video.filter(status=S.QUEUED, deleted_at=None, scheduled_at__gt=now())
+        await Video.filter(status=S.QUEUED, deleted_at=None, scheduled_at__gt=after or now())
         .order_by("scheduled_at")
         .limit(1)
         .values_list("scheduled_at", flat=True)

@@ -188,9 +188,10 @@ class Worker:
             try:
                 if self._adopt:
                     await self._adopt_orphans()
+                started = now()
                 claimed = await self._claim_free_slots()
                 if not claimed and len(self._jobs) < self.concurrency:
-                    due = await queue.next_due_at()
+                    due = await queue.next_due_at(after=started)
                     if due is not None:
                         timeout = min(poll, max(0.0, (due - now()).total_seconds()))
                 failures = 0
