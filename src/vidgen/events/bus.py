@@ -219,6 +219,12 @@ async def publish_video_event(bus: EventBus, event: VideoEvent) -> None:
         (owner_channel(event.owner_id), payload),
         (ALL_VIDEOS_CHANNEL, payload),
     ]
+    await publish_all(bus, items)
+
+
+async def publish_all(bus: EventBus, items: list[tuple[str, Any]]) -> None:
+    """Publish ``(channel, message)`` pairs in order: in one round trip on a bus that can
+    batch (``publish_many``), one by one on any other."""
     publish_many = getattr(bus, "publish_many", None)
     if publish_many is not None:
         await publish_many(items)

@@ -36,7 +36,13 @@ from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from vidgen import errors
-from vidgen.events.bus import EventBus, Subscription, VideoEvent, publish_video_event
+from vidgen.events.bus import (
+    EventBus,
+    Subscription,
+    VideoEvent,
+    publish_all,
+    publish_video_event,
+)
 from vidgen.models import (
     TERMINAL_STATUSES,
     AttemptOutcome,
@@ -140,12 +146,7 @@ class Outbox:
         items, self.items = self.items, []
         if bus is None or not items:
             return
-        publish_many = getattr(bus, "publish_many", None)
-        if publish_many is not None:
-            await publish_many(items)
-            return
-        for channel, message in items:
-            await bus.publish(channel, message)
+        await publish_all(bus, items)
 
 
 @functools.cache
