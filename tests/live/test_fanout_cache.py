@@ -282,3 +282,40 @@ async def test_errors_stay_per_subscriber(live: LiveServer, accounts) -> None:
     finally:
         for ws in sockets:
             await ws.close()
+
+
+# --- one loaded state is self-consistent ----------------------------------------------------
+
+
+async def test_a_loaded_state_holds_every_history_row_up_to_its_version(db) -> None:
+    """Status changes commit while states load: no state may be newer than its history.
+
+    (Reading the row and the history at the same time let a load see version N without
+    N's own history row; the event for N then went out with a short ``statusHistory``.)
+    """
+    from vidgen.graphql.subscriptions import load_state
+
+    owner = await models.User.create(email="race@example.com", password_hash="!")
+    video = await make_video(owner)
+    stop = asyncio.Event()
+
+    async def write() -> None:
+        try:
+            for _ in range(40):
+                await lifecycle.transition(video.id, VideoStatus.PROCESSING, actor="t")
+                await lifecycle.touch(video.id, fields={"progress": 0.5})
+                await lifecycle.transition(video.id, VideoStatus.QUEUED, actor="t")
+        finally:
+            stop.set()
+
+    async def read(states: list[Any]) -> None:
+        while not stop.is_set():
+            states.append(await load_state(video.id))
+
+    states: list[Any] = []
+    await asyncio.gather(write(), read(states), read(states), read(states))
+    full = await models.VideoStatusEvent.filter(video_id=video.id).order_by("id")
+    assert len(full) == 81 and len(states) > 3
+    for state in states:
+        expected = [h.id for h in full if h.version <= state.version]
+        assert [h.id for h in state.history] == expected, state.version

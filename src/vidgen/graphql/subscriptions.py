@@ -188,13 +188,27 @@ def event_view(state: VideoState, message: dict[str, Any]) -> models.Video:
 
 
 async def load_state(video_id: int) -> VideoState | None:
-    """Read one video and its relations (three queries, run together)."""
-    video_q = models.Video.filter(id=video_id).select_related("owner", "theme", "project", "story")
-    tags_q = models.Tag.filter(videos__id=video_id).order_by("name_key", "id")
-    history_q = models.VideoStatusEvent.filter(video_id=video_id).order_by("id")
-    found, tags, history = await asyncio.gather(video_q.first(), tags_q, history_q)
+    """Read one video, then its tags and status history (those two run together).
+
+    The video row is read first, on purpose. The reads are separate statements (separate
+    snapshots on PostgreSQL), and a status change commits its history row together with
+    the version it bumps: a history read that starts after the row was read holds every
+    history row up to the row's ``version`` (newer rows are cut off by ``history_at``).
+    Run all three at once and the row could come back newer than the history, and the
+    event for that version would go out without its own history entry.
+    """
+    found = (
+        await models.Video.filter(id=video_id)
+        .select_related("owner", "theme", "project", "story")
+        .first()
+    )
     if found is None:
         return None
+    tags_q = models.Tag.filter(videos__id=video_id).order_by("name_key", "id")
+    history_q = models.VideoStatusEvent.filter(video_id=video_id).order_by("id")
+    tags, history = await asyncio.gather(tags_q, history_q)
+    version = int(found.version)
+    history = [h for h in history if h.version <= version]  # changes newer than the row
     return VideoState(
         video=found,
         owner=found.owner,
@@ -202,7 +216,7 @@ async def load_state(video_id: int) -> VideoState | None:
         project=found.project,
         story=found.story,
         tags=list(tags),
-        history=list(history),
+        history=history,
     )
 
 
