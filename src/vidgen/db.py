@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.context import TortoiseContext
+from tortoise.fields.data import CharEnumFieldInstance, DatetimeField
 from tortoise.migrations.api.migrate import migrate as tortoise_migrate
+from tortoise.models import Model
+from tortoise.timezone import get_default_timezone, get_use_tz
 
 from vidgen.settings import Settings
 
@@ -131,3 +136,125 @@ def dialect() -> str:
     from tortoise.connection import get_connection
 
     return get_connection("default").capabilities.dialect
+
+
+# --- building model instances from raw rows ----------------------------------------------
+
+_DATETIME = dt.datetime
+
+
+class RowBuilder:
+    """Turns raw rows (asyncpg records, sqlite3 rows, dicts) that carry every column of
+    ``model`` into instances equal to ``model._init_from_db(**row)`` — the same attributes,
+    values, types, time zones and order — at about a third of the cost.
+
+    ``_init_from_db`` sets four bookkeeping attributes through ``Model.__setattr__`` and then
+    every column through ``object.__setattr__``, calling ``to_python_value`` for the fields
+    the driver does not convert (datetimes, enums, JSON). Here the attributes go into one
+    dict that becomes the instance's ``__dict__``, and two conversions are inlined: an
+    *aware* ``datetime`` under ``use_tz`` becomes ``value.astimezone(default zone)`` (what
+    ``DatetimeField.to_python_value`` returns for it), and a ``CharEnumField`` value its enum
+    member (``enum_type(value)``). Every other value of those fields, and every other field,
+    goes through the field's own ``to_python_value``. A row without some column is built by
+    ``_init_from_db`` itself (a partial instance).
+    """
+
+    __slots__ = ("model", "_native", "_default", "_complex", "_generated_pk", "_key")
+
+    def __init__(self, model: type[Model]) -> None:
+        meta = model._meta
+        self.model = model
+        self._key = _builder_key(model)
+        self._generated_pk = meta.db_pk_column not in meta.generated_db_fields
+        self._native = tuple((key, attr) for key, attr, _ in meta.db_native_fields)
+        self._default = tuple((key, attr, f.field_type) for key, attr, f in meta.db_default_fields)
+        self._complex = tuple(
+            (key, attr, _converter(field)) for key, attr, field in meta.db_complex_fields
+        )
+
+    def __call__(self, row: Any) -> Any:
+        values: dict[str, Any] = {
+            "_partial": False,
+            "_saved_in_db": True,
+            "_custom_generated_pk": self._generated_pk,
+            "_await_when_save": {},
+        }
+        try:
+            for key, attr in self._native:
+                values[attr] = row[key]
+            for key, attr, field_type in self._default:
+                value = row[key]
+                values[attr] = None if value is None else field_type(value)
+            for key, attr, convert in self._complex:
+                values[attr] = convert(row[key])
+        except (KeyError, IndexError):  # a column is missing: Tortoise's partial instance
+            return self.model._init_from_db(**row)
+        instance = _new(self.model)
+        _set(instance, "__dict__", values)
+        return instance
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _converter(field: Any) -> Callable[[Any], Any]:
+    slow = field.to_python_value
+    if type(field) is DatetimeField and get_use_tz():
+        zone = get_default_timezone()
+
+        def to_datetime(value: Any) -> Any:
+            if type(value) is _DATETIME and value.utcoffset() is not None:
+                return value.astimezone(zone)
+            return slow(value)
+
+        return to_datetime
+    if type(field) is CharEnumFieldInstance:
+        members = field.enum_type._value2member_map_
+
+        def to_member(value: Any) -> Any:
+            if type(value) is str:
+                member = members.get(value)
+                if member is not None:
+                    return member
+            return slow(value)
+
+        return to_member
+    return slow
+
+
+def _builder_key(model: type[Model]) -> tuple[Any, ...]:
+    # What the builder depends on: the field lists Tortoise computes per backend at init
+    # (which fields the driver converts; refilled in place, so copied), and the time zone.
+    meta = model._meta
+    return (
+        list(meta.db_native_fields),
+        list(meta.db_default_fields),
+        list(meta.db_complex_fields),
+        get_use_tz(),
+        get_default_timezone(),
+    )
+
+
+_builders: dict[type[Model], RowBuilder] = {}
+
+
+def row_builder(model: type[Model]) -> RowBuilder:
+    """The :class:`RowBuilder` of ``model`` for the database opened now (look it up once per
+    batch of rows, not per row)."""
+    builder = _builders.get(model)
+    if builder is None or not _current(builder._key, model):
+        builder = _builders[model] = RowBuilder(model)
+    return builder
+
+
+def _current(key: tuple[Any, ...], model: type[Model]) -> bool:
+    meta = model._meta
+    native, default, complex_, use_tz, zone = key
+    return (
+        meta.db_native_fields == native
+        and meta.db_complex_fields == complex_
+        and meta.db_default_fields == default
+        and get_use_tz() is use_tz
+        and get_default_timezone() is zone
+    )

@@ -26,6 +26,7 @@ from tortoise.functions import Count, Max
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
+from vidgen import db
 from vidgen.graphql import pagination
 from vidgen.models import Project, Story, Tag, Theme, User, Video, VideoStatusEvent
 from vidgen.services import videos as video_service
@@ -45,7 +46,8 @@ class KeyedQuery:
     sends the same query every request. The SQL is reused only when the parameters of the
     built query are exactly the keys, in order (else every call builds it, as Tortoise
     would). Rows come back raw, for :meth:`models`/the caller to turn into model
-    instances with ``Model._init_from_db`` as Tortoise's executor does.
+    instances as Tortoise's executor does (``vidgen.db.row_builder``, equal to
+    ``Model._init_from_db``).
     """
 
     def __init__(self, model: type[Model], build: Callable[[list[Any]], QuerySet[Any]]) -> None:
@@ -55,8 +57,8 @@ class KeyedQuery:
 
     async def rows(self, keys: list[Any]) -> Sequence[Any]:
         """The raw rows (mappings of column name to value) of the query for ``keys``."""
-        db = self.model._meta.db
-        cache_key = (db.capabilities.dialect, len(keys))
+        connection = self.model._meta.db
+        cache_key = (connection.capabilities.dialect, len(keys))
         sql = self._sql.get(cache_key, _NOT_BUILT)
         if sql is _NOT_BUILT or sql is None:
             query = self.build(keys)
@@ -67,14 +69,15 @@ class KeyedQuery:
                 self._sql[cache_key] = built if reusable else None
             sql = built
             keys = list(params)
-        _, rows = await db.execute_query(sql, list(keys))
+        _, rows = await connection.execute_query(sql, list(keys))
         return rows
 
     async def models(self, keys: list[Any]) -> list[Any]:
         """The query's rows for ``keys`` as model instances (the query selects exactly the
         model's columns)."""
-        init = self.model._init_from_db
-        return [init(**row) for row in await self.rows(keys)]
+        rows = await self.rows(keys)
+        build = db.row_builder(self.model)
+        return [build(row) for row in rows]
 
 
 class _ByIdLoader(DataLoader[int, Any]):
@@ -144,13 +147,14 @@ class TagsByVideoIdLoader(DataLoader[int, list[Tag]]):
     async def _load(self, keys: Sequence[int]) -> list[list[Tag]]:
         tags: dict[int, Tag] = {}
         by_video: dict[int, list[Tag]] = defaultdict(list)
-        for row in await _TAGS_OF_VIDEOS.rows(sorted(set(keys))):
-            columns = dict(row)
-            video_id = columns.pop("video_id")
-            tag = tags.get(columns["id"])
+        rows = await _TAGS_OF_VIDEOS.rows(sorted(set(keys)))
+        build = db.row_builder(Tag)  # reads the tag's columns, not video_id
+        for row in rows:
+            tag_id = row["id"]
+            tag = tags.get(tag_id)
             if tag is None:
-                tag = tags[columns["id"]] = Tag._init_from_db(**columns)
-            by_video[video_id].append(tag)
+                tag = tags[tag_id] = build(row)
+            by_video[row["video_id"]].append(tag)
         return [by_video.get(key, []) for key in keys]
 
 
