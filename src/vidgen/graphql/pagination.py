@@ -13,14 +13,15 @@ import binascii
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pypika_tortoise.analytics import RowNumber
 from pypika_tortoise.enums import Order
 from tortoise.expressions import Q, Subquery
 from tortoise.queryset import QuerySet
+from tortoise.router import router
 
-from vidgen import errors
+from vidgen import db, errors
 
 _PREFIX = "c1:"
 
@@ -64,18 +65,119 @@ class Page:
 
     rows: list[Any]
     has_next_page: bool
-    count_query: QuerySet[Any] | None = None  # None for a page of a batch (fetch_pages)
+    # What ``count()`` counts every page (a QuerySet or a ListSource); None for a page of a
+    # batch (fetch_pages)
+    count_query: Any = None
+
+
+def _page_query(query: QuerySet[Any], cursor: tuple[dt.datetime, int] | None, first: int) -> Any:
+    if cursor is not None:
+        when, row_id = cursor
+        query = query.filter(Q(created_at__lt=when) | Q(created_at=when, id__lt=row_id))
+    return query.order_by("-created_at", "-id").limit(first + 1)
 
 
 async def fetch_page(query: QuerySet[Any], *, first: int, after: str | None) -> Page:
     """The ``first`` rows of ``query`` after the cursor, newest first (one SELECT)."""
-    page_query = query
-    if after:
-        when, row_id = decode_cursor(after)
-        page_query = page_query.filter(Q(created_at__lt=when) | Q(created_at=when, id__lt=row_id))
-    rows = [] if first == 0 else await page_query.order_by("-created_at", "-id").limit(first + 1)
+    cursor = decode_cursor(after) if after else None
+    rows = [] if first == 0 else await _page_query(query, cursor, first)
     has_next = len(rows) > first
     return Page(rows=rows[:first], has_next_page=has_next, count_query=query)
+
+
+class ListSource(Protocol):
+    """Filters that make a QuerySet and can say which values its SQL takes (see
+    ``services.videos.VideoList``, the one implementation)."""
+
+    model: Any
+
+    @property
+    def shape(self) -> tuple[Any, ...]: ...
+
+    def queryset(self) -> QuerySet[Any]: ...
+
+    def params(self) -> list[Any]: ...
+
+    def probe(self) -> ListSource: ...
+
+    def count(self) -> Any: ...
+
+
+# (dialect, shape, with a cursor) -> the page statement's SQL, or None where Tortoise's own
+# SQL could not be shown to take exactly the source's params (then built every time).
+_PAGE_SQL: dict[tuple[Any, ...], str | None] = {}
+MAX_PAGE_SHAPES = 512
+_UNKNOWN: Any = object()
+
+
+async def fetch_list_page(source: ListSource, *, first: int, after: str | None) -> Page:
+    """:func:`fetch_page` of ``source.queryset()``: the same statement, rows and page, with
+    the statement's SQL built once per shape of filters (and backend) instead of per request.
+
+    The first page of a shape is built by Tortoise, and its SQL is kept only when its
+    parameters are exactly ``source.params()`` plus the cursor's and the limit (same
+    values, types and representations), and when a probe of the same shape with every value
+    different builds the very same SQL text with the probe's params (no value is written
+    into the text). Later pages of that shape send the kept SQL with their own params
+    through the same connection method (``execute_query``, so also logged), and build the
+    rows as Tortoise's executor does (``vidgen.db.row_builder``).
+    """
+    cursor = decode_cursor(after) if after else None
+    if first == 0:
+        return Page(rows=[], has_next_page=False, count_query=source)
+    model = source.model
+    connection = router.db_for_read(model) or model._meta.db
+    key = (connection.capabilities.dialect, source.shape, cursor is not None)
+    sql = _PAGE_SQL.get(key, _UNKNOWN)
+    if sql is _UNKNOWN:
+        sql = _reusable_sql(source, cursor, first)
+        if len(_PAGE_SQL) < MAX_PAGE_SHAPES:
+            _PAGE_SQL[key] = sql
+    if sql is None:
+        rows = await _page_query(source.queryset(), cursor, first)
+    else:
+        _, raw = await connection.execute_query(sql, _params(source, cursor, first))
+        build = db.row_builder(model)
+        rows = [build(row) for row in raw]
+    return Page(rows=rows[:first], has_next_page=len(rows) > first, count_query=source)
+
+
+def _params(source: ListSource, cursor: tuple[dt.datetime, int] | None, first: int) -> list[Any]:
+    params = source.params()
+    if cursor is not None:
+        when, row_id = cursor
+        params += [when, when, row_id]
+    params.append(first + 1)
+    return params
+
+
+def _reusable_sql(
+    source: ListSource, cursor: tuple[dt.datetime, int] | None, first: int
+) -> str | None:
+    probe_cursor = None
+    if cursor is not None:
+        probe_cursor = (cursor[0] + dt.timedelta(seconds=1, microseconds=1), cursor[1] + 1)
+    built = None
+    for each, each_cursor, each_first in (
+        (source, cursor, first),
+        (source.probe(), probe_cursor, first + 1),
+    ):
+        query = _page_query(each.queryset(), each_cursor, each_first)
+        sql = query.sql()
+        _, params = query.query.get_parameterized_sql()
+        if built is not None and sql != built:
+            return None
+        if not _same_values(list(params), _params(each, each_cursor, each_first)):
+            return None
+        built = sql
+    return built
+
+
+def _same_values(built: list[Any], ours: list[Any]) -> bool:
+    return len(built) == len(ours) and all(
+        type(a) is type(b) and a == b and repr(a) == repr(b)
+        for a, b in zip(built, ours, strict=True)
+    )
 
 
 def _after(query: QuerySet[Any], after: str | None) -> QuerySet[Any]:

@@ -68,7 +68,7 @@ class Query:
     ) -> types.VideoConnection:
         viewer = context_of(info).require_viewer()
         f = filter or types.VideoFilter()
-        query = videos.list_videos(
+        listed = videos.video_list(
             viewer=viewer,
             status=[s.value for s in f.status] if f.status else None,
             project_id=types.require_id(f.project_id, "Project", field="projectId"),
@@ -79,7 +79,7 @@ class Query:
             search=f.search,
             include_deleted=bool(f.include_deleted),
         )
-        return await types.video_connection(info, query, first, after)
+        return await types.video_connection(info, listed, first, after)
 
     @strawberry.field(permission_classes=AUTH, description="Your projects, newest first.")
     async def projects(

@@ -388,12 +388,16 @@ class VideoConnection(relay.Connection[Video]):
 
 
 async def video_connection(
-    info: Info, query: QuerySet[Any], first: int | None, after: str | None
+    info: Info, videos: pagination.ListSource, first: int | None, after: str | None
 ) -> VideoConnection:
-    """The root ``videos`` connection: the only one of its operation, so its page's
-    relations are preloaded at once (nested connections go through
-    :func:`nested_video_connection` instead)."""
-    page = await fetch(info, query, first, after)
+    """The root ``videos`` connection (``videos`` is a ``services.videos.VideoList``): the
+    only one of its operation, so its page's relations are preloaded at once (nested
+    connections go through :func:`nested_video_connection` instead)."""
+    settings = context_of(info).settings
+    size = pagination.page_size(
+        first, default=settings.page_size_default, maximum=settings.page_size_max
+    )
+    page = await pagination.fetch_list_page(videos, first=size, after=after)
     await preload_videos(info, page.rows, _node_fields(info))
     return VideoConnection.of(page)
 

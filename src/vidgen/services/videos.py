@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F, Q, Subquery
+from tortoise.filters import escape_like
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
@@ -112,32 +113,155 @@ def list_videos(
     ``tag`` and ``theme`` match by normalised name; ``search`` looks for the text in the
     prompt and the caption, case-insensitively. Deleted videos only with ``include_deleted``.
     """
-    query = visible_videos(viewer)
-    if not include_deleted:
-        query = query.filter(deleted_at__isnull=True)
-    if status:
-        query = query.filter(status__in=[VideoStatus(s) for s in status])
-    if project_id is not None:
-        query = query.filter(project_id=project_id)
-    if story_id is not None:
-        query = query.filter(story_id=story_id)
-    if provider is not None:
-        query = query.filter(provider=provider.strip().lower())
-    if theme is not None:
-        _, key = catalog.check_label(theme, field="theme")
-        query = query.filter(theme__name_key=key)
-    if tag is not None:
-        _, key = catalog.check_label(tag, field="tag")
-        tagged = Tag.filter(name_key=key).values("videos__id")
-        query = query.filter(id__in=Subquery(tagged))
+    return video_list(
+        viewer=viewer,
+        status=status,
+        project_id=project_id,
+        story_id=story_id,
+        tag=tag,
+        theme=theme,
+        provider=provider,
+        search=search,
+        include_deleted=include_deleted,
+    ).queryset()
+
+
+def video_list(
+    *,
+    viewer: User,
+    status: Sequence[VideoStatus] | None = None,
+    project_id: int | None = None,
+    story_id: int | None = None,
+    tag: str | None = None,
+    theme: str | None = None,
+    provider: str | None = None,
+    search: str | None = None,
+    include_deleted: bool = False,
+) -> VideoList:
+    """:func:`list_videos`'s filters, checked (the same errors, in the same order), as a
+    :class:`VideoList`."""
+    statuses = tuple(VideoStatus(s) for s in status) if status else ()
+    theme_key = None if theme is None else catalog.check_label(theme, field="theme")[1]
+    tag_key = None if tag is None else catalog.check_label(tag, field="tag")[1]
+    text = None
     if search is not None and search.strip():
         text = search.strip()
         if len(text) > MAX_SEARCH:
             raise errors.BadUserInput(
                 f"search must be at most {MAX_SEARCH} characters.", field="search"
             )
-        query = query.filter(Q(prompt__icontains=text) | Q(caption__icontains=text))
-    return query
+    return VideoList(
+        owner_id=None if viewer.is_admin else viewer.id,
+        include_deleted=include_deleted,
+        statuses=statuses,
+        project_id=project_id,
+        story_id=story_id,
+        provider=None if provider is None else provider.strip().lower(),
+        theme_key=theme_key,
+        tag_key=tag_key,
+        search=text,
+    )
+
+
+@dataclass(frozen=True)
+class VideoList:
+    """The videos matching checked filters (made by :func:`video_list`).
+
+    :meth:`queryset` is :func:`list_videos`'s QuerySet. For the page statements that
+    ``graphql.pagination`` keeps per shape of filters, :attr:`shape` says which filters
+    are set, :meth:`params` gives the values that QuerySet's SQL takes, in its order (as
+    Tortoise converts them), and :meth:`probe` another list of the same shape whose every
+    value differs (to check that no value is written into the SQL text itself).
+    """
+
+    owner_id: int | None  # None: every owner's (an admin's list)
+    include_deleted: bool = False
+    statuses: tuple[VideoStatus, ...] = ()
+    project_id: int | None = None
+    story_id: int | None = None
+    provider: str | None = None  # normalised
+    theme_key: str | None = None
+    tag_key: str | None = None
+    search: str | None = None  # stripped, not empty
+
+    model = Video
+
+    def queryset(self) -> QuerySet[Video]:
+        query = Video.all()
+        if self.owner_id is not None:
+            query = query.filter(owner_id=self.owner_id)
+        if not self.include_deleted:
+            query = query.filter(deleted_at__isnull=True)
+        if self.statuses:
+            query = query.filter(status__in=list(self.statuses))
+        if self.project_id is not None:
+            query = query.filter(project_id=self.project_id)
+        if self.story_id is not None:
+            query = query.filter(story_id=self.story_id)
+        if self.provider is not None:
+            query = query.filter(provider=self.provider)
+        if self.theme_key is not None:
+            query = query.filter(theme__name_key=self.theme_key)
+        if self.tag_key is not None:
+            tagged = Tag.filter(name_key=self.tag_key).values("videos__id")
+            query = query.filter(id__in=Subquery(tagged))
+        if self.search is not None:
+            text = self.search
+            query = query.filter(Q(prompt__icontains=text) | Q(caption__icontains=text))
+        return query
+
+    def count(self) -> Any:
+        """The awaitable number of matching videos."""
+        return self.queryset().count()
+
+    @property
+    def shape(self) -> tuple[Any, ...]:
+        return (
+            self.owner_id is None,
+            self.include_deleted,
+            len(self.statuses),
+            self.project_id is None,
+            self.story_id is None,
+            self.provider is None,
+            self.theme_key is None,
+            self.tag_key is None,
+            self.search is None,
+        )
+
+    def params(self) -> list[Any]:
+        params: list[Any] = []
+        if self.owner_id is not None:
+            params.append(self.owner_id)
+        params.extend(status.value for status in self.statuses)
+        for value in (self.project_id, self.story_id, self.provider, self.theme_key):
+            if value is not None:
+                params.append(value)
+        if self.tag_key is not None:
+            params.append(self.tag_key)
+        if self.search is not None:
+            pattern = f"%{escape_like(self.search)}%"
+            params += [pattern, pattern]
+        return params
+
+    def probe(self) -> VideoList:
+        members = list(VideoStatus)
+
+        def other(value: Any) -> Any:
+            if value is None:
+                return None
+            return value + 1 if isinstance(value, int) else f"{value}~"
+
+        return replace(
+            self,
+            owner_id=other(self.owner_id),
+            statuses=tuple(members[(members.index(s) + 1) % len(members)] for s in self.statuses),
+            project_id=other(self.project_id),
+            story_id=other(self.story_id),
+            provider=other(self.provider),
+            theme_key=other(self.theme_key),
+            tag_key=other(self.tag_key),
+            search=other(self.search),
+        )
 
 
 # --- generate ----------------------------------------------------------------------------
