@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -56,7 +58,8 @@ def create_app(
             extra={"action": "startup", "embedded_worker": run_worker},
         )
         try:
-            yield
+            with serving_gc():
+                yield
         finally:
             if worker is not None:
                 await worker.stop()
@@ -73,6 +76,46 @@ def create_app(
     app.state.runtime = runtime
     app.state.settings = settings
     return app
+
+
+#: The youngest generation is collected after this many more allocations than
+#: deallocations (CPython's default: 700).
+GC_YOUNG_THRESHOLD = 7000
+
+
+@contextlib.contextmanager
+def serving_gc() -> Iterator[None]:
+    """The garbage collector's set-up while the app serves.
+
+    Once started, the process holds a large, long-lived heap (the schema, graphql-core's
+    types, the ORM's models, imported modules) that every full collection would traverse
+    again, while one list request allocates thousands of short-lived objects: with
+    CPython's defaults the collector took about 1 ms of every list request's CPU time.
+    So what exists at start-up is collected once and frozen (``gc.freeze``: left out of
+    later collections; it lives as long as the process anyway), and the youngest
+    generation is collected every :data:`GC_YOUNG_THRESHOLD` net allocations instead of 700
+    (fewer request objects survive into older generations). Collection itself is unchanged
+    (cycles are still found and freed). When the last app of the process stops serving
+    (tests run several), both settings are restored.
+    """
+    if not _gc_before:
+        _gc_before.append(gc.get_threshold())
+        gc.collect()
+        gc.freeze()
+        young, *older = _gc_before[0]
+        gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), *older)
+    _gc_before.append(None)  # one more app serving
+    try:
+        yield
+    finally:
+        _gc_before.pop()
+        if len(_gc_before) == 1:
+            gc.set_threshold(*_gc_before.pop())
+            gc.unfreeze()
+
+
+# [the thresholds before the first app served, then None per app serving]
+_gc_before: list[Any] = []
 
 
 async def _close_subscriptions(app: Starlette) -> None:
