@@ -301,6 +301,7 @@ class FastFields:
             {} if self.operation.operation == OperationType.QUERY else None  # type: ignore[attr-defined]
         )
         self._fell_back = False
+        self._list_plans: dict[tuple[int, int], tuple[Any, ...]] = {}
 
     def execute_fields(
         self,
@@ -402,16 +403,21 @@ class FastFields:
                         result = _coerce_leaf(named, value)
                     elif (
                         shape == OBJECT
+                        and memo is not None
+                        and (hit := memo.get((id(value), id(details)))) is not None
+                        and hit[0] is value
+                    ):
+                        # Completed before under this very field: so it passed the checks
+                        # below then (they depend only on the value and the field).
+                        results[name] = hit[2]
+                        continue
+                    elif (
+                        shape == OBJECT
                         and tcheck[0]
                         and not is_awaitable(value)
                         and not isinstance(value, Exception)
                         and (tcheck[1] is None or tcheck[1](value, None))
                     ):
-                        if memo is not None:
-                            hit = memo.get((id(value), id(details)))
-                            if hit is not None and hit[0] is value:
-                                results[name] = hit[2]
-                                continue
                         field_path = Path(path, name, parent_type.name)
                         try:
                             result = self._execute_object(named, details, field_path, value)
@@ -515,17 +521,41 @@ class FastFields:
             return _FALLBACK  # graphql-core raises its "Expected value of type" error
         return self._execute_object(object_type, field_details_list, path, value)
 
+    def _list_plan(self, list_type: GraphQLList[Any], field_details_list: Any) -> tuple[Any, ...]:
+        """What :meth:`_complete_list` needs of a list field, computed once per operation:
+        (directives on the field, item type, items non-null, named item type, a leaf,
+        an object type completed inline, its is_type_of)."""
+        key = (id(list_type), id(field_details_list))
+        plan = self._list_plans.get(key)
+        if plan is None:
+            item_type = list_type.of_type
+            item_non_null = is_non_null_type(item_type)
+            named = item_type.of_type if item_non_null else item_type
+            inline, check = _type_check(named) if is_object_type(named) else (False, None)
+            plan = (
+                any(details.node.directives for details in field_details_list),
+                item_type,
+                item_non_null,
+                named,
+                is_leaf_type(named),
+                inline,
+                check,
+                (list_type, field_details_list),  # keeps the keyed objects alive
+            )
+            self._list_plans[key] = plan
+        return plan
+
     def _complete_list(
         self, list_type: GraphQLList[Any], field_details_list: Any, path: Path, value: Any
     ) -> Any:
         if type(value) is not list and type(value) is not tuple:
             return _FALLBACK
-        if any(details.node.directives for details in field_details_list):
+        directives, item_type, item_non_null, named, leaf, inline, check, _ = self._list_plan(
+            list_type, field_details_list
+        )
+        if directives:
             return _FALLBACK  # @stream (and any other directive): graphql-core's path
-        item_type = list_type.of_type
-        item_non_null = is_non_null_type(item_type)
-        named = item_type.of_type if item_non_null else item_type
-        if is_leaf_type(named):
+        if leaf:
             completed_leaves = []
             for item in value:
                 if item is None:
@@ -538,25 +568,24 @@ class FastFields:
                     return _FALLBACK
                 completed_leaves.append(leaf)
             return completed_leaves
-        if not is_object_type(named):
-            return _FALLBACK
-        inline, check = _type_check(named)
-        if not inline:
+        if not inline:  # not an object type, or not one completed inline
             return _FALLBACK
         is_awaitable = self.is_awaitable  # type: ignore[attr-defined]
+        execute = self._execute_object
+        memo = self._memo
+        memo_tag = id(field_details_list)
         for item in value:  # every check before anything below runs
             if item is None:
                 if item_non_null:
                     return _FALLBACK
+            elif memo is not None and (hit := memo.get((id(item), memo_tag))) and hit[0] is item:
+                continue  # completed before as an item of this field: it passed then
             elif (
                 is_awaitable(item)
                 or isinstance(item, Exception)
                 or (check is not None and not check(item, None))
             ):
                 return _FALLBACK
-        execute = self._execute_object
-        memo = self._memo
-        memo_tag = id(field_details_list)
         completed: list[Any] = []
         awaitable_indices: list[int] = []
         try:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import enum
-from collections.abc import Awaitable, Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Set
 from typing import TYPE_CHECKING, Any
 
 import strawberry
@@ -53,7 +54,7 @@ def _now_or_later(loader: DataLoader[Any, Any], key: Any) -> Any:
 def _accepts(*classes: type) -> Any:
     @execution.info_free
     def is_type_of(cls: type, obj: Any, _info: Any) -> bool:
-        return isinstance(obj, (*classes, cls))
+        return isinstance(obj, classes) or isinstance(obj, cls)
 
     return classmethod(is_type_of)
 
@@ -71,7 +72,9 @@ class VideoStatusEnum(enum.Enum):
 
     @classmethod
     def of(cls, value: Any) -> VideoStatusEnum:
-        return cls(str(getattr(value, "value", value)))
+        key = str(getattr(value, "value", value))
+        member = cls._value2member_map_.get(key)  # what cls(key) finds first
+        return cls(key) if member is None else member  # type: ignore[return-value]
 
 
 @strawberry.enum(name="OutputFormat", description="Container and codec of the output video.")
@@ -425,9 +428,33 @@ async def nested_video_connection(
     return VideoConnection.of(page, counter=lambda: counts.load((parent_id, scope)))
 
 
-def _node_fields(info: Info) -> set[str]:
+def _node_fields(info: Info) -> frozenset[str]:
     """The field names selected on ``edges { node { … } }`` of this connection field
-    (fragments included; directives are ignored, so a skipped field may be preloaded)."""
+    (fragments included; directives are ignored, so a skipped field may be preloaded).
+
+    They depend on the document alone (its field nodes and fragments): the parser cache
+    hands out the same document for the same query text, so they are kept per field
+    nodes (held, so that their ids are not reused while kept; a node belongs to one
+    document, hence to one set of fragments)."""
+    nodes = tuple(info._raw_info.field_nodes)
+    key = tuple(id(node) for node in nodes)
+    entry = _NODE_FIELDS.get(key)
+    if entry is not None and all(a is b for a, b in zip(entry[0], nodes, strict=True)):
+        _NODE_FIELDS.move_to_end(key)
+        return entry[1]
+    found = frozenset(_selected_node_fields(info))
+    _NODE_FIELDS[key] = (nodes, found)
+    while len(_NODE_FIELDS) > NODE_FIELDS_SIZE:
+        _NODE_FIELDS.popitem(last=False)
+    return found
+
+
+# field nodes' ids -> (the nodes, the names); see _node_fields.
+_NODE_FIELDS: OrderedDict[tuple[int, ...], tuple[Any, frozenset[str]]] = OrderedDict()
+NODE_FIELDS_SIZE = 512
+
+
+def _selected_node_fields(info: Info) -> set[str]:
     from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 
     def names(selections: Iterable[Any], path: tuple[str, ...]) -> set[str]:
@@ -456,7 +483,7 @@ _RELATIONS = {
 }
 
 
-async def preload_videos(info: Info, rows: list[Any], fields: set[str]) -> None:
+async def preload_videos(info: Info, rows: list[Any], fields: Set[str]) -> None:
     """Load the selected relations of a page of videos at once: one batched query per
     relation (the same statements the loaders would send), so that the field resolvers
     find every value ready and stay synchronous.
