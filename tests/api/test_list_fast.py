@@ -49,8 +49,7 @@ async def _library(runtime: Runtime, owner: User, *, seed: int) -> list[Video]:
     """Videos with every filter's values spread over them (and some NULL-heavy rows)."""
     rng = random.Random(seed)
     projects = [
-        await catalog.create_project(viewer=owner, name=f"P{i}", description=None)
-        for i in range(2)
+        await catalog.create_project(viewer=owner, name=f"P{i}", description=None) for i in range(2)
     ]
     stories = [
         await catalog.create_story(
@@ -112,9 +111,7 @@ async def test_row_builder_equals_init_from_db(db: Settings, alice: Account, bob
     # A row missing a column: Tortoise's partial instance, as _init_from_db makes it.
     _, rows = await connection.execute_query(Video.all().only("id", "prompt").sql(), [])
     partial = vdb.row_builder(Video)(rows[0])
-    assert partial._partial and _described(partial) == _described(
-        Video._init_from_db(**rows[0])
-    )
+    assert partial._partial and _described(partial) == _described(Video._init_from_db(**rows[0]))
 
 
 def _filters(alice: Account, made: list[Video]) -> list[dict[str, Any]]:
@@ -163,9 +160,7 @@ async def test_cached_page_statements_give_tortoises_pages(
     await _library(runtime, bob.user, seed=4)
     admin = (await user_factory("root@example.com", admin=True)).user
     pagination._PAGE_SQL.clear()
-    for viewer, filters in itertools.product(
-        (alice.user, bob.user, admin), _filters(alice, made)
-    ):
+    for viewer, filters in itertools.product((alice.user, bob.user, admin), _filters(alice, made)):
         for first in (0, 1, 4, 100):
             page = await _pages_agree(viewer, filters, first, None)
             # Walk on through the pages with cursors (a few steps).
@@ -247,3 +242,47 @@ async def test_statements_that_cannot_be_shown_right_are_not_kept(
             page = await pagination.fetch_list_page(odd, first=3, after=None)
             assert [v.id for v in page.rows] == [v.id for v in expected.rows]
     assert list(pagination._PAGE_SQL.values()) == [None]
+
+
+async def _outcome(make: Any) -> tuple[str, str, list[int]]:
+    try:
+        page = await make()
+    except Exception as exc:  # noqa: BLE001 - compared, type and message
+        return type(exc).__name__, str(exc), []
+    return "", "", [v.id for v in page.rows]
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {"provider": "x" * 40},
+        {"provider": "y" * 5000, "search": "cat"},
+        {"project_id": 2**40},
+        {"story_id": -(2**40), "status": ["queued"]},
+    ],
+)
+async def test_values_tortoise_refuses_fail_the_same_way(
+    db: Settings, alice: Account, filters: dict[str, Any]
+) -> None:
+    """A filter value a field refuses (too long, out of range) fails as Tortoise fails it,
+    also once the shape's SQL is kept; with first 0 nothing is sent, so nothing fails."""
+    runtime = Runtime.create(db)
+    await _library(runtime, alice.user, seed=9)
+    pagination._PAGE_SQL.clear()
+    shape_ok = {key: (1 if key.endswith("_id") else "local") for key in filters}
+    shape_ok |= {k: v for k, v in filters.items() if k in ("search", "status")}
+    for values in (filters, shape_ok, filters):  # unknown shape, then kept, then again
+        for first in (0, 3):
+            fast = await _outcome(
+                lambda values=values, first=first: pagination.fetch_list_page(
+                    videos.video_list(viewer=alice.user, **values), first=first, after=None
+                )
+            )
+            slow = await _outcome(
+                lambda values=values, first=first: pagination.fetch_page(
+                    videos.list_videos(viewer=alice.user, **values), first=first, after=None
+                )
+            )
+            assert fast == slow, (values, first)
+            if values is filters and first and "provider" in filters:
+                assert fast[0] == "ValidationError"

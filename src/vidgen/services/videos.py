@@ -40,7 +40,7 @@ from vidgen.jobs import lifecycle
 from vidgen.jobs import service as jobs
 from vidgen.media.images import check_image
 from vidgen.media.storage import make_key
-from vidgen.models import OutputFormat, Tag, User, Video, VideoStatus
+from vidgen.models import OutputFormat, Tag, Theme, User, Video, VideoStatus
 from vidgen.services import KEEP, Keep, catalog
 
 if TYPE_CHECKING:
@@ -124,6 +124,15 @@ def list_videos(
         search=search,
         include_deleted=include_deleted,
     ).queryset()
+
+
+def _encoded(model: Any, key: str, value: Any) -> Any:
+    """``value`` as Tortoise encodes it for the filter ``key`` of ``model`` (its value
+    encoder, else the field's ``to_db_value``, which validates it)."""
+    info = model._meta.get_filter(key)
+    field = model._meta.fields_map[info["field"]]
+    encoder = info.get("value_encoder")
+    return encoder(value, model, field) if encoder else field.to_db_value(value, model)
 
 
 def video_list(
@@ -229,18 +238,24 @@ class VideoList:
         )
 
     def params(self) -> list[Any]:
+        """The values :meth:`queryset`'s SQL takes, encoded (and checked: a value a field
+        refuses raises the same error) by the same functions Tortoise applies."""
         params: list[Any] = []
         if self.owner_id is not None:
-            params.append(self.owner_id)
-        params.extend(status.value for status in self.statuses)
-        for value in (self.project_id, self.story_id, self.provider, self.theme_key):
+            params.append(_encoded(Video, "owner_id", self.owner_id))
+        if self.statuses:
+            params += _encoded(Video, "status__in", list(self.statuses))
+        for key in ("project_id", "story_id", "provider"):
+            value = getattr(self, key)
             if value is not None:
-                params.append(value)
+                params.append(_encoded(Video, key, value))
+        if self.theme_key is not None:
+            params.append(_encoded(Theme, "name_key", self.theme_key))
         if self.tag_key is not None:
-            params.append(self.tag_key)
+            params.append(_encoded(Tag, "name_key", self.tag_key))
         if self.search is not None:
-            pattern = f"%{escape_like(self.search)}%"
-            params += [pattern, pattern]
+            for key in ("prompt__icontains", "caption__icontains"):
+                params.append(f"%{escape_like(_encoded(Video, key, self.search))}%")
         return params
 
     def probe(self) -> VideoList:
