@@ -157,19 +157,25 @@ class RowBuilder:
     member (``enum_type(value)``). Every other value of those fields, and every other field,
     goes through the field's own ``to_python_value``. A row without some column is built by
     ``_init_from_db`` itself (a partial instance).
+
+    With a ``prefix``, the model's columns are read from ``row[prefix + column]`` (a joined
+    table's columns, named so), and a row without them is an error.
     """
 
-    __slots__ = ("model", "_native", "_default", "_complex", "_generated_pk", "_key")
+    __slots__ = ("model", "prefix", "_native", "_default", "_complex", "_generated_pk", "_key")
 
-    def __init__(self, model: type[Model]) -> None:
+    def __init__(self, model: type[Model], prefix: str = "") -> None:
         meta = model._meta
         self.model = model
+        self.prefix = prefix
         self._key = _builder_key(model)
         self._generated_pk = meta.db_pk_column not in meta.generated_db_fields
-        self._native = tuple((key, attr) for key, attr, _ in meta.db_native_fields)
-        self._default = tuple((key, attr, f.field_type) for key, attr, f in meta.db_default_fields)
+        self._native = tuple((prefix + key, attr) for key, attr, _ in meta.db_native_fields)
+        self._default = tuple(
+            (prefix + key, attr, f.field_type) for key, attr, f in meta.db_default_fields
+        )
         self._complex = tuple(
-            (key, attr, _converter(field)) for key, attr, field in meta.db_complex_fields
+            (prefix + key, attr, _converter(field)) for key, attr, field in meta.db_complex_fields
         )
 
     def __call__(self, row: Any) -> Any:
@@ -188,6 +194,8 @@ class RowBuilder:
             for key, attr, convert in self._complex:
                 values[attr] = convert(row[key])
         except (KeyError, IndexError):  # a column is missing: Tortoise's partial instance
+            if self.prefix:
+                raise
             return self.model._init_from_db(**row)
         instance = _new(self.model)
         _set(instance, "__dict__", values)
@@ -236,15 +244,15 @@ def _builder_key(model: type[Model]) -> tuple[Any, ...]:
     )
 
 
-_builders: dict[type[Model], RowBuilder] = {}
+_builders: dict[tuple[type[Model], str], RowBuilder] = {}
 
 
-def row_builder(model: type[Model]) -> RowBuilder:
+def row_builder(model: type[Model], prefix: str = "") -> RowBuilder:
     """The :class:`RowBuilder` of ``model`` for the database opened now (look it up once per
     batch of rows, not per row)."""
-    builder = _builders.get(model)
+    builder = _builders.get((model, prefix))
     if builder is None or not _current(builder._key, model):
-        builder = _builders[model] = RowBuilder(model)
+        builder = _builders[model, prefix] = RowBuilder(model, prefix)
     return builder
 
 

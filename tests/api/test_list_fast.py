@@ -7,7 +7,8 @@
   return the rows, order and ``hasNextPage`` of ``pagination.fetch_page`` over
   ``list_videos``'s QuerySet (Tortoise building the query every time), for every filter,
   combinations of them, cursors, page sizes, admins and other users' videos; and the
-  number of matches must be the same.
+  number of matches must be the same. With the to-one relations joined, the same page,
+  and for each relation exactly the rows its by-id loader reads.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import pytest
 from tortoise.expressions import RawSQL
 from tortoise.models import Model
 
-from tests.api.conftest import Account
+from tests.api.conftest import Account, LiveServer, StatementCounter
 from vidgen import db as vdb
-from vidgen.graphql import pagination
+from vidgen.graphql import dataloaders, pagination
 from vidgen.models import (
     Project,
     Story,
@@ -149,7 +150,34 @@ async def _pages_agree(
     assert [_described(v) for v in fast.rows] == [_described(v) for v in slow.rows], context
     assert fast.has_next_page == slow.has_next_page, context
     assert await fast.count_query.count() == await slow.count_query.count(), context
+    # The same page with its to-one relations joined: the same rows, and for each relation
+    # what its by-id loader reads for the page's keys.
+    joined = await pagination.fetch_list_page(
+        videos.video_list(viewer=viewer, **filters), first=first, after=after, joins=_JOINS
+    )
+    assert [_described(v) for v in joined.rows] == [_described(v) for v in slow.rows], context
+    assert joined.has_next_page == slow.has_next_page, context
+    if first:
+        assert joined.related is not None
+        for join in _JOINS:
+            keys = sorted({getattr(v, join.column) for v in slow.rows} - {None})
+            loaded = await _LOADERS[join.model]().load_many(keys)
+            found = joined.related[join.column]
+            assert sorted(found) == keys, context
+            assert [_described(found[k]) for k in keys] == [_described(r) for r in loaded]
     return fast
+
+
+_JOINS = (
+    pagination.Join("project_id", Project),
+    pagination.Join("story_id", Story),
+    pagination.Join("theme_id", Theme),
+)
+_LOADERS = {
+    Project: dataloaders.ProjectByIdLoader,
+    Story: dataloaders.StoryByIdLoader,
+    Theme: dataloaders.ThemeByIdLoader,
+}
 
 
 async def test_cached_page_statements_give_tortoises_pages(
@@ -286,3 +314,33 @@ async def test_values_tortoise_refuses_fail_the_same_way(
             assert fast == slow, (values, first)
             if values is filters and first and "provider" in filters:
                 assert fast[0] == "ValidationError"
+
+
+LIST = """
+query List($first: Int!) {
+  videos(first: $first) {
+    edges { node {
+      id prompt status createdAt
+      owner { id email }
+      project { id name }
+      story { id title }
+      theme { name }
+      tags { name }
+    } }
+  }
+}
+"""
+
+
+async def test_list_page_reads_its_relations_with_the_page(
+    live_server: LiveServer, alice: Account, count_statements: StatementCounter
+) -> None:
+    """Token, the page with its projects, stories and themes, the tags: three statements,
+    from the second page of a shape on (the first one builds and checks the SQL)."""
+    made = await _library(live_server.runtime, alice.user, seed=8)
+    await live_server.gql(LIST, {"first": 50}, token=alice.token)
+    with count_statements.counting() as counter:
+        counter.reset()
+        body = await live_server.gql(LIST, {"first": 50}, token=alice.token)
+    assert "errors" not in body and len(body["data"]["videos"]["edges"]) == len(made) - 4
+    assert counter.count == 3, count_statements.statements

@@ -68,6 +68,18 @@ class Page:
     # What ``count()`` counts every page (a QuerySet or a ListSource); None for a page of a
     # batch (fetch_pages)
     count_query: Any = None
+    # Rows of the to-one relations read with the page (fetch_list_page's ``joins``): for
+    # each join's column, the related row (or None: no such row) by the column's value.
+    # None when they were not read.
+    related: dict[str, dict[Any, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class Join:
+    """A to-one relation to read with a page: the page's ``column`` holds ``model``'s key."""
+
+    column: str
+    model: Any
 
 
 def _page_query(query: QuerySet[Any], cursor: tuple[dt.datetime, int] | None, first: int) -> Any:
@@ -106,11 +118,15 @@ class ListSource(Protocol):
 # (dialect, shape, with a cursor) -> the page statement's SQL, or None where Tortoise's own
 # SQL could not be shown to take exactly the source's params (then built every time).
 _PAGE_SQL: dict[tuple[Any, ...], str | None] = {}
+# The same with joins: (the key above, the joins) -> the joined statement's SQL.
+_JOINED_SQL: dict[tuple[Any, ...], str] = {}
 MAX_PAGE_SHAPES = 512
 _UNKNOWN: Any = object()
 
 
-async def fetch_list_page(source: ListSource, *, first: int, after: str | None) -> Page:
+async def fetch_list_page(
+    source: ListSource, *, first: int, after: str | None, joins: tuple[Join, ...] = ()
+) -> Page:
     """:func:`fetch_page` of ``source.queryset()``: the same statement, rows and page, with
     the statement's SQL built once per shape of filters (and backend) instead of per request.
 
@@ -121,6 +137,11 @@ async def fetch_list_page(source: ListSource, *, first: int, after: str | None) 
     into the text). Later pages of that shape send the kept SQL with their own params
     through the same connection method (``execute_query``, so also logged), and build the
     rows as Tortoise's executor does (``vidgen.db.row_builder``).
+
+    ``joins``: to-one relations read in the same statement (the kept page statement as a
+    subquery, each relation's table LEFT JOINed on its key, ordered again), returned in
+    :attr:`Page.related`: the rows the relation's by-id lookup would read, built the same
+    way. Only with a kept statement (else ``related`` is None).
     """
     cursor = decode_cursor(after) if after else None
     if first == 0:
@@ -135,11 +156,54 @@ async def fetch_list_page(source: ListSource, *, first: int, after: str | None) 
             _PAGE_SQL[key] = sql
     if sql is None:
         rows = await _page_query(source.queryset(), cursor, first)
-    else:
-        _, raw = await connection.execute_query(sql, _params(source, cursor, first))
-        build = db.row_builder(model)
-        rows = [build(row) for row in raw]
-    return Page(rows=rows[:first], has_next_page=len(rows) > first, count_query=source)
+        return Page(rows=rows[:first], has_next_page=len(rows) > first, count_query=source)
+    if joins:
+        joined = _JOINED_SQL.get((key, joins))
+        if joined is None:
+            joined = _joined_sql(sql, joins)
+            if len(_JOINED_SQL) < MAX_PAGE_SHAPES:
+                _JOINED_SQL[key, joins] = joined
+        sql = joined
+    _, raw = await connection.execute_query(sql, _params(source, cursor, first))
+    build = db.row_builder(model)
+    rows = [build(row) for row in raw[: first + 1]]
+    page = Page(rows=rows[:first], has_next_page=len(rows) > first, count_query=source)
+    if joins:
+        page.related = {}
+        for index, join in enumerate(joins):
+            build_related = db.row_builder(join.model, prefix=f"_j{index}.")
+            pk = f"_j{index}.{join.model._meta.db_pk_column}"
+            found: dict[Any, Any] = {}
+            for row in raw[:first]:
+                value = row[join.column]
+                if value is not None and value not in found:
+                    found[value] = None if row[pk] is None else build_related(row)
+            page.related[join.column] = found
+    return page
+
+
+def _columns(model: Any) -> list[str]:
+    meta = model._meta
+    fields = (*meta.db_native_fields, *meta.db_default_fields, *meta.db_complex_fields)
+    return [column for column, _, _ in fields]
+
+
+def _joined_sql(page_sql: str, joins: tuple[Join, ...]) -> str:
+    """``page_sql`` (ordered by created_at, id, newest first) with ``joins``' tables."""
+    columns = ['"_page".*']
+    tables = [f'({page_sql}) "_page"']
+    for index, join in enumerate(joins):
+        alias = f"_j{index}"
+        meta = join.model._meta
+        columns += [f'"{alias}"."{column}" "{alias}.{column}"' for column in _columns(join.model)]
+        tables.append(
+            f'LEFT OUTER JOIN "{meta.db_table}" "{alias}" '
+            f'ON "{alias}"."{meta.db_pk_column}"="_page"."{join.column}"'
+        )
+    return (
+        f"SELECT {','.join(columns)} FROM {' '.join(tables)} "
+        'ORDER BY "_page"."created_at" DESC,"_page"."id" DESC'
+    )
 
 
 def _params(source: ListSource, cursor: tuple[dt.datetime, int] | None, first: int) -> list[Any]:
