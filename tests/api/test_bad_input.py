@@ -125,3 +125,59 @@ async def test_invalid_graphql_values_are_bad_user_input(
         body = await live_server.gql(d.GENERATE_VIDEO, {"input": input_}, token=alice.token)
         assert d.error_codes(body) == ["BAD_USER_INPUT"], (input_, body)
     assert await row_counts() == before
+
+
+def _without_error_ids(body: dict) -> dict:
+    for error in body.get("errors") or []:
+        error.get("extensions", {}).pop("errorId", None)
+    return body
+
+
+async def test_ids_and_filters_no_row_can_match_are_answered_like_missing_rows(
+    live_server: LiveServer, alice: Account
+) -> None:
+    """Ids whose number no row can have (beyond 32 bits, negative) and filter values longer
+    than their column answer exactly like a missing row: no INTERNAL (PostgreSQL refused
+    the numbers and the ORM the long provider name), nothing written."""
+    import base64
+
+    from vidgen.graphql import pagination
+
+    before = await row_counts()
+    missing = "424242"
+    for number in (str(2**40), str(-(2**40)), str(2**31), "0"):
+        for query, variables in (
+            (d.VIDEO, lambda n: {"id": str(GlobalID("Video", n))}),
+            (d.NODE, lambda n: {"id": str(GlobalID("Video", n))}),
+            (d.NODE, lambda n: {"id": str(GlobalID("Project", n))}),
+            (d.PROJECT, lambda n: {"id": str(GlobalID("Project", n))}),
+            (d.VIDEO_IDS, lambda n: {"filter": {"projectId": str(GlobalID("Project", n))}}),
+            (d.VIDEO_IDS, lambda n: {"filter": {"storyId": str(GlobalID("Story", n))}}),
+            (d.DELETE_VIDEO, lambda n: {"id": str(GlobalID("Video", n))}),
+            (d.RETRY_VIDEO, lambda n: {"id": str(GlobalID("Video", n))}),
+            (d.CANCEL_VIDEO, lambda n: {"id": str(GlobalID("Video", n))}),
+            (d.DELETE_PROJECT, lambda n: {"id": str(GlobalID("Project", n))}),
+        ):
+            body = await live_server.gql(query, variables(number), token=alice.token)
+            like = await live_server.gql(query, variables(missing), token=alice.token)
+            assert "INTERNAL" not in d.error_codes(body), (query, number, body)
+            assert _without_error_ids(body) == _without_error_ids(like), (query, number)
+        cursor = base64.urlsafe_b64encode(f"c1:2026-01-01T00:00:00+00:00|{number}".encode())
+        body = await live_server.gql(d.VIDEO_IDS, {"after": cursor.decode()}, token=alice.token)
+        assert "INTERNAL" not in d.error_codes(body), body
+    for stamp in ("0001-01-01T00:00:00+00:00", "9999-12-31T23:59:59.999999+00:00"):
+        pagination._PAGE_SQL.clear()  # so the page statement's shape is checked again
+        cursor = base64.urlsafe_b64encode(f"c1:{stamp}|{2**31 - 1}".encode()).decode()
+        body = await live_server.gql(d.VIDEO_IDS, {"after": cursor}, token=alice.token)
+        assert body["data"]["videos"]["edges"] == [] and "errors" not in body, body
+    pagination._PAGE_SQL.clear()
+    body = await live_server.gql(
+        d.VIDEO_IDS, {"filter": {"provider": "x" * 33}}, token=alice.token
+    )
+    assert d.only_error(body)["extensions"]["field"] == "provider", body
+    assert d.error_codes(body) == ["BAD_USER_INPUT"]
+    body = await live_server.gql(
+        d.VIDEO_IDS, {"filter": {"provider": "X" * 32}}, token=alice.token
+    )
+    assert body["data"]["videos"]["edges"] == [] and "errors" not in body, body
+    assert await row_counts() == before

@@ -143,8 +143,9 @@ async def test_filters_and_foreign_groups(live, accounts):
         await ws.init(bearer(bob.token))
         op = await ws.subscribe(FEED, {"projectId": gid("Project", project.id)})
         assert (await expect_error(ws, op))["extensions"]["code"] == "NOT_FOUND"
-        op = await ws.subscribe(FEED, {"after": "not-a-cursor"})
-        error = await expect_error(ws, op)
-        assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "after"}
+        for bad in ("not-a-cursor", "-1", str(2**63)):  # the last beyond a 64-bit event id
+            op = await ws.subscribe(FEED, {"after": bad})
+            error = await expect_error(ws, op)
+            assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "after"}, bad
     finally:
         await ws.close()

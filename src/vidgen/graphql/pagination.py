@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from pypika_tortoise.analytics import RowNumber
 from pypika_tortoise.enums import Order
+from tortoise.exceptions import ValidationError
 from tortoise.expressions import Q, Subquery
 from tortoise.queryset import QuerySet
 from tortoise.router import router
@@ -40,7 +41,10 @@ def decode_cursor(cursor: str, *, field: str = "after") -> tuple[dt.datetime, in
         when = dt.datetime.fromisoformat(stamp)
         if when.tzinfo is None:
             when = when.replace(tzinfo=dt.UTC)
-        return when, int(row_id)
+        row = int(row_id)
+        if not 0 < row < 2**31:  # no row has that id: the database would refuse it
+            raise ValueError(row_id)
+        return when, row
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise errors.BadUserInput(
             "That cursor is not valid; pass an endCursor or edge cursor from this list.",
@@ -218,23 +222,36 @@ def _params(source: ListSource, cursor: tuple[dt.datetime, int] | None, first: i
 def _reusable_sql(
     source: ListSource, cursor: tuple[dt.datetime, int] | None, first: int
 ) -> str | None:
-    probe_cursor = None
-    if cursor is not None:
-        probe_cursor = (cursor[0] + dt.timedelta(seconds=1, microseconds=1), cursor[1] + 1)
-    built = None
-    for each, each_cursor, each_first in (
-        (source, cursor, first),
-        (source.probe(), probe_cursor, first + 1),
-    ):
-        query = _page_query(each.queryset(), each_cursor, each_first)
-        sql = query.sql()
-        _, params = query.query.get_parameterized_sql()
-        if built is not None and sql != built:
-            return None
-        if not _same_values(list(params), _params(each, each_cursor, each_first)):
-            return None
-        built = sql
-    return built
+    built = _checked_sql(source, cursor, first)
+    if built is None:
+        return None
+    try:
+        probe_cursor = None
+        if cursor is not None:
+            when, row_id = cursor
+            probe_cursor = (when - dt.timedelta(seconds=1, microseconds=1), _other_id(row_id))
+        probe = _checked_sql(source.probe(), probe_cursor, first + 1)
+    except (ArithmeticError, ValueError, ValidationError):
+        # The probe's values are out of some range (a cursor at the first instant, a name
+        # at its column's full length): keep nothing this time; the request goes on.
+        return None
+    return built if probe == built else None
+
+
+def _other_id(value: int) -> int:
+    return value - 1 if value > 1 else value + 1
+
+
+def _checked_sql(
+    source: ListSource, cursor: tuple[dt.datetime, int] | None, first: int
+) -> str | None:
+    """The page SQL Tortoise builds for ``source``; None unless its params are ours."""
+    query = _page_query(source.queryset(), cursor, first)
+    sql = query.sql()
+    _, params = query.query.get_parameterized_sql()
+    if not _same_values(list(params), _params(source, cursor, first)):
+        return None
+    return sql
 
 
 def _same_values(built: list[Any], ours: list[Any]) -> bool:

@@ -48,6 +48,8 @@ class Query:
             node_id = int(gid.node_id)
         except (ValueError, TypeError):
             return None
+        if not 0 < node_id <= types.MAX_ROW_ID:
+            return None  # no row has it (and the database would refuse the number)
         return await _find_node(viewer, gid.type_name, node_id)
 
     @strawberry.field(permission_classes=AUTH, description="Null when missing or not yours.")

@@ -468,7 +468,7 @@ def _parse_cursor(after: str | None) -> int | None:
         value = int(after)
     except (TypeError, ValueError):
         value = -1
-    if value < 0:
+    if not 0 <= value < 2**63:  # event ids are 64-bit
         raise errors.BadUserInput(
             "after must be an eventCursor from a Video you received.", field="after"
         )

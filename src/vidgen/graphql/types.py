@@ -89,11 +89,15 @@ class OutputFormatEnum(enum.Enum):
 
 # --- ids ----------------------------------------------------------------------------------
 
+#: The largest id a Node's row can have (their primary keys are 32-bit integer columns).
+MAX_ROW_ID = 2**31 - 1
+
 
 def decode_id(value: str | relay.GlobalID, type_name: str, *, field: str = "id") -> int | None:
     """The database id inside a global id of type ``type_name``.
 
-    Returns None for a well-formed id of another type (it names nothing of this kind).
+    Returns None for a well-formed id of another type (it names nothing of this kind), and
+    0 for one whose number is outside the id columns' range.
 
     Raises:
         BadUserInput: with ``field`` when the value is not a global id at all.
@@ -105,6 +109,10 @@ def decode_id(value: str | relay.GlobalID, type_name: str, *, field: str = "id")
         raise errors.BadUserInput(f"{field} is not a valid id.", field=field) from exc
     if gid.type_name != type_name:
         return None
+    if not 0 < node_id <= MAX_ROW_ID:
+        # A number no row can have (the database would refuse it as a parameter): read
+        # it as 0, which no row has either, so it is answered exactly like a missing row.
+        return 0
     return node_id
 
 

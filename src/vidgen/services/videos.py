@@ -165,11 +165,23 @@ def video_list(
         statuses=statuses,
         project_id=project_id,
         story_id=story_id,
-        provider=None if provider is None else provider.strip().lower(),
+        provider=_provider_filter(provider),
         theme_key=theme_key,
         tag_key=tag_key,
         search=text,
     )
+
+
+def _provider_filter(provider: str | None) -> str | None:
+    """The provider filter, normalised; a name longer than any video's provider can be is
+    BAD_USER_INPUT (the column would refuse it)."""
+    if provider is None:
+        return None
+    name = provider.strip().lower()
+    limit = Video._meta.fields_map["provider"].max_length
+    if len(name) > limit:
+        raise errors.BadUserInput(f"provider must be at most {limit} characters.", field="provider")
+    return name
 
 
 @dataclass(frozen=True)
@@ -264,7 +276,9 @@ class VideoList:
         def other(value: Any) -> Any:
             if value is None:
                 return None
-            return value + 1 if isinstance(value, int) else f"{value}~"
+            if isinstance(value, int):
+                return value - 1 if value > 1 else value + 1  # stays within the column
+            return f"{value[:-1]}{'!' if value.endswith('~') else '~'}"  # same length
 
         return replace(
             self,
