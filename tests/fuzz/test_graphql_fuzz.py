@@ -29,6 +29,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import Mode, mutations, queries
+from strawberry.relay import GlobalID
 
 from tests.faults.conftest import free_port
 
@@ -39,9 +40,12 @@ EXAMPLES = int(os.environ.get("VIDGEN_FUZZ_EXAMPLES", "60"))
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 CUSTOM_SCALARS = {
+    # Every year from 1 to 9999, with offsets from -23:59 to +23:59.
     "DateTime": st.datetimes(
-        min_value=dt.datetime(1970, 1, 2), max_value=dt.datetime(2200, 1, 1),
-        timezones=st.just(dt.UTC),
+        timezones=st.builds(
+            lambda minutes: dt.timezone(dt.timedelta(minutes=minutes)),
+            st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1),
+        )
     ).map(lambda d: graphql.StringValueNode(value=d.isoformat())),
     # Files only travel in multipart bodies; over JSON an Upload can only be null.
     "Upload": st.just(graphql.NullValueNode()),
@@ -171,8 +175,17 @@ def _ids(api: Api, token: str) -> list[str]:
 
 def _scalars(real_ids: list[str]) -> dict[str, st.SearchStrategy[graphql.ValueNode]]:
     """Ids are mostly REAL ones, of both users, so the fuzzer reaches actual rows."""
+    numbers = st.one_of(
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.sampled_from([0, -1, 2**31 - 1, 2**31, 2**63 - 1, 2**63, 2**64]),
+    )
+    made_up = st.builds(  # well-formed global ids naming nothing, some beyond any column
+        lambda kind, number: str(GlobalID(kind, str(number))),
+        st.sampled_from(["Video", "Project", "Story", "Tag", "Theme", "User", "Other"]),
+        numbers,
+    )
     ids = st.one_of(
-        st.sampled_from(real_ids), st.sampled_from(real_ids), st.text(max_size=20)
+        st.sampled_from(real_ids), st.sampled_from(real_ids), st.text(max_size=20), made_up
     ).map(lambda v: graphql.StringValueNode(value=v))
     return {**CUSTOM_SCALARS, "ID": ids}
 
