@@ -4,10 +4,15 @@ NUL characters: PostgreSQL text cannot hold ``\\u0000`` (the driver fails deep i
 query), and no legitimate name, prompt, email or cursor contains one. Rather than let each
 service trip over it, any string argument or variable carrying one is refused up front as
 ``BAD_USER_INPUT`` naming the offending input, on every backend alike.
+
+Unpaired surrogates (``"\\ud800"`` in a JSON body decodes to a lone surrogate code point):
+no UTF-8 text holds one, so PostgreSQL's driver and SQLite's both fail on them; they are
+refused the same way.
 """
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
@@ -19,11 +24,21 @@ from strawberry.extensions import SchemaExtension
 
 NUL = "\x00"
 MESSAGE = "Text must not contain NUL (\\u0000) characters."
+SURROGATE_MESSAGE = "Text must be valid Unicode: no unpaired surrogates (\\ud800-\\udfff)."
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _in_value(value: Any, path: str) -> str | None:
+def _bad(text: str) -> bool:
+    return NUL in text or (not text.isascii() and _SURROGATE.search(text) is not None)
+
+
+def _message(text: str) -> str:
+    return MESSAGE if NUL in text else SURROGATE_MESSAGE
+
+
+def _in_value(value: Any, path: str) -> tuple[str, str] | None:
     if isinstance(value, str):
-        return path if NUL in value else None
+        return (path, _message(value)) if _bad(value) else None
     if isinstance(value, dict):
         for key, item in value.items():
             if found := _in_value(item, f"{path}.{key}" if path else str(key)):
@@ -38,16 +53,16 @@ def _in_value(value: Any, path: str) -> str | None:
 class _LiteralFinder(Visitor):
     def __init__(self) -> None:
         super().__init__()
-        self.found: str | None = None
+        self.found: tuple[str, str] | None = None
 
     def enter_string_value(
         self, node: StringValueNode, key: Any, parent: Any, path: Any, ancestors: Any
     ) -> Any:
-        if NUL in node.value and self.found is None:
+        if self.found is None and _bad(node.value):
             chain = [*ancestors, parent]  # the parent is not among the ancestors
             named = (a for a in chain if isinstance(a, ArgumentNode | ObjectFieldNode))
             names = [a.name.value for a in named]
-            self.found = ".".join(names) or "query"
+            self.found = (".".join(names) or "query", _message(node.value))
             return Visitor.BREAK
         return None
 
@@ -55,11 +70,11 @@ class _LiteralFinder(Visitor):
 # The literal scan of recent documents: the parser cache hands out the same document object
 # for the same query text, so a repeated query is scanned once. Keyed by id(), holding the
 # document itself so that its id is not reused while the entry lives.
-_SCANNED: OrderedDict[int, tuple[Any, str | None]] = OrderedDict()
+_SCANNED: OrderedDict[int, tuple[Any, tuple[str, str] | None]] = OrderedDict()
 SCANNED_SIZE = 512
 
 
-def _literal_nul(document: Any) -> str | None:
+def _literal_nul(document: Any) -> tuple[str, str] | None:
     entry = _SCANNED.get(id(document))
     if entry is not None and entry[0] is document:
         _SCANNED.move_to_end(id(document))
@@ -72,8 +87,9 @@ def _literal_nul(document: Any) -> str | None:
     return finder.found
 
 
-def find_nul(document: Any, variables: dict[str, Any] | None) -> str | None:
-    """The name of the first input (argument path or variable path) holding a NUL."""
+def find_bad_text(document: Any, variables: dict[str, Any] | None) -> tuple[str, str] | None:
+    """The first input (argument path or variable path) holding a NUL or an unpaired
+    surrogate, and the message for it."""
     if variables and (found := _in_value(variables, "")):
         return found
     if document is not None:
@@ -82,16 +98,18 @@ def find_nul(document: Any, variables: dict[str, Any] | None) -> str | None:
 
 
 class RejectNulCharacters(SchemaExtension):
-    """Answers BAD_USER_INPUT, without executing, when an input holds a NUL character."""
+    """Answers BAD_USER_INPUT, without executing, when an input holds a NUL character or an
+    unpaired surrogate."""
 
     def on_execute(self) -> Iterator[None]:
         context = self.execution_context
-        field = find_nul(context.graphql_document, context.variables)
-        if field is not None:
+        found = find_bad_text(context.graphql_document, context.variables)
+        if found is not None:
+            field, message = found
             context.result = ExecutionResult(
                 data=None,
                 errors=[
-                    GraphQLError(MESSAGE, extensions={"code": "BAD_USER_INPUT", "field": field})
+                    GraphQLError(message, extensions={"code": "BAD_USER_INPUT", "field": field})
                 ],
             )
         yield

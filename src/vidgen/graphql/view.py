@@ -20,6 +20,8 @@ import json
 import logging
 from typing import Any
 
+from cross_web import HTTPException
+from graphql import GraphQLError, OperationDefinitionNode, parse
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
@@ -95,6 +97,38 @@ class GraphQLView(GraphQL):
     def encode_json(self, data: object) -> str:
         return _JSON.encode(data)
 
+    def decode_json(self, data: str | bytes) -> object:
+        try:
+            return json.loads(data)
+        except RecursionError as exc:  # nested deeper than the parser goes: not a request
+            raise HTTPException(400, "Unable to parse request body as JSON") from exc
+
+    async def parse_http_body(self, request: Any) -> Any:
+        # Strawberry assumes the JSON body, multipart ``operations`` and ``map`` have the
+        # right shapes; anything else (``null``, ``[1]``, ``{"0": [1]}``) failed inside it
+        # as a 500. Those are the client's mistakes: 400, as for unparsable JSON.
+        try:
+            return await super().parse_http_body(request)
+        except (AttributeError, TypeError, IndexError) as exc:
+            raise HTTPException(
+                400,
+                "The body must be a GraphQL request: a JSON object with a string 'query', "
+                "or a multipart request whose 'operations' is such an object and whose "
+                "'map' maps file fields to lists of variable paths.",
+            ) from exc
+
+    async def execute_single(self, *args: Any, **kwargs: Any) -> Any:
+        data = kwargs.get("request_data")
+        query = getattr(data, "query", None)
+        if isinstance(query, str) and "subscription" in query:  # cheap check first
+            if _operation_type(query, getattr(data, "operation_name", None)) == "subscription":
+                raise HTTPException(
+                    400,
+                    "Subscriptions are served over WebSocket at /graphql "
+                    "(graphql-transport-ws), not over HTTP.",
+                )
+        return await super().execute_single(*args, **kwargs)
+
     async def get_context(  # type: ignore[override]
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
@@ -124,6 +158,21 @@ class GraphQLView(GraphQL):
                 {"message": context.auth_error or "Invalid token.", "code": "UNAUTHENTICATED"}
             )
         return UNSET
+
+
+def _operation_type(query: str, operation_name: str | None) -> str | None:
+    """The type of the operation a request would run, or None when that is not clear (the
+    schema's own checks then answer)."""
+    try:
+        document = parse(query)
+    except GraphQLError:
+        return None
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name:
+        operations = [o for o in operations if o.name and o.name.value == operation_name]
+    if len(operations) != 1:
+        return None
+    return operations[0].operation.value
 
 
 def graphql_routes(runtime: Runtime, schema: BaseSchema | None = None) -> list[BaseRoute]:

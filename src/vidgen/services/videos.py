@@ -450,6 +450,13 @@ def _plan(
     if when is not None:
         if when.tzinfo is None:
             when = when.replace(tzinfo=dt.UTC)
+        try:
+            when = when.astimezone(dt.UTC)
+        except OverflowError:  # e.g. 9999-12-31T23:00-14:00 is after year 9999 in UTC
+            raise errors.BadUserInput(
+                "scheduledAt is out of range (it must fall within years 1-9999 in UTC).",
+                field="scheduledAt",
+            ) from None
         if when < _now() - SCHEDULE_TOLERANCE:
             raise errors.BadUserInput("scheduledAt must not be in the past.", field="scheduledAt")
 
