@@ -91,11 +91,17 @@ class GraphQLWS:
             self.closed.set_result(_closed(exc))
 
     async def subscribe(
-        self, query: str, variables: dict[str, Any] | None = None, op_id: str | None = None
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        op_id: str | None = None,
+        operation_name: Any = None,
     ) -> str:
         op_id = op_id or uuid.uuid4().hex[:8]
         kind = "subscribe" if self.protocol == TRANSPORT_WS else "start"
-        payload = {"query": query, "variables": variables or {}}
+        payload: dict[str, Any] = {"query": query, "variables": variables or {}}
+        if operation_name is not None:
+            payload["operationName"] = operation_name
         await self.ws.send(json.dumps({"id": op_id, "type": kind, "payload": payload}))
         return op_id
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors
+from strawberry.schema.exceptions import CannotGetOperationTypeError
 
 from vidgen import errors
 
@@ -40,7 +41,7 @@ def original_of(error: GraphQLError) -> BaseException | None:
 
 def is_unexpected(error: GraphQLError) -> bool:
     """True for errors raised while executing (they have a path) that are not ours."""
-    if isinstance(original_of(error), errors.VidgenError):
+    if isinstance(original_of(error), errors.VidgenError | CannotGetOperationTypeError):
         return False
     return bool(error.path) or (
         error.original_error is not None and not isinstance(original_of(error), GraphQLError)
@@ -65,6 +66,10 @@ def format_error(error: GraphQLError) -> GraphQLError:
     if isinstance(original, errors.VidgenError):
         extensions = {**(error.extensions or {}), **original.extensions, "code": original.code}
         message = original.message
+    elif isinstance(original, CannotGetOperationTypeError):
+        # No operation of that name in the document (a WebSocket subscribe's operationName).
+        extensions = {"code": "BAD_USER_INPUT", "field": "operationName"}
+        message = original.as_http_error_reason()
     elif (error.extensions or {}).get("code") or not is_unexpected(error):
         # Already formatted, or a parse/validation/limit error: the client's to fix.
         extensions = dict(error.extensions or {})
