@@ -165,3 +165,26 @@ async def test_a_subscription_over_http_is_400_pointing_to_websocket(live_server
         headers=live_server.headers(alice.token),
     )
     assert response.json() == {"data": {"videos": {"totalCount": 0}}}, response.text
+
+
+async def test_one_file_mapped_to_two_variables_serves_both(live_server, alice) -> None:
+    """The multipart spec lets one file fill several variables; the second use used to read
+    it empty, failing its mutation after the first one had written its video."""
+    query = (
+        "mutation($f: Upload!, $g: Upload!) {"
+        ' a: generateVideo(input: {prompt: "a", inputImage: $f}) { id inputImageUrl }'
+        ' b: generateVideo(input: {prompt: "b", inputImage: $g}) { id inputImageUrl } }'
+    )
+    response = await live_server.client.post(
+        "/graphql",
+        data={
+            "operations": json.dumps({"query": query, "variables": {"f": None, "g": None}}),
+            "map": json.dumps({"0": ["variables.f", "variables.g"]}),
+        },
+        files={"0": ("x.png", png(), "image/png")},
+        headers={**live_server.headers(alice.token), "Apollo-Require-Preflight": "true"},
+    )
+    body = response.json()
+    assert "errors" not in body, body
+    a, b = body["data"]["a"], body["data"]["b"]
+    assert a["id"] != b["id"] and a["inputImageUrl"] and b["inputImageUrl"]

@@ -34,6 +34,10 @@ async def _read_upload(upload: Any, *, limit: int) -> bytes | None:
         return None
     if not hasattr(upload, "read"):
         raise errors.BadUserInput("inputImage must be a file upload.", field="inputImage")
+    # One file may be mapped to several variables (multipart ``map``): each use reads it
+    # from the start.
+    if hasattr(upload, "seek"):
+        await upload.seek(0)
     # Read one byte past the limit: enough to know it is too large, never the whole file.
     data = await upload.read(limit + 1)
     if len(data) > limit:
