@@ -4,6 +4,7 @@ legacy graphql-ws off by default (and just as strict when a setting turns it on)
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from websockets.exceptions import InvalidHandshake
@@ -125,5 +126,45 @@ async def test_legacy_graphql_ws_is_off_by_default(live, accounts):
         with pytest.raises(Closed) as closed:
             await ws.init(bearer(alice.token))
         assert closed.value.code == 4406  # "Subprotocol not acceptable"
+    finally:
+        await ws.close()
+
+
+_Q = {"query": "{ viewer { id } }"}
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "null",
+        "[1, 2]",
+        "5",
+        '{"type": 5}',
+        *(
+            json.dumps(m)
+            for m in (
+                {"id": "1", "type": "subscribe", "payload": None},
+                {"id": "1", "type": "subscribe", "payload": "x"},
+                {"id": "1", "type": "subscribe", "payload": {"query": 5}},
+                {"id": 1, "type": "subscribe", "payload": {"query": FEED}},
+                {"id": "1", "type": "subscribe", "payload": {**_Q, "variables": [1]}},
+                {"id": "1", "type": "subscribe", "payload": {**_Q, "extensions": [1]}},
+                {"id": "1", "type": "subscribe", "payload": {**_Q, "operationName": 5}},
+                {"id": 5, "type": "complete"},
+            )
+        ),
+    ],
+)
+async def test_a_malformed_message_closes_4400_with_a_reason(live, accounts, message: str):
+    """The protocol's answer to an invalid message; they used to drop the socket without a
+    close code, or leave the operation unanswered."""
+    alice = await accounts("alice@example.com")
+    ws = await GraphQLWS.open(live.ws_url)
+    try:
+        await ws.init(bearer(alice.token))
+        await ws.ws.send(message)
+        await asyncio.wait_for(ws.ws.wait_closed(), 5)
+        assert ws.ws.close_code == 4400, (message, ws.ws.close_code, ws.ws.close_reason)
+        assert ws.ws.close_reason
     finally:
         await ws.close()

@@ -32,6 +32,9 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.schema import BaseSchema
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
 from strawberry.types.unset import UNSET
 
 from vidgen.graphql.context import Context
@@ -77,8 +80,45 @@ class CsrfGuard:
         await self.app(scope, receive, send)
 
 
+def _message_problem(message: Any) -> str | None:
+    """Why a graphql-transport-ws message is malformed, or None. Strawberry indexes
+    messages as it expects them to be; other shapes failed inside it (the socket dropped
+    without a close code, or an operation silently went unanswered)."""
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        return "A message must be a JSON object with a string 'type'."
+    kind = message["type"]
+    if kind in ("subscribe", "complete") and not isinstance(message.get("id"), str):
+        return f"A {kind} message needs a string 'id'."
+    if kind == "subscribe":
+        payload = message.get("payload")
+        if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+            return "A subscribe message needs a payload object with a string 'query'."
+        for key, kinds in (
+            ("variables", dict),
+            ("extensions", dict),
+            ("operationName", str),
+        ):
+            if not isinstance(payload.get(key), kinds | type(None)):
+                return f"A subscribe payload's '{key}' must be a {kinds.__name__} or null."
+    return None
+
+
+class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws with every message's shape checked first: a malformed one
+    closes the socket with 4400 and the reason, as the protocol asks."""
+
+    async def handle_message(self, message: Any) -> None:
+        problem = _message_problem(message)
+        if problem is not None:
+            await self.handle_invalid_message(problem)
+            return
+        await super().handle_message(message)
+
+
 class GraphQLView(GraphQL):
     """The Strawberry ASGI view with vidgen's context and WebSocket authentication."""
+
+    graphql_transport_ws_handler_class = TransportWSHandler
 
     def __init__(self, schema: BaseSchema, runtime: Runtime) -> None:
         settings = runtime.settings
