@@ -140,6 +140,7 @@ _Q = {"query": "{ viewer { id } }"}
         "[1, 2]",
         "5",
         '{"type": 5}',
+        "[" * 100_000,  # deeper than the JSON parser goes
         *(
             json.dumps(m)
             for m in (

@@ -140,8 +140,10 @@ class GraphQLView(GraphQL):
     def decode_json(self, data: str | bytes) -> object:
         try:
             return json.loads(data)
-        except RecursionError as exc:  # nested deeper than the parser goes: not a request
-            raise HTTPException(400, "Unable to parse request body as JSON") from exc
+        except RecursionError as exc:
+            # Nested deeper than the parser goes: not a request. As a decode error, HTTP
+            # answers 400 and a WebSocket closes with 4400, like any other bad JSON.
+            raise json.JSONDecodeError("nested too deeply", "", 0) from exc
 
     async def parse_http_body(self, request: Any) -> Any:
         # Strawberry assumes the JSON body, multipart ``operations`` and ``map`` have the
