@@ -97,6 +97,7 @@ async def test_scheduled_at_beyond_year_9999_in_utc_is_bad_user_input(
     assert await row_counts() == before
 
 
+@pytest.mark.sqlite_only  # refused before any database work
 @pytest.mark.parametrize(
     "body", [b"null", b"123", b"true", b'"s"', b"[1]", b'{"query": 5}', b"[[[" * 50_000]
 )
@@ -111,6 +112,7 @@ async def test_a_body_that_is_no_graphql_request_is_400(live_server, alice, body
     assert (await live_server.gql(d.VIEWER, token=alice.token))["data"]["viewer"]
 
 
+@pytest.mark.sqlite_only  # refused before any database work
 @pytest.mark.parametrize(
     ("operations", "file_map"),
     [
@@ -143,6 +145,7 @@ async def test_malformed_multipart_parts_are_400(
     assert await row_counts() == before
 
 
+@pytest.mark.sqlite_only  # refused before any database work
 async def test_a_subscription_over_http_is_400_pointing_to_websocket(live_server, alice) -> None:
     for method in ("POST", "GET"):
         query = 'subscription { videoUpdated(id: "VmlkZW86MQ==") { id } }'

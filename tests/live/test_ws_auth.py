@@ -156,6 +156,8 @@ _Q = {"query": "{ viewer { id } }"}
         ),
     ],
 )
+@pytest.mark.sqlite_only  # the message checks come before any database or bus work
+@pytest.mark.parametrize("bus_kind", ["memory"])
 async def test_a_malformed_message_closes_4400_with_a_reason(live, accounts, message: str):
     """The protocol's answer to an invalid message; they used to drop the socket without a
     close code, or leave the operation unanswered."""
