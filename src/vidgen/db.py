@@ -22,6 +22,15 @@ logger = logging.getLogger(__name__)
 MODELS_MODULE = "vidgen.models"
 MIGRATIONS_MODULE = "vidgen.migrations"
 
+#: The largest id a row can have: every primary key a client can name is a 32-bit integer
+#: column, and the database refuses a larger number as a parameter.
+MAX_ROW_ID = 2**31 - 1
+
+
+def is_row_id(number: int) -> bool:
+    """True when some row could have ``number`` as its id (1 to :data:`MAX_ROW_ID`)."""
+    return 0 < number <= MAX_ROW_ID
+
 
 async def _release_as_is(connection: Any) -> None:
     """asyncpg's pool ``reset`` hook: nothing to undo when a connection goes back.

@@ -42,7 +42,7 @@ def decode_cursor(cursor: str, *, field: str = "after") -> tuple[dt.datetime, in
         if when.tzinfo is None:
             when = when.replace(tzinfo=dt.UTC)
         row = int(row_id)
-        if not 0 < row < 2**31:  # no row has that id: the database would refuse it
+        if not db.is_row_id(row):  # no row has that id: the database would refuse it
             raise ValueError(row_id)
         return when, row
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:

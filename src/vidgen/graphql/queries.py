@@ -8,6 +8,7 @@ import strawberry
 from strawberry import relay
 from strawberry.types import Info
 
+from vidgen import db
 from vidgen.graphql import types
 from vidgen.graphql.permissions import IsAuthenticated
 from vidgen.graphql.types import context_of
@@ -48,7 +49,7 @@ class Query:
             node_id = int(gid.node_id)
         except (ValueError, TypeError):
             return None
-        if not 0 < node_id <= types.MAX_ROW_ID:
+        if not db.is_row_id(node_id):
             return None  # no row has it (and the database would refuse the number)
         return await _find_node(viewer, gid.type_name, node_id)
 

@@ -21,7 +21,7 @@ from strawberry.file_uploads import Upload
 from strawberry.types import Info
 from tortoise.queryset import QuerySet
 
-from vidgen import errors, models
+from vidgen import db, errors, models
 from vidgen.graphql import dataloaders, execution, pagination
 from vidgen.media.signing import signed_url
 
@@ -89,10 +89,6 @@ class OutputFormatEnum(enum.Enum):
 
 # --- ids ----------------------------------------------------------------------------------
 
-#: The largest id a Node's row can have (their primary keys are 32-bit integer columns).
-MAX_ROW_ID = 2**31 - 1
-
-
 def decode_id(value: str | relay.GlobalID, type_name: str, *, field: str = "id") -> int | None:
     """The database id inside a global id of type ``type_name``.
 
@@ -109,7 +105,7 @@ def decode_id(value: str | relay.GlobalID, type_name: str, *, field: str = "id")
         raise errors.BadUserInput(f"{field} is not a valid id.", field=field) from exc
     if gid.type_name != type_name:
         return None
-    if not 0 < node_id <= MAX_ROW_ID:
+    if not db.is_row_id(node_id):
         # A number no row can have (the database would refuse it as a parameter): read
         # it as 0, which no row has either, so it is answered exactly like a missing row.
         return 0
