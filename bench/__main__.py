@@ -167,6 +167,14 @@ def parse_engine(stdout: str, data: dict[str, Any] | None) -> tuple[list[Row], l
         base = (data or {}).get(key)
         if isinstance(base, (int, float)) and base:
             rows.append(Row(label, fmt(ours), fmt(base), f"{ours / base:.2f}"))
+    data = data or {}
+    media, no_media = data.get("media_only"), data.get("engine_no_media")
+    if isinstance(media, (int, float)) and media:
+        label = "media stage alone (jobs/s; baseline the bare loop): the ceiling of the ratio"
+        rows.append(Row(label, fmt(media), fmt(bare), f"{media / bare:.2f}"))
+    if isinstance(no_media, (int, float)) and no_media:
+        label = "job engine with the media stage replaced (jobs/s; baseline the bare loop)"
+        rows.append(Row(label, fmt(no_media), fmt(bare), f"{no_media / bare:.2f}"))
     return rows, []
 
 
