@@ -35,6 +35,7 @@ fuzz: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 schema: $(STAMP)
 	$(BIN)/vidgen export-schema

@@ -26,9 +26,7 @@ from vidgen.settings import Settings
 
 PG_ADMIN_URL = os.environ.get("VIDGEN_TEST_PG_URL", "postgres://root@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("VIDGEN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-BACKENDS = [
-    b.strip() for b in os.environ.get("VIDGEN_TEST_BACKENDS", "sqlite,postgres").split(",")
-]
+BACKENDS = [b.strip() for b in os.environ.get("VIDGEN_TEST_BACKENDS", "sqlite,postgres").split(",")]
 _SESSION = uuid.uuid4().hex[:8]
 
 

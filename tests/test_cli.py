@@ -68,8 +68,10 @@ async def test_migrate_builds_an_empty_sqlite_database(tmp_path: Path) -> None:
 async def test_serve_without_secret_on_postgres_is_a_clear_error(tmp_path: Path) -> None:
     done = await vidgen(
         "serve",
-        env={"VIDGEN_DATABASE_URL": "postgres://root@127.0.0.1:5432/test",
-             "VIDGEN_DATA_DIR": str(tmp_path)},
+        env={
+            "VIDGEN_DATABASE_URL": "postgres://root@127.0.0.1:5432/test",
+            "VIDGEN_DATA_DIR": str(tmp_path),
+        },
     )
     assert done.returncode != 0
     assert "VIDGEN_SECRET_KEY" in done.stderr

@@ -81,9 +81,7 @@ def _ensure_sqlite_folder(url: str) -> None:
     if url.startswith("sqlite://") and ":memory:" not in url:
         from pathlib import Path
 
-        Path(url.removeprefix("sqlite://").split("?")[0]).parent.mkdir(
-            parents=True, exist_ok=True
-        )
+        Path(url.removeprefix("sqlite://").split("?")[0]).parent.mkdir(parents=True, exist_ok=True)
 
 
 _contexts: list[TortoiseContext] = []

@@ -32,9 +32,12 @@ class ContextFilter(logging.Filter):
                 setattr(record, var.name, value)
         return True
 
-_STANDARD = set(
-    logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None).__dict__
-) | {"message", "asctime", "taskName"}
+
+_STANDARD = set(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+}
 
 _SECRET_RE = re.compile(
     r"(?i)(bearer\s+|authorization[\"']?\s*[:=]\s*[\"']?(?:bearer\s+|key\s+)?|"

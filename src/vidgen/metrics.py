@@ -58,16 +58,21 @@ JOB_DURATION = Histogram(
     registry=REGISTRY,
 )
 JOB_RETRIES = Counter(
-    "vidgen_job_retries_total", "Retryable failures re-queued by this process.", ["provider"],
+    "vidgen_job_retries_total",
+    "Retryable failures re-queued by this process.",
+    ["provider"],
     registry=REGISTRY,
 )
 JOB_RESCUES = Counter(
-    "vidgen_job_rescues_total", "Expired leases rescued by this process's sweeper.",
+    "vidgen_job_rescues_total",
+    "Expired leases rescued by this process's sweeper.",
     registry=REGISTRY,
 )
 ACTIVE_SUBSCRIPTIONS = Gauge(
-    "vidgen_active_subscriptions", "GraphQL subscriptions open in this process.",
-    ["field"], registry=REGISTRY,
+    "vidgen_active_subscriptions",
+    "GraphQL subscriptions open in this process.",
+    ["field"],
+    registry=REGISTRY,
 )
 BUS_RECONNECTS = Counter(
     "vidgen_bus_reconnects_total", "Event bus reconnections after an outage.", registry=REGISTRY

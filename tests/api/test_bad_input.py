@@ -171,13 +171,9 @@ async def test_ids_and_filters_no_row_can_match_are_answered_like_missing_rows(
         body = await live_server.gql(d.VIDEO_IDS, {"after": cursor}, token=alice.token)
         assert body["data"]["videos"]["edges"] == [] and "errors" not in body, body
     pagination._PAGE_SQL.clear()
-    body = await live_server.gql(
-        d.VIDEO_IDS, {"filter": {"provider": "x" * 33}}, token=alice.token
-    )
+    body = await live_server.gql(d.VIDEO_IDS, {"filter": {"provider": "x" * 33}}, token=alice.token)
     assert d.only_error(body)["extensions"]["field"] == "provider", body
     assert d.error_codes(body) == ["BAD_USER_INPUT"]
-    body = await live_server.gql(
-        d.VIDEO_IDS, {"filter": {"provider": "X" * 32}}, token=alice.token
-    )
+    body = await live_server.gql(d.VIDEO_IDS, {"filter": {"provider": "X" * 32}}, token=alice.token)
     assert body["data"]["videos"]["edges"] == [] and "errors" not in body, body
     assert await row_counts() == before

@@ -57,9 +57,17 @@ def _start(env: dict[str, str], tmp_path: Path, api_port: int):
     ]
     api = spawn(
         [
-            "-m", "uvicorn", "--factory", "vidgen.web.app:app_from_env",
-            "--host", "127.0.0.1", "--port", str(api_port),
-            "--log-level", "warning", "--no-access-log",
+            "-m",
+            "uvicorn",
+            "--factory",
+            "vidgen.web.app:app_from_env",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(api_port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
         ],
         env,
         tmp_path / "api.log",
@@ -82,7 +90,10 @@ async def test_postgres_restart_mid_run(private_postgres, tmp_path: Path) -> Non
     url = private_postgres.url(name)
     await vdb.migrate_database(url)
     settings = Settings(
-        _env_file=None, database_url=url, secret_key="k", data_dir=tmp_path / "data",
+        _env_file=None,
+        database_url=url,
+        secret_key="k",
+        data_dir=tmp_path / "data",
         db_pool_max=4,
     )
     await vdb.init(settings)
@@ -202,5 +213,3 @@ async def _video_id(global_id: str) -> int:
     import base64
 
     return int(base64.b64decode(global_id).decode().split(":", 1)[1])
-
-

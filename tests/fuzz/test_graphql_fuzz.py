@@ -100,11 +100,22 @@ def api(settings, tmp_path: Path) -> Iterator[Api]:
     log = (tmp_path / "api.log").open("wb")
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "uvicorn", "--factory", "vidgen.web.app:app_from_env",
-            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "vidgen.web.app:app_from_env",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
             "--no-access-log",
         ],
-        env=env, stdout=subprocess.DEVNULL, stderr=log,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
     )
     api = Api(f"http://127.0.0.1:{port}")
     try:
@@ -140,16 +151,16 @@ def _seed(api: Api, token: str) -> None:
         token=token,
     )["createProject"]["id"]
     story = api.ok(
-        "mutation($p: ID) { createStory(input: {title: \"S\", projectId: $p,"
-        " paragraphs: [\"one\", \"two\"]}) { id } }",
+        'mutation($p: ID) { createStory(input: {title: "S", projectId: $p,'
+        ' paragraphs: ["one", "two"]}) { id } }',
         {"p": project},
         token=token,
     )["createStory"]["id"]
     for i in range(3):
         api.ok(
             "mutation($p: ID, $s: ID, $t: String!) { generateVideo(input: {prompt: $t,"
-            " projectId: $p, storyId: $s, paragraphIndex: 1, resolution: \"512x512\","
-            " tags: [\"fox\", \"snow\"], theme: \"winter\"}) { id } }",
+            ' projectId: $p, storyId: $s, paragraphIndex: 1, resolution: "512x512",'
+            ' tags: ["fox", "snow"], theme: "winter"}) { id } }',
             {"p": project, "s": story, "t": f"their video {i}"},
             token=token,
         )

@@ -33,7 +33,10 @@ def test_json_lines_carry_ambient_ids() -> None:
             var.reset(token)
     assert line["message"] == "job done" and line["action"] == "job.done"
     assert (line["request_id"], line["user_id"], line["video_id"], line["worker_id"]) == (
-        "req-1", 7, 42, "host:1:task",
+        "req-1",
+        7,
+        42,
+        "host:1:task",
     )
     assert "request_id" not in _record("outside any request")
 

@@ -89,6 +89,7 @@ class OutputFormatEnum(enum.Enum):
 
 # --- ids ----------------------------------------------------------------------------------
 
+
 def decode_id(value: str | relay.GlobalID, type_name: str, *, field: str = "id") -> int | None:
     """The database id inside a global id of type ``type_name``.
 

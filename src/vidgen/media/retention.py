@@ -90,9 +90,11 @@ async def purge(
             for key in keys:
                 await storage.delete(key)
             # Re-check the condition in the DELETE itself: a restore in between wins.
-            await Video.filter(
-                id=row["id"], deleted_at__isnull=False, deleted_at__lt=cutoff
-            ).exclude(status=VideoStatus.PROCESSING).delete()
+            await (
+                Video.filter(id=row["id"], deleted_at__isnull=False, deleted_at__lt=cutoff)
+                .exclude(status=VideoStatus.PROCESSING)
+                .delete()
+            )
         if dry_run and len(batch) < BATCH:
             break
 
@@ -162,5 +164,3 @@ def purge_command(settings: Settings, *, dry_run: bool, older_than_days: float |
     for line in report.lines():
         print(line)
     return 0
-
-

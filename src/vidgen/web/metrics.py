@@ -42,12 +42,18 @@ async def refresh_database_gauges() -> None:
     )
     metrics.QUEUE_DEPTH.set(await due.count())
     # The job waiting longest is due since scheduled_at, or since created_at when unscheduled.
-    unscheduled = await due.filter(scheduled_at__isnull=True).annotate(
-        first=Min("created_at")
-    ).first().values("first")
-    scheduled = await due.filter(scheduled_at__isnull=False).annotate(
-        first=Min("scheduled_at")
-    ).first().values("first")
+    unscheduled = (
+        await due.filter(scheduled_at__isnull=True)
+        .annotate(first=Min("created_at"))
+        .first()
+        .values("first")
+    )
+    scheduled = (
+        await due.filter(scheduled_at__isnull=False)
+        .annotate(first=Min("scheduled_at"))
+        .first()
+        .values("first")
+    )
     since = [row["first"] for row in (unscheduled, scheduled) if row and row["first"]]
     metrics.QUEUE_OLDEST_AGE.set(max(0.0, (now - min(since)).total_seconds()) if since else 0)
 
