@@ -96,34 +96,15 @@ async def get_video(*, viewer: User, video_id: int) -> Video:
     return video
 
 
-def list_videos(
-    *,
-    viewer: User,
-    status: Sequence[VideoStatus] | None = None,
-    project_id: int | None = None,
-    story_id: int | None = None,
-    tag: str | None = None,
-    theme: str | None = None,
-    provider: str | None = None,
-    search: str | None = None,
-    include_deleted: bool = False,
-) -> QuerySet[Video]:
-    """The viewer's videos matching every given filter (not yet ordered or sliced).
+def list_videos(*, viewer: User, **filters: Any) -> QuerySet[Video]:
+    """The viewer's videos matching every given filter (not yet ordered or sliced): the
+    queryset of :func:`video_list` with the same keyword filters (``status``, ``project_id``,
+    ``story_id``, ``tag``, ``theme``, ``provider``, ``search``, ``include_deleted``).
 
     ``tag`` and ``theme`` match by normalised name; ``search`` looks for the text in the
     prompt and the caption, case-insensitively. Deleted videos only with ``include_deleted``.
     """
-    return video_list(
-        viewer=viewer,
-        status=status,
-        project_id=project_id,
-        story_id=story_id,
-        tag=tag,
-        theme=theme,
-        provider=provider,
-        search=search,
-        include_deleted=include_deleted,
-    ).queryset()
+    return video_list(viewer=viewer, **filters).queryset()
 
 
 def _encoded(model: Any, key: str, value: Any) -> Any:
