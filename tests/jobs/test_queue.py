@@ -169,3 +169,39 @@ async def test_concurrent_claims_respect_provider_limit(db, user) -> None:
     )
     assert sum(len(r) for r in results) == 3
     assert await Video.filter(status=S.PROCESSING).count() == 3
+
+
+@pytest.mark.postgres_only
+@pytest.mark.parametrize("end", ["sweep", "finish"])
+async def test_attempts_never_appear_to_overlap_when_a_workers_clock_lags(
+    db, user, monkeypatch, end
+) -> None:
+    # The lease history (VideoAttempt start/end) proves that no two workers ran a job at
+    # once, so one attempt must end before the next starts even when the worker that claims
+    # next has a clock a second behind (another host, or a stalled event loop between
+    # reading the time and sending the claim): on PostgreSQL both stamps come from the
+    # database's clock.
+    video = await make_video(user)
+    (first,) = await queue.claim(worker_id="w1", limit=1, lease_seconds=0.01)
+    if end == "sweep":
+        await asyncio.sleep(0.05)
+        assert [s.video_id for s in await queue.sweep(max_rescues=5)] == [video.id]
+    else:
+        await lifecycle.finish(
+            video.id,
+            first.attempt,
+            S.QUEUED,
+            AttemptOutcome.FAILED,
+            actor="w1",
+            message="retry",
+            fields={"scheduled_at": None},
+            retryable=True,
+        )
+    real_now = lifecycle.now
+    monkeypatch.setattr(lifecycle, "now", lambda: real_now() - dt.timedelta(seconds=1))
+    (second,) = await claim(1, worker="w2")
+    assert second.attempt == first.attempt + 1
+    rows = await VideoAttempt.filter(video_id=video.id).order_by("attempt")
+    assert [r.attempt for r in rows] == [first.attempt, second.attempt]
+    assert rows[0].finished_at is not None
+    assert rows[0].finished_at <= rows[1].started_at

@@ -470,6 +470,13 @@ class Claimed:
 
 # The claim transition (queued → processing) applied to the ids chosen by the queue's pick
 # query, with its history and attempt rows, in ONE statement on PostgreSQL.
+#
+# On PostgreSQL an attempt's started_at and finished_at come from the database's clock
+# (clock_timestamp(), when the statement runs), not from the worker's: a claim only sees a
+# job after the statement that ended the previous attempt committed, so on one clock every
+# attempt starts after the one before it ended. Stamps taken in the workers could invert
+# (another host's clock, or an event loop that stalled between taking the time and sending
+# the claim), making the lease history look like two workers overlapped.
 _PG_CLAIM = """
 WITH picked AS ({pick}),
 claimed AS (
@@ -489,7 +496,8 @@ history AS (
 attempts AS (
     INSERT INTO video_attempts (video_id, attempt, worker, provider, prediction_id,
                                 started_at, outcome)
-    SELECT id, attempt, ${w}, provider, prediction_id, ${now}, 'running' FROM claimed
+    SELECT id, attempt, ${w}, provider, prediction_id, clock_timestamp(), 'running'
+    FROM claimed
 )
 SELECT c.*, h.id AS event_id FROM claimed AS c JOIN history AS h ON h.video_id = c.id
 """
@@ -714,7 +722,7 @@ async def finish(
             " h AS (INSERT INTO video_status_events (video_id, owner_id, from_status, to_status,"
             " version, at, message, actor) SELECT id, owner_id, 'processing', status, version,"
             " {at}, {message}, {actor} FROM v RETURNING id),"
-            " a AS (UPDATE video_attempts SET outcome = {outcome}, finished_at = {at},"
+            " a AS (UPDATE video_attempts SET outcome = {outcome}, finished_at = clock_timestamp(),"
             " error_code = {code}, error_message = {error}, retryable = {retryable}"
             " WHERE video_id = {id} AND attempt = {attempt} AND EXISTS (SELECT 1 FROM v))"
             " SELECT v.*, h.id AS event_id FROM v, h"

@@ -286,7 +286,19 @@ async def finish_attempt(
     error_message: str | None = None,
     retryable: bool | None = None,
 ) -> None:
-    """Close one VideoAttempt row (call inside the transaction of the matching transition)."""
+    """Close one VideoAttempt row (call inside the transaction of the matching transition).
+
+    On PostgreSQL ``finished_at`` is the database's clock, as the claim's ``started_at`` is
+    (see :mod:`vidgen.jobs.lifecycle`), so attempts of one job never appear to overlap.
+    """
+    if db.dialect() == "postgres":
+        await VideoAttempt._meta.db.execute_query(
+            "UPDATE video_attempts SET outcome = $1, finished_at = clock_timestamp(),"
+            " error_code = $2, error_message = $3, retryable = $4"
+            " WHERE video_id = $5 AND attempt = $6",
+            [outcome.value, error_code, error_message, retryable, video_id, attempt],
+        )
+        return
     await VideoAttempt.filter(video_id=video_id, attempt=attempt).update(
         outcome=outcome,
         finished_at=now(),
