@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     max_rescues: int = 3
     retry_base_seconds: float = 2.0
     retry_cap_seconds: float = 300.0
+    # After a 429 that states no wait (no Retry-After, nothing in the body, no documented
+    # lock-out), retry no sooner than this: backoff alone would spend the whole budget inside
+    # the provider's lock-out (Stability documents 60 s, Replicate "~30s").
+    rate_limit_retry_seconds: float = 60.0
     priority_min: int = -100
     priority_max: int = 100
     provider_concurrency: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)

@@ -11,10 +11,11 @@ from tests.jobs.conftest import make_video, prediction_stored, utcnow, wait_unti
 from vidgen.events.bus import video_channel
 from vidgen.jobs import queue, service
 from vidgen.jobs.lifecycle import IllegalTransition
-from vidgen.jobs.retry import RetryPolicy, retries_left
+from vidgen.jobs.retry import MAX_WAIT_SECONDS, RATE_LIMIT_JITTER, RetryPolicy, retries_left
 from vidgen.jobs.worker import Worker
 from vidgen.models import AttemptOutcome, Video, VideoAttempt, VideoStatus, VideoStatusEvent
 from vidgen.providers.base import GenerationRequest
+from vidgen.settings import Settings
 
 S = VideoStatus
 
@@ -102,6 +103,42 @@ def test_backoff_full_jitter_bounds() -> None:
     assert policy.delay(0, retry_after=100, rng=rng) == 100
     assert policy.delay(30, retry_after=0.001, rng=random.Random(1)) > 0.001
     assert retries_left(2, 3) and not retries_left(3, 3)
+
+
+def test_rate_limited_without_a_hint_waits_the_fallback() -> None:
+    import random
+
+    policy = RetryPolicy(base_seconds=2, cap_seconds=300, rate_limit_seconds=60)
+    rng = random.Random(7)
+    # Backoff alone would retry after <= 2, 4, 8 s, all inside a 60 s lock-out.
+    for n in range(3):
+        delays = [policy.delay(n, rate_limited=True, rng=rng) for _ in range(50)]
+        assert all(60 <= d <= 60 * (1 + RATE_LIMIT_JITTER) for d in delays)
+        assert len(set(delays)) > 1  # spread, not a thundering herd at +60 s
+    assert policy.delay(0, retry_after=5, rate_limited=True, rng=rng) == 5  # stated: wins
+    assert policy.delay(0, rng=rng) <= 2  # not rate limited: plain backoff
+    assert RetryPolicy.from_settings(Settings(_env_file=None)).rate_limit_seconds == 60
+
+
+@pytest.mark.parametrize("hint", [float("inf"), 1e300, 10**12])
+def test_retry_after_is_capped_at_a_day(hint: float) -> None:
+    delay = RetryPolicy().delay(0, retry_after=hint)
+    assert delay == MAX_WAIT_SECONDS == 86400
+    assert utcnow() + dt.timedelta(seconds=delay)  # the schedule can be computed
+    assert RetryPolicy().delay(0, retry_after=float("nan")) <= 2
+
+
+async def test_rate_limited_job_without_a_hint_is_scheduled_after_the_fallback(
+    runtime, user
+) -> None:
+    runtime.settings.rate_limit_retry_seconds = 45.0
+    # NaN is a hint nobody can use: the test provider then sends a 429 with no usable wait.
+    video = await make_video(user, "retry-after:nan")
+    before = utcnow()
+    await Worker(runtime, concurrency=1).run_until_idle()
+    queued = await Video.get(id=video.id)
+    assert queued.status == S.QUEUED
+    assert queued.scheduled_at >= before + dt.timedelta(seconds=45)
 
 
 async def test_permanent_failure_fails_at_once(runtime, user) -> None:

@@ -105,8 +105,72 @@ def test_secrets_and_credential_shapes_are_scrubbed() -> None:
 def test_failed_predictions() -> None:
     assert errors.failed("fal", "runner died").code == "prediction_failed"
     assert not errors.failed("fal", "runner died").retryable
-    policy = errors.failed("fal", "flagged as NSFW", retryable=True)
+    policy = errors.failed("fal", "flagged as NSFW")
     assert (policy.code, policy.retryable) == ("content_policy", False)
+    by_code = errors.failed("fal", "failed", retryable=True, provider_code="content_policy_x")
+    assert (by_code.code, by_code.retryable) == ("content_policy", False)
+
+
+@pytest.mark.parametrize(
+    ("text", "failure_code"),
+    [
+        ("The moderation system is temporarily unavailable.", "INPUT_PREPROCESSING.INTERNAL"),
+        ("Internal error while running safety checks.", "INTERNAL.BAD_OUTPUT.CODE01"),
+    ],
+)
+def test_a_documented_retryable_code_beats_words_in_the_text(text: str, failure_code: str) -> None:
+    """Runway's call: a code its docs call retryable, with free text that mentions
+    moderation because the moderation system broke."""
+    error = errors.failed("runway", f"{text} [{failure_code}]", retryable=True)
+    assert (error.code, error.retryable) == ("prediction_failed", True)
+    error = errors.failed("runway", text, retryable=True, provider_code=failure_code)
+    assert (error.code, error.retryable) == ("prediction_failed", True)
+    # Classified but permanent: the words still do not make it a policy refusal.
+    error = errors.failed("runway", text, provider_code="ASSET.INVALID")
+    assert (error.code, error.retryable) == ("prediction_failed", False)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Retry-After": "inf"},
+        {"Retry-After": "1e400"},
+        {"Retry-After": "999999999999"},
+        {"retry-after-ms": "inf"},
+        {"Retry-After": "Fri, 31 Dec 9999 23:59:59 GMT"},
+    ],
+)
+def test_retry_after_is_finite_and_at_most_a_day(headers: dict[str, str]) -> None:
+    assert errors.parse_retry_after(headers, now=0.0) == errors.MAX_RETRY_AFTER_SECONDS == 86400
+    assert errors.parse_retry_after({"Retry-After": "nan"}, now=0.0) is None
+
+
+def test_a_429_without_retry_after() -> None:
+    replicate = CTX.from_response(
+        response(429, {"detail": "Request was throttled. Your rate limit resets in ~30s."}),
+        "submit",
+    )
+    assert (replicate.code, replicate.retry_after) == ("rate_limited", 30.0)
+    minutes = CTX.from_response(response(429, {"error": "Try again in 2 minutes."}), "submit")
+    assert minutes.retry_after == 120.0
+    # Nothing stated: None, and the engine's fallback applies (see tests/jobs).
+    assert CTX.from_response(response(429, {"error": "slow down"}), "submit").retry_after is None
+    locked = errors.ErrorContext("stability", "VIDGEN_STABILITY_API_KEY", rate_limit_seconds=60)
+    assert locked.from_response(response(429), "submit").retry_after == 60.0
+    # A stated wait still wins over the documented lock-out.
+    said = locked.from_response(response(429, headers={"Retry-After": "5"}), "submit")
+    assert said.retry_after == 5.0
+
+
+def test_deeply_nested_json_is_a_malformed_response() -> None:
+    deep = b"[" * 100_000
+    with pytest.raises(ProviderError) as caught:
+        with CTX.translating("poll"):
+            httpx.Response(200, content=deep).json()
+    assert (caught.value.retryable, caught.value.code) == (True, "malformed_response")
+    request = httpx.Request("GET", "https://api.example.test/v1/x")
+    error = CTX.from_response(httpx.Response(500, content=deep, request=request), "poll")
+    assert (error.retryable, error.code) == (True, "server_error")
 
 
 async def test_connection_refused_is_retryable() -> None:

@@ -68,3 +68,15 @@ async def test_cancel_is_a_no_op_and_webhooks_are_refused(stability: Harness) ->
         await stability.provider.parse_webhook({}, b"", now=0.0)
     _, final = await poll_to_end(stability.provider, submission.prediction_id)
     assert final.state is State.SUCCEEDED
+
+
+async def test_429_without_retry_after_waits_out_the_documented_lock_out(
+    stability: Harness,
+) -> None:
+    """Stability: "429 and a 60 s lock-out"; it does not promise a Retry-After."""
+    stability.sim.scenario.retry_after = None
+    stability.sim.scenario.fail_next("submit", "429")
+    with pytest.raises(ProviderError) as caught:
+        await stability.provider.submit(stability.request())
+    error = caught.value
+    assert (error.retryable, error.code, error.retry_after) == (True, "rate_limited", 60.0)

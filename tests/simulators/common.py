@@ -7,8 +7,16 @@ A test scripts behaviour on ``sim.scenario``::
     sim.scenario.running_polls = 2           # polls answered "running" (progress rises)
     sim.scenario.fail_next("submit", "429")  # one-off faults per route, in order:
                                              # "429" "500" "hang" "malformed" "401" "403"
+                                             # "deep" (200, JSON nested too deep to parse)
+                                             # "expired" (403 from a file host: S3-style
+                                             # "Request has expired"), "gone" (410)
     sim.scenario.fail_first_n("poll", 2, "500")
     sim.scenario.tick_seconds = 0.5          # also advance jobs by wall-clock time
+    sim.scenario.retry_after = None          # a 429 without Retry-After (no provider
+                                             # promises one; the default "7" is ours)
+    sim.scenario.rate_limit_detail = "... resets in ~30s."   # a 429 body (Replicate's style)
+    sim.file_host = "localhost"              # serve output files from another host name
+                                             # (a CDN), as real providers do
 
 Routes: ``submit``, ``poll``, ``result`` (fal), ``download``, ``cancel``.
 
@@ -18,7 +26,9 @@ polls; ``sim:429``, ``sim:500``, ``sim:hang`` and ``sim:malformed`` make the FIR
 submission of that prompt fail that way (a retry of the same prompt then succeeds).
 
 ``sim.submissions`` counts accepted submissions (no double submit); ``sim.requests`` logs
-``(method, path)`` of every request.
+``(method, path)`` of every request. ``sim.deliveries`` keeps every webhook sent, and
+:meth:`Simulator.replay_webhook` sends one again byte for byte (same id, timestamp and
+signature), as a retrying provider or an attacker would.
 """
 
 from __future__ import annotations
@@ -44,7 +54,8 @@ from starlette.routing import Route
 
 from tests.simulators.media import sample_mp4
 
-FAULTS = ("429", "500", "hang", "malformed", "401", "403")
+FAULTS = ("429", "500", "hang", "malformed", "401", "403", "deep", "expired", "gone")
+DEEP_JSON = b"[" * 100_000  # deeper than any JSON parser's recursion limit
 MAGIC_FAULTS = {
     "sim:429": "429",
     "sim:500": "500",
@@ -64,6 +75,7 @@ class Scenario:
     hang_seconds: float = 2.0
     retry_after: str | None = "7"
     retry_after_ms: str | None = None
+    rate_limit_detail: str = "Request was throttled."
     faults: dict[str, deque[str]] = field(default_factory=dict)
 
     def fail_next(self, route: str, kind: str, times: int = 1) -> None:
@@ -124,6 +136,10 @@ class Simulator:
         self.requests: list[tuple[str, str]] = []
         self.received: list[dict[str, Any]] = []  # submit bodies as the simulator saw them
         self.base_url = ""  # set by the test after the server starts (used in output URLs)
+        # Output files served under another host name (e.g. "localhost" for a server on
+        # 127.0.0.1): what a real CDN looks like to the adapter. None: the API's own host.
+        self.file_host: str | None = None
+        self.deliveries: list[tuple[str, dict[str, str], bytes]] = []
         self._magic_served: set[tuple[str, str]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.app = Starlette(routes=[*self.routes(), Route("/files/{id}.mp4", self.file)])
@@ -139,6 +155,14 @@ class Simulator:
     # --- helpers --------------------------------------------------------------------------
     def url_for(self, request: Request, path: str) -> str:
         return f"{self.base_url or str(request.base_url).rstrip('/')}{path}"
+
+    def file_url(self, path: str, request: Request | None = None) -> str:
+        """The URL of an output file: on ``file_host`` when set, else on the API's host."""
+        base = self.base_url or (str(request.base_url).rstrip("/") if request else "")
+        if self.file_host:
+            split = httpx.URL(base)
+            base = str(split.copy_with(host=self.file_host)).rstrip("/")
+        return f"{base}{path}"
 
     def authorized(self, request: Request) -> Response | None:
         header = request.headers.get("authorization", "")
@@ -163,9 +187,19 @@ class Simulator:
                 headers["Retry-After"] = self.scenario.retry_after
             if self.scenario.retry_after_ms is not None:
                 headers["retry-after-ms"] = self.scenario.retry_after_ms
-            response = self.error(429, "Request was throttled.")
+            response = self.error(429, self.scenario.rate_limit_detail)
             response.headers.update(headers)
             return response
+        if kind == "deep":
+            return Response(DEEP_JSON, media_type="application/json")
+        if kind == "expired":
+            xml = (
+                "<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code>"
+                "<Message>Request has expired</Message></Error>"
+            )
+            return Response(xml, status_code=403, media_type="application/xml")
+        if kind == "gone":
+            return Response(b"Gone", status_code=410, media_type="text/plain")
         if kind == "500":
             return self.error(500, "Internal server error")
         if kind == "401":
@@ -218,16 +252,24 @@ class Simulator:
         """Signed headers and body announcing ``job``'s current state (subclasses)."""
         raise NotImplementedError
 
-    async def deliver_webhook(self, job_id: str, url: str | None = None) -> httpx.Response:
-        """POST the signed webhook for ``job_id`` to ``url`` (default: the job's own)."""
+    async def deliver_webhook(
+        self, job_id: str, url: str | None = None, *, client: httpx.AsyncClient | None = None
+    ) -> httpx.Response:
+        """POST the signed webhook for ``job_id`` to ``url`` (default: the job's own), with
+        ``client`` when given (e.g. one on an ``httpx.ASGITransport`` of the receiving app)."""
         job = self.jobs[job_id]
         headers, body = self.webhook_payload(job)
         target = url or job.webhook_url
         assert target, "no webhook URL"
-        async with httpx.AsyncClient() as client:
-            return await client.post(
-                target, content=body, headers={**headers, "content-type": "application/json"}
-            )
+        self.deliveries.append((target, headers, body))
+        return await _post(target, headers, body, client)
+
+    async def replay_webhook(
+        self, index: int = -1, *, times: int = 1, client: httpx.AsyncClient | None = None
+    ) -> list[httpx.Response]:
+        """Send delivery ``index`` again, byte for byte, ``times`` times."""
+        target, headers, body = self.deliveries[index]
+        return [await _post(target, headers, body, client) for _ in range(times)]
 
     async def _auto_webhook(self, job: Job) -> None:
         """With ``tick_seconds`` set, jobs finish by themselves: announce the end."""
@@ -237,6 +279,16 @@ class Simulator:
             await self.deliver_webhook(job.id)
         except httpx.HTTPError:
             pass  # the receiver is gone; real providers would retry, tests do not care
+
+
+async def _post(
+    target: str, headers: dict[str, str], body: bytes, client: httpx.AsyncClient | None
+) -> httpx.Response:
+    headers = {**headers, "content-type": "application/json"}
+    if client is not None:
+        return await client.post(target, content=body, headers=headers)
+    async with httpx.AsyncClient() as own:
+        return await own.post(target, content=body, headers=headers)
 
 
 class _Recorder:

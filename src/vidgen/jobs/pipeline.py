@@ -56,6 +56,9 @@ S = VideoStatus
 POLL_BACKOFF = 1.5
 MAX_POLL_ERRORS = 3  # consecutive retryable poll errors tolerated inside one attempt
 PROGRESS_STEP = 0.02
+MAX_JOB_DELIVERIES = 256  # delivery ids remembered per running job
+RATE_LIMITED = "rate_limited"  # the code of a 429 (vidgen.providers.errors)
+OUTPUT_EXPIRED = "output_expired"  # a file host refused the output URL (providers.http)
 _IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}
 
 
@@ -247,6 +250,7 @@ async def _wait_for_result(
 ) -> PollResult | None:
     """Poll until the prediction succeeds (the result), is canceled by us (None) or fails."""
     caps = provider.capabilities
+    policy = RetryPolicy.from_settings(ctx.runtime.settings)
     delay = caps.min_poll_interval
     last_progress = -1.0
     last_message: str | None = None
@@ -302,7 +306,10 @@ async def _wait_for_result(
             if not exc.retryable or errors_in_a_row > MAX_POLL_ERRORS:
                 raise
             logger.info("poll failed; retrying", extra={**ctx.log_extra, "error": exc.message})
-            delay = max(delay, exc.retry_after or 0.0)
+            least = policy.floor(exc.retry_after, rate_limited=exc.code == RATE_LIMITED)
+            if least is not None and least > policy.cap_seconds:
+                raise  # a long lock-out: give the slot back, resume the prediction later
+            delay = max(delay, least or 0.0)
 
 
 async def _store_prediction(ctx: JobContext, prediction_id: str | None) -> None:
@@ -438,7 +445,7 @@ async def _fail(ctx: JobContext, error: ProviderError) -> AttemptOutcome:
         fields["prediction_id"] = None  # the next attempt must submit a new one
     if error.retryable and retries_left(retry_count, max_retries):
         delay = RetryPolicy.from_settings(ctx.runtime.settings).delay(
-            retry_count, retry_after=error.retry_after
+            retry_count, retry_after=error.retry_after, rate_limited=error.code == RATE_LIMITED
         )
         fields.update(
             retry_count=retry_count + 1,

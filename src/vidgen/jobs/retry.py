@@ -2,16 +2,31 @@
 
 ``delay = uniform(0, min(cap, base * 2 ** retry_count))`` (the "full jitter" of the AWS
 architecture blog: spreads a thundering herd best), except that a provider's own
-``Retry-After`` wins when it is longer. The budget is the video's ``max_retries``
-(set from ``settings.max_retries`` when the video is created).
+``Retry-After`` wins when it is longer. A Retry-After is never taken beyond a day
+(:data:`MAX_WAIT_SECONDS`, the cap the provider layer also applies when it parses one).
+A 429 that states no wait at all waits at least ``rate_limit_seconds``
+(``VIDGEN_RATE_LIMIT_RETRY_SECONDS``, plus up to a quarter more as jitter): exponential
+backoff from 2 s would spend the whole budget inside the provider's lock-out. The budget
+is the video's ``max_retries`` (set from ``settings.max_retries`` when the video is
+created).
 """
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
 from vidgen.settings import Settings
+
+# The longest wait a provider's hint can impose: a day (also what
+# vidgen.providers.errors.MAX_RETRY_AFTER_SECONDS clamps to; this module does not import the
+# HTTP layer). Anything longer, or infinite, would overflow the schedule's datetime.
+MAX_WAIT_SECONDS = 24 * 3600.0
+
+# Up to this fraction is added to the rate-limit fallback, so jobs throttled together do
+# not all come back in the same instant.
+RATE_LIMIT_JITTER = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,34 +35,64 @@ class RetryPolicy:
 
     base_seconds: float = 2.0
     cap_seconds: float = 300.0
+    rate_limit_seconds: float = 60.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetryPolicy:
-        return cls(base_seconds=settings.retry_base_seconds, cap_seconds=settings.retry_cap_seconds)
+        return cls(
+            base_seconds=settings.retry_base_seconds,
+            cap_seconds=settings.retry_cap_seconds,
+            rate_limit_seconds=settings.rate_limit_retry_seconds,
+        )
 
     def ceiling(self, retry_count: int) -> float:
         """The upper bound of the jittered delay before retry number ``retry_count + 1``."""
         exponent = min(max(retry_count, 0), 62)  # 2**62 already dwarfs any cap
         return min(self.cap_seconds, self.base_seconds * (2**exponent))
 
+    def floor(
+        self,
+        retry_after: float | None,
+        *,
+        rate_limited: bool = False,
+        rng: random.Random | None = None,
+    ) -> float | None:
+        """The least wait the provider asked for: its (bounded) Retry-After; for a 429
+        without one, the rate-limit fallback (jittered); otherwise None."""
+        hinted = bounded_wait(retry_after)
+        if hinted is None and rate_limited:
+            spread = 1.0 + (rng or random).uniform(0.0, RATE_LIMIT_JITTER)
+            hinted = bounded_wait(self.rate_limit_seconds * spread)
+        return hinted
+
     def delay(
         self,
         retry_count: int,
         *,
         retry_after: float | None = None,
+        rate_limited: bool = False,
         rng: random.Random | None = None,
     ) -> float:
-        """Seconds to wait before the next attempt.
+        """Seconds to wait before the next attempt (finite, at most a day).
 
         Args:
             retry_count: retries already spent (0 before the first retry).
             retry_after: the provider's Retry-After hint, if it gave one.
+            rate_limited: the failure was a 429 (a missing hint means the fallback).
             rng: a random source (tests pass a seeded one).
         """
         jittered = (rng or random).uniform(0.0, self.ceiling(retry_count))
-        if retry_after is not None and retry_after > jittered:
-            return float(retry_after)
+        least = self.floor(retry_after, rate_limited=rate_limited, rng=rng)
+        if least is not None and least > jittered:
+            return least
         return jittered
+
+
+def bounded_wait(seconds: float | None) -> float | None:
+    """``seconds`` clamped to ``[0, MAX_WAIT_SECONDS]``; None (no hint) for None or NaN."""
+    if seconds is None or math.isnan(seconds):
+        return None
+    return min(max(0.0, float(seconds)), MAX_WAIT_SECONDS)
 
 
 def retries_left(retry_count: int, max_retries: int) -> bool:

@@ -8,9 +8,11 @@ exceptions, error responses and unreadable bodies into :class:`~vidgen.providers
     ├── timeouts (connect/read/write/pool)   yes   timeout
     ├── connection reset / refused           yes   connection
     ├── 408, 409, 425                        yes   conflict_or_timeout
-    ├── 429 (+ Retry-After / retry-after-ms) yes   rate_limited
+    ├── 429 (+ Retry-After / retry-after-ms, yes   rate_limited
+    │        a "resets in ~30s" body, or the
+    │        provider's documented lock-out)
     ├── 5xx                                  yes   server_error
-    ├── malformed body                       yes   malformed_response
+    ├── malformed body (also too deep)       yes   malformed_response
     ├── 400 / 405 / 413 / 415 / 422          no    bad_request   (the provider's own words)
     ├── 401 / 403                            no    auth          (names the setting to fix)
     ├── 404 on a known prediction            yes   prediction_lost (PredictionLost)
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 import time
 from collections.abc import Iterator
@@ -39,10 +42,13 @@ import httpx
 from vidgen.providers.base import PredictionLost, ProviderError
 
 __all__ = [
+    "MAX_RETRY_AFTER_SECONDS",
     "ErrorContext",
+    "bounded_wait",
     "failed",
     "looks_like_policy",
     "parse_retry_after",
+    "retry_after_from_text",
 ]
 
 # Statuses that a retry may cure. 409 is retried by the official Runway/OpenAI SDKs.
@@ -51,6 +57,17 @@ AUTH_STATUSES = frozenset({401, 403})
 
 # How much of a provider's error text we keep in a message.
 MAX_DETAIL_CHARS = 500
+
+# The longest wait a provider's Retry-After can ask of us: one day. Longer (or "inf", or a
+# date in the year 9999) is taken as a day, so that a schedule can always be computed and a
+# job is never parked for ever by one odd header.
+MAX_RETRY_AFTER_SECONDS = 24 * 3600.0
+
+# A wait stated in an error's text, as Replicate does ("Your rate limit resets in ~30s.").
+_TEXT_RETRY_AFTER = re.compile(
+    r"(?i)\b(?:resets?|try again|retry)\s+(?:in|after)\s+~?\s*(\d+(?:\.\d+)?)\s*"
+    r"(s|secs?|seconds?|m|mins?|minutes?)\b"
+)
 
 # Credentials in the shapes the providers issue (and generic auth headers), scrubbed even
 # when they are not the configured key (e.g. a key echoed back by a gateway).
@@ -79,14 +96,24 @@ def looks_like_policy(*texts: object) -> bool:
     return any(word in joined for word in _POLICY_WORDS)
 
 
+def bounded_wait(seconds: float | None) -> float | None:
+    """``seconds`` clamped to ``[0, MAX_RETRY_AFTER_SECONDS]``; None (no hint) for NaN."""
+    if seconds is None or math.isnan(seconds):
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)
+
+
 def parse_retry_after(headers: httpx.Headers | dict[str, str], *, now: float) -> float | None:
     """Seconds to wait according to ``retry-after-ms`` or ``Retry-After`` (seconds or an
-    HTTP-date), or None when the provider gave no usable hint. Never negative."""
+    HTTP-date), or None when the provider gave no usable hint.
+
+    Always finite: never negative, never more than :data:`MAX_RETRY_AFTER_SECONDS` (a day).
+    """
     lowered = {k.lower(): v for k, v in headers.items()}
     raw_ms = lowered.get("retry-after-ms")
     if raw_ms:
         try:
-            return max(0.0, float(raw_ms) / 1000.0)
+            return bounded_wait(float(raw_ms) / 1000.0)
         except ValueError:
             pass
     raw = lowered.get("retry-after")
@@ -94,27 +121,65 @@ def parse_retry_after(headers: httpx.Headers | dict[str, str], *, now: float) ->
         return None
     raw = raw.strip()
     try:
-        return max(0.0, float(raw))
+        return bounded_wait(float(raw))
     except ValueError:
         pass
     try:
         when = parsedate_to_datetime(raw)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when is None:
         return None
-    return max(0.0, when.timestamp() - now)
+    return bounded_wait(when.timestamp() - now)
+
+
+def retry_after_from_text(text: str) -> float | None:
+    """A wait stated in an error's words ("resets in ~30s", "try again in 2 minutes")."""
+    match = _TEXT_RETRY_AFTER.search(text)
+    if match is None:
+        return None
+    seconds = float(match.group(1))
+    if match.group(2).lower().startswith("m"):
+        seconds *= 60.0
+    return bounded_wait(seconds)
 
 
 def failed(
-    provider: str, message: str, *, code: str | None = None, retryable: bool = False
+    provider: str,
+    message: str,
+    *,
+    code: str | None = None,
+    retryable: bool = False,
+    provider_code: str | None = None,
 ) -> ProviderError:
     """The error for a prediction the provider itself reported as failed.
 
     Content-policy refusals become ``code="content_policy"``; everything else
     ``prediction_failed``. Both are permanent unless the caller knows better.
+
+    What decides, strongest first: the caller's ``code="content_policy"`` or a
+    ``provider_code`` that names moderation; then the caller's own reading of a documented
+    failure code (``provider_code`` given, or ``retryable=True``, which callers pass only
+    when a documented code allows a retry);
+    only when neither says anything do words in the free text ("moderation", "safety", ...)
+    make it a content-policy refusal. Free text is written for people and mentions the
+    moderation system when that system broke (Runway's ``INPUT_PREPROCESSING.INTERNAL``), so
+    it must never turn a documented retryable failure into a permanent refusal.
+
+    Args:
+        provider: The provider's name, the message's prefix.
+        message: The failure as the provider described it (already scrubbed).
+        code: ``"content_policy"`` when the caller knows the content was refused.
+        retryable: A documented code says another attempt may succeed.
+        provider_code: The provider's documented failure code or error type, when it gave
+            one and the caller has classified it.
     """
-    policy = code == "content_policy" or looks_like_policy(message, code)
+    classified = retryable or bool(provider_code)
+    policy = (
+        code == "content_policy"
+        or looks_like_policy(provider_code)
+        or (not classified and looks_like_policy(message, code))
+    )
     return ProviderError(
         f"{provider}: {message}"[:MAX_DETAIL_CHARS],
         retryable=retryable and not policy,
@@ -131,12 +196,16 @@ class ErrorContext:
         key_setting: The environment variable that holds its key, named in auth errors.
         secrets: Values that must never appear in a message (the key, webhook secrets).
         forbidden_is_policy: Stability answers 403 for moderation, not for a bad key.
+        rate_limit_seconds: The provider's documented lock-out after a 429 (Stability: 60 s),
+            used when the response states no wait of its own; None: the engine's fallback
+            (``VIDGEN_RATE_LIMIT_RETRY_SECONDS``) applies.
     """
 
     provider: str
     key_setting: str
     secrets: tuple[str, ...] = ()
     forbidden_is_policy: bool = False
+    rate_limit_seconds: float | None = None
 
     def scrub(self, text: str) -> str:
         """Remove every configured secret and anything shaped like a credential."""
@@ -180,10 +249,10 @@ class ErrorContext:
                 retryable=False,
                 code="request_error",
             ) from exc
-        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
             # An unreadable or unexpected body (HTML from a proxy, truncated JSON, a missing
-            # field). Retryable: it is almost always a gateway hiccup, and the engine's retry
-            # budget bounds the cost if it is not.
+            # field, JSON nested too deep to parse). Retryable: it is almost always a gateway
+            # hiccup, and the engine's retry budget bounds the cost if it is not.
             raise ProviderError(
                 f"{self.provider} sent a malformed response during {action}"
                 f" ({type(exc).__name__}).",
@@ -213,11 +282,17 @@ class ErrorContext:
                 status_code=status,
             )
         if status == 429:
+            # Few providers promise a Retry-After; Replicate states the wait in the body only.
+            retry_after = parse_retry_after(response.headers, now=time.time())
+            if retry_after is None:
+                retry_after = retry_after_from_text(detail)
+            if retry_after is None:
+                retry_after = bounded_wait(self.rate_limit_seconds)
             return ProviderError(
                 f"{self.provider} is rate limiting us (429){said}",
                 retryable=True,
                 code="rate_limited",
-                retry_after=parse_retry_after(response.headers, now=time.time()),
+                retry_after=retry_after,
                 status_code=status,
             )
         if status >= 500 or status in RETRYABLE_STATUSES:
@@ -260,7 +335,12 @@ def _detail(response: httpx.Response) -> str:
     except ValueError:
         text = raw[:MAX_DETAIL_CHARS].decode("utf-8", "replace").strip()
         return text if "<html" not in text.lower() else ""
-    return _flatten(body)[:MAX_DETAIL_CHARS]
+    except RecursionError:
+        return ""  # nested too deep to read: a malformed body has no words worth keeping
+    try:
+        return _flatten(body)[:MAX_DETAIL_CHARS]
+    except RecursionError:
+        return ""
 
 
 def _flatten(body: Any) -> str:

@@ -262,6 +262,7 @@ class HttpProvider:
             key_setting=f"VIDGEN_{self.name.upper()}_API_KEY",
             secrets=tuple(s for s in self._secrets() if s),
             forbidden_is_policy=self.forbidden_is_policy,
+            rate_limit_seconds=self.rate_limit_seconds,
         )
         auth = None
         if self.api_key:
@@ -275,6 +276,15 @@ class HttpProvider:
         )
 
     forbidden_is_policy = False
+    # The provider's documented lock-out after a 429, when it documents one (the wait used
+    # when a 429 states none); None leaves it to the engine's VIDGEN_RATE_LIMIT_RETRY_SECONDS.
+    rate_limit_seconds: float | None = None
+
+    @property
+    def api_hosts(self) -> tuple[str, ...]:
+        """The API's host: its answers are the API's. Every other host, ``auth_hosts``
+        included (a file host that wants the key), serves files."""
+        return (host_of(self.base_url),)
 
     def _secrets(self) -> Iterable[str | None]:
         return (self.api_key,)

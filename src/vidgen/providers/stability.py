@@ -48,6 +48,7 @@ class StabilityProvider(HttpProvider):
 
     name = "stability"
     forbidden_is_policy = True  # Stability's 403 means "flagged by content moderation"
+    rate_limit_seconds = 60.0  # "exceeding gives 429 and a 60 s lock-out" (no Retry-After)
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
