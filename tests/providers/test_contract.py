@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.providers.conftest import KEYS, PROVIDERS, WRONG_KEYS, Harness
+from tests.providers.conftest import KEYS, PROVIDERS, WRONG_KEYS, Harness, png
 from tests.providers.helpers import assert_playable, poll_to_end
-from vidgen.providers.base import PredictionLost, Provider, ProviderError, State
+from vidgen.providers.base import Mode, PredictionLost, Provider, ProviderError, State
 
 
 async def test_is_a_provider(harness: Harness) -> None:
@@ -187,3 +187,30 @@ async def test_key_never_appears_in_errors_or_logs(
     assert caplog.records  # something was logged, and none of it holds the key
     for text in [*messages, caplog.text]:
         assert key not in text
+
+
+async def test_what_capabilities_offer_per_mode_and_model_is_exactly_what_is_taken(
+    harness: Harness,
+) -> None:
+    """Every (mode, model, resolution) the capabilities offer, the provider accepts; every
+    resolution they withhold from a mode or model, it refuses: validation at enqueue and the
+    provider agree, so an accepted request never becomes a job that fails for good later."""
+    caps = harness.provider.capabilities
+    for mode in (Mode.TEXT, Mode.IMAGE):
+        if not caps.supports(mode):
+            continue
+        image = {"input_image": png()} if mode is Mode.IMAGE else {}
+        for model in caps.models_for(mode) or (None,):
+            offered = caps.resolutions_for(mode, model)
+            assert offered, (mode, model)
+            for resolution in caps.resolutions:
+                request = harness.request(model=model, resolution=resolution, **image)
+                if resolution in offered:
+                    await harness.provider.submit(request)
+                    continue
+                with pytest.raises(ProviderError) as caught:
+                    await harness.provider.submit(request)
+                assert not caught.value.retryable, (mode, model, resolution)
+        for model in set(caps.models) - set(caps.models_for(mode)):
+            with pytest.raises(ProviderError):
+                await harness.provider.submit(harness.request(model=model, **image))

@@ -12,7 +12,7 @@ from tests.providers.conftest import Harness, png
 from tests.providers.helpers import poll_to_end
 from tests.simulators import OpenAISimulator
 from tests.simulators.common import new_whsec
-from vidgen.providers.base import PredictionLost, ProviderError, State, WebhookRejected
+from vidgen.providers.base import Mode, PredictionLost, ProviderError, State, WebhookRejected
 
 
 @pytest.fixture
@@ -106,3 +106,22 @@ async def test_base_url_may_include_v1(openai: Harness) -> None:
     submission = await provider.submit(openai.request())
     assert ("POST", "/v1/videos") in openai.sim.requests
     assert (await provider.poll(submission.prediction_id)).state is State.QUEUED
+
+
+def test_sora_2_takes_only_the_first_two_sizes(openai: Harness) -> None:
+    caps = openai.provider.capabilities
+    for mode in (Mode.TEXT, Mode.IMAGE):
+        assert caps.resolutions_for(mode, "sora-2") == ("720x1280", "1280x720")
+        assert caps.resolutions_for(mode, "sora-2-pro") == caps.resolutions
+
+
+@pytest.mark.parametrize("size", ["1024x1792", "1792x1024"])
+async def test_simulator_refuses_the_tall_sizes_for_sora_2(openai: Harness, size: str) -> None:
+    for model in ("sora-2", None):  # None: the API's default, sora-2
+        with pytest.raises(ProviderError) as caught:
+            await openai.provider.submit(openai.request(resolution=size, model=model))
+        assert (caught.value.retryable, caught.value.code) == (False, "bad_request")
+        assert "size" in caught.value.message
+    assert openai.sim.submissions == 0
+    await openai.provider.submit(openai.request(resolution=size, model="sora-2-pro"))
+    assert openai.sim.received[-1]["size"] == size

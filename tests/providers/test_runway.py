@@ -9,7 +9,7 @@ import pytest
 
 from tests.providers.conftest import Harness, png
 from tests.providers.helpers import poll_to_end
-from vidgen.providers.base import State, WebhookRejected
+from vidgen.providers.base import Mode, ProviderError, State, WebhookRejected
 
 
 @pytest.fixture
@@ -55,8 +55,6 @@ async def test_running_polls_carry_progress_and_the_poll_floor(runway: Harness) 
 
 
 async def test_validation_error_is_permanent_with_runways_words(runway: Harness) -> None:
-    from vidgen.providers.base import ProviderError
-
     with pytest.raises(ProviderError) as caught:
         await runway.provider.submit(runway.request(resolution="640x480"))
     assert (caught.value.retryable, caught.value.code) == (False, "bad_request")
@@ -91,3 +89,53 @@ async def test_cancel_deletes_the_task(runway: Harness) -> None:
 async def test_runway_has_no_webhooks(runway: Harness) -> None:
     with pytest.raises(WebhookRejected):
         await runway.provider.parse_webhook({}, b"{}", now=0.0)
+
+
+# --- what text_to_video and image_to_video each accept (providers.md section 1) ----------
+
+IMAGE_RATIOS = ("1280x720", "720x1280", "1104x832", "960x960", "832x1104", "1584x672")
+
+
+def test_text_to_video_is_gen4_5_in_two_ratios(runway: Harness) -> None:
+    caps = runway.provider.capabilities
+    assert caps.models_for(Mode.TEXT) == ("gen4.5",)
+    assert caps.models_for(Mode.IMAGE) == ("gen4.5", "gen4_turbo")
+    assert caps.resolutions_for(Mode.TEXT, "gen4.5") == ("1280x720", "720x1280")
+    assert caps.resolutions_for(Mode.TEXT, "gen4_turbo") == ()
+    for model in ("gen4.5", "gen4_turbo"):
+        assert caps.resolutions_for(Mode.IMAGE, model) == IMAGE_RATIOS
+
+
+@pytest.mark.parametrize(
+    ("model", "resolution", "refused"),
+    [
+        ("gen4.5", "960x960", "ratio"),
+        ("gen4.5", "1584x672", "ratio"),
+        ("gen4_turbo", "1280x720", "model"),
+    ],
+)
+async def test_simulator_refuses_what_text_to_video_does_not_take(
+    runway: Harness, model: str, resolution: str, refused: str
+) -> None:
+    with pytest.raises(ProviderError) as caught:
+        await runway.provider.submit(runway.request(model=model, resolution=resolution))
+    assert (caught.value.retryable, caught.value.code) == (False, "bad_request")
+    assert refused in caught.value.message
+    assert runway.sim.submissions == 0
+    # The same request with an image is image_to_video, which takes it.
+    await runway.provider.submit(
+        runway.request(model=model, resolution=resolution, input_image=png())
+    )
+    assert runway.sim.submissions == 1
+
+
+async def test_prompt_limit_counts_utf16_code_units(runway: Harness) -> None:
+    caps = runway.provider.capabilities
+    fox = "\U0001f98a"  # beyond U+FFFF: two UTF-16 code units
+    assert caps.prompt_length(fox * 600) == 1200 > caps.max_prompt_length
+    assert caps.prompt_length("é" * 1000) == 1000
+    with pytest.raises(ProviderError) as caught:
+        await runway.provider.submit(runway.request(fox * 600))
+    assert "promptText" in caught.value.message
+    await runway.provider.submit(runway.request(fox * 500))
+    assert runway.sim.submissions == 1

@@ -18,6 +18,8 @@ from tests.simulators.media import sample_mp4
 SIZES = {"720x1280", "1280x720", "1024x1792", "1792x1024"}
 SECONDS = {"4", "8", "12"}
 MODELS = {"sora-2", "sora-2-pro"}
+# "sora-2 only the first two"; sora-2-pro takes all four.
+MODEL_SIZES = {"sora-2": {"720x1280", "1280x720"}, "sora-2-pro": SIZES}
 
 
 class OpenAISimulator(Simulator):
@@ -62,12 +64,16 @@ class OpenAISimulator(Simulator):
             return self.error(400, "Missing required parameter: 'prompt'.", "missing_parameter")
         if (fault := await self.fault("submit", prompt)) is not None:
             return fault
-        if fields.get("size", "720x1280") not in SIZES:
+        model = fields.get("model", "sora-2")
+        size = fields.get("size", "720x1280")
+        if size not in SIZES:
             return self.error(400, "Invalid size", "invalid_value")
         if fields.get("seconds", "4") not in SECONDS:
             return self.error(400, "Invalid seconds", "invalid_value")
-        if fields.get("model", "sora-2") not in MODELS:
+        if model not in MODELS:
             return self.error(400, "Invalid model", "invalid_value")
+        if size not in MODEL_SIZES[model]:
+            return self.error(400, f"Invalid size {size} for {model}", "invalid_value")
         self.received.append(fields)
         job = self.new_job(prompt, job_id=f"video_{uuid.uuid4().hex}", body=fields)
         return JSONResponse(self.video(job))

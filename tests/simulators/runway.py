@@ -13,7 +13,15 @@ from tests.simulators.common import Job, Simulator
 
 RATIOS = {"1280:720", "720:1280", "1104:832", "960:960", "832:1104", "1584:672"}
 MODELS = {"gen4.5", "gen4_turbo"}
+# text_to_video: gen4.5 only (gen4_turbo is not listed), 1280:720 or 720:1280 only.
+TEXT_RATIOS = {"1280:720", "720:1280"}
+TEXT_MODELS = {"gen4.5"}
 VERSION = "2024-11-06"
+MAX_PROMPT = 1000  # UTF-16 code units
+
+
+def utf16_length(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
 
 
 class RunwaySimulator(Simulator):
@@ -37,17 +45,20 @@ class RunwaySimulator(Simulator):
         if (fault := await self.fault("submit", prompt)) is not None:
             return fault
         problems = []
-        if body.get("model") not in MODELS:
-            problems.append("model: unsupported")
-        if body.get("ratio") not in RATIOS:
-            problems.append("ratio: must be one of " + ", ".join(sorted(RATIOS)))
+        image_mode = request.url.path.endswith("image_to_video")
+        models, ratios = (MODELS, RATIOS) if image_mode else (TEXT_MODELS, TEXT_RATIOS)
+        if body.get("model") not in models:
+            problems.append(f"model: unsupported for {request.url.path.rsplit('/', 1)[-1]}")
+        if body.get("ratio") not in ratios:
+            problems.append("ratio: must be one of " + ", ".join(sorted(ratios)))
         if not isinstance(body.get("duration"), int) or not 2 <= body["duration"] <= 10:
             problems.append("duration: must be an integer from 2 to 10")
-        if len(prompt) > 1000:
-            problems.append("promptText: too long")
-        if request.url.path.endswith("image_to_video"):
-            if not str(body.get("promptImage", "")).startswith("data:image/"):
-                problems.append("promptImage: must be an HTTPS URL or a data URI")
+        if body.get("model") == "gen4.5" and not prompt:
+            problems.append("promptText: required")
+        if utf16_length(prompt) > MAX_PROMPT:
+            problems.append(f"promptText: at most {MAX_PROMPT} UTF-16 code units")
+        if image_mode and not str(body.get("promptImage", "")).startswith("data:image/"):
+            problems.append("promptImage: must be an HTTPS URL or a data URI")
         if problems:
             return self.error(400, "; ".join(problems))
         self.received.append(body)

@@ -39,9 +39,49 @@ class State(enum.StrEnum):
     CANCELED = "canceled"
 
 
+class Mode(enum.StrEnum):
+    """How a generation starts: from the prompt alone, or from an input image too."""
+
+    TEXT = "text"
+    IMAGE = "image"
+
+    @property
+    def label(self) -> str:
+        return "text-to-video" if self is Mode.TEXT else "image-to-video"
+
+
+class PromptUnit(enum.StrEnum):
+    """What a provider's prompt limit counts."""
+
+    CHARACTERS = "characters"  # Unicode code points, Python's len()
+    UTF16 = "UTF-16 code units"  # JavaScript's length: a character beyond U+FFFF counts 2
+
+
+@dataclass(frozen=True)
+class Restriction:
+    """Where one mode and/or one model accepts less than the provider as a whole.
+
+    ``mode`` / ``model`` left None match every mode / model. ``offered=False`` withdraws what
+    matches (a model that has no text-to-video); ``resolutions`` narrows the presets to those
+    of them that are also in :attr:`Capabilities.resolutions`.
+    """
+
+    mode: Mode | None = None
+    model: str | None = None
+    offered: bool = True
+    resolutions: tuple[str, ...] | None = None
+
+    def matches(self, mode: Mode, model: str | None) -> bool:
+        return self.mode in (None, mode) and self.model in (None, model)
+
+
 @dataclass(frozen=True)
 class Capabilities:
-    """What a provider can do; drives validation and the ``providers`` query."""
+    """What a provider can do; drives validation and the ``providers`` query.
+
+    The top-level fields are the union over modes and models; ``restrictions`` say where a
+    mode or a model accepts less (ask :meth:`models_for` and :meth:`resolutions_for`).
+    """
 
     text_to_video: bool
     image_to_video: bool
@@ -52,14 +92,46 @@ class Capabilities:
     # Discrete allowed durations, or None when any value in [min, max] is accepted.
     durations: tuple[float, ...] | None = None
     max_prompt_length: int = 1000
+    prompt_unit: PromptUnit = PromptUnit.CHARACTERS
     models: tuple[str, ...] = ()
     default_model: str | None = None
     default_resolution: str | None = None
+    restrictions: tuple[Restriction, ...] = ()
     webhooks: bool = False
     cancellable: bool = True
     # Never poll faster than this (Runway documents 5 s).
     min_poll_interval: float = 1.0
     max_poll_interval: float = 30.0
+
+    def supports(self, mode: Mode) -> bool:
+        return self.text_to_video if mode is Mode.TEXT else self.image_to_video
+
+    def offers(self, mode: Mode, model: str | None) -> bool:
+        """Whether ``model`` (None: the provider's default) does ``mode`` at all."""
+        return self.supports(mode) and all(
+            r.offered for r in self.restrictions if r.matches(mode, model)
+        )
+
+    def models_for(self, mode: Mode) -> tuple[str, ...]:
+        """The models that do ``mode``."""
+        return tuple(m for m in self.models if self.offers(mode, m))
+
+    def resolutions_for(self, mode: Mode, model: str | None) -> tuple[str, ...]:
+        """The presets ``model`` accepts in ``mode`` (empty when it does not do ``mode``)."""
+        if not self.offers(mode, model):
+            return ()
+        narrowing = [
+            set(r.resolutions)
+            for r in self.restrictions
+            if r.resolutions is not None and r.matches(mode, model)
+        ]
+        return tuple(res for res in self.resolutions if all(res in n for n in narrowing))
+
+    def prompt_length(self, text: str) -> int:
+        """``text``'s length in this provider's :attr:`prompt_unit`."""
+        if self.prompt_unit is PromptUnit.UTF16:
+            return len(text.encode("utf-16-le")) // 2
+        return len(text)
 
 
 @dataclass(frozen=True)

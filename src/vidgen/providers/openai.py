@@ -19,6 +19,7 @@ from vidgen.providers.base import (
     GenerationRequest,
     PollResult,
     ProviderError,
+    Restriction,
     State,
     Submission,
     WebhookEvent,
@@ -31,7 +32,10 @@ logger = logging.getLogger(__name__)
 
 VIDEOS_PATH = "/v1/videos"
 MODELS = ("sora-2", "sora-2-pro")
-SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
+SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")  # all four: sora-2-pro
+# "sora-2 only the first two" (either mode).
+SORA_2_SIZES = SIZES[:2]
+RESTRICTIONS = (Restriction(model="sora-2", resolutions=SORA_2_SIZES),)
 SECONDS = (4.0, 8.0, 12.0)  # 16 and 20 are in newer guide text only (unconfirmed)
 POLL_AFTER_HEADER = "openai-poll-after-ms"
 STATES = {
@@ -73,6 +77,7 @@ class OpenAIProvider(HttpProvider):
             models=MODELS,
             default_model=MODELS[0],
             default_resolution=SIZES[0],
+            restrictions=RESTRICTIONS,
             webhooks=bool(self.webhook_secret),
             cancellable=CANCEL_WITH_DELETE,
             min_poll_interval=2.0,

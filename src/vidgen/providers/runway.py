@@ -12,8 +12,11 @@ from vidgen.providers import errors
 from vidgen.providers.base import (
     Capabilities,
     GenerationRequest,
+    Mode,
     PollResult,
+    PromptUnit,
     ProviderError,
+    Restriction,
     State,
     Submission,
 )
@@ -25,8 +28,14 @@ logger = logging.getLogger(__name__)
 API_VERSION = "2024-11-06"  # X-Runway-Version, required on every request
 MODELS = ("gen4.5", "gen4_turbo")
 DEFAULT_MODEL = "gen4.5"
-# Runway's "W:H" pixel ratios, offered as our "WxH" presets.
+# Runway's "W:H" pixel ratios, offered as our "WxH" presets (image_to_video takes all six).
 RESOLUTIONS = ("1280x720", "720x1280", "1104x832", "960x960", "832x1104", "1584x672")
+# text_to_video: gen4.5 only (gen4_turbo is not listed), in 1280:720 or 720:1280 only.
+TEXT_RESOLUTIONS = ("1280x720", "720x1280")
+TEXT_RESTRICTIONS = (
+    Restriction(mode=Mode.TEXT, model="gen4_turbo", offered=False),
+    Restriction(mode=Mode.TEXT, resolutions=TEXT_RESOLUTIONS),
+)
 DURATIONS = tuple(float(s) for s in range(2, 11))  # gen4.5: 2-10 s (gen4_turbo: unconfirmed)
 MAX_PROMPT = 1000  # UTF-16 code units
 
@@ -68,9 +77,11 @@ class RunwayProvider(HttpProvider):
             max_duration_seconds=DURATIONS[-1],
             durations=DURATIONS,
             max_prompt_length=MAX_PROMPT,
+            prompt_unit=PromptUnit.UTF16,
             models=MODELS,
             default_model=DEFAULT_MODEL,
             default_resolution="1280x720",
+            restrictions=TEXT_RESTRICTIONS,
             webhooks=False,
             cancellable=True,
             min_poll_interval=self.poll_seconds,

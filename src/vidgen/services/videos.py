@@ -41,6 +41,7 @@ from vidgen.jobs import service as jobs
 from vidgen.media.images import check_image
 from vidgen.media.storage import make_key
 from vidgen.models import OutputFormat, Tag, Theme, User, Video, VideoStatus
+from vidgen.providers import base
 from vidgen.services import KEEP, Keep, catalog
 
 if TYPE_CHECKING:
@@ -308,7 +309,17 @@ def _optional_text(value: str | None, *, field: str, limit: int) -> str | None:
     return text or None
 
 
-def _pick_resolution(requested: str | None, presets: Sequence[str], default: str | None) -> str:
+def _default_model(caps: Capabilities, mode: base.Mode) -> str | None:
+    """The provider's default model, or its first one that does ``mode`` when it does not."""
+    default = caps.default_model
+    if default is None or not caps.supports(mode) or caps.offers(mode, default):
+        return default
+    return next(iter(caps.models_for(mode)), default)
+
+
+def _pick_resolution(
+    requested: str | None, presets: Sequence[str], default: str | None, *, context: str = ""
+) -> str:
     if requested is None:
         if default and default in presets:
             return default
@@ -318,7 +329,7 @@ def _pick_resolution(requested: str | None, presets: Sequence[str], default: str
     value = requested.strip().lower()
     if value not in presets:
         raise errors.BadUserInput(
-            f"Resolution {requested!r} is not offered by this provider; "
+            f"Resolution {requested!r} is not offered by this provider{context}; "
             f"choose one of {', '.join(presets)}.",
             field="resolution",
         )
@@ -369,6 +380,7 @@ def _plan(
     tags: Sequence[str] | None,
     priority: int | None,
     scheduled_at: dt.datetime | None,
+    image: bool,
 ) -> _Plan:
     """Every check that needs no database, in the order clients see their errors; the
     grouping (:func:`_check_grouping`) and the input image (:func:`_check_image`) follow."""
@@ -388,25 +400,44 @@ def _plan(
             field="provider",
         )
     caps = chosen.capabilities
+    # Text or image: what a provider accepts may differ by mode (and by model). A provider
+    # that lacks the mode altogether is refused on inputImage (_check_image), as before.
+    mode = base.Mode.IMAGE if image else base.Mode.TEXT
+    by_mode = caps.supports(mode)
 
     text = (prompt or "").strip()
     if not text:
         raise errors.BadUserInput("The prompt must not be empty.", field="prompt")
-    if len(text) > caps.max_prompt_length:
+    length = caps.prompt_length(text)
+    if length > caps.max_prompt_length:
         raise errors.BadUserInput(
-            f"The prompt is {len(text)} characters; {name} accepts at most "
+            f"The prompt is {length} {caps.prompt_unit}; {name} accepts at most "
             f"{caps.max_prompt_length}.",
             field="prompt",
         )
 
-    chosen_model = _optional_text(model, field="model", limit=MAX_MODEL) or caps.default_model
+    chosen_model = _optional_text(model, field="model", limit=MAX_MODEL) or _default_model(
+        caps, mode
+    )
     if model is not None and caps.models and chosen_model not in caps.models:
         raise errors.BadUserInput(
             f"Model {model!r} is not offered by {name}; choose one of {', '.join(caps.models)}.",
             field="model",
         )
+    if by_mode and caps.models and not caps.offers(mode, chosen_model):
+        other = "send no inputImage" if mode is base.Mode.IMAGE else "send an inputImage"
+        raise errors.BadUserInput(
+            f"{name} does not offer model {chosen_model!r} for {mode.label}; choose one of "
+            f"{', '.join(caps.models_for(mode)) or 'no model'}, or {other}.",
+            field="model",
+        )
 
-    chosen_resolution = _pick_resolution(resolution, caps.resolutions, caps.default_resolution)
+    presets, context = caps.resolutions, ""
+    if by_mode and (narrowed := caps.resolutions_for(mode, chosen_model)) != presets:
+        presets, context = narrowed, f" for {mode.label} with {chosen_model or 'its model'}"
+    chosen_resolution = _pick_resolution(
+        resolution, presets, caps.default_resolution, context=context
+    )
     fmt = _parse_format(output_format)
     if fmt.value not in caps.output_formats:
         raise errors.BadUserInput(
@@ -688,6 +719,7 @@ async def generate_video(
             tags=tags,
             priority=priority,
             scheduled_at=scheduled_at,
+            image=input_image is not None,
         )
     except errors.BadUserInput:
         earlier = await _earlier(viewer, key) if key is not None else None
