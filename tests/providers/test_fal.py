@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tests.providers.conftest import KEYS, Harness, png
 from tests.providers.helpers import poll_to_end
 from tests.simulators import FalSimulator
-from vidgen.providers.base import State, WebhookRejected
+from vidgen.providers.base import ProviderError, State, WebhookRejected
 
 MODEL = "fal-ai/kling-video/v2/master/text-to-video"
 JWKS = ("GET", "/.well-known/jwks.json")
@@ -118,3 +118,99 @@ async def test_unreachable_jwks_rejects_the_webhook(fal: Harness) -> None:
     headers, body = sim_of(fal).webhook_payload(sim_of(fal).jobs[submission.prediction_id])
     with pytest.raises(WebhookRejected):
         await provider.parse_webhook(headers, body, now=time.time())
+
+
+# --- error types: infrastructure failures are retryable, the request's faults are not ---------
+
+
+@pytest.mark.parametrize(
+    "error_type",
+    [
+        "runner_disconnected",
+        "request_timeout",
+        "startup_timeout",
+        "runner_scheduling_failure",
+        "runner_connection_timeout",
+        "internal_server_error",
+    ],
+)
+async def test_infrastructure_failures_are_retryable(fal: Harness, error_type: str) -> None:
+    fal.sim.scenario.outcome = "fail"
+    sim_of(fal).error_type = error_type
+    submission = await fal.provider.submit(fal.request())
+    _, final = await poll_to_end(fal.provider, submission.prediction_id)
+    assert final.state is State.FAILED and final.error is not None
+    assert (final.error.retryable, final.error.code) == (True, "prediction_failed")
+    assert error_type in final.error.message
+
+
+@pytest.mark.parametrize("error_type", [None, "image_too_small", "no_media_generated"])
+async def test_the_requests_own_failures_are_permanent(fal: Harness, error_type: str) -> None:
+    fal.sim.scenario.outcome = "fail"
+    sim_of(fal).error_type = error_type
+    submission = await fal.provider.submit(fal.request())
+    _, final = await poll_to_end(fal.provider, submission.prediction_id)
+    assert final.error is not None
+    assert (final.error.retryable, final.error.code) == (False, "prediction_failed")
+
+
+async def test_a_transient_error_mentioning_safety_stays_retryable(fal: Harness) -> None:
+    fal.sim.scenario.outcome = "fail"
+    sim_of(fal).error_type = "runner_disconnected"
+    sim_of(fal).error_text = "Runner disconnected while running the safety checker."
+    submission = await fal.provider.submit(fal.request())
+    _, final = await poll_to_end(fal.provider, submission.prediction_id)
+    assert final.error is not None
+    assert (final.error.retryable, final.error.code) == (True, "prediction_failed")
+
+
+async def test_error_webhook_with_an_infrastructure_error_is_retryable(fal: Harness) -> None:
+    fal.sim.scenario.outcome = "fail"
+    sim_of(fal).error_type = "runner_disconnected"
+    submission = await fal.provider.submit(fal.request())
+    await poll_to_end(fal.provider, submission.prediction_id)
+    headers, body = sim_of(fal).webhook_payload(sim_of(fal).jobs[submission.prediction_id])
+    event = await fal.provider.parse_webhook(headers, body, now=time.time())
+    assert event.result is not None and event.result.error is not None
+    assert event.result.error.retryable
+
+
+async def test_deeply_nested_status_is_a_malformed_response(fal: Harness) -> None:
+    submission = await fal.provider.submit(fal.request())
+    fal.sim.scenario.fail_next("poll", "deep")
+    with pytest.raises(ProviderError) as caught:
+        await fal.provider.poll(submission.prediction_id)
+    assert (caught.value.retryable, caught.value.code) == (True, "malformed_response")
+
+
+# --- webhooks: replays are recognisable, garbage headers are rejections -----------------------
+
+
+async def test_a_replayed_webhook_has_the_same_delivery_id(fal: Harness) -> None:
+    submission = await fal.provider.submit(fal.request())
+    job = sim_of(fal).jobs[submission.prediction_id]
+    now = int(time.time())
+    headers, body = sim_of(fal).webhook_payload(job, timestamp=now)
+    first = await fal.provider.parse_webhook(headers, body, now=now)
+    replay = await fal.provider.parse_webhook(headers, body, now=now + 10)
+    assert first.delivery_id and first.delivery_id == replay.delivery_id
+    headers2, body2 = sim_of(fal).webhook_payload(job, timestamp=now + 1)
+    another = await fal.provider.parse_webhook(headers2, body2, now=now + 1)
+    assert another.delivery_id != first.delivery_id
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("X-Fal-Webhook-Timestamp", "9" * 400),
+        ("X-Fal-Webhook-Timestamp", "\u0661\u0662\u0663"),
+        ("X-Fal-Webhook-Signature", "\u00e9" * 128),
+    ],
+)
+async def test_garbage_signature_headers_are_rejected(
+    fal: Harness, header: str, value: str
+) -> None:
+    submission = await fal.provider.submit(fal.request())
+    headers, body = sim_of(fal).webhook_payload(sim_of(fal).jobs[submission.prediction_id])
+    with pytest.raises(WebhookRejected):
+        await fal.provider.parse_webhook({**headers, header: value}, body, now=time.time())

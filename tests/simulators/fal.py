@@ -2,6 +2,11 @@
 
 After a cancel the status reads COMPLETED with ``error_type: request_cancelled`` (fal's real
 behaviour there is unconfirmed; the adapter's ``CANCELED_ERROR_TYPES`` follows this).
+
+A failed request (``outcome="fail"``) is COMPLETED with ``error`` = ``sim.error_text`` and,
+when ``sim.error_type`` is set, that ``error_type`` (e.g. ``runner_disconnected``,
+``request_timeout``: fal's infrastructure failures). By default it has none: the model
+failed on this input, the request's own fault.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ class FalSimulator(Simulator):
 
     def __init__(self, *, signing_key: Ed25519PrivateKey | None = None, **kwargs: Any) -> None:
         self.signing_key = signing_key or Ed25519PrivateKey.generate()
+        self.error_text = "The model could not generate a video from this input."
+        self.error_type: str | None = None
         super().__init__(**kwargs)
 
     def routes(self) -> list[Route]:
@@ -109,7 +116,9 @@ class FalSimulator(Simulator):
             return 202, {**base, "status": "IN_PROGRESS", "logs": logs}
         done = {**base, "status": "COMPLETED", "logs": logs, "metrics": {"inference_time": 1.0}}
         if phase == "failed":
-            done.update(error="Runner disconnected", error_type="runner_disconnected")
+            done["error"] = self.error_text
+            if self.error_type:
+                done["error_type"] = self.error_type
         elif phase == "policy":
             done.update(
                 error="The content could not be processed because it contained content flagged"
@@ -134,9 +143,7 @@ class FalSimulator(Simulator):
         return JSONResponse(body, status_code=code)
 
     def output(self, job: Job, request: Request | None = None) -> dict[str, Any]:
-        url = f"{self.base_url}/files/{job.id}.mp4"
-        if request is not None:
-            url = self.url_for(request, f"/files/{job.id}.mp4")
+        url = self.file_url(f"/files/{job.id}.mp4", request)
         return {"video": {"url": url, "content_type": "video/mp4", "file_name": "out.mp4"}}
 
     async def result(self, request: Request) -> Response:
@@ -180,6 +187,11 @@ class FalSimulator(Simulator):
         event: dict[str, Any] = {"request_id": job.id, "gateway_request_id": job.id}
         if phase == "succeeded":
             event.update(status="OK", payload=self.output(job), error=None)
+        elif phase == "failed":
+            payload: dict[str, Any] = {"detail": self.error_text}
+            if self.error_type:
+                payload["error_type"] = self.error_type
+            event.update(status="ERROR", payload=payload, error=f"Request failed: {phase}")
         else:
             event.update(
                 status="ERROR",

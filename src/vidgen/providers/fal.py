@@ -31,7 +31,7 @@ from vidgen.providers.base import (
     WebhookEvent,
     WebhookRejected,
 )
-from vidgen.providers.http import HttpProvider, data_uri
+from vidgen.providers.http import HttpProvider, data_uri, webhook_timestamp
 from vidgen.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -40,6 +40,22 @@ STATES = {"IN_QUEUE": State.QUEUED, "IN_PROGRESS": State.RUNNING, "COMPLETED": S
 # What a cancelled request looks like on GET status is unconfirmed: we assume COMPLETED with
 # an error_type naming the cancellation.
 CANCELED_ERROR_TYPES = ("request_cancelled", "request_canceled", "cancelled", "canceled")
+# fal's infrastructure failures ("Request Error Types": timeouts, runner crashes, scheduling
+# and connection problems; 5xx, not billed): another attempt may well succeed. Every other
+# error_type (validation such as image_too_large, content_policy_violation, a model's own
+# failure) is the request's fault and permanent. A wrong guess here is a one-line change.
+RETRYABLE_ERROR_TYPES = frozenset(
+    {
+        "request_timeout",
+        "startup_timeout",
+        "generation_timeout",
+        "internal_error",
+        "internal_server_error",
+        "downstream_service_error",
+        "downstream_service_unavailable",
+    }
+)
+RETRYABLE_ERROR_PREFIX = "runner_"  # runner_disconnected, runner_scheduling_failure, ...
 # Kling v2 master presets (aspect ratio and "5"/"10" s); model-specific.
 RESOLUTIONS = {"1280x720": "16:9", "720x1280": "9:16", "960x960": "1:1"}
 DURATIONS = (5.0, 10.0)
@@ -172,7 +188,12 @@ class FalProvider(HttpProvider):
             return PollResult(state=State.CANCELED, message=kind)
         text = self.errors.scrub(errors_text(error) or "The request failed.")
         detail = f"{text} [{kind}]" if kind else text
-        return PollResult(state=State.FAILED, error=errors.failed(self.name, detail))
+        return PollResult(
+            state=State.FAILED,
+            error=errors.failed(
+                self.name, detail, retryable=_transient(kind), provider_code=kind or None
+            ),
+        )
 
     async def cancel(self, prediction_id: str) -> None:
         """PUT the cancel URL; already completed (400) or unknown (404) is fine."""
@@ -193,11 +214,11 @@ class FalProvider(HttpProvider):
         signature_hex = lowered.get("x-fal-webhook-signature")
         if not (request_id and user_id and stamp and signature_hex):
             raise WebhookRejected("Missing X-Fal-Webhook-* signature headers.")
+        sent_at = webhook_timestamp(stamp, header="X-Fal-Webhook-Timestamp")
         try:
-            sent_at = int(stamp)
             signature = bytes.fromhex(signature_hex)
         except ValueError as exc:
-            raise WebhookRejected("Malformed fal webhook timestamp or signature.") from exc
+            raise WebhookRejected("Malformed fal webhook signature.") from exc
         if abs(now - sent_at) > self.settings.webhook_tolerance_seconds:
             raise WebhookRejected("fal webhook timestamp is outside the tolerance.")
         message = "\n".join((request_id, user_id, stamp, hashlib.sha256(body).hexdigest())).encode()
@@ -206,10 +227,14 @@ class FalProvider(HttpProvider):
         try:
             event = json.loads(body)
             event_request_id = str(event.get("request_id") or request_id)
-        except (ValueError, AttributeError) as exc:
+        except (ValueError, AttributeError, RecursionError) as exc:
             raise WebhookRejected("The webhook body is not JSON.") from exc
+        # fal sends no delivery id: the same signed message (fal re-sending it, or anyone
+        # replaying it within the tolerance) is the same delivery, known by its signature.
         return WebhookEvent(
-            prediction_id=event_request_id, result=self._webhook_result(event), delivery_id=None
+            prediction_id=event_request_id,
+            result=self._webhook_result(event),
+            delivery_id=f"sig-{hashlib.sha256(signature).hexdigest()[:32]}",
         )
 
     def _webhook_result(self, event: Mapping[str, Any]) -> PollResult | None:
@@ -254,6 +279,12 @@ class FalProvider(HttpProvider):
             raise WebhookRejected("fal's webhook keys could not be fetched.") from exc
         self._keys = [k for k in keys if k is not None]
         self._keys_fetched_at = time.monotonic()
+
+
+def _transient(error_type: str) -> bool:
+    """True for fal's infrastructure error types (worth a new attempt)."""
+    kind = error_type.lower()
+    return kind in RETRYABLE_ERROR_TYPES or kind.startswith(RETRYABLE_ERROR_PREFIX)
 
 
 def _public_key(jwk: Mapping[str, Any]) -> Ed25519PublicKey | None:

@@ -53,6 +53,7 @@ __all__ = [
     "fit_image",
     "parse_retry_after",
     "verify_standard_webhook",
+    "webhook_timestamp",
 ]
 
 
@@ -216,10 +217,7 @@ def verify_standard_webhook(
     signatures = lowered.get("webhook-signature")
     if not (msg_id and stamp and signatures):
         raise WebhookRejected("Missing webhook-id, webhook-timestamp or webhook-signature.")
-    try:
-        sent_at = int(stamp)
-    except ValueError as exc:
-        raise WebhookRejected("webhook-timestamp is not a number.") from exc
+    sent_at = webhook_timestamp(stamp, header="webhook-timestamp")
     if abs(now - sent_at) > tolerance:
         raise WebhookRejected("webhook-timestamp is outside the tolerance (stale or replayed).")
     try:
@@ -227,12 +225,29 @@ def verify_standard_webhook(
     except (binascii.Error, ValueError) as exc:
         raise WebhookRejected(f"The {provider} webhook secret is not valid base64.") from exc
     signed = msg_id.encode() + b"." + stamp.encode() + b"." + body
-    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest())
     for entry in signatures.split():
         version, _, value = entry.partition(",")
-        if version == "v1" and hmac.compare_digest(value, expected):
+        # Bytes, not str: compare_digest refuses non-ASCII str (a TypeError, not a "no").
+        if version == "v1" and hmac.compare_digest(value.encode("utf-8", "replace"), expected):
             return msg_id
     raise WebhookRejected("No webhook signature matches.")
+
+
+# Unix seconds fit in 11 digits until the year 5138; more is garbage (and would overflow
+# the float arithmetic of the tolerance check).
+MAX_TIMESTAMP_DIGITS = 11
+
+
+def webhook_timestamp(stamp: str, *, header: str) -> int:
+    """A webhook's unix-seconds header as an int, or WebhookRejected.
+
+    Only ASCII digits: ``int()`` would also take ``"1_700"``, Arabic-Indic digits or a
+    5000-digit number.
+    """
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= MAX_TIMESTAMP_DIGITS):
+        raise WebhookRejected(f"{header} is not a unix timestamp.")
+    return int(stamp)
 
 
 class HttpProvider:
