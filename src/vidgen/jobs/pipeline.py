@@ -6,8 +6,10 @@
          │                         PredictionLost → forget it and submit again)
          no ─▶ submit ─▶ store prediction_id at once (fenced)
     poll with the provider's floor and backoff, woken early by the job channel
-    (a webhook arrived, a cancel was requested) ─▶ report progress
+    (a cancel at once; a webhook as soon as the provider's minimum poll interval
+    since the previous poll allows) ─▶ report progress
     succeeded ─▶ download ─▶ probe + thumbnail (one pass) ─▶ save both ─▶ completed
+                 (output URL expired: poll once more for a fresh one, download again)
                  (all metadata, status, history and attempt row in one write)
     failed    ─▶ retryable and budget left: queued, scheduled_at = now + backoff
                  otherwise: failed (error_message holds the last error)
@@ -19,6 +21,7 @@ raises :class:`~vidgen.jobs.lifecycle.StaleAttempt` and this attempt stops, touc
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import functools
@@ -31,7 +34,7 @@ from vidgen.events.bus import RESYNC, SubscriberOverflow, job_channel
 from vidgen.jobs import lifecycle, transient
 from vidgen.jobs.lifecycle import Claimed, JobSpec, StaleAttempt, now
 from vidgen.jobs.retry import RetryPolicy, retries_left
-from vidgen.jobs.service import CANCEL_MESSAGE
+from vidgen.jobs.service import CANCEL_MESSAGE, WEBHOOK_MESSAGE
 from vidgen.media import ingest
 from vidgen.media.probe import ProbeError
 from vidgen.metrics import JOB_DURATION, JOB_RETRIES
@@ -85,19 +88,49 @@ class JobContext:
         self.finished = False  # the attempt's last write is under way or done
         self.started = time.monotonic()
         self._nudge = asyncio.Event()
+        # When this attempt last asked the provider (submit or poll), by the loop's clock.
+        self.last_poll: float | None = None
+        # Webhook delivery ids already seen by this job (API processes de-duplicate too, but
+        # each only its own deliveries).
+        self.deliveries: collections.OrderedDict[str, None] = collections.OrderedDict()
 
     @property
     def log_extra(self) -> dict[str, Any]:
         return {"video_id": self.video_id, "attempt": self.attempt, "worker_id": self.worker_id}
 
     def nudge(self) -> None:
-        """Wake the job's wait now (a webhook arrived or a cancel was requested)."""
+        """Wake the job's wait (a webhook arrived or a cancel was requested)."""
         self._nudge.set()
 
-    async def wait(self, seconds: float) -> None:
-        """Sleep up to ``seconds``; return early when nudged."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._nudge.wait(), timeout=max(0.0, seconds))
+    def polled(self) -> None:
+        """Note that the provider was just asked (the floor of the next wait counts from here)."""
+        self.last_poll = asyncio.get_running_loop().time()
+
+    async def wait(self, seconds: float, *, floor: float = 0.0) -> None:
+        """Sleep up to ``seconds``; a nudge ends the sleep early.
+
+        A cancel (``cancel_hint``/``cancel_requested``) ends it at once. Any other nudge (a
+        webhook) ends it as soon as ``floor`` seconds have passed since :meth:`polled`, never
+        sooner: replayed or duplicate deliveries cannot make the job poll its provider faster
+        than the provider allows (nor draw the 429s that would eat the retry budget).
+        """
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        deadline = start + max(0.0, seconds)
+        since = self.last_poll if self.last_poll is not None else start
+        earliest = min(deadline, since + max(0.0, floor))
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(self._nudge.wait(), timeout=remaining)
+            except TimeoutError:
+                break
+            self._nudge.clear()
+            if self.cancel_hint or self.cancel_requested:
+                return
+            deadline = earliest  # a webhook: poll as soon as the floor allows
         self._nudge.clear()
 
 
@@ -162,6 +195,14 @@ async def _listen(sub: Any, ctx: JobContext) -> None:
             ctx.cancel_hint = True
         elif isinstance(message, dict) and message.get("type") == CANCEL_MESSAGE:
             ctx.cancel_hint = True
+        elif isinstance(message, dict) and message.get("type") == WEBHOOK_MESSAGE:
+            delivery = message.get("delivery_id")
+            if delivery:
+                if str(delivery) in ctx.deliveries:
+                    continue  # a replay (through another API process): no second nudge
+                ctx.deliveries[str(delivery)] = None
+                while len(ctx.deliveries) > MAX_JOB_DELIVERIES:
+                    ctx.deliveries.popitem(last=False)
         ctx.nudge()
 
 
@@ -213,6 +254,7 @@ async def _run(ctx: JobContext) -> AttemptOutcome:
     if prediction_id:
         logger.info("resuming prediction", extra={**ctx.log_extra, "action": "job.resume"})
         try:
+            ctx.polled()
             result = await provider.poll(prediction_id)
         except PredictionLost:
             logger.warning("prediction lost; submitting again", extra=ctx.log_extra)
@@ -223,6 +265,7 @@ async def _run(ctx: JobContext) -> AttemptOutcome:
         if prediction_id is None:
             request = await _build_request(ctx, video, provider)
             submission = await provider.submit(request)
+            ctx.polled()
             prediction_id = submission.prediction_id
             await _store_prediction(ctx, prediction_id)
             if submission.state in (State.SUCCEEDED, State.FAILED):
@@ -292,11 +335,15 @@ async def _wait_for_result(
                     message=result.message if said else None,
                 ),
             )
-        await ctx.wait(max(caps.min_poll_interval, delay, result.poll_after or 0.0))
+        await ctx.wait(
+            max(caps.min_poll_interval, delay, result.poll_after or 0.0),
+            floor=caps.min_poll_interval,
+        )
         delay = min(caps.max_poll_interval, delay * POLL_BACKOFF)
         if await _cancel_wanted(ctx):
             return None
         try:
+            ctx.polled()
             result = await provider.poll(prediction_id)
             errors_in_a_row = 0
         except PredictionLost:

@@ -8,6 +8,7 @@ service checks the video belongs to the user before calling in here).
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from typing import Any
 
 from vidgen import errors
@@ -22,6 +23,39 @@ S = VideoStatus
 
 CANCEL_MESSAGE = "cancel"
 WEBHOOK_MESSAGE = "webhook"
+# Delivery ids remembered per process to drop replays: at a few hundred bytes each, about
+# 2 MB. Providers re-send within minutes to hours (fal: 10 tries over 2 h), far fewer
+# deliveries than this arrive in between on one API process.
+MAX_REMEMBERED_DELIVERIES = 10_000
+
+
+class RecentDeliveries:
+    """The last ``limit`` webhook deliveries seen, by (provider, prediction, delivery id).
+
+    Memory is bounded: the oldest entries are forgotten first (a replay that old only
+    costs one extra nudge, which the poll floor makes harmless anyway).
+    """
+
+    def __init__(self, limit: int = MAX_REMEMBERED_DELIVERIES) -> None:
+        self.limit = limit
+        self._seen: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def first_time(self, provider: str, prediction_id: str, delivery_id: str) -> bool:
+        """Remember the delivery; False when it was already seen for that prediction."""
+        key = (provider, prediction_id, delivery_id)
+        if key in self._seen:
+            self._seen.move_to_end(key)
+            return False
+        self._seen[key] = None
+        while len(self._seen) > self.limit:
+            self._seen.popitem(last=False)
+        return True
+
+
+_deliveries = RecentDeliveries()
 
 
 async def request_cancel(video_id: int, *, actor: str | None, bus: EventBus | None) -> Video:
@@ -125,15 +159,30 @@ async def wake_workers(bus: EventBus | None, provider: str | None = None) -> Non
     await bus.publish(WAKEUP_CHANNEL, message)
 
 
-async def notify_webhook(*, provider: str, event: WebhookEvent, bus: EventBus | None) -> int | None:
+async def notify_webhook(
+    *,
+    provider: str,
+    event: WebhookEvent,
+    bus: EventBus | None,
+    deliveries: RecentDeliveries | None = None,
+) -> int | None:
     """Route a verified provider callback to the job it is about.
 
     Finds the video by ``(provider, prediction_id)`` and nudges its worker on the job
-    channel, passing the callback's state so the pipeline polls at once. Nothing is written:
-    the worker's poll is the one source of truth, so a duplicate delivery is harmless.
+    channel, passing the callback's state so the pipeline polls as soon as the provider's
+    minimum poll interval allows. Nothing is written: the worker's poll is the one source of
+    truth. A delivery id already seen for the same prediction (a replay, or the provider
+    re-sending) is dropped without a nudge.
+
+    Args:
+        provider: The provider's name.
+        event: The verified delivery.
+        bus: The event bus (None: nothing to nudge).
+        deliveries: Where seen delivery ids are remembered (default: this process's).
 
     Returns:
-        The video id, or None when no video has that prediction (logged, not an error).
+        The video id (also for an ignored duplicate), or None when no video has that
+        prediction (logged, not an error).
     """
     found = (
         await Video.filter(provider=provider, prediction_id=event.prediction_id)
@@ -152,6 +201,19 @@ async def notify_webhook(*, provider: str, event: WebhookEvent, bus: EventBus | 
             },
         )
         return None
+    if event.delivery_id:
+        seen = deliveries if deliveries is not None else _deliveries
+        if not seen.first_time(provider, event.prediction_id, event.delivery_id):
+            logger.info(
+                "webhook delivery already seen; ignored",
+                extra={
+                    "action": "webhook.duplicate",
+                    "provider": provider,
+                    "prediction_id": event.prediction_id,
+                    "delivery_id": event.delivery_id,
+                },
+            )
+            return int(video_id)
     message: dict[str, Any] = {"type": WEBHOOK_MESSAGE, "prediction_id": event.prediction_id}
     if event.result is not None:
         message["state"] = event.result.state.value

@@ -1,10 +1,12 @@
 """Provider callbacks: ``POST /webhooks/{provider}``.
 
 The provider verifies its own signature (:meth:`Provider.parse_webhook`); a rejected
-delivery is answered 401 and changes nothing. A verified one only wakes the job that runs the
-prediction (the worker then polls the provider, the one source of truth), so a duplicate
-delivery is harmless. An unknown prediction is answered 200 (and logged) so providers do not
-retry it forever.
+delivery is answered 401 and changes nothing, and so is one whose headers or body cannot even
+be read (non-ASCII signature, absurd timestamp): a bad delivery is the sender's fault, never a
+500. A verified one only wakes the job that runs the prediction (the worker then polls the
+provider, the one source of truth, no sooner than its minimum poll interval), and a delivery
+id seen before is ignored. An unknown prediction is answered 200 (and logged) so providers do
+not retry it forever.
 """
 
 from __future__ import annotations
@@ -23,10 +25,15 @@ from vidgen.runtime import Runtime
 logger = logging.getLogger(__name__)
 
 MAX_WEBHOOK_BYTES = 1024 * 1024
+# What reading a hostile or garbled delivery can raise in a parser before it has decided
+# (UnicodeError and json's errors are ValueErrors).
+_UNREADABLE = (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError)
 
 
 def webhook_routes(runtime: Runtime) -> list[Route]:
-    """The webhook route, bound to this process's providers and bus."""
+    """The webhook route, bound to this process's providers and bus (and its own memory of
+    the deliveries it has seen)."""
+    deliveries = service.RecentDeliveries()
 
     async def receive(request: Request) -> Response:
         name = request.path_params["provider"]
@@ -46,7 +53,15 @@ def webhook_routes(runtime: Runtime) -> list[Route]:
                 extra={"action": "webhook.rejected", "provider": name, "reason": str(exc)},
             )
             return JSONResponse({"error": "invalid signature"}, status_code=401)
-        video_id = await service.notify_webhook(provider=name, event=event, bus=runtime.bus)
+        except _UNREADABLE as exc:
+            logger.warning(
+                "webhook unreadable",
+                extra={"action": "webhook.rejected", "provider": name, "reason": repr(exc)},
+            )
+            return JSONResponse({"error": "invalid signature"}, status_code=401)
+        video_id = await service.notify_webhook(
+            provider=name, event=event, bus=runtime.bus, deliveries=deliveries
+        )
         return JSONResponse({"ok": True, "known": video_id is not None})
 
     return [Route("/webhooks/{provider}", receive, methods=["POST"])]
