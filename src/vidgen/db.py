@@ -32,6 +32,19 @@ def is_row_id(number: int) -> bool:
     return 0 < number <= MAX_ROW_ID
 
 
+def row_id_in(text: str) -> int:
+    """The row id written as ``text`` in an id or cursor, or 0 (which no row has) for a
+    number no row has, or one not written the one way ids are written (``str(id)``: no
+    sign, spaces, leading zeros, underscores or non-ASCII digits, all of which ``int()``
+    accepts), so that one row never answers to several spellings.
+
+    Raises:
+        ValueError: ``text`` is not a number at all.
+    """
+    number = int(text)
+    return number if is_row_id(number) and str(number) == text else 0
+
+
 async def _release_as_is(connection: Any) -> None:
     """asyncpg's pool ``reset`` hook: nothing to undo when a connection goes back.
 

@@ -177,3 +177,31 @@ async def test_ids_and_filters_no_row_can_match_are_answered_like_missing_rows(
     body = await live_server.gql(d.VIDEO_IDS, {"filter": {"provider": "X" * 32}}, token=alice.token)
     assert body["data"]["videos"]["edges"] == [] and "errors" not in body, body
     assert await row_counts() == before
+
+
+async def test_an_id_spelled_unlike_ours_names_no_row(
+    live_server: LiveServer, alice: Account
+) -> None:
+    """A global id's number names a row only when written as vidgen writes ids: "Video:007",
+    "Video: 7" or "Video:٧" (an Arabic-Indic seven; Python's int() reads all of them as 7)
+    answer like a missing row instead of acting on video 7."""
+    body = await live_server.gql(d.CREATE_PROJECT, {"input": {"name": "Ids"}}, token=alice.token)
+    project = GlobalID.from_id(body["data"]["createProject"]["id"])
+    number = project.node_id
+    assert (await live_server.gql(d.PROJECT, {"id": str(project)}, token=alice.token))["data"][
+        "project"
+    ], "the canonical id names the project"
+    seven_alike = "".join(chr(0x0660 + int(c)) for c in number)  # the same digits, Arabic-Indic
+    for spelled in (f"0{number}", f" {number}", f"{number} ", f"+{number}", seven_alike):
+        gid = str(GlobalID("Project", spelled))
+        for query in (d.PROJECT, d.NODE):
+            body = await live_server.gql(query, {"id": gid}, token=alice.token)
+            like = await live_server.gql(
+                query, {"id": str(GlobalID("Project", "424242"))}, token=alice.token
+            )
+            assert _without_error_ids(body) == _without_error_ids(like), (spelled, body)
+        body = await live_server.gql(d.DELETE_PROJECT, {"id": gid}, token=alice.token)
+        assert "errors" in body or body["data"]["deleteProject"] is False, (spelled, body)
+    assert (await live_server.gql(d.PROJECT, {"id": str(project)}, token=alice.token))["data"][
+        "project"
+    ], "no spelling deleted it"

@@ -41,8 +41,8 @@ def decode_cursor(cursor: str, *, field: str = "after") -> tuple[dt.datetime, in
         when = dt.datetime.fromisoformat(stamp)
         if when.tzinfo is None:
             when = when.replace(tzinfo=dt.UTC)
-        row = int(row_id)
-        if not db.is_row_id(row):  # no row has that id: the database would refuse it
+        row = db.row_id_in(row_id)
+        if not row:  # no row has that id (or the database would refuse it): not ours
             raise ValueError(row_id)
         return when, row
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:

@@ -46,11 +46,11 @@ class Query:
         viewer = context_of(info).require_viewer()
         try:
             gid = relay.GlobalID.from_id(id)
-            node_id = int(gid.node_id)
+            node_id = db.row_id_in(gid.node_id)
         except (ValueError, TypeError):
             return None
-        if not db.is_row_id(node_id):
-            return None  # no row has it (and the database would refuse the number)
+        if not node_id:
+            return None  # no row has it (or the database would refuse the number)
         return await _find_node(viewer, gid.type_name, node_id)
 
     @strawberry.field(permission_classes=AUTH, description="Null when missing or not yours.")

@@ -94,22 +94,20 @@ def decode_id(value: str | relay.GlobalID, type_name: str, *, field: str = "id")
     """The database id inside a global id of type ``type_name``.
 
     Returns None for a well-formed id of another type (it names nothing of this kind), and
-    0 for one whose number is outside the id columns' range.
+    0 for one whose number is outside the id columns' range or not written as ids are.
 
     Raises:
         BadUserInput: with ``field`` when the value is not a global id at all.
     """
     try:
         gid = value if isinstance(value, relay.GlobalID) else relay.GlobalID.from_id(value)
-        node_id = int(gid.node_id)
+        # 0 for a number no row can have (the database would refuse it as a parameter)
+        # or one spelled unlike our ids ("007", " 7"): answered exactly like a missing row.
+        node_id = db.row_id_in(gid.node_id)
     except (ValueError, TypeError) as exc:
         raise errors.BadUserInput(f"{field} is not a valid id.", field=field) from exc
     if gid.type_name != type_name:
         return None
-    if not db.is_row_id(node_id):
-        # A number no row can have (the database would refuse it as a parameter): read
-        # it as 0, which no row has either, so it is answered exactly like a missing row.
-        return 0
     return node_id
 
 
