@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import base64
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tests.providers.conftest import KEYS, provider_settings
+from tests.providers.helpers import poll_to_end
+from tests.simulators.common import standard_webhook_headers
 from tests.simulators.server import aserve
 from vidgen import __version__
-from vidgen.providers.http import build_client
+from vidgen.providers.base import PredictionLost, ProviderError, WebhookRejected
+from vidgen.providers.http import build_client, verify_standard_webhook
 from vidgen.providers.runway import RunwayProvider
 
 
@@ -45,3 +55,71 @@ async def test_key_goes_only_to_the_providers_own_host() -> None:
     assert own["authorization"] == f"Bearer {KEYS['runway']}"
     assert own["x-runway-version"] == "2024-11-06"
     assert "authorization" not in other  # e.g. an output file on a CDN
+
+
+# --- webhook signatures: garbage is a rejection, never a crash --------------------------------
+
+SECRET = "whsec_" + base64.b64encode(b"k" * 24).decode()
+
+
+def verify(headers: dict[str, str], body: bytes, now: float) -> str:
+    return verify_standard_webhook(
+        headers, body, secret=SECRET, now=now, tolerance=300, provider="replicate"
+    )
+
+
+def test_standard_webhook_rejects_unreadable_headers() -> None:
+    body = b'{"id": "p1"}'
+    now = int(time.time())
+    good = standard_webhook_headers(SECRET, body, msg_id="msg_1", timestamp=now)
+    assert verify(good, body, now) == "msg_1"
+    signature = good["webhook-signature"]
+    hostile = [
+        {**good, "webhook-signature": "v1,\u00e9" + signature[4:]},  # non-ASCII
+        {**good, "webhook-signature": "v1,\u00e9 " + signature},  # garbage entry first: ok
+        {**good, "webhook-timestamp": "9" * 400},  # would overflow float arithmetic
+        {**good, "webhook-timestamp": "\u0661\u0662"},  # digits int() accepts
+        {**good, "webhook-timestamp": "1_700_000_000"},
+    ]
+    with pytest.raises(WebhookRejected):
+        verify(hostile[0], body, now)
+    assert verify(hostile[1], body, now) == "msg_1"  # the valid entry still matches
+    for headers in hostile[2:]:
+        with pytest.raises(WebhookRejected):
+            verify(headers, body, now)
+
+
+# --- downloads: a file host refusing an output URL ---------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["expired", "gone"])
+async def test_file_host_refusal_is_a_retryable_expired_output(
+    open_harness: Callable[..., Any], tmp_path: Path, kind: str
+) -> None:
+    fal = await open_harness("fal")
+    fal.sim.file_host = "localhost"  # outputs on a CDN, as in production
+    submission = await fal.provider.submit(fal.request())
+    _, final = await poll_to_end(fal.provider, submission.prediction_id)
+    assert final.output_url and "//localhost:" in final.output_url
+    fal.sim.scenario.fail_next("download", kind)
+    with pytest.raises(ProviderError) as caught:
+        await fal.provider.download(final, tmp_path / "out.mp4", max_bytes=10**8)
+    error = caught.value
+    assert (error.retryable, error.code) == (True, "output_expired")
+    assert not isinstance(error, PredictionLost)  # the prediction is fine: no new one
+    assert "no longer available" in error.message and "API_KEY" not in error.message
+    assert final.output_url not in error.message  # a signed URL is a credential
+    assert not (tmp_path / "out.mp4").exists()
+    await fal.provider.download(final, tmp_path / "out.mp4", max_bytes=10**8)  # fresh: fine
+
+
+async def test_the_apis_own_refusals_keep_their_meaning(
+    open_harness: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Stability's output URL is its API's result URL: a 404 there is an expired result."""
+    stability = await open_harness("stability")
+    submission = await stability.provider.submit(stability.request())
+    _, final = await poll_to_end(stability.provider, submission.prediction_id)
+    stability.sim.jobs.clear()  # the result is gone (24 h)
+    with pytest.raises(PredictionLost):
+        await stability.provider.download(final, tmp_path / "out.mp4", max_bytes=10**8)

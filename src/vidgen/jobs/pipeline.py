@@ -285,7 +285,24 @@ async def _run(ctx: JobContext) -> AttemptOutcome:
             await _store_prediction(ctx, None)
     if result is None:  # canceled while waiting
         return await _cancel(ctx, provider, prediction_id)
-    return await _complete(ctx, video, provider, result, settings)
+    try:
+        return await _complete(ctx, video, provider, result, settings)
+    except ProviderError as exc:
+        if exc.code != OUTPUT_EXPIRED:
+            raise
+        # The file host refused the output URL (a signed URL expired): the prediction is
+        # fine, ask for it again (fresh URLs) and download once more. Failing again, the job
+        # is re-queued keeping its prediction, so the next attempt polls instead of paying.
+        logger.warning(
+            "output URL expired; polling for a fresh one",
+            extra={**ctx.log_extra, "action": "job.output_expired", "error": exc.message},
+        )
+        fresh = await _wait_for_result(
+            ctx, provider, prediction_id, PollResult(state=State.RUNNING)
+        )
+        if fresh is None:
+            return await _cancel(ctx, provider, prediction_id)
+        return await _complete(ctx, video, provider, fresh, settings)
 
 
 async def _wait_for_result(

@@ -4,7 +4,9 @@
   explicit timeouts and connection limits, ``User-Agent: vidgen/<version>`` and the
   provider's base URL. Credentials go in through :class:`HostAuth`, which sends them only to
   the provider's own hosts, never to a CDN that serves an output file.
-* :func:`download_to` streams a response into a file, capped at ``max_bytes``.
+* :func:`download_to` streams a response into a file, capped at ``max_bytes``; a file host
+  that refuses an output URL (403/404/410: a signed URL expired) is a retryable
+  ``output_expired``, after which the engine polls again for a fresh URL.
 * :func:`verify_standard_webhook` checks Standard Webhooks signatures (Replicate, OpenAI).
 * :class:`HttpProvider` holds the parts of the Provider protocol all adapters share.
 """
@@ -42,9 +44,14 @@ logger = logging.getLogger(__name__)
 USER_AGENT = f"vidgen/{__version__}"
 CONNECT_TIMEOUT_CAP = 10.0
 DOWNLOAD_CHUNK = 64 * 1024
+# What a file host (a CDN, signed storage) answers for an output URL that expired or was
+# withdrawn. Not an auth or not-found problem of the API: poll again for a fresh URL.
+EXPIRED_OUTPUT_STATUSES = frozenset({403, 404, 410})
+OUTPUT_EXPIRED = "output_expired"
 
 __all__ = [
     "USER_AGENT",
+    "OUTPUT_EXPIRED",
     "HostAuth",
     "HttpProvider",
     "build_client",
@@ -119,13 +126,22 @@ async def download_to(
     headers: Mapping[str, str] | None = None,
     follow_redirects: bool = True,
     lost_on_404: bool = True,
+    api_hosts: Iterable[str] = (),
 ) -> str:
     """Stream ``url`` into ``dest`` and return the content type.
 
     More than ``max_bytes`` (by Content-Length or by counting) is a permanent ProviderError;
     any failure removes the partial file. Output URLs may redirect to storage, so redirects are
-    followed here. A 404 means the output expired: :class:`PredictionLost` by default.
+    followed here.
+
+    Where the answer came from decides what a refusal means. From a file host (any host not
+    in ``api_hosts``, judged after redirects), 403, 404 and 410 mean the (signed) output URL
+    expired or was withdrawn: a retryable ``output_expired`` error, so the engine polls the
+    prediction again for a fresh URL, instead of calling the API key bad or paying for a new
+    prediction. From the provider's API itself the usual classification applies, and a 404
+    means the output is gone: :class:`PredictionLost` by default.
     """
+    api = frozenset(h.lower() for h in api_hosts if h)
     dest.parent.mkdir(parents=True, exist_ok=True)
     written = 0
     try:
@@ -135,6 +151,9 @@ async def download_to(
             ) as response:
                 if not response.is_success:
                     await response.aread()
+                    host = response.url.host.lower()
+                    if response.status_code in EXPIRED_OUTPUT_STATUSES and host not in api:
+                        raise _expired(errors, response.status_code)
                     response.raise_for_status()
                 declared = response.headers.get("content-length")
                 if declared and declared.isdigit() and int(declared) > max_bytes:
@@ -159,6 +178,18 @@ async def download_to(
         extra={"action": "provider.download", "provider": errors.provider, "bytes": written},
     )
     return content_type.split(";")[0].strip()
+
+
+def _expired(errors: ErrorContext, status: int) -> ProviderError:
+    # Never the URL itself in the message: a signed URL is a credential.
+    return ProviderError(
+        f"{errors.provider}'s output file is no longer available at its URL ({status} from"
+        " the file host; signed output URLs expire). The prediction is polled again for a"
+        " fresh URL.",
+        retryable=True,
+        code=OUTPUT_EXPIRED,
+        status_code=status,
+    )
 
 
 def _too_large(provider: str, max_bytes: int) -> ProviderError:
@@ -336,6 +367,7 @@ class HttpProvider:
             max_bytes=max_bytes,
             errors=self.errors,
             headers=headers,  # type: ignore[arg-type]
+            api_hosts=self.api_hosts,
         )
 
     async def parse_webhook(
