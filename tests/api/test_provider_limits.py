@@ -1,7 +1,8 @@
 """generateVideo refuses at enqueue what the chosen provider's documented API would refuse:
-per-mode resolutions and models (Runway text-to-video, OpenAI sora-2 sizes) and Runway's prompt
-limit in UTF-16 code units. Refusals are BAD_USER_INPUT naming the field, and write nothing:
-no row, no stored file."""
+per-mode resolutions and models (Runway text-to-video, OpenAI sora-2 sizes), Runway's prompt
+limit in UTF-16 code units, and an input image too big to go inline as a ``data:`` URI (unless
+a public https URL lets the provider fetch it). Refusals are BAD_USER_INPUT naming the field,
+and write nothing: no row, no stored file."""
 
 from __future__ import annotations
 
@@ -110,3 +111,57 @@ async def test_what_the_provider_takes_is_still_queued(server: LiveServer, alice
     # ...and text-to-video refuses the same request without the image.
     body = await generate(server, t, provider="runway", resolution="1584x672", model="gen4_turbo")
     assert d.only_error(body)["extensions"]["field"] in ("model", "resolution")
+
+
+@pytest.mark.parametrize(
+    ("provider", "size", "fields"),
+    [
+        # ~300 KB: over Replicate's 256 KB data URL limit.
+        ("replicate", (320, 320), {"resolution": "1280x720", "durationSeconds": 6}),
+        # ~4.4 MB of PNG is ~5.9 MB as a data URI: over Runway's 5 MB.
+        ("runway", (1400, 1050), {"resolution": "1280x720"}),
+    ],
+)
+async def test_an_image_too_big_to_inline_needs_a_public_https_url(
+    db: Settings,
+    alice: Account,
+    provider: str,
+    size: tuple[int, int],
+    fields: dict[str, Any],
+) -> None:
+    image = noisy_png(*size)
+    for public_url in (None, "http://vidgen.example.com"):
+        async with start_live_server(db, public_url=public_url, **KEYS) as server:
+            before = await row_counts()
+            body = await upload(server, alice.token, image, provider=provider, **fields)
+            message = await assert_refused(server, body, "inputImage")
+            assert "VIDGEN_PUBLIC_URL" in message and "https" in message
+            assert await row_counts() == before
+    # With a public https URL the worker hands the provider a signed URL instead.
+    async with start_live_server(db, public_url="https://vidgen.example.com", **KEYS) as server:
+        body = await upload(server, alice.token, image, provider=provider, **fields)
+        assert body.get("errors") is None, body
+        assert body["data"]["generateVideo"]["provider"] == provider
+
+
+async def test_the_inline_limit_is_each_providers_own(server: LiveServer, alice: Account) -> None:
+    # Without a public URL: the same ~300 KB image is too big for Replicate (256 KB as a data
+    # URL) but fine for Runway (5 MB); a ~70 KB one (~90 KB as a data URL) suits Replicate.
+    before = await row_counts()
+    big_for_replicate = noisy_png(320, 320)
+    body = await upload(
+        server,
+        alice.token,
+        big_for_replicate,
+        provider="replicate",
+        resolution="1280x720",
+        durationSeconds=6,
+    )
+    await assert_refused(server, body, "inputImage")
+    assert await row_counts() == before
+    for image, provider in ((noisy_png(150, 150), "replicate"), (big_for_replicate, "runway")):
+        extra = {"durationSeconds": 6} if provider == "replicate" else {}
+        body = await upload(
+            server, alice.token, image, provider=provider, resolution="1280x720", **extra
+        )
+        assert body.get("errors") is None, body

@@ -19,7 +19,14 @@ from tests.providers.helpers import poll_to_end
 from tests.simulators import ReplicateSimulator
 from tests.simulators.common import new_whsec
 from tests.simulators.server import aserve
-from vidgen.providers.base import PredictionLost, State, WebhookEvent, WebhookRejected
+from vidgen.providers.base import (
+    InputImage,
+    PredictionLost,
+    ProviderError,
+    State,
+    WebhookEvent,
+    WebhookRejected,
+)
 
 VERSION = "a" * 64
 
@@ -161,3 +168,28 @@ async def test_clock_driven_jobs_announce_their_end_by_webhook(replicate: Harnes
         assert await asyncio.to_thread(arrived.wait, 5)
     assert events[0].prediction_id == submission.prediction_id
     assert events[0].result is not None and events[0].result.state is State.SUCCEEDED
+
+
+def image_of(data_uri_chars: int, url: str | None = None) -> InputImage:
+    """A (not decodable) PNG whose data: URL is about ``data_uri_chars`` long."""
+    data = b"\x89PNG" + b"\0" * (data_uri_chars * 3 // 4)
+    return InputImage(data=data, content_type="image/png", url=url)
+
+
+async def test_an_image_over_256_kb_as_data_url_goes_by_url(replicate: Harness) -> None:
+    caps = replicate.provider.capabilities
+    assert caps.max_inline_image_bytes == 256_000
+    assert caps.inlines(191_970, "image/png")  # 22 + 255,960 characters
+    assert not caps.inlines(192_000, "image/png")
+    # Without a URL Replicate itself refuses it...
+    with pytest.raises(ProviderError) as caught:
+        await replicate.provider.submit(replicate.request(input_image=image_of(300_000)))
+    assert (caught.value.retryable, caught.value.code) == (False, "bad_request")
+    assert "first_frame_image" in caught.value.message
+    assert replicate.sim.submissions == 0
+    # ...so with one, the URL goes instead; an image that fits still goes inline.
+    url = "https://media.example.com/media/1/input.png?exp=1&sig=abc"
+    await replicate.provider.submit(replicate.request(input_image=image_of(300_000, url=url)))
+    assert replicate.sim.received[-1]["input"]["first_frame_image"] == url
+    await replicate.provider.submit(replicate.request(input_image=image_of(200_000, url=url)))
+    assert replicate.sim.received[-1]["input"]["first_frame_image"].startswith("data:image/png")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from tests.providers.conftest import Harness, png
 from tests.providers.helpers import poll_to_end
-from vidgen.providers.base import Mode, ProviderError, State, WebhookRejected
+from vidgen.providers.base import InputImage, Mode, ProviderError, State, WebhookRejected
 
 
 @pytest.fixture
@@ -139,3 +140,29 @@ async def test_prompt_limit_counts_utf16_code_units(runway: Harness) -> None:
     assert "promptText" in caught.value.message
     await runway.provider.submit(runway.request(fox * 500))
     assert runway.sim.submissions == 1
+
+
+def big_image(data_uri_chars: int, url: str | None = None) -> InputImage:
+    """A (not decodable) PNG whose data: URI is about ``data_uri_chars`` long."""
+    return InputImage(
+        data=b"\x89PNG" + b"\0" * (data_uri_chars * 3 // 4), content_type="image/png", url=url
+    )
+
+
+async def test_an_image_over_5_mb_as_data_uri_goes_by_url(runway: Harness) -> None:
+    caps = runway.provider.capabilities
+    assert caps.max_inline_image_bytes == 5_000_000
+    url = "https://media.example.com/media/1/input.png?exp=1&sig=abc"
+    big = big_image(5_100_000, url=url)
+    assert not caps.inlines(len(big.data), big.content_type)
+    # Without a URL it would be refused by Runway itself...
+    with pytest.raises(ProviderError) as caught:
+        await runway.provider.submit(runway.request(input_image=big_image(5_100_000)))
+    assert caught.value.retryable is False
+    assert "promptImage" in caught.value.message
+    # ...so with one, the URL goes instead.
+    await runway.provider.submit(runway.request(input_image=big))
+    assert runway.sim.received[-1]["promptImage"] == url
+    # An image that fits still goes inline, URL or not.
+    await runway.provider.submit(runway.request(input_image=replace(png(), url=url)))
+    assert runway.sim.received[-1]["promptImage"].startswith("data:image/png;base64,")

@@ -12,6 +12,19 @@ from starlette.routing import Route
 from tests.simulators.common import Job, Scenario, Simulator, dumps, new_whsec
 from tests.simulators.common import standard_webhook_headers as sign
 
+MAX_DATA_URL = 256_000  # "data URLs only for <=256 KB"
+
+
+def image_problem(image: str) -> str | None:
+    """What Replicate says about a file input (None: acceptable)."""
+    if image.startswith("data:image/"):
+        if len(image) > MAX_DATA_URL:
+            return f"data URLs are only for files up to 256 KB ({len(image)} characters)"
+        return None
+    if image.startswith(("https://", "http://")):
+        return None
+    return "must be a URL or data URL"
+
 
 class ReplicateSimulator(Simulator):
     """Replicate's predictions API; ``webhook_secret`` signs deliveries."""
@@ -43,8 +56,8 @@ class ReplicateSimulator(Simulator):
         if (fault := await self.fault("submit", prompt)) is not None:
             return fault
         image = values.get("first_frame_image")
-        if image is not None and not str(image).startswith("data:image/"):
-            return self.error(422, "input.first_frame_image: must be a URL or data URL")
+        if image is not None and (problem := image_problem(str(image))) is not None:
+            return self.error(422, f"input.first_frame_image: {problem}")
         self.received.append(body)
         model = (
             f"{request.path_params['owner']}/{request.path_params['name']}"

@@ -18,10 +18,24 @@ TEXT_RATIOS = {"1280:720", "720:1280"}
 TEXT_MODELS = {"gen4.5"}
 VERSION = "2024-11-06"
 MAX_PROMPT = 1000  # UTF-16 code units
+MAX_DATA_URI = 5_000_000  # "5 MB as data URI"
+MAX_URL = 2048
 
 
 def utf16_length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
+
+
+def image_problem(value: object) -> str | None:
+    """What Runway says about a promptImage string (None: acceptable)."""
+    image = str(value or "")
+    if image.startswith("data:image/"):
+        if len(image) > MAX_DATA_URI:
+            return f"promptImage: a data URI may be at most 5 MB ({len(image)} characters)"
+        return None
+    if image.startswith("https://") and len(image) <= MAX_URL:
+        return None
+    return "promptImage: must be an HTTPS URL or a data URI"
 
 
 class RunwaySimulator(Simulator):
@@ -57,8 +71,8 @@ class RunwaySimulator(Simulator):
             problems.append("promptText: required")
         if utf16_length(prompt) > MAX_PROMPT:
             problems.append(f"promptText: at most {MAX_PROMPT} UTF-16 code units")
-        if image_mode and not str(body.get("promptImage", "")).startswith("data:image/"):
-            problems.append("promptImage: must be an HTTPS URL or a data URI")
+        if image_mode and (problem := image_problem(body.get("promptImage"))) is not None:
+            problems.append(problem)
         if problems:
             return self.error(400, "; ".join(problems))
         self.received.append(body)

@@ -23,6 +23,7 @@ the engine acts on (see :mod:`vidgen.providers.errors`, the one place that class
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,11 @@ class Restriction:
         return self.mode in (None, mode) and self.model in (None, model)
 
 
+def data_uri_length(size: int, content_type: str) -> int:
+    """Length of ``data:<content_type>;base64,<payload>`` for ``size`` bytes of payload."""
+    return len(f"data:{content_type};base64,") + 4 * math.ceil(size / 3)
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a provider can do; drives validation and the ``providers`` query.
@@ -97,6 +103,9 @@ class Capabilities:
     default_model: str | None = None
     default_resolution: str | None = None
     restrictions: tuple[Restriction, ...] = ()
+    # The longest data: URI (prefix included) the provider takes for an input image; a bigger
+    # image must go by URL (InputImage.url). None: no documented limit.
+    max_inline_image_bytes: int | None = None
     webhooks: bool = False
     cancellable: bool = True
     # Never poll faster than this (Runway documents 5 s).
@@ -133,11 +142,26 @@ class Capabilities:
             return len(text.encode("utf-16-le")) // 2
         return len(text)
 
+    def inlines(self, size: int, content_type: str) -> bool:
+        """Whether an image of ``size`` bytes fits the provider's data: URI limit."""
+        limit = self.max_inline_image_bytes
+        return limit is None or data_uri_length(size, content_type) <= limit
+
+    def image_url(self, image: InputImage) -> str | None:
+        """``image.url`` when the image is too big to inline (send that instead of a data:
+        URI); None when it fits inline, or has no URL (inline it and let the provider say)."""
+        if self.inlines(len(image.data), image.content_type):
+            return None
+        return image.url
+
 
 @dataclass(frozen=True)
 class InputImage:
     data: bytes
     content_type: str  # image/png, image/jpeg or image/webp (checked by content upstream)
+    # A URL the provider can fetch the same image from (a signed https media URL), for
+    # images too big to send inline; None: inline only.
+    url: str | None = None
 
 
 @dataclass(frozen=True)

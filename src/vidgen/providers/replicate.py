@@ -40,6 +40,8 @@ STATES = {
 PROMPT_FIELD = "prompt"
 IMAGE_FIELD = "first_frame_image"
 WEBHOOK_EVENTS = ("start", "completed")
+# "data URLs only for <=256 KB": read as 256,000 characters of URL, the stricter guess.
+MAX_DATA_URI = 256_000
 # Where output files live; Replicate's docs say fetching them may need the key.
 FILE_HOSTS = ("replicate.delivery",)
 # A 64-hex version id, alone or after "owner/name:".
@@ -78,6 +80,7 @@ class ReplicateProvider(HttpProvider):
             models=(self.model,),
             default_model=self.model,
             default_resolution="1280x720",
+            max_inline_image_bytes=MAX_DATA_URI,
             webhooks=True,
             cancellable=True,
             min_poll_interval=2.0,
@@ -110,9 +113,10 @@ class ReplicateProvider(HttpProvider):
         return Submission(prediction_id=prediction_id, state=state)
 
     def _input(self, request: GenerationRequest) -> dict[str, Any]:
+        """The model's input; an image goes as a data URL, or by its URL when too big."""
         values: dict[str, Any] = {PROMPT_FIELD: request.prompt}
-        if request.input_image is not None:
-            values[IMAGE_FIELD] = data_uri(request.input_image)
+        if (image := request.input_image) is not None:
+            values[IMAGE_FIELD] = self.capabilities.image_url(image) or data_uri(image)
         if request.seed is not None:
             values["seed"] = request.seed
         return values

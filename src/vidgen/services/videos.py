@@ -47,6 +47,7 @@ from vidgen.services import KEEP, Keep, catalog
 if TYPE_CHECKING:
     from vidgen.providers.base import Capabilities
     from vidgen.runtime import Runtime
+    from vidgen.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -645,7 +646,28 @@ async def _check_image(runtime: Runtime, plan: _Plan, input_image: bytes | None)
         max_pixels=settings.max_image_pixels,
         max_side=settings.max_image_side,
     )
+    if not caps.inlines(len(input_image), checked.content_type) and not _public_https(settings):
+        raise errors.BadUserInput(
+            _too_big_to_inline(name, caps, checked.content_type, input_image), field="inputImage"
+        )
     return replace(plan, image_ext=checked.ext)
+
+
+def _public_https(settings: Settings) -> bool:
+    """Whether providers can fetch our media: the worker then sends them a signed URL."""
+    return bool(settings.public_url and settings.public_url.startswith("https://"))
+
+
+def _too_big_to_inline(name: str, caps: Capabilities, content_type: str, data: bytes) -> str:
+    limit = caps.max_inline_image_bytes or 0
+    # The largest payload whose data: URI still fits (base64: 4 characters per 3 bytes).
+    fits = (limit - base.data_uri_length(0, content_type)) // 4 * 3
+    return (
+        f"The input image is {len(data):,} bytes; {name} takes at most {fits:,} bytes inline "
+        f"(a {limit:,}-character data: URI, base64 included) unless it can fetch the image "
+        f"by URL. Send a smaller image, or set VIDGEN_PUBLIC_URL to this server's public "
+        f"https:// address to lift the limit."
+    )
 
 
 async def _earlier(viewer: User, key: str) -> Video | None:
