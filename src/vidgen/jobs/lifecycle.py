@@ -619,6 +619,9 @@ async def claimed_by(worker_id: str, *, exclude: Iterable[int] = ()) -> list[Cla
 
 _EVENT_COLUMNS = "id, owner_id, version, status, progress, project_id, story_id"
 
+#: The history note of a retry that became a cancel (see :func:`finish`).
+CANCELED_INSTEAD = "canceled (requested while it ran) instead of retrying"
+
 #: Sends one fenced single-row statement and returns its rows: ``runner(sql, params, key=id)``.
 Runner = Callable[..., Awaitable[list[dict[str, Any]]]]
 
@@ -684,6 +687,11 @@ async def finish(
     ``completed_at``/``progress`` on success, the lease cleared) with ``fields``; the history
     row; and the attempt row closed with ``outcome``. Publishes after the commit.
 
+    A job going back to ``queued`` (a retry) whose cancel was requested meanwhile becomes
+    ``canceled`` instead, in the same write: the cancel was accepted while it ran, so it must
+    not wait out a backoff (up to a provider's Retry-After) to take effect. The returned
+    change says which.
+
     Args:
         video_id: the video.
         attempt: the claim's attempt (the fence).
@@ -715,13 +723,17 @@ async def finish(
     if conn.capabilities.dialect == "postgres":
         p = _Params(postgres=True)
         sets = _video_sets(values, p)
+        status, note = "{to}", "{message}"
+        if to is S.QUEUED:
+            status = "CASE WHEN cancel_requested THEN 'canceled' ELSE {to} END"
+            note = f"CASE WHEN status = 'canceled' THEN '{CANCELED_INSTEAD}' ELSE {{message}} END"
         sql = (
-            "WITH v AS (UPDATE videos SET status = {to}, version = version + 1,"
+            f"WITH v AS (UPDATE videos SET status = {status}, version = version + 1,"
             " updated_at = {at}, {sets} WHERE id = {id} AND attempt = {attempt}"
             " AND status = 'processing' RETURNING {cols}),"
             " h AS (INSERT INTO video_status_events (video_id, owner_id, from_status, to_status,"
             " version, at, message, actor) SELECT id, owner_id, 'processing', status, version,"
-            " {at}, {message}, {actor} FROM v RETURNING id),"
+            f" {{at}}, {note}, {{actor}} FROM v RETURNING id),"
             " a AS (UPDATE video_attempts SET outcome = {outcome}, finished_at = clock_timestamp(),"
             " error_code = {code}, error_message = {error}, retryable = {retryable}"
             " WHERE video_id = {id} AND attempt = {attempt} AND EXISTS (SELECT 1 FROM v))"
@@ -752,8 +764,11 @@ async def finish(
         sets = _video_sets(values, p)
         update_values = [*p.values]
         async with in_transaction() as tx:
+            status = "?"
+            if to is S.QUEUED:
+                status = "CASE WHEN cancel_requested THEN 'canceled' ELSE ? END"
             rows = await tx.execute_query_dict(
-                f"UPDATE videos SET status = ?, version = version + 1, updated_at = ?"
+                f"UPDATE videos SET status = {status}, version = version + 1, updated_at = ?"
                 f"{''.join(', ' + s for s in sets)} WHERE id = ? AND attempt = ?"
                 f" AND status = 'processing' RETURNING {_EVENT_COLUMNS}",
                 [to.value, stamp, *update_values, video_id, attempt],
@@ -765,7 +780,15 @@ async def finish(
                 "INSERT INTO video_status_events (video_id, owner_id, from_status, to_status,"
                 " version, at, message, actor) VALUES (?, ?, 'processing', ?, ?, ?, ?, ?)"
                 " RETURNING id",
-                [video_id, row["owner_id"], to.value, row["version"], stamp, message, actor],
+                [
+                    video_id,
+                    row["owner_id"],
+                    row["status"],
+                    row["version"],
+                    stamp,
+                    CANCELED_INSTEAD if to is S.QUEUED and row["status"] == "canceled" else message,
+                    actor,
+                ],
             )
             await tx.execute_query(
                 "UPDATE video_attempts SET outcome = ?, finished_at = ?, error_code = ?,"
@@ -773,7 +796,9 @@ async def finish(
                 [outcome.value, stamp, error_code, error_message, retryable, video_id, attempt],
             )
         event_id = history[0]["id"]
-    change = Change(video_id, S.PROCESSING, to, row["version"], _event_from_row(row, event_id))
+    final = VideoStatus(row["status"])
+    event = _event_from_row(row, event_id)
+    change = Change(video_id, S.PROCESSING, final, row["version"], event)
     await publish(bus, [change.event])
     return change
 
