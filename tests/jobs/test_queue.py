@@ -205,3 +205,16 @@ async def test_attempts_never_appear_to_overlap_when_a_workers_clock_lags(
     assert [r.attempt for r in rows] == [first.attempt, second.attempt]
     assert rows[0].finished_at is not None
     assert rows[0].finished_at <= rows[1].started_at
+
+
+async def test_a_full_provider_limit_does_not_hold_back_other_providers_due_jobs(db, user) -> None:
+    # Many due jobs of a limited provider ahead in the queue (higher priority) used to fill
+    # the claim's over-fetch window: the claim took the quota, skipped the rest, and a due job
+    # of another provider waited for the next poll although the worker had free slots.
+    for _ in range(8):
+        await make_video(user, priority=5)
+    other = await make_video(user, provider="local")
+    got = await claim(4, worker="a", provider_limits={"test": 1})
+    assert sorted(c.provider for c in got) == ["local", "test"]
+    assert other.id in {c.video_id for c in got}
+    assert await claim(4, worker="b", provider_limits={"test": 1}) == []

@@ -183,27 +183,15 @@ async def _claim_in_transaction(
                 dialect, limit=limit, stamp=stamp, providers=providers, excluded=()
             )
         else:
-            # Over-fetch, then keep at most each limited provider's quota.
-            extra = sum(q for q in quotas.values() if q)
-            pick, params = _pick_sql(
+            chosen = await _pick_within_quotas(
+                conn,
                 dialect,
-                limit=limit + extra,
+                limit=limit,
                 stamp=stamp,
                 providers=providers,
+                quotas=quotas,
                 excluded=excluded,
-                columns="id, provider",
             )
-            chosen: list[int] = []
-            taken: dict[str, int] = {}
-            for row in await conn.execute_query_dict(pick, params):
-                name = row["provider"]
-                if name in quotas:
-                    if taken.get(name, 0) >= quotas[name]:
-                        continue
-                    taken[name] = taken.get(name, 0) + 1
-                chosen.append(row["id"])
-                if len(chosen) >= limit:
-                    break
             if not chosen:
                 return []
             pick, params = _ids_sql(dialect, chosen)
@@ -215,6 +203,59 @@ async def _claim_in_transaction(
             lease_until=lease_until,
             dialect=dialect,
         )
+
+
+async def _pick_within_quotas(
+    conn: Any,
+    dialect: str,
+    *,
+    limit: int,
+    stamp: dt.datetime,
+    providers: Collection[str] | None,
+    quotas: Mapping[str, int],
+    excluded: list[str],
+) -> list[int]:
+    """Up to ``limit`` due job ids in queue order, at most ``quotas[name]`` of each limited
+    provider. Each round over-fetches by the quotas left; when a round skipped jobs of a
+    provider whose quota it filled, the next round excludes that provider, so due jobs of
+    other providers further down the queue get the free slots now instead of at the next
+    poll. At most one round more than there are limited providers."""
+    chosen: list[int] = []
+    seen: set[int] = set()
+    taken: dict[str, int] = {}
+    excluded = list(excluded)
+    while len(chosen) < limit:
+        if providers is not None and set(providers) <= set(excluded):
+            break
+        left = sum(q - taken.get(n, 0) for n, q in quotas.items() if n not in excluded)
+        pick, params = _pick_sql(
+            dialect,
+            limit=limit - len(chosen) + left,
+            stamp=stamp,
+            providers=providers,
+            excluded=excluded,
+            columns="id, provider",
+        )
+        skipped = False
+        for row in await conn.execute_query_dict(pick, params):
+            # Rows this transaction already locked come back (SKIP LOCKED skips only others').
+            if row["id"] in seen:
+                continue
+            name = row["provider"]
+            if name in quotas:
+                if taken.get(name, 0) >= quotas[name]:
+                    skipped = True
+                    continue
+                taken[name] = taken.get(name, 0) + 1
+            seen.add(row["id"])
+            chosen.append(row["id"])
+            if len(chosen) >= limit:
+                break
+        full = [n for n, q in quotas.items() if n not in excluded and taken.get(n, 0) >= q]
+        if not skipped or not full:
+            break
+        excluded += full
+    return chosen
 
 
 async def _count_processing(conn: Any, dialect: str, names: list[str]) -> dict[str, int]:
