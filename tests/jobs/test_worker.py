@@ -124,6 +124,23 @@ async def test_graceful_shutdown_finishes_short_jobs_and_releases_the_rest(
     assert provider.cancels == []  # a release does not cancel the paid prediction
 
 
+async def test_shutdown_of_a_job_whose_cancel_was_requested_cancels_its_prediction(
+    runtime, user, provider
+) -> None:
+    # The cancel flag was set but the job's worker had not seen it yet (no nudge, next
+    # heartbeat far away) when the worker shut down: the release ends it canceled, and
+    # its paid prediction is canceled too instead of running on upstream.
+    runtime.settings.heartbeat_seconds = 30
+    stuck = await make_video(user, "hang")
+    worker = await start_embedded(runtime, concurrency=1)
+    await wait_until(lambda: prediction_stored(stuck.id))
+    await Video.filter(id=stuck.id).update(cancel_requested=True)
+    await worker.stop(grace_seconds=0.1)
+    video = await Video.get(id=stuck.id)
+    assert video.status == S.CANCELED
+    assert provider.cancels == [video.prediction_id]
+
+
 async def test_worker_that_lost_its_lease_stops_without_writing(runtime, user) -> None:
     runtime.settings.heartbeat_seconds = 0.1
     video = await make_video(user, "hang")

@@ -42,7 +42,7 @@ from vidgen.jobs import lifecycle, pipeline, queue, transient
 from vidgen.jobs.lifecycle import Claimed, now
 from vidgen.jobs.writer import GroupWriter
 from vidgen.metrics import JOB_RESCUES
-from vidgen.models import VideoStatus
+from vidgen.models import Video, VideoStatus
 from vidgen.runtime import Runtime
 from vidgen.settings import Settings
 
@@ -379,14 +379,20 @@ class Worker:
             if item.to_status is VideoStatus.QUEUED:
                 self._wake.set()
                 continue
-            provider = self.runtime.providers.get(item.provider)
-            if item.prediction_id and provider is not None:
-                try:
-                    await provider.cancel(item.prediction_id)
-                except Exception:
-                    logger.warning(
-                        "provider cancel failed", exc_info=True, extra={"video_id": item.video_id}
-                    )
+            await self._cancel_upstream(item.video_id, item.provider, item.prediction_id)
+
+    async def _cancel_upstream(
+        self, video_id: int, provider_name: str, prediction_id: str | None
+    ) -> None:
+        """Best effort: stop the paid prediction of a job that ended without its worker."""
+        provider = self.runtime.providers.get(provider_name)
+        if prediction_id and provider is not None:
+            try:
+                await provider.cancel(prediction_id)
+            except Exception:
+                logger.warning(
+                    "provider cancel failed", exc_info=True, extra={"video_id": video_id}
+                )
 
     # --- shutdown ----------------------------------------------------------------------------
     async def _shutdown(self) -> None:
@@ -417,6 +423,14 @@ class Worker:
                 # Its lease expires and a sweeper hands it on: nothing is lost.
                 self._failed("release", exc, 0)
                 continue
+            if status is VideoStatus.CANCELED:
+                # Its cancel was requested while it ran: released as canceled, so its
+                # prediction must stop too, as when its own worker cancels it.
+                row = await Video.get_or_none(id=r.ctx.video_id).values("provider", "prediction_id")
+                if row:
+                    await self._cancel_upstream(
+                        r.ctx.video_id, row["provider"], row["prediction_id"]
+                    )
             logger.info(
                 "released job",
                 extra={
