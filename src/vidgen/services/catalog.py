@@ -238,19 +238,29 @@ async def update_story(
         if project_id is not None:
             await owned_project(owner=await _owner(story.owner_id), project_id=project_id)
         changes["project_id"] = project_id
-    if "paragraphs" in changes:
-        from vidgen.models import Video
+    if "paragraphs" not in changes:
+        if changes:
+            story.update_from_dict(changes)
+            await story.save(update_fields=[*changes, "updated_at"])
+        return story
+    from vidgen.models import Video
 
-        count = len(changes["paragraphs"])  # type: ignore[arg-type]
+    count = len(changes["paragraphs"])  # type: ignore[arg-type]
+    async with in_transaction():
+        # Lock the story first: a video being added to one of its paragraphs share-locks
+        # it (services.videos), so the check below sees every such video that committed,
+        # and none can commit until this change does.
+        locked = await Story.filter(id=story.id).select_for_update().first()
+        if locked is None:
+            raise errors.NotFound("story")
         if await Video.filter(story_id=story.id, paragraph_index__gte=count).exists():
             raise errors.BadUserInput(
                 "Videos point at paragraphs that would no longer exist; move them first.",
                 field="paragraphs",
             )
-    if changes:
-        story.update_from_dict(changes)
-        await story.save(update_fields=[*changes, "updated_at"])
-    return story
+        locked.update_from_dict(changes)
+        await locked.save(update_fields=[*changes, "updated_at"])
+    return locked
 
 
 async def _owner(owner_id: int) -> User:

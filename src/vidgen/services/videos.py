@@ -764,8 +764,19 @@ async def generate_video(
     try:
         # A new tag or theme, or a stored image, takes several statements: one transaction.
         # Otherwise record_created's single statement is atomic on its own.
-        several = bool(new_tags) or new_theme is not None or input_image is not None
+        # So does a paragraph of a story: its count is checked again under a lock.
+        several = (
+            bool(new_tags)
+            or new_theme is not None
+            or input_image is not None
+            or plan.paragraph_index is not None
+        )
         async with in_transaction() if several else nullcontext():
+            paragraph_count = found.paragraph_count
+            if plan.story_id is not None and plan.paragraph_index is not None:
+                paragraph_count = await _lock_story_paragraphs(
+                    owner_id=viewer.id, story_id=plan.story_id, index=plan.paragraph_index
+                )
             if new_theme is not None:
                 theme_id = (await catalog.ensure_theme(owner_id=viewer.id, name=new_theme)).id
             if new_tags:
@@ -794,7 +805,7 @@ async def generate_video(
             )
             if input_image is not None and plan.image_ext is not None:
                 # The storage key needs the video's id: insert it first.
-                await video.save(paragraph_count=found.paragraph_count)
+                await video.save(paragraph_count=paragraph_count)
                 stored_key = make_key(viewer.id, video.id, "input", plan.image_ext)
                 await runtime.storage.save_bytes(stored_key, input_image)
                 video.input_image = stored_key
@@ -803,16 +814,20 @@ async def generate_video(
                 video,
                 actor=actor_of(viewer),
                 tag_ids=[tag_ids[name_key] for _, name_key in plan.tags],
-                paragraph_count=found.paragraph_count,
+                paragraph_count=paragraph_count,
             )
     except BaseException as exc:
         if stored_key is not None:
             await _remove_file(runtime, stored_key)
-        if key is not None and isinstance(exc, IntegrityError):
-            # Lost a race with the same idempotency key: the winner's video is the answer.
-            earlier = await _earlier(viewer, key)
-            if earlier is not None:
-                return earlier
+        if isinstance(exc, IntegrityError):
+            if key is not None:
+                # Lost a race with the same idempotency key: the winner's video is the answer.
+                earlier = await _earlier(viewer, key)
+                if earlier is not None:
+                    return earlier
+            # Or the project or story was deleted after the lookup (a foreign key refused
+            # the row): answered as if it had been missing from the start.
+            _check_grouping(plan, await _lookup(owner_id=viewer.id, plan=plan, key=None))
         raise
 
     logger.info(
@@ -830,6 +845,43 @@ async def generate_video(
     await jobs.wake_workers(outbox, provider=plan.provider)
     await outbox.send(runtime.bus)
     return video
+
+
+async def _lock_story_paragraphs(*, owner_id: int, story_id: int, index: int) -> int:
+    """Inside the new video's transaction: the story's paragraph count as it is now, with
+    ``index`` checked against it, the story row share-locked until the commit (PostgreSQL).
+
+    :func:`vidgen.services.catalog.update_story` locks the row for update before it checks
+    that no video points past the new paragraphs, so the two serialise: a story cannot be
+    shortened under a video that is being added to one of its last paragraphs. SQLite runs
+    one write transaction at a time, so there the count read inside it is enough.
+
+    Raises:
+        BadUserInput: the story is gone, or ``index`` is past its paragraphs now.
+    """
+    conn = Video._meta.db
+    if conn.capabilities.dialect == "postgres":
+        sql = (
+            "SELECT CASE WHEN jsonb_typeof(paragraphs) = 'array'"
+            " THEN jsonb_array_length(paragraphs) ELSE 0 END AS n"
+            " FROM stories WHERE id = $1 AND owner_id = $2 FOR SHARE"
+        )
+    else:
+        sql = (
+            "SELECT CASE WHEN json_type(paragraphs) = 'array'"
+            " THEN json_array_length(paragraphs) ELSE 0 END AS n"
+            " FROM stories WHERE id = ? AND owner_id = ?"
+        )
+    rows = await conn.execute_query_dict(sql, [story_id, owner_id])
+    if not rows:
+        raise errors.BadUserInput("No story with that id (storyId).", field="storyId")
+    count = int(rows[0]["n"] or 0)
+    if not 0 <= index < count:
+        raise errors.BadUserInput(
+            f"paragraphIndex {index} is outside the story's {count} paragraph(s).",
+            field="paragraphIndex",
+        )
+    return count
 
 
 async def _remove_file(runtime: Runtime, key: str) -> None:
