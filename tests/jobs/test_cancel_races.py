@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
+import pytest
+
 from tests.jobs.conftest import make_video, utcnow
-from vidgen.jobs import lifecycle, queue
+from vidgen import errors
+from vidgen.jobs import lifecycle, queue, service
 from vidgen.models import AttemptOutcome, Video, VideoAttempt, VideoStatus, VideoStatusEvent
+from vidgen.services import videos
 
 S = VideoStatus
 
@@ -62,3 +67,37 @@ async def test_a_retry_without_a_cancel_still_goes_back_to_the_queue(db, user) -
     assert last is not None and (last.to_status, last.message) == ("queued", "retrying now")
     (again,) = await queue.claim(worker_id="w2", limit=1, lease_seconds=30)
     assert again.video_id == video.id and again.attempt == claimed.attempt + 1
+
+
+async def _canceled_video(user) -> Video:
+    video = await make_video(user, prompt="hang")
+    await lifecycle.transition(video.id, S.CANCELED, actor="t", expect=[S.QUEUED])
+    return video
+
+
+async def test_retry_of_a_video_deleted_meanwhile_is_a_conflict(runtime, user) -> None:
+    # deleteVideo's mark committed between retryVideo's own check and its transition: the
+    # transition re-checks on the locked row and refuses, instead of queuing a deleted video
+    # (which no worker claims, so it waited, invisible, until someone restored it).
+    video = await _canceled_video(user)
+    await Video.filter(id=video.id).update(deleted_at=utcnow())
+    with pytest.raises(errors.Conflict):
+        await service.retry(video.id, actor="t", bus=runtime.bus)
+    row = await Video.get(id=video.id)
+    assert row.status is S.CANCELED and row.deleted_at is not None
+
+
+async def test_retry_and_delete_at_once_never_leave_a_deleted_video_queued(runtime, user) -> None:
+    viewer = user
+    for _ in range(12):
+        video = await _canceled_video(user)
+        results = await asyncio.gather(
+            videos.retry_video(runtime=runtime, viewer=viewer, video_id=video.id),
+            videos.delete_video(runtime=runtime, viewer=viewer, video_id=video.id),
+            return_exceptions=True,
+        )
+        for result in results:
+            assert not isinstance(result, Exception) or isinstance(result, errors.Conflict), result
+        row = await Video.get(id=video.id)
+        assert row.deleted_at is not None
+        assert row.status in (S.CANCELED, S.FAILED), (row.status, results)

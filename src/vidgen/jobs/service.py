@@ -125,28 +125,38 @@ async def retry(video_id: int, *, actor: str | None, bus: EventBus | None) -> Vi
     Raises:
         NotFound: no such video.
         IllegalTransition: the video is queued, processing or completed (CONFLICT).
+        Conflict: the video is deleted (checked on the locked row, so a concurrent
+            deleteVideo either sees the job queued and cancels it, or makes this refuse).
     """
-    video, _change = await lifecycle.transition(
-        video_id,
-        S.QUEUED,
-        actor=actor,
-        message="retry requested",
-        expect=[S.FAILED, S.CANCELED],
-        fields={
-            "retry_count": 0,
-            "rescue_count": 0,
-            "error_message": None,
-            "prediction_id": None,
-            "scheduled_at": None,
-            "cancel_requested": False,
-            "progress": 0.0,
-            "processed_by": None,
-            "completed_at": None,
-        },
-        bus=bus,
-    )
+    try:
+        video, _change = await lifecycle.transition(
+            video_id,
+            S.QUEUED,
+            actor=actor,
+            message="retry requested",
+            expect=[S.FAILED, S.CANCELED],
+            where={"deleted_at__isnull": True},
+            fields=_RETRY_FIELDS,
+            bus=bus,
+        )
+    except lifecycle.StaleAttempt as exc:
+        raise errors.Conflict("This video is deleted; restore it first.") from exc
     await wake_workers(bus, provider=video.provider)
     return video
+
+
+# What retryVideo resets: a fresh budget, no error, a new prediction, due now.
+_RETRY_FIELDS: dict[str, Any] = {
+    "retry_count": 0,
+    "rescue_count": 0,
+    "error_message": None,
+    "prediction_id": None,
+    "scheduled_at": None,
+    "cancel_requested": False,
+    "progress": 0.0,
+    "processed_by": None,
+    "completed_at": None,
+}
 
 
 async def wake_workers(bus: EventBus | None, provider: str | None = None) -> None:

@@ -995,16 +995,22 @@ async def delete_video(*, runtime: Runtime, viewer: User, video_id: int) -> Vide
     video = await get_video(viewer=viewer, video_id=video_id)
     if video.deleted_at is not None:
         return video
+    # Mark it deleted first, then stop whatever job it has NOW: a retryVideo that committed
+    # before this mark left it queued (so it is canceled below), and one after it is refused
+    # (retry checks deleted_at on the locked row). Checking the status first let a retry slip
+    # in between and leave a deleted video queued, which no worker ever claims.
+    marked = await Video.filter(id=video.id, deleted_at__isnull=True).update(
+        deleted_at=_now(), version=F("version") + 1, updated_at=_now()
+    )
+    await video.refresh_from_db()
+    if marked:
+        await lifecycle.publish(runtime.bus, [lifecycle.event_for(video, None)])
     if VideoStatus(video.status) in (VideoStatus.QUEUED, VideoStatus.PROCESSING):
         try:
             await _cancel_job(runtime=runtime, video=video, actor=actor_of(viewer))
         except lifecycle.IllegalTransition:
             pass  # it finished in the meantime: nothing left to stop
-    await Video.filter(id=video.id, deleted_at__isnull=True).update(
-        deleted_at=_now(), version=F("version") + 1, updated_at=_now()
-    )
-    await video.refresh_from_db()
-    await lifecycle.publish(runtime.bus, [lifecycle.event_for(video, None)])
+        await video.refresh_from_db()
     return video
 
 
