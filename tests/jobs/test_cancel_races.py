@@ -101,3 +101,21 @@ async def test_retry_and_delete_at_once_never_leave_a_deleted_video_queued(runti
         row = await Video.get(id=video.id)
         assert row.deleted_at is not None
         assert row.status in (S.CANCELED, S.FAILED), (row.status, results)
+
+
+async def test_a_job_released_between_the_read_and_the_cancel_is_canceled_upstream(
+    runtime, user, provider
+) -> None:
+    # cancelVideo read the video while it was processing; before its cancel landed, the
+    # worker shut down and released it to the queue with its live prediction. The cancel then
+    # ended it at once (queued → canceled), so no worker will stop that prediction: the
+    # service must, although its earlier read said "processing".
+    video = await make_video(user, prompt="hang")
+    (claimed,) = await queue.claim(worker_id="w1", limit=1, lease_seconds=30)
+    await lifecycle.store_prediction(video.id, claimed.attempt, "pred-released")
+    seen = await Video.get(id=video.id)
+    assert seen.status is S.PROCESSING
+    assert await queue.release(video.id, claimed.attempt, worker_id="w1") is S.QUEUED
+    result = await videos._cancel_job(runtime=runtime, video=seen, actor="user:1")
+    assert result.status is S.CANCELED
+    assert provider.cancels == ["pred-released"]

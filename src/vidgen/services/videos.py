@@ -957,11 +957,15 @@ async def cancel_video(*, runtime: Runtime, viewer: User, video_id: int) -> Vide
 
 async def _cancel_job(*, runtime: Runtime, video: Video, actor: str) -> Video:
     """Cancel the job; a queued video that still holds a live prediction (released at a
-    worker's shutdown, or rescued) has no worker to stop it, so cancel it upstream here."""
-    was_queued = VideoStatus(video.status) is VideoStatus.QUEUED
-    prediction_id = video.prediction_id
+    worker's shutdown, or rescued) has no worker to stop it, so cancel it upstream here.
+
+    Decided on the row the cancel wrote, not on ``video`` as read before: ``canceled`` at
+    once means it was queued then (a processing job is only flagged, and its worker cancels
+    upstream), even when it was processing at the earlier read and released meanwhile.
+    """
     result = await jobs.request_cancel(video.id, actor=actor, bus=runtime.bus)
-    if was_queued and prediction_id and VideoStatus(result.status) is VideoStatus.CANCELED:
+    prediction_id = result.prediction_id
+    if prediction_id and VideoStatus(result.status) is VideoStatus.CANCELED:
         provider = runtime.providers.get(video.provider)
         if provider is not None:
             try:
