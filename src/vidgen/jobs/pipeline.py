@@ -37,6 +37,7 @@ from vidgen.jobs.retry import RetryPolicy, retries_left
 from vidgen.jobs.service import CANCEL_MESSAGE, WEBHOOK_MESSAGE
 from vidgen.media import ingest
 from vidgen.media.probe import ProbeError
+from vidgen.media.signing import signed_url
 from vidgen.metrics import JOB_DURATION, JOB_RETRIES
 from vidgen.models import AttemptOutcome, Video, VideoStatus
 from vidgen.providers.base import (
@@ -394,6 +395,25 @@ async def _store_prediction(ctx: JobContext, prediction_id: str | None) -> None:
     )
 
 
+# How long a provider may take to fetch an input image by URL (it may queue the job first).
+INPUT_URL_TTL_SECONDS = 24 * 3600
+
+
+def _input_url(settings: Any, key: str) -> str | None:
+    """A signed media URL of the input image that a provider can fetch, when this server has
+    a public https address (providers fetch only https); adapters use it for images too big
+    to send inline (see ``Capabilities.max_inline_image_bytes``). None otherwise."""
+    public = settings.public_url
+    if not public or not public.startswith("https://"):
+        return None
+    return signed_url(
+        public,
+        key,
+        ttl=max(settings.signed_url_ttl_seconds, INPUT_URL_TTL_SECONDS),
+        secret=settings.resolved_secret_key,
+    )
+
+
 async def _build_request(ctx: JobContext, video: JobSpec, provider: Provider) -> GenerationRequest:
     settings = ctx.runtime.settings
     image = None
@@ -401,7 +421,11 @@ async def _build_request(ctx: JobContext, video: JobSpec, provider: Provider) ->
         path = ctx.runtime.storage.path(video.input_image)
         data = await asyncio.to_thread(path.read_bytes)
         ext = video.input_image.rsplit(".", 1)[-1].lower()
-        image = InputImage(data=data, content_type=_IMAGE_TYPES.get(ext, "image/png"))
+        image = InputImage(
+            data=data,
+            content_type=_IMAGE_TYPES.get(ext, "image/png"),
+            url=_input_url(settings, video.input_image),
+        )
     webhook_url = None
     if provider.capabilities.webhooks and settings.public_url:
         webhook_url = f"{settings.resolved_public_url}/webhooks/{provider.name}"
