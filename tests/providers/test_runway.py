@@ -73,6 +73,19 @@ def test_failure_codes_map_to_retryability(runway: Harness) -> None:
     assert not error("SAFETY.OUTPUT.IMAGE").retryable
     assert error("INTERNAL.BAD_OUTPUT.CODE01").retryable
     assert not error(None).retryable
+
+    # A documented code that is neither a policy refusal nor retryable stays a plain,
+    # permanent failure whatever its free text says; only a failure without a code is
+    # read for words like "moderation".
+    def worded(code: str | None, text: str) -> Any:
+        task = {"id": "t", "status": "FAILED", "failure": text, "failureCode": code}
+        return runway.provider._result(task).error
+
+    flagged = "Blocked by our content moderation safety checks."
+    assert worded("ASSET.INVALID", flagged).code == "prediction_failed"
+    assert worded("ASSET.INVALID", flagged).retryable is False
+    assert worded(None, flagged).code == "content_policy"
+    assert worded("INPUT_PREPROCESSING.INTERNAL", flagged).retryable
     throttled = runway.provider._result({"id": "t", "status": "THROTTLED"})
     assert (throttled.state, throttled.message) == (State.QUEUED, "throttled")
 

@@ -142,8 +142,14 @@ class RunwayProvider(HttpProvider):
         text = self.errors.scrub(str(task.get("failure") or "The task failed."))
         detail = f"{text} [{code}]" if code else text
         if code.startswith(POLICY_FAILURES):
-            return errors.failed(self.name, detail, code="content_policy")
-        return errors.failed(self.name, detail, retryable=code.startswith(RETRYABLE_FAILURES))
+            return errors.failed(self.name, detail, code="content_policy", provider_code=code)
+        # A documented code decides; words in the free text only when there is no code.
+        return errors.failed(
+            self.name,
+            detail,
+            retryable=code.startswith(RETRYABLE_FAILURES),
+            provider_code=code or None,
+        )
 
     async def cancel(self, prediction_id: str) -> None:
         """DELETE the task (cancels it while pending or running); a gone task is fine."""
