@@ -1,7 +1,9 @@
 """Provider webhooks through the real app over HTTP: ``POST /webhooks/{provider}``.
 
-A good signature, delivered by the simulator to the app's URL, wakes the job at once (the
-poll floor is raised to :data:`SLOW_POLL` so only the webhook can finish it in time); a bad
+A good signature, delivered by the simulator to the app's URL, wakes the job at once (after
+its first poll the job would wait :data:`SLOW_POLL`, so only the webhook can finish it in
+time; the provider's poll floor itself stays short, because a webhook may make a job poll
+early but never sooner than that floor after its previous poll); a bad
 or stale signature is 401 and changes nothing; a duplicate is harmless; providers without
 webhooks and unknown ones are refused.
 
@@ -11,6 +13,7 @@ The wake-up runs on both backends for Replicate, the rest on :data:`ONE_BACKEND`
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import Any
 
@@ -31,15 +34,18 @@ from tests.e2e.conftest import (
     set_poll_floor,
     wait_for_prediction,
     wait_for_status,
+    wait_until,
 )
 from tests.simulators import FalSimulator
 from tests.simulators.common import Job, Simulator, new_whsec
 from vidgen.events.bus import job_channel
+from vidgen.jobs import pipeline
 from vidgen.models import AttemptOutcome, Video, VideoAttempt, VideoStatus, VideoStatusEvent
 from vidgen.runtime import Runtime
 
 S = VideoStatus
 SLOW_POLL = 30.0
+POLL_FLOOR = 0.05
 WAKE_WITHIN = 5.0  # far below SLOW_POLL: only the webhook can explain it
 MATRIX = [(backend, "replicate") for backend in BACKENDS] + [
     (ONE_BACKEND, name) for name in WEBHOOK_PROVIDERS if name != "replicate"
@@ -61,15 +67,31 @@ async def post(url: str, headers: dict[str, str], body: bytes) -> httpx.Response
 
 
 async def started_job(
-    name: str, server: LiveServer, runtime: Runtime, sims: Sims, token: str
+    name: str,
+    server: LiveServer,
+    runtime: Runtime,
+    sims: Sims,
+    token: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> tuple[int, str, Video]:
-    """Queue a video on ``name`` with a slow poll floor; wait until its prediction exists.
+    """Queue a video on ``name``; wait until its prediction exists and was polled once,
+    after which the job waits :data:`SLOW_POLL` before it polls again.
 
     Call inside ``running_worker``. Returns (database id, global id, processing row).
     """
-    set_poll_floor(runtime.providers[name], SLOW_POLL)
+    set_poll_floor(runtime.providers[name], POLL_FLOOR)
+    provider = runtime.providers[name]
+    provider.capabilities = dataclasses.replace(provider.capabilities, max_poll_interval=SLOW_POLL)
+    monkeypatch.setattr(pipeline, "POLL_BACKOFF", SLOW_POLL / POLL_FLOOR)
     video_id, gid = await generate_for(server, token, name)
-    return video_id, gid, await wait_for_prediction(video_id)
+    processing = await wait_for_prediction(video_id)
+    job = sims[name].jobs[processing.prediction_id]
+
+    async def polled() -> bool:
+        return job.polls >= 1
+
+    await wait_until(polled, seconds=10)
+    return video_id, gid, processing
 
 
 async def completions(video_id: int) -> int:
@@ -78,12 +100,19 @@ async def completions(video_id: int) -> int:
 
 @pytest.mark.parametrize(("backend", "name"), MATRIX)
 async def test_signed_webhook_wakes_the_job_and_duplicates_are_harmless(
-    name: str, server: LiveServer, runtime: Runtime, sims: Sims, token: str
+    name: str,
+    server: LiveServer,
+    runtime: Runtime,
+    sims: Sims,
+    token: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sim = sims[name]
     url = f"{server.url}/webhooks/{name}"
     async with running_worker(runtime):
-        video_id, gid, processing = await started_job(name, server, runtime, sims, token)
+        video_id, gid, processing = await started_job(
+            name, server, runtime, sims, token, monkeypatch
+        )
         assert processing.prediction_id
         job = finish_upstream(sim, processing.prediction_id)
         if name != "openai":  # per-request webhook URL (OpenAI's is per project)
@@ -140,12 +169,17 @@ def forged(sim: Simulator, job: Job) -> dict[str, tuple[dict[str, str], bytes]]:
 @one_backend
 @pytest.mark.parametrize("name", WEBHOOK_PROVIDERS)
 async def test_bad_or_stale_signature_is_401_and_changes_nothing(
-    name: str, server: LiveServer, runtime: Runtime, sims: Sims, token: str
+    name: str,
+    server: LiveServer,
+    runtime: Runtime,
+    sims: Sims,
+    token: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sim = sims[name]
     url = f"{server.url}/webhooks/{name}"
     async with running_worker(runtime):
-        video_id, _, processing = await started_job(name, server, runtime, sims, token)
+        video_id, _, processing = await started_job(name, server, runtime, sims, token, monkeypatch)
         assert processing.prediction_id
         # Done upstream: a delivery wrongly accepted would wake the job and complete it.
         job = finish_upstream(sim, processing.prediction_id)
