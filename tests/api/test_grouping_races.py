@@ -5,6 +5,7 @@ field, nothing written), never INTERNAL, and a story is never shortened under a 
 from __future__ import annotations
 
 import asyncio
+import io
 
 import asyncpg
 import pytest
@@ -69,14 +70,30 @@ async def test_a_story_deleted_meanwhile(live_server: LiveServer, alice: Account
     assert await Video.all().count() == 0
 
 
-async def test_a_story_shortened_meanwhile(live_server: LiveServer, alice: Account, monkeypatch):
+def _png() -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 80, 40)).save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("image", [False, True], ids=["text", "with-image"])
+async def test_a_story_shortened_meanwhile(
+    live_server: LiveServer, alice: Account, monkeypatch, image: bool
+):
+    # Without an image the insert statement re-checks the paragraph under its lock; with
+    # one (the video is saved before its history row) the transaction checks it first.
     story = await catalog.create_story(viewer=alice.user, title="T", paragraphs=["a", "b", "c"])
 
     async def shorten() -> None:
         await catalog.update_story(viewer=alice.user, story_id=story.id, paragraphs=["a"])
 
     _after_lookup(monkeypatch, shorten)
-    await _refused_on("paragraphIndex", live_server, alice, story_id=story.id, paragraph_index=2)
+    extra = {"input_image": _png(), "provider": "local"} if image else {}
+    await _refused_on(
+        "paragraphIndex", live_server, alice, story_id=story.id, paragraph_index=2, **extra
+    )
     assert await Video.all().count() == 0
 
 

@@ -149,15 +149,43 @@ class Outbox:
         await publish_all(bus, items)
 
 
+class StoryChanged(Exception):
+    """The story a new video points into was deleted or shortened past its paragraph after
+    the request was checked; nothing was written."""
+
+
+# The story row a new video's paragraph index points into, share-locked by the inserting
+# statement and re-checked on the row as it is when the lock is granted (PostgreSQL
+# re-evaluates a locked row's WHERE after waiting). update_story locks the same row FOR
+# UPDATE before it checks that no video points past the new paragraphs, so the two
+# serialise: a story is never shortened under a video being added to it.
+_STORY_GUARD = {
+    "postgres": (
+        "SELECT 1 FROM stories WHERE id = {id} AND owner_id = {owner} AND CASE WHEN"
+        " jsonb_typeof(paragraphs) = 'array' THEN jsonb_array_length(paragraphs) ELSE 0 END"
+        " > {index} FOR SHARE"
+    ),
+    "sqlite": (
+        "SELECT 1 FROM stories WHERE id = ? AND owner_id = ? AND CASE WHEN"
+        " json_type(paragraphs) = 'array' THEN json_array_length(paragraphs) ELSE 0 END > ?"
+    ),
+}
+
+
 @functools.cache
-def _created_sql(columns: tuple[str, ...] | None, tags: bool) -> str:
+def _created_sql(columns: tuple[str, ...] | None, tags: bool, guard: bool = False) -> str:
     """:func:`record_created`'s PostgreSQL statement; its parameters: the video's values
     (or its id when ``columns`` is None, the video being saved already), the 7 history
-    values, then the tag ids as one array when ``tags``."""
+    values, the tag ids as one array when ``tags``, then the story guard's story id, owner id
+    and paragraph index when ``guard`` (the video is inserted only while that story has the
+    paragraph; otherwise the statement returns no row)."""
     if columns is not None:
         marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
         names = ", ".join(f'"{column}"' for column in columns)
-        source = f"v AS (INSERT INTO videos ({names}) VALUES ({marks}) RETURNING id)"
+        if guard:
+            source = f"v AS (INSERT INTO videos ({names}) SELECT {marks} FROM s RETURNING id)"
+        else:
+            source = f"v AS (INSERT INTO videos ({names}) VALUES ({marks}) RETURNING id)"
         n = len(columns)
     else:
         source = "v AS (SELECT $1::int AS id)"
@@ -168,11 +196,18 @@ def _created_sql(columns: tuple[str, ...] | None, tags: bool) -> str:
         f" from_status, to_status, version, at, message, actor) SELECT id, {history} FROM v"
         " RETURNING id)"
     )
+    after = n + 8
     if tags:
         sql += (
             ", t AS (INSERT INTO video_tags (videos_id, tag_id)"
-            f" SELECT v.id, u.tag FROM v, unnest(${n + 8}::int[]) AS u(tag))"
+            f" SELECT v.id, u.tag FROM v, unnest(${after}::int[]) AS u(tag))"
         )
+        after += 1
+    if guard and columns is not None:
+        lock = _STORY_GUARD["postgres"].format(
+            id=f"${after}", owner=f"${after + 1}", index=f"${after + 2}"
+        )
+        sql = f"WITH s AS ({lock}), " + sql.removeprefix("WITH ")
     return sql + " SELECT v.id, h.id AS event_id FROM v, h"
 
 
@@ -190,13 +225,21 @@ async def record_created(
     (``paragraph_count`` as in :meth:`Video.check_paragraph_index`); on PostgreSQL the
     video, its history row and its tag links are then ONE statement, atomic without a
     transaction. Inside a caller's transaction, publish ``change.event`` after it commits.
+    A new video with a story paragraph is inserted only while the story still has that
+    paragraph, checked in the same statement under a lock (:data:`_STORY_GUARD`).
 
     Raises:
         ValidationError: the unsaved video failed its checks; nothing was written.
         IntegrityError: e.g. a repeated idempotency key; nothing was written.
+        StoryChanged: the story lost that paragraph (or was deleted); nothing was written.
     """
     new = not video._saved_in_db
     values = await video.insert_values(paragraph_count=paragraph_count) if new else {}
+    guard = (
+        [video.story_id, video.owner_id, video.paragraph_index]
+        if new and video.story_id is not None and video.paragraph_index is not None
+        else []
+    )
     stamp = now()
     status = S(video.status)
     history = [video.owner_id, None, status.value, video.version, stamp, message or "queued", actor]
@@ -206,18 +249,27 @@ async def record_created(
         params += history
         if tag_ids:
             params.append(list(tag_ids))
-        sql = _created_sql(tuple(values) if new else None, bool(tag_ids))
-        row = (await conn.execute_query_dict(sql, params))[0]
-        video_id, event_id = row["id"], row["event_id"]
+        params += guard
+        sql = _created_sql(tuple(values) if new else None, bool(tag_ids), bool(guard))
+        rows = await conn.execute_query_dict(sql, params)
+        if not rows:
+            raise StoryChanged()
+        video_id, event_id = rows[0]["id"], rows[0]["event_id"]
     else:
         async with in_transaction() as tx:
             if new:
                 columns = ", ".join(f'"{column}"' for column in values)
                 marks = ", ".join("?" for _ in values)
-                inserted = await tx.execute_query_dict(
-                    f"INSERT INTO videos ({columns}) VALUES ({marks}) RETURNING id",
-                    list(values.values()),
-                )
+                if guard:
+                    insert = (
+                        f"INSERT INTO videos ({columns}) SELECT {marks}"
+                        f" WHERE EXISTS ({_STORY_GUARD['sqlite']}) RETURNING id"
+                    )
+                else:
+                    insert = f"INSERT INTO videos ({columns}) VALUES ({marks}) RETURNING id"
+                inserted = await tx.execute_query_dict(insert, [*values.values(), *guard])
+                if not inserted:
+                    raise StoryChanged()
                 video_id = inserted[0]["id"]
             else:
                 video_id = video.id

@@ -764,16 +764,14 @@ async def generate_video(
     try:
         # A new tag or theme, or a stored image, takes several statements: one transaction.
         # Otherwise record_created's single statement is atomic on its own.
-        # So does a paragraph of a story: its count is checked again under a lock.
-        several = (
-            bool(new_tags)
-            or new_theme is not None
-            or input_image is not None
-            or plan.paragraph_index is not None
-        )
+        several = bool(new_tags) or new_theme is not None or input_image is not None
         async with in_transaction() if several else nullcontext():
             paragraph_count = found.paragraph_count
-            if plan.story_id is not None and plan.paragraph_index is not None:
+            if input_image is not None and plan.paragraph_index is not None:
+                # The video is saved before record_created (its key needs the id), so the
+                # paragraph is checked again here, under the lock record_created's own
+                # insert would take (see lifecycle.StoryChanged).
+                assert plan.story_id is not None
                 paragraph_count = await _lock_story_paragraphs(
                     owner_id=viewer.id, story_id=plan.story_id, index=plan.paragraph_index
                 )
@@ -825,9 +823,16 @@ async def generate_video(
                 earlier = await _earlier(viewer, key)
                 if earlier is not None:
                     return earlier
-            # Or the project or story was deleted after the lookup (a foreign key refused
-            # the row): answered as if it had been missing from the start.
+        if isinstance(exc, IntegrityError | lifecycle.StoryChanged):
+            # Or the project or story was deleted, or the story shortened, after the lookup
+            # (a foreign key or the story guard refused the row): answered as if it had
+            # been so from the start.
             _check_grouping(plan, await _lookup(owner_id=viewer.id, plan=plan, key=None))
+            if isinstance(exc, lifecycle.StoryChanged):
+                raise errors.BadUserInput(
+                    "The story changed while the video was being added; try again.",
+                    field="paragraphIndex",
+                ) from exc
         raise
 
     logger.info(
@@ -848,8 +853,10 @@ async def generate_video(
 
 
 async def _lock_story_paragraphs(*, owner_id: int, story_id: int, index: int) -> int:
-    """Inside the new video's transaction: the story's paragraph count as it is now, with
-    ``index`` checked against it, the story row share-locked until the commit (PostgreSQL).
+    """Inside the new video's transaction (the path that saves the video before
+    :func:`~vidgen.jobs.lifecycle.record_created`): the story's paragraph count as it is
+    now, with ``index`` checked against it, the story row share-locked until the commit
+    (PostgreSQL), as record_created's own insert does for the other paths.
 
     :func:`vidgen.services.catalog.update_story` locks the row for update before it checks
     that no video points past the new paragraphs, so the two serialise: a story cannot be
