@@ -111,6 +111,27 @@ async def test_ranges(
     assert response.headers["content-type"] == "video/mp4"
 
 
+async def test_positions_too_long_for_int_are_past_the_end(
+    client: httpx.AsyncClient, stored: str
+) -> None:
+    # Python's int() refuses more than 4,300 digits (a ValueError, which was a 500 here):
+    # such a position is simply past the end of the file, on GET and HEAD alike.
+    nines = "9" * 5000
+    for method in ("GET", "HEAD"):
+        clamped = await client.request(method, _url(stored), headers={"Range": f"bytes=0-{nines}"})
+        assert clamped.status_code == 206, method
+        assert clamped.headers["content-range"] == f"bytes 0-{len(DATA) - 1}/{len(DATA)}"
+        whole = await client.request(method, _url(stored), headers={"Range": f"bytes=-{nines}"})
+        assert whole.status_code == 206, method
+        assert whole.headers["content-range"] == f"bytes 0-{len(DATA) - 1}/{len(DATA)}"
+        past = await client.request(method, _url(stored), headers={"Range": f"bytes={nines}-"})
+        assert past.status_code == 416, method
+        backwards = await client.request(
+            method, _url(stored), headers={"Range": f"bytes={nines}-{'9' * 19}"}
+        )
+        assert backwards.status_code == 416, method
+
+
 async def test_multiple_ranges(client: httpx.AsyncClient, stored: str) -> None:
     response = await client.get(_url(stored), headers={"Range": "bytes=0-9,100-109"})
     assert response.status_code == 206
@@ -180,6 +201,32 @@ async def test_conditional_requests(client: httpx.AsyncClient, stored: str) -> N
     both = await client.get(
         _url(stored), headers={"If-None-Match": '"other"', "If-Modified-Since": modified}
     )
+    assert both.status_code == 200
+
+
+async def test_if_match_and_if_unmodified_since(client: httpx.AsyncClient, stored: str) -> None:
+    # RFC 9110 13.1.1 and 13.1.4: a failed precondition is 412 and sends no body.
+    first = await client.get(_url(stored))
+    etag, modified = first.headers["etag"], first.headers["last-modified"]
+    for value in (etag, f'"other", {etag}', "*"):
+        ok = await client.get(_url(stored), headers={"If-Match": value})
+        assert ok.status_code == 200 and ok.content == DATA, value
+    for value in ('"other"', f"W/{etag}"):  # a weak tag never matches If-Match
+        failed = await client.get(_url(stored), headers={"If-Match": value})
+        assert failed.status_code == 412 and failed.content == b"", value
+    ranged = await client.get(_url(stored), headers={"If-Match": '"other"', "Range": "bytes=0-9"})
+    assert ranged.status_code == 412
+    assert (await client.head(_url(stored), headers={"If-Match": '"other"'})).status_code == 412
+
+    unchanged = await client.get(_url(stored), headers={"If-Unmodified-Since": modified})
+    assert unchanged.status_code == 200
+    older = formatdate(0, usegmt=True)
+    changed = await client.get(_url(stored), headers={"If-Unmodified-Since": older})
+    assert changed.status_code == 412
+    garbage = await client.get(_url(stored), headers={"If-Unmodified-Since": "yesterday"})
+    assert garbage.status_code == 200  # an unreadable date is ignored
+    # If-Match wins over If-Unmodified-Since.
+    both = await client.get(_url(stored), headers={"If-Match": etag, "If-Unmodified-Since": older})
     assert both.status_code == 200
 
 

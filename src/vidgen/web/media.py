@@ -5,7 +5,10 @@ Streaming, single and multiple byte ranges, If-Range and HEAD come from Starlett
 
 - the signature check (403 for a tampered or expired link, saying nothing about the key);
 - 404 for anything that is not a stored regular file (never a listing);
-- conditional GETs: ``If-None-Match`` / ``If-Modified-Since`` answer 304;
+- conditional GETs: ``If-None-Match`` / ``If-Modified-Since`` answer 304, a failed
+  ``If-Match`` / ``If-Unmodified-Since`` 412 (RFC 9110's order of preconditions);
+- byte positions of any length (one past CPython's 4,300-digit ``int()`` limit is past the
+  end of the file, not a 500);
 - RFC 9110 range edge cases: an unknown range unit is ignored (200), a malformed or wholly
   unsatisfiable range is 416 with ``Content-Range: bytes */size`` (``FileResponse`` answers
   400 to a malformed one), and unsatisfiable parts of a multi-range request are dropped.
@@ -39,11 +42,22 @@ CONTENT_TYPES = {
 }
 # More parts than this and the Range header is ignored (a full 200), as FileResponse does.
 MAX_RANGES = 100
-_RANGE_SPEC = re.compile(r"(\d*)-(\d*)")
+_RANGE_SPEC = re.compile(r"([0-9]*)-([0-9]*)")
+
+
+# A byte position longer than this many digits is past the end of any file; int() would
+# also refuse one longer than 4,300 digits (CPython's conversion limit) with a ValueError.
+_MAX_POSITION_DIGITS = 18
+_PAST_ANY_FILE = 10**_MAX_POSITION_DIGITS
 
 
 class _Unsatisfiable(Exception):
     pass
+
+
+def _position(digits: str) -> int:
+    """A Range byte position (ASCII digits); any absurdly long one is "past the end"."""
+    return _PAST_ANY_FILE if len(digits) > _MAX_POSITION_DIGITS else int(digits)
 
 
 def _normalise_range(header: str, size: int) -> str | None:
@@ -69,17 +83,17 @@ def _normalise_range(header: str, size: int) -> str | None:
             raise _Unsatisfiable
         first, last = match.group(1), match.group(2)
         if first == "":  # suffix: the last N bytes
-            length = int(last)
+            length = _position(last)
             if length == 0 or size == 0:
                 continue
             kept.append(f"{max(0, size - length)}-{size - 1}")
             continue
-        start = int(first)
-        if last != "" and int(last) < start:
+        start = _position(first)
+        if last != "" and _position(last) < start:
             raise _Unsatisfiable
         if start >= size:
             continue
-        end = size - 1 if last == "" else min(int(last), size - 1)
+        end = size - 1 if last == "" else min(_position(last), size - 1)
         kept.append(f"{start}-{end}")
     if not kept:
         raise _Unsatisfiable
@@ -92,6 +106,27 @@ def _etag_matches(header: str, etag: str) -> bool:
         return True
     plain = etag.removeprefix("W/")
     return any(tag.strip().removeprefix("W/") == plain for tag in header.split(","))
+
+
+def _etag_matches_strongly(header: str, etag: str) -> bool:
+    """Strong comparison (RFC 9110 13.1.1), as If-Match requires: weak tags never match."""
+    if header.strip() == "*":
+        return True
+    if etag.startswith("W/"):
+        return False
+    return any(tag.strip() == etag for tag in header.split(","))
+
+
+def _modified_since(header: str, mtime: float) -> bool:
+    """True when the file changed after the (valid) date in ``header``; False otherwise,
+    including for a date that cannot be read (RFC 9110: then the condition is ignored)."""
+    try:
+        since = parsedate_to_datetime(header)
+    except (TypeError, ValueError, IndexError):
+        return False
+    if since is None or since.tzinfo is None:
+        return False
+    return int(mtime) > since.timestamp()
 
 
 def _not_modified_since(header: str, mtime: float) -> bool:
@@ -161,6 +196,19 @@ class SignedMedia:
         )
         request_headers = Headers(scope=scope)
         etag = response.headers["etag"]
+        # Preconditions in RFC 9110's order (13.2.2): If-Match, else If-Unmodified-Since,
+        # then If-None-Match, else If-Modified-Since, then If-Range.
+        if_match = request_headers.get("if-match")
+        if_unmodified_since = request_headers.get("if-unmodified-since")
+        if (if_match is not None and not _etag_matches_strongly(if_match, etag)) or (
+            if_match is None
+            and if_unmodified_since is not None
+            and _modified_since(if_unmodified_since, st.st_mtime)
+        ):
+            return Response(
+                status_code=412,
+                headers={"ETag": etag, "Cache-Control": "no-store"},
+            )
         if_none_match = request_headers.get("if-none-match")
         if_modified_since = request_headers.get("if-modified-since")
         if (if_none_match is not None and _etag_matches(if_none_match, etag)) or (
