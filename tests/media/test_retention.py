@@ -107,3 +107,32 @@ async def test_cli_purge_dry_run(db) -> None:
     out = result.stdout
     assert f"would remove video {expired.id}" in out
     assert await Video.filter(id=expired.id).exists()
+
+
+async def test_a_video_restored_during_the_purge_keeps_its_files(db) -> None:
+    # The purge reads a batch of expired rows, then handles them one by one; a restore that
+    # lands in between (here: while the first video's files are being removed) must win for
+    # the second one, files included. Files used to go before the row's re-checked DELETE,
+    # leaving a live video whose media answered 404 for good.
+    class Storage(LocalStorage):
+        restored: Video | None = None
+
+        async def delete(self, key: str) -> None:
+            if self.restored is not None:
+                await Video.filter(id=self.restored.id).update(deleted_at=None)
+                self.restored = None
+            await super().delete(key)
+
+    storage = Storage(db.resolved_media_root)
+    owner = await User.create(email="r@x.io", password_hash="x")
+    first = await _video(storage, owner, deleted_at=OLD, status=VideoStatus.COMPLETED)
+    second = await _video(storage, owner, deleted_at=OLD, status=VideoStatus.COMPLETED)
+    storage.restored = second
+    report = await purge(settings=db, storage=storage, now=NOW)
+    assert report.videos == [first.id]
+    assert not await Video.filter(id=first.id).exists()
+    row = await Video.get(id=second.id)
+    assert row.deleted_at is None
+    remaining = set(storage.iter_keys())
+    assert {second.video_file, second.thumbnail_file} <= remaining
+    assert first.video_file not in remaining

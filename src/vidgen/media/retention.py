@@ -70,11 +70,12 @@ async def purge(
     cutoff = now - dt.timedelta(days=days)
     report = PurgeReport(dry_run=dry_run)
 
+    seen: list[int] = []  # picked already (purged, or restored meanwhile)
     while True:
         batch = (
             await Video.filter(deleted_at__isnull=False, deleted_at__lt=cutoff)
             .exclude(status=VideoStatus.PROCESSING)
-            .exclude(id__in=report.videos)
+            .exclude(id__in=seen)
             .order_by("id")
             .limit(BATCH)
             .values("id", "video_file", "thumbnail_file", "input_image")
@@ -82,19 +83,24 @@ async def purge(
         if not batch:
             break
         for row in batch:
+            seen.append(row["id"])
             keys = [row[k] for k in ("video_file", "thumbnail_file", "input_image") if row[k]]
+            if not dry_run:
+                # The row first, its condition re-checked in the DELETE itself: a restore
+                # since the batch was read wins, and then its files must stay. Files are
+                # removed only once their row is gone (a crash in between leaves orphans,
+                # which the orphan pass below removes on a later run).
+                removed = await (
+                    Video.filter(id=row["id"], deleted_at__isnull=False, deleted_at__lt=cutoff)
+                    .exclude(status=VideoStatus.PROCESSING)
+                    .delete()
+                )
+                if not removed:
+                    continue
+                for key in keys:
+                    await storage.delete(key)
             report.videos.append(row["id"])
             report.files.extend(keys)
-            if dry_run:
-                continue
-            for key in keys:
-                await storage.delete(key)
-            # Re-check the condition in the DELETE itself: a restore in between wins.
-            await (
-                Video.filter(id=row["id"], deleted_at__isnull=False, deleted_at__lt=cutoff)
-                .exclude(status=VideoStatus.PROCESSING)
-                .delete()
-            )
         if dry_run and len(batch) < BATCH:
             break
 
