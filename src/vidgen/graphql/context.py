@@ -11,6 +11,8 @@ The context API (what resolvers, permissions and the subscriptions module may re
     await context.reauthenticate()               # re-check the stored token NOW (revoked or
                                                  #   expired since the socket opened?) and
                                                  #   return the User or None; updates viewer
+    await context.refresh_viewer()               # the same, only when the last check is
+                                                 #   older than settings.ws_reauth_seconds
     context.loaders                              # dataloaders.Loaders of the CURRENT operation
     context.fresh_loaders()                      # new Loaders for the current task, returned;
                                                  #   later `context.loaders` in this task
@@ -26,8 +28,12 @@ How it is made:
   sets ``auth_error``, so protected fields say UNAUTHENTICATED with a useful message.
 - WebSocket: Strawberry calls ``get_context`` ONCE per socket and shares the object between
   all operations on it. ``on_ws_connect`` authenticates the ``connection_init`` payload and
-  sets ``viewer`` and ``token``. Because the object is shared, subscription resolvers must:
-  call ``await context.reauthenticate()`` when they start (and may do so again later), and
+  sets ``viewer`` and ``token``. The object is shared, and a token can be revoked or expire
+  while the socket is open, so the WebSocket handler calls ``context.refresh_viewer()``
+  before every operation (query, mutation or subscription): a token check older than
+  ``ws_reauth_seconds`` is redone, else it costs nothing. A revoked token leaves ``viewer``
+  None and ``auth_error`` set, so the operation answers as over HTTP with that token.
+  Running subscriptions call ``await context.reauthenticate()`` on their own schedule, and
   call ``context.fresh_loaders()`` before yielding each event, so nested fields
   (``owner``, ``tags``, ``statusHistory``...) are loaded fresh for that event and batched
   within it. ``fresh_loaders`` binds the loaders to the calling task through a ContextVar:
@@ -38,6 +44,7 @@ How it is made:
 from __future__ import annotations
 
 import contextvars
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +57,7 @@ if TYPE_CHECKING:
     from starlette.responses import Response
     from starlette.websockets import WebSocket
 
+    from vidgen.graphql.subscriptions import TokenChecks
     from vidgen.models import User
     from vidgen.runtime import Runtime
     from vidgen.settings import Settings
@@ -58,6 +66,8 @@ if TYPE_CHECKING:
 _operation_loaders: contextvars.ContextVar[tuple[Context, Loaders] | None] = contextvars.ContextVar(
     "vidgen_operation_loaders", default=None
 )
+
+REVOKED = "The token is invalid, expired or revoked; sign in again."
 
 
 def bearer_token(value: str | None) -> str | None:
@@ -82,6 +92,9 @@ class Context:
     auth_error: str | None = None
     # Strawberry stores the connection_init payload here (it must exist as an attribute).
     connection_params: dict[str, Any] | None = None
+    # WebSocket: the process's shared token checks, and when the token was last checked.
+    token_checks: TokenChecks | None = None
+    checked_at: float | None = None
     _loaders: Loaders = field(default_factory=Loaders)
 
     @property
@@ -121,8 +134,9 @@ class Context:
             self.auth_error = "Send the token as 'Authorization: Bearer <token>'."
             return None
         self.viewer = await users.authenticate(token)
+        self.checked_at = time.monotonic()
         if self.viewer is None:
-            self.auth_error = "The token is invalid, expired or revoked; sign in again."
+            self.auth_error = REVOKED
         else:
             logs.user_id.set(self.viewer.id)  # every log line of this request names the user
             # The viewer owns most of what it lists: `owner` then costs no query.
@@ -130,11 +144,34 @@ class Context:
         return self.viewer
 
     async def reauthenticate(self) -> User | None:
-        """Check the stored token again (tokens can be revoked while a socket is open)."""
+        """Check the stored token again now (tokens can be revoked while a socket is open).
+
+        Through ``token_checks`` when set (one lookup per token at a time in the process),
+        else straight from the database. Updates ``viewer``; a token that no longer names a
+        user sets ``auth_error``.
+        """
         if self.token is None:
             self.viewer = None
             return None
-        self.viewer = await users.authenticate(self.token)
-        if self.viewer is None:
-            self.auth_error = "The token is invalid, expired or revoked; sign in again."
-        return self.viewer
+        if self.token_checks is not None:
+            viewer = await self.token_checks.check(self.token)
+        else:
+            viewer = await users.authenticate(self.token)
+        self.viewer = viewer
+        self.checked_at = time.monotonic()
+        if viewer is None:
+            self.auth_error = REVOKED
+        return viewer
+
+    async def refresh_viewer(self) -> User | None:
+        """The viewer the token names now, for an operation about to start on a WebSocket.
+
+        Re-checks the token (:meth:`reauthenticate`) when the last check is older than
+        ``settings.ws_reauth_seconds``; a fresh check, or a token already found gone, costs
+        no query.
+        """
+        if self.viewer is None or self.checked_at is None:
+            return self.viewer
+        if time.monotonic() - self.checked_at < self.settings.ws_reauth_seconds:
+            return self.viewer
+        return await self.reauthenticate()

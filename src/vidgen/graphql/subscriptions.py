@@ -57,6 +57,7 @@ from vidgen.events.bus import (
     Subscription as BusSubscription,
 )
 from vidgen.graphql import types
+from vidgen.graphql.context import REVOKED
 from vidgen.services import users
 from vidgen.services import videos as video_service
 
@@ -412,18 +413,17 @@ class _Watcher:
         self.context = context
         self.shared = shared
         self.sub = sub
+        if context.token_checks is None:  # a context not made by the view (tests)
+            context.token_checks = shared.tokens
         settings = context.settings
         self.reauth_every = float(getattr(settings, "ws_reauth_seconds", REAUTH_SECONDS))
         self.next_check = time.monotonic() + self.reauth_every
 
     async def viewer(self) -> models.User:
         """Check the socket's token now (shared per token); UNAUTHENTICATED when it is gone."""
-        user = await self.shared.tokens.check(self.context.token)
+        user = await self.context.reauthenticate()
         if user is None:
-            self.context.viewer = None
-            self.context.auth_error = "The token is invalid, expired or revoked; sign in again."
-            raise errors.Unauthenticated(self.context.auth_error)
-        self.context.viewer = user
+            raise errors.Unauthenticated(self.context.auth_error or REVOKED)
         return user
 
     async def next(self) -> Any:

@@ -11,7 +11,8 @@ One :class:`GraphQLView` (a ``strawberry.asgi.GraphQL``) serves both. Around its
   body is read whole.
 
 WebSockets speak ``graphql-transport-ws`` only (legacy ``graphql-ws`` when the setting
-allows it) and authenticate ``connection_init``'s payload; see :mod:`.context`.
+allows it) and authenticate ``connection_init``'s payload; each operation re-checks the
+token when the last check is older than ``ws_reauth_seconds``; see :mod:`.context`.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 from strawberry.types.unset import UNSET
 
+from vidgen.graphql import subscriptions
 from vidgen.graphql.context import Context
 from vidgen.graphql.schema import build_schema
 from vidgen.runtime import Runtime
@@ -105,7 +107,8 @@ def _message_problem(message: Any) -> str | None:
 
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws with every message's shape checked first: a malformed one
-    closes the socket with 4400 and the reason, as the protocol asks."""
+    closes the socket with 4400 and the reason, as the protocol asks. Every operation
+    starts as the viewer the socket's token names now (:meth:`Context.refresh_viewer`)."""
 
     async def handle_message(self, message: Any) -> None:
         problem = _message_problem(message)
@@ -113,6 +116,19 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             await self.handle_invalid_message(problem)
             return
         await super().handle_message(message)
+
+    async def run_operation(self, operation: Any) -> None:
+        # Runs in the operation's own task: a due token re-check holds up this operation
+        # only, never the socket's message loop.
+        try:
+            await self.context.refresh_viewer()
+        except Exception:  # noqa: BLE001 - a database blip: the next operation retries
+            logger.warning(
+                "token re-check failed; running the operation as the last known viewer",
+                exc_info=True,
+                extra={"action": "ws_reauth_failed"},
+            )
+        await super().run_operation(operation)
 
 
 class GraphQLView(GraphQL):
@@ -181,6 +197,8 @@ class GraphQLView(GraphQL):
         )
         if isinstance(request, Request):
             await context.authenticate(request.headers.get("authorization"))
+        else:  # one check per token at a time in the process, shared with subscriptions
+            context.token_checks = subscriptions.shared_for(self.runtime.bus).tokens
         return context
 
     async def on_ws_connect(self, context: Context) -> Any:  # type: ignore[override]
