@@ -21,8 +21,10 @@ Ordering and completeness:
   the database (current state for ``videoUpdated``; the status history since its last
   cursor for ``videoUpdates``). A subscriber too slow for its bounded queue is dropped with
   an error that tells the client to reconnect.
-- ``videoUpdates(after:)`` replays the status history after the cursor (the database is the
-  log), then tails live events; live events already replayed are skipped at the seam.
+- ``videoUpdates(after:)`` replays the event log after the cursor (the database is the
+  log: status changes, and updates, deletes and restores as rows that keep the status),
+  then tails live events; live events already replayed are skipped at the seam. Progress
+  ticks have no row and are not replayed.
 
 The bearer token is re-checked every ``REAUTH_SECONDS`` (shared per token and process), so a
 revoked token ends its subscriptions with UNAUTHENTICATED. Graceful shutdown closes every
@@ -154,6 +156,14 @@ class VideoState:
             past.updated_at = entry.at
         if past.status is not models.VideoStatus.COMPLETED:
             past.completed_at = None
+        # Undo the later changes that kept the status (update, delete, restore), newest
+        # first, from the values their event-log rows kept (tags are shown as they are now).
+        for later in reversed(self.history):
+            if later.version <= version:
+                break
+            for name, value in later.values_before().items():
+                if name in _UNDOABLE:
+                    setattr(past, name, value)
         self._views[version] = past
         return past
 
@@ -173,6 +183,10 @@ class VideoState:
         loaders.tags_by_video_id.prime(video.id, self.tags)
         loaders.status_history_by_video_id.prime(video.id, history)
         loaders.latest_event_id_by_video_id.prime(video.id, history[-1].id if history else None)
+
+
+#: Video columns a past view takes back from a later change's event-log row.
+_UNDOABLE = frozenset({"caption", "video_style", "theme_id", "deleted_at"})
 
 
 def is_terminal(video: models.Video) -> bool:
@@ -618,7 +632,8 @@ class _Feed:
     async def replay(
         self, states: VideoStates
     ) -> AsyncGenerator[tuple[models.Video, VideoState], None]:
-        """Status changes after the cursor, oldest first: the video as of each change."""
+        """Logged changes after the cursor (status changes, updates, deletes, restores),
+        oldest first: the video as of each change."""
         since = states.tick()
         while True:
             query = models.VideoStatusEvent.filter(owner_id=self.owner_id, id__gt=self.cursor)

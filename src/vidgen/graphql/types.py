@@ -321,7 +321,31 @@ def _video_story(root: Any, context: Context) -> Any:
 
 
 def _video_status_history(root: Any, context: Context) -> Any:
-    return _now_or_later(context.loaders.status_history_by_video_id, root.id)
+    # The loader holds the video's whole event log; statusHistory is its status changes.
+    found = _now_or_later(context.loaders.status_history_by_video_id, root.id)
+    if isinstance(found, list):
+        return _status_changes(found)
+    # A future, not a coroutine: the direct path may call this twice and drop one result.
+    result: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+
+    def done(loaded: asyncio.Future[list[Any]]) -> None:
+        if result.done():
+            return
+        if loaded.cancelled():
+            result.cancel()
+        elif (error := loaded.exception()) is not None:
+            result.set_exception(error)
+        else:
+            result.set_result(_status_changes(loaded.result()))
+
+    asyncio.ensure_future(found).add_done_callback(done)
+    return result
+
+
+def _status_changes(rows: list[models.VideoStatusEvent]) -> list[models.VideoStatusEvent]:
+    if all(row.is_status_change for row in rows):
+        return rows
+    return [row for row in rows if row.is_status_change]
 
 
 def _video_owner(root: Any, context: Context) -> Any:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -444,6 +445,59 @@ async def touch(
     )
     await publish(bus, [event])
     return event
+
+
+# The event-log row of a change that keeps the status, read from the row as the change
+# left it (same transaction): the video's owner, status and new version.
+_CHANGE_SQL = (
+    "INSERT INTO video_status_events (video_id, owner_id, from_status, to_status, version,"
+    " at, message, actor) SELECT id, owner_id, status, status, version, {at}, {note}, {actor}"
+    " FROM videos WHERE id = {id} RETURNING id"
+)
+
+
+def _json_value(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.datetime) else value
+
+
+async def record_change(
+    conn: Any,
+    video_id: int,
+    *,
+    change: str,
+    before: Mapping[str, Any],
+    actor: str | None,
+    at: dt.datetime | None = None,
+) -> int | None:
+    """Write the event-log row of a client-visible change that is not a status change
+    (``updated``, ``deleted``, ``restored``), so ``videoUpdates(after:)`` replays it and
+    ``eventCursor`` advances; publish ``event_for(video, <returned id>)`` after the commit.
+
+    Call it inside the change's transaction, after the UPDATE that bumped ``version``: the
+    row takes the video's owner, status and version as that UPDATE left them. It has
+    ``from_status == to_status`` (``statusHistory`` leaves such rows out) and its message
+    is JSON: the change's name and ``before``, the changed columns' values before it, from
+    which a subscriber rebuilds the video as of an older version.
+
+    Args:
+        conn: the transaction's connection.
+        video_id: the video.
+        change: what happened.
+        before: column name -> value before the change (datetimes are kept as ISO text).
+        actor: who did it.
+        at: the change's time (default now).
+
+    Returns:
+        The row's id (the new event cursor), or None when the video does not exist.
+    """
+    note = json.dumps(
+        {"change": change, "before": {k: _json_value(v) for k, v in before.items()}},
+        separators=(",", ":"),
+    )
+    p = _Params(postgres=conn.capabilities.dialect == "postgres")
+    sql = _CHANGE_SQL.format(at=p(at or now()), note=p(note), actor=p(actor), id=p(video_id))
+    rows = await conn.execute_query_dict(sql, p.values)
+    return int(rows[0]["id"]) if rows else None
 
 
 async def report_progress(

@@ -35,7 +35,7 @@ from tortoise.filters import escape_like
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
-from vidgen import errors
+from vidgen import db, errors
 from vidgen.jobs import lifecycle
 from vidgen.jobs import service as jobs
 from vidgen.media.images import check_image
@@ -930,13 +930,16 @@ async def update_video(
     if video.deleted_at is not None:
         raise errors.Conflict("This video is deleted; restore it first.")
 
-    async with in_transaction():
+    async with in_transaction() as tx:
         if theme is not KEEP:
             changes["theme_id"] = (
                 (await catalog.ensure_theme(owner_id=video.owner_id, name=theme_name[0])).id
                 if theme_name
                 else None
             )
+        # The values this change replaces, read under the row's lock: kept in its event-log
+        # row so a replay can show the video as it was before (lifecycle.record_change).
+        before = await _locked(video.id).first().values(*changes) if changes else {}
         if tag_names is not None:
             rows = await catalog.ensure_tags(
                 owner_id=video.owner_id, names=[display for display, _ in tag_names]
@@ -944,12 +947,23 @@ async def update_video(
             await video.tags.clear()
             if rows:
                 await video.tags.add(*rows)
+        stamp = _now()
         await Video.filter(id=video.id).update(
-            **changes, version=F("version") + 1, updated_at=_now()
+            **changes, version=F("version") + 1, updated_at=stamp
+        )
+        event_id = await lifecycle.record_change(
+            tx, video.id, change="updated", before=before or {}, actor=actor_of(viewer), at=stamp
         )
     await video.refresh_from_db()
-    await lifecycle.publish(runtime.bus, [lifecycle.event_for(video, None)])
+    await lifecycle.publish(runtime.bus, [lifecycle.event_for(video, event_id)])
     return video
+
+
+def _locked(video_id: int) -> QuerySet[Video]:
+    """The video row, locked until the transaction ends where the database has row locks
+    (SQLite serialises writers anyway)."""
+    query = Video.filter(id=video_id)
+    return query.select_for_update() if db.dialect() == "postgres" else query
 
 
 async def cancel_video(*, runtime: Runtime, viewer: User, video_id: int) -> Video:
@@ -1010,12 +1024,24 @@ async def delete_video(*, runtime: Runtime, viewer: User, video_id: int) -> Vide
     # before this mark left it queued (so it is canceled below), and one after it is refused
     # (retry checks deleted_at on the locked row). Checking the status first let a retry slip
     # in between and leave a deleted video queued, which no worker ever claims.
-    marked = await Video.filter(id=video.id, deleted_at__isnull=True).update(
-        deleted_at=_now(), version=F("version") + 1, updated_at=_now()
-    )
+    stamp = _now()
+    async with in_transaction() as tx:
+        marked = await Video.filter(id=video.id, deleted_at__isnull=True).update(
+            deleted_at=stamp, version=F("version") + 1, updated_at=stamp
+        )
+        event_id = None
+        if marked:
+            event_id = await lifecycle.record_change(
+                tx,
+                video.id,
+                change="deleted",
+                before={"deleted_at": None},
+                actor=actor_of(viewer),
+                at=stamp,
+            )
     await video.refresh_from_db()
     if marked:
-        await lifecycle.publish(runtime.bus, [lifecycle.event_for(video, None)])
+        await lifecycle.publish(runtime.bus, [lifecycle.event_for(video, event_id)])
     if VideoStatus(video.status) in (VideoStatus.QUEUED, VideoStatus.PROCESSING):
         try:
             await _cancel_job(runtime=runtime, video=video, actor=actor_of(viewer))
@@ -1030,9 +1056,23 @@ async def restore_video(*, runtime: Runtime, viewer: User, video_id: int) -> Vid
     video = await get_video(viewer=viewer, video_id=video_id)
     if video.deleted_at is None:
         return video
-    await Video.filter(id=video.id).update(
-        deleted_at=None, version=F("version") + 1, updated_at=_now()
-    )
+    async with in_transaction() as tx:
+        deleted_at = await _locked(video.id).first().values_list("deleted_at", flat=True)
+        event_id = None
+        if deleted_at is not None:  # else restored meanwhile: nothing to do
+            stamp = _now()
+            await Video.filter(id=video.id).update(
+                deleted_at=None, version=F("version") + 1, updated_at=stamp
+            )
+            event_id = await lifecycle.record_change(
+                tx,
+                video.id,
+                change="restored",
+                before={"deleted_at": deleted_at},
+                actor=actor_of(viewer),
+                at=stamp,
+            )
     await video.refresh_from_db()
-    await lifecycle.publish(runtime.bus, [lifecycle.event_for(video, None)])
+    if event_id is not None:
+        await lifecycle.publish(runtime.bus, [lifecycle.event_for(video, event_id)])
     return video
