@@ -111,6 +111,8 @@ class Context:
     def fresh_loaders(self) -> Loaders:
         """New loaders for the current task (operation); returned and used from now on."""
         loaders = Loaders()
+        if self.viewer is not None:  # as authenticate() primes the connection's loaders
+            loaders.user_by_id.prime(self.viewer.id, self.viewer)
         _operation_loaders.set((self, loaders))
         return loaders
 

@@ -119,7 +119,10 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
     async def run_operation(self, operation: Any) -> None:
         # Runs in the operation's own task: a due token re-check holds up this operation
-        # only, never the socket's message loop.
+        # only, never the socket's message loop. The operation also gets its own loaders
+        # (bound to this task): the connection's would serve rows cached by any earlier
+        # operation on the socket, however old (a subscription renews them per event).
+        self.context.fresh_loaders()
         try:
             await self.context.refresh_viewer()
         except Exception:  # noqa: BLE001 - a database blip: the next operation retries
