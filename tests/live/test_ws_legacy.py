@@ -10,7 +10,7 @@ import pytest
 from tests.live.conftest import gid, make_video
 from tests.live.wsclient import LEGACY_WS, Closed, GraphQLWS, expect_error
 from vidgen.jobs import lifecycle
-from vidgen.models import VideoStatus
+from vidgen.models import Project, VideoStatus
 from vidgen.services import users
 from vidgen.settings import Settings
 
@@ -88,3 +88,24 @@ async def test_legacy_serves_the_owner_and_hides_others_videos(live, accounts):
         assert (await ws.next_data(op, "videoUpdated"))["status"] == "PROCESSING"
     finally:
         await ws.close()
+
+
+async def test_legacy_refuses_queries_and_mutations_as_bad_input(live, accounts):
+    # Only subscriptions run over the legacy protocol here; a query or mutation used to be
+    # answered INTERNAL (Strawberry's refusal was not recognised as the client's mistake).
+    alice = await accounts("alice@example.com")
+    ws = await GraphQLWS.open(live.ws_url, protocol=LEGACY_WS)
+    try:
+        await ws.init(bearer(alice.token))
+        for document in (
+            "{ viewer { email } }",
+            'mutation { createProject(input: {name: "x"}) { name } }',
+        ):
+            message = await ws.receive(await ws.subscribe(document), 10)
+            assert message["type"] == "error", message
+            error = message["payload"]  # one error object in the legacy protocol
+            assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+            assert "graphql-transport-ws" in error["message"]
+    finally:
+        await ws.close()
+    assert not await Project.filter(owner_id=alice.user.id).exists()

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors
-from strawberry.schema.exceptions import CannotGetOperationTypeError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 
 from vidgen import errors
 
@@ -41,7 +41,10 @@ def original_of(error: GraphQLError) -> BaseException | None:
 
 def is_unexpected(error: GraphQLError) -> bool:
     """True for errors raised while executing (they have a path) that are not ours."""
-    if isinstance(original_of(error), errors.VidgenError | CannotGetOperationTypeError):
+    if isinstance(
+        original_of(error),
+        errors.VidgenError | CannotGetOperationTypeError | InvalidOperationTypeError,
+    ):
         return False
     return bool(error.path) or (
         error.original_error is not None and not isinstance(original_of(error), GraphQLError)
@@ -70,6 +73,14 @@ def format_error(error: GraphQLError) -> GraphQLError:
         # No operation of that name in the document (a WebSocket subscribe's operationName).
         extensions = {"code": "BAD_USER_INPUT", "field": "operationName"}
         message = original.as_http_error_reason()
+    elif isinstance(original, InvalidOperationTypeError):
+        # A query or mutation sent over the legacy graphql-ws protocol, which carries only
+        # subscriptions here.
+        extensions = {"code": "BAD_USER_INPUT"}
+        message = (
+            f"A {original.operation_type.value} cannot run over the legacy graphql-ws"
+            " protocol; send it over HTTP or graphql-transport-ws."
+        )
     elif (error.extensions or {}).get("code") or not is_unexpected(error):
         # Already formatted, or a parse/validation/limit error: the client's to fix.
         extensions = dict(error.extensions or {})
