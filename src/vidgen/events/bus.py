@@ -50,7 +50,7 @@ class VideoEvent:
     version: int
     status: str
     progress: float
-    event_id: int | None = None  # status-history id (the resume cursor), None for progress
+    event_id: int | None = None  # event-log row id (the resume cursor), None for progress
     project_id: int | None = None
     story_id: int | None = None
 
