@@ -284,20 +284,42 @@ class VideoCountByStoryIdLoader(_VideoCountByParentLoader):
 
 
 class Loaders:
-    """Every loader of one operation."""
+    """Every loader of one operation, each made on first use: an operation uses a few of
+    them, and one Loaders lives as long as its operation (a subscription's lasts as long as
+    the subscription, with most of its loaders never touched)."""
 
-    def __init__(self) -> None:
-        self.user_by_id = UserByIdLoader()
-        self.project_by_id = ProjectByIdLoader()
-        self.story_by_id = StoryByIdLoader()
-        self.theme_by_id = ThemeByIdLoader()
-        self.video_by_id = VideoByIdLoader()
-        self.tags_by_video_id = TagsByVideoIdLoader()
-        self.status_history_by_video_id = StatusHistoryByVideoIdLoader()
-        self.latest_event_id_by_video_id = LatestEventIdByVideoIdLoader()
+    @cached_property
+    def user_by_id(self) -> UserByIdLoader:
+        return UserByIdLoader()
 
-    # The nested-connection loaders are made on first use: most operations (every
-    # subscription event, for one) never list a parent's videos.
+    @cached_property
+    def project_by_id(self) -> ProjectByIdLoader:
+        return ProjectByIdLoader()
+
+    @cached_property
+    def story_by_id(self) -> StoryByIdLoader:
+        return StoryByIdLoader()
+
+    @cached_property
+    def theme_by_id(self) -> ThemeByIdLoader:
+        return ThemeByIdLoader()
+
+    @cached_property
+    def video_by_id(self) -> VideoByIdLoader:
+        return VideoByIdLoader()
+
+    @cached_property
+    def tags_by_video_id(self) -> TagsByVideoIdLoader:
+        return TagsByVideoIdLoader()
+
+    @cached_property
+    def status_history_by_video_id(self) -> StatusHistoryByVideoIdLoader:
+        return StatusHistoryByVideoIdLoader()
+
+    @cached_property
+    def latest_event_id_by_video_id(self) -> LatestEventIdByVideoIdLoader:
+        return LatestEventIdByVideoIdLoader()
+
     @cached_property
     def video_page_by_project_id(self) -> VideoPageByProjectIdLoader:
         return VideoPageByProjectIdLoader()
