@@ -173,6 +173,23 @@ _STORY_GUARD = {
 }
 
 
+async def lock_story_paragraph(story_id: int, owner_id: int, index: int) -> None:
+    """Inside a transaction that adds a video to paragraph ``index`` of a story by other
+    statements than :func:`record_created`'s (which guards its own insert): share-lock the
+    story row until the commit and check it still has that paragraph, with the same guard.
+
+    Raises:
+        StoryChanged: the story lost that paragraph or was deleted.
+    """
+    conn = Video._meta.db
+    dialect = "postgres" if conn.capabilities.dialect == "postgres" else "sqlite"
+    sql = _STORY_GUARD[dialect]
+    if dialect == "postgres":
+        sql = sql.format(id="$1", owner="$2", index="$3")
+    if not await conn.execute_query_dict(sql, [story_id, owner_id, index]):
+        raise StoryChanged()
+
+
 @functools.cache
 def _created_sql(columns: tuple[str, ...] | None, tags: bool, guard: bool = False) -> str:
     """:func:`record_created`'s PostgreSQL statement; its parameters: the video's values

@@ -766,15 +766,12 @@ async def generate_video(
         # Otherwise record_created's single statement is atomic on its own.
         several = bool(new_tags) or new_theme is not None or input_image is not None
         async with in_transaction() if several else nullcontext():
-            paragraph_count = found.paragraph_count
             if input_image is not None and plan.paragraph_index is not None:
                 # The video is saved before record_created (its key needs the id), so the
                 # paragraph is checked again here, under the lock record_created's own
-                # insert would take (see lifecycle.StoryChanged).
+                # insert takes on the other paths (see lifecycle.StoryChanged).
                 assert plan.story_id is not None
-                paragraph_count = await _lock_story_paragraphs(
-                    owner_id=viewer.id, story_id=plan.story_id, index=plan.paragraph_index
-                )
+                await lifecycle.lock_story_paragraph(plan.story_id, viewer.id, plan.paragraph_index)
             if new_theme is not None:
                 theme_id = (await catalog.ensure_theme(owner_id=viewer.id, name=new_theme)).id
             if new_tags:
@@ -803,7 +800,7 @@ async def generate_video(
             )
             if input_image is not None and plan.image_ext is not None:
                 # The storage key needs the video's id: insert it first.
-                await video.save(paragraph_count=paragraph_count)
+                await video.save(paragraph_count=found.paragraph_count)
                 stored_key = make_key(viewer.id, video.id, "input", plan.image_ext)
                 await runtime.storage.save_bytes(stored_key, input_image)
                 video.input_image = stored_key
@@ -812,7 +809,7 @@ async def generate_video(
                 video,
                 actor=actor_of(viewer),
                 tag_ids=[tag_ids[name_key] for _, name_key in plan.tags],
-                paragraph_count=paragraph_count,
+                paragraph_count=found.paragraph_count,
             )
     except BaseException as exc:
         if stored_key is not None:
@@ -850,45 +847,6 @@ async def generate_video(
     await jobs.wake_workers(outbox, provider=plan.provider)
     await outbox.send(runtime.bus)
     return video
-
-
-async def _lock_story_paragraphs(*, owner_id: int, story_id: int, index: int) -> int:
-    """Inside the new video's transaction (the path that saves the video before
-    :func:`~vidgen.jobs.lifecycle.record_created`): the story's paragraph count as it is
-    now, with ``index`` checked against it, the story row share-locked until the commit
-    (PostgreSQL), as record_created's own insert does for the other paths.
-
-    :func:`vidgen.services.catalog.update_story` locks the row for update before it checks
-    that no video points past the new paragraphs, so the two serialise: a story cannot be
-    shortened under a video that is being added to one of its last paragraphs. SQLite runs
-    one write transaction at a time, so there the count read inside it is enough.
-
-    Raises:
-        BadUserInput: the story is gone, or ``index`` is past its paragraphs now.
-    """
-    conn = Video._meta.db
-    if conn.capabilities.dialect == "postgres":
-        sql = (
-            "SELECT CASE WHEN jsonb_typeof(paragraphs) = 'array'"
-            " THEN jsonb_array_length(paragraphs) ELSE 0 END AS n"
-            " FROM stories WHERE id = $1 AND owner_id = $2 FOR SHARE"
-        )
-    else:
-        sql = (
-            "SELECT CASE WHEN json_type(paragraphs) = 'array'"
-            " THEN json_array_length(paragraphs) ELSE 0 END AS n"
-            " FROM stories WHERE id = ? AND owner_id = ?"
-        )
-    rows = await conn.execute_query_dict(sql, [story_id, owner_id])
-    if not rows:
-        raise errors.BadUserInput("No story with that id (storyId).", field="storyId")
-    count = int(rows[0]["n"] or 0)
-    if not 0 <= index < count:
-        raise errors.BadUserInput(
-            f"paragraphIndex {index} is outside the story's {count} paragraph(s).",
-            field="paragraphIndex",
-        )
-    return count
 
 
 async def _remove_file(runtime: Runtime, key: str) -> None:
