@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +41,23 @@ async def test_client_is_configured_explicitly() -> None:
         assert pool._max_connections == 7
     finally:
         await client.aclose()
+
+
+async def test_clients_share_one_verifying_tls_context() -> None:
+    """Each client used to parse the CA bundle again (about 20 ms and some MiB apiece)."""
+    clients = [
+        build_client(provider_settings(name, "https://127.0.0.1:1"), name)
+        for name in ("runway", "replicate")
+    ]
+    try:
+        contexts = [c._transport._pool._ssl_context for c in clients]  # type: ignore[attr-defined]
+        assert contexts[0] is contexts[1]
+        assert contexts[0].verify_mode is ssl.CERT_REQUIRED
+        assert contexts[0].check_hostname
+        assert contexts[0].cert_store_stats()["x509_ca"] > 0
+    finally:
+        for client in clients:
+            await client.aclose()
 
 
 async def test_key_goes_only_to_the_providers_own_host() -> None:

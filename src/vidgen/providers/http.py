@@ -17,10 +17,12 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import hashlib
 import hmac
 import io
 import logging
+import ssl
 from collections.abc import AsyncIterator, Generator, Iterable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -82,6 +84,16 @@ class HostAuth(httpx.Auth):
         yield request
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """httpx's default verifying context (certifi's CA bundle), built once per process.
+
+    Building one reads and parses the whole CA bundle (about 20 ms and some MiB); every
+    provider client used to build its own at start-up. A context is safe to share.
+    """
+    return httpx.create_ssl_context()
+
+
 def build_client(
     settings: Settings,
     provider: str,
@@ -109,6 +121,7 @@ def build_client(
             keepalive_expiry=30.0,
         ),
         follow_redirects=False,
+        verify=tls_context(),
     )
 
 
