@@ -1,12 +1,13 @@
 """Projects, stories, tags and themes: how videos are grouped.
 
 Projects and stories are deleted for good (their videos stay, detached: SET NULL). Tags and
-themes are created on first use and reused by normalised name (case and spacing do not make
-a new one); they belong to one user.
+themes are created on first use and reused by normalised name (case, spacing and Unicode
+composition do not make a new one); they belong to one user.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Sequence
 
 from tortoise.exceptions import IntegrityError
@@ -136,13 +137,26 @@ def check_paragraphs(paragraphs: Sequence[str] | None) -> list[str]:
 
 
 def check_label(name: str | None, *, field: str) -> tuple[str, str]:
-    """A tag or theme name: (display name, unique key). BadUserInput with ``field``."""
-    display, key = normalize_name(name or "")
+    """A tag or theme name: (display name, unique key). BadUserInput with ``field``.
+
+    Every label name goes through here. It is NFC-normalised first, so that canonically
+    equivalent spellings ("\u00e9" and "e\u0301") are one label; the key is the case-folded
+    name (NFC again), which can be longer than the name ("\u00df" folds to "ss"): both must
+    fit their columns.
+    """
+    display, key = normalize_name(unicodedata.normalize("NFC", name or ""))
+    key = unicodedata.normalize("NFC", key)
     if not display:
         raise errors.BadUserInput(f"A {field} name must not be empty.", field=field)
     if len(display) > MAX_LABEL:
         raise errors.BadUserInput(
             f"A {field} name must be at most {MAX_LABEL} characters.", field=field
+        )
+    if len(key) > MAX_LABEL:
+        raise errors.BadUserInput(
+            f"A {field} name must be at most {MAX_LABEL} characters once case is ignored "
+            f"(some letters fold to two or three, like \u00df to ss).",
+            field=field,
         )
     return display, key
 

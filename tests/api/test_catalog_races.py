@@ -1,0 +1,117 @@
+"""Tags, themes, projects and stories under concurrent requests, and label names that only
+look short: every client mistake or lost race is answered as BAD_USER_INPUT or NOT_FOUND
+(never INTERNAL), and what is stored stays consistent.
+
+The races run many rounds through the service layer with ``asyncio.gather`` (on PostgreSQL
+the requests really overlap, each on its own connection); the tests assert the invariant
+each round, not any timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from tests.api.conftest import Account, LiveServer, row_counts
+from vidgen import errors
+from vidgen.models import Tag, Theme, Video
+from vidgen.runtime import Runtime
+from vidgen.services import catalog, videos
+from vidgen.settings import Settings
+
+ROUNDS = 12
+
+
+@pytest_asyncio.fixture
+async def runtime(db: Settings) -> AsyncIterator[Runtime]:
+    runtime = Runtime.create(db)
+    try:
+        yield runtime
+    finally:
+        await runtime.close()
+
+
+async def _generate(runtime: Runtime, account: Account, **request: Any) -> Video:
+    request.setdefault("prompt", "a cat")
+    return await videos.generate_video(runtime=runtime, viewer=account.user, **request)
+
+
+async def _tag_names(video: Video) -> set[str]:
+    return {tag.name for tag in await Tag.filter(videos__id=video.id)}
+
+
+async def _outcomes(*calls: Awaitable[Any]) -> list[Any]:
+    """Each call's result, or the exception it raised."""
+    return list(await asyncio.gather(*calls, return_exceptions=True))
+
+
+# --- 3. names whose case-folded key is too long; canonical equivalence --------------------
+
+LONG_KEYS = ["ß" * 51, "ﬃ" * 60, "İ" * 100]
+
+
+@pytest.mark.parametrize("name", LONG_KEYS, ids=["sharp-s", "ffi", "dotted-I"])
+async def test_a_label_whose_key_is_too_long_is_bad_input(
+    runtime: Runtime, alice: Account, name: str
+) -> None:
+    video = await _generate(runtime, alice, tags=["ok"], theme="fine")
+    before = await row_counts()
+    requests: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+        ("tags", lambda: _generate(runtime, alice, tags=["ok", name])),
+        ("theme", lambda: _generate(runtime, alice, theme=name)),
+        (
+            "tags",
+            lambda: videos.update_video(
+                runtime=runtime, viewer=alice.user, video_id=video.id, tags=[name]
+            ),
+        ),
+        (
+            "theme",
+            lambda: videos.update_video(
+                runtime=runtime, viewer=alice.user, video_id=video.id, theme=name
+            ),
+        ),
+        ("tags", lambda: catalog.ensure_tags(owner_id=alice.user.id, names=[name])),
+        ("theme", lambda: catalog.ensure_theme(owner_id=alice.user.id, name=name)),
+    ]
+    for field, request in requests:
+        with pytest.raises(errors.BadUserInput) as caught:
+            await request()
+        assert caught.value.field == field
+    assert await row_counts() == before
+    assert await _tag_names(video) == {"ok"}
+
+
+async def test_a_label_whose_key_is_too_long_over_graphql(
+    live_server: LiveServer, alice: Account
+) -> None:
+    mutation = "mutation($i: GenerateVideoInput!) { generateVideo(input: $i) { id } }"
+    for extra, field in (({"tags": ["ß" * 51]}, "tags"), ({"theme": "ﬃ" * 60}, "theme")):
+        body = await live_server.gql(
+            mutation, {"i": {"prompt": "a cat", **extra}}, token=alice.token
+        )
+        [error] = body["errors"]
+        assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+        assert error["extensions"]["field"] == field, error
+    assert await Video.all().count() == 0
+
+
+async def test_canonically_equivalent_names_are_one_label(runtime: Runtime, alice: Account) -> None:
+    composed, decomposed = "caf\u00e9", "cafe\u0301"
+    video = await _generate(runtime, alice, tags=[composed, decomposed.upper()], theme=decomposed)
+    assert await Tag.filter(owner_id=alice.user.id).count() == 1
+    [tag] = await Tag.filter(owner_id=alice.user.id)
+    assert tag.name == composed and tag.name_key == composed
+    again = await catalog.ensure_tags(owner_id=alice.user.id, names=[decomposed])
+    assert [t.id for t in again] == [tag.id]
+    theme = await catalog.ensure_theme(owner_id=alice.user.id, name=composed.upper())
+    assert theme.id == video.theme_id and theme.name == composed
+    assert await Theme.filter(owner_id=alice.user.id).count() == 1
+    listed = await videos.list_videos(viewer=alice.user, tag=decomposed)
+    assert [v.id for v in listed] == [video.id]
+    listed = await videos.list_videos(viewer=alice.user, theme=composed)
+    assert [v.id for v in listed] == [video.id]
