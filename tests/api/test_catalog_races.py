@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from tests.api.conftest import Account, LiveServer, row_counts
+from tests.api.conftest import Account, LiveServer, StatementCounter, row_counts
 from vidgen import errors
 from vidgen.models import Tag, Theme, Video
 from vidgen.runtime import Runtime
@@ -47,6 +47,70 @@ async def _tag_names(video: Video) -> set[str]:
 async def _outcomes(*calls: Awaitable[Any]) -> list[Any]:
     """Each call's result, or the exception it raised."""
     return list(await asyncio.gather(*calls, return_exceptions=True))
+
+
+# --- 1. new tags created in different orders ---------------------------------------------
+
+
+async def test_new_tags_in_opposite_orders_do_not_deadlock(
+    runtime: Runtime, alice: Account
+) -> None:
+    for r in range(ROUNDS):
+        names = [f"n{r}-{i}" for i in range(1, 4)]
+        made = await _outcomes(
+            _generate(runtime, alice, tags=names),
+            _generate(runtime, alice, tags=names[::-1]),
+            _generate(runtime, alice, tags=[names[1], names[2], names[0]]),
+        )
+        assert all(isinstance(v, Video) for v in made), made
+        for video in made:
+            assert await _tag_names(video) == set(names)
+        assert await Tag.filter(name_key__in=names).count() == 3
+
+
+async def test_update_video_with_new_tags_in_opposite_orders_does_not_deadlock(
+    runtime: Runtime, alice: Account
+) -> None:
+    first, second = await _generate(runtime, alice), await _generate(runtime, alice)
+    for r in range(ROUNDS):
+        names = [f"s{r}-{i}" for i in range(1, 5)]
+        done = await _outcomes(
+            videos.update_video(runtime=runtime, viewer=alice.user, video_id=first.id, tags=names),
+            videos.update_video(
+                runtime=runtime, viewer=alice.user, video_id=second.id, tags=names[::-1]
+            ),
+        )
+        assert all(isinstance(v, Video) for v in done), done
+        assert await _tag_names(first) == await _tag_names(second) == set(names)
+        assert await Tag.filter(name_key__in=names).count() == 4
+
+
+async def test_ensure_tags_keeps_the_order_and_creates_each_tag_once(
+    db: Settings, alice: Account
+) -> None:
+    owner_id = alice.user.id
+    await catalog.ensure_tags(owner_id=owner_id, names=["b"])
+    got = await catalog.ensure_tags(owner_id=owner_id, names=["c", "B", "a", "C"])
+    assert [t.name_key for t in got] == ["c", "b", "a"]
+    again = await catalog.ensure_tags(owner_id=owner_id, names=["A", "b", "c"])
+    assert [t.id for t in again] == [got[2].id, got[1].id, got[0].id]
+    assert await Tag.filter(owner_id=owner_id).count() == 3
+
+
+async def test_generate_video_with_new_tags_runs_few_statements(
+    runtime: Runtime, alice: Account, count_statements: StatementCounter
+) -> None:
+    """New tags cost two statements together (insert them, read them back), not several
+    per tag."""
+    await _generate(runtime, alice, tags=["old"])  # the viewer's first writes are done
+    with count_statements.counting() as counter:
+        counter.reset()
+        await _generate(runtime, alice, tags=["old", *(f"new{i}" for i in range(8))])
+        with_new = counter.count
+        counter.reset()
+        await _generate(runtime, alice, tags=["old", *(f"new{i}" for i in range(8))])
+        without_new = counter.count
+    assert with_new <= without_new + 2, count_statements.statements
 
 
 # --- 3. names whose case-folded key is too long; canonical equivalence --------------------

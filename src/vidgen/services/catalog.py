@@ -317,17 +317,37 @@ async def ensure_theme(*, owner_id: int, name: str) -> Theme:
 async def ensure_tags(*, owner_id: int, names: Iterable[str]) -> list[Tag]:
     """The owner's tags of those names, created when new, in the given order.
 
-    One SELECT finds those that exist (not one per tag); only new ones cost more.
+    One SELECT finds those that exist (not one per tag); new ones cost two statements
+    together (:func:`create_tags`).
     """
     labels = check_labels(names, field="tags")
     if not labels:
         return []
     found = await Tag.filter(owner_id=owner_id, name_key__in=[key for _, key in labels])
     existing = {tag.name_key: tag for tag in found}
-    return [
-        existing.get(key) or await _get_or_create(Tag, owner_id, display, key)
-        for display, key in labels
-    ]
+    missing = [(display, key) for display, key in labels if key not in existing]
+    if missing:
+        existing.update(await create_tags(owner_id=owner_id, labels=missing))
+    return [existing[key] for _, key in labels]
+
+
+async def create_tags(*, owner_id: int, labels: Sequence[tuple[str, str]]) -> dict[str, Tag]:
+    """The owner's tags of these checked labels (``(display, key)`` from
+    :func:`check_labels`), by key: inserted where new, and all read back (another request
+    may have inserted some meanwhile). Two statements, however many tags.
+
+    The rows are inserted in key order, whatever order the request named them in: two
+    transactions inserting the same new keys in different orders would each hold a key the
+    other waits for (a deadlock on PostgreSQL). A key inserted meanwhile is skipped, not an
+    error, so the caller's transaction is never spoilt.
+    """
+    ordered = sorted(dict((key, display) for display, key in labels).items())
+    await Tag.bulk_create(
+        [Tag(owner_id=owner_id, name=display, name_key=key) for key, display in ordered],
+        ignore_conflicts=True,
+    )
+    found = await Tag.filter(owner_id=owner_id, name_key__in=[key for key, _ in ordered])
+    return {tag.name_key: tag for tag in found}
 
 
 async def list_tags(*, viewer: User) -> list[Tag]:

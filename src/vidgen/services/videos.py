@@ -757,7 +757,7 @@ async def generate_video(
     plan = await _check_image(runtime, plan, input_image)
 
     tag_ids = dict(found.tag_ids)  # by name key
-    new_tags = [display for display, name_key in plan.tags if name_key not in tag_ids]
+    new_tags = [(display, name_key) for display, name_key in plan.tags if name_key not in tag_ids]
     theme_id = found.theme_id
     new_theme = plan.theme[0] if plan.theme is not None and theme_id is None else None
     stored_key: str | None = None
@@ -775,8 +775,8 @@ async def generate_video(
             if new_theme is not None:
                 theme_id = (await catalog.ensure_theme(owner_id=viewer.id, name=new_theme)).id
             if new_tags:
-                for tag in await catalog.ensure_tags(owner_id=viewer.id, names=new_tags):
-                    tag_ids[tag.name_key] = tag.id
+                created = await catalog.create_tags(owner_id=viewer.id, labels=new_tags)
+                tag_ids.update((name_key, tag.id) for name_key, tag in created.items())
             video = Video(
                 owner_id=viewer.id,
                 created_by_id=viewer.id,
