@@ -41,11 +41,14 @@ def decode_cursor(cursor: str, *, field: str = "after") -> tuple[dt.datetime, in
         when = dt.datetime.fromisoformat(stamp)
         if when.tzinfo is None:
             when = when.replace(tzinfo=dt.UTC)
+        # As an instant in UTC, which is how the drivers send it: an offset that moves it
+        # past year 1 or 9999 (a forged cursor) raises OverflowError here, not in asyncpg.
+        when = when.astimezone(dt.UTC)
         row = db.row_id_in(row_id)
         if not row:  # no row has that id (or the database would refuse it): not ours
             raise ValueError(row_id)
         return when, row
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
         raise errors.BadUserInput(
             "That cursor is not valid; pass an endCursor or edge cursor from this list.",
             field=field,

@@ -1,0 +1,89 @@
+"""Requests a probe found mishandled: forged cursors outside UTC's range, documents that
+leave the operation to run unsaid, ``first: 0`` pages, and email addresses holding
+characters that do not show."""
+
+from __future__ import annotations
+
+import base64
+
+from tests.api import documents as d
+from tests.api.conftest import Account, LiveServer
+
+PROJECT_VIDEOS = """
+query ProjectVideos($id: ID!, $first: Int, $after: String) {
+  project(id: $id) {
+    videos(first: $first, after: $after) {
+      totalCount edges { cursor node { id } } pageInfo { hasNextPage endCursor }
+    }
+  }
+}
+"""
+
+STORY_VIDEOS = """
+query StoryVideos($id: ID!, $first: Int, $after: String) {
+  story(id: $id) {
+    videos(first: $first, after: $after) {
+      totalCount edges { cursor node { id } } pageInfo { hasNextPage endCursor }
+    }
+  }
+}
+"""
+
+
+def _cursor(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+async def _catalog(server: LiveServer, account: Account) -> tuple[str, str]:
+    """A project with a story and two videos of that story: (project id, story id)."""
+    t = account.token
+    project = (await server.gql(d.CREATE_PROJECT, {"input": {"name": "P"}}, token=t))["data"][
+        "createProject"
+    ]["id"]
+    story = (
+        await server.gql(
+            d.CREATE_STORY,
+            {"input": {"title": "S", "projectId": project, "paragraphs": ["one", "two"]}},
+            token=t,
+        )
+    )["data"]["createStory"]["id"]
+    for index in (0, 1):
+        body = await server.gql(
+            d.GENERATE_VIDEO,
+            {"input": {"prompt": f"p{index}", "storyId": story, "paragraphIndex": index}},
+            token=t,
+        )
+        assert "errors" not in body, body
+    return project, story
+
+
+async def test_cursors_outside_utc_range_are_bad_input(
+    live_server: LiveServer, alice: Account
+) -> None:
+    """An offset that moves a cursor's instant before year 1 or after 9999 in UTC failed
+    inside the PostgreSQL driver (INTERNAL) and read a page on SQLite."""
+    project, story = await _catalog(live_server, alice)
+    for stamp in ("0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"):
+        after = _cursor(f"c1:{stamp}|5")
+        for query, variables, path in (
+            (d.PROJECTS, {}, ("projects",)),
+            (d.STORIES, {}, ("stories",)),
+            (d.VIDEO_IDS, {}, ("videos",)),
+            (d.VIDEO_IDS, {"filter": {"projectId": project}}, ("videos",)),
+            (d.VIDEO_IDS, {"filter": {"status": ["QUEUED"]}}, ("videos",)),
+            (PROJECT_VIDEOS, {"id": project}, ("project", "videos")),
+            (STORY_VIDEOS, {"id": story}, ("story", "videos")),
+        ):
+            body = await live_server.gql(query, {**variables, "after": after}, token=alice.token)
+            error = d.only_error(body)
+            assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "after"}, (
+                stamp,
+                path,
+                body,
+            )
+    # The same instants written in UTC, at the edges of the range, still read (empty) pages.
+    for stamp in ("0001-01-01T05:00:00+05:00", "9999-12-31T18:59:59-05:00"):
+        body = await live_server.gql(
+            d.VIDEO_IDS, {"after": _cursor(f"c1:{stamp}|5")}, token=alice.token
+        )
+        assert "errors" not in body, body
