@@ -113,6 +113,70 @@ async def test_generate_video_with_new_tags_runs_few_statements(
     assert with_new <= without_new + 2, count_statements.statements
 
 
+# --- 2. concurrent tag changes on one video -----------------------------------------------
+
+
+async def test_concurrent_tag_updates_on_one_video_last_writer_wins(
+    runtime: Runtime, alice: Account
+) -> None:
+    video = await _generate(runtime, alice, tags=["e1", "e2", "e3", "e4"])
+    big_a = [f"a{i}" for i in range(catalog.MAX_TAGS)]
+    big_b = [f"b{i}" for i in range(catalog.MAX_TAGS)]
+    for names in (big_a, big_b):
+        await catalog.ensure_tags(owner_id=alice.user.id, names=names)
+    for r in range(ROUNDS):
+        lists = (["e1", "e2"], ["e3", "e4"]) if r % 2 else (big_a, big_b)
+        done = await _outcomes(
+            *(
+                videos.update_video(
+                    runtime=runtime, viewer=alice.user, video_id=video.id, tags=names
+                )
+                for names in lists
+            )
+        )
+        assert all(isinstance(v, Video) for v in done), done
+        assert await _tag_names(video) in ({*lists[0]}, {*lists[1]}), r
+
+
+async def test_concurrent_caption_and_tag_updates_keep_both(
+    runtime: Runtime, alice: Account
+) -> None:
+    video = await _generate(runtime, alice, tags=["x"])
+    for r in range(ROUNDS):
+        done = await _outcomes(
+            videos.update_video(
+                runtime=runtime, viewer=alice.user, video_id=video.id, caption=f"c{r}"
+            ),
+            videos.update_video(
+                runtime=runtime, viewer=alice.user, video_id=video.id, tags=[f"t{r}"]
+            ),
+        )
+        assert all(isinstance(v, Video) for v in done), done
+        await video.refresh_from_db()
+        assert video.caption == f"c{r}" and await _tag_names(video) == {f"t{r}"}
+
+
+@pytest.mark.postgres_only
+async def test_update_and_restore_video_lock_the_row_even_for_tags_only(
+    runtime: Runtime, alice: Account, count_statements: StatementCounter
+) -> None:
+    video = await _generate(runtime, alice, tags=["x"])
+    for change in ({"tags": ["y"]}, {"caption": "hi"}, {"theme": "dusk", "tags": []}):
+        with count_statements.counting() as counter:
+            counter.reset()
+            await videos.update_video(
+                runtime=runtime, viewer=alice.user, video_id=video.id, **change
+            )
+        locks = [s for s in counter.statements if "FOR UPDATE" in s and '"videos"' in s]
+        assert locks, (change, counter.statements)
+    # restoreVideo reads deleted_at under the same lock.
+    await videos.delete_video(runtime=runtime, viewer=alice.user, video_id=video.id)
+    with count_statements.counting() as counter:
+        counter.reset()
+        await videos.restore_video(runtime=runtime, viewer=alice.user, video_id=video.id)
+    assert any("FOR UPDATE" in s for s in counter.statements), counter.statements
+
+
 # --- 3. names whose case-folded key is too long; canonical equivalence --------------------
 
 LONG_KEYS = ["ß" * 51, "ﬃ" * 60, "İ" * 100]

@@ -889,15 +889,23 @@ async def update_video(
         raise errors.Conflict("This video is deleted; restore it first.")
 
     async with in_transaction() as tx:
+        # Every change locks the row first, a tags-only one too: a concurrent change of
+        # this video waits here until this one commits, so its tag list then replaces this
+        # one's whole (two lists were merged, past the limit too). The values this change
+        # replaces are read under the lock: kept in its event-log row so a replay can show
+        # the video as it was before (lifecycle.record_change).
+        locked = await _locked(video.id).first()
+        if locked is None:
+            raise errors.NotFound("video")
+        if locked.deleted_at is not None:
+            raise errors.Conflict("This video is deleted; restore it first.")
         if theme is not KEEP:
             changes["theme_id"] = (
                 (await catalog.ensure_theme(owner_id=video.owner_id, name=theme_name[0])).id
                 if theme_name
                 else None
             )
-        # The values this change replaces, read under the row's lock: kept in its event-log
-        # row so a replay can show the video as it was before (lifecycle.record_change).
-        before = await _locked(video.id).first().values(*changes) if changes else {}
+        before = {name: getattr(locked, name) for name in changes}
         if tag_names is not None:
             rows = await catalog.ensure_tags(
                 owner_id=video.owner_id, names=[display for display, _ in tag_names]
@@ -910,7 +918,7 @@ async def update_video(
             **changes, version=F("version") + 1, updated_at=stamp
         )
         event_id = await lifecycle.record_change(
-            tx, video.id, change="updated", before=before or {}, actor=actor_of(viewer), at=stamp
+            tx, video.id, change="updated", before=before, actor=actor_of(viewer), at=stamp
         )
     await video.refresh_from_db()
     await lifecycle.publish(runtime.bus, [lifecycle.event_for(video, event_id)])
@@ -919,7 +927,8 @@ async def update_video(
 
 def _locked(video_id: int) -> QuerySet[Video]:
     """The video row, locked until the transaction ends where the database has row locks
-    (SQLite serialises writers anyway)."""
+    (SQLite serialises writers anyway). Fetch whole rows (``.first()``): ``.values()`` and
+    ``.values_list()`` drop the lock (Tortoise sends a plain SELECT)."""
     query = Video.filter(id=video_id)
     return query.select_for_update() if db.dialect() == "postgres" else query
 
@@ -1015,7 +1024,8 @@ async def restore_video(*, runtime: Runtime, viewer: User, video_id: int) -> Vid
     if video.deleted_at is None:
         return video
     async with in_transaction() as tx:
-        deleted_at = await _locked(video.id).first().values_list("deleted_at", flat=True)
+        locked = await _locked(video.id).first()
+        deleted_at = locked.deleted_at if locked is not None else None
         event_id = None
         if deleted_at is not None:  # else restored meanwhile: nothing to do
             stamp = _now()
