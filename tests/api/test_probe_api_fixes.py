@@ -87,3 +87,34 @@ async def test_cursors_outside_utc_range_are_bad_input(
             d.VIDEO_IDS, {"after": _cursor(f"c1:{stamp}|5")}, token=alice.token
         )
         assert "errors" not in body, body
+
+
+async def test_first_zero_says_whether_rows_follow(live_server: LiveServer, alice: Account) -> None:
+    """``first: 0`` answered hasNextPage false however many rows followed the cursor."""
+    project, story = await _catalog(live_server, alice)
+    t = alice.token
+    for query, variables, path in (
+        (d.PROJECTS, {}, ("projects",)),
+        (d.STORIES, {}, ("stories",)),
+        (d.VIDEO_IDS, {}, ("videos",)),
+        (d.VIDEO_IDS, {"filter": {"storyId": story}}, ("videos",)),
+        (PROJECT_VIDEOS, {"id": project}, ("project", "videos")),
+        (STORY_VIDEOS, {"id": story}, ("story", "videos")),
+    ):
+        full = await live_server.gql(query, {**variables, "first": 10}, token=t)
+        connection = full["data"]
+        for key in path:
+            connection = connection[key]
+        assert connection["edges"], (path, full)
+        cursors = [edge["cursor"] for edge in connection["edges"]]
+        # (after, whether a row follows it)
+        for after, follows in ((None, True), (cursors[0], len(cursors) > 1), (cursors[-1], False)):
+            body = await live_server.gql(query, {**variables, "first": 0, "after": after}, token=t)
+            assert "errors" not in body, body
+            page = body["data"]
+            for key in path:
+                page = page[key]
+            assert page["edges"] == [], body
+            assert page["pageInfo"] == {"hasNextPage": follows, "endCursor": None}, (path, after)
+    body = await live_server.gql(d.VIDEO_IDS, {"first": 0, "filter": {"tag": "none"}}, token=t)
+    assert body["data"]["videos"]["pageInfo"]["hasNextPage"] is False, body

@@ -99,7 +99,8 @@ def _page_query(query: QuerySet[Any], cursor: tuple[dt.datetime, int] | None, fi
 async def fetch_page(query: QuerySet[Any], *, first: int, after: str | None) -> Page:
     """The ``first`` rows of ``query`` after the cursor, newest first (one SELECT)."""
     cursor = decode_cursor(after) if after else None
-    rows = [] if first == 0 else await _page_query(query, cursor, first)
+    # Also with first=0: its one row (LIMIT 1) says whether any row follows the cursor.
+    rows = await _page_query(query, cursor, first)
     has_next = len(rows) > first
     return Page(rows=rows[:first], has_next_page=has_next, count_query=query)
 
@@ -151,8 +152,6 @@ async def fetch_list_page(
     way. Only with a kept statement (else ``related`` is None).
     """
     cursor = decode_cursor(after) if after else None
-    if first == 0:
-        return Page(rows=[], has_next_page=False, count_query=source)
     model = source.model
     connection = router.db_for_read(model) or model._meta.db
     key = (connection.capabilities.dialect, source.shape, cursor is not None)
@@ -304,7 +303,7 @@ async def fetch_pages(
     """
     wanted = sorted(set(groups))
     pages = {group: Page(rows=[], has_next_page=False) for group in wanted}
-    if first == 0 or not wanted:
+    if not wanted:
         return pages
     model = query.model
     table = model._meta.basetable
