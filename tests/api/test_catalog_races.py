@@ -18,7 +18,7 @@ import pytest_asyncio
 
 from tests.api.conftest import Account, LiveServer, StatementCounter, row_counts
 from vidgen import errors
-from vidgen.models import Tag, Theme, Video
+from vidgen.models import Project, Story, Tag, Theme, Video
 from vidgen.runtime import Runtime
 from vidgen.services import catalog, videos
 from vidgen.settings import Settings
@@ -243,3 +243,68 @@ async def test_canonically_equivalent_names_are_one_label(runtime: Runtime, alic
     assert [v.id for v in listed] == [video.id]
     listed = await videos.list_videos(viewer=alice.user, theme=composed)
     assert [v.id for v in listed] == [video.id]
+
+
+# --- 4. a story attached to a project being deleted ---------------------------------------
+
+
+def _delete_after_check(monkeypatch: pytest.MonkeyPatch, project: Project) -> None:
+    """Delete ``project`` once, right after catalog has checked it exists: the other request
+    committing between the check and the write."""
+    real = catalog.owned_project
+    done = False
+
+    async def owned_project(**kwargs: Any) -> Project:
+        nonlocal done
+        found = await real(**kwargs)
+        if not done:
+            done = True
+            await Project.filter(id=project.id).delete()
+        return found
+
+    monkeypatch.setattr(catalog, "owned_project", owned_project)
+
+
+async def test_create_story_in_a_project_deleted_meanwhile(
+    db: Settings, alice: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = await catalog.create_project(viewer=alice.user, name="Gone")
+    _delete_after_check(monkeypatch, project)
+    with pytest.raises(errors.BadUserInput) as caught:
+        await catalog.create_story(viewer=alice.user, title="T", project_id=project.id)
+    assert caught.value.field == "projectId"
+    assert await Story.all().count() == 0
+
+
+@pytest.mark.parametrize("paragraphs", [False, True], ids=["title", "with-paragraphs"])
+async def test_update_story_into_a_project_deleted_meanwhile(
+    db: Settings, alice: Account, monkeypatch: pytest.MonkeyPatch, paragraphs: bool
+) -> None:
+    story = await catalog.create_story(viewer=alice.user, title="T", paragraphs=["a"])
+    project = await catalog.create_project(viewer=alice.user, name="Gone")
+    _delete_after_check(monkeypatch, project)
+    extra = {"paragraphs": ["a", "b"]} if paragraphs else {}
+    with pytest.raises(errors.BadUserInput) as caught:
+        await catalog.update_story(
+            viewer=alice.user, story_id=story.id, title="New", project_id=project.id, **extra
+        )
+    assert caught.value.field == "projectId"
+    stored = await Story.get(id=story.id)
+    assert (stored.title, stored.project_id, stored.paragraphs) == ("T", None, ["a"])
+
+
+async def test_stories_racing_delete_project(db: Settings, alice: Account) -> None:
+    story = await catalog.create_story(viewer=alice.user, title="T")
+    for _ in range(ROUNDS):
+        project = await catalog.create_project(viewer=alice.user, name="P")
+        done = await _outcomes(
+            catalog.create_story(viewer=alice.user, title="S", project_id=project.id),
+            catalog.update_story(viewer=alice.user, story_id=story.id, project_id=project.id),
+            catalog.delete_project(viewer=alice.user, project_id=project.id),
+        )
+        for outcome in done[:2]:
+            if isinstance(outcome, BaseException):
+                assert isinstance(outcome, errors.BadUserInput), outcome
+                assert outcome.field == "projectId"
+        assert done[2] is True
+        assert not await Story.filter(project_id=project.id).exists()

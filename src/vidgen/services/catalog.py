@@ -228,9 +228,20 @@ async def create_story(
     clean_paragraphs = check_paragraphs(paragraphs)
     if project_id is not None:
         await owned_project(owner=viewer, project_id=project_id)
-    return await Story.create(
-        owner_id=viewer.id, title=clean_title, project_id=project_id, paragraphs=clean_paragraphs
-    )
+    try:
+        return await Story.create(
+            owner_id=viewer.id,
+            title=clean_title,
+            project_id=project_id,
+            paragraphs=clean_paragraphs,
+        )
+    except IntegrityError:
+        # The project was deleted after the check (a concurrent deleteProject: its foreign
+        # key refused the row): answered as if it had been missing from the start, as
+        # generate_video does.
+        if project_id is not None:
+            await owned_project(owner=viewer, project_id=project_id)
+        raise
 
 
 async def update_story(
@@ -248,10 +259,22 @@ async def update_story(
     if paragraphs is not KEEP:
         changes["paragraphs"] = check_paragraphs(paragraphs)  # type: ignore[arg-type]
     story = await get_story(viewer=viewer, story_id=story_id)
+    owner = None
     if project_id is not KEEP:
         if project_id is not None:
-            await owned_project(owner=await _owner(story.owner_id), project_id=project_id)
+            owner = await _owner(story.owner_id)
+            await owned_project(owner=owner, project_id=project_id)
         changes["project_id"] = project_id
+    try:
+        return await _change_story(story, changes)
+    except IntegrityError:
+        # The project was deleted after the check: as in create_story.
+        if owner is not None and isinstance(project_id, int):
+            await owned_project(owner=owner, project_id=project_id)
+        raise
+
+
+async def _change_story(story: Story, changes: dict[str, object]) -> Story:
     if "paragraphs" not in changes:
         if changes:
             story.update_from_dict(changes)
