@@ -308,3 +308,48 @@ async def test_stories_racing_delete_project(db: Settings, alice: Account) -> No
                 assert outcome.field == "projectId"
         assert done[2] is True
         assert not await Story.filter(project_id=project.id).exists()
+
+
+# --- 5. deleting the same project or story at once ----------------------------------------
+
+
+async def test_concurrent_deletes_of_one_project_delete_once(db: Settings, alice: Account) -> None:
+    for _ in range(ROUNDS):
+        project = await catalog.create_project(viewer=alice.user, name="P")
+        done = await _outcomes(
+            *(catalog.delete_project(viewer=alice.user, project_id=project.id) for _ in range(3))
+        )
+        assert done.count(True) == 1, done
+        assert all(isinstance(o, errors.NotFound) for o in done if o is not True), done
+    # A later one answers the same way.
+    with pytest.raises(errors.NotFound):
+        await catalog.delete_project(viewer=alice.user, project_id=project.id)
+
+
+async def test_concurrent_deletes_of_one_story_delete_once(
+    runtime: Runtime, alice: Account
+) -> None:
+    for _ in range(ROUNDS):
+        story = await catalog.create_story(viewer=alice.user, title="S", paragraphs=["a"])
+        video = await _generate(runtime, alice, story_id=story.id, paragraph_index=0)
+        done = await _outcomes(
+            *(catalog.delete_story(viewer=alice.user, story_id=story.id) for _ in range(3))
+        )
+        assert done.count(True) == 1, done
+        assert all(isinstance(o, errors.NotFound) for o in done if o is not True), done
+        await video.refresh_from_db()
+        assert (video.story_id, video.paragraph_index) == (None, None)
+    with pytest.raises(errors.NotFound):
+        await catalog.delete_story(viewer=alice.user, story_id=story.id)
+
+
+async def test_another_users_project_and_story_are_not_deleted(
+    db: Settings, alice: Account, bob: Account
+) -> None:
+    project = await catalog.create_project(viewer=alice.user, name="P")
+    story = await catalog.create_story(viewer=alice.user, title="S")
+    with pytest.raises(errors.NotFound):
+        await catalog.delete_project(viewer=bob.user, project_id=project.id)
+    with pytest.raises(errors.NotFound):
+        await catalog.delete_story(viewer=bob.user, story_id=story.id)
+    assert await Project.exists(id=project.id) and await Story.exists(id=story.id)

@@ -207,9 +207,16 @@ async def update_project(
 
 
 async def delete_project(*, viewer: User, project_id: int) -> bool:
-    """Delete a project; its videos and stories stay, detached from it."""
-    project = await get_project(viewer=viewer, project_id=project_id)
-    await project.delete()
+    """Delete a project; its videos and stories stay, detached from it.
+
+    Raises:
+        NotFound: no such visible project, also when a concurrent request deleted it first
+            (of several deletes of one project exactly one answers true).
+    """
+    # One statement, decided by the rows it deleted: a read first let two deletes both
+    # find the project and both answer true.
+    if not await visible_projects(viewer).filter(id=project_id).delete():
+        raise errors.NotFound("project")
     return True
 
 
@@ -305,13 +312,21 @@ async def _owner(owner_id: int) -> User:
 
 
 async def delete_story(*, viewer: User, story_id: int) -> bool:
-    """Delete a story; its videos stay, detached (their paragraph index is cleared)."""
+    """Delete a story; its videos stay, detached (their paragraph index is cleared).
+
+    Raises:
+        NotFound: no such visible story, also when a concurrent request deleted it first
+            (of several deletes of one story exactly one answers true).
+    """
     story = await get_story(viewer=viewer, story_id=story_id)
     from vidgen.models import Video
 
     async with in_transaction():
         await Video.filter(story_id=story.id).update(paragraph_index=None)
-        await story.delete()
+        # Decided by the rows deleted, not by the read above (which a concurrent delete
+        # passes too); raising rolls back the update (a no-op by then).
+        if not await Story.filter(id=story.id).delete():
+            raise errors.NotFound("story")
     return True
 
 
