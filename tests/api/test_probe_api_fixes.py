@@ -4,10 +4,15 @@ characters that do not show."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
+
+from websockets.asyncio.client import connect
 
 from tests.api import documents as d
-from tests.api.conftest import Account, LiveServer
+from tests.api.conftest import Account, LiveServer, row_counts, start_live_server
+from vidgen.models import Project
 
 PROJECT_VIDEOS = """
 query ProjectVideos($id: ID!, $first: Int, $after: String) {
@@ -28,6 +33,11 @@ query StoryVideos($id: ID!, $first: Int, $after: String) {
   }
 }
 """
+
+# Two operations, the mutation first: without operationName nothing may run.
+MUTATION_THEN_QUERY = (
+    'mutation B { createProject(input: {name: "ambig"}) { id } } query A { viewer { email } }'
+)
 
 
 def _cursor(text: str) -> str:
@@ -87,6 +97,101 @@ async def test_cursors_outside_utc_range_are_bad_input(
             d.VIDEO_IDS, {"after": _cursor(f"c1:{stamp}|5")}, token=alice.token
         )
         assert "errors" not in body, body
+
+
+async def test_several_operations_need_an_operation_name(
+    live_server: LiveServer, alice: Account
+) -> None:
+    """Without operationName, a document with several operations ran its first one (here a
+    mutation); an operationName naming none of them was a plain-text 400."""
+    before = await row_counts()
+    response = await live_server.client.post(
+        "/graphql",
+        json={"query": MUTATION_THEN_QUERY},
+        headers=live_server.headers(alice.token),
+    )
+    body = response.json()
+    assert body["data"] is None, body
+    assert d.only_error(body)["extensions"] == {
+        "code": "BAD_USER_INPUT",
+        "field": "operationName",
+    }
+    assert "operationName" in d.only_error(body)["message"]
+    response = await live_server.client.get(
+        "/graphql",
+        params={"query": "query A { viewer { email } } query B { projects { totalCount } }"},
+        headers=live_server.headers(alice.token),
+    )
+    assert d.only_error(response.json())["extensions"]["field"] == "operationName", response.text
+    response = await live_server.client.post(
+        "/graphql",
+        json={"query": MUTATION_THEN_QUERY, "operationName": "Nope"},
+        headers=live_server.headers(alice.token),
+    )
+    assert response.headers["content-type"].startswith("application/json"), response.text
+    assert d.only_error(response.json())["extensions"] == {
+        "code": "BAD_USER_INPUT",
+        "field": "operationName",
+    }
+    assert await row_counts() == before
+    assert not await Project.exists()
+    # Named, the chosen operation (only) runs.
+    response = await live_server.client.post(
+        "/graphql",
+        json={"query": MUTATION_THEN_QUERY, "operationName": "A"},
+        headers=live_server.headers(alice.token),
+    )
+    assert response.json() == {"data": {"viewer": {"email": alice.email}}}
+    assert not await Project.exists()
+    # One operation needs no name, even when the keywords appear in its text.
+    body = await live_server.gql(
+        'query Q { videos(filter: {search: "query mutation"}) { totalCount } }', token=alice.token
+    )
+    assert body == {"data": {"videos": {"totalCount": 0}}}, body
+
+
+async def test_several_operations_over_websocket_need_an_operation_name(
+    live_server: LiveServer, alice: Account
+) -> None:
+    async with connect(live_server.ws_url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        payload = {"Authorization": f"Bearer {alice.token}"}
+        await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        subscribe = {"id": "1", "type": "subscribe", "payload": {"query": MUTATION_THEN_QUERY}}
+        await ws.send(json.dumps(subscribe))
+        message = json.loads(await ws.recv())
+        assert message["type"] == "error" and message["id"] == "1", message
+        assert [e["extensions"] for e in message["payload"]] == [
+            {"code": "BAD_USER_INPUT", "field": "operationName"}
+        ]
+        named = {"id": "2", "type": "subscribe", "payload": {**subscribe["payload"]}}
+        named["payload"]["operationName"] = "A"
+        await ws.send(json.dumps(named))
+        message = json.loads(await ws.recv())
+        assert message == {
+            "id": "2",
+            "type": "next",
+            "payload": {"data": {"viewer": {"email": alice.email}}},
+        }, message
+    assert not await Project.exists()
+
+
+async def test_several_operations_over_legacy_graphql_ws_need_an_operation_name(
+    db, alice: Account
+) -> None:
+    document = "subscription A { videoUpdates { id } } subscription B { videoUpdates { id } }"
+    async with start_live_server(db, legacy_graphql_ws=True) as server:
+        async with connect(server.ws_url, subprotocols=["graphql-ws"]) as ws:  # type: ignore[list-item]
+            payload = {"Authorization": f"Bearer {alice.token}"}
+            await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            await ws.send(json.dumps({"id": "1", "type": "start", "payload": {"query": document}}))
+            message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert message["type"] == "error" and message["id"] == "1", message
+            assert message["payload"]["extensions"] == {
+                "code": "BAD_USER_INPUT",
+                "field": "operationName",
+            }
 
 
 async def test_first_zero_says_whether_rows_follow(live_server: LiveServer, alice: Account) -> None:

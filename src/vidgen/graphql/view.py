@@ -13,6 +13,11 @@ One :class:`GraphQLView` (a ``strawberry.asgi.GraphQL``) serves both. Around its
 WebSockets speak ``graphql-transport-ws`` only (legacy ``graphql-ws`` when the setting
 allows it) and authenticate ``connection_init``'s payload; each operation re-checks the
 token when the last check is older than ``ws_reauth_seconds``; see :mod:`.context`.
+
+On every transport, a document with several operations and no ``operationName``, or an
+``operationName`` that names none of them, runs nothing and answers BAD_USER_INPUT (field
+``operationName``), as the GraphQL spec asks: Strawberry would run the first operation,
+even a mutation, or (HTTP) answer an unknown name with a plain-text 400.
 """
 
 from __future__ import annotations
@@ -32,10 +37,13 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.schema import BaseSchema
+from strawberry.schema.exceptions import CannotGetOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
 from vidgen.graphql import subscriptions
@@ -123,6 +131,10 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         # (bound to this task): the connection's would serve rows cached by any earlier
         # operation on the socket, however old (a subscription renews them per event).
         self.context.fresh_loaders()
+        problem = _unnamed_choice(operation.query, operation.operation_name, self.view)
+        if problem is not None:
+            await operation.send_initial_errors([_operation_name_error(problem)])
+            return
         try:
             await self.context.refresh_viewer()
         except Exception:  # noqa: BLE001 - a database blip: the next operation retries
@@ -134,10 +146,35 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         await super().run_operation(operation)
 
 
+class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
+    """Legacy graphql-ws (opt-in): a start whose document leaves the operation to pick
+    answers an error message and runs nothing, as on the other transports."""
+
+    async def handle_async_results(
+        self,
+        operation_id: str,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, object] | None,
+    ) -> None:
+        problem = _unnamed_choice(query, operation_name, self.view)
+        if problem is None:
+            await super().handle_async_results(operation_id, query, operation_name, variables)
+            return
+        try:
+            error = _operation_name_error(problem)
+            await self.send_message(
+                {"type": "error", "id": operation_id, "payload": error.formatted}
+            )
+        finally:
+            self.tasks.pop(operation_id, None)  # as the handler does when an operation ends
+
+
 class GraphQLView(GraphQL):
     """The Strawberry ASGI view with vidgen's context and WebSocket authentication."""
 
     graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
 
     def __init__(self, schema: BaseSchema, runtime: Runtime) -> None:
         settings = runtime.settings
@@ -181,14 +218,28 @@ class GraphQLView(GraphQL):
     async def execute_single(self, *args: Any, **kwargs: Any) -> Any:
         data = kwargs.get("request_data")
         query = getattr(data, "query", None)
+        operation_name = getattr(data, "operation_name", None)
         if isinstance(query, str) and "subscription" in query:  # cheap check first
-            if _operation_type(query, getattr(data, "operation_name", None)) == "subscription":
+            if _operation_type(query, operation_name) == "subscription":
                 raise HTTPException(
                     400,
                     "Subscriptions are served over WebSocket at /graphql "
                     "(graphql-transport-ws), not over HTTP.",
                 )
-        return await super().execute_single(*args, **kwargs)
+        problem = _unnamed_choice(query, operation_name, self)
+        if problem is not None:
+            return ExecutionResult(data=None, errors=[_operation_name_error(problem)])
+        try:
+            return await super().execute_single(*args, **kwargs)
+        except HTTPException as exc:
+            cause = exc.__cause__
+            if isinstance(cause, CannotGetOperationTypeError) and cause.operation_name is not None:
+                # An operationName that names no operation: the client's mistake, answered
+                # as a GraphQL error like on the WebSocket (not as a plain-text 400)
+                return ExecutionResult(
+                    data=None, errors=[_operation_name_error(cause.as_http_error_reason())]
+                )
+            raise
 
     async def get_context(  # type: ignore[override]
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -236,6 +287,42 @@ def _operation_type(query: str, operation_name: str | None) -> str | None:
     if len(operations) != 1:
         return None
     return operations[0].operation.value
+
+
+# A document with two operations or more has at least two of these words: each operation
+# beside another one is named (validation refuses an anonymous one there), so it starts
+# with its type's keyword.
+_OPERATION_KEYWORDS = ("query", "mutation", "subscription")
+
+
+def _unnamed_choice(query: Any, operation_name: Any, view: Any) -> str | None:
+    """Why the request leaves the operation to run unsaid (several operations and no
+    ``operationName``), or None. Parses the document only when its text has two
+    operation keywords or more (the usual one-operation request costs three scans)."""
+    if operation_name is not None or not isinstance(query, str):
+        return None
+    if sum(query.count(word) for word in _OPERATION_KEYWORDS) < 2:
+        return None
+    max_tokens = view.runtime.settings.max_query_tokens
+    try:
+        document = parse(query, max_tokens=max_tokens)
+    except GraphQLError:
+        return None  # the schema's own parse answers it
+    names = [
+        d.name.value if d.name else "(anonymous)"
+        for d in document.definitions
+        if isinstance(d, OperationDefinitionNode)
+    ]
+    if len(names) < 2:
+        return None
+    return (
+        f"The document has {len(names)} operations ({', '.join(names)}); "
+        "name the one to run in operationName."
+    )
+
+
+def _operation_name_error(message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": "BAD_USER_INPUT", "field": "operationName"})
 
 
 def graphql_routes(runtime: Runtime, schema: BaseSchema | None = None) -> list[BaseRoute]:
