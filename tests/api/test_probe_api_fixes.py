@@ -8,11 +8,15 @@ import asyncio
 import base64
 import json
 
+import pytest
 from websockets.asyncio.client import connect
 
 from tests.api import documents as d
 from tests.api.conftest import Account, LiveServer, row_counts, start_live_server
-from vidgen.models import Project
+from tests.test_cli import _env, vidgen
+from vidgen import errors
+from vidgen.models import Project, User
+from vidgen.services import users
 
 PROJECT_VIDEOS = """
 query ProjectVideos($id: ID!, $first: Int, $after: String) {
@@ -223,3 +227,62 @@ async def test_first_zero_says_whether_rows_follow(live_server: LiveServer, alic
             assert page["pageInfo"] == {"hasNextPage": follows, "endCursor": None}, (path, after)
     body = await live_server.gql(d.VIDEO_IDS, {"first": 0, "filter": {"tag": "none"}}, token=t)
     assert body["data"]["videos"]["pageInfo"]["hasNextPage"] is False, body
+
+
+INVISIBLE_EMAILS = (
+    "\u200bu@ex.io",  # ZERO WIDTH SPACE (Cf): reads as u@ex.io
+    "u\u200d@ex.io",  # ZERO WIDTH JOINER (Cf)
+    "\ufeffu@ex.io",  # BYTE ORDER MARK (Cf)
+    "u@e\u00adx.io",  # SOFT HYPHEN (Cf)
+    "ctl\x01@x.io",  # a control (Cc)
+    "ctl\x7f@x.io",  # DEL (Cc)
+    "u@ex.io\x85x",  # NEXT LINE (Cc)
+    "u\u3000v@ex.io",  # IDEOGRAPHIC SPACE (Zs)
+    "u\u2028v@ex.io",  # LINE SEPARATOR (Zl)
+    "u\u2029v@ex.io",  # PARAGRAPH SEPARATOR (Zp)
+    "u\ud800@ex.io",  # a lone surrogate (Cs): no character at all
+)
+
+
+@pytest.mark.parametrize("email", INVISIBLE_EMAILS)
+async def test_emails_with_invisible_characters_are_refused(db, email: str) -> None:
+    with pytest.raises(errors.BadUserInput) as refused:
+        await users.create_user(email=email, password="password123")
+    assert refused.value.extensions.get("field") == "email"
+    with pytest.raises(errors.BadUserInput):
+        await users.register(email=email, password="password123")
+    assert not await User.exists()
+    # Visible non-ASCII letters are still fine.
+    made = await users.create_user(email="zoë@exämple.io", password="password123")
+    assert made.email == "zoë@exämple.io"
+
+
+async def test_register_and_login_refuse_lookalike_emails(
+    live_server: LiveServer, user_factory
+) -> None:
+    await user_factory("u@ex.io")
+    before = await row_counts()
+    for email in ("\u200bu@ex.io", "ctl\x01@x.io"):
+        body = await live_server.gql(
+            d.REGISTER, {"input": {"email": email, "password": "pw123456"}}
+        )
+        assert d.only_error(body)["extensions"] == {"code": "BAD_USER_INPUT", "field": "email"}, (
+            body
+        )
+    assert await row_counts() == before
+    # An account made before the check (not migrated) no longer signs in: its address is
+    # answered like any unknown one.
+    legacy = await users.create_user(email="legacy@ex.io", password="password123")
+    await User.filter(id=legacy.id).update(email="\u200blegacy@ex.io")
+    body = await live_server.gql(
+        d.LOGIN, {"input": {"email": "\u200blegacy@ex.io", "password": "password123"}}
+    )
+    assert d.error_codes(body) == ["UNAUTHENTICATED"], body
+    assert d.only_error(body)["message"] == "Wrong email or password."
+
+
+async def test_createuser_refuses_a_control_character(db) -> None:
+    done = await vidgen("createuser", "ctl\x01@x.io", env=_env(db))
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "error:" in done.stderr and "email" in done.stderr
+    assert not await User.exists()

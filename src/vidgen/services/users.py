@@ -15,6 +15,7 @@ import functools
 import hashlib
 import re
 import secrets
+import unicodedata
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -29,6 +30,10 @@ MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Characters that do not show (controls, format characters such as U+200B ZERO WIDTH
+# SPACE, separators) or are not characters at all (lone surrogates): an address holding
+# one reads like another account's ("\u200bu@ex.io" and "u@ex.io").
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp"})
 _hasher = PasswordHasher()
 # Verified against when the email is unknown, so both failures take the same time.
 _DUMMY_HASH = _hasher.hash("vidgen-dummy-password")
@@ -47,11 +52,25 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _has_invisible(value: str) -> bool:
+    """True when ``value`` holds a character of :data:`_INVISIBLE_CATEGORIES`."""
+    if value.isascii():
+        return not value.isprintable() or " " in value  # controls or spaces
+    return any(unicodedata.category(char) in _INVISIBLE_CATEGORIES for char in value)
+
+
 def normalize_email(email: str) -> str:
-    """Trim and lower-case an email address; refuse anything that does not look like one."""
+    """Trim and lower-case an email address; refuse anything that does not look like one,
+    or that holds a character that does not show (see :data:`_INVISIBLE_CATEGORIES`)."""
     value = (email or "").strip().lower()
     if len(value) > 320 or not _EMAIL_RE.match(value):
         raise errors.BadUserInput("Enter a valid email address.", field="email")
+    if _has_invisible(value):
+        raise errors.BadUserInput(
+            "An email address cannot contain control, format (zero-width) or space "
+            "characters.",
+            field="email",
+        )
     return value
 
 
@@ -156,9 +175,11 @@ async def login(*, email: str, password: str, ttl_days: int | None = None) -> tu
         Unauthenticated: unknown email or wrong password (the same message for both).
     """
     address = (email or "").strip().lower()
-    # No account has a longer address (register refuses one): look nothing up, but still
-    # verify, so the answer takes as long as for any unknown email.
-    user = await User.get_or_none(email=address) if len(address) <= 320 else None
+    # No account has a longer address, or one with an invisible character (register
+    # refuses both; accounts made before that check are not looked up either): look
+    # nothing up, but still verify, so the answer is that of any unknown email.
+    known = len(address) <= 320 and not _has_invisible(address)
+    user = await User.get_or_none(email=address) if known else None
     ok = await verify_password(user.password_hash if user else _DUMMY_HASH, password or "")
     if user is None or not ok:
         raise errors.Unauthenticated("Wrong email or password.")
