@@ -67,8 +67,7 @@ def normalize_email(email: str) -> str:
         raise errors.BadUserInput("Enter a valid email address.", field="email")
     if _has_invisible(value):
         raise errors.BadUserInput(
-            "An email address cannot contain control, format (zero-width) or space "
-            "characters.",
+            "An email address cannot contain control, format (zero-width) or space characters.",
             field="email",
         )
     return value
