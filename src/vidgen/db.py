@@ -60,6 +60,10 @@ async def _release_as_is(connection: Any) -> None:
 
 def _connection(url: str, settings: Settings | None) -> dict[str, Any] | str:
     if url.startswith("sqlite"):
+        # Tortoise's regexp() and match() on every SQLite connection: the video search
+        # ignores case beyond ASCII with match() (services.videos).
+        if "install_regexp_functions" not in url:
+            url += ("&" if "?" in url else "?") + "install_regexp_functions=True"
         return url
     scheme, rest = url.split("://", 1)
     if scheme in {"postgres", "postgresql", "asyncpg"}:

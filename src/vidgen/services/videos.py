@@ -24,6 +24,7 @@ import asyncio
 import datetime as dt
 import logging
 import math
+import re
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
@@ -167,6 +168,23 @@ def _provider_filter(provider: str | None) -> str | None:
     return name
 
 
+def _search_terms(text: str) -> tuple[tuple[str, str], tuple[str, str]]:
+    """The filters (key, value) of ``search`` on the prompt and the caption, for the open
+    database.
+
+    Both ignore case beyond ASCII: PostgreSQL's ILIKE does; SQLite's LIKE and UPPER fold
+    ASCII letters only ("\u00e9cole" would not find "\u00c9COLE"), so there a text that is
+    not all ASCII, as a pattern that matches it literally, goes to Tortoise's match()
+    function (a Python ``re`` search ignoring case), which :mod:`vidgen.db` installs on each
+    SQLite connection. All-ASCII text keeps LIKE: it finds the same rows, about seven times
+    faster than a Python function called on every row.
+    """
+    if not text.isascii() and db.dialect() == "sqlite":
+        pattern = re.escape(text)
+        return ("prompt__iposix_regex", pattern), ("caption__iposix_regex", pattern)
+    return ("prompt__icontains", text), ("caption__icontains", text)
+
+
 @dataclass(frozen=True)
 class VideoList:
     """The videos matching checked filters (made by :func:`video_list`).
@@ -210,8 +228,8 @@ class VideoList:
             tagged = Tag.filter(name_key=self.tag_key).values("videos__id")
             query = query.filter(id__in=Subquery(tagged))
         if self.search is not None:
-            text = self.search
-            query = query.filter(Q(prompt__icontains=text) | Q(caption__icontains=text))
+            (prompt, text), (caption, _) = _search_terms(self.search)
+            query = query.filter(Q(**{prompt: text}) | Q(**{caption: text}))
         return query
 
     def count(self) -> Any:
@@ -230,6 +248,7 @@ class VideoList:
             self.theme_key is None,
             self.tag_key is None,
             self.search is None,
+            self.search is not None and not self.search.isascii(),  # see _search_terms
         )
 
     def params(self) -> list[Any]:
@@ -249,8 +268,12 @@ class VideoList:
         if self.tag_key is not None:
             params.append(_encoded(Tag, "name_key", self.tag_key))
         if self.search is not None:
-            for key in ("prompt__icontains", "caption__icontains"):
-                params.append(f"%{escape_like(_encoded(Video, key, self.search))}%")
+            for key, value in _search_terms(self.search):
+                encoded = _encoded(Video, key, value)
+                if key.endswith("__icontains"):
+                    params.append(f"%{escape_like(encoded)}%")
+                else:  # COALESCE(CAST(column AS VARCHAR), '') MATCH pattern
+                    params += ["", encoded]
         return params
 
     def probe(self) -> VideoList:
