@@ -46,12 +46,12 @@ async def test_moderation_403_is_content_policy_not_auth(stability: Harness) -> 
     assert (caught.value.retryable, caught.value.code) == (False, "content_policy")
 
 
-async def test_a_failed_generation_is_a_retryable_server_error(stability: Harness) -> None:
+async def test_a_failed_generation_is_a_retryable_generation_error(stability: Harness) -> None:
     stability.sim.scenario.outcome = "fail"
     submission = await stability.provider.submit(stability.request())
     with pytest.raises(ProviderError) as caught:
         await poll_to_end(stability.provider, submission.prediction_id)
-    assert (caught.value.retryable, caught.value.code) == (True, "server_error")
+    assert (caught.value.retryable, caught.value.code) == (True, "generation_error")
 
 
 async def test_expired_result_is_lost(stability: Harness) -> None:

@@ -33,6 +33,8 @@ DURATIONS = (4.0,)
 MODEL = "stable-video-diffusion"
 FINISH_OK = "SUCCESS"
 FINISH_HEADER = "finish-reason"  # unconfirmed: finish reason as a header on video/* results
+# A 5xx on the result: the generation failed, or Stability is down (it answers both so).
+GENERATION_ERROR = "generation_error"
 
 
 class StabilityProvider(HttpProvider):
@@ -103,17 +105,31 @@ class StabilityProvider(HttpProvider):
     async def poll(self, prediction_id: str) -> PollResult:
         """Ask for the result as video; 202 is running, 200 is done (body left unread)."""
         url = self.url(RESULT_PATH.format(id=prediction_id))
-        async with self._stream("GET", url, "poll", headers={"Accept": "video/*"}) as response:
-            content_type = response.headers.get("content-type", "")
-            if response.status_code == 202 or content_type.startswith("application/json"):
-                await response.aread()
-                with self.errors.translating("poll"):
-                    body = response.json()
-                if response.status_code == 202:
-                    return PollResult(state=State.RUNNING, message=body.get("status"))
-                finish = str(body.get("finish_reason") or FINISH_OK)
-            else:
-                finish = response.headers.get(FINISH_HEADER, FINISH_OK)
+        try:
+            async with self._stream("GET", url, "poll", headers={"Accept": "video/*"}) as response:
+                content_type = response.headers.get("content-type", "")
+                if response.status_code == 202 or content_type.startswith("application/json"):
+                    await response.aread()
+                    with self.errors.translating("poll"):
+                        body = response.json()
+                    if response.status_code == 202:
+                        return PollResult(state=State.RUNNING, message=body.get("status"))
+                    finish = str(body.get("finish_reason") or FINISH_OK)
+                else:
+                    finish = response.headers.get(FINISH_HEADER, FINISH_OK)
+        except ProviderError as exc:
+            if exc.code != "server_error":
+                raise
+            # Stability reports a failed generation as a 5xx on its result (providers.md):
+            # retried like any 5xx, but within the retry budget, not as an outage that may
+            # last hours (see vidgen.jobs.retry).
+            raise ProviderError(
+                f"{exc.message} (a failed generation or an outage: Stability answers both so)",
+                retryable=True,
+                code=GENERATION_ERROR,
+                retry_after=exc.retry_after,
+                status_code=exc.status_code,
+            ) from exc
         if finish != FINISH_OK:
             return PollResult(
                 state=State.FAILED,
