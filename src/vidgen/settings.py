@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     # lock-out), retry no sooner than this: backoff alone would spend the whole budget inside
     # the provider's lock-out (Stability documents 60 s, Replicate "~30s").
     rate_limit_retry_seconds: float = 60.0
+    # A provider (or its file host) that cannot be reached or answers 5xx/429 is an outage,
+    # not a fault of the job: for this long from the first such failure in a row, the job
+    # is re-queued with backoff without spending its retry budget (0: outages spend it).
+    provider_outage_seconds: float = Field(default=6 * 3600.0, ge=0)
     priority_min: int = -100
     priority_max: int = 100
     provider_concurrency: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)

@@ -68,7 +68,7 @@ async def test_retryable_error_requeues_with_backoff(runtime, user) -> None:
     assert (attempt.outcome, attempt.retryable, attempt.error_code) == (
         AttemptOutcome.RETRY,
         True,
-        "server_error",
+        "temporary",
     )
     # Not due yet: a burst leaves it alone. Once due it runs and succeeds.
     assert await Worker(runtime, concurrency=1).run_until_idle() == 0

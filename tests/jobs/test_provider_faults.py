@@ -25,6 +25,7 @@ from tests.simulators.server import aserve
 from vidgen.events.bus import job_channel
 from vidgen.events.memory import MemoryBus
 from vidgen.jobs import service
+from vidgen.jobs.pipeline import MAX_POLL_ERRORS
 from vidgen.jobs.retry import MAX_WAIT_SECONDS
 from vidgen.jobs.worker import Worker
 from vidgen.models import AttemptOutcome, User, Video, VideoAttempt, VideoStatus
@@ -94,7 +95,7 @@ async def test_429_without_retry_after_waits_the_rate_limit_fallback(fal: Fal) -
     before = utcnow()
     await run_once(fal)
     queued = await Video.get(id=video.id)
-    assert queued.status == S.QUEUED and queued.retry_count == 1
+    assert queued.status == S.QUEUED and queued.retry_count == 0  # an outage: budget kept
     # Not 2, 4, 8 s of backoff (all inside the lock-out): at least the fallback.
     assert queued.scheduled_at >= before + dt.timedelta(seconds=60)
     assert queued.scheduled_at <= utcnow() + dt.timedelta(seconds=60 * 1.25 + 1)
@@ -125,7 +126,7 @@ async def test_absurd_retry_after_is_capped_at_a_day(fal: Fal, header: str) -> N
     before = utcnow()
     await run_once(fal)
     queued = await Video.get(id=video.id)
-    assert queued.status == S.QUEUED and queued.retry_count == 1
+    assert queued.status == S.QUEUED and queued.retry_count == 0  # an outage: budget kept
     assert queued.scheduled_at >= before + dt.timedelta(seconds=MAX_WAIT_SECONDS - 1)
     assert queued.scheduled_at <= utcnow() + dt.timedelta(seconds=MAX_WAIT_SECONDS)
 
@@ -241,3 +242,119 @@ async def test_replayed_fal_webhook_nudges_the_job_once(fal: Fal) -> None:
         finally:
             await service.request_cancel(video.id, actor="test", bus=fal.runtime.bus)
             await asyncio.wait_for(run, timeout=10)
+
+
+# --- provider outages delay jobs, never fail them (probe, 2026-11-26) ----------------------
+
+
+async def run_due(fal: Fal, video_id: int) -> Video:
+    """One attempt now, whatever its backoff said."""
+    await Video.filter(id=video_id, status=S.QUEUED).update(scheduled_at=None)
+    await run_once(fal)
+    return await Video.get(id=video_id)
+
+
+async def test_an_outage_spends_no_retries_and_resumes_the_same_prediction(fal: Fal) -> None:
+    """A provider answering 500 to every poll for longer than the whole retry budget: the job
+    waits it out on the prediction it paid for, then completes (it used to fail for good after
+    ``max_retries`` attempts, however short the outage)."""
+    video = await fal_video(fal, max_retries=1)
+    fal.sim.scenario.fail_next("poll", "500", times=4 * (MAX_POLL_ERRORS + 1))
+    outcomes = []
+    for _ in range(8):
+        current = await run_due(fal, video.id)
+        outcomes = await attempts(video.id)
+        if current.status is not S.QUEUED:
+            break
+        assert current.retry_count == 0 and current.prediction_id is not None
+        assert "provider outage" in (await last_message(video.id))
+    assert current.status is S.COMPLETED, outcomes
+    assert current.retry_count == 0
+    assert len(outcomes) > current.max_retries + 1
+    assert outcomes[:-1] == [(AttemptOutcome.RETRY, "server_error")] * (len(outcomes) - 1)
+    assert outcomes[-1] == (AttemptOutcome.SUCCEEDED, None)
+    assert fal.sim.submissions == 1
+
+
+async def last_message(video_id: int) -> str:
+    from vidgen.models import VideoStatusEvent
+
+    row = await VideoStatusEvent.filter(video_id=video_id).order_by("-id").first()
+    return row.message or ""
+
+
+async def test_a_resumed_prediction_rides_out_a_failed_first_poll(fal: Fal) -> None:
+    """The first poll of a resumed prediction gets the same tolerance as any other poll."""
+    video = await fal_video(fal)
+    fal.sim.scenario.fail_next("poll", "500", times=MAX_POLL_ERRORS + 1)
+    assert (await run_due(fal, video.id)).status is S.QUEUED  # one attempt spent
+    fal.sim.scenario.fail_next("poll", "500")  # the resumed attempt's first poll
+    done = await run_due(fal, video.id)
+    assert done.status is S.COMPLETED
+    assert await attempts(video.id) == [
+        (AttemptOutcome.RETRY, "server_error"),
+        (AttemptOutcome.SUCCEEDED, None),
+    ]
+    assert fal.sim.submissions == 1
+
+
+async def test_an_outage_past_its_patience_spends_the_budget_and_retry_resumes(fal: Fal) -> None:
+    """Past ``provider_outage_seconds`` the failures spend the budget; the video fails keeping
+    its live prediction, and retryVideo resumes that prediction instead of paying again."""
+    fal.runtime.settings.provider_outage_seconds = 60.0
+    video = await fal_video(fal, max_retries=1)
+    fal.sim.scenario.fail_next("poll", "500", times=100)
+    first = await run_due(fal, video.id)
+    assert (first.status, first.retry_count) == (S.QUEUED, 0)
+    # The outage began two minutes ago.
+    await VideoAttempt.filter(video_id=video.id).update(
+        started_at=utcnow() - dt.timedelta(seconds=120)
+    )
+    second = await run_due(fal, video.id)
+    assert (second.status, second.retry_count) == (S.QUEUED, 1)
+    failed = await run_due(fal, video.id)
+    assert failed.status is S.FAILED and "gave up after 1 retries" in failed.error_message
+    assert failed.prediction_id is not None
+    fal.sim.scenario.faults.clear()
+    again = await service.retry(video.id, actor="user:1", bus=fal.runtime.bus)
+    assert again.prediction_id == failed.prediction_id
+    done = await run_due(fal, video.id)
+    assert done.status is S.COMPLETED
+    assert fal.sim.submissions == 1  # never paid twice
+
+
+async def test_a_submission_outage_is_waited_out(fal: Fal) -> None:
+    video = await fal_video(fal, max_retries=0)
+    fal.sim.scenario.fail_next("submit", "500", times=3)
+    for _ in range(5):
+        current = await run_due(fal, video.id)
+        if current.status is not S.QUEUED:
+            break
+    assert current.status is S.COMPLETED
+    assert [o for o, _ in await attempts(video.id)].count(AttemptOutcome.RETRY) == 3
+    assert fal.sim.submissions == 1
+
+
+async def test_outages_spend_the_budget_when_patience_is_zero(fal: Fal) -> None:
+    fal.runtime.settings.provider_outage_seconds = 0.0
+    video = await fal_video(fal, max_retries=0)
+    fal.sim.scenario.fail_next("submit", "500")
+    failed = await run_due(fal, video.id)
+    assert failed.status is S.FAILED and "gave up after 0 retries" in failed.error_message
+
+
+async def test_retry_of_a_canceled_video_submits_anew(fal: Fal) -> None:
+    """A canceled video's prediction was canceled upstream: retryVideo must not resume it."""
+    fal.sim.scenario.running_polls = 10_000
+    video = await fal_video(fal)
+    worker = asyncio.create_task(run_once(fal))
+    await wait_until(lambda: prediction_stored(video.id))
+    await service.request_cancel(video.id, actor="user:1", bus=fal.runtime.bus)
+    await worker
+    canceled = await Video.get(id=video.id)
+    assert canceled.status is S.CANCELED and canceled.prediction_id is not None
+    again = await service.retry(video.id, actor="user:1", bus=fal.runtime.bus)
+    assert again.prediction_id is None
+    fal.sim.scenario.running_polls = 1
+    assert (await run_due(fal, video.id)).status is S.COMPLETED
+    assert fal.sim.submissions == 2

@@ -320,6 +320,7 @@ async def transition(
     fields: dict[str, Any] | None = None,
     bus: EventBus | None = None,
     where: dict[str, Any] | None = None,
+    fields_if: Mapping[VideoStatus, Mapping[str, Any]] | None = None,
 ) -> tuple[Video, Change]:
     """Move one video to ``to``.
 
@@ -336,6 +337,8 @@ async def transition(
             None inside a caller's transaction and publish ``change.event`` after it.
         where: further Tortoise filters the row must still match (e.g. the sweeper's
             ``lease_expires_at__lt``); a row that no longer matches is :class:`StaleAttempt`.
+        fields_if: more columns to set only when the video is (on the locked row) in the
+            given status.
 
     Raises:
         NotFound, IllegalTransition, StaleAttempt.
@@ -359,6 +362,7 @@ async def transition(
                 f"A {current.value} video cannot become {to.value}.", status=current.value
             )
         updates: dict[str, Any] = dict(fields or {})
+        updates.update((fields_if or {}).get(current, {}))
         stamp = now()
         updates.update(status=to, version=F("version") + 1, updated_at=stamp)
         if to is S.COMPLETED:

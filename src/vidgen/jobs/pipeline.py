@@ -33,13 +33,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from vidgen.events.bus import RESYNC, SubscriberOverflow, job_channel
 from vidgen.jobs import lifecycle, transient
 from vidgen.jobs.lifecycle import Claimed, JobSpec, StaleAttempt, now
-from vidgen.jobs.retry import RetryPolicy, retries_left
+from vidgen.jobs.retry import RetryPolicy, is_outage, retries_left
 from vidgen.jobs.service import CANCEL_MESSAGE, WEBHOOK_MESSAGE
 from vidgen.media import ingest
 from vidgen.media.probe import ProbeError
 from vidgen.media.signing import signed_url
 from vidgen.metrics import JOB_DURATION, JOB_RETRIES
-from vidgen.models import AttemptOutcome, Video, VideoStatus
+from vidgen.models import AttemptOutcome, Video, VideoAttempt, VideoStatus
 from vidgen.providers.base import (
     GenerationRequest,
     InputImage,
@@ -63,6 +63,9 @@ PROGRESS_STEP = 0.02
 MAX_JOB_DELIVERIES = 256  # delivery ids remembered per running job
 RATE_LIMITED = "rate_limited"  # the code of a 429 (vidgen.providers.errors)
 OUTPUT_EXPIRED = "output_expired"  # a file host refused the output URL (providers.http)
+# The prediction's output itself is unusable: a job failing for good with one of these drops
+# its prediction id, so retryVideo asks for a new generation instead of the same file.
+BAD_OUTPUT_CODES = frozenset({"bad_output", "too_large", "empty_output"})
 _IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}
 
 
@@ -252,6 +255,7 @@ async def _run(ctx: JobContext) -> AttemptOutcome:
 
     prediction_id = ctx.claimed.prediction_id
     result: PollResult | None = None
+    first_errors = 0
     if prediction_id:
         logger.info("resuming prediction", extra={**ctx.log_extra, "action": "job.resume"})
         try:
@@ -261,6 +265,12 @@ async def _run(ctx: JobContext) -> AttemptOutcome:
             logger.warning("prediction lost; submitting again", extra=ctx.log_extra)
             prediction_id = None
             await _store_prediction(ctx, None)
+        except ProviderError as exc:
+            # The provider is not answering yet: wait and poll as the loop below does (same
+            # tolerance), rather than spend an attempt on the first error after a rescue.
+            least = _tolerable(ctx, exc, 1, RetryPolicy.from_settings(settings))
+            result = PollResult(state=State.RUNNING, poll_after=least or None)
+            first_errors = 1
     resubmitted = False
     while True:
         if prediction_id is None:
@@ -275,7 +285,9 @@ async def _run(ctx: JobContext) -> AttemptOutcome:
                 result = PollResult(state=submission.state, progress=submission.progress)
         assert result is not None
         try:
-            result = await _wait_for_result(ctx, provider, prediction_id, result)
+            result = await _wait_for_result(
+                ctx, provider, prediction_id, result, errors_in_a_row=first_errors
+            )
             break
         except PredictionLost:
             if resubmitted:
@@ -307,15 +319,22 @@ async def _run(ctx: JobContext) -> AttemptOutcome:
 
 
 async def _wait_for_result(
-    ctx: JobContext, provider: Provider, prediction_id: str, result: PollResult
+    ctx: JobContext,
+    provider: Provider,
+    prediction_id: str,
+    result: PollResult,
+    *,
+    errors_in_a_row: int = 0,
 ) -> PollResult | None:
-    """Poll until the prediction succeeds (the result), is canceled by us (None) or fails."""
+    """Poll until the prediction succeeds (the result), is canceled by us (None) or fails.
+
+    ``errors_in_a_row``: failed polls just before this (a resumed job's first poll).
+    """
     caps = provider.capabilities
     policy = RetryPolicy.from_settings(ctx.runtime.settings)
     delay = caps.min_poll_interval
     last_progress = -1.0
     last_message: str | None = None
-    errors_in_a_row = 0
     while True:
         if await _cancel_wanted(ctx):
             return None
@@ -368,13 +387,20 @@ async def _wait_for_result(
             raise
         except ProviderError as exc:
             errors_in_a_row += 1
-            if not exc.retryable or errors_in_a_row > MAX_POLL_ERRORS:
-                raise
-            logger.info("poll failed; retrying", extra={**ctx.log_extra, "error": exc.message})
-            least = policy.floor(exc.retry_after, rate_limited=exc.code == RATE_LIMITED)
-            if least is not None and least > policy.cap_seconds:
-                raise  # a long lock-out: give the slot back, resume the prediction later
-            delay = max(delay, least or 0.0)
+            delay = max(delay, _tolerable(ctx, exc, errors_in_a_row, policy))
+
+
+def _tolerable(ctx: JobContext, exc: ProviderError, errors_in_a_row: int, policy: Any) -> float:
+    """After a failed poll: the least wait before the next poll; raises ``exc`` when the
+    attempt should end instead (not retryable, too many in a row, or a long lock-out, where
+    the slot is given back and the prediction resumed later)."""
+    if not exc.retryable or errors_in_a_row > MAX_POLL_ERRORS:
+        raise exc
+    least = policy.floor(exc.retry_after, rate_limited=exc.code == RATE_LIMITED)
+    if least is not None and least > policy.cap_seconds:
+        raise exc
+    logger.info("poll failed; retrying", extra={**ctx.log_extra, "error": exc.message})
+    return least or 0.0
 
 
 async def _store_prediction(ctx: JobContext, prediction_id: str | None) -> None:
@@ -529,10 +555,31 @@ async def _fail(ctx: JobContext, error: ProviderError) -> AttemptOutcome:
     spec = ctx.spec or await _spec(ctx)
     retry_count, max_retries = spec.retry_count, spec.max_retries
     fields: dict[str, Any] = {"error_message": error.message, "processed_by": None}
-    if isinstance(error, _DeadPrediction) or isinstance(error, PredictionLost):
+    dead = isinstance(error, _DeadPrediction) or isinstance(error, PredictionLost)
+    if dead:
         fields["prediction_id"] = None  # the next attempt must submit a new one
+    policy = RetryPolicy.from_settings(ctx.runtime.settings)
+    if error.retryable and not dead and is_outage(error.code):
+        in_a_row = await _outage_so_far(ctx)
+        if in_a_row is not None:
+            delay = policy.delay(
+                in_a_row, retry_after=error.retry_after, rate_limited=error.code == RATE_LIMITED
+            )
+            fields.update(scheduled_at=now() + dt.timedelta(seconds=delay), progress=0.0)
+            message = (
+                f"provider outage ({in_a_row + 1} in a row, retry budget kept): "
+                f"retry in {delay:.1f}s: {error.message}"
+            )
+            await _finish(
+                ctx, S.QUEUED, AttemptOutcome.RETRY, message=message, fields=fields, error=error
+            )
+            logger.info(
+                "provider outage; job will retry",
+                extra={**ctx.log_extra, "action": "job.retry", "delay": delay, "outage": True},
+            )
+            return AttemptOutcome.RETRY
     if error.retryable and retries_left(retry_count, max_retries):
-        delay = RetryPolicy.from_settings(ctx.runtime.settings).delay(
+        delay = policy.delay(
             retry_count, retry_after=error.retry_after, rate_limited=error.code == RATE_LIMITED
         )
         fields.update(
@@ -550,6 +597,11 @@ async def _fail(ctx: JobContext, error: ProviderError) -> AttemptOutcome:
         return AttemptOutcome.RETRY
     if error.retryable:
         fields["error_message"] = f"{error.message} (gave up after {retry_count} retries)"
+    if error.code in BAD_OUTPUT_CODES:
+        # The output is unusable (too large, not a video): retryVideo must ask for a new
+        # generation. Any other failure keeps a live prediction (the provider could not be
+        # reached, a key was rejected): retryVideo resumes it and pays nothing.
+        fields["prediction_id"] = None
     await _finish(
         ctx,
         S.FAILED,
@@ -560,6 +612,40 @@ async def _fail(ctx: JobContext, error: ProviderError) -> AttemptOutcome:
     )
     logger.info("job failed", extra={**ctx.log_extra, "action": "job.failed", "code": error.code})
     return AttemptOutcome.FAILED
+
+
+# How many attempts back the outage count looks: at the backoff cap (300 s by default) six
+# hours of outage is about 72 attempts.
+MAX_OUTAGE_LOOKBACK = 1000
+
+
+async def _outage_so_far(ctx: JobContext) -> int | None:
+    """Failed attempts in a row just before this one that were provider outages, while the
+    first of them is less than ``provider_outage_seconds`` old (None once it is older, or
+    when the setting is 0: the failure spends the retry budget)."""
+    patience = ctx.runtime.settings.provider_outage_seconds
+    if patience <= 0:
+        return None
+    rows = await _db(
+        ctx,
+        "read outage",
+        lambda: (
+            VideoAttempt.filter(video_id=ctx.video_id, attempt__lt=ctx.attempt)
+            .order_by("-attempt")
+            .limit(MAX_OUTAGE_LOOKBACK)
+            .values("outcome", "error_code", "started_at")
+        ),
+    )
+    since = now()
+    count = 0
+    for row in rows:
+        if row["outcome"] != AttemptOutcome.RETRY or not is_outage(row["error_code"]):
+            break
+        count += 1
+        since = row["started_at"] or since
+    if (now() - since).total_seconds() >= patience:
+        return None
+    return count
 
 
 async def _finish(

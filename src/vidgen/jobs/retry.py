@@ -9,6 +9,13 @@ A 429 that states no wait at all waits at least ``rate_limit_seconds``
 backoff from 2 s would spend the whole budget inside the provider's lock-out. The budget
 is the video's ``max_retries`` (set from ``settings.max_retries`` when the video is
 created).
+
+Outages do not spend that budget: a failure that says the provider (or the host of its
+output) cannot be reached or is overloaded right now (:data:`OUTAGE_CODES`: timeouts,
+refused connections, 5xx, 429) re-queues the job with the same backoff, counted over the
+failures in a row, for up to ``settings.provider_outage_seconds`` from the first of them.
+Only past that do such failures spend the budget, so a provider down for minutes or hours
+delays its jobs instead of failing them (and the stored prediction is resumed afterwards).
 """
 
 from __future__ import annotations
@@ -23,6 +30,10 @@ from vidgen.settings import Settings
 # vidgen.providers.errors.MAX_RETRY_AFTER_SECONDS clamps to; this module does not import the
 # HTTP layer). Anything longer, or infinite, would overflow the schedule's datetime.
 MAX_WAIT_SECONDS = 24 * 3600.0
+
+# Error codes (vidgen.providers.errors, providers.http) that mean "the provider is not
+# answering properly right now", not "this job is wrong": see the module docstring.
+OUTAGE_CODES = frozenset({"timeout", "connection", "server_error", "rate_limited"})
 
 # Up to this fraction is added to the rate-limit fallback, so jobs throttled together do
 # not all come back in the same instant.
@@ -93,6 +104,11 @@ def bounded_wait(seconds: float | None) -> float | None:
     if seconds is None or math.isnan(seconds):
         return None
     return min(max(0.0, float(seconds)), MAX_WAIT_SECONDS)
+
+
+def is_outage(code: str | None) -> bool:
+    """True for an error code that means the provider is unreachable or overloaded."""
+    return code in OUTAGE_CODES
 
 
 def retries_left(retry_count: int, max_retries: int) -> bool:

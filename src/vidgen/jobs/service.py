@@ -119,8 +119,12 @@ async def request_cancel(video_id: int, *, actor: str | None, bus: EventBus | No
 async def retry(video_id: int, *, actor: str | None, bus: EventBus | None) -> Video:
     """Re-queue a failed or canceled video with a fresh retry budget.
 
-    Clears the error, the prediction (a new one is submitted), the schedule, the cancel flag
-    and the retry/rescue counters, then wakes the workers.
+    Clears the error, the schedule, the cancel flag and the retry/rescue counters, then
+    wakes the workers. A failed video keeps a prediction id it still has (the job failed
+    for want of reaching the provider, or on a rejected key: the prediction is live), so the
+    retry resumes it and pays nothing; a canceled one drops it (that prediction was canceled
+    upstream) and submits anew. Failures that make the prediction useless (it failed, or
+    its output did) already dropped the id.
 
     Raises:
         NotFound: no such video.
@@ -137,6 +141,7 @@ async def retry(video_id: int, *, actor: str | None, bus: EventBus | None) -> Vi
             expect=[S.FAILED, S.CANCELED],
             where={"deleted_at__isnull": True},
             fields=_RETRY_FIELDS,
+            fields_if={S.CANCELED: {"prediction_id": None}},
             bus=bus,
         )
     except lifecycle.StaleAttempt as exc:
@@ -145,12 +150,11 @@ async def retry(video_id: int, *, actor: str | None, bus: EventBus | None) -> Vi
     return video
 
 
-# What retryVideo resets: a fresh budget, no error, a new prediction, due now.
+# What retryVideo resets: a fresh budget, no error, due now.
 _RETRY_FIELDS: dict[str, Any] = {
     "retry_count": 0,
     "rescue_count": 0,
     "error_message": None,
-    "prediction_id": None,
     "scheduled_at": None,
     "cancel_requested": False,
     "progress": 0.0,

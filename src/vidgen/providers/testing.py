@@ -12,8 +12,11 @@ Commands (words of the prompt, in any order; other words are ignored)::
     progress          report progress while running (with sleep:S)
     fail              the prediction fails: a permanent error
     reject            submit is refused: a permanent error (bad request)
-    fail-retryable    submit always fails with a retryable error (503)
-    fail-times:N      submit fails with a retryable error the first N times for this video
+    fail-retryable    submit always fails with a retryable error (not an outage: each
+                      failure spends the retry budget)
+    fail-times:N      submit fails with such a retryable error the first N times for this video
+    outage-times:N    submit fails with a 503 (a provider outage, see vidgen.jobs.retry) the
+                      first N times for this video
     retry-after:S     those retryable errors carry Retry-After S (alone: fail-times:1)
     hang              the prediction never finishes (until canceled)
     raise             submit raises an unexpected exception (a bug, not a ProviderError)
@@ -78,6 +81,7 @@ class Commands:
     reject: bool = False
     fail_retryable: bool = False
     fail_times: int = 0
+    outage_times: int = 0
     retry_after: float | None = None
     hang: bool = False
     raise_: bool = False
@@ -93,6 +97,8 @@ class Commands:
                     values["sleep"] = float(arg)
                 elif name == "fail-times":
                     values["fail_times"] = int(arg)
+                elif name == "outage-times":
+                    values["outage_times"] = int(arg)
                 elif name == "retry-after":
                     values["retry_after"] = float(arg)
                 elif name in {"progress", "fail", "reject", "hang", "raise"}:
@@ -215,13 +221,20 @@ class TestProvider:
             raise ProviderError(
                 "test provider: the request was rejected", retryable=False, code="bad_request"
             )
+        if count <= commands.outage_times:
+            raise ProviderError(
+                f"test provider: outage #{count} (503)",
+                retryable=True,
+                code="server_error",
+                status_code=503,
+            )
         if commands.fail_retryable or count <= commands.fail_times:
             raise ProviderError(
                 f"test provider: temporary failure #{count}",
                 retryable=True,
-                code="rate_limited" if commands.retry_after else "server_error",
+                code="rate_limited" if commands.retry_after else "temporary",
                 retry_after=commands.retry_after,
-                status_code=429 if commands.retry_after else 503,
+                status_code=429 if commands.retry_after else None,
             )
         instant = not (commands.sleep or commands.hang or commands.fail or commands.lose_once)
         return Submission(
