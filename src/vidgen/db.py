@@ -27,6 +27,9 @@ MIGRATIONS_MODULE = "vidgen.migrations"
 MAX_ROW_ID = 2**31 - 1
 
 
+MAX_ROW_ID_DIGITS = len(str(MAX_ROW_ID))
+
+
 def is_row_id(number: int) -> bool:
     """True when some row could have ``number`` as its id (1 to :data:`MAX_ROW_ID`)."""
     return 0 < number <= MAX_ROW_ID
@@ -41,6 +44,8 @@ def row_id_in(text: str) -> int:
     Raises:
         ValueError: ``text`` is not a number at all.
     """
+    if len(text) > MAX_ROW_ID_DIGITS and text.isascii() and text.isdigit():
+        return 0  # far past any row (int() refuses more than 4,300 digits anyway)
     number = int(text)
     return number if is_row_id(number) and str(number) == text else 0
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from strawberry.relay import GlobalID
 
 from tests.api import documents as d
 from tests.api.conftest import Account, LiveServer, media_files, row_counts
 from tests.api.test_authorization import snapshot
+from vidgen import db
 
 PAST = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat()
 NO_PROJECT = str(GlobalID("Project", "424242"))
@@ -205,3 +207,19 @@ async def test_an_id_spelled_unlike_ours_names_no_row(
     assert (await live_server.gql(d.PROJECT, {"id": str(project)}, token=alice.token))["data"][
         "project"
     ], "no spelling deleted it"
+
+
+async def test_an_id_with_thousands_of_digits_names_no_row(
+    live_server: LiveServer, alice: Account
+) -> None:
+    """int() refuses more than 4,300 digits (a ValueError that was BAD_USER_INPUT); such a
+    number is simply past every row."""
+    huge = "9" * 5000
+    for query, key in ((d.PROJECT, "project"), (d.NODE, "node")):
+        body = await live_server.gql(
+            query, {"id": str(GlobalID("Project", huge))}, token=alice.token
+        )
+        assert "errors" not in body and body["data"][key] is None, body
+    assert db.row_id_in(huge) == 0 and db.row_id_in("7") == 7
+    with pytest.raises(ValueError):
+        db.row_id_in("9" * 5000 + "x")
