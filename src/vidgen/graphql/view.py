@@ -14,6 +14,13 @@ WebSockets speak ``graphql-transport-ws`` only (legacy ``graphql-ws`` when the s
 allows it) and authenticate ``connection_init``'s payload; each operation re-checks the
 token when the last check is older than ``ws_reauth_seconds``; see :mod:`.context`.
 
+When the database cannot check a request's token (an outage), nothing runs: HTTP answers
+503 with ``Retry-After`` and a GraphQL body (one error, code ``INTERNAL``, with an
+``errorId``), and a WebSocket's ``connection_init`` closes the socket with 1013 "Try Again
+Later" (graphql-ws clients reconnect with backoff on it; 4500 would make them give up). The
+failure is logged in full under the same error id. A request whose token check succeeds
+pays nothing for this: it all lives in exception handlers.
+
 On every transport, a document with several operations and no ``operationName``, or an
 ``operationName`` that names none of them, runs nothing and answers BAD_USER_INPUT (field
 ``operationName``), as the GraphQL spec asks: Strawberry would run the first operation,
@@ -24,13 +31,14 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from typing import Any
 
 from cross_web import HTTPException
 from graphql import GraphQLError, OperationDefinitionNode, parse
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -54,6 +62,14 @@ from vidgen.runtime import Runtime
 logger = logging.getLogger(__name__)
 
 PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name")
+
+# The answers to a request whose token the database could not check (see the docstring).
+UNAVAILABLE_MESSAGE = (
+    "The service is temporarily unavailable: its database did not answer. Try again shortly."
+)
+RETRY_AFTER_SECONDS = 5
+WS_TRY_AGAIN_LATER = 1013  # RFC 6455 "Try Again Later": clients reconnect, with backoff
+WS_UNAVAILABLE_REASON = "database unavailable; try again later"
 
 # Strawberry's encoding (compact separators), minus the circular-reference bookkeeping of
 # every dict and list: a result is a tree (some subtrees shared, none cyclic).
@@ -88,6 +104,45 @@ class CsrfGuard:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+class _TokenCheckFailed(Exception):
+    """The database could not check a request's token: the request runs nothing."""
+
+    def __init__(self, error_id: str) -> None:
+        super().__init__(error_id)
+        self.error_id = error_id
+
+
+def _token_check_failed(transport: str) -> _TokenCheckFailed:
+    """Log the exception being handled (an outage, usually) in full under a new error id,
+    and return the exception that answers the request."""
+    error_id = uuid.uuid4().hex[:12]
+    logger.error(
+        "token check failed (database unavailable?); the %s request ran nothing [%s]",
+        transport,
+        error_id,
+        exc_info=True,
+        extra={"action": "graphql.auth_unavailable", "error_id": error_id},
+    )
+    return _TokenCheckFailed(error_id)
+
+
+def _unavailable_response(error_id: str) -> Response:
+    body = {
+        "errors": [
+            {
+                "message": UNAVAILABLE_MESSAGE,
+                "extensions": {"code": "INTERNAL", "errorId": error_id},
+            }
+        ]
+    }
+    return Response(
+        _JSON.encode(body),
+        status_code=503,
+        media_type="application/json",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"},
+    )
 
 
 def _message_problem(message: Any) -> str | None:
@@ -125,6 +180,12 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             return
         await super().handle_message(message)
 
+    async def handle_connection_init(self, message: Any) -> None:
+        try:
+            await super().handle_connection_init(message)
+        except _TokenCheckFailed:
+            await self.websocket.close(code=WS_TRY_AGAIN_LATER, reason=WS_UNAVAILABLE_REASON)
+
     async def run_operation(self, operation: Any) -> None:
         # Runs in the operation's own task: a due token re-check holds up this operation
         # only, never the socket's message loop. The operation also gets its own loaders
@@ -149,6 +210,18 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
     """Legacy graphql-ws (opt-in): a start whose document leaves the operation to pick
     answers an error message and runs nothing, as on the other transports."""
+
+    async def handle_connection_init(self, message: Any) -> None:
+        try:
+            await super().handle_connection_init(message)
+        except _TokenCheckFailed as exc:
+            payload = {
+                "message": UNAVAILABLE_MESSAGE,
+                "code": "INTERNAL",
+                "errorId": exc.error_id,
+            }
+            await self.send_message({"type": "connection_error", "payload": payload})
+            await self.websocket.close(code=WS_TRY_AGAIN_LATER, reason=WS_UNAVAILABLE_REASON)
 
     async def handle_async_results(
         self,
@@ -192,6 +265,19 @@ class GraphQLView(GraphQL):
 
     def encode_json(self, data: object) -> str:
         return _JSON.encode(data)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        # Strawberry's HTTP branch (no extra await per request), plus the outage answer.
+        try:
+            response = await self.run(Request(scope=scope, receive=receive))
+        except HTTPException as exc:
+            response = PlainTextResponse(exc.reason, status_code=exc.status_code)
+        except _TokenCheckFailed as exc:  # from get_context, before anything ran
+            response = _unavailable_response(exc.error_id)
+        await response(scope, receive, send)
 
     def decode_json(self, data: str | bytes) -> object:
         try:
@@ -250,7 +336,10 @@ class GraphQLView(GraphQL):
             response=response if isinstance(response, Response) else None,
         )
         if isinstance(request, Request):
-            await context.authenticate(request.headers.get("authorization"))
+            try:
+                await context.authenticate(request.headers.get("authorization"))
+            except Exception as exc:  # noqa: BLE001 - answered 503 by __call__, logged here
+                raise _token_check_failed("HTTP") from exc
         else:  # one check per token at a time in the process, shared with subscriptions
             context.token_checks = subscriptions.shared_for(self.runtime.bus).tokens
         return context
@@ -267,7 +356,11 @@ class GraphQLView(GraphQL):
                     "code": "UNAUTHENTICATED",
                 }
             )
-        if await context.authenticate(value) is None:
+        try:
+            viewer = await context.authenticate(value)
+        except Exception as exc:  # noqa: BLE001 - the handlers close the socket (1013)
+            raise _token_check_failed("WebSocket") from exc
+        if viewer is None:
             raise ConnectionRejectionError(
                 {"message": context.auth_error or "Invalid token.", "code": "UNAUTHENTICATED"}
             )
