@@ -83,6 +83,11 @@ OVERFLOW = _Signal("OVERFLOW")
 CLOSED = _Signal("CLOSED")  # the server is shutting down: finish cleanly
 
 
+class PublishFailed(Exception):
+    """A message could not be published (the bus is unreachable). Raised only to callers
+    that ask for it (:func:`publish_or_raise`); ``publish`` logs, counts and drops."""
+
+
 class SubscriberOverflow(Exception):
     """The subscriber fell too far behind and was dropped; reconnect to get the state."""
 
@@ -231,6 +236,21 @@ async def publish_all(bus: EventBus, items: list[tuple[str, Any]]) -> None:
         return
     for channel, message in items:
         await bus.publish(channel, message)
+
+
+async def publish_or_raise(bus: EventBus, channel: str, message: dict[str, Any]) -> None:
+    """Publish one message, raising :class:`PublishFailed` when it could not be sent.
+
+    For the few callers that can still make the sender try again (a provider's webhook,
+    answered 503): ``publish`` itself never raises on an outage, since the change it
+    announces is committed and subscribers resync. A bus that can fail (Redis) has
+    ``publish_or_raise``; any other (the in-process bus) cannot fail and publishes as usual.
+    """
+    publish_or_raise_ = getattr(bus, "publish_or_raise", None)
+    if publish_or_raise_ is not None:
+        await publish_or_raise_(channel, message)
+        return
+    await bus.publish(channel, message)
 
 
 def create_bus(redis_url: str | None, *, namespace: str | None = None) -> EventBus:

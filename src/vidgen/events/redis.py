@@ -24,7 +24,9 @@ Why it looks like this:
   ever, without a process restart; :meth:`RedisBus.ping` reports False meanwhile (readiness).
 - Publishers use their own small pool with a short retry. A publish that still fails is
   logged and counted, never raised: the change it describes is already committed and
-  subscribers recover it on RESYNC.
+  subscribers recover it on RESYNC. :meth:`RedisBus.publish_or_raise` is the exception,
+  for a caller that can still have its sender retry (a webhook answered 503): it raises
+  :class:`~vidgen.events.bus.PublishFailed` and leaves the logging to that caller.
 - Several messages published together (a video event on its three channels plus the
   workers' wake-up) go as ONE command: a small Lua script PUBLISHes the (channel, payload)
   pairs in order (EVALSHA; EVAL when Redis lost its script cache, e.g. after a restart; a
@@ -51,7 +53,7 @@ from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import NoPermissionError, NoScriptError, RedisError, ResponseError
 
 from vidgen import metrics
-from vidgen.events.bus import PREFIX, RESYNC, LocalFanout, Subscription
+from vidgen.events.bus import PREFIX, RESYNC, LocalFanout, PublishFailed, Subscription
 
 logger = logging.getLogger(__name__)
 
@@ -209,9 +211,17 @@ class RedisBus:
         """Publish one message; on a Redis outage log and count, never raise."""
         await self.publish_many([(channel, message)])
 
-    async def publish_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+    async def publish_or_raise(self, channel: str, message: dict[str, Any]) -> None:
+        """Publish one message; on a Redis outage (after the short retry) count it and
+        raise :class:`~vidgen.events.bus.PublishFailed` instead of logging it dropped."""
+        await self.publish_many([(channel, message)], raise_errors=True)
+
+    async def publish_many(
+        self, items: list[tuple[str, dict[str, Any]]], *, raise_errors: bool = False
+    ) -> None:
         """Publish several messages in one round trip, in order (same guarantees as
-        publish). A message object listed for several channels is encoded once."""
+        publish; ``raise_errors`` as :meth:`publish_or_raise`). A message object listed
+        for several channels is encoded once."""
         if not items:
             return
         client = self._publisher
@@ -226,6 +236,8 @@ class RedisBus:
             self._stats.published += len(items)
         except CONNECTION_ERRORS as exc:
             self._stats.publish_errors += len(items)
+            if raise_errors:
+                raise PublishFailed(str(exc)) from exc
             logger.warning(
                 "event bus: publish failed, event dropped (subscribers resync): %s",
                 exc,

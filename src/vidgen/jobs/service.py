@@ -12,7 +12,13 @@ from collections import OrderedDict
 from typing import Any
 
 from vidgen import errors
-from vidgen.events.bus import WAKEUP_CHANNEL, EventBus, job_channel
+from vidgen.events.bus import (
+    WAKEUP_CHANNEL,
+    EventBus,
+    PublishFailed,
+    job_channel,
+    publish_or_raise,
+)
 from vidgen.jobs import lifecycle
 from vidgen.models import Video, VideoStatus
 from vidgen.providers.base import WebhookEvent
@@ -45,14 +51,24 @@ class RecentDeliveries:
 
     def first_time(self, provider: str, prediction_id: str, delivery_id: str) -> bool:
         """Remember the delivery; False when it was already seen for that prediction."""
+        if self.seen(provider, prediction_id, delivery_id):
+            return False
+        self.remember(provider, prediction_id, delivery_id)
+        return True
+
+    def seen(self, provider: str, prediction_id: str, delivery_id: str) -> bool:
+        """True when the delivery was already remembered for that prediction."""
         key = (provider, prediction_id, delivery_id)
         if key in self._seen:
             self._seen.move_to_end(key)
-            return False
-        self._seen[key] = None
+            return True
+        return False
+
+    def remember(self, provider: str, prediction_id: str, delivery_id: str) -> None:
+        """Remember a delivery as handled (its replays are then ignored)."""
+        self._seen[(provider, prediction_id, delivery_id)] = None
         while len(self._seen) > self.limit:
             self._seen.popitem(last=False)
-        return True
 
 
 _deliveries = RecentDeliveries()
@@ -186,7 +202,9 @@ async def notify_webhook(
     channel, passing the callback's state so the pipeline polls as soon as the provider's
     minimum poll interval allows. Nothing is written: the worker's poll is the one source of
     truth. A delivery id already seen for the same prediction (a replay, or the provider
-    re-sending) is dropped without a nudge.
+    re-sending) is dropped without a nudge. A delivery id counts as seen only once its
+    nudge is published: when the bus is down the provider is asked to retry (the caller
+    answers 503 on :class:`~vidgen.events.bus.PublishFailed`), and that retry is let through.
 
     Args:
         provider: The provider's name.
@@ -197,6 +215,10 @@ async def notify_webhook(
     Returns:
         The video id (also for an ignored duplicate), or None when no video has that
         prediction (logged, not an error).
+
+    Raises:
+        PublishFailed: the nudge could not be published (the event bus is unreachable);
+            logged here, and the delivery is not remembered.
     """
     found = (
         await Video.filter(provider=provider, prediction_id=event.prediction_id)
@@ -215,9 +237,9 @@ async def notify_webhook(
             },
         )
         return None
+    seen = deliveries if deliveries is not None else _deliveries
     if event.delivery_id:
-        seen = deliveries if deliveries is not None else _deliveries
-        if not seen.first_time(provider, event.prediction_id, event.delivery_id):
+        if seen.seen(provider, event.prediction_id, event.delivery_id):
             logger.info(
                 "webhook delivery already seen; ignored",
                 extra={
@@ -234,7 +256,24 @@ async def notify_webhook(
     if event.delivery_id:
         message["delivery_id"] = event.delivery_id
     if bus is not None:
-        await bus.publish(job_channel(int(video_id)), message)
+        try:
+            await publish_or_raise(bus, job_channel(int(video_id)), message)
+        except PublishFailed as exc:
+            logger.warning(
+                "webhook not delivered: the event bus is unreachable (%s); the provider is "
+                "asked to retry, and the job polls meanwhile",
+                exc,
+                extra={
+                    "action": "webhook.undelivered",
+                    "provider": provider,
+                    "video_id": video_id,
+                    "delivery_id": event.delivery_id,
+                },
+            )
+            raise
+    if event.delivery_id:
+        # Only now: two copies of one delivery racing here both nudge, which is harmless.
+        seen.remember(provider, event.prediction_id, event.delivery_id)
     logger.info(
         "webhook delivered",
         extra={"action": "webhook.delivered", "provider": provider, "video_id": video_id},

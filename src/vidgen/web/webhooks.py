@@ -6,7 +6,8 @@ be read (non-ASCII signature, absurd timestamp): a bad delivery is the sender's 
 500. A verified one only wakes the job that runs the prediction (the worker then polls the
 provider, the one source of truth, no sooner than its minimum poll interval), and a delivery
 id seen before is ignored. An unknown prediction is answered 200 (and logged) so providers do
-not retry it forever.
+not retry it forever. A delivery whose nudge cannot be published (the event bus is down) is
+answered 503 with ``Retry-After`` and not remembered, so the provider's retry wakes the job.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from vidgen.events.bus import PublishFailed
 from vidgen.jobs import service
 from vidgen.providers.base import WebhookRejected
 from vidgen.runtime import Runtime
@@ -28,6 +30,9 @@ MAX_WEBHOOK_BYTES = 1024 * 1024
 # What reading a hostile or garbled delivery can raise in a parser before it has decided
 # (UnicodeError and json's errors are ValueErrors).
 _UNREADABLE = (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError)
+# When to come back after a 503 for an unreachable event bus (providers retry on their own
+# schedule; those that read the header wait this long).
+RETRY_AFTER_SECONDS = 10
 
 
 def webhook_routes(runtime: Runtime) -> list[Route]:
@@ -59,9 +64,16 @@ def webhook_routes(runtime: Runtime) -> list[Route]:
                 extra={"action": "webhook.rejected", "provider": name, "reason": repr(exc)},
             )
             return JSONResponse({"error": "invalid signature"}, status_code=401)
-        video_id = await service.notify_webhook(
-            provider=name, event=event, bus=runtime.bus, deliveries=deliveries
-        )
+        try:
+            video_id = await service.notify_webhook(
+                provider=name, event=event, bus=runtime.bus, deliveries=deliveries
+            )
+        except PublishFailed:  # logged by notify_webhook
+            return JSONResponse(
+                {"error": "temporarily unavailable; retry later"},
+                status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
         return JSONResponse({"ok": True, "known": video_id is not None})
 
     return [Route("/webhooks/{provider}", receive, methods=["POST"])]
