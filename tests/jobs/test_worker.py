@@ -48,15 +48,19 @@ async def test_concurrent_sweepers_rescue_once(db, user) -> None:
 
 
 async def test_rescue_cap_fails_a_job_that_keeps_killing_workers(db, user) -> None:
-    video = await make_video(user, max_retries=10)
+    video = await make_video(user, max_retries=10, prediction_id="test1-kills")
     for n in range(1, 4):
         await claim_one(f"w{n}")
         await expire(video.id)
         [swept] = await queue.sweep(max_rescues=2)
         assert swept.to_status is (S.QUEUED if n <= 2 else S.FAILED)
+        if n <= 2:  # a rescue resumes the prediction
+            assert (await Video.get(id=video.id)).prediction_id == "test1-kills"
     failed = await Video.get(id=video.id)
     assert failed.status == S.FAILED and failed.rescue_count == 3
     assert "max_rescues" in failed.error_message
+    # Its output most likely kills the workers: a retry asks for a new generation.
+    assert failed.prediction_id is None
 
 
 async def test_rescue_with_retries_spent_fails(db, user) -> None:

@@ -410,7 +410,9 @@ async def sweep(
         elif rescues > max_rescues:
             to = S.FAILED
             message = f"{reason}; gave up after {rescues} lost workers (max_rescues)"
-            fields["error_message"] = message
+            # What kills its workers is most likely that prediction's output: retryVideo
+            # should ask for a new generation rather than fetch the same file again.
+            fields.update(error_message=message, prediction_id=None)
         elif row["retry_count"] >= row["max_retries"]:
             to, message = S.FAILED, f"{reason}; retries spent"
             fields["error_message"] = message
