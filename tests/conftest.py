@@ -2,18 +2,22 @@
 
 - ``backend`` is parametrised over ``VIDGEN_TEST_BACKENDS`` (default ``sqlite,postgres``).
 - A migrated template is built once per session per backend; each test gets its own copy
-  (a copied SQLite file, or ``CREATE DATABASE … TEMPLATE`` on PostgreSQL), so tests are
-  isolated and can also be shared with subprocesses (workers, uvicorn) by URL.
+  (a copied SQLite file, or ``CREATE DATABASE … TEMPLATE`` on PostgreSQL, made ahead of need
+  in the background and dropped after the test), so tests are isolated and can also be
+  shared with subprocesses (workers, uvicorn) by URL.
 - PostgreSQL and Redis are required: when they are down these fixtures ERROR, never skip.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import os
 import shutil
 import threading
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -85,6 +89,161 @@ def pg_template() -> Iterator[str]:
     _run_in_thread(lambda: _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
+class _DatabasePool:
+    """Fresh copies of the session's PostgreSQL template, made ahead of need.
+
+    ``CREATE DATABASE … TEMPLATE`` took 20-200 ms here on PostgreSQL 15 (WAL_LOG writes the
+    whole template, system catalogs included, to the WAL and flushes it: slow when the disk
+    is busy; FILE_COPY was no faster: it forces a checkpoint). A daemon thread with its own
+    event loop keeps up to ``ready`` copies made by ``workers`` admin connections (two
+    measured no faster than one on 2 cores), so a test takes one at once and the next ones
+    are made while tests run; returned databases are dropped there too (``WITH (FORCE)``: a
+    test may leave connections, also from subprocesses). Each test still gets a database of
+    its own that nothing used before. Names carry the session id; :meth:`close` drops every
+    one of them, including after Ctrl-C (pytest still tears session fixtures down).
+
+    When PostgreSQL is down, :meth:`take` raises the connection error (the test ERRORs).
+    """
+
+    def __init__(self, template: str, *, ready: int = 2, workers: int = 1) -> None:
+        self.template = template
+        self.target = ready
+        self.prefix = f"vg_t_{_SESSION}_"
+        self._numbers = itertools.count()
+        # The state below is touched only on the pool's loop.
+        self._ready: deque[str] = deque()
+        self._waiters: deque[asyncio.Future[str]] = deque()
+        self._drops: deque[str] = deque()
+        self._creating = 0
+        self._healthy = True  # made ahead only while the last CREATE worked
+        self._closing = False
+        self._wake = asyncio.Event()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="vidgen-test-databases", daemon=True
+        )
+        self._thread.start()
+        self._workers = [
+            asyncio.run_coroutine_threadsafe(self._work(), self._loop) for _ in range(workers)
+        ]
+
+    # --- called from the tests' threads and loops ------------------------------------------
+
+    async def take(self) -> str:
+        """A fresh database's name (waits only when none is ready)."""
+        future = asyncio.run_coroutine_threadsafe(self._take(), self._loop)
+        return await asyncio.wrap_future(future)
+
+    def give_back(self, name: str) -> None:
+        """Drop this database (in the background)."""
+        self._loop.call_soon_threadsafe(self._drop, name)
+
+    def close(self) -> None:
+        """Drop every database of this session (ready, returned or being made)."""
+        try:
+            asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(timeout=120)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+
+    # --- the pool's loop -------------------------------------------------------------------
+
+    async def _take(self) -> str:
+        if self._ready:
+            name = self._ready.popleft()
+        else:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            self._wake.set()
+            name = await waiter
+        self._wake.set()  # make the next one
+        return name
+
+    def _drop(self, name: str) -> None:
+        self._drops.append(name)
+        self._wake.set()
+
+    def _deliver(self, name: str) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(name)
+                return
+        self._ready.append(name)
+
+    def _next(self) -> tuple[str, str] | None:
+        self._waiters = deque(w for w in self._waiters if not w.done())
+        if len(self._waiters) > self._creating:
+            return "create", f"{self.prefix}{next(self._numbers)}"
+        if self._drops:
+            return "drop", self._drops.popleft()
+        if self._healthy and len(self._ready) + self._creating < self.target:
+            return "create", f"{self.prefix}{next(self._numbers)}"
+        return None
+
+    async def _work(self) -> None:
+        conn: asyncpg.Connection | None = None
+        try:
+            while not self._closing:
+                job = self._next()
+                if job is None:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                kind, name = job
+                self._creating += kind == "create"
+                try:
+                    if conn is None:
+                        conn = await asyncpg.connect(PG_ADMIN_URL)
+                    if kind == "create":
+                        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {self.template}")
+                        self._healthy = True
+                        self._deliver(name)
+                    else:
+                        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                except Exception as exc:  # noqa: BLE001 - handed to a waiting test
+                    # The database (made or not) is left to close(), which drops by prefix.
+                    self._healthy = False
+                    if conn is not None:
+                        conn.terminate()
+                        conn = None
+                    waiters = [w for w in self._waiters if not w.done()]
+                    if kind == "create" and waiters:
+                        self._waiters.remove(waiters[0])
+                        waiters[0].set_exception(exc)
+                finally:
+                    self._creating -= kind == "create"
+                    self._wake.set()  # another worker may have a job now
+        finally:
+            if conn is not None:
+                await conn.close()
+
+    async def _close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        for worker in self._workers:
+            with contextlib.suppress(BaseException):
+                await asyncio.wrap_future(worker)
+        conn = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            rows = await conn.fetch(
+                "SELECT datname FROM pg_database WHERE starts_with(datname, $1)", self.prefix
+            )
+            for row in rows:
+                await conn.execute(f"DROP DATABASE IF EXISTS {row['datname']} WITH (FORCE)")
+        finally:
+            await conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_databases(pg_template: str) -> Iterator[_DatabasePool]:
+    pool = _DatabasePool(pg_template)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param
@@ -120,13 +279,12 @@ async def database_url(
         shutil.copyfile(template, path)
         yield f"sqlite://{path}"
         return
-    template_name: str = request.getfixturevalue("pg_template")
-    name = f"vg_t_{uuid.uuid4().hex[:12]}"
-    await _admin(f"CREATE DATABASE {name} TEMPLATE {template_name}")
+    pool: _DatabasePool = request.getfixturevalue("pg_databases")
+    name = await pool.take()
     try:
         yield pg_url(name)
     finally:
-        await _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        pool.give_back(name)
 
 
 @pytest.fixture
