@@ -190,3 +190,20 @@ def test_bad_configuration_is_permanent() -> None:
         with CTX.translating("submit"):
             raise httpx.UnsupportedProtocol("Request URL has an unsupported protocol 'ftp://'")
     assert (caught.value.retryable, caught.value.code) == (False, "request_error")
+
+
+def test_a_429_for_an_exhausted_quota_is_not_retried() -> None:
+    """OpenAI's "insufficient_quota" 429 ends only with billing: retried as an outage it
+    would hold jobs for hours (VIDGEN_PROVIDER_OUTAGE_SECONDS) instead of saying so."""
+    body = {
+        "error": {
+            "message": "You exceeded your current quota, please check your plan and billing.",
+            "type": "insufficient_quota",
+            "code": "insufficient_quota",
+        }
+    }
+    error = CTX.from_response(response(429, body), "submit")
+    assert (error.retryable, error.code, error.status_code) == (False, "quota_exhausted", 429)
+    assert "out of quota" in error.message
+    plain = CTX.from_response(response(429, {"error": {"message": "Rate limit reached"}}), "submit")
+    assert (plain.retryable, plain.code) == (True, "rate_limited")

@@ -235,6 +235,7 @@ class ProviderError(Exception):
         code: str = "provider_error",
         retry_after: float | None = None,
         status_code: int | None = None,
+        unsent: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -242,6 +243,9 @@ class ProviderError(Exception):
         self.code = code
         self.retry_after = retry_after
         self.status_code = status_code
+        # True when the request surely never reached the provider (no connection was made):
+        # a submission that failed so cannot have been accepted, nor paid for.
+        self.unsent = unsent
 
     def __repr__(self) -> str:
         return (

@@ -232,12 +232,14 @@ class ErrorContext:
                 f"{self.provider} did not answer in time during {action} ({type(exc).__name__}).",
                 retryable=True,
                 code="timeout",
+                unsent=isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout),
             ) from exc
         except (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError) as exc:
             raise ProviderError(
                 f"Could not reach {self.provider} during {action} ({type(exc).__name__}).",
                 retryable=True,
                 code="connection",
+                unsent=isinstance(exc, httpx.ConnectError),
             ) from exc
         except httpx.HTTPStatusError as exc:
             raise self.from_response(exc.response, action, lost_on_404=lost_on_404) from exc
@@ -281,6 +283,16 @@ class ErrorContext:
                 code="content_policy",
                 status_code=status,
             )
+        if status == 429 and QUOTA_EXHAUSTED in (_error_codes(response) | {detail.lower()}):
+            # OpenAI-style "You exceeded your current quota": no wait ends it, only billing.
+            # Not an outage to sit out (vidgen.jobs.retry): fail now and say what to do.
+            return ProviderError(
+                f"{self.provider} says the account is out of quota (429){said}; add credit"
+                " or raise the plan's limits, then retry the video",
+                retryable=False,
+                code="quota_exhausted",
+                status_code=status,
+            )
         if status == 429:
             # Few providers promise a Retry-After; Replicate states the wait in the body only.
             retry_after = parse_retry_after(response.headers, now=time.time())
@@ -322,6 +334,10 @@ class ErrorContext:
         )
 
 
+# The error code of an OpenAI-compatible 429 whose cause is billing, not load.
+QUOTA_EXHAUSTED = "insufficient_quota"
+
+
 def _detail(response: httpx.Response) -> str:
     """The provider's own words from an error body, in any of the shapes they use."""
     try:
@@ -341,6 +357,18 @@ def _detail(response: httpx.Response) -> str:
         return _flatten(body)[:MAX_DETAIL_CHARS]
     except RecursionError:
         return ""
+
+
+def _error_codes(response: httpx.Response) -> set[str]:
+    """The ``code`` and ``type`` of an OpenAI-style ``{"error": {...}}`` body (lowercase)."""
+    try:
+        body = json.loads(response.content)
+    except (ValueError, RecursionError, httpx.ResponseNotRead):
+        return set()
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return set()
+    return {str(error[k]).lower() for k in ("code", "type") if isinstance(error.get(k), str)}
 
 
 def _flatten(body: Any) -> str:
