@@ -323,9 +323,13 @@ async def test_an_outage_past_its_patience_spends_the_budget_and_retry_resumes(f
     assert fal.sim.submissions == 1  # never paid twice
 
 
-async def test_a_submission_outage_is_waited_out(fal: Fal) -> None:
+async def test_a_refused_submission_is_waited_out(fal: Fal) -> None:
+    """503 (load shedding) and 429 refuse a submission: nothing was accepted, so waiting
+    them out costs nothing and spends no retries."""
     video = await fal_video(fal, max_retries=0)
-    fal.sim.scenario.fail_next("submit", "500", times=3)
+    fal.sim.scenario.retry_after = "0"
+    fal.sim.scenario.fail_next("submit", "503", times=2)
+    fal.sim.scenario.fail_next("submit", "429")
     for _ in range(5):
         current = await run_due(fal, video.id)
         if current.status is not S.QUEUED:
@@ -335,10 +339,62 @@ async def test_a_submission_outage_is_waited_out(fal: Fal) -> None:
     assert fal.sim.submissions == 1
 
 
+@pytest.mark.parametrize("fault", ["500", "hang"])
+async def test_a_submission_that_may_have_been_accepted_spends_the_budget(
+    fal: Fal, fault: str
+) -> None:
+    """A 500 or a timeout on submit may hide an accepted (paid) submission: waiting such an
+    outage out for hours could pay a hundred times, so these spend the retry budget."""
+    fal.sim.scenario.hang_seconds = 0.5
+    fal.provider.client.timeout = httpx.Timeout(0.2)
+    video = await fal_video(fal, max_retries=1)
+    fal.sim.scenario.fail_next("submit", fault, times=5)
+    assert (await run_due(fal, video.id)).retry_count == 1
+    failed = await run_due(fal, video.id)
+    assert failed.status is S.FAILED and "gave up after 1 retries" in failed.error_message
+
+
+async def test_a_failure_of_the_output_drops_the_prediction_for_retry(fal: Fal) -> None:
+    """Failed for good on its output (its URL refused even after a fresh poll), the video
+    drops its prediction: retryVideo asks for a new generation, not the same dead file."""
+    fal.sim.file_host = "localhost"  # a CDN: not the API's host
+    video = await fal_video(fal, max_retries=0)
+    fal.sim.scenario.fail_next("download", "expired", times=2)
+    failed = await run_due(fal, video.id)
+    assert failed.status is S.FAILED and failed.prediction_id is None, failed.error_message
+    assert await attempts(video.id) == [(AttemptOutcome.FAILED, "output_expired")]
+    fal.sim.scenario.faults.clear()
+    again = await service.retry(video.id, actor="user:1", bus=fal.runtime.bus)
+    assert again.prediction_id is None
+    done = await run_due(fal, video.id)
+    assert done.status is S.COMPLETED, done.error_message
+    assert fal.sim.submissions == 2
+
+
+async def test_a_cancel_met_by_an_outage_cancels_the_prediction(fal: Fal) -> None:
+    """Canceled while its polls fail, the job ends canceled in its retry write; the live
+    prediction must be canceled upstream too (it was left running, and paid)."""
+    fal.runtime.settings.heartbeat_seconds = 60.0  # the flag is found only by the last write
+    fal.sim.scenario.running_polls = 10_000
+    fal.provider.capabilities = dataclasses.replace(
+        fal.provider.capabilities, min_poll_interval=0.3, max_poll_interval=0.3
+    )
+    video = await fal_video(fal)
+    worker = asyncio.create_task(run_once(fal))
+    await wait_until(lambda: prediction_stored(video.id))
+    fal.sim.scenario.fail_next("poll", "500", times=MAX_POLL_ERRORS + 1)
+    await Video.filter(id=video.id).update(cancel_requested=True)  # no message: unseen
+    await worker
+    canceled = await Video.get(id=video.id)
+    assert canceled.status is S.CANCELED
+    [job] = fal.sim.jobs.values()
+    assert job.canceled
+
+
 async def test_outages_spend_the_budget_when_patience_is_zero(fal: Fal) -> None:
     fal.runtime.settings.provider_outage_seconds = 0.0
     video = await fal_video(fal, max_retries=0)
-    fal.sim.scenario.fail_next("submit", "500")
+    fal.sim.scenario.fail_next("submit", "503")
     failed = await run_due(fal, video.id)
     assert failed.status is S.FAILED and "gave up after 0 retries" in failed.error_message
 

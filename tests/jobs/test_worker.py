@@ -64,12 +64,15 @@ async def test_rescue_cap_fails_a_job_that_keeps_killing_workers(db, user) -> No
 
 
 async def test_rescue_with_retries_spent_fails(db, user) -> None:
-    video = await make_video(user, max_retries=0)
+    video = await make_video(user, max_retries=0, prediction_id="test1-spent")
     await claim_one()
     await expire(video.id)
     [swept] = await queue.sweep(max_rescues=5)
     assert swept.to_status is S.FAILED
-    assert "retries spent" in (await Video.get(id=video.id)).error_message
+    assert swept.prediction_id == "test1-spent"  # for the worker to cancel upstream
+    failed = await Video.get(id=video.id)
+    assert "retries spent" in failed.error_message
+    assert failed.prediction_id is None  # canceled upstream: retryVideo submits anew
 
 
 async def test_rescue_of_a_canceled_job_cancels_it(runtime, user, provider) -> None:

@@ -54,7 +54,7 @@ from starlette.routing import Route
 
 from tests.simulators.media import sample_mp4
 
-FAULTS = ("429", "500", "hang", "malformed", "401", "403", "deep", "expired", "gone")
+FAULTS = ("429", "500", "503", "hang", "malformed", "401", "403", "deep", "expired", "gone")
 DEEP_JSON = b"[" * 100_000  # deeper than any JSON parser's recursion limit
 MAGIC_FAULTS = {
     "sim:429": "429",
@@ -202,6 +202,8 @@ class Simulator:
             return Response(b"Gone", status_code=410, media_type="text/plain")
         if kind == "500":
             return self.error(500, "Internal server error")
+        if kind == "503":
+            return self.error(503, "Service unavailable: load shedding")
         if kind == "401":
             return self.error(401, "Unauthorized")
         if kind == "403":

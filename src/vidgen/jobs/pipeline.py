@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from vidgen.events.bus import RESYNC, SubscriberOverflow, job_channel
 from vidgen.jobs import lifecycle, transient
 from vidgen.jobs.lifecycle import Claimed, JobSpec, StaleAttempt, now
-from vidgen.jobs.retry import RetryPolicy, is_outage, retries_left
+from vidgen.jobs.retry import OUTAGE_CODES, RetryPolicy, is_outage, retries_left
 from vidgen.jobs.service import CANCEL_MESSAGE, WEBHOOK_MESSAGE
 from vidgen.media import ingest
 from vidgen.media.probe import ProbeError
@@ -63,9 +63,18 @@ PROGRESS_STEP = 0.02
 MAX_JOB_DELIVERIES = 256  # delivery ids remembered per running job
 RATE_LIMITED = "rate_limited"  # the code of a 429 (vidgen.providers.errors)
 OUTPUT_EXPIRED = "output_expired"  # a file host refused the output URL (providers.http)
-# The prediction's output itself is unusable: a job failing for good with one of these drops
-# its prediction id, so retryVideo asks for a new generation instead of the same file.
-BAD_OUTPUT_CODES = frozenset({"bad_output", "too_large", "empty_output"})
+# A job failing for good with one of these keeps its prediction id (the prediction is live,
+# the provider was out of reach or refused our key), so retryVideo resumes it; any other
+# failure drops it, so retryVideo asks for a new generation.
+KEEP_PREDICTION_CODES = OUTAGE_CODES | {
+    "auth",
+    "provider_unavailable",
+    "transient",
+    "malformed_response",
+}
+# Statuses by which a provider refuses a request without accepting it (rate limit, load
+# shedding): a submission answered so was not paid for.
+REFUSED_STATUSES = frozenset({429, 503})
 _IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}
 
 
@@ -83,6 +92,7 @@ class JobContext:
         self.runtime = runtime
         self.runner = runner  # sends the job's fenced writes (the worker's group writer)
         self.claimed = claimed
+        self.prediction_id = claimed.prediction_id  # the one stored for this job, if any
         self.video_id = claimed.video_id
         self.attempt = claimed.attempt
         self.worker_id = worker_id
@@ -419,6 +429,7 @@ async def _store_prediction(ctx: JobContext, prediction_id: str | None) -> None:
             ctx.video_id, ctx.attempt, prediction_id, bus=ctx.runtime.bus, runner=ctx.runner
         ),
     )
+    ctx.prediction_id = prediction_id
 
 
 # How long a provider may take to fetch an input image by URL (it may queue the job first).
@@ -559,7 +570,12 @@ async def _fail(ctx: JobContext, error: ProviderError) -> AttemptOutcome:
     if dead:
         fields["prediction_id"] = None  # the next attempt must submit a new one
     policy = RetryPolicy.from_settings(ctx.runtime.settings)
-    if error.retryable and not dead and is_outage(error.code):
+    # An outage keeps the budget only where waiting it out cannot pay twice: the job has a
+    # prediction to resume, or its submission was surely refused (never connected, 429,
+    # 503). A submission that timed out or met a 500/502/504 may have been accepted: those
+    # spend the budget as before, which bounds how often it can be paid for.
+    refused = error.unsent or error.status_code in REFUSED_STATUSES
+    if error.retryable and not dead and is_outage(error.code) and (ctx.prediction_id or refused):
         in_a_row = await _outage_so_far(ctx)
         if in_a_row is not None:
             delay = policy.delay(
@@ -570,9 +586,12 @@ async def _fail(ctx: JobContext, error: ProviderError) -> AttemptOutcome:
                 f"provider outage ({in_a_row + 1} in a row, retry budget kept): "
                 f"retry in {delay:.1f}s: {error.message}"
             )
-            await _finish(
+            change = await _finish(
                 ctx, S.QUEUED, AttemptOutcome.RETRY, message=message, fields=fields, error=error
             )
+            if change.to_status is S.CANCELED:  # canceled while it ran: stop the prediction
+                await _cancel_quietly(ctx, ctx.prediction_id)
+                return AttemptOutcome.CANCELED
             logger.info(
                 "provider outage; job will retry",
                 extra={**ctx.log_extra, "action": "job.retry", "delay": delay, "outage": True},
@@ -588,19 +607,23 @@ async def _fail(ctx: JobContext, error: ProviderError) -> AttemptOutcome:
             progress=0.0,
         )
         message = f"retry {retry_count + 1}/{max_retries} in {delay:.1f}s: {error.message}"
-        await _finish(
+        change = await _finish(
             ctx, S.QUEUED, AttemptOutcome.RETRY, message=message, fields=fields, error=error
         )
+        if change.to_status is S.CANCELED:  # canceled while it ran: stop the prediction
+            await _cancel_quietly(ctx, fields.get("prediction_id", ctx.prediction_id))
+            return AttemptOutcome.CANCELED
         logger.info(
             "job will retry", extra={**ctx.log_extra, "action": "job.retry", "delay": delay}
         )
         return AttemptOutcome.RETRY
     if error.retryable:
         fields["error_message"] = f"{error.message} (gave up after {retry_count} retries)"
-    if error.code in BAD_OUTPUT_CODES:
-        # The output is unusable (too large, not a video): retryVideo must ask for a new
-        # generation. Any other failure keeps a live prediction (the provider could not be
-        # reached, a key was rejected): retryVideo resumes it and pays nothing.
+    if error.code not in KEEP_PREDICTION_CODES:
+        # Failed for good because of the prediction or its output (it failed, its output is
+        # unusable or gone, a crash): retryVideo must ask for a new generation. Only a
+        # failure to reach the provider (or a rejected key) leaves a live prediction that
+        # retryVideo resumes, paying nothing.
         fields["prediction_id"] = None
     await _finish(
         ctx,
@@ -656,12 +679,12 @@ async def _finish(
     message: str,
     fields: dict[str, Any],
     error: ProviderError | None = None,
-) -> None:
+) -> lifecycle.Change:
     """The attempt's last write: one fenced transition with the attempt row; published after."""
     # From here on the row may stop being ``processing`` at any moment (the write can commit
     # before its reply arrives): the heartbeat must not take that for a lost lease.
     ctx.finished = True
-    await _db(
+    change = await _db(
         ctx,
         f"finish ({to.value})",
         lambda: lifecycle.finish(
@@ -680,6 +703,18 @@ async def _finish(
         ),
     )
     _observe(ctx, outcome)
+    return change
+
+
+async def _cancel_quietly(ctx: JobContext, prediction_id: str | None) -> None:
+    """Best effort: cancel the provider's prediction of a job that ended canceled."""
+    provider = ctx.runtime.providers.get(ctx.claimed.provider)
+    if not prediction_id or provider is None:
+        return
+    try:
+        await provider.cancel(prediction_id)
+    except Exception:
+        logger.warning("provider cancel failed", exc_info=True, extra=ctx.log_extra)
 
 
 def _observe(ctx: JobContext, outcome: AttemptOutcome) -> None:

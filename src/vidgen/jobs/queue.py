@@ -410,12 +410,14 @@ async def sweep(
         elif rescues > max_rescues:
             to = S.FAILED
             message = f"{reason}; gave up after {rescues} lost workers (max_rescues)"
-            # What kills its workers is most likely that prediction's output: retryVideo
-            # should ask for a new generation rather than fetch the same file again.
+            # The worker cancels the prediction upstream (worker._sweep_once), and what kills
+            # its workers is most likely that prediction's output anyway: retryVideo must
+            # ask for a new generation.
             fields.update(error_message=message, prediction_id=None)
         elif row["retry_count"] >= row["max_retries"]:
             to, message = S.FAILED, f"{reason}; retries spent"
-            fields["error_message"] = message
+            # Canceled upstream by the worker: retryVideo must not resume it.
+            fields.update(error_message=message, prediction_id=None)
         else:
             to, message = S.QUEUED, f"rescued: {reason}"
             fields.update(retry_count=F("retry_count") + 1, scheduled_at=None)
