@@ -44,8 +44,11 @@ def row_id_in(text: str) -> int:
     Raises:
         ValueError: ``text`` is not a number at all.
     """
-    if len(text) > MAX_ROW_ID_DIGITS and text.isascii() and text.isdigit():
-        return 0  # far past any row (int() refuses more than 4,300 digits anyway)
+    if len(text) > MAX_ROW_ID_DIGITS + 1:
+        # Never how an id is written; int() would refuse past 4,300 digits (ValueError).
+        digits = text.strip().removeprefix("-").removeprefix("+").replace("_", "")
+        if digits.isdecimal():
+            return 0
     number = int(text)
     return number if is_row_id(number) and str(number) == text else 0
 

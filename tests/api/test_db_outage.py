@@ -117,3 +117,19 @@ async def test_websocket_init_closes_with_try_again_later_during_an_outage(
         async with connect(server.ws_url, subprotocols=[protocol], open_timeout=5) as ws:
             await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
             assert json.loads(await ws.recv())["type"] == "connection_ack"
+
+
+async def test_a_token_check_failing_for_another_reason_is_a_500_not_try_again(
+    live_server: LiveServer, alice: Account, db: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not an outage (here the tokens table is gone: a broken deployment, a bug): the same
+    INTERNAL body, but 500 without Retry-After, since retrying will not help."""
+    caplog.set_level(logging.ERROR, logger="vidgen")
+    await get_connection("default").execute_script("DROP TABLE api_tokens")
+    response = await live_server.post(VIEWER, token=alice.token)
+    assert response.status_code == 500, response.text
+    assert "retry-after" not in response.headers
+    [error] = response.json()["errors"]
+    assert error["extensions"]["code"] == "INTERNAL"
+    assert "api_tokens" not in response.text
+    assert _outage_logged(caplog, error["extensions"]["errorId"])

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import uuid
 from typing import Any
 
@@ -57,6 +58,7 @@ from strawberry.types.unset import UNSET
 from vidgen.graphql import subscriptions
 from vidgen.graphql.context import Context
 from vidgen.graphql.schema import build_schema
+from vidgen.jobs import transient
 from vidgen.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -68,6 +70,7 @@ UNAVAILABLE_MESSAGE = (
     "The service is temporarily unavailable: its database did not answer. Try again shortly."
 )
 RETRY_AFTER_SECONDS = 5
+WS_INTERNAL_ERROR = 1011  # RFC 6455 "Internal Error"
 WS_TRY_AGAIN_LATER = 1013  # RFC 6455 "Try Again Later": clients reconnect, with backoff
 WS_UNAVAILABLE_REASON = "database unavailable; try again later"
 
@@ -107,17 +110,23 @@ class CsrfGuard:
 
 
 class _TokenCheckFailed(Exception):
-    """The database could not check a request's token: the request runs nothing."""
+    """The database could not check a request's token: the request runs nothing.
 
-    def __init__(self, error_id: str) -> None:
+    ``transient``: the database was unreachable (an outage: 503, try again); otherwise an
+    unexpected error (a bug: 500, the same INTERNAL body, no promise that a retry helps).
+    """
+
+    def __init__(self, error_id: str, *, transient: bool = True) -> None:
         super().__init__(error_id)
         self.error_id = error_id
+        self.transient = transient
 
 
 def _token_check_failed(transport: str) -> _TokenCheckFailed:
     """Log the exception being handled (an outage, usually) in full under a new error id,
     and return the exception that answers the request."""
     error_id = uuid.uuid4().hex[:12]
+    exc = sys.exc_info()[1]
     logger.error(
         "token check failed (database unavailable?); the %s request ran nothing [%s]",
         transport,
@@ -125,23 +134,32 @@ def _token_check_failed(transport: str) -> _TokenCheckFailed:
         exc_info=True,
         extra={"action": "graphql.auth_unavailable", "error_id": error_id},
     )
-    return _TokenCheckFailed(error_id)
+    return _TokenCheckFailed(error_id, transient=exc is None or transient.is_transient(exc))
 
 
-def _unavailable_response(error_id: str) -> Response:
+def _ws_close(failure: _TokenCheckFailed) -> tuple[int, str]:
+    """The close code and reason: an outage says try again later (clients reconnect), a bug
+    is an internal error (RFC 6455 1011)."""
+    if failure.transient:
+        return WS_TRY_AGAIN_LATER, WS_UNAVAILABLE_REASON
+    return WS_INTERNAL_ERROR, f"internal error [{failure.error_id}]"
+
+
+def _unavailable_response(failure: _TokenCheckFailed) -> Response:
+    message = UNAVAILABLE_MESSAGE if failure.transient else "Internal server error."
     body = {
         "errors": [
-            {
-                "message": UNAVAILABLE_MESSAGE,
-                "extensions": {"code": "INTERNAL", "errorId": error_id},
-            }
+            {"message": message, "extensions": {"code": "INTERNAL", "errorId": failure.error_id}}
         ]
     }
+    headers = {"Cache-Control": "no-store"}
+    if failure.transient:
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return Response(
         _JSON.encode(body),
-        status_code=503,
+        status_code=503 if failure.transient else 500,
         media_type="application/json",
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"},
+        headers=headers,
     )
 
 
@@ -183,8 +201,8 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     async def handle_connection_init(self, message: Any) -> None:
         try:
             await super().handle_connection_init(message)
-        except _TokenCheckFailed:
-            await self.websocket.close(code=WS_TRY_AGAIN_LATER, reason=WS_UNAVAILABLE_REASON)
+        except _TokenCheckFailed as exc:
+            await self.websocket.close(*_ws_close(exc))
 
     async def run_operation(self, operation: Any) -> None:
         # Runs in the operation's own task: a due token re-check holds up this operation
@@ -216,12 +234,12 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
             await super().handle_connection_init(message)
         except _TokenCheckFailed as exc:
             payload = {
-                "message": UNAVAILABLE_MESSAGE,
+                "message": UNAVAILABLE_MESSAGE if exc.transient else "Internal server error.",
                 "code": "INTERNAL",
                 "errorId": exc.error_id,
             }
             await self.send_message({"type": "connection_error", "payload": payload})
-            await self.websocket.close(code=WS_TRY_AGAIN_LATER, reason=WS_UNAVAILABLE_REASON)
+            await self.websocket.close(*_ws_close(exc))
 
     async def handle_async_results(
         self,
@@ -276,7 +294,7 @@ class GraphQLView(GraphQL):
         except HTTPException as exc:
             response = PlainTextResponse(exc.reason, status_code=exc.status_code)
         except _TokenCheckFailed as exc:  # from get_context, before anything ran
-            response = _unavailable_response(exc.error_id)
+            response = _unavailable_response(exc)
         await response(scope, receive, send)
 
     def decode_json(self, data: str | bytes) -> object:

@@ -41,6 +41,9 @@ _ASYNCPG_TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InternalClientError,
 )
 _SQLITE_BUSY = ("database is locked", "database table is locked", "disk i/o error")
+# 55000 from a database whose connections are switched off for a while (ALTER DATABASE …
+# ALLOW_CONNECTIONS false, as during maintenance): the same wait as a refused connection.
+_PG_NOT_ACCEPTING = "is not currently accepting connections"
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -50,6 +53,10 @@ def is_transient(exc: BaseException) -> bool:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, (DBConnectionError, *_ASYNCPG_TRANSIENT, OSError, EOFError)):
+            return True
+        if isinstance(
+            current, asyncpg.exceptions.ObjectNotInPrerequisiteStateError
+        ) and _PG_NOT_ACCEPTING in str(current):
             return True
         if isinstance(current, sqlite3.OperationalError | OperationalError) and any(
             text in str(current).lower() for text in _SQLITE_BUSY
