@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -17,6 +17,7 @@ import pytest_asyncio
 from starlette.applications import Starlette
 
 from tests.jobs.conftest import make_video
+from tests.live.conftest import fast_bus
 from tests.live.redis_server import RedisServer
 from vidgen.events.bus import RESYNC, job_channel
 from vidgen.events.redis import RedisBus
@@ -30,7 +31,7 @@ PREDICTION = "test1-bus-down"
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path / "redis")
     server.start()
     try:
@@ -41,16 +42,7 @@ def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
 
 @pytest_asyncio.fixture
 async def runtime(db: Settings, redis_server: RedisServer) -> AsyncIterator[Runtime]:
-    bus = RedisBus(
-        redis_server.url,
-        backoff_base=0.05,
-        backoff_cap=0.3,
-        health_interval=0.5,
-        liveness_timeout=2.0,
-        read_timeout=0.2,
-        connect_timeout=0.5,
-        start_timeout=3.0,
-    )
+    bus = fast_bus(redis_server.url)
     rt = Runtime.create(db, bus=bus, providers={"test": TestProvider()})
     await rt.open()
     try:
