@@ -586,17 +586,7 @@ async def _fail(ctx: JobContext, error: ProviderError) -> AttemptOutcome:
                 f"provider outage ({in_a_row + 1} in a row, retry budget kept): "
                 f"retry in {delay:.1f}s: {error.message}"
             )
-            change = await _finish(
-                ctx, S.QUEUED, AttemptOutcome.RETRY, message=message, fields=fields, error=error
-            )
-            if change.to_status is S.CANCELED:  # canceled while it ran: stop the prediction
-                await _cancel_quietly(ctx, ctx.prediction_id)
-                return AttemptOutcome.CANCELED
-            logger.info(
-                "provider outage; job will retry",
-                extra={**ctx.log_extra, "action": "job.retry", "delay": delay, "outage": True},
-            )
-            return AttemptOutcome.RETRY
+            return await _requeue(ctx, error, fields, message, delay, outage=True)
     if error.retryable and retries_left(retry_count, max_retries):
         delay = policy.delay(
             retry_count, retry_after=error.retry_after, rate_limited=error.code == RATE_LIMITED
@@ -607,16 +597,7 @@ async def _fail(ctx: JobContext, error: ProviderError) -> AttemptOutcome:
             progress=0.0,
         )
         message = f"retry {retry_count + 1}/{max_retries} in {delay:.1f}s: {error.message}"
-        change = await _finish(
-            ctx, S.QUEUED, AttemptOutcome.RETRY, message=message, fields=fields, error=error
-        )
-        if change.to_status is S.CANCELED:  # canceled while it ran: stop the prediction
-            await _cancel_quietly(ctx, fields.get("prediction_id", ctx.prediction_id))
-            return AttemptOutcome.CANCELED
-        logger.info(
-            "job will retry", extra={**ctx.log_extra, "action": "job.retry", "delay": delay}
-        )
-        return AttemptOutcome.RETRY
+        return await _requeue(ctx, error, fields, message, delay, outage=False)
     if error.retryable:
         fields["error_message"] = f"{error.message} (gave up after {retry_count} retries)"
     if error.code not in KEEP_PREDICTION_CODES:
@@ -635,6 +616,30 @@ async def _fail(ctx: JobContext, error: ProviderError) -> AttemptOutcome:
     )
     logger.info("job failed", extra={**ctx.log_extra, "action": "job.failed", "code": error.code})
     return AttemptOutcome.FAILED
+
+
+async def _requeue(
+    ctx: JobContext,
+    error: ProviderError,
+    fields: dict[str, Any],
+    message: str,
+    delay: float,
+    *,
+    outage: bool,
+) -> AttemptOutcome:
+    """Back to the queue for another attempt; or, when a cancel was requested while it ran
+    (the write makes it ``canceled`` then), stop its live prediction too."""
+    change = await _finish(
+        ctx, S.QUEUED, AttemptOutcome.RETRY, message=message, fields=fields, error=error
+    )
+    if change.to_status is S.CANCELED:
+        await _cancel_quietly(ctx, fields.get("prediction_id", ctx.prediction_id))
+        return AttemptOutcome.CANCELED
+    logger.info(
+        "job will retry",
+        extra={**ctx.log_extra, "action": "job.retry", "delay": delay, "outage": outage},
+    )
+    return AttemptOutcome.RETRY
 
 
 # How many attempts back the outage count looks: at the backoff cap (300 s by default) six
