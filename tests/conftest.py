@@ -25,6 +25,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
+from tests.live.redis_server import RedisServer
 from vidgen import db as vdb
 from vidgen.settings import Settings
 
@@ -315,6 +316,17 @@ async def db(settings: Settings) -> AsyncIterator[Settings]:
         yield settings
     finally:
         await vdb.close()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private redis-server for this test (kill it, restart it, count its clients)."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
