@@ -4,7 +4,9 @@
 
     prediction_id set?  ── yes ─▶ poll it (a rescued job never pays twice;
          │                         PredictionLost → forget it and submit again)
-         no ─▶ submit ─▶ store prediction_id at once (fenced)
+         no ─▶ submit ─▶ store prediction_id at once (fenced; when the submission is
+                         already done, the result is fetched and the output stored while
+                         that write is in flight, committed only once it succeeded)
     poll with the provider's floor and backoff, woken early by the job channel
     (a cancel at once; a webhook as soon as the provider's minimum poll interval
     since the previous poll allows) ─▶ report progress
@@ -26,6 +28,7 @@ import contextlib
 import datetime as dt
 import functools
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -88,9 +91,12 @@ class JobContext:
         *,
         worker_id: str,
         runner: lifecycle.Runner | None = None,
+        on_last_write: Callable[[], None] | None = None,
     ) -> None:
         self.runtime = runtime
         self.runner = runner  # sends the job's fenced writes (the worker's group writer)
+        # Called once the attempt's last write starts: the worker may fill the slot now.
+        self.on_last_write = on_last_write
         self.claimed = claimed
         self.prediction_id = claimed.prediction_id  # the one stored for this job, if any
         self.video_id = claimed.video_id
@@ -100,6 +106,13 @@ class JobContext:
         self.cancel_hint = False  # a cancel message arrived: check the database
         self.spec: JobSpec | None = claimed.spec
         self.finished = False  # the attempt's last write is under way or done
+        # The prediction id's write while the output is fetched beside it (see _run); every
+        # later database call of the job waits for it first.
+        self.pending_write: asyncio.Task[None] | None = None
+        # That write found the attempt taken over: the output must not be stored.
+        self.stale = False
+        self.settled = threading.Event()  # that write ended (set from the event loop)
+        self.ingest: ingest.Ingest | None = None  # the media stage under way, if any
         self.started = time.monotonic()
         self._nudge = asyncio.Event()
         # When this attempt last asked the provider (submit or poll), by the loop's clock.
@@ -192,6 +205,7 @@ async def run_job(ctx: JobContext) -> AttemptOutcome | None:
             logger.warning("attempt went stale; stopping", extra=ctx.log_extra)
             return None
         finally:
+            _drop_pending(ctx)
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
@@ -288,10 +302,16 @@ async def _run(ctx: JobContext) -> AttemptOutcome:
             submission = await provider.submit(request)
             ctx.polled()
             prediction_id = submission.prediction_id
-            await _store_prediction(ctx, prediction_id)
             if submission.state in (State.SUCCEEDED, State.FAILED):
-                result = await provider.poll(prediction_id)  # already done: fetch the result
+                # Already done: the id's write goes out now, as always, and the result is
+                # fetched (and the output stored) while it is in flight; the next database
+                # call of this job, at the latest the completing write, waits for it.
+                pending = asyncio.create_task(_store_prediction(ctx, prediction_id))
+                pending.add_done_callback(functools.partial(_pending_done, ctx))
+                ctx.pending_write = pending
+                result = await provider.poll(prediction_id)
             else:
+                await _store_prediction(ctx, prediction_id)
                 result = PollResult(state=submission.state, progress=submission.progress)
         assert result is not None
         try:
@@ -514,8 +534,12 @@ async def _store_output(
     """Download, probe, thumbnail and store durably (see :mod:`vidgen.media.ingest`).
 
     One worker-thread call for the whole stage when the provider can download without the
-    event loop; otherwise one before and one after its async download.
+    event loop; otherwise one before and one after its async download. With the prediction
+    id's write still in flight the stage commits only once that write succeeded (a job
+    taken over meanwhile stores nothing): when the write is not back by then, the stage
+    stops before committing and one more thread call commits after it.
     """
+    pending = ctx.pending_write
     job = ingest.Ingest(
         ctx.runtime.storage,
         owner_id=video.owner_id,
@@ -523,8 +547,31 @@ async def _store_output(
         output_format=str(video.output_format),
         thumbnail_width=settings.thumbnail_width,
         thumbnail_format=settings.thumbnail_format,
+        hold=ctx.settled if pending is not None else None,
     )
-    max_bytes = settings.max_output_bytes
+    ctx.ingest = job
+    job.abandoned = ctx.stale
+    try:
+        stored = await _fetch_and_store(job, provider, result, max_bytes=settings.max_output_bytes)
+        if stored is None:  # held: wait for the write, then commit
+            try:
+                await _settle_pending(ctx)
+            except BaseException:
+                await asyncio.shield(asyncio.to_thread(job.discard))
+                raise
+            stored = await _in_thread(job, job.commit)
+        return stored
+    except ingest.Abandoned:
+        if ctx.stale:  # not canceled: the attempt was taken over meanwhile
+            raise StaleAttempt(f"video {ctx.video_id}: attempt {ctx.attempt} taken over") from None
+        raise
+    finally:
+        ctx.ingest = None
+
+
+async def _fetch_and_store(
+    job: ingest.Ingest, provider: Provider, result: PollResult, *, max_bytes: int
+) -> ingest.Stored | None:
     download_blocking = getattr(provider, "download_blocking", None)
     if download_blocking is not None:
         fetch = functools.partial(download_blocking, result, max_bytes=max_bytes)
@@ -561,6 +608,7 @@ async def _cancel(ctx: JobContext, provider: Provider, prediction_id: str | None
 
 async def _fail(ctx: JobContext, error: ProviderError) -> AttemptOutcome:
     """Re-queue with backoff when retryable and the budget allows, else fail for good."""
+    await _settle_pending(ctx)  # whether the prediction id is stored decides below
     # The claim's counts are current: only a claim or a sweep changes them, and either one
     # makes this attempt's fenced write below fail.
     spec = ctx.spec or await _spec(ctx)
@@ -686,9 +734,12 @@ async def _finish(
     error: ProviderError | None = None,
 ) -> lifecycle.Change:
     """The attempt's last write: one fenced transition with the attempt row; published after."""
+    await _settle_pending(ctx)
     # From here on the row may stop being ``processing`` at any moment (the write can commit
     # before its reply arrives): the heartbeat must not take that for a lost lease.
     ctx.finished = True
+    if ctx.on_last_write is not None:
+        ctx.on_last_write()
     change = await _db(
         ctx,
         f"finish ({to.value})",
@@ -736,5 +787,33 @@ async def _db(ctx: JobContext, what: str, operation: Callable[[], Awaitable[T]])
 
     While the database is down the job waits here; its lease may expire meanwhile, in which
     case a fenced write finds the job taken over (StaleAttempt) and the attempt stops.
+    Waits first for the job's write still in flight (:attr:`JobContext.pending_write`), so
+    the job's statements run in the order it made them.
     """
+    if ctx.pending_write is not asyncio.current_task():
+        await _settle_pending(ctx)
     return await transient.retrying(operation, what=what, extra=ctx.log_extra)
+
+
+async def _settle_pending(ctx: JobContext) -> None:
+    """Wait for the job's write in flight, if any; its error (StaleAttempt) is raised here."""
+    pending, ctx.pending_write = ctx.pending_write, None
+    if pending is not None:
+        await pending
+
+
+def _pending_done(ctx: JobContext, task: asyncio.Task[None]) -> None:
+    """The write in flight ended. Taken over meanwhile: stop the media stage from storing
+    anything (it is not awaited yet). Its error is also raised where the job awaits it; one
+    that nobody awaits (the job was canceled first) is retrieved here, not reported as lost."""
+    if not task.cancelled() and isinstance(task.exception(), StaleAttempt):
+        ctx.stale = True
+        if ctx.ingest is not None:
+            ctx.ingest.abandoned = True  # before the hold opens: the stage checks after it
+    ctx.settled.set()
+
+
+def _drop_pending(ctx: JobContext) -> None:
+    """The job ended with its write still in flight (it was canceled): that write runs out
+    on its own (it is fenced)."""
+    ctx.pending_write = None

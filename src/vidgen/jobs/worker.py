@@ -4,7 +4,8 @@ A :class:`Worker` has four loops:
 
 - the claim loop: claims as many due jobs as it has free slots, then sleeps until a wake-up
   on :data:`~vidgen.events.bus.WAKEUP_CHANNEL`, a finished job, the next scheduled job, or
-  the slow safety poll (``worker_poll_seconds``), whichever comes first;
+  the slow safety poll (``worker_poll_seconds``), whichever comes first. A job frees its
+  slot when its last write (one fenced statement) starts, so the next claim overlaps it;
 - the heartbeat (every ``heartbeat_seconds``): extends the leases of its running jobs,
   stops the ones it no longer owns and passes on cancel requests;
 - the sweeper: returns other workers' expired leases to the queue (safe in every worker);
@@ -168,11 +169,17 @@ class Worker:
         claimed_total = 0
         try:
             while True:
+                self._wake.clear()
                 claimed_total += len(await self._claim_free_slots())
                 tasks = [r.task for r in self._jobs.values()]
                 if not tasks:
                     return claimed_total
-                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                # Until a job ends or one starts its last write (its slot is free then).
+                woken = asyncio.ensure_future(self._wake.wait())
+                try:
+                    await asyncio.wait([*tasks, woken], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    woken.cancel()
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -190,7 +197,7 @@ class Worker:
                     await self._adopt_orphans()
                 started = now()
                 claimed = await self._claim_free_slots()
-                if not claimed and len(self._jobs) < self.concurrency:
+                if not claimed and self._busy_slots() < self.concurrency:
                     due = await queue.next_due_at(after=started)
                     if due is not None:
                         timeout = min(poll, max(0.0, (due - now()).total_seconds()))
@@ -225,13 +232,24 @@ class Worker:
 
     def _start(self, job: Claimed) -> None:
         ctx = pipeline.JobContext(
-            self.runtime, job, worker_id=self.worker_id, runner=self.writer.run
+            self.runtime,
+            job,
+            worker_id=self.worker_id,
+            runner=self.writer.run,
+            on_last_write=self._wake.set,
         )
         task = asyncio.create_task(self._run_one(ctx), name=f"job {job.video_id}")
         self._jobs[job.video_id] = _Running(ctx, task)
 
+    def _busy_slots(self) -> int:
+        """Jobs holding a slot: every running job but those whose last write (one fenced
+        statement, no provider call) is under way. Counting those too would leave a slot idle
+        for that write's round trip and the next claim's, one after the other, on every job;
+        the rows still count as ``processing`` for the per-provider limits until it commits."""
+        return sum(1 for r in self._jobs.values() if not r.ctx.finished)
+
     async def _claim_free_slots(self) -> list[Claimed]:
-        free = self.concurrency - len(self._jobs)
+        free = self.concurrency - self._busy_slots()
         if free <= 0 or self._stopping:
             return []
         claimed = await queue.claim(

@@ -13,14 +13,18 @@ provider's own async download otherwise (:meth:`Ingest.open`, then :meth:`Ingest
 
 Nothing reaches a key unless the whole stage succeeded: on an error the part files are
 removed (and the video's folder, when that leaves it empty). A stage abandoned by its job
-(canceled meanwhile) commits nothing if it has not started committing yet. A crash leaves at
-worst ``.*.part`` files, which :meth:`~vidgen.media.storage.LocalStorage.purge_temp` removes.
+(canceled, or taken over, meanwhile) commits nothing if it has not started committing yet. A
+stage given a ``hold`` that is not set yet when it is ready to commit stops there, its part
+files kept: the job commits (:meth:`Ingest.commit`) or discards them once it knows it still
+holds the video (its prediction id's write was still in flight). A crash leaves at worst
+``.*.part`` files, which :meth:`~vidgen.media.storage.LocalStorage.purge_temp` removes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +62,8 @@ class Ingest:
         output_format: the format asked for (the extension when the content type is unknown).
         thumbnail_width: the thumbnail's width (never scaled up).
         thumbnail_format: ``jpeg``/``jpg``/``webp``.
+        hold: commit only once this is set; until then :meth:`run`/:meth:`finish` stop
+            before committing and return None (see the module docstring).
 
     Raises:
         ValueError: an unknown thumbnail format or a width below 1.
@@ -72,8 +78,10 @@ class Ingest:
         output_format: str,
         thumbnail_width: int,
         thumbnail_format: str,
+        hold: threading.Event | None = None,
     ) -> None:
         self.storage = storage
+        self.hold = hold
         self.owner_id = owner_id
         self.video_id = video_id
         self.output_format = output_format
@@ -86,10 +94,12 @@ class Ingest:
         self.abandoned = False  # set by the job (from the event loop) when it is canceled
         self._folder: Path | None = None
         self._parts: list[Path] = []
+        self._ready: tuple[dict[str, Path], str, str, VideoInfo] | None = None
 
-    def run(self, fetch: Callable[[Path], str | None]) -> Stored:
+    def run(self, fetch: Callable[[Path], str | None]) -> Stored | None:
         """The whole stage in one blocking call; ``fetch(dest)`` writes the download and
-        returns its content type. On any error nothing is stored."""
+        returns its content type. On any error nothing is stored. None: held, ready to
+        commit (see ``hold``)."""
         try:
             content_type = fetch(self.open())
         except BaseException:
@@ -103,9 +113,9 @@ class Ingest:
         self._folder = self.storage.folder(key)
         return self._part(key)
 
-    def finish(self, content_type: str | None) -> Stored:
+    def finish(self, content_type: str | None) -> Stored | None:
         """Inspect the download, write the thumbnail and commit both (after :meth:`open`);
-        on any error nothing is stored.
+        on any error nothing is stored. None: held, ready to commit (see ``hold``).
 
         Raises:
             ProbeError: the download is not a readable video.
@@ -117,7 +127,20 @@ class Ingest:
             self.discard()
             raise
 
-    def _finish(self, content_type: str | None) -> Stored:
+    def commit(self) -> Stored:
+        """Commit a held stage (after :meth:`run`/:meth:`finish` returned None); on any
+        error nothing is stored.
+
+        Raises:
+            Abandoned: the job gave up meanwhile; nothing was stored.
+        """
+        try:
+            return self._commit()
+        except BaseException:
+            self.discard()
+            raise
+
+    def _finish(self, content_type: str | None) -> Stored | None:
         if self.abandoned:
             raise Abandoned()
         download = self._parts[0]
@@ -133,10 +156,26 @@ class Ingest:
         )
         thumbnail = self._part(thumbnail_key)
         _write_new(thumbnail, image)
+        self._ready = (
+            {video_key: download, thumbnail_key: thumbnail},
+            video_key,
+            thumbnail_key,
+            info,
+        )
+        if self.hold is not None and not self.hold.is_set():
+            return None
+        return self._commit()
+
+    def _commit(self) -> Stored:
+        if self._ready is None:
+            raise RuntimeError("nothing is ready to commit")
+        # Checked after the hold: whoever sets the hold marks the stage abandoned first.
         if self.abandoned:
             raise Abandoned()
-        sizes = self.storage.commit({video_key: download, thumbnail_key: thumbnail})
+        parts, video_key, thumbnail_key, info = self._ready
+        sizes = self.storage.commit(parts)
         self._parts.clear()
+        self._ready = None
         return Stored(video_key, thumbnail_key, info, sizes[video_key])
 
     def discard(self) -> None:

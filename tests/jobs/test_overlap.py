@@ -1,0 +1,273 @@
+"""What a job does while one of its writes is in flight, and when its slot is free again.
+
+- An instant submission's prediction id is written while its output is fetched and stored;
+  the files are committed only once that write succeeded, and a job taken over meanwhile
+  stores nothing.
+- A job whose last write is under way no longer holds its worker's slot: the next job is
+  claimed during that write instead of after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+
+import pytest
+from tortoise.expressions import F
+
+from tests.jobs.conftest import make_video, wait_until
+from vidgen.jobs import lifecycle
+from vidgen.jobs.worker import Worker
+from vidgen.media import ingest
+from vidgen.models import Video, VideoAttempt, VideoStatus, VideoStatusEvent
+from vidgen.providers.base import GenerationRequest, State
+from vidgen.providers.testing import TestProvider
+
+S = VideoStatus
+
+
+def keys(user_id: int, video_id: int) -> tuple[str, str]:
+    return f"u{user_id}/v{video_id}/video.mp4", f"u{user_id}/v{video_id}/thumbnail.jpg"
+
+
+class GatedStore:
+    """``lifecycle.store_prediction`` that waits for :attr:`gate` before writing."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.gate = asyncio.Event()
+        self.started = asyncio.Event()
+        self.outcomes: list[BaseException | None] = []
+        self._real = lifecycle.store_prediction
+        monkeypatch.setattr(lifecycle, "store_prediction", self)
+
+    async def __call__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.started.set()
+        await self.gate.wait()
+        try:
+            result = await self._real(*args, **kwargs)
+        except BaseException as exc:
+            self.outcomes.append(exc)
+            raise
+        self.outcomes.append(None)
+        return result
+
+
+class StageSpy:
+    """Records each run of the media stage (in its worker thread) and what it returned;
+    with ``go`` given, the stage waits for it before starting."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, go: threading.Event | None = None) -> None:
+        self.returned: list[object] = []
+        self.raised: list[BaseException] = []
+        self.go = go
+        real = ingest.Ingest.run
+        spy = self
+
+        def run(job: ingest.Ingest, fetch):  # type: ignore[no-untyped-def]
+            if spy.go is not None:
+                assert spy.go.wait(10)
+            try:
+                result = real(job, fetch)
+            except BaseException as exc:
+                spy.raised.append(exc)
+                raise
+            spy.returned.append(result)
+            return result
+
+        monkeypatch.setattr(ingest.Ingest, "run", run)
+
+
+async def test_instant_submission_polled_within_its_millisecond_is_done(monkeypatch) -> None:
+    # The submission's time is kept to the millisecond; rounded up, a poll in the same
+    # millisecond saw a negative age and reported an instant job as still running.
+    provider = TestProvider()
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_000.0007)
+    request = GenerationRequest(
+        prompt="succeed", resolution="64x64", output_format="mp4", duration_seconds=1
+    )
+    submission = await provider.submit(request)
+    assert submission.state is State.SUCCEEDED
+    assert (await provider.poll(submission.prediction_id)).state is State.SUCCEEDED
+
+
+async def test_output_is_stored_while_the_prediction_id_write_is_in_flight(
+    runtime, user, provider, monkeypatch
+) -> None:
+    store = GatedStore(monkeypatch)
+    stage = StageSpy(monkeypatch)
+    video = await make_video(user)
+    run = asyncio.create_task(Worker(runtime, concurrency=1).run_until_idle())
+    try:
+        await wait_until(lambda: _true(stage.returned))
+        # The stage ran up to its commit and stopped there: the write is not back yet.
+        assert stage.returned == [None]
+        row = await Video.get(id=video.id)
+        assert row.status == S.PROCESSING and row.prediction_id is None
+        video_key, thumbnail_key = keys(user.id, video.id)
+        assert not runtime.storage.path(video_key).exists()
+        store.gate.set()
+        assert await run == 1
+    finally:
+        store.gate.set()
+        run.cancel()
+    done = await Video.get(id=video.id)
+    assert done.status == S.COMPLETED and done.prediction_id
+    assert store.outcomes == [None]
+    assert runtime.storage.path(done.video_file).stat().st_size == done.file_size > 0
+    assert runtime.storage.path(done.thumbnail_file).stat().st_size > 0
+    [attempt] = await VideoAttempt.filter(video_id=video.id)
+    assert attempt.prediction_id == done.prediction_id
+    assert provider.submissions[f"video-{video.id}"] == 1
+    history = await VideoStatusEvent.filter(video_id=video.id).order_by("id")
+    assert [h.to_status for h in history] == [S.QUEUED, S.PROCESSING, S.COMPLETED]
+    assert list(runtime.storage.path(video_key).parent.glob(".*.part")) == []
+
+
+async def test_output_ready_before_the_write_is_back_commits_at_once_when_it_is_back(
+    runtime, user, provider, monkeypatch
+) -> None:
+    # The write comes back before the stage is ready: one thread call commits everything.
+    store = GatedStore(monkeypatch)
+    go = threading.Event()
+    stage = StageSpy(monkeypatch, go=go)
+    video = await make_video(user)
+    run = asyncio.create_task(Worker(runtime, concurrency=1).run_until_idle())
+    try:
+        await asyncio.wait_for(store.started.wait(), 5)
+        store.gate.set()
+        await wait_until(lambda: _true(store.outcomes))
+        go.set()
+        assert await run == 1
+    finally:
+        store.gate.set()
+        go.set()
+        run.cancel()
+    done = await Video.get(id=video.id)
+    assert done.status == S.COMPLETED
+    [stored] = stage.returned
+    assert isinstance(stored, ingest.Stored) and stored.video_key == done.video_file
+
+
+@pytest.mark.parametrize("stage_first", [True, False], ids=["stage-held", "write-back-first"])
+async def test_job_taken_over_while_its_id_write_was_in_flight_stores_nothing(
+    runtime, user, provider, monkeypatch, caplog, stage_first
+) -> None:
+    store = GatedStore(monkeypatch)
+    go = None if stage_first else threading.Event()
+    stage = StageSpy(monkeypatch, go=go)
+    video = await make_video(user)
+    worker = Worker(runtime, concurrency=1)
+    run = asyncio.create_task(worker.run_until_idle())
+    try:
+        if stage_first:
+            await wait_until(lambda: _true(stage.returned))  # ready, held
+        else:
+            await asyncio.wait_for(store.started.wait(), 5)
+        # Another worker took the job over (its lease was swept and the job claimed again).
+        await Video.filter(id=video.id).update(attempt=F("attempt") + 1, processed_by="other")
+        with caplog.at_level(logging.WARNING, logger="vidgen.jobs.pipeline"):
+            store.gate.set()
+            if go is not None:
+                await wait_until(lambda: _true(store.outcomes))
+                go.set()  # the stage starts only after the write came back stale
+            assert await run == 1
+    finally:
+        store.gate.set()
+        if go is not None:
+            go.set()
+        run.cancel()
+    assert len(store.outcomes) == 1 and isinstance(store.outcomes[0], lifecycle.StaleAttempt)
+    row = await Video.get(id=video.id)
+    assert row.status == S.PROCESSING and row.processed_by == "other"
+    assert row.video_file is None and row.prediction_id is None
+    video_key, thumbnail_key = keys(user.id, video.id)
+    folder = runtime.storage.path(video_key).parent
+    assert not runtime.storage.path(video_key).exists()
+    assert not runtime.storage.path(thumbnail_key).exists()
+    assert not folder.exists() or list(folder.iterdir()) == []  # no part files left
+    if stage_first:
+        assert stage.returned == [None]
+    else:
+        assert [type(e) for e in stage.raised] == [ingest.Abandoned]
+    messages = [r.getMessage() for r in caplog.records]
+    assert "attempt went stale; stopping" in messages
+    assert "job crashed" not in messages
+
+
+class GatedFinish:
+    """``lifecycle.finish`` that holds the given video's last write until :attr:`gate`."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, video_id: int) -> None:
+        self.gate = asyncio.Event()
+        self.held = asyncio.Event()
+        self.video_id = video_id
+        self._real = lifecycle.finish
+        monkeypatch.setattr(lifecycle, "finish", self)
+
+    async def __call__(self, video_id: int, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if video_id == self.video_id:
+            self.held.set()
+            await self.gate.wait()
+        return await self._real(video_id, *args, **kwargs)
+
+
+@pytest.mark.parametrize("mode", ["burst", "service"])
+async def test_a_job_in_its_last_write_frees_its_slot(runtime, user, monkeypatch, mode) -> None:
+    first = await make_video(user, priority=5)
+    second = await make_video(user)
+    finish = GatedFinish(monkeypatch, first.id)
+    worker = Worker(runtime, concurrency=1)
+    run = asyncio.create_task(worker.run_until_idle() if mode == "burst" else worker.run())
+    try:
+        await asyncio.wait_for(finish.held.wait(), 5)
+        # The first job's completing write is under way: the second is claimed meanwhile,
+        # and runs to its own end while the first one's write is still held.
+        await wait_until(lambda: _status_is(second.id, S.COMPLETED))
+        assert (await Video.get(id=first.id)).status == S.PROCESSING
+        finish.gate.set()
+        await wait_until(lambda: _status_is(first.id, S.COMPLETED))
+        if mode == "burst":
+            assert await run == 2
+        else:
+            await worker.stop()
+    finally:
+        finish.gate.set()
+        if not run.done():
+            await worker.stop()
+            run.cancel()
+
+
+async def test_slots_doing_provider_work_never_exceed_the_concurrency(
+    runtime, user, provider, monkeypatch
+) -> None:
+    # Jobs in their last write are not counted; those between claim and last write are.
+    busy = 0
+    peak = 0
+    real_submit = provider.submit
+
+    async def submit(request):  # type: ignore[no-untyped-def]
+        nonlocal busy, peak
+        busy += 1
+        peak = max(peak, busy)
+        try:
+            await asyncio.sleep(0.01)
+            return await real_submit(request)
+        finally:
+            busy -= 1
+
+    monkeypatch.setattr(provider, "submit", submit)
+    for _ in range(12):
+        await make_video(user)
+    assert await Worker(runtime, concurrency=3).run_until_idle() == 12
+    assert peak <= 3
+    assert await Video.filter(status=S.COMPLETED).count() == 12
+
+
+async def _true(items: list[object]) -> bool:
+    return bool(items)
+
+
+async def _status_is(video_id: int, status: VideoStatus) -> bool:
+    return (await Video.get(id=video_id)).status == status
