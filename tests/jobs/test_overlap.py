@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
@@ -22,7 +23,7 @@ from vidgen.jobs import lifecycle
 from vidgen.jobs.worker import Worker
 from vidgen.media import ingest
 from vidgen.models import Video, VideoAttempt, VideoStatus, VideoStatusEvent
-from vidgen.providers.base import GenerationRequest, State
+from vidgen.providers.base import GenerationRequest, ProviderError, State
 from vidgen.providers.testing import TestProvider
 
 S = VideoStatus
@@ -271,3 +272,161 @@ async def _true(items: list[object]) -> bool:
 
 async def _status_is(video_id: int, status: VideoStatus) -> bool:
     return (await Video.get(id=video_id)).status == status
+
+
+class Boom(Exception):
+    """A write error that is neither a blip nor a takeover (say, a statement timeout)."""
+
+
+def part_files(runtime, user_id: int, video_id: int) -> list[str]:
+    folder = runtime.storage.path(keys(user_id, video_id)[0]).parent
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+async def test_id_write_failing_while_the_poll_fails_still_ends_the_attempt(
+    runtime, user, provider, monkeypatch
+) -> None:
+    polled = asyncio.Event()
+
+    async def store(*args, **kwargs):  # type: ignore[no-untyped-def]
+        await polled.wait()
+        raise Boom("statement timeout")
+
+    async def poll(prediction_id: str):  # type: ignore[no-untyped-def]
+        polled.set()
+        raise ProviderError("poll failed", retryable=True, code="server_error", status_code=500)
+
+    monkeypatch.setattr(lifecycle, "store_prediction", store)
+    monkeypatch.setattr(provider, "poll", poll)
+    video = await make_video(user)
+    assert await asyncio.wait_for(Worker(runtime, concurrency=1).run_until_idle(), 10) == 1
+    row = await Video.get(id=video.id)
+    # As when the write came first: the job fails for good, nothing left to resume.
+    assert row.status == S.FAILED and row.prediction_id is None
+    assert "Boom" in row.error_message
+    [attempt] = await VideoAttempt.filter(video_id=video.id)
+    assert attempt.outcome.value == "failed" and attempt.error_code == "internal"
+
+
+async def test_id_write_failing_stores_no_output(runtime, user, provider, monkeypatch) -> None:
+    failed = asyncio.Event()
+
+    async def store(*args, **kwargs):  # type: ignore[no-untyped-def]
+        failed.set()
+        raise Boom("statement timeout")
+
+    monkeypatch.setattr(lifecycle, "store_prediction", store)
+    go = threading.Event()
+    stage = StageSpy(monkeypatch, go=go)
+    video = await make_video(user)
+    run = asyncio.create_task(Worker(runtime, concurrency=1).run_until_idle())
+    try:
+        await asyncio.wait_for(failed.wait(), 5)
+        await asyncio.sleep(0.05)
+        go.set()  # the stage starts after the write failed
+        assert await asyncio.wait_for(run, 10) == 1
+    finally:
+        go.set()
+    row = await Video.get(id=video.id)
+    assert row.status == S.FAILED and row.video_file is None
+    assert [type(e) for e in stage.raised] == [ingest.Abandoned]
+    assert part_files(runtime, user.id, video.id) == []
+
+
+@pytest.mark.parametrize("when", ["in-stage", "held"])
+async def test_job_canceled_with_its_id_write_in_flight_leaves_no_files(
+    runtime, user, provider, monkeypatch, when
+) -> None:
+    store = GatedStore(monkeypatch)
+    inside, go = threading.Event(), threading.Event()
+    real_read = ingest.inspect.read
+
+    def read(*args, **kwargs):  # type: ignore[no-untyped-def]
+        inside.set()
+        assert go.wait(10)
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(ingest.inspect, "read", read)
+    stage = StageSpy(monkeypatch)
+    video = await make_video(user)
+    worker = Worker(runtime, concurrency=1)
+    run = asyncio.create_task(worker.run_until_idle())
+    try:
+        await wait_until(lambda: _true([True] if inside.is_set() else []))
+        if when == "held":
+            go.set()
+            await wait_until(lambda: _true(stage.returned))
+        # The lease is lost (heartbeat) or the shutdown's grace ran out.
+        worker._jobs[video.id].task.cancel()
+        await asyncio.sleep(0.05)
+        go.set()
+        await wait_until(lambda: _true(stage.returned + stage.raised))
+        store.gate.set()
+        await asyncio.wait_for(run, 10)
+        await wait_until(lambda: _true([] if part_files(runtime, user.id, video.id) else [1]))
+    finally:
+        go.set()
+        store.gate.set()
+    assert not runtime.storage.path(keys(user.id, video.id)[0]).exists()
+
+
+async def test_job_canceled_while_its_held_commit_waits_for_a_thread_leaves_no_files(
+    runtime, user, provider, monkeypatch
+) -> None:
+    loop = asyncio.get_running_loop()
+    store = GatedStore(monkeypatch)
+    stage = StageSpy(monkeypatch)
+    video = await make_video(user)
+    worker = Worker(runtime, concurrency=1)
+    run = asyncio.create_task(worker.run_until_idle())
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    blocker = threading.Event()
+    try:
+        await wait_until(lambda: _true(stage.returned))  # held
+        loop.set_default_executor(pool)
+        busy = loop.run_in_executor(None, blocker.wait, 10)  # every thread busy
+        store.gate.set()
+        await asyncio.sleep(0.1)  # the write is back: the commit waits for a thread
+        worker._jobs[video.id].task.cancel()
+        await asyncio.sleep(0.05)
+        blocker.set()
+        await busy
+        await asyncio.wait_for(run, 10)
+        await wait_until(lambda: _true([] if part_files(runtime, user.id, video.id) else [1]))
+    finally:
+        blocker.set()
+        store.gate.set()
+        loop.set_default_executor(concurrent.futures.ThreadPoolExecutor())
+        pool.shutdown(wait=False)
+    assert not runtime.storage.path(keys(user.id, video.id)[0]).exists()
+
+
+async def test_shutdown_releases_a_job_only_after_its_id_write_landed(
+    runtime, user, provider, monkeypatch
+) -> None:
+    store = GatedStore(monkeypatch)
+    inside, go = threading.Event(), threading.Event()
+    real_read = ingest.inspect.read
+
+    def read(*args, **kwargs):  # type: ignore[no-untyped-def]
+        inside.set()
+        assert go.wait(10)
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(ingest.inspect, "read", read)
+    video = await make_video(user)
+    worker = Worker(runtime, concurrency=1)
+    run = asyncio.create_task(worker.run())
+    try:
+        await wait_until(lambda: _true([True] if inside.is_set() else []))
+        worker.request_stop(grace_seconds=0)  # no grace: the job is canceled and released
+        await asyncio.sleep(0.1)
+        store.gate.set()  # the id's write lands only now
+        go.set()
+        await asyncio.wait_for(run, 10)
+    finally:
+        go.set()
+        store.gate.set()
+    row = await Video.get(id=video.id)
+    assert row.status == S.QUEUED and row.prediction_id  # the next attempt polls it
+    assert store.outcomes == [None]

@@ -106,12 +106,14 @@ class JobContext:
         self.cancel_hint = False  # a cancel message arrived: check the database
         self.spec: JobSpec | None = claimed.spec
         self.finished = False  # the attempt's last write is under way or done
+        self.slot_free = False  # no provider work left: the worker may fill the slot
         # The prediction id's write while the output is fetched beside it (see _run); every
         # later database call of the job waits for it first.
         self.pending_write: asyncio.Task[None] | None = None
-        # That write found the attempt taken over: the output must not be stored.
-        self.stale = False
-        self.settled = threading.Event()  # that write ended (set from the event loop)
+        # That write went wrong (taken over: StaleAttempt): the output must not be stored.
+        self.write_error: BaseException | None = None
+        # Set (from the event loop) once that write succeeded: the media stage's hold.
+        self.write_done: threading.Event | None = None
         self.ingest: ingest.Ingest | None = None  # the media stage under way, if any
         self.started = time.monotonic()
         self._nudge = asyncio.Event()
@@ -205,7 +207,6 @@ async def run_job(ctx: JobContext) -> AttemptOutcome | None:
             logger.warning("attempt went stale; stopping", extra=ctx.log_extra)
             return None
         finally:
-            _drop_pending(ctx)
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
@@ -306,8 +307,9 @@ async def _run(ctx: JobContext) -> AttemptOutcome:
                 # Already done: the id's write goes out now, as always, and the result is
                 # fetched (and the output stored) while it is in flight; the next database
                 # call of this job, at the latest the completing write, waits for it.
+                done = ctx.write_done = threading.Event()
                 pending = asyncio.create_task(_store_prediction(ctx, prediction_id))
-                pending.add_done_callback(functools.partial(_pending_done, ctx))
+                pending.add_done_callback(functools.partial(_pending_done, ctx, done))
                 ctx.pending_write = pending
                 result = await provider.poll(prediction_id)
             else:
@@ -547,10 +549,10 @@ async def _store_output(
         output_format=str(video.output_format),
         thumbnail_width=settings.thumbnail_width,
         thumbnail_format=settings.thumbnail_format,
-        hold=ctx.settled if pending is not None else None,
+        hold=ctx.write_done if pending is not None else None,
     )
     ctx.ingest = job
-    job.abandoned = ctx.stale
+    job.abandoned = ctx.write_error is not None
     try:
         stored = await _fetch_and_store(job, provider, result, max_bytes=settings.max_output_bytes)
         if stored is None:  # held: wait for the write, then commit
@@ -562,8 +564,9 @@ async def _store_output(
             stored = await _in_thread(job, job.commit)
         return stored
     except ingest.Abandoned:
-        if ctx.stale:  # not canceled: the attempt was taken over meanwhile
-            raise StaleAttempt(f"video {ctx.video_id}: attempt {ctx.attempt} taken over") from None
+        if ctx.write_error is not None:  # not canceled: the id's write went wrong
+            await _settle_pending(ctx)  # raises its error (StaleAttempt: taken over)
+            raise ctx.write_error from None
         raise
     finally:
         ctx.ingest = None
@@ -587,11 +590,14 @@ async def _fetch_and_store(
 
 async def _in_thread(job: ingest.Ingest, fn: Callable[..., T], *args: Any) -> T:
     """``fn(*args)`` in a worker thread. Canceled before it started, it never runs; canceled
-    while it runs, it runs on but commits nothing it has not started committing."""
+    while it runs, it runs on but commits nothing it has not started committing; canceled
+    with the stage held (ready, waiting to commit), its files are removed."""
+    loop = asyncio.get_running_loop()
     try:
-        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        return await loop.run_in_executor(None, fn, *args)
     except asyncio.CancelledError:
-        job.abandoned = True
+        if job.abandon():
+            loop.run_in_executor(None, job.discard)  # held: nobody else would
         raise
 
 
@@ -608,7 +614,16 @@ async def _cancel(ctx: JobContext, provider: Provider, prediction_id: str | None
 
 async def _fail(ctx: JobContext, error: ProviderError) -> AttemptOutcome:
     """Re-queue with backoff when retryable and the budget allows, else fail for good."""
-    await _settle_pending(ctx)  # whether the prediction id is stored decides below
+    try:
+        await _settle_pending(ctx)  # whether the prediction id is stored decides below
+    except (asyncio.CancelledError, StaleAttempt):
+        raise
+    except Exception as exc:
+        # The id's write failed (not a blip: those are retried): the job fails as it did
+        # when that write came first, with nothing to resume.
+        error = ProviderError(
+            f"internal error: {type(exc).__name__}: {exc}", retryable=False, code="internal"
+        )
     # The claim's counts are current: only a claim or a sweep changes them, and either one
     # makes this attempt's fenced write below fail.
     spec = ctx.spec or await _spec(ctx)
@@ -677,8 +692,16 @@ async def _requeue(
 ) -> AttemptOutcome:
     """Back to the queue for another attempt; or, when a cancel was requested while it ran
     (the write makes it ``canceled`` then), stop its live prediction too."""
+    # The slot is kept through this write: it may end canceled, and then the prediction is
+    # canceled upstream, a provider call.
     change = await _finish(
-        ctx, S.QUEUED, AttemptOutcome.RETRY, message=message, fields=fields, error=error
+        ctx,
+        S.QUEUED,
+        AttemptOutcome.RETRY,
+        message=message,
+        fields=fields,
+        error=error,
+        frees_slot=False,
     )
     if change.to_status is S.CANCELED:
         await _cancel_quietly(ctx, fields.get("prediction_id", ctx.prediction_id))
@@ -732,14 +755,18 @@ async def _finish(
     message: str,
     fields: dict[str, Any],
     error: ProviderError | None = None,
+    frees_slot: bool = True,
 ) -> lifecycle.Change:
-    """The attempt's last write: one fenced transition with the attempt row; published after."""
+    """The attempt's last write: one fenced transition with the attempt row; published after.
+    ``frees_slot``: the job does no provider work after it, so its slot is free from now."""
     await _settle_pending(ctx)
     # From here on the row may stop being ``processing`` at any moment (the write can commit
     # before its reply arrives): the heartbeat must not take that for a lost lease.
     ctx.finished = True
-    if ctx.on_last_write is not None:
-        ctx.on_last_write()
+    if frees_slot:
+        ctx.slot_free = True
+        if ctx.on_last_write is not None:
+            ctx.on_last_write()
     change = await _db(
         ctx,
         f"finish ({to.value})",
@@ -796,24 +823,28 @@ async def _db(ctx: JobContext, what: str, operation: Callable[[], Awaitable[T]])
 
 
 async def _settle_pending(ctx: JobContext) -> None:
-    """Wait for the job's write in flight, if any; its error (StaleAttempt) is raised here."""
-    pending, ctx.pending_write = ctx.pending_write, None
-    if pending is not None:
-        await pending
+    """Wait for the job's write in flight, if any; its error (StaleAttempt) is raised here.
+    Canceled meanwhile, the write runs on (a worker shutting down waits for it before it
+    releases the job, so the id is kept)."""
+    pending = ctx.pending_write
+    if pending is None:
+        return
+    try:
+        await asyncio.shield(pending)
+    finally:
+        if pending.done():
+            ctx.pending_write = None
 
 
-def _pending_done(ctx: JobContext, task: asyncio.Task[None]) -> None:
-    """The write in flight ended. Taken over meanwhile: stop the media stage from storing
-    anything (it is not awaited yet). Its error is also raised where the job awaits it; one
-    that nobody awaits (the job was canceled first) is retrieved here, not reported as lost."""
-    if not task.cancelled() and isinstance(task.exception(), StaleAttempt):
-        ctx.stale = True
-        if ctx.ingest is not None:
-            ctx.ingest.abandoned = True  # before the hold opens: the stage checks after it
-    ctx.settled.set()
-
-
-def _drop_pending(ctx: JobContext) -> None:
-    """The job ended with its write still in flight (it was canceled): that write runs out
-    on its own (it is fenced)."""
-    ctx.pending_write = None
+def _pending_done(ctx: JobContext, done: threading.Event, task: asyncio.Task[None]) -> None:
+    """The write in flight ended. Succeeded: open the media stage's hold. Otherwise (taken
+    over, an error, canceled): the stage must store nothing; the error is raised where the
+    job awaits the write, and one that nobody awaits (the job was canceled first) is
+    retrieved here rather than reported as lost."""
+    error = asyncio.CancelledError() if task.cancelled() else task.exception()
+    if error is None:
+        done.set()
+        return
+    ctx.write_error = error
+    if ctx.ingest is not None:
+        ctx.ingest.abandon()  # a held stage is discarded by the job, which awaits the write

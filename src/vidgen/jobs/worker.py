@@ -246,7 +246,7 @@ class Worker:
         statement, no provider call) is under way. Counting those too would leave a slot idle
         for that write's round trip and the next claim's, one after the other, on every job;
         the rows still count as ``processing`` for the per-provider limits until it commits."""
-        return sum(1 for r in self._jobs.values() if not r.ctx.finished)
+        return sum(1 for r in self._jobs.values() if not r.ctx.slot_free)
 
     async def _claim_free_slots(self) -> list[Claimed]:
         free = self.concurrency - self._busy_slots()
@@ -430,6 +430,10 @@ class Worker:
         for r in leftover:
             r.task.cancel()
         await asyncio.gather(*(r.task for r in leftover), return_exceptions=True)
+        # A prediction id's write still in flight lands before the release, or the release
+        # would make it stale and the next attempt would pay for a new prediction.
+        writes = [r.ctx.pending_write for r in leftover if r.ctx.pending_write is not None]
+        await asyncio.gather(*writes, return_exceptions=True)
         for r in leftover:
             if r.lost:
                 continue

@@ -95,6 +95,8 @@ class Ingest:
         self._folder: Path | None = None
         self._parts: list[Path] = []
         self._ready: tuple[dict[str, Path], str, str, VideoInfo] | None = None
+        self._held = False  # ready, waiting for the hold; nobody commits it yet
+        self._lock = threading.Lock()  # between abandon() and the stage's own checks
 
     def run(self, fetch: Callable[[Path], str | None]) -> Stored | None:
         """The whole stage in one blocking call; ``fetch(dest)`` writes the download and
@@ -162,16 +164,30 @@ class Ingest:
             thumbnail_key,
             info,
         )
-        if self.hold is not None and not self.hold.is_set():
-            return None
+        with self._lock:
+            if self.abandoned:
+                raise Abandoned()
+            if self.hold is not None and not self.hold.is_set():
+                self._held = True
+                return None
         return self._commit()
+
+    def abandon(self) -> bool:
+        """Give the stage up (from the event loop): it commits nothing it has not started
+        committing. True when it is held (ready, not committing): the caller must
+        :meth:`discard` it then, as nobody else will."""
+        with self._lock:
+            self.abandoned = True
+            return self._held
 
     def _commit(self) -> Stored:
         if self._ready is None:
             raise RuntimeError("nothing is ready to commit")
-        # Checked after the hold: whoever sets the hold marks the stage abandoned first.
-        if self.abandoned:
-            raise Abandoned()
+        with self._lock:
+            # Checked after the hold: a failed write abandons the stage, never opens it.
+            if self.abandoned:
+                raise Abandoned()
+            self._held = False  # committing: abandon() leaves it alone from here on
         parts, video_key, thumbnail_key, info = self._ready
         sizes = self.storage.commit(parts)
         self._parts.clear()
