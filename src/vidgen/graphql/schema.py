@@ -30,6 +30,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import ExecutionContext
 from tortoise.models import Model
 
+from vidgen.graphql import input_plans
 from vidgen.graphql.errors import ErrorCodes, log_errors
 from vidgen.graphql.execution import FastFields
 from vidgen.graphql.fanout import SharedEventResults
@@ -147,7 +148,7 @@ def build_schema(
         lambda: ParseCache(maxsize=CACHE_SIZE),
         lambda: ValidationCache(maxsize=CACHE_SIZE),
     ]
-    return VidgenSchema(
+    built = VidgenSchema(
         query=Query,
         mutation=Mutation,
         subscription=_subscription_type(),
@@ -158,6 +159,8 @@ def build_schema(
         config=StrawberryConfig(),
         execution_context_class=VidgenExecutionContext if fast_fields else PlainExecutionContext,
     )
+    input_plans.install(built)  # input objects built from a plan made once (see there)
+    return built
 
 
 def sdl(schema: strawberry.Schema) -> str:

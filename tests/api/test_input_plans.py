@@ -1,0 +1,179 @@
+"""Input objects built from their plans equal what Strawberry's own conversion builds."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import itertools
+from dataclasses import MISSING
+from typing import Any
+
+import pytest
+import strawberry
+from strawberry.types.arguments import InputContext, convert_argument
+from strawberry.types.base import StrawberryList, StrawberryOptional
+from strawberry.types.enum import has_enum_definition
+from strawberry.types.unset import UNSET
+
+from vidgen.graphql import input_plans
+from vidgen.graphql.input_plans import InputPlan
+from vidgen.graphql.schema import build_schema
+
+SCHEMA = build_schema()
+DEFINITIONS = input_plans.input_definitions(SCHEMA)
+
+
+def context() -> InputContext:
+    return InputContext(
+        info=None,
+        config=SCHEMA.config,
+        scalar_registry=SCHEMA.schema_converter.scalar_registry,
+        path=(),
+    )
+
+
+def sample(type_: Any, n: int) -> Any:
+    """A value of ``type_`` as graphql-core hands it to Strawberry (``n`` varies it)."""
+    if isinstance(type_, StrawberryOptional):
+        return sample(type_.of_type, n)
+    if isinstance(type_, StrawberryList):
+        return [sample(type_.of_type, n + i) for i in range(n % 3 + 1)]
+    if has_enum_definition(type_):
+        members = list(type_)
+        return members[n % len(members)]
+    if type_ is str or type_ is strawberry.ID:
+        return f"v{n}"
+    if type_ is int:
+        return n
+    if type_ is float:
+        return n + 0.5
+    if type_ is bool:
+        return n % 2 == 0
+    if type_ is dt.datetime:
+        return dt.datetime(2026, 1, 1, n % 24, tzinfo=dt.UTC)
+    return object()  # Upload and other opaque scalars pass through as they are
+
+
+def values(definition: Any) -> list[dict[str, Any]]:
+    """Whole values, each field left out in turn, and each nullable field null in turn."""
+    fields = [
+        (SCHEMA.config.name_converter.from_field(f), f.resolve_type(type_definition=definition))
+        for f in definition.fields
+    ]
+    full = {name: sample(type_, i) for i, (name, type_) in enumerate(fields)}
+    found = [full, {}]
+    for name, type_ in fields:
+        found.append({k: v for k, v in full.items() if k != name})
+        if isinstance(type_, StrawberryOptional):
+            found.append({**full, name: None})
+    return found
+
+
+@pytest.fixture
+def strawberry_way():
+    """Convert with Strawberry's own path: the plans off for the duration."""
+
+    def convert(cls: type, value: dict[str, Any]) -> Any:
+        definition = cls.__strawberry_definition__
+        hook, definition.from_input = definition.from_input, None
+        try:
+            return convert_argument(
+                value, cls, SCHEMA.schema_converter.scalar_registry, SCHEMA.config
+            )
+        finally:
+            definition.from_input = hook
+
+    return convert
+
+
+def test_every_input_type_has_a_plan() -> None:
+    names = {d.name for d in DEFINITIONS}
+    assert {"GenerateVideoInput", "VideoFilter", "UpdateVideoInput"} <= names
+    assert all(isinstance(d.from_input, InputPlan) for d in DEFINITIONS)
+
+
+@pytest.mark.parametrize("definition", DEFINITIONS, ids=lambda d: d.name)
+def test_plan_builds_what_strawberry_builds(definition, strawberry_way) -> None:
+    cls = definition.origin
+    for value in values(definition):
+        ours = definition.from_input(cls, value, context())
+        theirs = strawberry_way(cls, value)
+        assert type(ours) is type(theirs) is cls
+        for field in definition.fields:
+            mine, expected = getattr(ours, field.python_name), getattr(theirs, field.python_name)
+            assert mine == expected or (mine is expected), (definition.name, field.python_name)
+            if isinstance(expected, list):
+                graphql_name = SCHEMA.config.name_converter.from_field(field)
+                assert mine is not value.get(graphql_name)  # a copy, never the request's
+
+
+def test_left_out_fields_get_none_or_keep_their_default() -> None:
+    definition = next(d for d in DEFINITIONS if d.name == "UpdateVideoInput")
+    built = definition.from_input(definition.origin, {}, context())
+    for field in definition.fields:
+        assert field.default_value is not MISSING
+        assert getattr(built, field.python_name) is UNSET
+    generate = next(d for d in DEFINITIONS if d.name == "GenerateVideoInput")
+    built = generate.from_input(generate.origin, {"prompt": "p"}, context())
+    assert built.prompt == "p" and built.provider == "local" and built.tags is None
+
+
+# Module level: the annotations are resolved from this module's names.
+@strawberry.enum
+class Colour(enum.Enum):
+    RED = "red"
+
+
+@strawberry.input
+class Inner:
+    name: str
+
+
+@strawberry.input
+class Outer:
+    inner: Inner
+    inners: list[Inner] | None = None
+    node: strawberry.relay.GlobalID | None = None
+    colours: list[Colour] | None = None
+    maybe: strawberry.Maybe[str] = None
+
+
+@strawberry.type
+class EchoQuery:
+    @strawberry.field
+    def echo(self, value: Outer) -> str:
+        return "ok"
+
+
+def test_fields_that_need_converting_go_through_strawberry() -> None:
+    schema = strawberry.Schema(query=EchoQuery)
+    input_plans.install(schema)
+    definition = Outer.__strawberry_definition__
+    assert isinstance(definition.from_input, InputPlan)
+    ctx = InputContext(
+        info=None,
+        config=schema.config,
+        scalar_registry=schema.schema_converter.scalar_registry,
+        path=(),
+    )
+    node = strawberry.relay.GlobalID("Video", "1")
+    value = {
+        "inner": {"name": "a"},
+        "inners": [{"name": "b"}, {"name": "c"}],
+        "node": str(node),
+        "colours": [Colour.RED],
+        "maybe": "m",
+    }
+    built = definition.from_input(Outer, value, ctx)
+    assert built.inner == Inner(name="a") and built.inners == [Inner(name="b"), Inner(name="c")]
+    assert built.node == node and built.colours == [Colour.RED]
+    assert built.maybe is not None and built.maybe.value == "m"
+    hows = {name: how for name, _, how, _ in definition.from_input._fields}
+    assert hows == {
+        "inner": input_plans.CONVERT,
+        "inners": input_plans.CONVERT,
+        "node": input_plans.CONVERT,
+        "colours": input_plans.LIST_COPY,
+        "maybe": input_plans.CONVERT,
+    }
+    assert list(itertools.islice(values(definition), 1))  # the sampler copes with it too
