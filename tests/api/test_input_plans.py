@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import strawberry
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types.arguments import InputContext, convert_argument
 from strawberry.types.base import StrawberryList, StrawberryOptional
 from strawberry.types.enum import has_enum_definition
@@ -135,14 +136,33 @@ class Outer:
     inners: list[Inner] | None = None
     node: strawberry.relay.GlobalID | None = None
     colours: list[Colour] | None = None
-    maybe: strawberry.Maybe[str] = None
+    some_field: str | None = None
+
+
+@strawberry.input
+class WithMaybe:
+    name: strawberry.Maybe[str]
+    note: strawberry.Maybe[str | None]
 
 
 @strawberry.type
 class EchoQuery:
     @strawberry.field
     def echo(self, value: Outer) -> str:
-        return "ok"
+        return value.some_field or "-"
+
+    @strawberry.field
+    def maybe(self, value: WithMaybe) -> str:
+        return repr((value.name, value.note))
+
+
+def echo_context(schema: strawberry.Schema) -> InputContext:
+    return InputContext(
+        info=None,
+        config=schema.config,
+        scalar_registry=schema.schema_converter.scalar_registry,
+        path=(),
+    )
 
 
 def test_fields_that_need_converting_go_through_strawberry() -> None:
@@ -150,30 +170,49 @@ def test_fields_that_need_converting_go_through_strawberry() -> None:
     input_plans.install(schema)
     definition = Outer.__strawberry_definition__
     assert isinstance(definition.from_input, InputPlan)
-    ctx = InputContext(
-        info=None,
-        config=schema.config,
-        scalar_registry=schema.schema_converter.scalar_registry,
-        path=(),
-    )
     node = strawberry.relay.GlobalID("Video", "1")
     value = {
         "inner": {"name": "a"},
         "inners": [{"name": "b"}, {"name": "c"}],
         "node": str(node),
         "colours": [Colour.RED],
-        "maybe": "m",
+        "someField": "s",
     }
-    built = definition.from_input(Outer, value, ctx)
+    built = definition.from_input(Outer, value, echo_context(schema))
     assert built.inner == Inner(name="a") and built.inners == [Inner(name="b"), Inner(name="c")]
-    assert built.node == node and built.colours == [Colour.RED]
-    assert built.maybe is not None and built.maybe.value == "m"
-    hows = {name: how for name, _, how, _ in definition.from_input._fields}
-    assert hows == {
+    assert built.node == node and built.colours == [Colour.RED] and built.some_field == "s"
+    nulls = definition.from_input(
+        Outer, {"inner": {"name": "a"}, "node": None}, echo_context(schema)
+    )
+    assert nulls.node is None and nulls.inners is None
+    [plan] = definition.from_input._plans.values()
+    assert {name: how for name, _, how, _ in plan} == {
         "inner": input_plans.CONVERT,
         "inners": input_plans.CONVERT,
         "node": input_plans.CONVERT,
         "colours": input_plans.LIST_COPY,
-        "maybe": input_plans.CONVERT,
+        "someField": input_plans.AS_IS,
     }
     assert list(itertools.islice(values(definition), 1))  # the sampler copes with it too
+
+
+def test_types_with_maybe_fields_keep_strawberrys_conversion_and_null_check() -> None:
+    schema = strawberry.Schema(query=EchoQuery)
+    input_plans.install(schema)
+    assert WithMaybe.__strawberry_definition__.from_input is None
+    refused = schema.execute_sync("{ maybe(value: {name: null, note: null}) }")
+    assert refused.errors and "cannot be explicitly set to null" in refused.errors[0].message
+    given = schema.execute_sync('{ maybe(value: {name: "n", note: null}) }')
+    assert given.errors is None
+    assert given.data == {"maybe": "(Some('n'), Some(None))"}
+
+
+def test_a_plan_follows_the_schema_that_uses_it() -> None:
+    # The hook is on the class, shared by every schema built from it: each schema's names.
+    camel = strawberry.Schema(query=EchoQuery)
+    input_plans.install(camel)
+    snake = strawberry.Schema(query=EchoQuery, config=StrawberryConfig(auto_camel_case=False))
+    query = '{ echo(value: {inner: {name: "a"}, %s: "x"}) }'
+    assert camel.execute_sync(query % "someField").data == {"echo": "x"}
+    assert snake.execute_sync(query % "some_field").data == {"echo": "x"}
+    assert camel.execute_sync(query % "someField").data == {"echo": "x"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
 import time
@@ -430,3 +431,79 @@ async def test_shutdown_releases_a_job_only_after_its_id_write_landed(
     row = await Video.get(id=video.id)
     assert row.status == S.QUEUED and row.prediction_id  # the next attempt polls it
     assert store.outcomes == [None]
+
+
+class DownStore:
+    """``lifecycle.store_prediction`` while the database is unreachable (retried forever)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.tries = 0
+        monkeypatch.setattr(lifecycle, "store_prediction", self)
+
+    async def __call__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.tries += 1
+        raise ConnectionRefusedError("database down")
+
+
+def block_the_stage(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    inside, go = threading.Event(), threading.Event()
+    real_read = ingest.inspect.read
+
+    def read(*args, **kwargs):  # type: ignore[no-untyped-def]
+        inside.set()
+        assert go.wait(10)
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(ingest.inspect, "read", read)
+    return inside, go
+
+
+@pytest.mark.parametrize("how", ["wait-runs-out", "second-stop"])
+async def test_shutdown_does_not_wait_forever_for_an_id_write_while_the_database_is_down(
+    runtime, user, provider, monkeypatch, how
+) -> None:
+    from vidgen.jobs import worker as worker_module
+
+    down = DownStore(monkeypatch)
+    inside, go = block_the_stage(monkeypatch)
+    if how == "wait-runs-out":
+        monkeypatch.setattr(worker_module, "ID_WRITE_WAIT_SECONDS", 0.3)
+    video = await make_video(user)
+    worker = Worker(runtime, concurrency=1)
+    run = asyncio.create_task(worker.run())
+    try:
+        await wait_until(lambda: _true([True] if inside.is_set() else []))
+        worker.request_stop(grace_seconds=0)
+        if how == "second-stop":
+            await asyncio.sleep(0.1)
+            worker.request_stop()  # a second signal: release now
+        await asyncio.wait_for(asyncio.shield(run), 4)
+    finally:
+        go.set()
+        if not run.done():
+            run.cancel()
+    assert down.tries >= 1
+    # Not released (the id may still land): its lease expires and a sweeper hands it on.
+    row = await Video.get(id=video.id)
+    assert row.status == S.PROCESSING and row.prediction_id is None
+
+
+async def test_canceling_a_stopping_worker_does_not_cancel_an_id_write(
+    runtime, user, provider, monkeypatch
+) -> None:
+    store = GatedStore(monkeypatch)
+    inside, go = block_the_stage(monkeypatch)
+    video = await make_video(user)
+    worker = Worker(runtime, concurrency=1)
+    worker.start()
+    try:
+        await wait_until(lambda: _true([True] if inside.is_set() else []))
+        with contextlib.suppress(TimeoutError):  # e.g. a lifespan's deadline cancels it
+            await asyncio.wait_for(worker.stop(grace_seconds=0), 0.3)
+        store.gate.set()
+        await wait_until(lambda: _true(store.outcomes))
+    finally:
+        go.set()
+        store.gate.set()
+    assert store.outcomes == [None]
+    assert (await Video.get(id=video.id)).prediction_id  # kept: a rescue will poll it

@@ -11,10 +11,13 @@ for each field its GraphQL name, its Python name, and whether its value is used 
 That is exactly the case where Strawberry's ``convert_argument`` returns the value unchanged
 (a scalar or an enum, optional or not, other than a Relay ``GlobalID``), or a copy of the list
 (a list of those). Every other field (nested inputs, ``GlobalID``, ``Maybe``, lazy types) is
-converted by Strawberry itself (``InputContext.convert``), with its path. Fields the client
-left out get ``None`` when they have no default, as Strawberry gives them, and keep the
-class's default otherwise. ``tests/api/test_input_plans.py`` compares both ways on every
-input type of the schema.
+converted by Strawberry itself (``InputContext.convert``), with its path, nulls included.
+Fields the client left out get ``None`` when they have no default, as Strawberry gives them,
+and keep the class's default otherwise. Types with a ``Maybe`` field keep Strawberry's own
+conversion: Strawberry skips its check of explicit nulls for ``Maybe`` fields in types that
+set the hook. The hook lives on the class's definition, shared by every schema built from it,
+so plans are kept per (name converter, scalar registry). ``tests/api/test_input_plans.py``
+compares both ways on every input type of the schema.
 """
 
 from __future__ import annotations
@@ -41,19 +44,24 @@ class InputPlan:
 
     def __init__(self, definition: StrawberryObjectDefinition) -> None:
         self.definition = definition
-        self._fields: list[tuple[str, str, int, Any]] | None = None
-        self._unset: dict[str, None] = {}
+        self._plans: dict[tuple[int, int], list[tuple[str, str, int, Any]]] = {}
+        self._unset = {
+            field.python_name: None
+            for field in definition.fields
+            if field.default_value is MISSING and field.default_factory is MISSING
+        }
 
     def __call__(self, cls: type, value: Mapping[str, Any], context: InputContext) -> Any:
-        fields = self._fields
+        key = (id(context.config.name_converter), id(context.scalar_registry))
+        fields = self._plans.get(key)
         if fields is None:
-            fields = self._plan(context)
+            fields = self._plans[key] = self._plan(context)
         kwargs: dict[str, Any] = dict(self._unset)
         for graphql_name, python_name, how, type_ in fields:
             if graphql_name not in value:
                 continue
             item = value[graphql_name]
-            if how == AS_IS or item is None:
+            if how == AS_IS or (item is None and how == LIST_COPY):
                 kwargs[python_name] = item
             elif how == LIST_COPY:
                 # A copy, as Strawberry makes: graphql-core hands the same default list to
@@ -71,12 +79,6 @@ class InputPlan:
             type_ = field.resolve_type(type_definition=definition)
             name = context.config.name_converter.from_field(field)
             fields.append((name, field.python_name, _how(type_, registry), type_))
-        self._unset = {
-            field.python_name: None
-            for field in definition.fields
-            if field.default_value is MISSING and field.default_factory is MISSING
-        }
-        self._fields = fields
         return fields
 
 
@@ -108,8 +110,18 @@ def install(schema: Any) -> None:
     """Give every input type of ``schema`` its plan (types that build their own value,
     like pydantic inputs, keep theirs)."""
     for definition in input_definitions(schema):
-        if definition.from_input is None:
+        if definition.from_input is None and not _has_maybe(definition):
             definition.from_input = InputPlan(definition)
+
+
+def _has_maybe(definition: StrawberryObjectDefinition) -> bool:
+    for field in definition.fields:
+        type_ = field.resolve_type(type_definition=definition)
+        if isinstance(type_, StrawberryOptional) and not isinstance(type_, StrawberryMaybe):
+            type_ = type_.of_type
+        if isinstance(type_, StrawberryMaybe):
+            return True
+    return False
 
 
 def input_definitions(schema: Any) -> list[StrawberryObjectDefinition]:

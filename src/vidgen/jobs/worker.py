@@ -37,6 +37,7 @@ import signal
 import socket
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from vidgen.events.bus import WAKEUP_CHANNEL, SubscriberOverflow, Subscription
 from vidgen.jobs import lifecycle, pipeline, queue, transient
@@ -50,6 +51,10 @@ from vidgen.settings import Settings
 logger = logging.getLogger(__name__)
 
 ERROR_BACKOFF_SECONDS = 1.0
+# At shutdown, how long a released job's prediction id write may take to land first. One not
+# back by then (the database is down) is not released: its lease expires and a sweeper hands
+# it on, as if the worker had been killed.
+ID_WRITE_WAIT_SECONDS = 5.0
 
 
 @dataclass
@@ -85,6 +90,7 @@ class Worker:
         self.writer = GroupWriter()  # group commit of the jobs' last writes
         self._wake = asyncio.Event()
         self._stopping = False
+        self._release_now = asyncio.Event()  # a second stop request: stop waiting
         self._adopt = False  # a claim failed in flight: it may have claimed jobs for us
         self._running = False
         self._done = asyncio.Event()
@@ -142,6 +148,7 @@ class Worker:
         """Ask the worker to stop (safe from a signal handler); a second call releases now."""
         if self._stopping:
             self.grace_seconds = 0.0
+            self._release_now.set()
         elif grace_seconds is not None:
             self.grace_seconds = grace_seconds
         self._stopping = True
@@ -425,7 +432,7 @@ class Worker:
                     "count": len(running),
                 },
             )
-            await asyncio.wait([r.task for r in running], timeout=self.grace_seconds)
+            await self._wait_or_release_now([r.task for r in running], self.grace_seconds)
         leftover = [r for r in running if not r.task.done()]
         for r in leftover:
             r.task.cancel()
@@ -433,9 +440,17 @@ class Worker:
         # A prediction id's write still in flight lands before the release, or the release
         # would make it stale and the next attempt would pay for a new prediction.
         writes = [r.ctx.pending_write for r in leftover if r.ctx.pending_write is not None]
-        await asyncio.gather(*writes, return_exceptions=True)
+        if writes:
+            await self._wait_or_release_now(writes, ID_WRITE_WAIT_SECONDS)
         for r in leftover:
             if r.lost:
+                continue
+            if r.ctx.pending_write is not None and not r.ctx.pending_write.done():
+                logger.warning(
+                    "not releasing a job whose prediction id is still being written;"
+                    " its lease will expire",
+                    extra={"action": "job.release_skipped", "video_id": r.ctx.video_id},
+                )
                 continue
             try:
                 status = await queue.release(
@@ -463,6 +478,25 @@ class Worker:
                 },
             )
         self._jobs.clear()
+
+    async def _wait_or_release_now(self, tasks: list[asyncio.Task[Any]], seconds: float) -> None:
+        """Wait up to ``seconds`` for ``tasks`` to end, less when a second stop request
+        comes; never cancels them (they may be shielded writes), even when canceled itself."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        waiting: set[asyncio.Future[Any]] = set(tasks)
+        while waiting and not self._release_now.is_set():
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            cut = asyncio.ensure_future(self._release_now.wait())
+            try:
+                done, _ = await asyncio.wait(
+                    [*waiting, cut], timeout=left, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                cut.cancel()
+            waiting -= done
 
 
 async def start_embedded(runtime: Runtime, *, concurrency: int | None = None) -> Worker:
