@@ -7,7 +7,9 @@ be read (non-ASCII signature, absurd timestamp): a bad delivery is the sender's 
 provider, the one source of truth, no sooner than its minimum poll interval), and a delivery
 id seen before is ignored. An unknown prediction is answered 200 (and logged) so providers do
 not retry it forever. A delivery whose nudge cannot be published (the event bus is down) is
-answered 503 with ``Retry-After`` and not remembered, so the provider's retry wakes the job.
+answered 503 with ``Retry-After`` and not remembered, so the provider's retry wakes the job;
+so is one whose prediction cannot be looked up because the database is unreachable (a
+transient error, see :mod:`vidgen.jobs.transient`), rather than a bare 500.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from vidgen.events.bus import PublishFailed
-from vidgen.jobs import service
+from vidgen.jobs import service, transient
 from vidgen.providers.base import WebhookRejected
 from vidgen.runtime import Runtime
 
@@ -69,11 +71,23 @@ def webhook_routes(runtime: Runtime) -> list[Route]:
                 provider=name, event=event, bus=runtime.bus, deliveries=deliveries
             )
         except PublishFailed:  # logged by notify_webhook
-            return JSONResponse(
-                {"error": "temporarily unavailable; retry later"},
-                status_code=503,
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            return _retry_later()
+        except Exception as exc:
+            if not transient.is_transient(exc):
+                raise
+            logger.warning(
+                "webhook deferred: database unavailable",
+                extra={"action": "webhook.deferred", "provider": name, "error": repr(exc)},
             )
+            return _retry_later()
         return JSONResponse({"ok": True, "known": video_id is not None})
 
     return [Route("/webhooks/{provider}", receive, methods=["POST"])]
+
+
+def _retry_later() -> Response:
+    return JSONResponse(
+        {"error": "temporarily unavailable; retry later"},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
