@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import httpx
 import pytest_asyncio
 from tortoise.transactions import in_transaction
 
@@ -65,3 +67,38 @@ async def wait_until(predicate: Callable[[], Awaitable[object]], *, seconds: flo
 
 async def prediction_stored(video_id: int) -> bool:
     return bool(await Video.filter(id=video_id).exclude(prediction_id=None).exists())
+
+
+@pytest_asyncio.fixture
+async def webhook_client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    """The webhook route of ``runtime`` alone, in process (5xx answers, not exceptions)."""
+    from starlette.applications import Starlette
+
+    from vidgen.web.webhooks import webhook_routes
+
+    app = Starlette(routes=webhook_routes(runtime))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http
+
+
+async def awaiting_webhook(
+    runtime: Runtime, client: httpx.AsyncClient, prediction_id: str
+) -> tuple[Video, Callable[[], Awaitable[httpx.Response]]]:
+    """A queued video of a new user holding ``prediction_id``, and a function that posts one
+    signed delivery (id ``msg_1``, succeeded) for it, as the test provider would send it."""
+    user = await User.create(email="owner@example.com", password_hash="x")
+    video = await make_video(user)
+    await Video.filter(id=video.id).update(prediction_id=prediction_id)
+    provider = runtime.providers["test"]
+    assert isinstance(provider, TestProvider)
+    body = json.dumps(
+        {"prediction_id": prediction_id, "delivery_id": "msg_1", "state": "succeeded"}
+    ).encode()
+
+    async def post() -> httpx.Response:
+        return await client.post(
+            "/webhooks/test", content=body, headers=provider.sign_webhook(body)
+        )
+
+    return video, post

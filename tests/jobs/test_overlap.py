@@ -81,6 +81,24 @@ class StageSpy:
         monkeypatch.setattr(ingest.Ingest, "run", run)
 
 
+def block_the_stage(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """The media stage stops inside its probe until ``go``; ``inside`` says it got there."""
+    inside, go = threading.Event(), threading.Event()
+    real_read = ingest.inspect.read
+
+    def read(*args, **kwargs):  # type: ignore[no-untyped-def]
+        inside.set()
+        assert go.wait(10)
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(ingest.inspect, "read", read)
+    return inside, go
+
+
+async def _is_set(event: threading.Event) -> bool:
+    return event.is_set()
+
+
 async def test_instant_submission_polled_within_its_millisecond_is_done(monkeypatch) -> None:
     # The submission's time is kept to the millisecond; rounded up, a poll in the same
     # millisecond saw a negative age and reported an instant job as still running.
@@ -339,21 +357,13 @@ async def test_job_canceled_with_its_id_write_in_flight_leaves_no_files(
     runtime, user, provider, monkeypatch, when
 ) -> None:
     store = GatedStore(monkeypatch)
-    inside, go = threading.Event(), threading.Event()
-    real_read = ingest.inspect.read
-
-    def read(*args, **kwargs):  # type: ignore[no-untyped-def]
-        inside.set()
-        assert go.wait(10)
-        return real_read(*args, **kwargs)
-
-    monkeypatch.setattr(ingest.inspect, "read", read)
+    inside, go = block_the_stage(monkeypatch)
     stage = StageSpy(monkeypatch)
     video = await make_video(user)
     worker = Worker(runtime, concurrency=1)
     run = asyncio.create_task(worker.run_until_idle())
     try:
-        await wait_until(lambda: _true([True] if inside.is_set() else []))
+        await wait_until(lambda: _is_set(inside))
         if when == "held":
             go.set()
             await wait_until(lambda: _true(stage.returned))
@@ -406,20 +416,12 @@ async def test_shutdown_releases_a_job_only_after_its_id_write_landed(
     runtime, user, provider, monkeypatch
 ) -> None:
     store = GatedStore(monkeypatch)
-    inside, go = threading.Event(), threading.Event()
-    real_read = ingest.inspect.read
-
-    def read(*args, **kwargs):  # type: ignore[no-untyped-def]
-        inside.set()
-        assert go.wait(10)
-        return real_read(*args, **kwargs)
-
-    monkeypatch.setattr(ingest.inspect, "read", read)
+    inside, go = block_the_stage(monkeypatch)
     video = await make_video(user)
     worker = Worker(runtime, concurrency=1)
     run = asyncio.create_task(worker.run())
     try:
-        await wait_until(lambda: _true([True] if inside.is_set() else []))
+        await wait_until(lambda: _is_set(inside))
         worker.request_stop(grace_seconds=0)  # no grace: the job is canceled and released
         await asyncio.sleep(0.1)
         store.gate.set()  # the id's write lands only now
@@ -445,19 +447,6 @@ class DownStore:
         raise ConnectionRefusedError("database down")
 
 
-def block_the_stage(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
-    inside, go = threading.Event(), threading.Event()
-    real_read = ingest.inspect.read
-
-    def read(*args, **kwargs):  # type: ignore[no-untyped-def]
-        inside.set()
-        assert go.wait(10)
-        return real_read(*args, **kwargs)
-
-    monkeypatch.setattr(ingest.inspect, "read", read)
-    return inside, go
-
-
 @pytest.mark.parametrize("how", ["wait-runs-out", "second-stop"])
 async def test_shutdown_does_not_wait_forever_for_an_id_write_while_the_database_is_down(
     runtime, user, provider, monkeypatch, how
@@ -472,7 +461,7 @@ async def test_shutdown_does_not_wait_forever_for_an_id_write_while_the_database
     worker = Worker(runtime, concurrency=1)
     run = asyncio.create_task(worker.run())
     try:
-        await wait_until(lambda: _true([True] if inside.is_set() else []))
+        await wait_until(lambda: _is_set(inside))
         worker.request_stop(grace_seconds=0)
         if how == "second-stop":
             await asyncio.sleep(0.1)
@@ -497,7 +486,7 @@ async def test_canceling_a_stopping_worker_does_not_cancel_an_id_write(
     worker = Worker(runtime, concurrency=1)
     worker.start()
     try:
-        await wait_until(lambda: _true([True] if inside.is_set() else []))
+        await wait_until(lambda: _is_set(inside))
         with contextlib.suppress(TimeoutError):  # e.g. a lifespan's deadline cancels it
             await asyncio.wait_for(worker.stop(grace_seconds=0), 0.3)
         store.gate.set()

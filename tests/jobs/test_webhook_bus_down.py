@@ -6,25 +6,21 @@ delivery arrives, started again on the same port for the provider's retry.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 import pytest_asyncio
-from starlette.applications import Starlette
 
-from tests.jobs.conftest import make_video
+from tests.jobs.conftest import awaiting_webhook
 from tests.live.conftest import fast_bus
 from tests.live.redis_server import RedisServer
 from vidgen.events.bus import RESYNC, job_channel
 from vidgen.events.redis import RedisBus
-from vidgen.models import User, Video
 from vidgen.providers.testing import TestProvider
 from vidgen.runtime import Runtime
 from vidgen.settings import Settings
-from vidgen.web.webhooks import webhook_routes
 
 PREDICTION = "test1-bus-down"
 
@@ -40,37 +36,17 @@ async def runtime(db: Settings, redis_server: RedisServer) -> AsyncIterator[Runt
         await rt.close()
 
 
-@pytest_asyncio.fixture
-async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    app = Starlette(routes=webhook_routes(runtime))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-        yield http
-
-
 async def test_a_delivery_while_redis_is_down_is_retried_not_dropped(
     runtime: Runtime,
     redis_server: RedisServer,
-    client: httpx.AsyncClient,
+    webhook_client: httpx.AsyncClient,
     db: Settings,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="vidgen")
-    user = await User.create(email="owner@example.com", password_hash="x")
-    video = await make_video(user)
-    await Video.filter(id=video.id).update(prediction_id=PREDICTION)
-    provider = runtime.providers["test"]
-    assert isinstance(provider, TestProvider)
-    body = json.dumps(
-        {"prediction_id": PREDICTION, "delivery_id": "msg_1", "state": "succeeded"}
-    ).encode()
+    video, post = await awaiting_webhook(runtime, webhook_client, PREDICTION)
     bus = runtime.bus
     assert isinstance(bus, RedisBus)
-
-    async def post() -> httpx.Response:
-        return await client.post(
-            "/webhooks/test", content=body, headers=provider.sign_webhook(body)
-        )
 
     async with bus.subscribe(job_channel(video.id)) as sub:
         redis_server.stop()
