@@ -496,3 +496,95 @@ async def test_canceling_a_stopping_worker_does_not_cancel_an_id_write(
         store.gate.set()
     assert store.outcomes == [None]
     assert (await Video.get(id=video.id)).prediction_id  # kept: a rescue will poll it
+
+
+async def test_a_video_claimed_again_while_its_old_task_is_in_its_last_write_is_adopted(
+    runtime, user, monkeypatch
+) -> None:
+    video = await make_video(user)
+    finish = GatedFinish(monkeypatch, video.id)
+    worker = Worker(runtime, concurrency=1)
+    run = asyncio.create_task(worker.run_until_idle())
+    try:
+        await asyncio.wait_for(finish.held.wait(), 5)
+        old = worker._jobs[video.id].task
+        # Meanwhile its lease was swept and this worker claimed it again, the claim's reply
+        # lost on the way back: the row is this worker's attempt 2.
+        await Video.filter(id=video.id).update(attempt=F("attempt") + 1)
+        finish.video_id = -1  # attempt 2's own last write is not held
+        await worker._adopt_orphans()
+        assert worker._jobs[video.id].ctx.attempt == 2 and worker._jobs[video.id].task is not old
+        finish.gate.set()  # attempt 1's write: stale now
+        assert await asyncio.wait_for(run, 10) == 1
+    finally:
+        finish.gate.set()
+    assert old.done()
+    done = await Video.get(id=video.id)
+    assert done.status == S.COMPLETED and done.attempt == 2
+
+
+async def test_the_heartbeat_keeps_the_lease_of_a_job_in_its_last_write(
+    runtime, user, monkeypatch
+) -> None:
+    video = await make_video(user)
+    finish = GatedFinish(monkeypatch, video.id)
+    worker = Worker(runtime, concurrency=1)
+    run = asyncio.create_task(worker.run_until_idle())
+    try:
+        await asyncio.wait_for(finish.held.wait(), 5)
+        first = (await Video.get(id=video.id)).lease_expires_at
+        await asyncio.sleep(runtime.settings.heartbeat_seconds * 2.5)
+        later = await Video.get(id=video.id)
+        assert later.status == S.PROCESSING and later.lease_expires_at > first
+        finish.gate.set()
+        assert await asyncio.wait_for(run, 10) == 1
+    finally:
+        finish.gate.set()
+    assert (await Video.get(id=video.id)).status == S.COMPLETED
+
+
+async def test_a_burst_rides_out_a_failing_claim_while_a_job_is_in_its_last_write(
+    runtime, user, monkeypatch
+) -> None:
+    from vidgen.jobs import queue
+
+    first = await make_video(user, priority=5)
+    await make_video(user)
+    finish = GatedFinish(monkeypatch, first.id)
+    real_claim = queue.claim
+    failures = 0
+
+    async def claim(**kwargs):  # type: ignore[no-untyped-def]
+        nonlocal failures
+        if finish.held.is_set() and not finish.gate.is_set():  # down while it is held
+            failures += 1
+            raise ConnectionRefusedError("database down")
+        return await real_claim(**kwargs)
+
+    monkeypatch.setattr(queue, "claim", claim)
+    run = asyncio.create_task(Worker(runtime, concurrency=1).run_until_idle())
+    try:
+        await asyncio.wait_for(finish.held.wait(), 5)
+        await wait_until(lambda: _true([1] * failures))  # the claim during that write
+        finish.gate.set()
+        assert await asyncio.wait_for(run, 20) == 2
+    finally:
+        finish.gate.set()
+    assert await Video.filter(status=S.COMPLETED).count() == 2
+
+
+async def test_a_second_stop_does_not_wait_for_a_hung_last_write(runtime, user) -> None:
+    worker = Worker(runtime, concurrency=1)
+    run = asyncio.create_task(worker.run())
+    await asyncio.sleep(0.05)
+    # A batch of last writes hung on a connection that neither answers nor fails.
+    worker.writer._flusher = asyncio.create_task(asyncio.Event().wait())
+    try:
+        worker.request_stop()
+        await asyncio.sleep(0.1)
+        worker.request_stop()  # the second signal
+        await asyncio.wait_for(asyncio.shield(run), 3)
+    finally:
+        worker.writer._flusher.cancel()
+        if not run.done():
+            run.cancel()

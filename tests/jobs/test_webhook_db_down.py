@@ -44,3 +44,20 @@ async def test_a_delivery_while_the_database_is_down_is_retried_not_dropped(
         assert again.status_code == 200 and again.json() == {"ok": True, "known": True}
         message = await sub.get()
         assert message["prediction_id"] == PREDICTION and message["delivery_id"] == "msg_1"
+
+
+async def test_only_the_lookups_outage_is_answered_503(
+    runtime: Runtime, webhook_client: httpx.AsyncClient, db: Settings, monkeypatch
+) -> None:
+    # An OSError that is not the database's (here from routing the nudge) is a bug to see,
+    # not a delivery for the provider to retry forever.
+    from vidgen.jobs import service
+
+    video, post = await awaiting_webhook(runtime, webhook_client, PREDICTION)
+
+    def broken(video_id: int) -> str:
+        raise FileNotFoundError("not the database")
+
+    monkeypatch.setattr(service, "job_channel", broken)
+    response = await post()
+    assert response.status_code == 500

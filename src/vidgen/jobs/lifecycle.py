@@ -721,12 +721,14 @@ def _claimed(r: Mapping[str, Any], event_id: int | None) -> Claimed:
     )
 
 
-async def claimed_by(worker_id: str, *, exclude: Iterable[int] = ()) -> list[Claimed]:
+async def claimed_by(worker_id: str, *, exclude: Mapping[int, int] | None = None) -> list[Claimed]:
     """Jobs processing under ``worker_id`` that it does not know it holds.
 
     A claim whose statement committed but whose reply was lost (the connection died on the
     way back) leaves such jobs; the worker adopts them instead of leaving them to sit until
-    their lease expires and a sweeper counts a rescue against them.
+    their lease expires and a sweeper counts a rescue against them. ``exclude``: video id →
+    attempt of the jobs it runs; a video it runs under an older attempt (its task still in
+    its last write) was claimed again, and is returned.
     """
     conn = Video._meta.db
     mark = "$1" if conn.capabilities.dialect == "postgres" else "?"
@@ -735,8 +737,8 @@ async def claimed_by(worker_id: str, *, exclude: Iterable[int] = ()) -> list[Cla
         f" WHERE processed_by = {mark} AND status = 'processing' ORDER BY id",
         [worker_id],
     )
-    skip = set(exclude)
-    return [_claimed(r, None) for r in rows if r["id"] not in skip]
+    running = exclude or {}
+    return [_claimed(r, None) for r in rows if running.get(r["id"]) != r["attempt"]]
 
 
 # --- the worker's fenced writes (the hot path) -------------------------------------------------

@@ -19,7 +19,7 @@ from vidgen.events.bus import (
     job_channel,
     publish_or_raise,
 )
-from vidgen.jobs import lifecycle
+from vidgen.jobs import lifecycle, transient
 from vidgen.models import Video, VideoStatus
 from vidgen.providers.base import WebhookEvent
 
@@ -189,6 +189,10 @@ async def wake_workers(bus: EventBus | None, provider: str | None = None) -> Non
     await bus.publish(WAKEUP_CHANNEL, message)
 
 
+class LookupUnavailable(Exception):
+    """A webhook's prediction could not be looked up: the database is unreachable."""
+
+
 async def notify_webhook(
     *,
     provider: str,
@@ -219,13 +223,20 @@ async def notify_webhook(
     Raises:
         PublishFailed: the nudge could not be published (the event bus is unreachable);
             logged here, and the delivery is not remembered.
+        LookupUnavailable: the prediction could not be looked up (the database is
+            unreachable); the delivery is not remembered.
     """
-    found = (
-        await Video.filter(provider=provider, prediction_id=event.prediction_id)
-        .order_by("-id")
-        .limit(1)
-        .values_list("id", flat=True)
-    )
+    try:
+        found = (
+            await Video.filter(provider=provider, prediction_id=event.prediction_id)
+            .order_by("-id")
+            .limit(1)
+            .values_list("id", flat=True)
+        )
+    except Exception as exc:
+        if transient.is_transient(exc):
+            raise LookupUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        raise
     video_id = found[0] if found else None
     if video_id is None:
         logger.info(

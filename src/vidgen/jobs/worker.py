@@ -87,6 +87,9 @@ class Worker:
         self.worker_id = worker_id or default_worker_id()
         self.grace_seconds = self.settings.shutdown_grace_seconds
         self._jobs: dict[int, _Running] = {}
+        # Tasks of an older attempt of a video claimed again while they were still in their
+        # last write (StaleAttempt awaits them): not running a job, but not to be lost either.
+        self._retired: set[asyncio.Task[object]] = set()
         self.writer = GroupWriter()  # group commit of the jobs' last writes
         self._wake = asyncio.Event()
         self._stopping = False
@@ -133,7 +136,12 @@ class Worker:
                     for task in helpers[2:]:
                         task.cancel()  # no more sweeping or purging while shutting down
                     await self._shutdown()
-                    await self.writer.drain()
+                    # The jobs' last writes still being sent, before the database closes; as
+                    # bounded as the wait for id writes (a hung connection must not hang us).
+                    if self.writer.in_flight is not None:
+                        await self._wait_or_release_now(
+                            [self.writer.in_flight], ID_WRITE_WAIT_SECONDS
+                        )
                     for task in helpers:
                         task.cancel()
                     await asyncio.gather(*helpers, return_exceptions=True)
@@ -174,20 +182,40 @@ class Worker:
         await self._sweep_once()
         heartbeat = asyncio.create_task(self._heartbeat_loop())
         claimed_total = 0
+        failures = 0
         try:
             while True:
                 self._wake.clear()
-                claimed_total += len(await self._claim_free_slots())
+                try:
+                    claimed_total += len(await self._claim_free_slots())
+                    failures = 0
+                except Exception as exc:
+                    # A claim can fail while a job's last write rides out an outage: keep
+                    # running the jobs and claim again, unless there is nothing to wait for.
+                    if not transient.is_transient(exc) or not self._jobs:
+                        raise
+                    self._failed("claim", exc, failures)
+                    failures += 1
+                    await asyncio.sleep(transient.backoff(failures))
+                    continue
                 tasks = [r.task for r in self._jobs.values()]
                 if not tasks:
-                    return claimed_total
+                    break
                 # Until a job ends or one starts its last write (its slot is free then).
                 woken = asyncio.ensure_future(self._wake.wait())
                 try:
                     await asyncio.wait([*tasks, woken], return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     woken.cancel()
+            if self._retired:  # their writes are fenced and doomed: let them end
+                await asyncio.wait(list(self._retired))
+            return claimed_total
         finally:
+            leftover = [r.task for r in self._jobs.values() if not r.task.done()]
+            leftover += [t for t in self._retired if not t.done()]
+            for task in leftover:  # an error or a cancel ended the burst: stop its jobs
+                task.cancel()
+            await asyncio.gather(*leftover, return_exceptions=True)
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
@@ -224,7 +252,9 @@ class Worker:
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
 
     async def _adopt_orphans(self) -> None:
-        orphans = await lifecycle.claimed_by(self.worker_id, exclude=self._jobs)
+        orphans = await lifecycle.claimed_by(
+            self.worker_id, exclude={vid: r.ctx.attempt for vid, r in self._jobs.items()}
+        )
         self._adopt = False
         for job in orphans:
             logger.warning(
@@ -246,6 +276,10 @@ class Worker:
             on_last_write=self._wake.set,
         )
         task = asyncio.create_task(self._run_one(ctx), name=f"job {job.video_id}")
+        older = self._jobs.get(job.video_id)
+        if older is not None and not older.task.done():
+            self._retired.add(older.task)
+            older.task.add_done_callback(self._retired.discard)
         self._jobs[job.video_id] = _Running(ctx, task)
 
     def _busy_slots(self) -> int:
@@ -337,10 +371,9 @@ class Worker:
                 failures += 1
 
     async def _heartbeat(self) -> None:
-        # A finished job's row is no longer processing: it is not lost, just done.
-        jobs = {
-            vid: r.ctx.attempt for vid, r in self._jobs.items() if not r.lost and not r.ctx.finished
-        }
+        # A job in its last write keeps its lease too (that write may be riding out an
+        # outage); once it committed the row no longer matches, which is not a loss.
+        jobs = {vid: r.ctx.attempt for vid, r in self._jobs.items() if not r.lost}
         if not jobs:
             return
         report = await queue.extend_leases(jobs, lease_seconds=self.settings.lease_seconds)
@@ -436,7 +469,10 @@ class Worker:
         leftover = [r for r in running if not r.task.done()]
         for r in leftover:
             r.task.cancel()
-        await asyncio.gather(*(r.task for r in leftover), return_exceptions=True)
+        retired = [t for t in self._retired if not t.done()]
+        for task in retired:  # older attempts: nothing of theirs to release
+            task.cancel()
+        await asyncio.gather(*(r.task for r in leftover), *retired, return_exceptions=True)
         # A prediction id's write still in flight lands before the release, or the release
         # would make it stale and the next attempt would pay for a new prediction.
         writes = [r.ctx.pending_write for r in leftover if r.ctx.pending_write is not None]

@@ -67,10 +67,12 @@ class GroupWriter:
             self._flusher = asyncio.create_task(self._flush())
         return await future
 
-    async def drain(self) -> None:
-        """Wait for the batch in flight (at shutdown, before the database is closed)."""
+    @property
+    def in_flight(self) -> asyncio.Task[None] | None:
+        """The task sending batches, while it runs (wait for it before closing the database)."""
         if self._flusher is not None and not self._flusher.done():
-            await asyncio.gather(self._flusher, return_exceptions=True)
+            return self._flusher
+        return None
 
     async def _flush(self) -> None:
         conn = Video._meta.db

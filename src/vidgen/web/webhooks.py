@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from vidgen.events.bus import PublishFailed
-from vidgen.jobs import service, transient
+from vidgen.jobs import service
 from vidgen.providers.base import WebhookRejected
 from vidgen.runtime import Runtime
 
@@ -72,12 +72,10 @@ def webhook_routes(runtime: Runtime) -> list[Route]:
             )
         except PublishFailed:  # logged by notify_webhook
             return _retry_later()
-        except Exception as exc:
-            if not transient.is_transient(exc):
-                raise
+        except service.LookupUnavailable as exc:
             logger.warning(
                 "webhook deferred: database unavailable",
-                extra={"action": "webhook.deferred", "provider": name, "error": repr(exc)},
+                extra={"action": "webhook.deferred", "provider": name, "error": str(exc)},
             )
             return _retry_later()
         return JSONResponse({"ok": True, "known": video_id is not None})
