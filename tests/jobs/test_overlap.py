@@ -24,7 +24,7 @@ from vidgen.jobs import lifecycle
 from vidgen.jobs.worker import Worker
 from vidgen.media import ingest
 from vidgen.models import Video, VideoAttempt, VideoStatus, VideoStatusEvent
-from vidgen.providers.base import GenerationRequest, ProviderError, State
+from vidgen.providers.base import GenerationRequest, PollResult, ProviderError, State
 from vidgen.providers.testing import TestProvider
 
 S = VideoStatus
@@ -588,3 +588,84 @@ async def test_a_second_stop_does_not_wait_for_a_hung_last_write(runtime, user) 
         worker.writer._flusher.cancel()
         if not run.done():
             run.cancel()
+
+
+def silent_polls(provider, monkeypatch) -> list[str]:  # type: ignore[no-untyped-def]
+    """The provider answers every poll 'running', with no progress and no message (so the
+    job writes nothing while it waits); returns the polled ids as they come."""
+    polled: list[str] = []
+
+    async def poll(prediction_id: str) -> PollResult:
+        polled.append(prediction_id)
+        return PollResult(state=State.RUNNING)
+
+    monkeypatch.setattr(provider, "poll", poll)
+    return polled
+
+
+async def test_a_task_replaced_by_a_newer_attempt_of_its_video_is_stopped(
+    runtime, user, provider, monkeypatch
+) -> None:
+    video = await make_video(user, "sleep:60")
+    polled = silent_polls(provider, monkeypatch)
+    worker = Worker(runtime, concurrency=1)
+    run = asyncio.create_task(worker.run_until_idle())
+    try:
+        await wait_until(lambda: _true(polled))
+        old = worker._jobs[video.id].task
+        # Its lease was swept while the database was out of reach (the job kept polling),
+        # and this worker claimed the video again, the claim's reply lost.
+        await Video.filter(id=video.id).update(attempt=F("attempt") + 1)
+        await worker._adopt_orphans()
+        await asyncio.wait({old}, timeout=2)  # stopped, not polling beside the new attempt
+        assert old.cancelled() and worker._jobs[video.id].ctx.attempt == 2
+    finally:
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+    # A burst that is canceled hands its jobs back.
+    row = await Video.get(id=video.id)
+    assert row.status == S.QUEUED and row.attempt == 2 and row.prediction_id
+
+
+async def test_a_burst_adopts_a_claim_whose_reply_was_lost(runtime, user, monkeypatch) -> None:
+    from vidgen.jobs import queue
+
+    first = await make_video(user, priority=5)
+    second = await make_video(user)
+    finish = GatedFinish(monkeypatch, first.id)
+    real_claim = queue.claim
+    lost: list[int] = []
+
+    async def claim(**kwargs):  # type: ignore[no-untyped-def]
+        claimed = await real_claim(**kwargs)
+        if finish.held.is_set() and not lost and claimed:
+            lost.extend(c.video_id for c in claimed)
+            raise ConnectionResetError("the reply was lost")  # committed all the same
+        return claimed
+
+    monkeypatch.setattr(queue, "claim", claim)
+    run = asyncio.create_task(Worker(runtime, concurrency=1).run_until_idle())
+    try:
+        await asyncio.wait_for(finish.held.wait(), 5)
+        await wait_until(lambda: _true(lost))
+        finish.gate.set()
+        await asyncio.wait_for(run, 20)
+    finally:
+        finish.gate.set()
+    assert lost == [second.id]
+    assert {v.status for v in await Video.all()} == {S.COMPLETED}
+
+
+async def test_a_stop_request_ends_a_burst_once_its_jobs_end(runtime, user) -> None:
+    await make_video(user, "sleep:0.3")
+    worker = Worker(runtime, concurrency=1)
+    run = asyncio.create_task(worker.run_until_idle())
+    await wait_until(lambda: _status_is_any(S.PROCESSING))
+    worker.request_stop()
+    assert await asyncio.wait_for(run, 5) == 1
+    assert (await Video.first()).status == S.COMPLETED
+
+
+async def _status_is_any(status: VideoStatus) -> bool:
+    return await Video.filter(status=status).exists()

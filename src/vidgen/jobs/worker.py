@@ -183,22 +183,27 @@ class Worker:
         heartbeat = asyncio.create_task(self._heartbeat_loop())
         claimed_total = 0
         failures = 0
+        finished = False
         try:
             while True:
                 self._wake.clear()
                 try:
+                    if self._adopt:
+                        await self._adopt_orphans()
                     claimed_total += len(await self._claim_free_slots())
                     failures = 0
                 except Exception as exc:
                     # A claim can fail while a job's last write rides out an outage: keep
-                    # running the jobs and claim again, unless there is nothing to wait for.
+                    # running the jobs and claim again (adopting what a claim whose reply
+                    # was lost took), unless there is nothing to wait for.
                     if not transient.is_transient(exc) or not self._jobs:
                         raise
+                    self._adopt = True
                     self._failed("claim", exc, failures)
                     failures += 1
                     await asyncio.sleep(transient.backoff(failures))
                     continue
-                tasks = [r.task for r in self._jobs.values()]
+                tasks = [r.task for r in self._jobs.values() if not r.task.done()]
                 if not tasks:
                     break
                 # Until a job ends or one starts its last write (its slot is free then).
@@ -207,15 +212,13 @@ class Worker:
                     await asyncio.wait([*tasks, woken], return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     woken.cancel()
-            if self._retired:  # their writes are fenced and doomed: let them end
+            if self._retired:  # older attempts, stopped or in a doomed write: let them end
                 await asyncio.wait(list(self._retired))
+            finished = True
             return claimed_total
         finally:
-            leftover = [r.task for r in self._jobs.values() if not r.task.done()]
-            leftover += [t for t in self._retired if not t.done()]
-            for task in leftover:  # an error or a cancel ended the burst: stop its jobs
-                task.cancel()
-            await asyncio.gather(*leftover, return_exceptions=True)
+            if not finished:  # an error or a cancel ended the burst: hand its jobs back
+                await self._release_running()
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
@@ -278,6 +281,12 @@ class Worker:
         task = asyncio.create_task(self._run_one(ctx), name=f"job {job.video_id}")
         older = self._jobs.get(job.video_id)
         if older is not None and not older.task.done():
+            if not older.ctx.finished:
+                # The row's newer attempt proves its lease gone (swept while the database
+                # was out of reach): stop it as the heartbeat stops a lost lease, leaving
+                # the provider's prediction to the new attempt.
+                older.lost = True
+                older.task.cancel()
             self._retired.add(older.task)
             older.task.add_done_callback(self._retired.discard)
         self._jobs[job.video_id] = _Running(ctx, task)
@@ -466,7 +475,11 @@ class Worker:
                 },
             )
             await self._wait_or_release_now([r.task for r in running], self.grace_seconds)
-        leftover = [r for r in running if not r.task.done()]
+        await self._release_running()
+
+    async def _release_running(self) -> None:
+        """Stop the jobs still running and hand them back to the queue (best effort)."""
+        leftover = [r for r in self._jobs.values() if not r.task.done()]
         for r in leftover:
             r.task.cancel()
         retired = [t for t in self._retired if not t.done()]
