@@ -136,7 +136,12 @@ def media_replaced() -> Iterator[None]:
 
     def run(self: Ingest, fetch: Callable[[Path], str | None]) -> Stored:
         if not kept:
-            kept.append(real(self, fetch))
+            stored = real(self, fetch)
+            if stored is None:  # held while the job's id write was in flight: commit it here
+                if self.hold is None or not self.hold.wait(30):
+                    raise RuntimeError("the held media stage was never released")
+                stored = self.commit()
+            kept.append(stored)
         return kept[0]
 
     Ingest.run = run  # type: ignore[method-assign]
