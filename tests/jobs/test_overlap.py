@@ -15,6 +15,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 from tortoise.expressions import F
@@ -231,6 +232,20 @@ class GatedFinish:
             self.held.set()
             await self.gate.wait()
         return await self._real(video_id, *args, **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def burst_held_in_last_write(
+    worker: Worker, finish: GatedFinish
+) -> AsyncIterator[asyncio.Task[int]]:
+    """A burst of ``worker``, once ``finish`` holds its job's last write: the burst's task.
+    The write is let go on the way out."""
+    run = asyncio.create_task(worker.run_until_idle())
+    try:
+        await asyncio.wait_for(finish.held.wait(), 5)
+        yield run
+    finally:
+        finish.gate.set()
 
 
 @pytest.mark.parametrize("mode", ["burst", "service"])
@@ -504,9 +519,7 @@ async def test_a_video_claimed_again_while_its_old_task_is_in_its_last_write_is_
     video = await make_video(user)
     finish = GatedFinish(monkeypatch, video.id)
     worker = Worker(runtime, concurrency=1)
-    run = asyncio.create_task(worker.run_until_idle())
-    try:
-        await asyncio.wait_for(finish.held.wait(), 5)
+    async with burst_held_in_last_write(worker, finish) as run:
         old = worker._jobs[video.id].task
         # Meanwhile its lease was swept and this worker claimed it again, the claim's reply
         # lost on the way back: the row is this worker's attempt 2.
@@ -516,8 +529,6 @@ async def test_a_video_claimed_again_while_its_old_task_is_in_its_last_write_is_
         assert worker._jobs[video.id].ctx.attempt == 2 and worker._jobs[video.id].task is not old
         finish.gate.set()  # attempt 1's write: stale now
         assert await asyncio.wait_for(run, 10) == 1
-    finally:
-        finish.gate.set()
     assert old.done()
     done = await Video.get(id=video.id)
     assert done.status == S.COMPLETED and done.attempt == 2
@@ -529,17 +540,13 @@ async def test_the_heartbeat_keeps_the_lease_of_a_job_in_its_last_write(
     video = await make_video(user)
     finish = GatedFinish(monkeypatch, video.id)
     worker = Worker(runtime, concurrency=1)
-    run = asyncio.create_task(worker.run_until_idle())
-    try:
-        await asyncio.wait_for(finish.held.wait(), 5)
+    async with burst_held_in_last_write(worker, finish) as run:
         first = (await Video.get(id=video.id)).lease_expires_at
         await asyncio.sleep(runtime.settings.heartbeat_seconds * 2.5)
         later = await Video.get(id=video.id)
         assert later.status == S.PROCESSING and later.lease_expires_at > first
         finish.gate.set()
         assert await asyncio.wait_for(run, 10) == 1
-    finally:
-        finish.gate.set()
     assert (await Video.get(id=video.id)).status == S.COMPLETED
 
 
