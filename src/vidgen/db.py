@@ -66,7 +66,9 @@ async def _release_as_is(connection: Any) -> None:
     """
 
 
-def _connection(url: str, settings: Settings | None) -> dict[str, Any] | str:
+def _connection(
+    url: str, settings: Settings | None, *, timeouts: bool = False
+) -> dict[str, Any] | str:
     if url.startswith("sqlite"):
         # Tortoise's regexp() and match() on every SQLite connection: the video search
         # ignores case beyond ASCII with match() (services.videos).
@@ -82,14 +84,44 @@ def _connection(url: str, settings: Settings | None) -> dict[str, Any] | str:
             rest = f"{rest}{sep}minsize=1&maxsize={maxsize}"
         config = expand_db_url(f"asyncpg://{rest}")
         config["credentials"]["reset"] = _release_as_is
+        if timeouts and settings is not None and settings.db_command_timeout_seconds > 0:
+            _add_timeouts(config["credentials"], settings.db_command_timeout_seconds)
         return config
     return url
 
 
-def tortoise_config(url: str, settings: Settings | None = None) -> dict[str, Any]:
-    """The Tortoise config for one database URL (``sqlite://`` or ``postgres://``)."""
+def _add_timeouts(credentials: dict[str, Any], seconds: float) -> None:
+    """Never wait forever on a PostgreSQL connection that stopped answering.
+
+    A connection can die without an error: a NAT or firewall that forgets it, a half-open
+    TCP peer, a server that froze. Every statement sent on it then waits forever, and the
+    job engine's heartbeat (on another connection) keeps that job's lease alive, so nobody
+    rescues it. Two limits, both ``seconds``:
+
+    - asyncpg's ``command_timeout``: a statement unanswered that long raises
+      ``TimeoutError`` (an ``OSError``: transient to :mod:`vidgen.jobs.transient`, so the
+      engine retries it on a fresh connection, as after a dropped one). asyncpg asks the
+      server to cancel the statement and drops the connection.
+    - the server's ``idle_in_transaction_session_timeout``: a transaction whose client went
+      quiet (its connection is gone but the server cannot tell) is rolled back and its
+      session ended, so its row locks do not block the retry. vidgen never holds a
+      transaction open while it waits on anything else.
+
+    Migrations run without them (:func:`migrate_database`): a long one is not a dead one.
+    """
+    credentials["command_timeout"] = seconds
+    server = dict(credentials.get("server_settings") or {})
+    server.setdefault("idle_in_transaction_session_timeout", str(max(1, round(seconds * 1000))))
+    credentials["server_settings"] = server
+
+
+def tortoise_config(
+    url: str, settings: Settings | None = None, *, timeouts: bool = False
+) -> dict[str, Any]:
+    """The Tortoise config for one database URL (``sqlite://`` or ``postgres://``); with
+    ``timeouts``, PostgreSQL connections give up on a silent peer (:func:`_add_timeouts`)."""
     return {
-        "connections": {"default": _connection(url, settings)},
+        "connections": {"default": _connection(url, settings, timeouts=timeouts)},
         "apps": {
             "models": {
                 "models": [MODELS_MODULE],
@@ -140,7 +172,10 @@ async def init(
     EXECUTOR_CACHE.clear()
     ctx = TortoiseContext()
     ctx.__enter__()
-    await ctx.init(config=tortoise_config(url, settings), _enable_global_fallback=global_fallback)
+    await ctx.init(
+        config=tortoise_config(url, settings, timeouts=True),
+        _enable_global_fallback=global_fallback,
+    )
     _contexts.append(ctx)
     return ctx
 

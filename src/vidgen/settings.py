@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     media_root: Path | None = None
     secret_key: str | None = None
     db_pool_max: int = 20
+    # PostgreSQL: the longest a statement may go unanswered (client side) and a transaction
+    # may sit idle (server side) before the connection is given up; 0 turns both off.
+    db_command_timeout_seconds: float = 30.0
 
     # --- HTTP server ---------------------------------------------------------------------
     host: str = "127.0.0.1"

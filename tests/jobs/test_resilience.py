@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections import Counter
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -12,10 +13,21 @@ from tortoise.exceptions import DBConnectionError, IntegrityError, OperationalEr
 
 from tests.conftest import PG_ADMIN_URL
 from tests.jobs.conftest import make_video, wait_until
+from tests.tcp_proxy import FreezableProxy
+from vidgen import db as vdb
+from vidgen.events.memory import MemoryBus
 from vidgen.jobs import queue, transient
 from vidgen.jobs.lifecycle import StaleAttempt
 from vidgen.jobs.worker import Worker, start_embedded
-from vidgen.models import AttemptOutcome, Video, VideoAttempt, VideoStatus, VideoStatusEvent
+from vidgen.models import (
+    AttemptOutcome,
+    User,
+    Video,
+    VideoAttempt,
+    VideoStatus,
+    VideoStatusEvent,
+)
+from vidgen.runtime import Runtime
 
 S = VideoStatus
 
@@ -168,3 +180,71 @@ async def test_worker_adopts_jobs_claimed_when_the_reply_was_lost(runtime, user)
     assert (done.attempt, done.rescue_count, done.retry_count) == (orphan.attempt, 0, 0)
     [attempt] = await VideoAttempt.filter(video_id=video.id)
     assert attempt.outcome == AttemptOutcome.SUCCEEDED
+
+
+@pytest.mark.postgres_only
+async def test_jobs_complete_when_connections_stop_answering(settings, provider) -> None:
+    """Connections that go silent mid-run (no error, no reply; the server keeps them open,
+    with whatever transaction they had) delay jobs by the command timeout, never strand them:
+    without one, a statement waits forever while the heartbeat keeps its job's lease alive."""
+    proxy = FreezableProxy(5432)
+    port = await proxy.start()
+    url = urlsplit(settings.database_url)
+    proxied = settings.model_copy(
+        update={
+            "database_url": urlunsplit(url._replace(netloc=f"{url.username}@127.0.0.1:{port}")),
+            "db_command_timeout_seconds": 1.0,
+            "worker_poll_seconds": 0.2,
+        }
+    )
+    direct = await asyncpg.connect(settings.database_url)  # the test's own view, not proxied
+    await vdb.init(proxied)
+    runtime = Runtime.create(proxied, bus=MemoryBus(), providers={"test": provider})
+    await runtime.open()
+    worker: Worker | None = None
+    silenced = 0
+    try:
+        user = await User.create(email="owner@example.com", password_hash="x")
+        ids = [
+            (await make_video(user, f"sleep:{0.1 + (i % 3) * 0.1:.1f} job {i}")).id
+            for i in range(16)
+        ]
+        worker = await start_embedded(runtime, concurrency=4)
+
+        async def completed() -> int:
+            return await direct.fetchval(
+                "SELECT count(*) FROM videos WHERE id = any($1) AND status = 'completed'", ids
+            )
+
+        for _ in range(6):
+            await asyncio.sleep(0.3)
+            silenced += proxy.freeze_open()
+        for _ in range(600):  # each silenced statement costs its job about 2 s
+            if await completed() == len(ids):
+                break
+            await asyncio.sleep(0.1)
+        assert await completed() == len(ids)
+    finally:
+        proxy.cut_silent()  # a statement still stuck there (it would be a failure) ends now
+        if worker is not None:
+            await asyncio.wait_for(worker.stop(grace_seconds=5), 30)
+        await runtime.close()
+        await vdb.close()
+        await proxy.close()
+    try:
+        assert silenced > 0, "the test must really silence connections"
+        terminal = Counter(
+            await direct.fetchval(
+                "SELECT array_agg(video_id) FROM video_status_events"
+                " WHERE video_id = any($1) AND to_status = 'completed'",
+                ids,
+            )
+        )
+        assert all(terminal[i] == 1 for i in ids), terminal
+        outcomes = await direct.fetchval(
+            "SELECT array_agg(outcome) FROM video_attempts WHERE video_id = any($1)", ids
+        )
+        assert AttemptOutcome.FAILED.value not in outcomes  # a silent peer never fails a job
+        assert all(provider.submissions[f"video-{i}"] == 1 for i in ids)  # nor pays twice
+    finally:
+        await direct.close()

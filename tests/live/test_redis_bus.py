@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 
 from tests.live.conftest import fast_bus
 from tests.live.redis_server import RedisServer, free_port
+from tests.tcp_proxy import FreezableProxy
 from vidgen.events.bus import (
     RESYNC,
     SubscriberOverflow,
@@ -182,45 +183,6 @@ async def test_start_while_redis_is_down_then_connects(tmp_path: Path):
                 server.stop()
     finally:
         await bus.close()
-
-
-class FreezableProxy:
-    """A TCP proxy that can stop forwarding while keeping sockets open (a half-open peer)."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.frozen = asyncio.Event()
-        self.server: asyncio.Server | None = None
-        self.connections = 0
-        self.writers: list[asyncio.StreamWriter] = []
-
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        return self.server.sockets[0].getsockname()[1]
-
-    async def _handle(self, reader, writer) -> None:
-        self.connections += 1
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        self.writers += [writer, up_writer]
-
-        async def pipe(src, dst):
-            with contextlib.suppress(OSError, asyncio.CancelledError):
-                while data := await src.read(65536):
-                    if self.frozen.is_set():
-                        continue  # swallow: the peer looks alive but never answers
-                    dst.write(data)
-                    await dst.drain()
-
-        # Test proxy: on shutdown its handlers just end (asyncio logs a cancelled handler).
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    async def close(self) -> None:
-        for writer in self.writers:
-            writer.close()
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
 
 
 async def test_half_open_connection_is_detected_by_health_checks(redis_server: RedisServer):

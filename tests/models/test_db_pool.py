@@ -3,6 +3,10 @@ and that is safe because vidgen leaves no session state behind (see ``db._releas
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
+import asyncpg
 import pytest
 from tortoise.connection import get_connection
 from tortoise.transactions import in_transaction
@@ -59,3 +63,53 @@ async def test_a_failed_transaction_leaves_a_clean_connection(db: Settings) -> N
     finally:
         for connection in held:
             await pool.release(connection)
+
+
+async def test_connections_give_up_on_a_silent_peer(db: Settings) -> None:
+    # Both limits of db._add_timeouts, at their default (30 s): client and server side.
+    pool = await _pool()
+    async with pool.acquire() as connection:
+        assert connection._config.command_timeout == 30.0
+        assert await connection.fetchval("SHOW idle_in_transaction_session_timeout") == "30s"
+
+
+async def test_a_transaction_left_idle_is_ended_by_the_server(settings: Settings) -> None:
+    # What frees the row locks of a transaction whose client vanished without a word.
+    await vdb.init(settings.model_copy(update={"db_command_timeout_seconds": 0.3}))
+    try:
+        pool = await _pool()
+        idle = await pool.acquire()
+        await idle.execute("BEGIN")
+        await idle.execute("SELECT 1")
+        pid = idle.get_server_pid()
+        async with pool.acquire() as watcher:
+            for _ in range(100):
+                alive = await watcher.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid
+                )
+                if not alive:
+                    break
+                await asyncio.sleep(0.05)
+        assert not alive
+        with contextlib.suppress(asyncpg.exceptions.InterfaceError):
+            await pool.release(idle)
+    finally:
+        await vdb.close()
+
+
+async def test_zero_turns_the_timeouts_off(settings: Settings) -> None:
+    await vdb.init(settings.model_copy(update={"db_command_timeout_seconds": 0}))
+    try:
+        async with (await _pool()).acquire() as connection:
+            assert connection._config.command_timeout is None
+            assert await connection.fetchval("SHOW idle_in_transaction_session_timeout") == "0"
+    finally:
+        await vdb.close()
+
+
+def test_migrations_run_without_the_timeouts(settings: Settings) -> None:
+    url = str(settings.database_url)
+    migrating = vdb.tortoise_config(url, settings)["connections"]["default"]["credentials"]
+    serving = vdb.tortoise_config(url, settings, timeouts=True)["connections"]["default"]
+    assert "command_timeout" not in migrating and "server_settings" not in migrating
+    assert serving["credentials"]["command_timeout"] == 30.0
