@@ -32,7 +32,10 @@ from vidgen.settings import Settings
 PG_ADMIN_URL = os.environ.get("VIDGEN_TEST_PG_URL", "postgres://root@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("VIDGEN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 BACKENDS = [b.strip() for b in os.environ.get("VIDGEN_TEST_BACKENDS", "sqlite,postgres").split(",")]
-_SESSION = uuid.uuid4().hex[:8]
+# The session's databases are named vg_tpl_<session> and vg_t_<session>_<n>; the session id
+# starts with this process's pid, so a later session can drop what a killed one left.
+_SESSION = f"{os.getpid()}x{uuid.uuid4().hex[:6]}"
+_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", ""}
 
 
 def pg_url(database: str) -> str:
@@ -76,11 +79,44 @@ async def _admin(sql: str) -> None:
         await conn.close()
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process: alive
+    return True
+
+
+async def _drop_orphans() -> None:
+    """Drop the databases of earlier sessions whose process is gone (killed by SIGTERM or
+    SIGKILL, they never tore down). Only on a server on this host, where pids mean something;
+    a session still running (any live pid) keeps its databases."""
+    from urllib.parse import urlsplit
+
+    if (urlsplit(PG_ADMIN_URL).hostname or "") not in _LOCAL_HOSTS:
+        return
+    conn = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        rows = await conn.fetch(
+            "SELECT datname FROM pg_database"
+            " WHERE datname ~ '^vg_(t|tpl)_[0-9]+x[0-9a-f]{6}(_[0-9]+)?$'"
+        )
+        for row in rows:
+            pid = int(row["datname"].split("_")[2].split("x")[0])
+            if not _pid_alive(pid):
+                await conn.execute(f"DROP DATABASE IF EXISTS {row['datname']} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="session")
 def pg_template() -> Iterator[str]:
     name = f"vg_tpl_{_SESSION}"
 
     async def build() -> None:
+        await _drop_orphans()
         await _admin(f"DROP DATABASE IF EXISTS {name}")
         await _admin(f"CREATE DATABASE {name}")
         await _migrate_and_close(pg_url(name))
