@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from tortoise.backends.base.client import TransactionContextPooled
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.backends.base.executor import EXECUTOR_CACHE
+from tortoise.backends.sqlite.client import SqliteTransactionContext
+from tortoise.connection import get_connections
 from tortoise.context import TortoiseContext
 from tortoise.fields.data import CharEnumFieldInstance, DatetimeField
 from tortoise.migrations.api.migrate import migrate as tortoise_migrate
@@ -64,6 +69,74 @@ async def _release_as_is(connection: Any) -> None:
     advisory locks only transaction-scoped (``pg_advisory_xact_lock``). asyncpg still rolls
     back a transaction left open before calling this hook.
     """
+
+
+# --- entering a transaction: undo it all when BEGIN fails ------------------------------------
+
+
+async def _enter_pooled(self: TransactionContextPooled) -> Any:
+    """``TransactionContextPooled.__aenter__`` (PostgreSQL) that cleans up when BEGIN fails.
+
+    Tortoise's own binds the task's connection ContextVar to the new transaction and then
+    awaits BEGIN; when BEGIN raises (a timed-out or cut connection) or is canceled,
+    ``__aexit__`` never runs: the task keeps a dead transaction as its connection for every
+    later statement (a worker's heartbeat then fails forever, and its jobs are rescued from
+    under it), and the pool connection is never given back. Here a failed BEGIN unbinds the
+    task and drops the connection: its state is unknown (BEGIN may have run, or stopped
+    halfway through the protocol), so it is closed, never reused.
+    """
+    await self.ensure_connection()
+    pool = self.client._parent._pool
+    connection = await pool.acquire()
+    self.client._connection = connection
+    self.token = get_connections().set(self.connection_name, self.client)
+    try:
+        await self.client.begin()
+    except BaseException:
+        get_connections().reset(self.token)
+        connection.terminate()
+        with contextlib.suppress(Exception):
+            await pool.release(connection)  # shielded by asyncpg; only frees the pool slot
+        raise
+    return self.client
+
+
+async def _enter_sqlite(self: SqliteTransactionContext) -> Any:
+    """``SqliteTransactionContext.__aenter__`` that cleans up when BEGIN fails.
+
+    Tortoise's own takes the connection's transaction lock, binds the task and awaits BEGIN;
+    when BEGIN raises or is canceled, the lock is never released and every later transaction
+    of the process waits forever (the embedded default's whole API and worker). Here a
+    failed BEGIN unbinds the task, rolls back whatever the statement left open (a canceled
+    BEGIN still runs on aiosqlite's thread; the rollback is queued behind it), and releases
+    the lock.
+    """
+    await self._trxlock.acquire()
+    try:
+        await self.ensure_connection()
+        self.token = get_connections().set(self.connection_name, self.connection)
+        try:
+            await self.connection.begin()
+        except BaseException:
+            get_connections().reset(self.token)
+            raise
+    except BaseException:
+        raw = getattr(self.connection, "_connection", None)
+        if raw is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(raw.rollback())
+        self._trxlock.release()
+        raise
+    return self.connection
+
+
+def _guard_transaction_entry() -> None:
+    # Tortoise 1.1 (pinned in pyproject); tests/models/test_transaction_entry.py checks both.
+    TransactionContextPooled.__aenter__ = _enter_pooled  # type: ignore[method-assign]
+    SqliteTransactionContext.__aenter__ = _enter_sqlite  # type: ignore[method-assign]
+
+
+_guard_transaction_entry()
 
 
 def _connection(

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -182,57 +185,82 @@ async def test_worker_adopts_jobs_claimed_when_the_reply_was_lost(runtime, user)
     assert attempt.outcome == AttemptOutcome.SUCCEEDED
 
 
-@pytest.mark.postgres_only
-async def test_jobs_complete_when_connections_stop_answering(settings, provider) -> None:
-    """Connections that go silent mid-run (no error, no reply; the server keeps them open,
-    with whatever transaction they had) delay jobs by the command timeout, never strand them:
-    without one, a statement waits forever while the heartbeat keeps its job's lease alive."""
+@dataclass
+class Proxied:
+    runtime: Runtime
+    proxy: FreezableProxy
+    direct: asyncpg.Connection  # the test's own view of the database, not proxied
+    user: User
+    worker: Worker | None = None
+
+
+@contextlib.asynccontextmanager
+async def proxied_runtime(settings, provider, **overrides) -> AsyncIterator[Proxied]:
+    """A runtime whose PostgreSQL connections go through a :class:`FreezableProxy`."""
     proxy = FreezableProxy(5432)
     port = await proxy.start()
     url = urlsplit(settings.database_url)
     proxied = settings.model_copy(
         update={
             "database_url": urlunsplit(url._replace(netloc=f"{url.username}@127.0.0.1:{port}")),
-            "db_command_timeout_seconds": 1.0,
             "worker_poll_seconds": 0.2,
+            **overrides,
         }
     )
-    direct = await asyncpg.connect(settings.database_url)  # the test's own view, not proxied
-    await vdb.init(proxied)
-    runtime = Runtime.create(proxied, bus=MemoryBus(), providers={"test": provider})
-    await runtime.open()
-    worker: Worker | None = None
-    silenced = 0
+    direct = await asyncpg.connect(settings.database_url)
     try:
-        user = await User.create(email="owner@example.com", password_hash="x")
+        await vdb.init(proxied)
+        runtime = Runtime.create(proxied, bus=MemoryBus(), providers={"test": provider})
+        await runtime.open()
+        try:
+            user = await User.create(email="owner@example.com", password_hash="x")
+            setup = Proxied(runtime, proxy, direct, user)
+            try:
+                yield setup
+            finally:
+                proxy.cut_silent()  # a statement still stuck there (a failure) ends now
+                if setup.worker is not None:
+                    await asyncio.wait_for(setup.worker.stop(grace_seconds=5), 30)
+        finally:
+            await runtime.close()
+            await vdb.close()
+            await proxy.close()
+    finally:
+        await direct.close()
+
+
+async def _completed(direct: asyncpg.Connection, ids: list[int], *, within: float) -> int:
+    count = 0
+    for _ in range(int(within / 0.1)):
+        count = await direct.fetchval(
+            "SELECT count(*) FROM videos WHERE id = any($1) AND status = 'completed'", ids
+        )
+        if count == len(ids):
+            break
+        await asyncio.sleep(0.1)
+    return count
+
+
+@pytest.mark.postgres_only
+async def test_jobs_complete_when_connections_stop_answering(settings, provider) -> None:
+    """Connections that go silent mid-run (no error, no reply; the server keeps them open,
+    with whatever transaction they had) delay jobs by the command timeout, never strand them:
+    without one, a statement waits forever while the heartbeat keeps its job's lease alive."""
+    silenced = 0
+    async with proxied_runtime(settings, provider, db_command_timeout_seconds=1.0) as setup:
         ids = [
-            (await make_video(user, f"sleep:{0.1 + (i % 3) * 0.1:.1f} job {i}")).id
+            (await make_video(setup.user, f"sleep:{0.1 + (i % 3) * 0.1:.1f} job {i}")).id
             for i in range(16)
         ]
-        worker = await start_embedded(runtime, concurrency=4)
-
-        async def completed() -> int:
-            return await direct.fetchval(
-                "SELECT count(*) FROM videos WHERE id = any($1) AND status = 'completed'", ids
-            )
-
+        setup.worker = await start_embedded(setup.runtime, concurrency=4)
         for _ in range(6):
             await asyncio.sleep(0.3)
-            silenced += proxy.freeze_open()
-        for _ in range(600):  # each silenced statement costs its job about 2 s
-            if await completed() == len(ids):
-                break
-            await asyncio.sleep(0.1)
-        assert await completed() == len(ids)
-    finally:
-        proxy.cut_silent()  # a statement still stuck there (it would be a failure) ends now
-        if worker is not None:
-            await asyncio.wait_for(worker.stop(grace_seconds=5), 30)
-        await runtime.close()
-        await vdb.close()
-        await proxy.close()
+            silenced += setup.proxy.freeze_open()
+        # Each silenced statement costs its job about twice the timeout.
+        assert await _completed(setup.direct, ids, within=60) == len(ids)
+    assert silenced > 0, "the test must really silence connections"
+    direct = await asyncpg.connect(settings.database_url)
     try:
-        assert silenced > 0, "the test must really silence connections"
         terminal = Counter(
             await direct.fetchval(
                 "SELECT array_agg(video_id) FROM video_status_events"
@@ -248,3 +276,30 @@ async def test_jobs_complete_when_connections_stop_answering(settings, provider)
         assert all(provider.submissions[f"video-{i}"] == 1 for i in ids)  # nor pays twice
     finally:
         await direct.close()
+
+
+@pytest.mark.postgres_only
+async def test_a_heartbeat_whose_connection_went_silent_keeps_its_leases(
+    settings, provider
+) -> None:
+    """The heartbeat's next BEGIN times out on a silenced connection: the beat after it runs
+    on a fresh connection, so the running job keeps its lease and is never rescued from
+    under its live worker (Tortoise left the heartbeat's task bound to the dead transaction:
+    every later beat failed)."""
+    async with proxied_runtime(
+        settings,
+        provider,
+        db_command_timeout_seconds=0.5,
+        lease_seconds=2.5,
+        heartbeat_seconds=0.3,
+    ) as setup:
+        video = await make_video(setup.user, "sleep:5 long job")
+        setup.worker = await start_embedded(setup.runtime, concurrency=1)
+        await wait_until(lambda: Video.filter(id=video.id, status=S.PROCESSING).exists())
+        await asyncio.sleep(0.15)  # between two beats: the heartbeat's connection is idle
+        assert setup.proxy.freeze_open() > 0
+        assert await _completed(setup.direct, [video.id], within=30) == 1
+        row = await setup.direct.fetchrow(
+            "SELECT attempt, rescue_count FROM videos WHERE id = $1", video.id
+        )
+        assert (row["attempt"], row["rescue_count"]) == (1, 0)
