@@ -177,8 +177,10 @@ def _add_timeouts(credentials: dict[str, Any], seconds: float) -> None:
       server to cancel the statement and drops the connection.
     - the server's ``idle_in_transaction_session_timeout``: a transaction whose client went
       quiet (its connection is gone but the server cannot tell) is rolled back and its
-      session ended, so its row locks do not block the retry. vidgen never holds a
-      transaction open while it waits on anything else.
+      session ended, so its row locks do not block the retry. vidgen's transactions wait
+      on nothing but the database, except ``generateVideo`` with an input image, whose
+      transaction also covers writing that file (a disk stalled that long fails the
+      request, and the file is removed).
 
     Migrations run without them (:func:`migrate_database`): a long one is not a dead one.
     """
