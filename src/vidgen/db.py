@@ -94,9 +94,12 @@ async def _enter_pooled(self: TransactionContextPooled) -> Any:
         await self.client.begin()
     except BaseException:
         get_connections().reset(self.token)
-        connection.terminate()
+        # Already closed and detached (the connection was lost) makes these raise: the
+        # error to report is BEGIN's (or the cancellation), never theirs.
         with contextlib.suppress(Exception):
-            await pool.release(connection)  # shielded by asyncpg; only frees the pool slot
+            connection.terminate()
+        with contextlib.suppress(Exception):
+            await pool.release(connection)  # returns at once once terminated
         raise
     return self.client
 
@@ -122,10 +125,14 @@ async def _enter_sqlite(self: SqliteTransactionContext) -> Any:
             raise
     except BaseException:
         raw = getattr(self.connection, "_connection", None)
-        if raw is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(raw.rollback())
-        self._trxlock.release()
+        try:
+            if raw is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(raw.rollback())
+        finally:
+            # Also when canceled again meanwhile: the rollback is queued already (shield
+            # starts it at once), so whoever takes the lock next runs after it.
+            self._trxlock.release()
         raise
     return self.connection
 

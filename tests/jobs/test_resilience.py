@@ -290,10 +290,10 @@ async def test_a_heartbeat_whose_connection_went_silent_keeps_its_leases(
         settings,
         provider,
         db_command_timeout_seconds=0.5,
-        lease_seconds=2.5,
+        lease_seconds=4.0,  # a silenced beat costs about 1.5 s: ample margin, loaded or not
         heartbeat_seconds=0.3,
     ) as setup:
-        video = await make_video(setup.user, "sleep:5 long job")
+        video = await make_video(setup.user, "sleep:7 long job")
         setup.worker = await start_embedded(setup.runtime, concurrency=1)
         await wait_until(lambda: Video.filter(id=video.id, status=S.PROCESSING).exists())
         await asyncio.sleep(0.15)  # between two beats: the heartbeat's connection is idle

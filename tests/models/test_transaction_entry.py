@@ -91,7 +91,12 @@ async def test_a_failed_begin_leaves_the_task_free_for_the_next_transaction(
     await _pool_is_whole()
 
 
-async def test_a_begin_canceled_midway_leaves_nothing_behind(db: Settings, patch_begin) -> None:
+@pytest.mark.parametrize("cancels", [1, 2], ids=["canceled", "canceled-twice"])
+async def test_a_begin_canceled_midway_leaves_nothing_behind(
+    db: Settings, patch_begin, cancels: int
+) -> None:
+    # Twice: the second cancel lands in the clean-up itself (as anyio's cancel scopes, or a
+    # shutdown canceling its tasks again, do).
     inside = asyncio.Event()
 
     async def hang() -> None:  # BEGIN has run; the task is canceled before it returns
@@ -107,6 +112,9 @@ async def test_a_begin_canceled_midway_leaves_nothing_behind(db: Settings, patch
     task = asyncio.create_task(enter())
     await asyncio.wait_for(inside.wait(), 5)
     task.cancel()
+    for _ in range(cancels - 1):
+        await asyncio.sleep(0)  # the task is in its clean-up now
+        task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     patch_begin(None)
@@ -120,6 +128,42 @@ async def test_a_begin_canceled_midway_leaves_nothing_behind(db: Settings, patch
 
     await asyncio.wait_for(asyncio.create_task(next_transaction()), 5)
     assert await _committed_elsewhere(db, "after-cancel@example.com")
+    await _pool_is_whole()
+
+
+@pytest.mark.postgres_only
+@pytest.mark.parametrize("then", ["raise", "cancel"])
+async def test_a_connection_lost_under_begin_reports_begins_own_error(
+    db: Settings, patch_begin, then: str
+) -> None:
+    # The pool has already detached a lost connection: cleaning it up must not replace
+    # the error (or swallow the cancellation) with its own.
+    inside = asyncio.Event()
+
+    async def lose_it() -> None:
+        connection = get_connection("default")
+        current = vdb.get_connections().get("default")
+        current._connection.terminate()  # as asyncpg does when the connection is lost
+        assert connection is not None
+        inside.set()
+        if then == "raise":
+            raise OSError("connection lost")
+        await asyncio.Event().wait()
+
+    patch_begin(lose_it)
+
+    async def enter() -> None:
+        async with in_transaction():
+            pass
+
+    task = asyncio.create_task(enter())
+    await asyncio.wait_for(inside.wait(), 5)
+    if then == "cancel":
+        task.cancel()
+    with pytest.raises(OSError if then == "raise" else asyncio.CancelledError):
+        await task
+    patch_begin(None)
+    await asyncio.wait_for(User.create(email="after-loss@example.com", password_hash="x"), 5)
     await _pool_is_whole()
 
 
