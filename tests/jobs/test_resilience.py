@@ -229,7 +229,7 @@ async def proxied_runtime(settings, provider, **overrides) -> AsyncIterator[Prox
         await direct.close()
 
 
-async def _completed(direct: asyncpg.Connection, ids: list[int], *, within: float) -> int:
+async def _completed_within(direct: asyncpg.Connection, ids: list[int], *, within: float) -> int:
     count = 0
     for _ in range(int(within / 0.1)):
         count = await direct.fetchval(
@@ -257,7 +257,7 @@ async def test_jobs_complete_when_connections_stop_answering(settings, provider)
             await asyncio.sleep(0.3)
             silenced += setup.proxy.freeze_open()
         # Each silenced statement costs its job about twice the timeout.
-        assert await _completed(setup.direct, ids, within=60) == len(ids)
+        assert await _completed_within(setup.direct, ids, within=60) == len(ids)
     assert silenced > 0, "the test must really silence connections"
     direct = await asyncpg.connect(settings.database_url)
     try:
@@ -298,7 +298,7 @@ async def test_a_heartbeat_whose_connection_went_silent_keeps_its_leases(
         await wait_until(lambda: Video.filter(id=video.id, status=S.PROCESSING).exists())
         await asyncio.sleep(0.15)  # between two beats: the heartbeat's connection is idle
         assert setup.proxy.freeze_open() > 0
-        assert await _completed(setup.direct, [video.id], within=30) == 1
+        assert await _completed_within(setup.direct, [video.id], within=30) == 1
         row = await setup.direct.fetchrow(
             "SELECT attempt, rescue_count FROM videos WHERE id = $1", video.id
         )
