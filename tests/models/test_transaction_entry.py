@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from tortoise.backends.asyncpg.client import TransactionWrapper
 from tortoise.backends.sqlite.client import SqliteTransactionWrapper
-from tortoise.connection import get_connection
+from tortoise.connection import get_connection, get_connections
 from tortoise.transactions import in_transaction
 
 from vidgen import db as vdb
@@ -70,6 +70,18 @@ async def _pool_is_whole() -> None:
         await pool.release(connection)
 
 
+async def _entering(inside: asyncio.Event) -> asyncio.Task[None]:
+    """A task entering a transaction, once its patched BEGIN has set ``inside``."""
+
+    async def enter() -> None:
+        async with in_transaction():
+            pass
+
+    task = asyncio.create_task(enter())
+    await asyncio.wait_for(inside.wait(), 5)
+    return task
+
+
 async def test_a_failed_begin_leaves_the_task_free_for_the_next_transaction(
     db: Settings, patch_begin
 ) -> None:
@@ -104,13 +116,7 @@ async def test_a_begin_canceled_midway_leaves_nothing_behind(
         await asyncio.Event().wait()
 
     patch_begin(hang)
-
-    async def enter() -> None:
-        async with in_transaction():
-            pass
-
-    task = asyncio.create_task(enter())
-    await asyncio.wait_for(inside.wait(), 5)
+    task = await _entering(inside)
     task.cancel()
     for _ in range(cancels - 1):
         await asyncio.sleep(0)  # the task is in its clean-up now
@@ -141,23 +147,15 @@ async def test_a_connection_lost_under_begin_reports_begins_own_error(
     inside = asyncio.Event()
 
     async def lose_it() -> None:
-        connection = get_connection("default")
-        current = vdb.get_connections().get("default")
-        current._connection.terminate()  # as asyncpg does when the connection is lost
-        assert connection is not None
+        transaction = get_connections().get("default")
+        transaction._connection.terminate()  # as asyncpg does when the connection is lost
         inside.set()
         if then == "raise":
             raise OSError("connection lost")
         await asyncio.Event().wait()
 
     patch_begin(lose_it)
-
-    async def enter() -> None:
-        async with in_transaction():
-            pass
-
-    task = asyncio.create_task(enter())
-    await asyncio.wait_for(inside.wait(), 5)
+    task = await _entering(inside)
     if then == "cancel":
         task.cancel()
     with pytest.raises(OSError if then == "raise" else asyncio.CancelledError):
