@@ -20,10 +20,12 @@ class _Link:
 
 
 class FreezableProxy:
-    """Forwards 127.0.0.1:<its port> to 127.0.0.1:``target_port`` (see the module docstring)."""
+    """Forwards 127.0.0.1:<its port> to ``target_host``:``target_port`` (see the module
+    docstring)."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
         self.target_port = target_port
+        self.target_host = target_host
         self.frozen = asyncio.Event()
         self.server: asyncio.Server | None = None
         self.connections = 0
@@ -53,7 +55,7 @@ class FreezableProxy:
         link = _Link()
         self._links.append(link)
         link.writers.append(writer)
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
         link.writers.append(up_writer)
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:

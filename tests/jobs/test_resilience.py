@@ -197,12 +197,14 @@ class Proxied:
 @contextlib.asynccontextmanager
 async def proxied_runtime(settings, provider, **overrides) -> AsyncIterator[Proxied]:
     """A runtime whose PostgreSQL connections go through a :class:`FreezableProxy`."""
-    proxy = FreezableProxy(5432)
-    port = await proxy.start()
     url = urlsplit(settings.database_url)
+    proxy = FreezableProxy(url.port or 5432, url.hostname or "127.0.0.1")
+    port = await proxy.start()
+    userinfo = url.netloc.rpartition("@")[0]  # user (and password) kept as given
+    netloc = f"{userinfo}@127.0.0.1:{port}" if userinfo else f"127.0.0.1:{port}"
     proxied = settings.model_copy(
         update={
-            "database_url": urlunsplit(url._replace(netloc=f"{url.username}@127.0.0.1:{port}")),
+            "database_url": urlunsplit(url._replace(netloc=netloc)),
             "worker_poll_seconds": 0.2,
             **overrides,
         }
