@@ -6,6 +6,9 @@
   in the background and dropped after the test), so tests are isolated and can also be
   shared with subprocesses (workers, uvicorn) by URL.
 - PostgreSQL and Redis are required: when they are down these fixtures ERROR, never skip.
+- Two costs of the product's start-up and sign-up are paid once per session here, not per
+  test (see :func:`_cheap_per_test_costs`): the collector's set-up of a serving app, and
+  argon2's deliberately slow hashing in this process.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ import pytest_asyncio
 
 from tests.live.redis_server import RedisServer
 from vidgen import db as vdb
+from vidgen.services import users
 from vidgen.settings import Settings
+from vidgen.web import app as web_app
 
 PG_ADMIN_URL = os.environ.get("VIDGEN_TEST_PG_URL", "postgres://root@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("VIDGEN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -279,6 +284,61 @@ def pg_databases(pg_template: str) -> Iterator[_DatabasePool]:
         yield pool
     finally:
         pool.close()
+
+
+class SessionGc:
+    """The session's own entry into :func:`vidgen.web.app.serving_gc` (see below)."""
+
+    def __init__(self) -> None:
+        self._entry: contextlib.AbstractContextManager[None] | None = None
+
+    def enter(self) -> None:
+        self._entry = web_app.serving_gc()
+        self._entry.__enter__()
+
+    def leave(self) -> None:
+        if self._entry is not None:
+            self._entry.__exit__(None, None, None)
+            self._entry = None
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """The collector as it is in a process where no app serves (for serving_gc's test)."""
+        self.leave()
+        try:
+            yield
+        finally:
+            self.enter()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_per_test_costs() -> Iterator[SessionGc]:
+    """Pay two per-process costs once per session instead of once per test.
+
+    - Every app entering ``serving_gc`` while no other app serves collects the whole heap and
+      freezes it. In a service that happens once at start-up; here every test's app did it,
+      over pytest's large heap: about 0.3 s per API test (a third of those tests' time,
+      measured with pyinstrument). Entering it once here makes each app's entry a nested
+      one, which changes nothing. ``serving_gc``'s own test pauses this entry
+      (:meth:`SessionGc.paused`).
+    - argon2 with the library's defaults (64 MiB, 3 passes) takes about 0.19 s per hash or
+      verification on these machines, on purpose. In this process, tests hash with the
+      smallest parameters argon2 allows (the hashes are still argon2id, verified the same
+      way); the cost of the real parameters is not under test. Servers, workers and CLI
+      commands that tests start as subprocesses keep the defaults.
+    """
+    from argon2 import PasswordHasher
+
+    real = users._hasher, users._DUMMY_HASH
+    users._hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    users._DUMMY_HASH = users._hasher.hash("vidgen-dummy-password")
+    gc_entry = SessionGc()
+    gc_entry.enter()
+    try:
+        yield gc_entry
+    finally:
+        gc_entry.leave()
+        users._hasher, users._DUMMY_HASH = real
 
 
 @pytest.fixture(params=BACKENDS)

@@ -34,6 +34,7 @@ import pytest_asyncio
 import uvicorn
 from tortoise.connection import get_connection
 
+from vidgen.providers.http import tls_context
 from vidgen.runtime import Runtime
 from vidgen.services import users
 from vidgen.settings import Settings
@@ -237,7 +238,7 @@ async def start_live_server(settings: Settings, **overrides: Any) -> AsyncIterat
     runtime = Runtime.create(settings)
     app = create_app(settings, runtime=runtime, manage_database=False, embedded_worker=False)
     async with serve(app) as url:
-        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=url, timeout=30, verify=tls_context()) as client:
             yield LiveServer(url=url, app=app, runtime=runtime, settings=settings, client=client)
 
 

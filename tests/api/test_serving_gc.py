@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import gc
 import weakref
+from collections.abc import Iterator
 
+import pytest
+
+from tests.conftest import SessionGc
 from vidgen.web import app
 
 
@@ -15,7 +19,14 @@ class _Node:
         self.other: _Node | None = None
 
 
-def test_serving_gc_sets_up_and_restores_the_collector() -> None:
+@pytest.fixture
+def no_app_serving(_cheap_per_test_costs: SessionGc) -> Iterator[None]:
+    """The collector of a process where no app serves yet (the session holds an entry)."""
+    with _cheap_per_test_costs.paused():
+        yield
+
+
+def test_serving_gc_sets_up_and_restores_the_collector(no_app_serving: None) -> None:
     before, frozen = gc.get_threshold(), gc.get_freeze_count()
     with app.serving_gc():
         assert gc.get_threshold()[0] == max(before[0], app.GC_YOUNG_THRESHOLD)

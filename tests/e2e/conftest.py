@@ -46,6 +46,7 @@ from vidgen.events.memory import MemoryBus
 from vidgen.graphql.types import decode_id
 from vidgen.jobs.worker import Worker
 from vidgen.models import User, Video, VideoStatus
+from vidgen.providers.http import tls_context
 from vidgen.runtime import Runtime
 from vidgen.services import users
 from vidgen.settings import Settings
@@ -222,7 +223,7 @@ async def server(runtime: Runtime) -> AsyncIterator[LiveServer]:
     app = create_app(settings, runtime=runtime, manage_database=False, embedded_worker=False)
     async with serve(app) as url:
         settings.public_url = url
-        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=url, timeout=30, verify=tls_context()) as client:
             yield LiveServer(url=url, app=app, runtime=runtime, settings=settings, client=client)
 
 

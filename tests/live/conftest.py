@@ -16,6 +16,7 @@ from vidgen import db as vdb
 from vidgen import models
 from vidgen.events.redis import RedisBus
 from vidgen.jobs import lifecycle
+from vidgen.providers.http import tls_context
 from vidgen.runtime import Runtime
 from vidgen.services import users
 from vidgen.settings import Settings
@@ -76,7 +77,7 @@ async def live(live_settings: Settings) -> AsyncIterator[LiveServer]:
             live_settings, runtime=runtime, manage_database=False, embedded_worker=False
         )
         async with serve(app) as url:
-            async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            async with httpx.AsyncClient(base_url=url, timeout=30, verify=tls_context()) as client:
                 yield LiveServer(
                     url=url, app=app, runtime=runtime, settings=live_settings, client=client
                 )
