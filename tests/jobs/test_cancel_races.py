@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 
 import pytest
@@ -119,3 +120,48 @@ async def test_a_job_released_between_the_read_and_the_cancel_is_canceled_upstre
     result = await videos._cancel_job(runtime=runtime, video=seen, actor="user:1")
     assert result.status is S.CANCELED
     assert provider.cancels == ["pred-released"]
+
+
+@pytest.mark.parametrize("ending", ["sweep", "release"])
+async def test_a_delete_between_the_ending_read_and_its_write_is_not_left_queued(
+    runtime, user, provider, monkeypatch, ending
+) -> None:
+    # The sweeper and a worker shutting down read the cancel flag, then write: a delete (or
+    # a cancel) landing between the two must end the job canceled, not send it back to the
+    # queue where no claim sees a deleted video again and its prediction runs on.
+    video = await make_video(user, prompt="hang")
+    (claimed,) = await queue.claim(worker_id="w1", limit=1, lease_seconds=30)
+    await lifecycle.store_prediction(video.id, claimed.attempt, "test1-x")
+    if ending == "sweep":
+        await Video.filter(id=video.id).update(lease_expires_at=utcnow() - dt.timedelta(seconds=1))
+    real, deleted = queue.in_transaction, []
+
+    @contextlib.asynccontextmanager
+    async def delete_first(*args, **kwargs):
+        if not deleted:  # the delete commits after the flag was read, before this write
+            deleted.append(video.id)
+            await videos.delete_video(runtime=runtime, viewer=user, video_id=video.id)
+        async with real(*args, **kwargs) as connection:
+            yield connection
+
+    monkeypatch.setattr(queue, "in_transaction", delete_first)
+    if ending == "sweep":
+        assert await queue.sweep(max_rescues=3) == []  # stale: the next sweep decides
+        [swept] = await queue.sweep(max_rescues=3)
+        assert (swept.to_status, swept.prediction_id) == (S.CANCELED, "test1-x")
+    else:
+        assert await queue.release(video.id, claimed.attempt, worker_id="w1") is S.CANCELED
+    row = await Video.get(id=video.id)
+    assert row.deleted_at is not None and row.status is S.CANCELED
+    assert await queue.claim(worker_id="w2", limit=5, lease_seconds=30) == []
+
+
+async def test_a_release_of_a_job_taken_over_writes_nothing(db, user) -> None:
+    video = await make_video(user, prompt="hang")
+    (claimed,) = await queue.claim(worker_id="w1", limit=1, lease_seconds=30)
+    await Video.filter(id=video.id).update(lease_expires_at=utcnow() - dt.timedelta(seconds=1))
+    await queue.sweep(max_rescues=3)
+    (again,) = await queue.claim(worker_id="w2", limit=1, lease_seconds=30)
+    assert await queue.release(video.id, claimed.attempt, worker_id="w1") is None
+    row = await Video.get(id=video.id)
+    assert (row.status, row.attempt, row.processed_by) == (S.PROCESSING, again.attempt, "w2")

@@ -6,9 +6,12 @@ import asyncio
 import datetime as dt
 
 from tests.jobs.conftest import make_video, prediction_stored, utcnow, wait_until
-from vidgen.jobs import queue, service
+from vidgen.events.memory import MemoryBus
+from vidgen.jobs import lifecycle, queue, service
 from vidgen.jobs.worker import Worker, start_embedded
 from vidgen.models import AttemptOutcome, Video, VideoAttempt, VideoStatus
+from vidgen.providers.testing import TestProvider
+from vidgen.runtime import Runtime
 
 S = VideoStatus
 
@@ -232,3 +235,66 @@ async def test_job_metrics_are_observed_where_jobs_happen(runtime, user) -> None
     await expire(lost.id)
     await worker.run_until_idle()  # sweeps first
     assert _sample("vidgen_job_rescues_total") == rescues + 1
+
+
+async def test_a_shutdown_during_the_prediction_ids_write_keeps_the_id(
+    runtime, user, provider, monkeypatch
+) -> None:
+    # The database blinks as the id of a running prediction is written, and the worker is
+    # stopped with no grace meanwhile: the write must still land before the job is handed
+    # back, or its next attempt submits (and pays) again.
+    real, tries = lifecycle.store_prediction, []
+
+    async def blinking(*args, **kwargs):
+        tries.append(1)
+        if len(tries) <= 3:
+            raise ConnectionRefusedError("the database is restarting")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(lifecycle, "store_prediction", blinking)
+    video = await make_video(user, "hang")
+    worker = Worker(runtime, concurrency=1)
+    run = asyncio.create_task(worker.run())
+    await wait_until(lambda: asyncio.sleep(0, tries))
+    worker.request_stop(grace_seconds=0)
+    await asyncio.wait_for(run, timeout=10)
+    row = await Video.get(id=video.id)
+    assert row.status == S.QUEUED and row.prediction_id is not None, row
+    next_worker = await start_embedded(runtime, concurrency=1)
+    try:  # the next attempt polls the prediction it finds
+        await wait_until(lambda: asyncio.sleep(0, provider.polls[row.prediction_id]))
+    finally:
+        await next_worker.stop(grace_seconds=0)
+    assert provider.submissions[f"video-{video.id}"] == 1
+
+
+async def test_a_worker_claims_only_the_providers_it_can_run(db, user) -> None:
+    # A worker process without a provider's key leaves that provider's jobs to the workers
+    # that have it, instead of failing them for good as "not available".
+    class Unconfigured(TestProvider):
+        @property
+        def available(self) -> bool:
+            return False
+
+    runtime = Runtime.create(db, bus=MemoryBus(), providers={"test": Unconfigured()})
+    await runtime.open()
+    try:
+        video = await make_video(user)
+        assert await Worker(runtime, concurrency=1).run_until_idle() == 0
+    finally:
+        await runtime.close()
+    row = await Video.get(id=video.id)
+    assert (row.status, row.attempt, row.error_message) == (S.QUEUED, 0, None)
+
+
+async def test_a_job_scheduled_soon_is_claimed_when_due_beside_a_running_one(runtime, user) -> None:
+    # One slot busy, one free: the worker wakes for the job due in 0.5 s, not at its poll.
+    runtime.settings.worker_poll_seconds = 60
+    running = await make_video(user, "hang")
+    soon = await make_video(user, scheduled_at=utcnow() + dt.timedelta(seconds=0.5))
+    worker = await start_embedded(runtime, concurrency=2)
+    try:
+        await wait_until(lambda: prediction_stored(running.id))
+        await wait_until(lambda: Video.filter(id=soon.id, status=S.COMPLETED).exists(), seconds=5)
+    finally:
+        await worker.stop(grace_seconds=0)

@@ -313,7 +313,12 @@ async def _run(ctx: JobContext) -> AttemptOutcome:
                 ctx.pending_write = pending
                 result = await provider.poll(prediction_id)
             else:
-                await _store_prediction(ctx, prediction_id)
+                # A write in flight that this task's cancellation cannot stop (see
+                # _settle_pending): a worker shutting down waits for it before it releases
+                # the job, or the id would be lost and the next attempt would pay again.
+                ctx.pending_write = asyncio.create_task(_store_prediction(ctx, prediction_id))
+                ctx.pending_write.add_done_callback(_retrieve)
+                await _settle_pending(ctx)
                 result = PollResult(state=submission.state, progress=submission.progress)
         assert result is not None
         try:
@@ -834,6 +839,13 @@ async def _settle_pending(ctx: JobContext) -> None:
     finally:
         if pending.done():
             ctx.pending_write = None
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a write's error as seen. The job raises it where it awaits the write; a job
+    canceled first never does, and the worker's release then goes by the row, not by it."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _pending_done(ctx: JobContext, done: threading.Event, task: asyncio.Task[None]) -> None:

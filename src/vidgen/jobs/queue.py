@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 S = VideoStatus
 SWEEP_BATCH = 100
+# A release reads the cancel flag, then writes fenced on it; the flag changes once at most.
+RELEASE_TRIES = 3
 LEASE_EXPIRED = "lease_expired"
 
 _ORDER = "ORDER BY priority DESC, COALESCE(scheduled_at, created_at), id"
@@ -405,7 +407,8 @@ async def sweep(
             "processed_by": None,
             "error_message": reason,
         }
-        if row["cancel_requested"]:
+        cancel = bool(row["cancel_requested"])
+        if cancel:
             to, message = S.CANCELED, "canceled (its worker was lost)"
         elif rescues > max_rescues:
             to = S.FAILED
@@ -431,7 +434,9 @@ async def sweep(
                     expect=[S.PROCESSING],
                     attempt=row["attempt"],
                     fields=fields,
-                    where={"lease_expires_at__lt": stamp},
+                    # The flag read above decided ``to``: a cancel (or delete) landing since
+                    # then makes this write stale, and the next sweep cancels the job.
+                    where={"lease_expires_at__lt": stamp, "cancel_requested": cancel},
                 )
                 await finish_attempt(
                     row["id"],
@@ -470,28 +475,40 @@ async def release(
     Returns:
         The new status, or None when the job was no longer this worker's.
     """
-    video = await Video.get_or_none(id=video_id).only("id", "cancel_requested")
-    if video is None:
-        return None
-    to = S.CANCELED if video.cancel_requested else S.QUEUED
-    try:
-        async with in_transaction():
-            _video, change = await lifecycle.transition(
-                video_id,
-                to,
-                actor=f"worker:{worker_id}",
-                message="released: worker shutting down" if to is S.QUEUED else "canceled",
-                expect=[S.PROCESSING],
-                attempt=attempt,
-                fields={"processed_by": None},
-            )
-            await finish_attempt(
-                video_id, attempt, AttemptOutcome.RELEASED, error_message="worker shutdown"
-            )
-    except (lifecycle.StaleAttempt, lifecycle.IllegalTransition):
-        return None
-    await lifecycle.publish(bus, [change.event])
-    return to
+    for _ in range(RELEASE_TRIES):
+        row = await (
+            Video.filter(id=video_id, attempt=attempt, status=S.PROCESSING)
+            .first()
+            .values("cancel_requested")
+        )
+        if row is None:
+            return None  # no longer this attempt's
+        cancel = bool(row["cancel_requested"])
+        to = S.CANCELED if cancel else S.QUEUED
+        try:
+            async with in_transaction():
+                _video, change = await lifecycle.transition(
+                    video_id,
+                    to,
+                    actor=f"worker:{worker_id}",
+                    message="released: worker shutting down" if to is S.QUEUED else "canceled",
+                    expect=[S.PROCESSING],
+                    attempt=attempt,
+                    fields={"processed_by": None},
+                    # A cancel (or delete) landing after the read above makes this stale:
+                    # read again, or a deleted video would sit queued where no claim sees it.
+                    where={"cancel_requested": cancel},
+                )
+                await finish_attempt(
+                    video_id, attempt, AttemptOutcome.RELEASED, error_message="worker shutdown"
+                )
+        except lifecycle.IllegalTransition:
+            return None
+        except lifecycle.StaleAttempt:
+            continue  # taken over (the read finds nothing) or the flag changed: read again
+        await lifecycle.publish(bus, [change.event])
+        return to
+    return None  # the flag kept changing: the lease expires and a sweeper decides
 
 
 async def next_due_at(*, after: dt.datetime | None = None) -> dt.datetime | None:

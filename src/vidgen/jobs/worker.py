@@ -234,8 +234,10 @@ class Worker:
                 if self._adopt:
                     await self._adopt_orphans()
                 started = now()
-                claimed = await self._claim_free_slots()
-                if not claimed and self._busy_slots() < self.concurrency:
+                await self._claim_free_slots()
+                # Slots left free (nothing claimed, or fewer jobs due than slots): wake when
+                # the next scheduled or backed-off job is due, not at the safety poll.
+                if self._busy_slots() < self.concurrency:
                     due = await queue.next_due_at(after=started)
                     if due is not None:
                         timeout = min(poll, max(0.0, (due - now()).total_seconds()))
@@ -306,7 +308,9 @@ class Worker:
             worker_id=self.worker_id,
             limit=free,
             lease_seconds=self.settings.lease_seconds,
-            providers=list(self.runtime.providers),
+            # Only the providers configured here (with their keys): another worker may run
+            # the rest, and a job claimed here would fail as "not available".
+            providers=[name for name, p in self.runtime.providers.items() if p.available],
             provider_limits=self.settings.provider_concurrency,
             bus=self.runtime.bus,
         )
