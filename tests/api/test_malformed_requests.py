@@ -99,7 +99,18 @@ async def test_scheduled_at_beyond_year_9999_in_utc_is_bad_user_input(
 
 @pytest.mark.sqlite_only  # refused before any database work
 @pytest.mark.parametrize(
-    "body", [b"null", b"123", b"true", b'"s"', b"[1]", b'{"query": 5}', b"[[[" * 50_000]
+    "body",
+    [
+        b"null",
+        b"123",
+        b"true",
+        b'"s"',
+        b"[1]",
+        b'{"query": 5}',
+        b"[[[" * 50_000,
+        b'{"query": "{ viewer { id } }", "variables": {"s": "caf\xe9"}}',  # Latin-1, not UTF-8
+        b'\xff\xfe{"query": 1}',
+    ],
 )
 async def test_a_body_that_is_no_graphql_request_is_400(live_server, alice, body: bytes) -> None:
     response = await live_server.client.post(
@@ -121,6 +132,7 @@ async def test_a_body_that_is_no_graphql_request_is_400(live_server, alice, body
         (None, '{"0": ["variables.f.0"]}'),
         ("null", '{"0": ["variables.f"]}'),
         ("1", '{"0": ["variables.f"]}'),
+        ('{"query": "{ viewer { id } }", "variables": {"a": [1]}}', '{"0": ["variables.a.x"]}'),
     ],
 )
 async def test_malformed_multipart_parts_are_400(

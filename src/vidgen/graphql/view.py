@@ -304,6 +304,9 @@ class GraphQLView(GraphQL):
             # Nested deeper than the parser goes: not a request. As a decode error, HTTP
             # answers 400 and a WebSocket closes with 4400, like any other bad JSON.
             raise json.JSONDecodeError("nested too deeply", "", 0) from exc
+        except UnicodeDecodeError as exc:
+            # Bytes that are not UTF-8 (or -16/-32): not JSON either (was a 500).
+            raise json.JSONDecodeError("not UTF-8", "", exc.start) from exc
 
     async def parse_http_body(self, request: Any) -> Any:
         # Strawberry assumes the JSON body, multipart ``operations`` and ``map`` have the
@@ -311,7 +314,8 @@ class GraphQLView(GraphQL):
         # as a 500. Those are the client's mistakes: 400, as for unparsable JSON.
         try:
             return await super().parse_http_body(request)
-        except (AttributeError, TypeError, IndexError) as exc:
+        except (AttributeError, TypeError, IndexError, ValueError) as exc:
+            # ValueError: a map path indexing a list with a non-number ("variables.a.x").
             raise HTTPException(
                 400,
                 "The body must be a GraphQL request: a JSON object with a string 'query', "
