@@ -165,3 +165,38 @@ async def test_a_release_of_a_job_taken_over_writes_nothing(db, user) -> None:
     assert await queue.release(video.id, claimed.attempt, worker_id="w1") is None
     row = await Video.get(id=video.id)
     assert (row.status, row.attempt, row.processed_by) == (S.PROCESSING, again.attempt, "w2")
+
+
+@pytest.mark.parametrize("prompt", ["succeed", "hang"])
+async def test_a_delete_retried_after_failing_midway_cancels_the_job(
+    runtime, user, provider, monkeypatch, prompt
+) -> None:
+    # The first delete marks the video, then fails before it cancels the job (a database
+    # blip, a killed process): the client's retry must still stop the job, not return early
+    # because the mark is there and leave a deleted video queued (or its prediction running).
+    video = await make_video(user, prompt=prompt)
+    if prompt == "hang":
+        (claimed,) = await queue.claim(worker_id="w1", limit=1, lease_seconds=30)
+        await lifecycle.store_prediction(video.id, claimed.attempt, "test1-x")
+    real, failures = service.request_cancel, []
+
+    async def fails_once(*args, **kwargs):
+        if not failures:
+            failures.append(1)
+            raise ConnectionResetError("the database went away")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(service, "request_cancel", fails_once)
+    with pytest.raises(ConnectionResetError):
+        await videos.delete_video(runtime=runtime, viewer=user, video_id=video.id)
+    row = await Video.get(id=video.id)
+    assert row.deleted_at is not None and not row.cancel_requested
+    again = await videos.delete_video(runtime=runtime, viewer=user, video_id=video.id)
+    assert again.deleted_at == row.deleted_at  # the first mark stays
+    if prompt == "succeed":
+        assert again.status is S.CANCELED
+    else:  # processing: flagged for its worker, which cancels upstream
+        assert again.status is S.PROCESSING and again.cancel_requested
+    # A third delete changes nothing more.
+    third = await videos.delete_video(runtime=runtime, viewer=user, video_id=video.id)
+    assert (third.status, third.version) == (again.status, again.version)

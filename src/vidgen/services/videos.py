@@ -1005,10 +1005,15 @@ async def retry_video(*, runtime: Runtime, viewer: User, video_id: int) -> Video
 async def delete_video(*, runtime: Runtime, viewer: User, video_id: int) -> Video:
     """Soft-delete a video (``deleted_at``); a queued or processing job is canceled too.
 
-    Deleting twice is harmless (the first ``deleted_at`` stays).
+    Deleting twice is harmless (the first ``deleted_at`` stays), and finishes what an
+    earlier delete left undone: a delete that failed after its mark (a database blip, a
+    killed process) left the job running, which a retried delete now cancels.
     """
     video = await get_video(viewer=viewer, video_id=video_id)
     if video.deleted_at is not None:
+        if not _job_still_running(video):
+            return video
+        await _cancel_deleted(runtime=runtime, video=video, actor=actor_of(viewer))
         return video
     # Mark it deleted first, then stop whatever job it has NOW: a retryVideo that committed
     # before this mark left it queued (so it is canceled below), and one after it is refused
@@ -1033,12 +1038,25 @@ async def delete_video(*, runtime: Runtime, viewer: User, video_id: int) -> Vide
     if marked:
         await lifecycle.publish(runtime.bus, [lifecycle.event_for(video, event_id)])
     if VideoStatus(video.status) in (VideoStatus.QUEUED, VideoStatus.PROCESSING):
-        try:
-            await _cancel_job(runtime=runtime, video=video, actor=actor_of(viewer))
-        except lifecycle.IllegalTransition:
-            pass  # it finished in the meantime: nothing left to stop
-        await video.refresh_from_db()
+        await _cancel_deleted(runtime=runtime, video=video, actor=actor_of(viewer))
     return video
+
+
+def _job_still_running(video: Video) -> bool:
+    """Queued, or processing without its cancel requested yet."""
+    status = VideoStatus(video.status)
+    return status is VideoStatus.QUEUED or (
+        status is VideoStatus.PROCESSING and not video.cancel_requested
+    )
+
+
+async def _cancel_deleted(*, runtime: Runtime, video: Video, actor: str) -> None:
+    """Stop a deleted video's job (``video`` is refreshed)."""
+    try:
+        await _cancel_job(runtime=runtime, video=video, actor=actor)
+    except lifecycle.IllegalTransition:
+        pass  # it finished in the meantime (or a concurrent delete canceled it)
+    await video.refresh_from_db()
 
 
 async def restore_video(*, runtime: Runtime, viewer: User, video_id: int) -> Video:
