@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
+from strawberry.extensions import FieldExtension
 from strawberry.types import Info
 
 from vidgen import errors
@@ -223,3 +224,27 @@ class Mutation:
             viewer=context.require_viewer(),
             video_id=_target(id, "Video"),
         )
+
+
+class FreshLoaders(FieldExtension):
+    """Each root mutation field starts with empty data loaders.
+
+    Root mutation fields run one after another, each reading what the ones before it wrote;
+    with the request's loaders they read what an earlier field had loaded instead (the
+    second of two ``updateVideo`` showed the first one's tags and event cursor, a third
+    ``generateVideo`` counted one video in its project). Loaders are bound to the
+    operation's task (``Context.fresh_loaders``), and the fields run in that task, so the
+    new ones serve this field and everything selected under it.
+    """
+
+    def resolve(self, next_: Any, source: Any, info: Info, **kwargs: Any) -> Any:
+        context_of(info).fresh_loaders()
+        return next_(source, info, **kwargs)
+
+    async def resolve_async(self, next_: Any, source: Any, info: Info, **kwargs: Any) -> Any:
+        context_of(info).fresh_loaders()
+        return await next_(source, info, **kwargs)
+
+
+for _field in Mutation.__strawberry_definition__.fields:
+    _field.extensions.append(FreshLoaders())

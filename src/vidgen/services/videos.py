@@ -910,6 +910,8 @@ async def update_video(
     video = await get_video(viewer=viewer, video_id=video_id)
     if video.deleted_at is not None:
         raise errors.Conflict("This video is deleted; restore it first.")
+    if not changes and theme is KEEP and tag_names is None:
+        return video  # nothing asked for: no new version, no event for subscribers
 
     async with in_transaction() as tx:
         # Every change locks the row first, a tags-only one too: a concurrent change of
