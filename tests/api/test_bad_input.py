@@ -4,6 +4,7 @@ rejected mutation every table has the same rows and no media file was stored."""
 from __future__ import annotations
 
 import datetime as dt
+import string
 
 import pytest
 from strawberry.relay import GlobalID
@@ -207,6 +208,50 @@ async def test_an_id_spelled_unlike_ours_names_no_row(
     assert (await live_server.gql(d.PROJECT, {"id": str(project)}, token=alice.token))["data"][
         "project"
     ], "no spelling deleted it"
+
+
+BASE64 = string.ascii_uppercase + string.ascii_lowercase + string.digits + "+/"
+
+
+def _same_bytes_spelled_otherwise(text: str) -> str:
+    """``text`` (padded base64) with a bit flipped that decoding drops: same bytes."""
+    stripped = text.rstrip("=")
+    assert stripped != text, "needs padding"
+    flipped = BASE64[BASE64.index(stripped[-1]) ^ 1]
+    return stripped[:-1] + flipped + text[len(stripped) :]
+
+
+async def test_an_id_whose_base64_is_spelled_unlike_ours_names_no_row(
+    live_server: LiveServer, alice: Account
+) -> None:
+    """The base64 of a global id is read strictly: stray characters, spaces, a newline, or
+    other padding bits or padding than ours decode to the same bytes, but are not another
+    spelling of the same id. ``video`` and mutations answer BAD_USER_INPUT, ``node`` null."""
+    made = await live_server.gql(
+        'mutation { generateVideo(input: {prompt: "a fox"}) { id } }', token=alice.token
+    )
+    canonical = made["data"]["generateVideo"]["id"]  # "Video:1": padded
+    head, tail = canonical[:4], canonical[4:]
+    spellings = [
+        _same_bytes_spelled_otherwise(canonical),
+        canonical + "==",
+        canonical + "\n",
+        f"{head} {tail}",
+        f"{head}!{tail}",
+    ]
+    query = "query($id: ID!) { video(id: $id) { id } }"
+    for spelled in spellings:
+        assert GlobalID.from_id(spelled) == GlobalID.from_id(canonical), spelled  # lenient
+        body = await live_server.gql(query, {"id": spelled}, token=alice.token)
+        assert d.only_error(body)["extensions"] == {"code": "BAD_USER_INPUT", "field": "id"}
+        body = await live_server.gql(d.NODE, {"id": spelled}, token=alice.token)
+        assert body == {"data": {"node": None}}, (spelled, body)
+        body = await live_server.gql(
+            "mutation($id: ID!) { deleteVideo(id: $id) { id } }", {"id": spelled}, token=alice.token
+        )
+        assert d.error_codes(body) == ["BAD_USER_INPUT"], (spelled, body)
+    body = await live_server.gql(query, {"id": canonical}, token=alice.token)
+    assert body == {"data": {"video": {"id": canonical}}}, "the canonical id still names it"
 
 
 async def test_an_id_with_thousands_of_digits_names_no_row(

@@ -45,7 +45,7 @@ class Query:
     async def node(self, info: Info, id: strawberry.ID) -> relay.Node | None:
         viewer = context_of(info).require_viewer()
         try:
-            gid = relay.GlobalID.from_id(id)
+            gid = types.parse_global_id(id)
             node_id = db.row_id_in(gid.node_id)
         except (ValueError, TypeError):
             return None

@@ -90,6 +90,23 @@ class OutputFormatEnum(enum.Enum):
 # --- ids ----------------------------------------------------------------------------------
 
 
+def parse_global_id(value: str) -> relay.GlobalID:
+    """``value`` as a global id, only in the one spelling this API writes.
+
+    Strawberry's decoder is lenient (base64 with stray characters, extra or wrong padding,
+    a trailing newline: ``VmlkZW86MR==`` and ``Vm lk ZW86MQ==`` both read as ``Video:1``), so
+    one row would answer to many ids, which breaks caches keyed by id. The id is decoded,
+    then written again: anything but the same text is not a valid id.
+
+    Raises:
+        ValueError: not a global id in that spelling.
+    """
+    gid = relay.GlobalID.from_id(value)
+    if relay.to_base64(gid.type_name, gid.node_id) != value:
+        raise ValueError("not a global id as this API writes them")
+    return gid
+
+
 def decode_id(value: str | relay.GlobalID, type_name: str, *, field: str = "id") -> int | None:
     """The database id inside a global id of type ``type_name``.
 
@@ -100,7 +117,7 @@ def decode_id(value: str | relay.GlobalID, type_name: str, *, field: str = "id")
         BadUserInput: with ``field`` when the value is not a global id at all.
     """
     try:
-        gid = value if isinstance(value, relay.GlobalID) else relay.GlobalID.from_id(value)
+        gid = value if isinstance(value, relay.GlobalID) else parse_global_id(value)
         # 0 for a number no row can have (the database would refuse it as a parameter)
         # or one spelled unlike our ids ("007", " 7"): answered exactly like a missing row.
         node_id = db.row_id_in(gid.node_id)
