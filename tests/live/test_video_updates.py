@@ -153,3 +153,37 @@ async def test_filters_and_foreign_groups(live, accounts):
             assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "after"}, bad
     finally:
         await ws.close()
+
+
+async def test_an_admin_follows_another_users_project(live, accounts):
+    # Admins see everything: videoUpdates filtered by another user's project streams that
+    # project's videos (live, and replayed from a cursor), not the admin's own (none).
+    alice = await accounts("alice@example.com")
+    admin = await accounts("admin@example.com")
+    await models.User.filter(id=admin.user.id).update(is_admin=True)
+    project = await models.Project.create(owner_id=alice.user.id, name="film")
+    inside = await make_video(alice.user, "inside", project_id=project.id)
+    outside = await make_video(alice.user, "outside")
+    bus = live.runtime.bus
+
+    ws, op = await open_feed(live, admin.token, projectId=gid("Project", project.id))
+    try:
+        await asyncio.sleep(0.1)
+        await lifecycle.transition(outside.id, S.PROCESSING, actor="t", bus=bus)
+        await lifecycle.transition(inside.id, S.PROCESSING, actor="t", bus=bus)
+        got = await ws.next_data(op, "videoUpdates")
+        assert (got["id"], got["status"]) == (gid("Video", inside.id), "PROCESSING")
+        await quiet(ws, op)
+    finally:
+        await ws.close()
+
+    ws, op = await open_feed(live, admin.token, projectId=gid("Project", project.id), after="0")
+    try:
+        replayed = [await ws.next_data(op, "videoUpdates") for _ in range(2)]
+        assert [(v["id"], v["status"]) for v in replayed] == [
+            (gid("Video", inside.id), "QUEUED"),
+            (gid("Video", inside.id), "PROCESSING"),
+        ]
+        await quiet(ws, op)
+    finally:
+        await ws.close()

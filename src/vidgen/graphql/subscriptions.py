@@ -495,17 +495,29 @@ async def _group_id(
     model: type[Any],
     viewer: models.User,
     field: str,
-) -> int | None:
-    """A project/story filter: the viewer's own (or an admin's any), else NOT_FOUND."""
+) -> tuple[int, int] | None:
+    """A project/story filter and its owner: the viewer's own (or, for an admin, anyone's),
+    else NOT_FOUND."""
     if value is None:
         return None
     node_id = types.decode_id(value, type_name, field=field)
     query = model.filter(id=node_id) if node_id is not None else None
     if query is not None and not viewer.is_admin:
         query = query.filter(owner_id=viewer.id)
-    if query is None or not await query.exists():
+    owners = await query.values_list("owner_id", flat=True) if query is not None else []
+    if not owners or node_id is None:
         raise errors.NotFound(type_name.lower())
-    return node_id
+    return node_id, owners[0]
+
+
+def _feed_owner(viewer: models.User, *groups: tuple[int, int] | None) -> int:
+    """Whose videos a ``videoUpdates`` follows: the viewer's, or (an admin filtering by
+    another user's project or story) that user's. A project and a story of two different
+    users share no video: the story is then not found."""
+    owners = {group[1] for group in groups if group is not None}
+    if len(owners) > 1:
+        raise errors.NotFound("story")
+    return owners.pop() if owners else viewer.id
 
 
 # --- the resolvers ----------------------------------------------------------------------------
@@ -563,12 +575,13 @@ async def watch_videos(
     cursor = _parse_cursor(after)
     project = await _group_id(project_id, "Project", models.Project, viewer, "projectId")
     story = await _group_id(story_id, "Story", models.Story, viewer, "storyId")
+    owner = _feed_owner(viewer, project, story)
     bus = context.runtime.bus
-    async with bus.subscribe(owner_channel(viewer.id), maxsize=_queue_size(context)) as sub:
+    async with bus.subscribe(owner_channel(owner), maxsize=_queue_size(context)) as sub:
         with shared.active.track(sub, "videoUpdates"):
             watcher = _Watcher(context, shared, sub)
-            viewer = await watcher.viewer()
-            feed = _Feed(viewer.id, project, story)
+            await watcher.viewer()
+            feed = _Feed(owner, project[0] if project else None, story[0] if story else None)
             if cursor is None:
                 # Nothing to replay now, but remember where "now" is for a later RESYNC.
                 feed.cursor = await feed.head()
