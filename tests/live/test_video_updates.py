@@ -187,3 +187,53 @@ async def test_an_admin_follows_another_users_project(live, accounts):
         await quiet(ws, op)
     finally:
         await ws.close()
+
+
+async def test_a_change_whose_event_is_overtaken_is_still_delivered_in_order(live, accounts):
+    # Two processes publish after their commits: the event of v3 (completed) can arrive
+    # before the event of v2 (processing). Both subscriptions still deliver v2, then v3,
+    # from the history (the late v2 event is then a duplicate and dropped).
+    alice = await accounts("alice@example.com")
+    video = await make_video(alice.user, "overtaken")
+    seen_before = await make_video(alice.user, "seen before")
+    bus = live.runtime.bus
+    feed, feed_op = await open_feed(live, alice.token)
+    one = await GraphQLWS.open(live.ws_url)
+    try:
+        await one.init(bearer(alice.token))
+        one_op = await one.subscribe(
+            "subscription($id: ID!) { videoUpdated(id: $id) { status version } }",
+            {"id": gid("Video", video.id)},
+        )
+        assert await one.next_data(one_op, "videoUpdated") == {"status": "QUEUED", "version": 1}
+        await asyncio.sleep(0.1)
+        # A video the feed already delivered: its next change overtaken the same way.
+        await lifecycle.transition(seen_before.id, S.PROCESSING, actor="t", bus=bus)
+        first = await feed.next_data(feed_op, "videoUpdates")
+        assert (first["status"], first["version"]) == ("PROCESSING", 2)
+        for target in (video, seen_before):
+            _, late = await lifecycle.transition(
+                target.id,
+                S.PROCESSING if target is video else S.FAILED,
+                actor="t",
+                bus=None,
+            )
+            await lifecycle.transition(
+                target.id, S.COMPLETED if target is video else S.QUEUED, actor="t", bus=bus
+            )
+            await lifecycle.publish(bus, [late.event])  # arrives after the newer one
+        got = [await feed.next_data(feed_op, "videoUpdates") for _ in range(4)]
+        assert [(v["id"], v["status"], v["version"]) for v in got] == [
+            (gid("Video", video.id), "PROCESSING", 2),
+            (gid("Video", video.id), "COMPLETED", 3),
+            (gid("Video", seen_before.id), "FAILED", 3),
+            (gid("Video", seen_before.id), "QUEUED", 4),
+        ]
+        await quiet(feed, feed_op)
+        assert [await one.next_data(one_op, "videoUpdated") for _ in range(2)] == [
+            {"status": "PROCESSING", "version": 2},
+            {"status": "COMPLETED", "version": 3},
+        ]
+    finally:
+        await one.close()
+        await feed.close()

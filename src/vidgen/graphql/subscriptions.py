@@ -132,6 +132,17 @@ class VideoState:
             return self.history
         return [h for h in self.history if h.version <= version]
 
+    def between(self, seen: int, version: int, *, after_id: int = 0) -> list[models.Video]:
+        """The video as of each logged change after version ``seen`` (and event id
+        ``after_id``) and before ``version``, oldest first: what a subscriber missed when the
+        event of ``version`` arrived before theirs (two processes publish after their
+        commits, in either order)."""
+        return [
+            self.at_version(h.version, status=h.to_status)
+            for h in self.history
+            if seen < h.version < version and h.id > after_id
+        ]
+
     def at_version(
         self, version: int, *, status: str | None = None, progress: float | None = None
     ) -> models.Video:
@@ -558,6 +569,9 @@ async def watch_video(info: Info, id: strawberry.ID) -> AsyncGenerator[models.Vi
                     return  # purged
                 if view.version <= last:
                     continue
+                for missed in found.between(last, view.version):
+                    watcher.bind(found, missed)
+                    yield missed
                 current, last = view, view.version
                 watcher.bind(found, view)
                 yield view
@@ -584,9 +598,9 @@ async def watch_videos(
             feed = _Feed(owner, project[0] if project else None, story[0] if story else None)
             if cursor is None:
                 # Nothing to replay now, but remember where "now" is for a later RESYNC.
-                feed.cursor = await feed.head()
+                feed.cursor = feed.origin = await feed.head()
             else:
-                feed.cursor = cursor
+                feed.cursor = feed.origin = cursor
                 async for view, state in feed.replay(shared.states):
                     watcher.bind(state, view)
                     yield view
@@ -599,9 +613,7 @@ async def watch_videos(
                         watcher.bind(state, view)
                         yield view
                     continue
-                live = await feed.live(message, shared.states)
-                if live is not None:
-                    view, state = live
+                for view, state in await feed.live(message, shared.states):
                     watcher.bind(state, view)
                     yield view
 
@@ -615,6 +627,7 @@ class _Feed:
         self.project_id = project_id
         self.story_id = story_id
         self.cursor = 0
+        self.origin = 0  # the cursor the feed started from (see live())
         self.replayed: set[int] = set()  # history ids yielded by replays (seam de-dup)
         self.versions: OrderedDict[int, int] = OrderedDict()
 
@@ -673,24 +686,30 @@ class _Feed:
 
     async def live(
         self, message: dict[str, Any], states: VideoStates
-    ) -> tuple[models.Video, VideoState] | None:
-        """The video to yield for one live event, or None when it is a duplicate."""
+    ) -> list[tuple[models.Video, VideoState]]:
+        """The videos to yield for one live event: none when it is a duplicate; before it,
+        the logged changes of that video it overtook (published later than it, or lost)
+        since the last version this feed yielded."""
         video_id = int(message["video_id"])
         version = int(message.get("version") or 0)
         event_id = message.get("event_id")
         if not self._matches(message.get("project_id"), message.get("story_id")):
-            return None
+            return []
         if event_id is not None and int(event_id) in self.replayed:
-            return None
+            return []
         if self._seen(video_id, version):
-            return None
+            return []
         state = await states.at_least(video_id, version)
         if state is None:
-            return None
+            return []
+        # Since the last version yielded; for a video not yielded yet, since the position
+        # this feed started from (its changes before that are not this feed's).
+        seen = self.versions.get(video_id, 0)
+        missed = state.between(seen, version, after_id=0 if seen else self.origin)
         self._remember(video_id, version)
         if event_id is not None:
             self.cursor = max(self.cursor, int(event_id))
-        return event_view(state, message), state
+        return [(view, state) for view in missed] + [(event_view(state, message), state)]
 
 
 @strawberry.type
