@@ -15,14 +15,16 @@ mutation($p: ID) {
 """
 
 
-async def test_each_generate_video_sees_the_videos_made_before_it(live_server, alice) -> None:
-    made = await live_server.gql(
-        'mutation { createProject(input: {name: "clips"}) { id } }', token=alice.token
-    )
-    project = made["data"]["createProject"]["id"]
-    body = await live_server.gql(GENERATE, {"p": project}, token=alice.token)
+async def answer(live_server, account, document: str, **variables) -> dict:
+    """The ``data`` of a request that must succeed."""
+    body = await live_server.gql(document, variables, token=account.token)
     assert "errors" not in body, body
-    data = body["data"]
+    return body["data"]
+
+
+async def test_each_generate_video_sees_the_videos_made_before_it(live_server, alice) -> None:
+    made = await answer(live_server, alice, 'mutation { createProject(input: {name: "c"}) { id } }')
+    data = await answer(live_server, alice, GENERATE, p=made["createProject"]["id"])
     counts = [data[f"c{i}"]["project"]["videos"]["totalCount"] for i in range(3)]
     assert counts == [1, 2, 3]
     edges = data["c2"]["project"]["videos"]["edges"]
@@ -41,13 +43,10 @@ mutation($v: ID!) {
 
 
 async def test_later_fields_see_earlier_writes_to_the_same_video(live_server, alice) -> None:
-    made = await live_server.gql(
-        'mutation { generateVideo(input: {prompt: "a fox"}) { id } }', token=alice.token
-    )
-    video = made["data"]["generateVideo"]["id"]
-    body = await live_server.gql(TWICE, {"v": video}, token=alice.token)
-    assert "errors" not in body, body
-    a, b, c, d = (body["data"][k] for k in "abcd")
+    one = 'mutation { generateVideo(input: {prompt: "f"}) { id } }'
+    video = (await answer(live_server, alice, one))["generateVideo"]["id"]
+    data = await answer(live_server, alice, TWICE, v=video)
+    a, b, c, d = (data[k] for k in "abcd")
     assert [t["name"] for t in a["tags"]] == ["one"]
     assert [t["name"] for t in b["tags"]] == ["two"]
     assert b["version"] == a["version"] + 1

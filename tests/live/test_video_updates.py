@@ -119,24 +119,31 @@ async def test_no_gap_no_duplicate_at_the_seam_under_concurrent_changes(live, ac
         assert versions == sorted(versions)
 
 
-async def test_filters_and_foreign_groups(live, accounts):
-    alice = await accounts("alice@example.com")
-    bob = await accounts("bob@example.com")
-    project = await models.Project.create(owner_id=alice.user.id, name="film")
-    inside = await make_video(alice.user, "inside", project_id=project.id)
-    outside = await make_video(alice.user, "outside")
+async def project_feed_delivers_only_its_videos(live, owner, viewer_token: str):
+    """``owner``'s project with one video inside and one outside; a feed filtered by it
+    (opened with ``viewer_token``) delivers the inside one's change only. Returns the
+    project and the inside video."""
+    project = await models.Project.create(owner_id=owner.id, name="film")
+    inside = await make_video(owner, "inside", project_id=project.id)
+    outside = await make_video(owner, "outside")
     bus = live.runtime.bus
-
-    ws, op = await open_feed(live, alice.token, projectId=gid("Project", project.id))
+    ws, op = await open_feed(live, viewer_token, projectId=gid("Project", project.id))
     try:
         await asyncio.sleep(0.1)
         await lifecycle.transition(outside.id, S.PROCESSING, actor="t", bus=bus)
         await lifecycle.transition(inside.id, S.PROCESSING, actor="t", bus=bus)
         got = await ws.next_data(op, "videoUpdates")
-        assert got["id"] == gid("Video", inside.id)
+        assert (got["id"], got["status"]) == (gid("Video", inside.id), "PROCESSING")
         await quiet(ws, op)
     finally:
         await ws.close()
+    return project, inside
+
+
+async def test_filters_and_foreign_groups(live, accounts):
+    alice = await accounts("alice@example.com")
+    bob = await accounts("bob@example.com")
+    project, _ = await project_feed_delivers_only_its_videos(live, alice.user, alice.token)
 
     ws = await GraphQLWS.open(live.ws_url)
     try:
@@ -161,22 +168,7 @@ async def test_an_admin_follows_another_users_project(live, accounts):
     alice = await accounts("alice@example.com")
     admin = await accounts("admin@example.com")
     await models.User.filter(id=admin.user.id).update(is_admin=True)
-    project = await models.Project.create(owner_id=alice.user.id, name="film")
-    inside = await make_video(alice.user, "inside", project_id=project.id)
-    outside = await make_video(alice.user, "outside")
-    bus = live.runtime.bus
-
-    ws, op = await open_feed(live, admin.token, projectId=gid("Project", project.id))
-    try:
-        await asyncio.sleep(0.1)
-        await lifecycle.transition(outside.id, S.PROCESSING, actor="t", bus=bus)
-        await lifecycle.transition(inside.id, S.PROCESSING, actor="t", bus=bus)
-        got = await ws.next_data(op, "videoUpdates")
-        assert (got["id"], got["status"]) == (gid("Video", inside.id), "PROCESSING")
-        await quiet(ws, op)
-    finally:
-        await ws.close()
-
+    project, inside = await project_feed_delivers_only_its_videos(live, alice.user, admin.token)
     ws, op = await open_feed(live, admin.token, projectId=gid("Project", project.id), after="0")
     try:
         replayed = [await ws.next_data(op, "videoUpdates") for _ in range(2)]
