@@ -10,6 +10,7 @@ import pytest
 from tests.live.conftest import gid, make_video
 from tests.live.wsclient import GraphQLWS, expect_error
 from vidgen import models
+from vidgen.graphql import subscriptions
 from vidgen.jobs import lifecycle
 from vidgen.models import VideoStatus
 
@@ -229,3 +230,29 @@ async def test_a_change_whose_event_is_overtaken_is_still_delivered_in_order(liv
     finally:
         await one.close()
         await feed.close()
+
+
+async def test_a_video_the_feed_forgot_gets_no_change_again(live, accounts, monkeypatch):
+    # A feed keeps the last version of its latest STATE_CACHE_SIZE videos only: the next
+    # change of a forgotten video must not bring back the changes it already delivered.
+    monkeypatch.setattr(subscriptions, "STATE_CACHE_SIZE", 2)
+    alice = await accounts("alice@example.com")
+    videos = [await make_video(alice.user, f"v{i}") for i in range(3)]
+    bus = live.runtime.bus
+    ws, op = await open_feed(live, alice.token)
+    try:
+        await asyncio.sleep(0.1)
+        for video in videos:  # the third one makes the feed forget the first
+            await lifecycle.transition(video.id, S.PROCESSING, actor="t", bus=bus)
+            got = await ws.next_data(op, "videoUpdates")
+            assert (got["id"], got["version"]) == (gid("Video", video.id), 2)
+        await lifecycle.transition(videos[0].id, S.COMPLETED, actor="t", bus=bus)
+        got = await ws.next_data(op, "videoUpdates")
+        assert (got["id"], got["status"], got["version"]) == (
+            gid("Video", videos[0].id),
+            "COMPLETED",
+            3,
+        )
+        await quiet(ws, op)
+    finally:
+        await ws.close()

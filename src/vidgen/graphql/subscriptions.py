@@ -628,6 +628,7 @@ class _Feed:
         self.story_id = story_id
         self.cursor = 0
         self.origin = 0  # the cursor the feed started from (see live())
+        self.forgotten = 0  # the cursor when a video's last version was last forgotten
         self.replayed: set[int] = set()  # history ids yielded by replays (seam de-dup)
         self.versions: OrderedDict[int, int] = OrderedDict()
 
@@ -654,6 +655,9 @@ class _Feed:
             self.versions.move_to_end(video_id)
             while len(self.versions) > STATE_CACHE_SIZE:
                 self.versions.popitem(last=False)
+                # Its changes up to here were delivered: a later event of it must not
+                # bring them back as missed (see live()).
+                self.forgotten = self.cursor
 
     async def replay(
         self, states: VideoStates
@@ -702,10 +706,12 @@ class _Feed:
         state = await states.at_least(video_id, version)
         if state is None:
             return []
-        # Since the last version yielded; for a video not yielded yet, since the position
-        # this feed started from (its changes before that are not this feed's).
+        # Since the last version yielded; for a video not yielded yet (or forgotten: only
+        # the latest STATE_CACHE_SIZE videos are kept), since the position this feed
+        # started from, or where it last forgot one, whichever is later.
         seen = self.versions.get(video_id, 0)
-        missed = state.between(seen, version, after_id=0 if seen else self.origin)
+        after_id = 0 if seen else max(self.origin, self.forgotten)
+        missed = state.between(seen, version, after_id=after_id)
         self._remember(video_id, version)
         if event_id is not None:
             self.cursor = max(self.cursor, int(event_id))
