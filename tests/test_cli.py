@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from vidgen import db as vdb
 from vidgen.graphql.schema import schema, sdl
@@ -75,3 +79,47 @@ async def test_serve_without_secret_on_postgres_is_a_clear_error(tmp_path: Path)
     )
     assert done.returncode != 0
     assert "VIDGEN_SECRET_KEY" in done.stderr
+
+
+def _worker_start_line(env: dict[str, str]) -> dict:
+    """Start ``vidgen worker``, return its ``worker.start`` log record, stop it with SIGTERM."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vidgen.cli", "worker"],
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("VIDGEN_")}, **env},
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            record = json.loads(line)
+            if record.get("action") == "worker.start":
+                break
+        else:
+            raise AssertionError(f"the worker exited ({proc.wait()}) before it started")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        return record
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize(("choice", "loop"), [(None, "uvloop"), ("asyncio", "asyncio")])
+async def test_worker_runs_on_the_chosen_event_loop(
+    tmp_path: Path, choice: str | None, loop: str
+) -> None:
+    env = {
+        "VIDGEN_DATABASE_URL": f"sqlite://{tmp_path / 'w.sqlite3'}",
+        "VIDGEN_SECRET_KEY": "cli-secret",
+        "VIDGEN_DATA_DIR": str(tmp_path),
+        "VIDGEN_LOG_LEVEL": "INFO",
+        "VIDGEN_LOG_JSON": "true",
+    }
+    assert (await vidgen("migrate", env=env)).returncode == 0
+    if choice is not None:
+        env["VIDGEN_EVENT_LOOP"] = choice
+    record = await asyncio.to_thread(_worker_start_line, env)
+    assert record["event_loop"] == loop

@@ -42,16 +42,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         lifespan="on",
         # Compression costs CPU on every subscription message; a setting decides.
         ws_per_message_deflate=settings.ws_compression,
+        loop=settings.event_loop,  # the worker's loop too (see vidgen.eventloop)
     )
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from vidgen import eventloop
     from vidgen.jobs.worker import run_worker
 
     settings = _settings(args)
     settings.check()
-    asyncio.run(run_worker(settings, concurrency=args.concurrency))
+    eventloop.run(run_worker(settings, concurrency=args.concurrency), settings.event_loop)
     return 0
 
 

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from vidgen import errors
+from vidgen.eventloop import EventLoopChoice
 
 PROVIDER_NAMES = ("local", "runway", "replicate", "stability", "openai", "fal")
 
@@ -53,6 +54,8 @@ class Settings(BaseSettings):
     public_url: str | None = None
     log_level: str = "INFO"
     log_json: bool | None = None
+    # The asyncio loop of serve and worker: uvloop when installed ("auto"), see eventloop.py.
+    event_loop: EventLoopChoice = "auto"
     graphiql: bool = True
     signup_enabled: bool = True
     ws_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -70,3 +70,29 @@ def test_docker_compose_sets_only_known_settings() -> None:
     assert names, "compose file sets no VIDGEN_ variable?"
     unknown = names - known_env_vars()
     assert not unknown, f"docker-compose/Dockerfile set unknown settings: {sorted(unknown)}"
+
+
+def test_event_loop_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+    import sys
+
+    import pydantic
+
+    from vidgen import eventloop
+
+    async def loop_kind() -> str:
+        return type(asyncio.get_running_loop()).__module__.partition(".")[0]
+
+    assert Settings(_env_file=None).event_loop == "auto"
+    assert eventloop.run(loop_kind()) == "uvloop"  # installed with uvicorn[standard]
+    assert eventloop.run(loop_kind(), "asyncio") == "asyncio"
+    monkeypatch.setenv("VIDGEN_EVENT_LOOP", "tokio")
+    with pytest.raises(pydantic.ValidationError):
+        Settings(_env_file=None)
+    # Without uvloop: auto falls back, an explicit uvloop is a clear error.
+    monkeypatch.setitem(sys.modules, "uvloop", None)
+    assert eventloop.run(loop_kind()) == "asyncio"
+    coro = loop_kind()
+    with pytest.raises(errors.ConfigurationError, match="uvloop is not installed"):
+        eventloop.run(coro, "uvloop")
+    assert coro.cr_frame is None  # closed, not left pending

@@ -39,6 +39,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from vidgen import eventloop
 from vidgen.events.bus import WAKEUP_CHANNEL, SubscriberOverflow, Subscription
 from vidgen.jobs import lifecycle, pipeline, queue, transient
 from vidgen.jobs.lifecycle import Claimed, now
@@ -120,6 +121,8 @@ class Worker:
                 "action": "worker.start",
                 "worker_id": self.worker_id,
                 "concurrency": self.concurrency,
+                # uvloop or asyncio (VIDGEN_EVENT_LOOP)
+                "event_loop": type(asyncio.get_running_loop()).__module__.partition(".")[0],
             },
         )
         try:
@@ -593,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     logs.configure(settings.log_level, json_lines=settings.log_json)
     settings.check()
-    asyncio.run(run_worker(settings, concurrency=args.concurrency))
+    eventloop.run(run_worker(settings, concurrency=args.concurrency), settings.event_loop)
     return 0
 
 
