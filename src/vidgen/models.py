@@ -255,13 +255,11 @@ class Video(Model):
     class Meta:
         table = "videos"
         unique_together = (("owner_id", "idempotency_key"),)
+        # Also partial indexes (SQL in migrations 0002 and 0004): the claim's queue order,
+        # running jobs by lease, scheduled jobs by due time, project, story, prediction id.
         indexes = (
             Index(fields=("owner_id", "created_at")),
-            Index(fields=("status", "priority", "scheduled_at")),
-            Index(fields=("provider", "prediction_id")),
             Index(fields=("created_at",)),
-            Index(fields=("project_id",)),
-            Index(fields=("story_id",)),
         )
 
     @property

@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 from tortoise.context import TortoiseContext
 from tortoise.migrations.autodetector import MigrationAutodetector
+from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from vidgen import db as vdb
 from vidgen.jobs import queue
+from vidgen.jobs.lifecycle import now
 from vidgen.models import User, Video, VideoStatus
 
 
@@ -81,3 +83,59 @@ async def test_lease_heartbeats_on_a_packed_videos_table_are_hot_updates(db) -> 
     assert updated == len(running)
     assert hot >= 0.9 * updated, (updated, hot)
     assert after["options"] == ["fillfactor=90"]
+
+
+def _engine_lookups() -> dict[str, QuerySet]:
+    """The engine's and the webhooks' lookups, as their modules write them, by the partial
+    index (migration 0004) that must serve each."""
+    stamp = now()
+    return {
+        # queue.sweep
+        "idx_videos_running": Video.filter(
+            status=VideoStatus.PROCESSING, lease_expires_at__lt=stamp
+        )
+        .order_by("lease_expires_at")
+        .limit(100)
+        .values("id", "attempt"),
+        # queue.next_due_at
+        "idx_videos_scheduled": Video.filter(
+            status=VideoStatus.QUEUED, deleted_at=None, scheduled_at__gt=stamp
+        )
+        .order_by("scheduled_at")
+        .limit(1)
+        .values_list("scheduled_at", flat=True),
+        # jobs.service (a webhook's prediction)
+        "idx_videos_prediction": Video.filter(
+            provider="replicate", prediction_id="abc"
+        ).values_list("id", flat=True),
+        "idx_videos_project": Video.filter(project_id=7).values_list("id", flat=True),
+        "idx_videos_story": Video.filter(story_id__in=[7, 8]).values_list("id", flat=True),
+    }
+
+
+async def test_partial_video_indexes_serve_their_lookups(database_url: str, db) -> None:
+    conn = Video._meta.db
+    dialect = conn.capabilities.dialect
+    if dialect == "postgres":
+        rows = await conn.execute_query_dict(
+            "SELECT indexname AS name FROM pg_indexes WHERE tablename = 'videos'"
+        )
+    else:
+        rows = await conn.execute_query_dict(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'videos'"
+        )
+    names = {row["name"] for row in rows}
+    assert set(_engine_lookups()) | {"idx_videos_claim"} <= names
+    # The full indexes they replaced are gone (each added an entry per job row change).
+    assert not [n for n in names if n.startswith(("idx_videos_status_", "idx_videos_provide_"))]
+    async with in_transaction() as tx:
+        if dialect == "postgres":
+            # An empty table: without this the planner reads it whole, whatever the indexes.
+            await tx.execute_query("SET LOCAL enable_seqscan = off")
+            explain = "EXPLAIN "
+        else:
+            explain = "EXPLAIN QUERY PLAN "
+        for index, query in _engine_lookups().items():
+            plan = await tx.execute_query_dict(explain + query.sql(params_inline=True))
+            text = " ".join(str(value) for row in plan for value in row.values())
+            assert index in text, (index, text)
