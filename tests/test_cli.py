@@ -123,3 +123,22 @@ async def test_worker_runs_on_the_chosen_event_loop(
         env["VIDGEN_EVENT_LOOP"] = choice
     record = await asyncio.to_thread(_worker_start_line, env)
     assert record["event_loop"] == loop
+
+
+async def test_serve_asked_for_a_missing_uvloop_is_a_clear_error(tmp_path: Path) -> None:
+    # As if uvloop were not installed: the import fails.
+    code = "import sys; sys.modules['uvloop'] = None; from vidgen.cli import main; main()"
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", code, "serve", "--port", "0"],
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("VIDGEN_")},
+            "VIDGEN_DATA_DIR": str(tmp_path),
+            "VIDGEN_EVENT_LOOP": "uvloop",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "VIDGEN_EVENT_LOOP=uvloop, but uvloop is not installed" in done.stderr

@@ -28,10 +28,12 @@ def _settings(args: argparse.Namespace) -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from vidgen import eventloop
     from vidgen.web.app import create_app
 
     settings = _settings(args)
     settings.check()
+    eventloop.loop_factory(settings.event_loop)  # VIDGEN_EVENT_LOOP=uvloop without uvloop
     app = create_app(settings)
     print(f"vidgen: GraphiQL at http://{settings.host}:{settings.port}/graphql", flush=True)
     uvicorn.run(

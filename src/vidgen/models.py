@@ -256,7 +256,7 @@ class Video(Model):
         table = "videos"
         unique_together = (("owner_id", "idempotency_key"),)
         # Also partial indexes (SQL in migrations 0002 and 0004): the claim's queue order,
-        # running jobs by lease, scheduled jobs by due time, project, story, prediction id.
+        # running jobs (by provider), scheduled jobs by due time, project, story, prediction id.
         indexes = (
             Index(fields=("owner_id", "created_at")),
             Index(fields=("created_at",)),
