@@ -39,7 +39,7 @@ class Bench:
 
 BENCHES = (
     Bench("render", "render_bench", [], ["--frames", "48", "--repeat", "1"], 180),
-    Bench("engine", "engine_bench", [], ["--jobs", "300"], 240),
+    Bench("engine", "engine_bench", [], ["--jobs", "300", "--rounds", "1"], 240),
     Bench(
         "subscriptions",
         "subscriptions_bench",
@@ -137,44 +137,57 @@ def parse_render(stdout: str, data: dict[str, Any] | None) -> tuple[list[Row], l
 
 
 def parse_engine(stdout: str, data: dict[str, Any] | None) -> tuple[list[Row], list[str]]:
-    if data and data.get("name") == "engine" and "vidgen" in data and "baseline" in data:
-        ours, bare = float(data["vidgen"]), float(data["baseline"])
-        target = float(data.get("target", 0.40))
-    else:
-        bare_m = re.search(r"bare asyncpg[^:\n]*:\s*([\d.]+)\s*jobs/s", stdout)
-        ours_m = re.search(r"vidgen engine[^:\n]*:\s*([\d.]+)\s*jobs/s", stdout)
-        ratio_m = re.search(r"ratio[^:\n]*:\s*([\d.]+)\s*\(target >= ([\d.]+)\)", stdout)
-        if not (bare_m and ours_m):
-            return [], []
-        ours, bare = float(ours_m.group(1)), float(bare_m.group(1))
-        target = float(ratio_m.group(2)) if ratio_m else 0.40
-    r = ours / bare
+    if not (data and data.get("name") == "engine" and "vidgen" in data and "baseline" in data):
+        return [], []
+    ours, bare = float(data["vidgen"]), float(data["baseline"])
+    ratio = float(data.get("ratio", ours / bare))  # its median round's
+    target = float(data.get("target", 0.40))
+    rounds = data.get("ratio_rounds") or []
+    note = f" (rounds: {', '.join(f'{r:.2f}' for r in rounds)})" if len(rounds) > 1 else ""
     rows = [
         Row(
-            "job engine (jobs/s; baseline asyncpg SKIP LOCKED loop)",
+            "job engine, instant provider, output already stored"
+            " (jobs/s; baseline asyncpg SKIP LOCKED loop)",
             fmt(ours),
             fmt(bare),
-            f"{r:.2f}",
+            f"{ratio:.2f}",
             f"≥ {target:.2f}",
-            "pass" if r >= target else "FAIL",
+            ("pass" if ratio >= target else "FAIL") + note,
         )
     ]
-    # Context rows (no target): the same loop doing the same media work, and the media alone.
-    for key, label in (
-        ("bare_media", "job engine (jobs/s; baseline the same loop + the same media work)"),
-        ("media_only", "job engine (jobs/s; baseline the media stage alone, no database)"),
-    ):
-        base = (data or {}).get(key)
-        if isinstance(base, (int, float)) and base:
-            rows.append(Row(label, fmt(ours), fmt(base), f"{ours / base:.2f}"))
-    data = data or {}
-    media, no_media = data.get("media_only"), data.get("engine_no_media")
-    if isinstance(media, (int, float)) and media:
-        label = "media stage alone (jobs/s; baseline the bare loop): the ceiling of the ratio"
-        rows.append(Row(label, fmt(media), fmt(bare), f"{media / bare:.2f}"))
-    if isinstance(no_media, (int, float)) and no_media:
-        label = "job engine with the media stage replaced (jobs/s; baseline the bare loop)"
-        rows.append(Row(label, fmt(no_media), fmt(bare), f"{no_media / bare:.2f}"))
+    # Context rows (no target), each from its own median round: the engine with its media
+    # stage against the same loop doing the same media work and against the bare loop, the
+    # media stage's own ceiling right after that, and the engine against the media alone.
+    labels = {
+        "bare_media": "job engine with its media stage (jobs/s; baseline the same loop doing"
+        " the same media work)",
+        "full": "job engine with its media stage (jobs/s; baseline the bare loop, no media)",
+        "ceiling": "media stage alone (jobs/s; baseline the bare loop): the ceiling of the"
+        " row above",
+        "media_only": "job engine with its media stage (jobs/s; baseline the media stage"
+        " alone, no database)",
+    }
+    context = data.get("context") or {}
+    for name, label in labels.items():
+        row = context.get(name)
+        if isinstance(row, dict) and {"rate", "baseline", "ratio"} <= row.keys():
+            rows.append(Row(label, fmt(row["rate"]), fmt(row["baseline"]), f"{row['ratio']:.2f}"))
+    # The headline's pair at other concurrencies, and each side at its best one.
+    level = data.get("concurrency", 8)
+    for sweep_level, row in (data.get("sweep") or {}).items():
+        if isinstance(row, dict) and {"rate", "baseline", "ratio"} <= row.keys():
+            label = (
+                "job engine, output already stored, both at concurrency"
+                f" {sweep_level} (headline: {level}; jobs/s; baseline the bare loop)"
+            )
+            rows.append(Row(label, fmt(row["rate"]), fmt(row["baseline"]), f"{row['ratio']:.2f}"))
+    peak = data.get("peak") or {}
+    if {"rate", "baseline", "ratio"} <= peak.keys():
+        label = (
+            "job engine, output already stored, each side at its best concurrency"
+            " (jobs/s; baseline the bare loop)"
+        )
+        rows.append(Row(label, fmt(peak["rate"]), fmt(peak["baseline"]), f"{peak['ratio']:.2f}"))
     return rows, []
 
 
