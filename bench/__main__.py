@@ -152,7 +152,7 @@ def parse_engine(stdout: str, data: dict[str, Any] | None) -> tuple[list[Row], l
             fmt(bare),
             f"{ratio:.2f}",
             f"≥ {target:.2f}",
-            ("pass" if ratio >= target else "FAIL") + note,
+            ("pass" if data.get("passed", ratio >= target) else "FAIL") + note,
         )
     ]
     # Context rows (no target), each from its own median round: the engine with its media
