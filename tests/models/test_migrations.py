@@ -86,8 +86,9 @@ async def test_lease_heartbeats_on_a_packed_videos_table_are_hot_updates(db) -> 
 
 
 def _engine_lookups() -> dict[str, QuerySet]:
-    """The engine's and the webhooks' lookups, as their modules write them, by the partial
-    index (migration 0004) that must serve each."""
+    """The engine's and the webhooks' lookups (the same filters and order as in
+    jobs/queue.py and jobs/service.py), by the partial index (migration 0004) that must
+    serve each."""
     stamp = now()
     return {
         # queue.sweep

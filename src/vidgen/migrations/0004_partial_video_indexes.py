@@ -4,8 +4,8 @@ from tortoise.migrations import operations as ops
 # A job changes its video row three times on the hot path (claim, prediction id, end), and a
 # change of status (or of the prediction id) cannot be a HOT update: each one added an
 # entry to eight of the table's nine indexes (all but idx_videos_claim, queued rows only);
-# after this migration, to five or six of ten. Indexes that only ever serve lookups of a few rows now hold
-# only those rows (partial indexes), so a job's row versions skip them:
+# after this migration, to five or six of ten. Indexes that only ever serve lookups of a
+# few rows now hold only those rows (partial indexes), so a job's row versions skip them:
 #
 # - (status, priority, scheduled_at) served the sweeper, the provider limits and
 #   next_due_at. Replaced by two partial indexes: running jobs (by provider: the sweeper,
