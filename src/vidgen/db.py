@@ -259,6 +259,8 @@ async def init(
         _enable_global_fallback=global_fallback,
     )
     _contexts.append(ctx)
+    global _dialect
+    _dialect = ctx.connections.get("default").capabilities.dialect
     return ctx
 
 
@@ -271,6 +273,8 @@ async def _discard(ctx: TortoiseContext) -> None:
 
 async def close() -> None:
     """Close every context this process opened (connections, pools, global fallback)."""
+    global _dialect
+    _dialect = None
     while _contexts:
         ctx = _contexts.pop()
         await _discard(ctx)
@@ -280,8 +284,15 @@ async def close() -> None:
             pass
 
 
+# The backend of the database :func:`init` opened, read once: the workers' hot path asks
+# for every statement, and a lookup of the context's connection costs a few microseconds.
+_dialect: str | None = None
+
+
 def dialect() -> str:
     """``sqlite`` or ``postgres`` for the default connection."""
+    if _dialect is not None:
+        return _dialect
     from tortoise.connection import get_connection
 
     return get_connection("default").capabilities.dialect

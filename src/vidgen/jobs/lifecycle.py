@@ -36,7 +36,7 @@ from typing import Any
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from vidgen import errors
+from vidgen import db, errors
 from vidgen.events.bus import (
     EventBus,
     Subscription,
@@ -394,8 +394,6 @@ async def transition(
 
 
 def _supports_row_locks() -> bool:
-    from vidgen import db
-
     return db.dialect() == "postgres"
 
 
@@ -848,8 +846,7 @@ async def finish(
         values.setdefault("completed_at", stamp)
         values.setdefault("progress", 1.0)
     values.setdefault("lease_expires_at", None)
-    conn = Video._meta.db
-    if conn.capabilities.dialect == "postgres":
+    if db.dialect() == "postgres":
         p = _Params(postgres=True)
         sets = _video_sets(values, p)
         status, note = "{to}", "{message}"
@@ -949,9 +946,8 @@ async def store_prediction(
     Raises:
         StaleAttempt: the video is no longer processing under this attempt (nothing written).
     """
-    conn = Video._meta.db
     stamp = now()
-    if conn.capabilities.dialect == "postgres":
+    if db.dialect() == "postgres":
         rows = await (runner or _run_alone)(
             "WITH v AS (UPDATE videos SET prediction_id = $1, version = version + 1,"
             " updated_at = $2 WHERE id = $3 AND attempt = $4 AND status = 'processing'"

@@ -822,7 +822,7 @@ async def _db(ctx: JobContext, what: str, operation: Callable[[], Awaitable[T]])
     Waits first for the job's write still in flight (:attr:`JobContext.pending_write`), so
     the job's statements run in the order it made them.
     """
-    if ctx.pending_write is not asyncio.current_task():
+    if ctx.pending_write is not None and ctx.pending_write is not asyncio.current_task():
         await _settle_pending(ctx)
     return await transient.retrying(operation, what=what, extra=ctx.log_extra)
 

@@ -27,6 +27,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from vidgen import db
 from vidgen.jobs import transient
 from vidgen.models import Video
 
@@ -58,9 +59,8 @@ class GroupWriter:
         Returns:
             The row as ``[dict]``, or ``[]`` when the statement matched nothing.
         """
-        conn = Video._meta.db
-        if conn.capabilities.dialect != "postgres":
-            return await conn.execute_query_dict(sql, params)
+        if db.dialect() != "postgres":
+            return await Video._meta.db.execute_query_dict(sql, params)
         future: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
         self._pending.append(_Request(sql, params, key, future))
         if self._flusher is None or self._flusher.done():
