@@ -14,7 +14,7 @@ from tortoise.transactions import in_transaction
 
 from vidgen.events.memory import MemoryBus
 from vidgen.jobs import lifecycle
-from vidgen.models import User, Video
+from vidgen.models import User, Video, VideoAttempt
 from vidgen.providers.testing import TestProvider
 from vidgen.runtime import Runtime
 from vidgen.settings import Settings
@@ -49,6 +49,19 @@ async def make_video(owner: User, prompt: str = "succeed", **values: Any) -> Vid
         video = await Video.create(owner=owner, **fields)
         await lifecycle.record_created(video, actor="test")
     return video
+
+
+async def give_prediction(video: Video, prediction_id: str) -> None:
+    """Leave ``video`` holding ``prediction_id`` as a worker does: on the video and on its
+    attempt row (the webhook lookup goes through the attempt rows)."""
+    await Video.filter(id=video.id).update(prediction_id=prediction_id, attempt=1)
+    await VideoAttempt.create(
+        video_id=video.id,
+        attempt=1,
+        worker="test",
+        provider=video.provider,
+        prediction_id=prediction_id,
+    )
 
 
 def utcnow() -> dt.datetime:
@@ -89,7 +102,7 @@ async def awaiting_webhook(
     signed delivery (id ``msg_1``, succeeded) for it, as the test provider would send it."""
     user = await User.create(email="owner@example.com", password_hash="x")
     video = await make_video(user)
-    await Video.filter(id=video.id).update(prediction_id=prediction_id)
+    await give_prediction(video, prediction_id)
     provider = runtime.providers["test"]
     assert isinstance(provider, TestProvider)
     body = json.dumps(

@@ -10,7 +10,7 @@ import httpx
 import pytest_asyncio
 from starlette.applications import Starlette
 
-from tests.jobs.conftest import make_video, prediction_stored, wait_until
+from tests.jobs.conftest import give_prediction, make_video, prediction_stored, wait_until
 from vidgen.events.bus import job_channel
 from vidgen.jobs import pipeline, service
 from vidgen.jobs.worker import Worker
@@ -101,7 +101,7 @@ async def test_deliveries_never_poll_faster_than_the_floor(
 
 async def test_a_replayed_delivery_id_is_ignored(runtime, user, provider, client) -> None:
     video = await make_video(user)
-    await Video.filter(id=video.id).update(prediction_id="test1-replayed")
+    await give_prediction(video, "test1-replayed")
     body = delivery("test1-replayed", "msg_1", state="running")
     other = delivery("test1-replayed", "msg_2", state="running")
     async with runtime.bus.subscribe(job_channel(video.id)) as sub:
@@ -130,7 +130,7 @@ async def test_unreadable_signature_headers_are_401_not_500(
     runtime, user, provider, client
 ) -> None:
     video = await make_video(user)
-    await Video.filter(id=video.id).update(prediction_id="test1-abc")
+    await give_prediction(video, "test1-abc")
     body = delivery("test1-abc")
     headers = provider.sign_webhook(body)
     hostile = [
@@ -144,7 +144,7 @@ async def test_unreadable_signature_headers_are_401_not_500(
 
 async def test_bad_signature_is_401_and_changes_nothing(runtime, user, provider, client) -> None:
     video = await make_video(user)
-    await Video.filter(id=video.id).update(prediction_id="test1-abc")
+    await give_prediction(video, "test1-abc")
     before = await Video.get(id=video.id)
     body = json.dumps({"prediction_id": "test1-abc", "state": "failed"}).encode()
     headers = provider.sign_webhook(body)

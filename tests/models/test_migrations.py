@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import pytest
 from tortoise.context import TortoiseContext
+from tortoise.exceptions import IntegrityError
 from tortoise.migrations.autodetector import MigrationAutodetector
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from vidgen import db as vdb
-from vidgen.jobs import queue
+from vidgen.jobs import lifecycle, queue
 from vidgen.jobs.lifecycle import now
-from vidgen.models import User, Video, VideoStatus
+from vidgen.jobs.service import prediction_lookup
+from vidgen.models import User, Video, VideoAttempt, VideoStatus
 
 
 async def test_migrated_schema_matches_models(database_url: str) -> None:
@@ -40,11 +42,8 @@ async def test_migrate_an_empty_database_from_scratch(tmp_path) -> None:
     assert (tmp_path / "fresh.sqlite3").stat().st_size > 0
 
 
-@pytest.mark.postgres_only
-async def test_lease_heartbeats_on_a_packed_videos_table_are_hot_updates(db) -> None:
-    # Heartbeats change no indexed column; with room left on each page (migration 0003) they
-    # are HOT updates: no new entry in each of the table's indexes. With PostgreSQL's default
-    # fillfactor, pages packed by inserts made only about 13% of these updates HOT.
+async def _packed_table_with_running_jobs() -> dict[int, int]:
+    """2,000 videos with long prompts, every tenth running (attempt 1): video id → attempt."""
     owner = await User.create(email="hot@example.com", password_hash="x")
     prompt = "a lighthouse on a cliff at dusk, waves below, slow dolly in " * 2
     # Every tenth job is running from the start: an UPDATE making them so would fill the
@@ -67,17 +66,28 @@ async def test_lease_heartbeats_on_a_packed_videos_table_are_hot_updates(db) -> 
         await Video.filter(status=VideoStatus.PROCESSING).values_list("id", flat=True), 1
     )
     assert len(running) == 200
-    # This backend's counts not yet reported (no report happens inside a transaction), read
-    # around the heartbeat in one transaction.
-    counts = (
-        "SELECT pg_stat_get_xact_tuples_updated('videos'::regclass) AS updated,"
-        " pg_stat_get_xact_tuples_hot_updated('videos'::regclass) AS hot,"
-        " (SELECT reloptions FROM pg_class WHERE relname = 'videos') AS options"
-    )
+    return running
+
+
+# This backend's counts not yet reported (no report happens inside a transaction): read them
+# around the updates in one transaction.
+_UPDATE_COUNTS = (
+    "SELECT pg_stat_get_xact_tuples_updated('videos'::regclass) AS updated,"
+    " pg_stat_get_xact_tuples_hot_updated('videos'::regclass) AS hot,"
+    " (SELECT reloptions FROM pg_class WHERE relname = 'videos') AS options"
+)
+
+
+@pytest.mark.postgres_only
+async def test_lease_heartbeats_on_a_packed_videos_table_are_hot_updates(db) -> None:
+    # Heartbeats change no indexed column; with room left on each page (migration 0003) they
+    # are HOT updates: no new entry in each of the table's indexes. With PostgreSQL's default
+    # fillfactor, pages packed by inserts made only about 13% of these updates HOT.
+    running = await _packed_table_with_running_jobs()
     async with in_transaction() as conn:
-        before = (await conn.execute_query_dict(counts))[0]
+        before = (await conn.execute_query_dict(_UPDATE_COUNTS))[0]
         report = await queue.extend_leases(running, lease_seconds=60)
-        after = (await conn.execute_query_dict(counts))[0]
+        after = (await conn.execute_query_dict(_UPDATE_COUNTS))[0]
     assert report.lost == set()
     updated, hot = after["updated"] - before["updated"], after["hot"] - before["hot"]
     assert updated == len(running)
@@ -85,10 +95,52 @@ async def test_lease_heartbeats_on_a_packed_videos_table_are_hot_updates(db) -> 
     assert after["options"] == ["fillfactor=90"]
 
 
+@pytest.mark.postgres_only
+async def test_storing_prediction_ids_is_a_hot_update(db) -> None:
+    # Migration 0005: no index of videos holds the prediction id (the webhook lookup goes
+    # through the attempt rows), so the write that stores it, once per job, changes no
+    # indexed column of the video. Before, each one added an entry to six indexes.
+    running = await _packed_table_with_running_jobs()
+    async with in_transaction() as conn:
+        before = (await conn.execute_query_dict(_UPDATE_COUNTS))[0]
+        for video_id, attempt in running.items():
+            await lifecycle.store_prediction(
+                video_id, attempt, f"pred-{video_id}", runner=_on(conn)
+            )
+        after = (await conn.execute_query_dict(_UPDATE_COUNTS))[0]
+    updated, hot = after["updated"] - before["updated"], after["hot"] - before["hot"]
+    assert updated == len(running)
+    assert hot >= 0.9 * updated, (updated, hot)
+    # And the webhook still finds each of them.
+    for video_id in list(running)[:5]:
+        sql, params = prediction_lookup("test", f"pred-{video_id}")
+        assert await Video._meta.db.execute_query_dict(sql, params) == []  # no attempt rows
+    await VideoAttempt.bulk_create(
+        [
+            VideoAttempt(video_id=video_id, attempt=1, worker="w", provider="test")
+            for video_id in running
+        ]
+    )
+    for video_id, attempt in running.items():
+        await lifecycle.store_prediction(video_id, attempt, f"pred-{video_id}")
+    for video_id in list(running)[:5]:
+        sql, params = prediction_lookup("test", f"pred-{video_id}")
+        rows = await Video._meta.db.execute_query_dict(sql, params)
+        assert [row["id"] for row in rows] == [video_id]
+        sql, params = prediction_lookup("other", f"pred-{video_id}")
+        assert await Video._meta.db.execute_query_dict(sql, params) == []
+
+
+def _on(conn):
+    async def run(sql, params, *, key):
+        return await conn.execute_query_dict(sql, params)
+
+    return run
+
+
 def _engine_lookups() -> dict[str, QuerySet]:
-    """The engine's and the webhooks' lookups (the same filters and order as in
-    jobs/queue.py and jobs/service.py), by the partial index (migration 0004) that must
-    serve each."""
+    """The engine's lookups (the same filters and order as in jobs/queue.py), by the partial
+    index (migration 0004) that must serve each."""
     stamp = now()
     return {
         # queue.sweep
@@ -105,10 +157,6 @@ def _engine_lookups() -> dict[str, QuerySet]:
         .order_by("scheduled_at")
         .limit(1)
         .values_list("scheduled_at", flat=True),
-        # jobs.service (a webhook's prediction)
-        "idx_videos_prediction": Video.filter(
-            provider="replicate", prediction_id="abc"
-        ).values_list("id", flat=True),
         "idx_videos_project": Video.filter(project_id=7).values_list("id", flat=True),
         "idx_videos_story": Video.filter(story_id__in=[7, 8]).values_list("id", flat=True),
     }
@@ -129,6 +177,8 @@ async def test_partial_video_indexes_serve_their_lookups(database_url: str, db) 
     assert set(_engine_lookups()) | {"idx_videos_claim"} <= names
     # The full indexes they replaced are gone (each added an entry per job row change).
     assert not [n for n in names if n.startswith(("idx_videos_status_", "idx_videos_provide_"))]
+    # Nor does any index of videos hold the prediction id (migration 0005).
+    assert "idx_videos_prediction" not in names
     async with in_transaction() as tx:
         if dialect == "postgres":
             # An empty table: without this the planner reads it whole, whatever the indexes.
@@ -140,3 +190,40 @@ async def test_partial_video_indexes_serve_their_lookups(database_url: str, db) 
             plan = await tx.execute_query_dict(explain + query.sql(params_inline=True))
             text = " ".join(str(value) for row in plan for value in row.values())
             assert index in text, (index, text)
+        # jobs.service: a webhook's prediction, through the attempt rows (migration 0005).
+        sql, params = prediction_lookup("replicate", "abc")
+        plan = await tx.execute_query_dict(explain + sql, params)
+        text = " ".join(str(value) for row in plan for value in row.values())
+        assert "idx_attempts_prediction" in text, text
+
+
+@pytest.mark.postgres_only
+async def test_idempotency_keys_stay_unique_through_a_partial_index(db) -> None:
+    # Migration 0005: the unique (owner_id, idempotency_key) rule is a partial index over the
+    # videos that have a key (videos without one no longer add an entry per row version).
+    conn = Video._meta.db
+    rows = await conn.execute_query_dict(
+        "SELECT indexdef FROM pg_indexes WHERE tablename = 'videos' AND indexdef LIKE"
+        " '%UNIQUE%idempotency_key%'"
+    )
+    assert len(rows) == 1 and "WHERE (idempotency_key IS NOT NULL)" in rows[0]["indexdef"]
+    kinds = await conn.execute_query_dict(
+        "SELECT contype FROM pg_constraint WHERE conrelid = 'videos'::regclass"
+    )
+    assert "u" not in {str(row["contype"]) for row in kinds}, kinds
+    owner = await User.create(email="keys@example.com", password_hash="x")
+    other = await User.create(email="keys2@example.com", password_hash="x")
+    made = {"owner": owner, "prompt": "a fox", "provider": "test", "resolution": "64x64"}
+    await Video.create(**made, idempotency_key="k1")
+    await Video.create(**made)
+    await Video.create(**made)  # no key: never a conflict
+    await Video.create(**{**made, "owner": other}, idempotency_key="k1")  # another owner's
+    with pytest.raises(IntegrityError):
+        await Video.create(**made, idempotency_key="k1")
+    assert await Video.filter(owner=owner).count() == 3
+    # The lookup by key (services.videos) reads that index.
+    async with in_transaction() as tx:
+        await tx.execute_query("SET LOCAL enable_seqscan = off")
+        query = Video.filter(owner_id=owner.id, idempotency_key="k1").values_list("id")
+        plan = await tx.execute_query_dict("EXPLAIN " + query.sql(params_inline=True))
+    assert "uid_videos_idempotency" in " ".join(str(v) for r in plan for v in r.values())

@@ -11,7 +11,7 @@ import logging
 from collections import OrderedDict
 from typing import Any
 
-from vidgen import errors
+from vidgen import db, errors
 from vidgen.events.bus import (
     WAKEUP_CHANNEL,
     EventBus,
@@ -193,6 +193,28 @@ class LookupUnavailable(Exception):
     """A webhook's prediction could not be looked up: the database is unreachable."""
 
 
+# The newest video of a provider that holds a prediction id, found through the attempt rows
+# (their partial index, migration 0005), which carry every prediction id a job ever had:
+# indexing it on the video instead would make the write that stores it (one per job) touch
+# every index of the video row. The video must still hold that prediction.
+_PREDICTION_LOOKUP = (
+    "SELECT v.id FROM videos AS v WHERE v.id IN (SELECT a.video_id FROM video_attempts AS a"
+    " WHERE a.prediction_id = {pid}) AND v.provider = {provider} AND v.prediction_id = {pid}"
+    " ORDER BY v.id DESC LIMIT 1"
+)
+
+
+def prediction_lookup(provider: str, prediction_id: str) -> tuple[str, list[Any]]:
+    """The webhook's lookup of a prediction's video: the SQL and its parameters."""
+    if db.dialect() == "postgres":
+        return _PREDICTION_LOOKUP.format(pid="$1", provider="$2"), [prediction_id, provider]
+    return _PREDICTION_LOOKUP.format(pid="?", provider="?"), [
+        prediction_id,
+        provider,
+        prediction_id,
+    ]
+
+
 async def notify_webhook(
     *,
     provider: str,
@@ -227,12 +249,8 @@ async def notify_webhook(
             unreachable); the delivery is not remembered.
     """
     try:
-        found = (
-            await Video.filter(provider=provider, prediction_id=event.prediction_id)
-            .order_by("-id")
-            .limit(1)
-            .values_list("id", flat=True)
-        )
+        sql, params = prediction_lookup(provider, event.prediction_id)
+        found = [row["id"] for row in await Video._meta.db.execute_query_dict(sql, params)]
     except Exception as exc:
         if transient.is_transient(exc):
             raise LookupUnavailable(f"{type(exc).__name__}: {exc}") from exc
