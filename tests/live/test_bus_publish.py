@@ -23,6 +23,7 @@ from vidgen.events.bus import (
 )
 from vidgen.events.memory import MemoryBus
 from vidgen.events.redis import RedisBus
+from vidgen.jobs import lifecycle
 
 EVENT = VideoEvent(
     video_id=4, owner_id=9, version=1, status="queued", progress=0.0, event_id=17, project_id=2
@@ -188,3 +189,23 @@ async def test_batches_fall_back_to_a_pipeline_where_scripts_are_refused(
         assert bus.stats.publish_errors == 0 and bus.stats.published == 12
     finally:
         await bus.close()
+
+
+async def test_a_claims_events_are_one_script_call(redis_server: RedisServer) -> None:
+    # A claim (or a sweep) publishes the events of all its jobs at once: one round trip,
+    # not one per job (a claim of 8 jobs used to wait on 8 in a row), in the same order.
+    events = [VideoEvent(**{**EVENT.to_dict(), "video_id": 4, "version": n}) for n in range(8)]
+    memory = MemoryBus()
+    expected = await received(memory, lambda: lifecycle.publish(memory, events), 8 * 3)
+    bus = fast_bus(redis_server.url)
+    await bus.start()
+    try:
+        await enqueue_like(bus, -1)  # load the script
+        await reset_stats(redis_server.url)
+        got = await received(bus, lambda: lifecycle.publish(bus, events), 8 * 3)
+        calls = await command_calls(redis_server.url)
+    finally:
+        await bus.close()
+    assert got == expected
+    assert [m["version"] for c, m in got[: 8 * 3 : 3]] == list(range(8))
+    assert calls.get("evalsha") == 1, calls

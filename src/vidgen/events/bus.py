@@ -213,18 +213,23 @@ class LocalFanout:
         return list(self._subs)
 
 
+def video_event_items(event: VideoEvent) -> list[tuple[str, dict[str, Any]]]:
+    """One video change as ``(channel, message)`` pairs: its video, owner and global
+    channels, one dict for the three (the Redis bus encodes it once)."""
+    payload = event.to_dict()
+    return [
+        (video_channel(event.video_id), payload),
+        (owner_channel(event.owner_id), payload),
+        (ALL_VIDEOS_CHANNEL, payload),
+    ]
+
+
 async def publish_video_event(bus: EventBus, event: VideoEvent) -> None:
     """Send one video change to its video, owner and global channels.
 
     Buses that can batch (``publish_many``) send the three in one round trip.
     """
-    payload = event.to_dict()  # one dict for the three: the Redis bus encodes it once
-    items = [
-        (video_channel(event.video_id), payload),
-        (owner_channel(event.owner_id), payload),
-        (ALL_VIDEOS_CHANNEL, payload),
-    ]
-    await publish_all(bus, items)
+    await publish_all(bus, video_event_items(event))
 
 
 async def publish_all(bus: EventBus, items: list[tuple[str, Any]]) -> None:

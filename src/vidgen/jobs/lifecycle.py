@@ -42,7 +42,7 @@ from vidgen.events.bus import (
     Subscription,
     VideoEvent,
     publish_all,
-    publish_video_event,
+    video_event_items,
 )
 from vidgen.models import (
     TERMINAL_STATUSES,
@@ -104,11 +104,13 @@ def event_for(video: Video, event_id: int | None) -> VideoEvent:
 
 
 async def publish(bus: EventBus | None, events: Iterable[VideoEvent]) -> None:
-    """Publish committed changes (call only after the transaction is over)."""
+    """Publish committed changes (call only after the transaction is over), all of them in
+    one round trip on a bus that batches (a claim's or a sweep's many jobs)."""
     if bus is None:
         return
-    for event in events:
-        await publish_video_event(bus, event)
+    items = [item for event in events for item in video_event_items(event)]
+    if items:
+        await publish_all(bus, items)
 
 
 class Outbox:
