@@ -13,6 +13,7 @@ from tests.live.conftest import fast_bus
 from tests.live.redis_server import RedisServer, free_port
 from tests.tcp_proxy import FreezableProxy
 from vidgen.events.bus import (
+    CLOSED,
     RESYNC,
     SubscriberOverflow,
     VideoEvent,
@@ -20,6 +21,7 @@ from vidgen.events.bus import (
     publish_video_event,
     video_channel,
 )
+from vidgen.events.memory import MemoryBus
 from vidgen.events.redis import RedisBus, backoff_delay
 
 
@@ -211,3 +213,40 @@ async def test_close_is_prompt_and_idempotent(redis_bus: RedisBus):
     await redis_bus.close()
     assert loop.time() - started < 1.0
     assert not await redis_bus.ping()
+
+
+async def test_a_callback_subscription_hears_messages_and_resync(redis_server: RedisServer):
+    # The job pipeline's way to listen (no queue, no task per job): each message is handed
+    # over as it is dispatched, in order; RESYNC after a reconnect; nothing once it is left.
+    heard: list[object] = []
+    bus = fast_bus(redis_server.url)
+    await bus.start()
+    try:
+        async with bus.subscribe("vidgen:cb", on_message=heard.append) as sub:
+            for n in range(3):
+                await bus.publish("vidgen:cb", {"n": n})
+            await until(lambda: len(heard) == 3)
+            assert heard == [{"n": 0}, {"n": 1}, {"n": 2}]
+            assert sub.queue.empty()
+            redis_server.stop()
+            await until(lambda: not bus.connected)
+            redis_server.start()
+            await until(lambda: RESYNC in heard, within=10)
+            await bus.publish("vidgen:cb", {"n": 3})
+            await until(lambda: heard[-1] == {"n": 3})
+        await bus.publish("vidgen:cb", {"n": 4})
+        await asyncio.sleep(0.2)
+        assert {"n": 4} not in heard
+    finally:
+        await bus.close()
+
+
+async def test_a_callback_subscription_on_the_memory_bus() -> None:
+    heard: list[object] = []
+    bus = MemoryBus()
+    async with bus.subscribe("vidgen:cb", on_message=heard.append) as sub:
+        await bus.publish("vidgen:cb", {"n": 1})
+        assert heard == [{"n": 1}]  # at once, within the publish
+        sub.close()
+        await bus.publish("vidgen:cb", {"n": 2})
+    assert heard == [{"n": 1}, CLOSED]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -93,17 +93,28 @@ class SubscriberOverflow(Exception):
 
 
 class Subscription:
-    """A bounded queue of messages for one local subscriber."""
+    """A bounded queue of messages for one local subscriber; or, with ``on_message``, no
+    queue: each message (a dict, RESYNC, then CLOSED at the end) is handed to that function
+    as it is dispatched, on the event loop. It must be quick and must not raise."""
 
-    def __init__(self, channels: tuple[str, ...], maxsize: int) -> None:
+    def __init__(
+        self,
+        channels: tuple[str, ...],
+        maxsize: int,
+        on_message: Callable[[Any], None] | None = None,
+    ) -> None:
         self.channels = channels
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=maxsize)
+        self.on_message = on_message
         self.overflowed = False
         self.closed = False
 
     def deliver(self, message: Any) -> None:
         """Never blocks: on a full queue the subscriber is marked overflowed and cut off."""
         if self.overflowed or self.closed:
+            return
+        if self.on_message is not None:
+            self.on_message(message)
             return
         try:
             self.queue.put_nowait(message)
@@ -120,6 +131,9 @@ class Subscription:
         if self.closed or self.overflowed:
             return
         self.closed = True
+        if self.on_message is not None:
+            self.on_message(CLOSED)
+            return
         while not self.queue.empty():
             self.queue.get_nowait()
         self.queue.put_nowait(CLOSED)
@@ -149,7 +163,10 @@ class EventBus(Protocol):
     async def publish(self, channel: str, message: dict[str, Any]) -> None: ...
 
     def subscribe(
-        self, *channels: str, maxsize: int = 256
+        self,
+        *channels: str,
+        maxsize: int = 256,
+        on_message: Callable[[Any], None] | None = None,
     ) -> AbstractAsyncContextManager[Subscription]: ...
 
     async def ping(self) -> bool:

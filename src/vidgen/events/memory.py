@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -31,8 +31,13 @@ class MemoryBus:
             await self.publish(channel, message)
 
     @asynccontextmanager
-    async def subscribe(self, *channels: str, maxsize: int = 256) -> AsyncIterator[Subscription]:
-        sub = Subscription(tuple(channels), maxsize)
+    async def subscribe(
+        self,
+        *channels: str,
+        maxsize: int = 256,
+        on_message: Callable[[Any], None] | None = None,
+    ) -> AsyncIterator[Subscription]:
+        sub = Subscription(tuple(channels), maxsize, on_message)
         self._fanout.add(sub)
         try:
             yield sub

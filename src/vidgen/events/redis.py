@@ -42,7 +42,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -283,9 +283,14 @@ class RedisBus:
 
     # --- subscribing -------------------------------------------------------------------
     @asynccontextmanager
-    async def subscribe(self, *channels: str, maxsize: int = 256) -> AsyncIterator[Subscription]:
+    async def subscribe(
+        self,
+        *channels: str,
+        maxsize: int = 256,
+        on_message: Callable[[Any], None] | None = None,
+    ) -> AsyncIterator[Subscription]:
         """A local, bounded subscription; it is live as soon as this returns."""
-        sub = Subscription(tuple(channels), maxsize)
+        sub = Subscription(tuple(channels), maxsize, on_message)
         self._fanout.add(sub)
         try:
             yield sub

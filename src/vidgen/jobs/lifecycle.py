@@ -140,7 +140,10 @@ class Outbox:
         return True
 
     def subscribe(
-        self, *channels: str, maxsize: int = 256
+        self,
+        *channels: str,
+        maxsize: int = 256,
+        on_message: Callable[[Any], None] | None = None,
     ) -> AbstractAsyncContextManager[Subscription]:
         raise TypeError("an Outbox only collects messages to publish")
 

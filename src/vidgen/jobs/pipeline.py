@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import datetime as dt
 import functools
 import logging
@@ -33,7 +32,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from vidgen.events.bus import RESYNC, SubscriberOverflow, job_channel
+from vidgen.events.bus import RESYNC, job_channel
 from vidgen.jobs import lifecycle, transient
 from vidgen.jobs.lifecycle import Claimed, JobSpec, StaleAttempt, now
 from vidgen.jobs.retry import OUTAGE_CODES, RetryPolicy, is_outage, retries_left
@@ -174,8 +173,10 @@ async def run_job(ctx: JobContext) -> AttemptOutcome | None:
         The attempt's outcome, or None when the job was taken away (stale attempt).
     """
     bus = ctx.runtime.bus
-    async with bus.subscribe(job_channel(ctx.video_id), maxsize=16) as sub:
-        listener = asyncio.create_task(_listen(sub, ctx))
+    # Cancels and webhooks are handled as they are dispatched: no listener task per job.
+    async with bus.subscribe(
+        job_channel(ctx.video_id), on_message=functools.partial(_on_message, ctx)
+    ):
         try:
             try:
                 return await _run(ctx)
@@ -206,33 +207,24 @@ async def run_job(ctx: JobContext) -> AttemptOutcome | None:
         except StaleAttempt:
             logger.warning("attempt went stale; stopping", extra=ctx.log_extra)
             return None
-        finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
 
 
-async def _listen(sub: Any, ctx: JobContext) -> None:
-    while True:
-        try:
-            message = await sub.get()
-        except SubscriberOverflow:
-            ctx.cancel_hint = True  # we may have missed a cancel: check the database
-            ctx.nudge()
-            return
-        if message is RESYNC:
-            ctx.cancel_hint = True
-        elif isinstance(message, dict) and message.get("type") == CANCEL_MESSAGE:
-            ctx.cancel_hint = True
-        elif isinstance(message, dict) and message.get("type") == WEBHOOK_MESSAGE:
-            delivery = message.get("delivery_id")
-            if delivery:
-                if str(delivery) in ctx.deliveries:
-                    continue  # a replay (through another API process): no second nudge
-                ctx.deliveries[str(delivery)] = None
-                while len(ctx.deliveries) > MAX_JOB_DELIVERIES:
-                    ctx.deliveries.popitem(last=False)
-        ctx.nudge()
+def _on_message(ctx: JobContext, message: Any) -> None:
+    """A message on the job's channel: a cancel request, a webhook, or the bus's RESYNC (a
+    reconnect: messages may have been missed, so check the database for a cancel)."""
+    if message is RESYNC:
+        ctx.cancel_hint = True
+    elif isinstance(message, dict) and message.get("type") == CANCEL_MESSAGE:
+        ctx.cancel_hint = True
+    elif isinstance(message, dict) and message.get("type") == WEBHOOK_MESSAGE:
+        delivery = message.get("delivery_id")
+        if delivery:
+            if str(delivery) in ctx.deliveries:
+                return  # a replay (through another API process): no second nudge
+            ctx.deliveries[str(delivery)] = None
+            while len(ctx.deliveries) > MAX_JOB_DELIVERIES:
+                ctx.deliveries.popitem(last=False)
+    ctx.nudge()
 
 
 async def _cancel_wanted(ctx: JobContext) -> bool:
