@@ -259,8 +259,9 @@ async def init(
         _enable_global_fallback=global_fallback,
     )
     _contexts.append(ctx)
-    global _dialect
-    _dialect = ctx.connections.get("default").capabilities.dialect
+    if global_fallback:  # the process's database (a second one would have raised above)
+        global _dialect
+        _dialect = ctx.connections.get("default").capabilities.dialect
     return ctx
 
 
@@ -284,13 +285,15 @@ async def close() -> None:
             pass
 
 
-# The backend of the database :func:`init` opened, read once: the workers' hot path asks
-# for every statement, and a lookup of the context's connection costs a few microseconds.
+# The backend of the process's database (opened by :func:`init` as the global fallback), read
+# once: the workers' hot path asks for every statement, and a lookup of the context's
+# connection costs a few microseconds. A context opened without the fallback (none is, today)
+# is asked each time.
 _dialect: str | None = None
 
 
 def dialect() -> str:
-    """``sqlite`` or ``postgres`` for the default connection."""
+    """``sqlite`` or ``postgres`` for the default connection (the process's database)."""
     if _dialect is not None:
         return _dialect
     from tortoise.connection import get_connection

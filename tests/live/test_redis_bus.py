@@ -250,3 +250,35 @@ async def test_a_callback_subscription_on_the_memory_bus() -> None:
         sub.close()
         await bus.publish("vidgen:cb", {"n": 2})
     assert heard == [{"n": 1}, CLOSED]
+
+
+def _broken(message: object) -> None:
+    raise RuntimeError("callback bug")
+
+
+async def test_a_failing_callback_harms_neither_publisher_nor_other_subscribers(
+    redis_server: RedisServer,
+) -> None:
+    # On the in-process bus the publisher (a mutation, its change committed) must not see the
+    # error; on Redis the reader must not fail over it (it would reconnect for ever, every
+    # subscriber of the process cut off).
+    memory = MemoryBus()
+    async with (
+        memory.subscribe("vidgen:cb", on_message=_broken),
+        memory.subscribe("vidgen:cb") as other,
+    ):
+        await memory.publish("vidgen:cb", {"n": 1})
+        assert other.queue.get_nowait() == {"n": 1}
+    bus = fast_bus(redis_server.url)
+    await bus.start()
+    try:
+        async with (
+            bus.subscribe("vidgen:cb", on_message=_broken),
+            bus.subscribe("vidgen:cb") as other,
+        ):
+            for n in range(3):
+                await bus.publish("vidgen:cb", {"n": n})
+            assert [await next_data(other) for _ in range(3)] == [{"n": n} for n in range(3)]
+            assert bus.connected and bus.stats.reconnects == 0
+    finally:
+        await bus.close()

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from vidgen import metrics
+
+logger = logging.getLogger(__name__)
 
 PREFIX = "vidgen:"
 WAKEUP_CHANNEL = f"{PREFIX}wakeup"
@@ -114,7 +117,7 @@ class Subscription:
         if self.overflowed or self.closed:
             return
         if self.on_message is not None:
-            self.on_message(message)
+            self._call(message)
             return
         try:
             self.queue.put_nowait(message)
@@ -132,11 +135,24 @@ class Subscription:
             return
         self.closed = True
         if self.on_message is not None:
-            self.on_message(CLOSED)
+            self._call(CLOSED)
             return
         while not self.queue.empty():
             self.queue.get_nowait()
         self.queue.put_nowait(CLOSED)
+
+    def _call(self, message: Any) -> None:
+        """Hand ``message`` to ``on_message``. A bug there must not reach the publisher (a
+        mutation whose change is committed), the other subscribers, or the Redis reader
+        (which would reconnect for ever, every subscriber of the process cut off)."""
+        assert self.on_message is not None
+        try:
+            self.on_message(message)
+        except Exception:
+            logger.exception(
+                "event bus: a subscriber's callback failed",
+                extra={"action": "bus.callback_failed", "channels": list(self.channels)},
+            )
 
     async def get(self) -> Any:
         """Next message (a dict, RESYNC, CLOSED). Raises SubscriberOverflow when dropped."""
