@@ -2,9 +2,10 @@ from tortoise import migrations
 from tortoise.migrations import operations as ops
 
 # Two more indexes that every row version of a running job paid for, and that serve few rows.
-# After 0004, a job's three row changes (claim, prediction id, end) each added an entry to
-# five or six indexes of `videos`; after this one, four or five, and the prediction id's write
-# (which changes no other indexed column) can be a HOT update on PostgreSQL.
+# After 0004, a job with no project, story or idempotency key added 16 index entries over its
+# three row changes on PostgreSQL (5 at the claim, 6 at the prediction id's write, 5 at the
+# end); after this one, 7 (4, none: that write changes no indexed column, so it is a HOT
+# update whenever the row's page has room for the new version, 3).
 #
 # - The webhook lookup by (provider, prediction_id) now goes through the attempt rows: the
 #   same fenced statement that keeps a job's prediction id on its video keeps it on the
@@ -21,14 +22,17 @@ ATTEMPT_PREDICTION_INDEX = (
     "CREATE INDEX IF NOT EXISTS idx_attempts_prediction ON video_attempts (prediction_id)"
     " WHERE prediction_id IS NOT NULL"
 )
-# Every video holding a prediction has it on an attempt row already (the claim copies it,
-# store_prediction writes both): this only repairs rows that some older code left behind.
+# Every video holding a prediction has it on its current attempt row already (the claim
+# copies it, store_prediction writes both in one statement): this only repairs rows that code
+# before that left behind (NULL, or an older id after a resubmission), so that webhooks for
+# the id the video holds keep finding it.
 BACKFILL = (
     "UPDATE video_attempts SET prediction_id = ("
     "SELECT v.prediction_id FROM videos AS v WHERE v.id = video_attempts.video_id)"
-    " WHERE prediction_id IS NULL AND EXISTS (SELECT 1 FROM videos AS v"
-    " WHERE v.id = video_attempts.video_id AND v.attempt = video_attempts.attempt"
-    " AND v.prediction_id IS NOT NULL)"
+    " WHERE EXISTS (SELECT 1 FROM videos AS v WHERE v.id = video_attempts.video_id"
+    " AND v.attempt = video_attempts.attempt AND v.prediction_id IS NOT NULL"
+    " AND (video_attempts.prediction_id IS NULL"
+    " OR video_attempts.prediction_id <> v.prediction_id))"
 )
 VIDEO_PREDICTION_INDEX = (
     "CREATE INDEX IF NOT EXISTS idx_videos_prediction ON videos (provider, prediction_id)"
