@@ -87,7 +87,7 @@ INSERT INTO videos (
     $1, $1, $2, 'local', NULL, 'queued', 0, '1024x1024', 'mp4', 5.0, $3, $4, $5, 0,
     3, 0, 0, 0, false, $6, 1, $7, $7
 )
-ON CONFLICT (owner_id, idempotency_key) DO NOTHING
+ON CONFLICT (owner_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id, status, created_at
 """
 
