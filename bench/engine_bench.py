@@ -73,9 +73,11 @@ files created, four fsyncs: the two files, the folder, the new folder's parent) 
 jobs/s depending on the load. On that disk (ext4 without a journal) much of its kernel time
 is the inode allocator stepping over inodes deleted in the last minute (seen with perf), so
 file churn by other processes moves these figures. In the engine, PostgreSQL's share is
-mostly the three changes of each job's ``videos`` row (claim, prediction id, end): none of
-them can be a HOT update, so each adds an entry to every index of the table whose predicate
-the new row version meets (migration 0004 made the indexes that serve few rows partial).
+mostly the three changes of each job's ``videos`` row (claim, prediction id, end): the claim
+and the end change the status, so neither can be a HOT update, and each adds an entry to
+every index of the table whose predicate the new row version meets (migration 0004 made the
+indexes that serve few rows partial; since migration 0005 no index holds the prediction id
+or, on PostgreSQL, a missing idempotency key, so the prediction id's write can be HOT).
 The engine's own Python overhead (and, with media, the event loop waiting for the GIL behind
 the media threads) shows in the CPU per job.
 """
