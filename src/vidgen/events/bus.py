@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -244,6 +244,36 @@ class LocalFanout:
 
     def channels(self) -> list[str]:
         return list(self._subs)
+
+
+class FanoutSubscriptions:
+    """``subscribe`` for a bus that hands messages to local subscribers through its
+    :class:`LocalFanout` (both buses: the Redis bus keeps one pattern subscription per
+    process, so a local subscription is live as soon as it is made)."""
+
+    _fanout: LocalFanout
+
+    def subscribe(
+        self,
+        *channels: str,
+        maxsize: int = 256,
+        on_message: Callable[[Any], None] | None = None,
+    ) -> AbstractAsyncContextManager[Subscription]:
+        return self._subscription(tuple(channels), maxsize, on_message)
+
+    @asynccontextmanager
+    async def _subscription(
+        self,
+        channels: tuple[str, ...],
+        maxsize: int,
+        on_message: Callable[[Any], None] | None,
+    ) -> AsyncIterator[Subscription]:
+        sub = Subscription(channels, maxsize, on_message)
+        self._fanout.add(sub)
+        try:
+            yield sub
+        finally:
+            self._fanout.remove(sub)
 
 
 def video_event_items(event: VideoEvent) -> list[tuple[str, dict[str, Any]]]:

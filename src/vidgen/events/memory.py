@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
-from vidgen.events.bus import LocalFanout, Subscription
+from vidgen.events.bus import FanoutSubscriptions, LocalFanout
 
 
-class MemoryBus:
+class MemoryBus(FanoutSubscriptions):
     """Delivers to subscribers in this process only."""
 
     def __init__(self) -> None:
@@ -29,20 +27,6 @@ class MemoryBus:
     async def publish_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:
         for channel, message in items:
             await self.publish(channel, message)
-
-    @asynccontextmanager
-    async def subscribe(
-        self,
-        *channels: str,
-        maxsize: int = 256,
-        on_message: Callable[[Any], None] | None = None,
-    ) -> AsyncIterator[Subscription]:
-        sub = Subscription(tuple(channels), maxsize, on_message)
-        self._fanout.add(sub)
-        try:
-            yield sub
-        finally:
-            self._fanout.remove(sub)
 
     async def ping(self) -> bool:
         return True

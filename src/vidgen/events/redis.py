@@ -42,8 +42,6 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -53,7 +51,7 @@ from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import NoPermissionError, NoScriptError, RedisError, ResponseError
 
 from vidgen import metrics
-from vidgen.events.bus import PREFIX, RESYNC, LocalFanout, PublishFailed, Subscription
+from vidgen.events.bus import PREFIX, RESYNC, FanoutSubscriptions, LocalFanout, PublishFailed
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +95,7 @@ def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
     return delay / 2 + random.uniform(0, delay / 2)
 
 
-class RedisBus:
+class RedisBus(FanoutSubscriptions):
     """Event bus over Redis pub/sub (see the module docstring).
 
     Args:
@@ -282,20 +280,6 @@ class RedisBus:
             await pipe.execute()
 
     # --- subscribing -------------------------------------------------------------------
-    @asynccontextmanager
-    async def subscribe(
-        self,
-        *channels: str,
-        maxsize: int = 256,
-        on_message: Callable[[Any], None] | None = None,
-    ) -> AsyncIterator[Subscription]:
-        """A local, bounded subscription; it is live as soon as this returns."""
-        sub = Subscription(tuple(channels), maxsize, on_message)
-        self._fanout.add(sub)
-        try:
-            yield sub
-        finally:
-            self._fanout.remove(sub)
 
     # --- health ------------------------------------------------------------------------
     async def ping(self) -> bool:
