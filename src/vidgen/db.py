@@ -287,8 +287,10 @@ async def close() -> None:
 
 # The backend of the process's database (opened by :func:`init` as the global fallback), read
 # once: the workers' hot path asks for every statement, and a lookup of the context's
-# connection costs a few microseconds. A context opened without the fallback (none is, today)
-# is asked each time.
+# connection costs a few microseconds. While it is set, code running inside another Tortoise
+# context would still get this backend: none asks today (migrate_database's own context
+# reads its client's capabilities), and a caller that needs another context's backend must
+# read that context's connection instead.
 _dialect: str | None = None
 
 

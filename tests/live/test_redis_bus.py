@@ -282,3 +282,9 @@ async def test_a_failing_callback_harms_neither_publisher_nor_other_subscribers(
             assert bus.connected and bus.stats.reconnects == 0
     finally:
         await bus.close()
+
+
+async def test_a_callback_subscription_has_nothing_to_get() -> None:
+    async with MemoryBus().subscribe("vidgen:cb", on_message=lambda message: None) as sub:
+        with pytest.raises(TypeError):
+            await sub.get()

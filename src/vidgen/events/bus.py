@@ -96,9 +96,10 @@ class SubscriberOverflow(Exception):
 
 
 class Subscription:
-    """A bounded queue of messages for one local subscriber; or, with ``on_message``, no
-    queue: each message (a dict, RESYNC, then CLOSED at the end) is handed to that function
-    as it is dispatched, on the event loop. It must be quick and must not raise."""
+    """A bounded queue of messages for one local subscriber; or, with ``on_message``, each
+    message (a dict, RESYNC, then CLOSED at the end) is handed to that function as it is
+    dispatched, on the event loop, and nothing is queued (:meth:`get` refuses). It must be
+    quick; an exception it raises is logged and goes no further."""
 
     def __init__(
         self,
@@ -156,6 +157,8 @@ class Subscription:
 
     async def get(self) -> Any:
         """Next message (a dict, RESYNC, CLOSED). Raises SubscriberOverflow when dropped."""
+        if self.on_message is not None:
+            raise TypeError("a callback subscription queues nothing: there is nothing to get")
         message = await self.queue.get()
         if message is OVERFLOW:
             raise SubscriberOverflow("subscriber too slow: dropped; resubscribe for the state")
