@@ -53,29 +53,35 @@ async def _unique_constraints(client) -> list[str]:
     return [row["name"] for row in rows]
 
 
-async def _partial_idempotency(apps, schema_editor) -> None:
+async def _create_partial_idempotency(apps, schema_editor) -> None:
     client = schema_editor.client
-    if client.capabilities.dialect != "postgres":
-        return
-    # The new index first: no moment without the rule.
-    await client.execute_script(
-        f"CREATE UNIQUE INDEX IF NOT EXISTS {IDEMPOTENCY_INDEX} ON videos"
-        " (owner_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
-    )
-    for name in await _unique_constraints(client):
-        await client.execute_script(f'ALTER TABLE videos DROP CONSTRAINT "{name}"')
+    if client.capabilities.dialect == "postgres":
+        await client.execute_script(
+            f"CREATE UNIQUE INDEX IF NOT EXISTS {IDEMPOTENCY_INDEX} ON videos"
+            " (owner_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
+        )
 
 
-async def _full_idempotency(apps, schema_editor) -> None:
+async def _drop_partial_idempotency(apps, schema_editor) -> None:
     client = schema_editor.client
-    if client.capabilities.dialect != "postgres":
-        return
-    if not await _unique_constraints(client):
+    if client.capabilities.dialect == "postgres":
+        await client.execute_script(f"DROP INDEX IF EXISTS {IDEMPOTENCY_INDEX}")
+
+
+async def _drop_full_idempotency(apps, schema_editor) -> None:
+    client = schema_editor.client
+    if client.capabilities.dialect == "postgres":
+        for name in await _unique_constraints(client):
+            await client.execute_script(f'ALTER TABLE videos DROP CONSTRAINT "{name}"')
+
+
+async def _restore_full_idempotency(apps, schema_editor) -> None:
+    client = schema_editor.client
+    if client.capabilities.dialect == "postgres" and not await _unique_constraints(client):
         await client.execute_script(
             "ALTER TABLE videos ADD CONSTRAINT uid_videos_owner_i_e423ec"
             " UNIQUE (owner_id, idempotency_key)"
         )
-    await client.execute_script(f"DROP INDEX IF EXISTS {IDEMPOTENCY_INDEX}")
 
 
 class Migration(migrations.Migration):
@@ -83,10 +89,16 @@ class Migration(migrations.Migration):
 
     initial = False
 
+    # One transaction. The new indexes and the backfill first (building the unique index
+    # blocks writes to videos, not reads; there is no moment without either lookup path or the
+    # rule); the two drops last, because each takes an exclusive lock on videos (reads wait
+    # too) that is held until the migration commits. Reversed in the opposite order.
     operations = [
         ops.RunSQL(
-            [ATTEMPT_PREDICTION_INDEX, BACKFILL, "DROP INDEX IF EXISTS idx_videos_prediction"],
-            reverse_sql=[VIDEO_PREDICTION_INDEX, "DROP INDEX IF EXISTS idx_attempts_prediction"],
+            [ATTEMPT_PREDICTION_INDEX, BACKFILL],
+            reverse_sql=["DROP INDEX IF EXISTS idx_attempts_prediction"],
         ),
-        ops.RunPython(_partial_idempotency, _full_idempotency),
+        ops.RunPython(_create_partial_idempotency, _drop_partial_idempotency),
+        ops.RunSQL(["DROP INDEX IF EXISTS idx_videos_prediction"], reverse_sql=[VIDEO_PREDICTION_INDEX]),
+        ops.RunPython(_drop_full_idempotency, _restore_full_idempotency),
     ]
