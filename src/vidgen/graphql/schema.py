@@ -1,4 +1,4 @@
-"""The schema: Query, Mutation, Subscription (when that module exists), limits and caches.
+"""The schema: Query, Mutation, Subscription, limits and caches.
 
 ``build_schema(settings)`` makes the schema a server runs (limits from the settings);
 ``schema`` is a default-settings instance for ``vidgen export-schema`` and tests; the SDL
@@ -8,7 +8,6 @@ shared instances (an instance would share its ExecutionContext between requests)
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -38,20 +37,10 @@ from vidgen.graphql.guards import RejectNulCharacters
 from vidgen.graphql.mutations import Mutation
 from vidgen.graphql.observability import OperationMetrics
 from vidgen.graphql.queries import Query
+from vidgen.graphql.subscriptions import Subscription
 from vidgen.settings import Settings
 
 CACHE_SIZE = 512
-
-
-def _subscription_type() -> type | None:
-    """The Subscription root from vidgen.graphql.subscriptions, when it exists."""
-    try:
-        module = importlib.import_module("vidgen.graphql.subscriptions")
-    except ModuleNotFoundError as exc:
-        if exc.name != "vidgen.graphql.subscriptions":
-            raise  # the module exists but is broken: say so, loudly
-        return None
-    return getattr(module, "Subscription", None)
 
 
 def _ignore_introspection(context: IgnoreContext) -> bool:
@@ -151,7 +140,7 @@ def build_schema(
     built = VidgenSchema(
         query=Query,
         mutation=Mutation,
-        subscription=_subscription_type(),
+        subscription=Subscription,
         extensions=extensions,
         # Not sort_schema=True: in strawberry 0.341 it rebuilds enums as plain graphql-core
         # enums, which then cannot serialize Python enum members ("Enum 'VideoStatus' cannot

@@ -94,7 +94,7 @@ def frame_rate(fps: float) -> Fraction:
 
 
 class Encoder:
-    """One output file being encoded; use as a context manager, feed it PIL images or frames.
+    """One output file being encoded; use as a context manager, feed it frames.
 
     Args:
         dest: The file to write.
@@ -134,10 +134,6 @@ class Encoder:
 
     def __exit__(self, *exc: object) -> None:
         self.container.close()
-
-    def add_image(self, image: Image.Image) -> None:
-        """Encode one RGB image as the next frame."""
-        self.add_frame(av.VideoFrame.from_image(image))
 
     def add_frame(self, frame: av.VideoFrame) -> None:
         """Encode one frame (any pixel format; it is converted to yuv420p)."""
