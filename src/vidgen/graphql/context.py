@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
     from starlette.websockets import WebSocket
+    from strawberry.types import Info
 
     from vidgen.graphql.subscriptions import TokenChecks
     from vidgen.models import User
@@ -68,6 +69,11 @@ _operation_loaders: contextvars.ContextVar[tuple[Context, Loaders] | None] = con
 )
 
 REVOKED = "The token is invalid, expired or revoked; sign in again."
+
+
+def context_of(info: Info) -> Context:
+    """``info.context``, typed: the :class:`Context` of the operation."""
+    return info.context
 
 
 def bearer_token(value: str | None) -> str | None:

@@ -27,4 +27,3 @@ class IsAuthenticated(BasePermission):
     def on_unauthorized(self) -> None:
         # Raise the domain error so the one error mapper gives it its code and message.
         raise errors.Unauthenticated(self.message)
-

@@ -13,7 +13,6 @@ from typing import Any
 
 import strawberry
 from graphql.error import GraphQLError
-from strawberry.execution import optimized_is_awaitable
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -27,12 +26,11 @@ from strawberry.extensions.query_depth_limiter import IgnoreContext
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import ExecutionContext
-from tortoise.models import Model
 
-from vidgen.graphql import input_plans
 from vidgen.graphql.errors import ErrorCodes, log_errors
-from vidgen.graphql.execution import FastFields
 from vidgen.graphql.fanout import SharedEventResults
+from vidgen.graphql.fastpath import inputs
+from vidgen.graphql.fastpath.executor import FastFields, is_awaitable
 from vidgen.graphql.guards import RejectNulCharacters
 from vidgen.graphql.mutations import Mutation
 from vidgen.graphql.observability import OperationMetrics
@@ -64,34 +62,14 @@ class ParseCache(ParserCache):
         yield
 
 
-def _is_awaitable(value: Any) -> bool:
-    """Strawberry's check, except that an ORM row is a plain value.
-
-    Tortoise models define ``__await__`` (awaiting a row just returns it), so to graphql-core
-    every row a resolver returns looked pending: it completed each one through a coroutine
-    and gathered sibling fields in tasks. Awaiting a row gives the row itself, so treating it
-    as a value changes no result, only the cost.
-    """
-    cls = type(value)
-    if cls in _ROW_TYPES:
-        return False
-    if issubclass(cls, Model):
-        _ROW_TYPES.add(cls)
-        return False
-    return optimized_is_awaitable(value) and not isinstance(value, Model)
-
-
-_ROW_TYPES: set[type] = set()  # the model classes seen (a type test is cheaper)
-
-
 class VidgenExecutionContext(SharedEventResults, FastFields, StrawberryGraphQLCoreExecutionContext):
-    """graphql-core's execution with :func:`_is_awaitable`; plain fields resolved inline
-    (see .execution); a subscription event's selection set runs once per process for all
-    its subscribers with the same key (see .fanout)."""
+    """graphql-core's execution where an ORM row is a plain value (``is_awaitable``) and
+    plain fields resolve inline (see .fastpath.executor); a subscription event's selection
+    set runs once per process for all its subscribers with the same key (see .fanout)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.is_awaitable = _is_awaitable
+        self.is_awaitable = is_awaitable
 
 
 class PlainExecutionContext(VidgenExecutionContext):
@@ -125,7 +103,7 @@ def build_schema(
     settings: Settings | None = None, *, fast_fields: bool = True
 ) -> strawberry.Schema:
     """The schema with limits from ``settings`` (defaults when None); ``fast_fields=False``
-    executes every field through graphql-core's path (see .execution)."""
+    executes every field through graphql-core's path (see .fastpath.executor)."""
     settings = settings or Settings(_env_file=None)
     max_tokens = settings.max_query_tokens
     extensions: list[Any] = [
@@ -148,7 +126,7 @@ def build_schema(
         config=StrawberryConfig(),
         execution_context_class=VidgenExecutionContext if fast_fields else PlainExecutionContext,
     )
-    input_plans.install(built)  # input objects built from a plan made once (see there)
+    inputs.install(built)  # input objects built from a plan made once (see there)
     return built
 
 
