@@ -48,8 +48,9 @@ def _ignore_introspection(context: IgnoreContext) -> bool:
 
 class ParseCache(ParserCache):
     """Strawberry's ParserCache, minus a bug: in 0.341 a syntax error raised inside its
-    ``on_parse`` escapes the operation hook, so no extension (ErrorCodes) sees the error.
-    Here a failed parse is left to Strawberry's own parser, which reports it normally."""
+    ``on_parse`` escapes the operation hook, so no extension (ErrorCodes) sees the error
+    (docs/library-notes.md). Here a failed parse is left to Strawberry's own parser, which
+    reports it normally."""
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
@@ -122,7 +123,8 @@ def build_schema(
         extensions=extensions,
         # Not sort_schema=True: in strawberry 0.341 it rebuilds enums as plain graphql-core
         # enums, which then cannot serialize Python enum members ("Enum 'VideoStatus' cannot
-        # represent value"). The SDL is stable anyway: types print in definition order.
+        # represent value"; docs/library-notes.md). The SDL is stable anyway: graphql-core
+        # prints the types in the order it reaches them from the root types.
         config=StrawberryConfig(),
         execution_context_class=VidgenExecutionContext if fast_fields else PlainExecutionContext,
     )

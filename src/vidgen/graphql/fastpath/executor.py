@@ -72,7 +72,8 @@ from vidgen.graphql.fastpath.field_plans import (
 def is_awaitable(value: Any) -> bool:
     """Strawberry's check, except that an ORM row is a plain value.
 
-    Tortoise models define ``__await__`` (awaiting a row just returns it), so to graphql-core
+    Tortoise models define ``__await__`` (awaiting a row just returns it; see
+    docs/library-notes.md), so to graphql-core
     every row a resolver returns looked pending: it completed each one through a coroutine
     and gathered sibling fields in tasks. Awaiting a row gives the row itself, so treating it
     as a value changes no result, only the cost.

@@ -11,8 +11,9 @@ def parse_global_id(value: str) -> relay.GlobalID:
     """``value`` as a global id, only in the one spelling this API writes.
 
     Strawberry's decoder is lenient (base64 with stray characters, extra or wrong padding,
-    a trailing newline: ``VmlkZW86MR==`` and ``Vm lk ZW86MQ==`` both read as ``Video:1``), so
-    one row would answer to many ids, which breaks caches keyed by id. The id is decoded,
+    a trailing newline: ``VmlkZW86MR==`` and ``Vm lk ZW86MQ==`` both read as ``Video:1``;
+    docs/library-notes.md), so one row would answer to many ids, which breaks caches keyed
+    by id. The id is decoded,
     then written again: anything but the same text is not a valid id.
 
     Raises:
