@@ -25,10 +25,9 @@ from tortoise.expressions import F
 from tortoise.functions import Count, Max
 from tortoise.models import Model
 
-from vidgen import db
+from vidgen import db, models
 from vidgen.graphql import pagination
 from vidgen.graphql.fastpath.keyed_query import KeyedQuery
-from vidgen.models import Project, Story, Tag, Theme, User, Video, VideoStatusEvent
 from vidgen.services import videos as video_service
 
 
@@ -54,53 +53,53 @@ class _ByIdLoader(DataLoader[int, Any]):
 
 
 class UserByIdLoader(_ByIdLoader):
-    model = User
+    model = models.User
 
 
 class ProjectByIdLoader(_ByIdLoader):
-    model = Project
+    model = models.Project
 
 
 class StoryByIdLoader(_ByIdLoader):
-    model = Story
+    model = models.Story
 
 
 class ThemeByIdLoader(_ByIdLoader):
-    model = Theme
+    model = models.Theme
 
 
 class VideoByIdLoader(_ByIdLoader):
     """Videos by id, unscoped: check ``services.videos.can_view`` before showing one."""
 
-    model = Video
+    model = models.Video
 
 
 _TAGS_OF_VIDEOS = KeyedQuery(
-    Tag,
+    models.Tag,
     lambda video_ids: (
-        Tag.filter(videos__id__in=video_ids)
+        models.Tag.filter(videos__id__in=video_ids)
         .annotate(video_id=F("videos__id"))
         .order_by("name_key", "id")
     ),
 )
 
 _HISTORY_OF_VIDEOS = KeyedQuery(
-    VideoStatusEvent,
-    lambda video_ids: VideoStatusEvent.filter(video_id__in=video_ids).order_by("id"),
+    models.VideoStatusEvent,
+    lambda video_ids: models.VideoStatusEvent.filter(video_id__in=video_ids).order_by("id"),
 )
 
 
-class TagsByVideoIdLoader(DataLoader[int, list[Tag]]):
+class TagsByVideoIdLoader(DataLoader[int, list[models.Tag]]):
     """A video's tags, by name. A tag on several of the videos is one (shared) instance."""
 
     def __init__(self) -> None:
         super().__init__(load_fn=self._load)
 
-    async def _load(self, keys: Sequence[int]) -> list[list[Tag]]:
-        tags: dict[int, Tag] = {}
-        by_video: dict[int, list[Tag]] = defaultdict(list)
+    async def _load(self, keys: Sequence[int]) -> list[list[models.Tag]]:
+        tags: dict[int, models.Tag] = {}
+        by_video: dict[int, list[models.Tag]] = defaultdict(list)
         rows = await _TAGS_OF_VIDEOS.rows(sorted(set(keys)))
-        build = db.row_builder(Tag)  # reads the tag's columns, not video_id
+        build = db.row_builder(models.Tag)  # reads the tag's columns, not video_id
         for row in rows:
             tag_id = row["id"]
             tag = tags.get(tag_id)
@@ -110,15 +109,15 @@ class TagsByVideoIdLoader(DataLoader[int, list[Tag]]):
         return [by_video.get(key, []) for key in keys]
 
 
-class StatusHistoryByVideoIdLoader(DataLoader[int, list[VideoStatusEvent]]):
+class StatusHistoryByVideoIdLoader(DataLoader[int, list[models.VideoStatusEvent]]):
     """A video's status history, oldest first."""
 
     def __init__(self) -> None:
         super().__init__(load_fn=self._load)
 
-    async def _load(self, keys: Sequence[int]) -> list[list[VideoStatusEvent]]:
+    async def _load(self, keys: Sequence[int]) -> list[list[models.VideoStatusEvent]]:
         rows = await _HISTORY_OF_VIDEOS.models(sorted(set(keys)))
-        by_video: dict[int, list[VideoStatusEvent]] = defaultdict(list)
+        by_video: dict[int, list[models.VideoStatusEvent]] = defaultdict(list)
         for row in rows:
             by_video[row.video_id].append(row)
         return [by_video.get(key, []) for key in keys]
@@ -132,7 +131,7 @@ class LatestEventIdByVideoIdLoader(DataLoader[int, int | None]):
 
     async def _load(self, keys: Sequence[int]) -> list[int | None]:
         rows = (
-            await VideoStatusEvent.filter(video_id__in=list(set(keys)))
+            await models.VideoStatusEvent.filter(video_id__in=list(set(keys)))
             .group_by("video_id")
             .annotate(latest=Max("id"))
             .values("video_id", "latest")
@@ -145,12 +144,12 @@ class LatestEventIdByVideoIdLoader(DataLoader[int, int | None]):
 class Scope:
     """What a viewer may list: keys compare by the user's id and admin flag only."""
 
-    viewer: User = field(compare=False, repr=False)
+    viewer: models.User = field(compare=False, repr=False)
     user_id: int
     is_admin: bool
 
     @classmethod
-    def of(cls, viewer: User) -> Scope:
+    def of(cls, viewer: models.User) -> Scope:
         return cls(viewer=viewer, user_id=viewer.id, is_admin=bool(viewer.is_admin))
 
 
@@ -288,6 +287,6 @@ class Loaders:
     def video_count_by_story_id(self) -> VideoCountByStoryIdLoader:
         return VideoCountByStoryIdLoader()
 
-    def prime_video(self, video: Video) -> None:
+    def prime_video(self, video: models.Video) -> None:
         """Seed the video loader with a row already in hand."""
         self.video_by_id.prime(video.id, video)
