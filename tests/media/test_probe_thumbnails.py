@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from vidgen.media import render
+from vidgen.media import render, scenes
 from vidgen.media.probe import ProbeError, VideoInfo, probe
 from vidgen.media.thumbnails import make_thumbnail
 
@@ -83,7 +83,7 @@ def test_thumbnail_keeps_aspect_and_never_upscales(tmp_path: Path) -> None:
 def test_thumbnail_is_taken_about_ten_percent_in(small_mp4: Path, tmp_path: Path) -> None:
     # The 2 s, 12 fps video: 10% in is frame 2 or 3, not frame 0.
     make_thumbnail(small_mp4, tmp_path / "t.webp", width=256, fmt="webp")
-    scene = render.TextScene(
+    scene = scenes.TextScene(
         "a red fox jumps over the moon", width=256, height=256, fps=12, duration=2, seed=1
     )
     with Image.open(tmp_path / "t.webp") as thumb:
