@@ -1,4 +1,5 @@
-"""GraphQL documents shared by the API tests (the contract's names, as a client writes them)."""
+"""GraphQL documents shared by the API tests: the public names of docs/contract.md, as a
+client writes them."""
 
 VIDEO_FIELDS = """
     id status progress prompt provider model caption videoStyle resolution outputFormat

@@ -1,4 +1,5 @@
-"""The contract's queries and mutations, from a real client over HTTP."""
+"""The queries and mutations of the API contract (docs/contract.md), from a real client over
+HTTP."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Inline field execution (vidgen.graphql.execution) gives exactly graphql-core's results.
+"""Inline field execution (vidgen.graphql.fastpath) gives exactly graphql-core's results.
 
 Every document runs twice, on a fresh context each time: with the executor vidgen serves
 (``build_schema()``, fields inlined) and with the same executor on graphql-core's path for
@@ -20,9 +20,9 @@ import strawberry
 from strawberry.dataloader import DataLoader
 
 from tests.api.conftest import Account
-from vidgen.graphql import execution
 from vidgen.graphql.context import Context
 from vidgen.graphql.dataloaders import Loaders
+from vidgen.graphql.fastpath import field_plans
 from vidgen.graphql.schema import PlainExecutionContext, VidgenExecutionContext, build_schema
 from vidgen.models import Project, Story, Video
 from vidgen.runtime import Runtime
@@ -363,13 +363,13 @@ class Thing:
     labels: list[str]
 
     @strawberry.field
-    @execution.direct(lambda root, _context: root.count * 2)
-    def double(self, root: strawberry.Parent[Any]) -> int:
+    @field_plans.direct
+    def double(root: Any, context: Any) -> int:
         return root.count * 2
 
     @strawberry.field
-    @execution.direct(lambda root, _context: root.optional_kid)
-    def picked(self, root: strawberry.Parent[Any]) -> Thing:
+    @field_plans.direct
+    def picked(root: Any, context: Any) -> Thing:
         return root.optional_kid
 
     @strawberry.field
@@ -478,12 +478,14 @@ async def test_toy_schema_gives_graphql_cores_results(
 def test_plans_inline_only_what_they_may() -> None:
     schema = build_schema()._schema
     video = schema.type_map["Video"]
-    plans = {name: execution.plan_field(video, name, field) for name, field in video.fields.items()}
-    assert plans["prompt"].kind == execution.BASIC
-    assert plans["id"].kind == execution.NODE_ID
-    assert plans["owner"].kind == execution.DIRECT
+    plans = {
+        name: field_plans.plan_field(video, name, field) for name, field in video.fields.items()
+    }
+    assert plans["prompt"].kind == field_plans.BASIC
+    assert plans["id"].kind == field_plans.NODE_ID
+    assert plans["owner"].kind == field_plans.DIRECT
     assert plans["eventCursor"] is None  # async
     query = schema.type_map["Query"]
     for name, field in query.fields.items():  # arguments or permission classes: never inlined
         if name != "viewer":
-            assert execution.plan_field(query, name, field) is None, name
+            assert field_plans.plan_field(query, name, field) is None, name

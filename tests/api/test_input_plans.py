@@ -16,12 +16,12 @@ from strawberry.types.base import StrawberryList, StrawberryOptional
 from strawberry.types.enum import has_enum_definition
 from strawberry.types.unset import UNSET
 
-from vidgen.graphql import input_plans
-from vidgen.graphql.input_plans import InputPlan
+from vidgen.graphql.fastpath import inputs
+from vidgen.graphql.fastpath.inputs import InputBuilder
 from vidgen.graphql.schema import build_schema
 
 SCHEMA = build_schema()
-DEFINITIONS = input_plans.input_definitions(SCHEMA)
+DEFINITIONS = inputs.input_definitions(SCHEMA)
 
 
 def context() -> InputContext:
@@ -90,7 +90,7 @@ def strawberry_way():
 def test_every_input_type_has_a_plan() -> None:
     names = {d.name for d in DEFINITIONS}
     assert {"GenerateVideoInput", "VideoFilter", "UpdateVideoInput"} <= names
-    assert all(isinstance(d.from_input, InputPlan) for d in DEFINITIONS)
+    assert all(isinstance(d.from_input, InputBuilder) for d in DEFINITIONS)
 
 
 @pytest.mark.parametrize("definition", DEFINITIONS, ids=lambda d: d.name)
@@ -167,9 +167,9 @@ def echo_context(schema: strawberry.Schema) -> InputContext:
 
 def test_fields_that_need_converting_go_through_strawberry() -> None:
     schema = strawberry.Schema(query=EchoQuery)
-    input_plans.install(schema)
+    inputs.install(schema)
     definition = Outer.__strawberry_definition__
-    assert isinstance(definition.from_input, InputPlan)
+    assert isinstance(definition.from_input, InputBuilder)
     node = strawberry.relay.GlobalID("Video", "1")
     value = {
         "inner": {"name": "a"},
@@ -187,18 +187,18 @@ def test_fields_that_need_converting_go_through_strawberry() -> None:
     assert nulls.node is None and nulls.inners is None
     [plan] = definition.from_input._plans.values()
     assert {name: how for name, _, how, _ in plan} == {
-        "inner": input_plans.CONVERT,
-        "inners": input_plans.CONVERT,
-        "node": input_plans.CONVERT,
-        "colours": input_plans.LIST_COPY,
-        "someField": input_plans.AS_IS,
+        "inner": inputs.CONVERT,
+        "inners": inputs.CONVERT,
+        "node": inputs.CONVERT,
+        "colours": inputs.LIST_COPY,
+        "someField": inputs.AS_IS,
     }
     assert list(itertools.islice(values(definition), 1))  # the sampler copes with it too
 
 
 def test_types_with_maybe_fields_keep_strawberrys_conversion_and_null_check() -> None:
     schema = strawberry.Schema(query=EchoQuery)
-    input_plans.install(schema)
+    inputs.install(schema)
     assert WithMaybe.__strawberry_definition__.from_input is None
     refused = schema.execute_sync("{ maybe(value: {name: null, note: null}) }")
     assert refused.errors and "cannot be explicitly set to null" in refused.errors[0].message
@@ -210,7 +210,7 @@ def test_types_with_maybe_fields_keep_strawberrys_conversion_and_null_check() ->
 def test_a_plan_follows_the_schema_that_uses_it() -> None:
     # The hook is on the class, shared by every schema built from it: each schema's names.
     camel = strawberry.Schema(query=EchoQuery)
-    input_plans.install(camel)
+    inputs.install(camel)
     snake = strawberry.Schema(query=EchoQuery, config=StrawberryConfig(auto_camel_case=False))
     query = '{ echo(value: {inner: {name: "a"}, %s: "x"}) }'
     assert camel.execute_sync(query % "someField").data == {"echo": "x"}

@@ -3,7 +3,7 @@
 - ``vidgen.db.row_builder(Model)(row)`` must equal ``Model._init_from_db(**row)``: the same
   attributes in the same order, with values of the same types and representations
   (time zones included), for every model the API reads and rows full of NULLs or not.
-- ``pagination.fetch_list_page`` (the page statement's SQL kept per shape of filters) must
+- ``page_sql.fetch_list_page`` (the page statement's SQL kept per shape of filters) must
   return the rows, order and ``hasNextPage`` of ``pagination.fetch_page`` over
   ``list_videos``'s QuerySet (Tortoise building the query every time), for every filter,
   combinations of them, cursors, page sizes, admins and other users' videos; and the
@@ -26,6 +26,7 @@ from tortoise.models import Model
 from tests.api.conftest import Account, LiveServer, StatementCounter
 from vidgen import db as vdb
 from vidgen.graphql import dataloaders, pagination
+from vidgen.graphql.fastpath import page_sql
 from vidgen.models import (
     Project,
     Story,
@@ -140,7 +141,7 @@ def _filters(alice: Account, made: list[Video]) -> list[dict[str, Any]]:
 async def _pages_agree(
     viewer: User, filters: dict[str, Any], first: int, after: str | None
 ) -> pagination.Page:
-    fast = await pagination.fetch_list_page(
+    fast = await page_sql.fetch_list_page(
         videos.video_list(viewer=viewer, **filters), first=first, after=after
     )
     slow = await pagination.fetch_page(
@@ -152,7 +153,7 @@ async def _pages_agree(
     assert await fast.count_query.count() == await slow.count_query.count(), context
     # The same page with its to-one relations joined: the same rows, and for each relation
     # what its by-id loader reads for the page's keys.
-    joined = await pagination.fetch_list_page(
+    joined = await page_sql.fetch_list_page(
         videos.video_list(viewer=viewer, **filters), first=first, after=after, joins=_JOINS
     )
     assert [_described(v) for v in joined.rows] == [_described(v) for v in slow.rows], context
@@ -169,9 +170,9 @@ async def _pages_agree(
 
 
 _JOINS = (
-    pagination.Join("project_id", Project),
-    pagination.Join("story_id", Story),
-    pagination.Join("theme_id", Theme),
+    page_sql.Join("project_id", Project),
+    page_sql.Join("story_id", Story),
+    page_sql.Join("theme_id", Theme),
 )
 _LOADERS = {
     Project: dataloaders.ProjectByIdLoader,
@@ -187,7 +188,7 @@ async def test_cached_page_statements_give_tortoises_pages(
     made = await _library(runtime, alice.user, seed=3)
     await _library(runtime, bob.user, seed=4)
     admin = (await user_factory("root@example.com", admin=True)).user
-    pagination._PAGE_SQL.clear()
+    page_sql._PAGE_SQL.clear()
     for viewer, filters in itertools.product((alice.user, bob.user, admin), _filters(alice, made)):
         for first in (0, 1, 4, 100):
             page = await _pages_agree(viewer, filters, first, None)
@@ -198,15 +199,15 @@ async def test_cached_page_statements_give_tortoises_pages(
                 page = await _pages_agree(viewer, filters, first, after)
                 steps += 1
     # The kept statements were used: every shape seen found its SQL reusable.
-    assert pagination._PAGE_SQL and all(sql is not None for sql in pagination._PAGE_SQL.values())
+    assert page_sql._PAGE_SQL and all(sql is not None for sql in page_sql._PAGE_SQL.values())
     # A user only ever sees their own videos; an admin everyone's.
     everything = {"include_deleted": True}
     for viewer in (alice.user, bob.user):
-        page = await pagination.fetch_list_page(
+        page = await page_sql.fetch_list_page(
             videos.video_list(viewer=viewer, **everything), first=100, after=None
         )
         assert page.rows and {v.owner_id for v in page.rows} == {viewer.id}
-    page = await pagination.fetch_list_page(
+    page = await page_sql.fetch_list_page(
         videos.video_list(viewer=admin, **everything), first=100, after=None
     )
     assert {v.owner_id for v in page.rows} == {alice.user.id, bob.user.id}
@@ -218,7 +219,7 @@ async def test_a_cursor_in_another_time_zone(db: Settings, alice: Account) -> No
 
     runtime = Runtime.create(db)
     made = await _library(runtime, alice.user, seed=6)
-    pagination._PAGE_SQL.clear()
+    page_sql._PAGE_SQL.clear()
     first_page = await _pages_agree(alice.user, {}, 3, None)  # kept SQL for later pages
     await _pages_agree(alice.user, {}, 3, pagination.encode_cursor(first_page.rows[-1]))
     row = sorted(made, key=lambda v: v.id)[10]
@@ -261,15 +262,15 @@ async def test_statements_that_cannot_be_shown_right_are_not_kept(
 ) -> None:
     runtime = Runtime.create(db)
     made = await _library(runtime, alice.user, seed=7)
-    pagination._PAGE_SQL.clear()
+    page_sql._PAGE_SQL.clear()
     for project_id in sorted({v.project_id for v in made if v.project_id is not None}):
         listed = videos.video_list(viewer=alice.user, project_id=project_id, search="cat")
         odd = kind(**_fields(listed))
         expected = await pagination.fetch_page(listed.queryset(), first=3, after=None)
         for _ in range(2):
-            page = await pagination.fetch_list_page(odd, first=3, after=None)
+            page = await page_sql.fetch_list_page(odd, first=3, after=None)
             assert [v.id for v in page.rows] == [v.id for v in expected.rows]
-    assert list(pagination._PAGE_SQL.values()) == [None]
+    assert list(page_sql._PAGE_SQL.values()) == [None]
 
 
 async def _outcome(make: Any) -> tuple[str, str, list[int]]:
@@ -296,13 +297,13 @@ async def test_values_tortoise_refuses_fail_the_same_way(
     also once the shape's SQL is kept; with first 0 nothing is sent, so nothing fails."""
     runtime = Runtime.create(db)
     await _library(runtime, alice.user, seed=9)
-    pagination._PAGE_SQL.clear()
+    page_sql._PAGE_SQL.clear()
     shape_ok = {key: (1 if key.endswith("_id") else "local") for key in filters}
     shape_ok |= {k: v for k, v in filters.items() if k in ("search", "status")}
     for values in (filters, shape_ok, filters):  # unknown shape, then kept, then again
         for first in (0, 3):
             fast = await _outcome(
-                lambda values=values, first=first: pagination.fetch_list_page(
+                lambda values=values, first=first: page_sql.fetch_list_page(
                     videos.video_list(viewer=alice.user, **values), first=first, after=None
                 )
             )

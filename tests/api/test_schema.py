@@ -25,6 +25,7 @@ def test_schema_file_matches_the_running_schema() -> None:
 
 
 def test_contract_names_exist() -> None:
+    """A few of the public names docs/contract.md promises, as the SDL prints them."""
     text = sdl(schema)
     for name in (
         "viewer: User",

@@ -10,6 +10,7 @@ import pytest_asyncio
 
 from tests.api.conftest import Account, LiveServer, StatementCounter
 from vidgen.graphql import pagination
+from vidgen.graphql.fastpath import page_sql
 from vidgen.models import Video
 from vidgen.runtime import Runtime
 from vidgen.services import videos
@@ -61,16 +62,16 @@ CASES = {
 
 
 async def test_search_ignores_case_beyond_ascii(made: dict[str, Video], alice: Account) -> None:
-    pagination._PAGE_SQL.clear()
+    page_sql._PAGE_SQL.clear()
     for text, expected in CASES.items():
         listed = videos.video_list(viewer=alice.user, search=text)
         slow = await pagination.fetch_page(listed.queryset(), first=10, after=None)
         for _ in range(2):  # built by Tortoise, then through the kept statement
-            fast = await pagination.fetch_list_page(listed, first=10, after=None)
+            fast = await page_sql.fetch_list_page(listed, first=10, after=None)
             assert sorted(v.prompt for v in fast.rows) == expected, text
         assert sorted(v.prompt for v in slow.rows) == expected, text
         assert await listed.count() == len(expected), text
-    assert pagination._PAGE_SQL and all(sql is not None for sql in pagination._PAGE_SQL.values())
+    assert page_sql._PAGE_SQL and all(sql is not None for sql in page_sql._PAGE_SQL.values())
 
 
 async def test_search_over_graphql_in_as_many_statements(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vidgen.media.probe import aprobe
+from vidgen.media.probe import probe
 from vidgen.providers.base import (
     GenerationRequest,
     InputImage,
@@ -84,7 +84,7 @@ async def test_text_to_video_end_to_end(provider: LocalProvider, tmp_path: Path)
     dest = tmp_path / "stored" / "video.mp4"
     assert await provider.download(result, dest, max_bytes=50_000_000) == "video/mp4"
     assert not _output(result).exists()
-    info = await aprobe(dest)
+    info = probe(dest)
     assert (info.codec, info.width, info.height) == ("h264", 256, 256)
     assert info.duration_seconds == pytest.approx(3.0, abs=0.05)
     assert info.frame_rate == 12
@@ -109,7 +109,7 @@ async def test_image_to_video_webm(provider: LocalProvider, tmp_path: Path) -> N
     assert result.extra["content_type"] == "video/webm"
     dest = tmp_path / "out.webm"
     assert await provider.download(result, dest, max_bytes=50_000_000) == "video/webm"
-    info = await aprobe(dest)
+    info = probe(dest)
     assert (info.codec, info.width, info.height, info.frame_rate) == ("vp9", 480, 854, 8)
 
 

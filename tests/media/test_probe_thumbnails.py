@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from vidgen.media import render
-from vidgen.media.probe import ProbeError, VideoInfo, aprobe, probe
-from vidgen.media.thumbnails import amake_thumbnail, make_thumbnail
+from vidgen.media import render, scenes
+from vidgen.media.probe import ProbeError, VideoInfo, probe
+from vidgen.media.thumbnails import make_thumbnail
 
 
 def test_probe_mp4(small_mp4: Path) -> None:
@@ -22,7 +22,7 @@ def test_probe_mp4(small_mp4: Path) -> None:
     )
 
 
-async def test_aprobe_webm(tmp_path: Path) -> None:
+def test_probe_webm(tmp_path: Path) -> None:
     dest = tmp_path / "v.webm"
     render.render_text_video(
         "rain",
@@ -36,7 +36,7 @@ async def test_aprobe_webm(tmp_path: Path) -> None:
         progress=lambda _f: None,
         cancelled=lambda: False,
     )
-    info = await aprobe(dest)
+    info = probe(dest)
     assert (info.codec, info.width, info.height) == ("vp9", 320, 180)
     assert info.duration_seconds == pytest.approx(1.0, abs=0.05)
     assert info.frame_rate == 10.0
@@ -62,7 +62,7 @@ def test_thumbnail(small_mp4: Path, tmp_path: Path, fmt: str, pil_format: str) -
         assert im.size == (128, 128)
 
 
-async def test_thumbnail_keeps_aspect_and_never_upscales(tmp_path: Path) -> None:
+def test_thumbnail_keeps_aspect_and_never_upscales(tmp_path: Path) -> None:
     video = tmp_path / "wide.mp4"
     render.render_text_video(
         "wide",
@@ -76,14 +76,14 @@ async def test_thumbnail_keeps_aspect_and_never_upscales(tmp_path: Path) -> None
         progress=lambda _f: None,
         cancelled=lambda: False,
     )
-    assert await amake_thumbnail(video, tmp_path / "a.jpg", width=160) == (160, 90)
-    assert await amake_thumbnail(video, tmp_path / "b.jpg", width=1000) == (320, 180)
+    assert make_thumbnail(video, tmp_path / "a.jpg", width=160) == (160, 90)
+    assert make_thumbnail(video, tmp_path / "b.jpg", width=1000) == (320, 180)
 
 
 def test_thumbnail_is_taken_about_ten_percent_in(small_mp4: Path, tmp_path: Path) -> None:
     # The 2 s, 12 fps video: 10% in is frame 2 or 3, not frame 0.
     make_thumbnail(small_mp4, tmp_path / "t.webp", width=256, fmt="webp")
-    scene = render.TextScene(
+    scene = scenes.TextScene(
         "a red fox jumps over the moon", width=256, height=256, fps=12, duration=2, seed=1
     )
     with Image.open(tmp_path / "t.webp") as thumb:

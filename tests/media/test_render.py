@@ -7,7 +7,7 @@ import av
 import pytest
 from PIL import Image
 
-from vidgen.media import render
+from vidgen.media import render, scenes
 from vidgen.media.render import RenderCancelled
 
 from .conftest import image_bytes
@@ -83,8 +83,8 @@ def test_same_prompt_and_seed_give_the_same_video(tmp_path: Path) -> None:
 
 
 def test_scene_frames_are_deterministic_and_animated() -> None:
-    def scene(prompt: str) -> render.TextScene:
-        return render.TextScene(prompt, width=320, height=240, fps=10, duration=2, seed=1)
+    def scene(prompt: str) -> scenes.TextScene:
+        return scenes.TextScene(prompt, width=320, height=240, fps=10, duration=2, seed=1)
 
     a, b = scene(PROMPT), scene(PROMPT)
     assert a.frame(5).tobytes() == b.frame(5).tobytes()
@@ -188,7 +188,7 @@ def test_image_video_pans_over_the_image(tmp_path: Path, fmt: str, size: tuple[i
 
 
 def test_ken_burns_moves() -> None:
-    scene = render.KenBurnsScene(
+    scene = scenes.KenBurnsScene(
         image_bytes("JPEG", (640, 480)), width=256, height=256, frames=20, seed=5
     )
     first, last = scene.frame(0), scene.frame(19)
@@ -198,7 +198,7 @@ def test_ken_burns_moves() -> None:
 
 def test_frame_drawing_error_propagates_and_removes_the_file(tmp_path: Path) -> None:
     dest = tmp_path / "out.mp4"
-    scene = render.TextScene(PROMPT, width=64, height=64, fps=8, duration=2, seed=0)
+    scene = scenes.TextScene(PROMPT, width=64, height=64, fps=8, duration=2, seed=0)
 
     def frames() -> Iterator[Image.Image]:
         for i in range(16):

@@ -2,7 +2,7 @@
 
 The context API (what resolvers, permissions and the subscriptions module may rely on)::
 
-    context = info.context                       # a Context
+    context = context_of(info)                   # info.context: a Context
     context.runtime                              # vidgen.runtime.Runtime (settings, bus,
                                                  #   providers, storage)
     context.settings                             # = context.runtime.settings
@@ -27,18 +27,18 @@ How it is made:
   ``Authorization: Bearer <token>`` header. A bad or revoked token leaves ``viewer`` None and
   sets ``auth_error``, so protected fields say UNAUTHENTICATED with a useful message.
 - WebSocket: Strawberry calls ``get_context`` ONCE per socket and shares the object between
-  all operations on it. ``on_ws_connect`` authenticates the ``connection_init`` payload and
-  sets ``viewer`` and ``token``. The object is shared, and a token can be revoked or expire
-  while the socket is open, so the WebSocket handler calls ``context.refresh_viewer()``
-  before every operation (query, mutation or subscription): a token check older than
-  ``ws_reauth_seconds`` is redone, else it costs nothing. A revoked token leaves ``viewer``
-  None and ``auth_error`` set, so the operation answers as over HTTP with that token.
-  Running subscriptions call ``await context.reauthenticate()`` on their own schedule, and
-  call ``context.fresh_loaders()`` before yielding each event, so nested fields
-  (``owner``, ``tags``, ``statusHistory``...) are loaded fresh for that event and batched
-  within it. ``fresh_loaders`` binds the loaders to the calling task through a ContextVar:
-  Strawberry runs every WebSocket operation in its own task, so concurrent subscriptions on
-  one socket never see each other's loaders.
+  all operations on it (docs/library-notes.md). ``on_ws_connect`` authenticates the
+  ``connection_init`` payload and sets ``viewer`` and ``token``. The object is shared, and a
+  token can be revoked or expire while the socket is open, so the WebSocket handler calls
+  ``context.refresh_viewer()`` before every operation (query, mutation or subscription): a
+  token check older than ``ws_reauth_seconds`` is redone, else it costs nothing. A revoked
+  token leaves ``viewer`` None and ``auth_error`` set, so the operation answers as over HTTP
+  with that token. Running subscriptions call ``await context.reauthenticate()`` on their
+  own schedule, and call ``context.fresh_loaders()`` before yielding each event, so nested
+  fields (``owner``, ``tags``, ``statusHistory``...) are loaded fresh for that event and
+  batched within it. ``fresh_loaders`` binds the loaders to the calling task through a
+  ContextVar: Strawberry runs every WebSocket operation in its own task, so concurrent
+  subscriptions on one socket never see each other's loaders.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
     from starlette.websockets import WebSocket
+    from strawberry.types import Info
 
     from vidgen.graphql.subscriptions import TokenChecks
     from vidgen.models import User
@@ -68,6 +69,11 @@ _operation_loaders: contextvars.ContextVar[tuple[Context, Loaders] | None] = con
 )
 
 REVOKED = "The token is invalid, expired or revoked; sign in again."
+
+
+def context_of(info: Info) -> Context:
+    """``info.context``, typed: the :class:`Context` of the operation."""
+    return info.context
 
 
 def bearer_token(value: str | None) -> str | None:

@@ -15,69 +15,20 @@ connections (``Project.videos``, ``Story.videos``) list through
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import Any
 
 from strawberry.dataloader import DataLoader
 from tortoise.expressions import F
 from tortoise.functions import Count, Max
 from tortoise.models import Model
-from tortoise.queryset import QuerySet
 
-from vidgen import db
+from vidgen import db, models
 from vidgen.graphql import pagination
-from vidgen.models import Project, Story, Tag, Theme, User, Video, VideoStatusEvent
+from vidgen.graphql.fastpath.keyed_query import KeyedQuery
 from vidgen.services import videos as video_service
-
-M = TypeVar("M", bound=Model)
-
-_NOT_BUILT = object()
-#: Key lists longer than this build their SQL every time (bounds the SQL kept per query).
-MAX_CACHED_KEYS = 256
-
-
-class KeyedQuery:
-    """A Tortoise query over a list of keys whose SQL is built once per backend and number
-    of keys, then run again with other keys.
-
-    Building a query's SQL (filters, joins, pypika) costs more than sending it; a loader
-    sends the same query every request. The SQL is reused only when the parameters of the
-    built query are exactly the keys, in order (else every call builds it, as Tortoise
-    would). Rows come back raw, for :meth:`models`/the caller to turn into model
-    instances as Tortoise's executor does (``vidgen.db.row_builder``, equal to
-    ``Model._init_from_db``).
-    """
-
-    def __init__(self, model: type[Model], build: Callable[[list[Any]], QuerySet[Any]]) -> None:
-        self.model = model
-        self.build = build
-        self._sql: dict[tuple[str, int], Any] = {}
-
-    async def rows(self, keys: list[Any]) -> Sequence[Any]:
-        """The raw rows (mappings of column name to value) of the query for ``keys``."""
-        connection = self.model._meta.db
-        cache_key = (connection.capabilities.dialect, len(keys))
-        sql = self._sql.get(cache_key, _NOT_BUILT)
-        if sql is _NOT_BUILT or sql is None:
-            query = self.build(keys)
-            built = query.sql()
-            _, params = query.query.get_parameterized_sql()
-            reusable = list(params) == list(keys)
-            if sql is _NOT_BUILT and len(keys) <= MAX_CACHED_KEYS:
-                self._sql[cache_key] = built if reusable else None
-            sql = built
-            keys = list(params)
-        _, rows = await connection.execute_query(sql, list(keys))
-        return rows
-
-    async def models(self, keys: list[Any]) -> list[Any]:
-        """The query's rows for ``keys`` as model instances (the query selects exactly the
-        model's columns)."""
-        rows = await self.rows(keys)
-        build = db.row_builder(self.model)
-        return [build(row) for row in rows]
 
 
 class _ByIdLoader(DataLoader[int, Any]):
@@ -102,53 +53,53 @@ class _ByIdLoader(DataLoader[int, Any]):
 
 
 class UserByIdLoader(_ByIdLoader):
-    model = User
+    model = models.User
 
 
 class ProjectByIdLoader(_ByIdLoader):
-    model = Project
+    model = models.Project
 
 
 class StoryByIdLoader(_ByIdLoader):
-    model = Story
+    model = models.Story
 
 
 class ThemeByIdLoader(_ByIdLoader):
-    model = Theme
+    model = models.Theme
 
 
 class VideoByIdLoader(_ByIdLoader):
     """Videos by id, unscoped: check ``services.videos.can_view`` before showing one."""
 
-    model = Video
+    model = models.Video
 
 
 _TAGS_OF_VIDEOS = KeyedQuery(
-    Tag,
+    models.Tag,
     lambda video_ids: (
-        Tag.filter(videos__id__in=video_ids)
+        models.Tag.filter(videos__id__in=video_ids)
         .annotate(video_id=F("videos__id"))
         .order_by("name_key", "id")
     ),
 )
 
 _HISTORY_OF_VIDEOS = KeyedQuery(
-    VideoStatusEvent,
-    lambda video_ids: VideoStatusEvent.filter(video_id__in=video_ids).order_by("id"),
+    models.VideoStatusEvent,
+    lambda video_ids: models.VideoStatusEvent.filter(video_id__in=video_ids).order_by("id"),
 )
 
 
-class TagsByVideoIdLoader(DataLoader[int, list[Tag]]):
+class TagsByVideoIdLoader(DataLoader[int, list[models.Tag]]):
     """A video's tags, by name. A tag on several of the videos is one (shared) instance."""
 
     def __init__(self) -> None:
         super().__init__(load_fn=self._load)
 
-    async def _load(self, keys: Sequence[int]) -> list[list[Tag]]:
-        tags: dict[int, Tag] = {}
-        by_video: dict[int, list[Tag]] = defaultdict(list)
+    async def _load(self, keys: Sequence[int]) -> list[list[models.Tag]]:
+        tags: dict[int, models.Tag] = {}
+        by_video: dict[int, list[models.Tag]] = defaultdict(list)
         rows = await _TAGS_OF_VIDEOS.rows(sorted(set(keys)))
-        build = db.row_builder(Tag)  # reads the tag's columns, not video_id
+        build = db.row_builder(models.Tag)  # reads the tag's columns, not video_id
         for row in rows:
             tag_id = row["id"]
             tag = tags.get(tag_id)
@@ -158,15 +109,15 @@ class TagsByVideoIdLoader(DataLoader[int, list[Tag]]):
         return [by_video.get(key, []) for key in keys]
 
 
-class StatusHistoryByVideoIdLoader(DataLoader[int, list[VideoStatusEvent]]):
+class StatusHistoryByVideoIdLoader(DataLoader[int, list[models.VideoStatusEvent]]):
     """A video's status history, oldest first."""
 
     def __init__(self) -> None:
         super().__init__(load_fn=self._load)
 
-    async def _load(self, keys: Sequence[int]) -> list[list[VideoStatusEvent]]:
+    async def _load(self, keys: Sequence[int]) -> list[list[models.VideoStatusEvent]]:
         rows = await _HISTORY_OF_VIDEOS.models(sorted(set(keys)))
-        by_video: dict[int, list[VideoStatusEvent]] = defaultdict(list)
+        by_video: dict[int, list[models.VideoStatusEvent]] = defaultdict(list)
         for row in rows:
             by_video[row.video_id].append(row)
         return [by_video.get(key, []) for key in keys]
@@ -180,7 +131,7 @@ class LatestEventIdByVideoIdLoader(DataLoader[int, int | None]):
 
     async def _load(self, keys: Sequence[int]) -> list[int | None]:
         rows = (
-            await VideoStatusEvent.filter(video_id__in=list(set(keys)))
+            await models.VideoStatusEvent.filter(video_id__in=list(set(keys)))
             .group_by("video_id")
             .annotate(latest=Max("id"))
             .values("video_id", "latest")
@@ -193,12 +144,12 @@ class LatestEventIdByVideoIdLoader(DataLoader[int, int | None]):
 class Scope:
     """What a viewer may list: keys compare by the user's id and admin flag only."""
 
-    viewer: User = field(compare=False, repr=False)
+    viewer: models.User = field(compare=False, repr=False)
     user_id: int
     is_admin: bool
 
     @classmethod
-    def of(cls, viewer: User) -> Scope:
+    def of(cls, viewer: models.User) -> Scope:
         return cls(viewer=viewer, user_id=viewer.id, is_admin=bool(viewer.is_admin))
 
 
@@ -336,6 +287,6 @@ class Loaders:
     def video_count_by_story_id(self) -> VideoCountByStoryIdLoader:
         return VideoCountByStoryIdLoader()
 
-    def prime_video(self, video: Video) -> None:
+    def prime_video(self, video: models.Video) -> None:
         """Seed the video loader with a row already in hand."""
         self.video_by_id.prime(video.id, video)

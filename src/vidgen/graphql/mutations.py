@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import strawberry
@@ -10,8 +11,8 @@ from strawberry.types import Info
 
 from vidgen import errors
 from vidgen.graphql import types
+from vidgen.graphql.context import context_of
 from vidgen.graphql.permissions import IsAuthenticated
-from vidgen.graphql.types import context_of
 from vidgen.services import KEEP, catalog, users, videos
 
 AUTH = [IsAuthenticated]
@@ -28,6 +29,14 @@ def _target(id: strawberry.ID, type_name: str) -> int:
     if node_id is None:
         raise errors.NotFound(type_name.lower())
     return node_id
+
+
+async def _on_video(info: Info, id: strawberry.ID, action: Callable[..., Awaitable[Any]]) -> Any:
+    """``action`` (a service function) on the video ``id`` names, as the viewer."""
+    context = context_of(info)
+    return await action(
+        runtime=context.runtime, viewer=context.require_viewer(), video_id=_target(id, "Video")
+    )
 
 
 async def _read_upload(upload: Any, *, limit: int) -> bytes | None:
@@ -188,42 +197,22 @@ class Mutation:
         description="Cancel a queued video, or ask the worker of a processing one to stop.",
     )
     async def cancel_video(self, info: Info, id: strawberry.ID) -> types.Video:
-        context = context_of(info)
-        return await videos.cancel_video(
-            runtime=context.runtime,
-            viewer=context.require_viewer(),
-            video_id=_target(id, "Video"),
-        )
+        return await _on_video(info, id, videos.cancel_video)
 
     @strawberry.mutation(permission_classes=AUTH, description="Queue a failed or canceled video.")
     async def retry_video(self, info: Info, id: strawberry.ID) -> types.Video:
-        context = context_of(info)
-        return await videos.retry_video(
-            runtime=context.runtime,
-            viewer=context.require_viewer(),
-            video_id=_target(id, "Video"),
-        )
+        return await _on_video(info, id, videos.retry_video)
 
     @strawberry.mutation(
         permission_classes=AUTH,
         description="Soft-delete (sets deletedAt); a queued or processing job is canceled.",
     )
     async def delete_video(self, info: Info, id: strawberry.ID) -> types.Video:
-        context = context_of(info)
-        return await videos.delete_video(
-            runtime=context.runtime,
-            viewer=context.require_viewer(),
-            video_id=_target(id, "Video"),
-        )
+        return await _on_video(info, id, videos.delete_video)
 
     @strawberry.mutation(permission_classes=AUTH, description="Undo deleteVideo.")
     async def restore_video(self, info: Info, id: strawberry.ID) -> types.Video:
-        context = context_of(info)
-        return await videos.restore_video(
-            runtime=context.runtime,
-            viewer=context.require_viewer(),
-            video_id=_target(id, "Video"),
-        )
+        return await _on_video(info, id, videos.restore_video)
 
 
 class FreshLoaders(FieldExtension):

@@ -13,14 +13,12 @@ import binascii
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from pypika_tortoise.analytics import RowNumber
 from pypika_tortoise.enums import Order
-from tortoise.exceptions import ValidationError
 from tortoise.expressions import Q, Subquery
 from tortoise.queryset import QuerySet
-from tortoise.router import router
 
 from vidgen import db, errors
 
@@ -72,24 +70,18 @@ class Page:
 
     rows: list[Any]
     has_next_page: bool
-    # What ``count()`` counts every page (a QuerySet or a ListSource); None for a page of a
-    # batch (fetch_pages)
+    # What ``count()`` counts every page (a QuerySet, or the ListSource of
+    # fastpath.page_sql); None for a page of a batch (fetch_pages)
     count_query: Any = None
-    # Rows of the to-one relations read with the page (fetch_list_page's ``joins``): for
+    # Rows of the to-one relations read with the page (page_sql.fetch_list_page's joins): for
     # each join's column, the related row (or None: no such row) by the column's value.
     # None when they were not read.
     related: dict[str, dict[Any, Any]] | None = None
 
 
-@dataclass(frozen=True)
-class Join:
-    """A to-one relation to read with a page: the page's ``column`` holds ``model``'s key."""
-
-    column: str
-    model: Any
-
-
-def _page_query(query: QuerySet[Any], cursor: tuple[dt.datetime, int] | None, first: int) -> Any:
+def page_query(query: QuerySet[Any], cursor: tuple[dt.datetime, int] | None, first: int) -> Any:
+    """``query``'s rows after ``cursor``, newest first, one more than ``first`` (which says
+    whether a next page exists)."""
     if cursor is not None:
         when, row_id = cursor
         query = query.filter(Q(created_at__lt=when) | Q(created_at=when, id__lt=row_id))
@@ -100,167 +92,9 @@ async def fetch_page(query: QuerySet[Any], *, first: int, after: str | None) -> 
     """The ``first`` rows of ``query`` after the cursor, newest first (one SELECT)."""
     cursor = decode_cursor(after) if after else None
     # Also with first=0: its one row (LIMIT 1) says whether any row follows the cursor.
-    rows = await _page_query(query, cursor, first)
+    rows = await page_query(query, cursor, first)
     has_next = len(rows) > first
     return Page(rows=rows[:first], has_next_page=has_next, count_query=query)
-
-
-class ListSource(Protocol):
-    """Filters that make a QuerySet and can say which values its SQL takes (see
-    ``services.videos.VideoList``, the one implementation)."""
-
-    model: Any
-
-    @property
-    def shape(self) -> tuple[Any, ...]: ...
-
-    def queryset(self) -> QuerySet[Any]: ...
-
-    def params(self) -> list[Any]: ...
-
-    def probe(self) -> ListSource: ...
-
-    def count(self) -> Any: ...
-
-
-# (dialect, shape, with a cursor) -> the page statement's SQL, or None where Tortoise's own
-# SQL could not be shown to take exactly the source's params (then built every time).
-_PAGE_SQL: dict[tuple[Any, ...], str | None] = {}
-# The same with joins: (the key above, the joins) -> the joined statement's SQL.
-_JOINED_SQL: dict[tuple[Any, ...], str] = {}
-MAX_PAGE_SHAPES = 512
-_UNKNOWN: Any = object()
-
-
-async def fetch_list_page(
-    source: ListSource, *, first: int, after: str | None, joins: tuple[Join, ...] = ()
-) -> Page:
-    """:func:`fetch_page` of ``source.queryset()``: the same statement, rows and page, with
-    the statement's SQL built once per shape of filters (and backend) instead of per request.
-
-    The first page of a shape is built by Tortoise, and its SQL is kept only when its
-    parameters are exactly ``source.params()`` plus the cursor's and the limit (same
-    values, types and representations), and when a probe of the same shape with every value
-    different builds the very same SQL text with the probe's params (no value is written
-    into the text). Later pages of that shape send the kept SQL with their own params
-    through the same connection method (``execute_query``, so also logged), and build the
-    rows as Tortoise's executor does (``vidgen.db.row_builder``).
-
-    ``joins``: to-one relations read in the same statement (the kept page statement as a
-    subquery, each relation's table LEFT JOINed on its key, ordered again), returned in
-    :attr:`Page.related`: the rows the relation's by-id lookup would read, built the same
-    way. Only with a kept statement (else ``related`` is None).
-    """
-    cursor = decode_cursor(after) if after else None
-    model = source.model
-    connection = router.db_for_read(model) or model._meta.db
-    key = (connection.capabilities.dialect, source.shape, cursor is not None)
-    sql = _PAGE_SQL.get(key, _UNKNOWN)
-    if sql is _UNKNOWN:
-        sql = _reusable_sql(source, cursor, first)
-        if len(_PAGE_SQL) < MAX_PAGE_SHAPES:
-            _PAGE_SQL[key] = sql
-    if sql is None:
-        rows = await _page_query(source.queryset(), cursor, first)
-        return Page(rows=rows[:first], has_next_page=len(rows) > first, count_query=source)
-    if joins:
-        joined = _JOINED_SQL.get((key, joins))
-        if joined is None:
-            joined = _joined_sql(sql, joins)
-            if len(_JOINED_SQL) < MAX_PAGE_SHAPES:
-                _JOINED_SQL[key, joins] = joined
-        sql = joined
-    _, raw = await connection.execute_query(sql, _params(source, cursor, first))
-    build = db.row_builder(model)
-    rows = [build(row) for row in raw[: first + 1]]
-    page = Page(rows=rows[:first], has_next_page=len(rows) > first, count_query=source)
-    if joins:
-        page.related = {}
-        for index, join in enumerate(joins):
-            build_related = db.row_builder(join.model, prefix=f"_j{index}.")
-            pk = f"_j{index}.{join.model._meta.db_pk_column}"
-            found: dict[Any, Any] = {}
-            for row in raw[:first]:
-                value = row[join.column]
-                if value is not None and value not in found:
-                    found[value] = None if row[pk] is None else build_related(row)
-            page.related[join.column] = found
-    return page
-
-
-def _columns(model: Any) -> list[str]:
-    meta = model._meta
-    fields = (*meta.db_native_fields, *meta.db_default_fields, *meta.db_complex_fields)
-    return [column for column, _, _ in fields]
-
-
-def _joined_sql(page_sql: str, joins: tuple[Join, ...]) -> str:
-    """``page_sql`` (ordered by created_at, id, newest first) with ``joins``' tables."""
-    columns = ['"_page".*']
-    tables = [f'({page_sql}) "_page"']
-    for index, join in enumerate(joins):
-        alias = f"_j{index}"
-        meta = join.model._meta
-        columns += [f'"{alias}"."{column}" "{alias}.{column}"' for column in _columns(join.model)]
-        tables.append(
-            f'LEFT OUTER JOIN "{meta.db_table}" "{alias}" '
-            f'ON "{alias}"."{meta.db_pk_column}"="_page"."{join.column}"'
-        )
-    return (
-        f"SELECT {','.join(columns)} FROM {' '.join(tables)} "
-        'ORDER BY "_page"."created_at" DESC,"_page"."id" DESC'
-    )
-
-
-def _params(source: ListSource, cursor: tuple[dt.datetime, int] | None, first: int) -> list[Any]:
-    params = source.params()
-    if cursor is not None:
-        when, row_id = cursor
-        params += [when, when, row_id]
-    params.append(first + 1)
-    return params
-
-
-def _reusable_sql(
-    source: ListSource, cursor: tuple[dt.datetime, int] | None, first: int
-) -> str | None:
-    built = _checked_sql(source, cursor, first)
-    if built is None:
-        return None
-    try:
-        probe_cursor = None
-        if cursor is not None:
-            when, row_id = cursor
-            probe_cursor = (when - dt.timedelta(seconds=1, microseconds=1), _other_id(row_id))
-        probe = _checked_sql(source.probe(), probe_cursor, first + 1)
-    except (ArithmeticError, ValueError, ValidationError):
-        # The probe's values are out of some range (a cursor at the first instant, a name
-        # at its column's full length): keep nothing this time; the request goes on.
-        return None
-    return built if probe == built else None
-
-
-def _other_id(value: int) -> int:
-    return value - 1 if value > 1 else value + 1
-
-
-def _checked_sql(
-    source: ListSource, cursor: tuple[dt.datetime, int] | None, first: int
-) -> str | None:
-    """The page SQL Tortoise builds for ``source``; None unless its params are ours."""
-    query = _page_query(source.queryset(), cursor, first)
-    sql = query.sql()
-    _, params = query.query.get_parameterized_sql()
-    if not _same_values(list(params), _params(source, cursor, first)):
-        return None
-    return sql
-
-
-def _same_values(built: list[Any], ours: list[Any]) -> bool:
-    return len(built) == len(ours) and all(
-        type(a) is type(b) and a == b and repr(a) == repr(b)
-        for a, b in zip(built, ours, strict=True)
-    )
 
 
 def _after(query: QuerySet[Any], after: str | None) -> QuerySet[Any]:

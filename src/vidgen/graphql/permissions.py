@@ -27,18 +27,3 @@ class IsAuthenticated(BasePermission):
     def on_unauthorized(self) -> None:
         # Raise the domain error so the one error mapper gives it its code and message.
         raise errors.Unauthenticated(self.message)
-
-
-class IsAdmin(BasePermission):
-    """The caller is a signed-in admin (others get FORBIDDEN; anonymous UNAUTHENTICATED)."""
-
-    message = "Only admins may do this."
-
-    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
-        viewer = info.context.viewer
-        if viewer is None:
-            raise errors.Unauthenticated()
-        return bool(viewer.is_admin)
-
-    def on_unauthorized(self) -> None:
-        raise errors.Forbidden(self.message)

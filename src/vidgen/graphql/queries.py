@@ -8,17 +8,16 @@ import strawberry
 from strawberry import relay
 from strawberry.types import Info
 
-from vidgen import db
+from vidgen import db, models
 from vidgen.graphql import types
+from vidgen.graphql.context import context_of
 from vidgen.graphql.permissions import IsAuthenticated
-from vidgen.graphql.types import context_of
-from vidgen.models import User as UserModel
 from vidgen.services import catalog, videos
 
 AUTH = [IsAuthenticated]
 
 
-async def _find_node(viewer: UserModel, type_name: str, node_id: int) -> Any:
+async def _find_node(viewer: models.User, type_name: str, node_id: int) -> Any:
     if type_name == "Video":
         return await videos.find_video(viewer=viewer, video_id=node_id)
     if type_name == "Project":
@@ -31,7 +30,7 @@ async def _find_node(viewer: UserModel, type_name: str, node_id: int) -> Any:
         return await catalog.visible_themes(viewer).get_or_none(id=node_id)
     if type_name == "User":
         if viewer.is_admin or viewer.id == node_id:
-            return await UserModel.get_or_none(id=node_id)
+            return await models.User.get_or_none(id=node_id)
     return None
 
 
@@ -89,7 +88,7 @@ class Query:
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> types.ProjectConnection:
         viewer = context_of(info).require_viewer()
-        page = await types.fetch(info, catalog.visible_projects(viewer), first, after)
+        page = await types.fetch_page(info, catalog.visible_projects(viewer), first, after)
         return types.ProjectConnection.of(page)
 
     @strawberry.field(permission_classes=AUTH, description="Null when missing or not yours.")
@@ -112,7 +111,7 @@ class Query:
             query = query.filter(
                 project_id=types.require_id(project_id, "Project", field="projectId")
             )
-        page = await types.fetch(info, query, first, after)
+        page = await types.fetch_page(info, query, first, after)
         return types.StoryConnection.of(page)
 
     @strawberry.field(permission_classes=AUTH, description="Null when missing or not yours.")

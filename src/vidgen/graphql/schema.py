@@ -1,4 +1,4 @@
-"""The schema: Query, Mutation, Subscription (when that module exists), limits and caches.
+"""The schema: Query, Mutation, Subscription, limits and caches.
 
 ``build_schema(settings)`` makes the schema a server runs (limits from the settings);
 ``schema`` is a default-settings instance for ``vidgen export-schema`` and tests; the SDL
@@ -8,13 +8,11 @@ shared instances (an instance would share its ExecutionContext between requests)
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import strawberry
 from graphql.error import GraphQLError
-from strawberry.execution import optimized_is_awaitable
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -28,30 +26,19 @@ from strawberry.extensions.query_depth_limiter import IgnoreContext
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import ExecutionContext
-from tortoise.models import Model
 
-from vidgen.graphql import input_plans
 from vidgen.graphql.errors import ErrorCodes, log_errors
-from vidgen.graphql.execution import FastFields
 from vidgen.graphql.fanout import SharedEventResults
+from vidgen.graphql.fastpath import inputs
+from vidgen.graphql.fastpath.executor import FastFields, is_awaitable
 from vidgen.graphql.guards import RejectNulCharacters
 from vidgen.graphql.mutations import Mutation
 from vidgen.graphql.observability import OperationMetrics
 from vidgen.graphql.queries import Query
+from vidgen.graphql.subscriptions import Subscription
 from vidgen.settings import Settings
 
 CACHE_SIZE = 512
-
-
-def _subscription_type() -> type | None:
-    """The Subscription root from vidgen.graphql.subscriptions, when it exists."""
-    try:
-        module = importlib.import_module("vidgen.graphql.subscriptions")
-    except ModuleNotFoundError as exc:
-        if exc.name != "vidgen.graphql.subscriptions":
-            raise  # the module exists but is broken: say so, loudly
-        return None
-    return getattr(module, "Subscription", None)
 
 
 def _ignore_introspection(context: IgnoreContext) -> bool:
@@ -61,8 +48,9 @@ def _ignore_introspection(context: IgnoreContext) -> bool:
 
 class ParseCache(ParserCache):
     """Strawberry's ParserCache, minus a bug: in 0.341 a syntax error raised inside its
-    ``on_parse`` escapes the operation hook, so no extension (ErrorCodes) sees the error.
-    Here a failed parse is left to Strawberry's own parser, which reports it normally."""
+    ``on_parse`` escapes the operation hook, so no extension (ErrorCodes) sees the error
+    (docs/library-notes.md). Here a failed parse is left to Strawberry's own parser, which
+    reports it normally."""
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
@@ -75,34 +63,14 @@ class ParseCache(ParserCache):
         yield
 
 
-def _is_awaitable(value: Any) -> bool:
-    """Strawberry's check, except that an ORM row is a plain value.
-
-    Tortoise models define ``__await__`` (awaiting a row just returns it), so to graphql-core
-    every row a resolver returns looked pending: it completed each one through a coroutine
-    and gathered sibling fields in tasks. Awaiting a row gives the row itself, so treating it
-    as a value changes no result, only the cost.
-    """
-    cls = type(value)
-    if cls in _ROW_TYPES:
-        return False
-    if issubclass(cls, Model):
-        _ROW_TYPES.add(cls)
-        return False
-    return optimized_is_awaitable(value) and not isinstance(value, Model)
-
-
-_ROW_TYPES: set[type] = set()  # the model classes seen (a type test is cheaper)
-
-
 class VidgenExecutionContext(SharedEventResults, FastFields, StrawberryGraphQLCoreExecutionContext):
-    """graphql-core's execution with :func:`_is_awaitable`; plain fields resolved inline
-    (see .execution); a subscription event's selection set runs once per process for all
-    its subscribers with the same key (see .fanout)."""
+    """graphql-core's execution where an ORM row is a plain value (``is_awaitable``) and
+    plain fields resolve inline (see .fastpath.executor); a subscription event's selection
+    set runs once per process for all its subscribers with the same key (see .fanout)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.is_awaitable = _is_awaitable
+        self.is_awaitable = is_awaitable
 
 
 class PlainExecutionContext(VidgenExecutionContext):
@@ -136,7 +104,7 @@ def build_schema(
     settings: Settings | None = None, *, fast_fields: bool = True
 ) -> strawberry.Schema:
     """The schema with limits from ``settings`` (defaults when None); ``fast_fields=False``
-    executes every field through graphql-core's path (see .execution)."""
+    executes every field through graphql-core's path (see .fastpath.executor)."""
     settings = settings or Settings(_env_file=None)
     max_tokens = settings.max_query_tokens
     extensions: list[Any] = [
@@ -151,15 +119,16 @@ def build_schema(
     built = VidgenSchema(
         query=Query,
         mutation=Mutation,
-        subscription=_subscription_type(),
+        subscription=Subscription,
         extensions=extensions,
         # Not sort_schema=True: in strawberry 0.341 it rebuilds enums as plain graphql-core
         # enums, which then cannot serialize Python enum members ("Enum 'VideoStatus' cannot
-        # represent value"). The SDL is stable anyway: types print in definition order.
+        # represent value"; docs/library-notes.md). The SDL is stable anyway: graphql-core
+        # prints the types in the order it reaches them from the root types.
         config=StrawberryConfig(),
         execution_context_class=VidgenExecutionContext if fast_fields else PlainExecutionContext,
     )
-    input_plans.install(built)  # input objects built from a plan made once (see there)
+    inputs.install(built)  # input objects built from a plan made once (see there)
     return built
 
 

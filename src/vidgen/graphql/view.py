@@ -24,7 +24,8 @@ pays nothing for this: it all lives in exception handlers.
 On every transport, a document with several operations and no ``operationName``, or an
 ``operationName`` that names none of them, runs nothing and answers BAD_USER_INPUT (field
 ``operationName``), as the GraphQL spec asks: Strawberry would run the first operation,
-even a mutation, or (HTTP) answer an unknown name with a plain-text 400.
+even a mutation, or (HTTP) answer an unknown name with a plain-text 400. What Strawberry does
+with malformed bodies and messages, and why it is answered here: docs/library-notes.md.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ not what it was said to be is opened again with probing, so the hint never chang
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 
@@ -28,20 +27,6 @@ from vidgen.media.thumbnails import (
 
 # Container formats worth naming to FFmpeg, by file extension / output format.
 CONTAINER_FORMATS = {"mp4": "mp4", "mov": "mov", "webm": "webm", "mkv": "matroska"}
-
-
-def inspect(
-    video: Path, thumbnail: Path, *, width: int, fmt: str, container_format: str | None = None
-) -> VideoInfo:
-    """Probe ``video`` and write its thumbnail to ``thumbnail``. Blocking: see :func:`ainspect`.
-
-    Raises:
-        ProbeError: the file is not a readable video (no stream, no duration, no frame).
-        ValueError: an unknown thumbnail format or a width below 1.
-    """
-    info, data = read(video, width=width, fmt=fmt, container_format=container_format)
-    Path(thumbnail).write_bytes(data)
-    return info
 
 
 def read(
@@ -85,12 +70,3 @@ def _open(video: Path, container_format: str | None) -> av.container.InputContai
         except (av.FFmpegError, ValueError):
             pass  # not what its content type said: let FFmpeg find out what it is
     return av.open(str(video), mode="r")
-
-
-async def ainspect(
-    video: Path, thumbnail: Path, *, width: int, fmt: str, container_format: str | None = None
-) -> VideoInfo:
-    """:func:`inspect` in a worker thread, so the event loop never blocks."""
-    return await asyncio.to_thread(
-        inspect, video, thumbnail, width=width, fmt=fmt, container_format=container_format
-    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ class VideoInfo:
 def probe(path: Path | str) -> VideoInfo:
     """Read a video's duration, frame rate, size and codec.
 
-    Synchronous and blocking: run it in a thread (see :func:`aprobe`).
+    Synchronous and blocking: run it in a thread.
 
     Args:
         path: The video file.
@@ -89,8 +88,3 @@ def _duration(container: av.container.InputContainer, stream: av.VideoStream) ->
             stop = (packet.pts + (packet.duration or 0)) * packet.time_base
             end = stop if end is None else max(end, stop)
     return float(end) if end is not None else None
-
-
-async def aprobe(path: Path | str) -> VideoInfo:
-    """:func:`probe` in a worker thread, so the event loop never blocks."""
-    return await asyncio.to_thread(probe, path)

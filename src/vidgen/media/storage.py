@@ -18,22 +18,19 @@ are blocking calls, made from a worker thread.
 ::
 
     StorageError
-    ├── InvalidKey      (also a ValueError) a key that does not match the pattern
-    └── TooLarge        a stream passed its ``max_bytes``
+    └── InvalidKey      (also a ValueError) a key that does not match the pattern
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import os
 import re
-import shutil
 import stat
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Protocol, runtime_checkable
 
@@ -45,7 +42,6 @@ _KIND_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _EXT_PATTERN = re.compile(r"[a-z0-9]{1,10}")
 MAX_KEY_LENGTH = 255
 TMP_DIR_NAME = ".tmp"
-_WRITE_BUFFER = 1024 * 1024
 
 
 class StorageError(Exception):
@@ -54,14 +50,6 @@ class StorageError(Exception):
 
 class InvalidKey(StorageError, ValueError):
     """A key that does not match :data:`KEY_PATTERN` (it could escape the root)."""
-
-
-class TooLarge(StorageError):
-    """A stream passed its ``max_bytes`` limit; nothing was stored."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"The file is larger than the limit of {limit} bytes.")
-        self.limit = limit
 
 
 def make_key(owner_id: int, video_id: int, kind: str, ext: str) -> str:
@@ -117,25 +105,11 @@ class Storage(Protocol):
         """The local file for ``key`` (it may not exist)."""
         ...
 
-    def temp_path(self, suffix: str = "") -> Path:
-        """A fresh temp file location on the same filesystem as the stored files."""
-        ...
-
-    async def save_file(self, key: str, src: Path) -> int:
-        """Move (or copy) a finished file under ``key``; return its size."""
-        ...
-
     async def save_bytes(self, key: str, data: bytes) -> int:
         """Store ``data`` under ``key``; return its size."""
         ...
 
-    async def save_stream(self, key: str, chunks: AsyncIterator[bytes], *, max_bytes: int) -> int:
-        """Store a stream under ``key`` (at most ``max_bytes``); return its size."""
-        ...
-
     async def exists(self, key: str) -> bool: ...
-
-    async def size(self, key: str) -> int: ...
 
     async def delete(self, key: str) -> None:
         """Remove ``key``; a missing file is fine."""
@@ -192,7 +166,9 @@ class LocalStorage:
     """Media files in a local folder.
 
     Args:
-        root: The media folder; created on first write. Temp files live in ``root/.tmp``.
+        root: The media folder; created on first write. ``root/.tmp`` (:attr:`tmp_dir`) holds
+            temporary files of others (the local provider's renders), which
+            :meth:`purge_temp` removes once stale.
     """
 
     def __init__(self, root: Path) -> None:
@@ -231,16 +207,6 @@ class LocalStorage:
             if stat.S_ISLNK(mode):
                 return True
         return False
-
-    def temp_path(self, suffix: str = "") -> Path:
-        """A fresh path in ``root/.tmp`` (same filesystem as the keys, so a rename is atomic).
-
-        The folder is created; the file is not. Whoever writes it must move or delete it.
-        """
-        if suffix and not re.fullmatch(r"\.?[A-Za-z0-9_.-]{1,16}", suffix):
-            raise ValueError(f"Invalid temp suffix {suffix!r}.")
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        return self.tmp_dir / f"{uuid.uuid4().hex}{suffix}"
 
     def _part_path(self, dest: Path) -> Path:
         return dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
@@ -349,37 +315,6 @@ class LocalStorage:
             return False
 
     # --- writes ----------------------------------------------------------------------------
-    async def save_file(self, key: str, src: Path) -> int:
-        """Put a finished file under ``key`` atomically and return its size.
-
-        ``src`` is renamed when it is on the same filesystem (e.g. from :meth:`temp_path`),
-        otherwise copied to a temp file beside the destination and then renamed; ``src`` is
-        gone afterwards either way.
-        """
-        dest = self.path(key)
-        return await asyncio.to_thread(self._save_file_sync, dest, Path(src))
-
-    def _save_file_sync(self, dest: Path, src: Path) -> int:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if os.stat(src).st_dev == os.stat(dest.parent).st_dev:
-            with open(src, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(src, dest)
-        else:
-            part = self._part_path(dest)
-            try:
-                with open(src, "rb") as fin, open(part, "xb") as fout:
-                    shutil.copyfileobj(fin, fout, _WRITE_BUFFER)
-                    fout.flush()
-                    os.fsync(fout.fileno())
-                os.replace(part, dest)
-            except BaseException:
-                part.unlink(missing_ok=True)
-                raise
-            src.unlink(missing_ok=True)
-        _fsync_dir(dest.parent)
-        return dest.stat().st_size
-
     async def save_bytes(self, key: str, data: bytes) -> int:
         """Store ``data`` under ``key`` atomically and return its size."""
         dest = self.path(key)
@@ -395,38 +330,6 @@ class LocalStorage:
             part.unlink(missing_ok=True)
             raise
         return len(data)
-
-    async def save_stream(self, key: str, chunks: AsyncIterator[bytes], *, max_bytes: int) -> int:
-        """Store an async stream of chunks under ``key`` atomically and return its size.
-
-        Raises:
-            TooLarge: When the stream passes ``max_bytes``; nothing is stored.
-        """
-        dest = self.path(key)
-        fh, part = await asyncio.to_thread(self._open_part, dest)
-        total = 0
-        buffer = bytearray()
-        try:
-            try:
-                async for chunk in chunks:
-                    total += len(chunk)
-                    if total > max_bytes:
-                        raise TooLarge(max_bytes)
-                    buffer += chunk
-                    if len(buffer) >= _WRITE_BUFFER:
-                        data, buffer = bytes(buffer), bytearray()
-                        await asyncio.to_thread(fh.write, data)
-                if buffer:
-                    await asyncio.to_thread(fh.write, bytes(buffer))
-            finally:
-                await asyncio.to_thread(fh.close)
-            await asyncio.to_thread(self._commit_part, part, dest)
-        except BaseException:
-            # Also on cancellation: the partial file must not survive.
-            with contextlib.suppress(OSError):
-                part.unlink(missing_ok=True)
-            raise
-        return total
 
     def _open_part(self, dest: Path) -> tuple[IO[bytes], Path]:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -447,15 +350,6 @@ class LocalStorage:
     async def exists(self, key: str) -> bool:
         """True when a regular file is stored under ``key``."""
         return await asyncio.to_thread(self.path(key).is_file)
-
-    async def size(self, key: str) -> int:
-        """The stored file's size in bytes.
-
-        Raises:
-            FileNotFoundError: When nothing is stored under ``key``.
-        """
-        path = self.path(key)
-        return (await asyncio.to_thread(path.stat)).st_size
 
     async def delete(self, key: str) -> None:
         """Remove ``key`` (a missing file is fine) and any folders it leaves empty."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import threading
 from pathlib import Path
@@ -31,7 +30,7 @@ def make_thumbnail(
     """Write a thumbnail of the frame about 10% into the video.
 
     The frame keeps its aspect ratio and is never scaled up. Synchronous and blocking: run it
-    in a thread (see :func:`amake_thumbnail`).
+    in a thread.
 
     Args:
         video_path: The video.
@@ -133,10 +132,3 @@ def write_thumbnail(
     data, size = encode_thumbnail(image, width=width, fmt=fmt)
     Path(dest_path).write_bytes(data)
     return size
-
-
-async def amake_thumbnail(
-    video_path: Path | str, dest_path: Path | str, *, width: int, fmt: str = "jpeg"
-) -> tuple[int, int]:
-    """:func:`make_thumbnail` in a worker thread, so the event loop never blocks."""
-    return await asyncio.to_thread(make_thumbnail, video_path, dest_path, width=width, fmt=fmt)

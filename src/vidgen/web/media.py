@@ -117,26 +117,28 @@ def _etag_matches_strongly(header: str, etag: str) -> bool:
     return any(tag.strip() == etag for tag in header.split(","))
 
 
-def _modified_since(header: str, mtime: float) -> bool:
-    """True when the file changed after the (valid) date in ``header``; False otherwise,
-    including for a date that cannot be read (RFC 9110: then the condition is ignored)."""
+def _http_date(header: str) -> float | None:
+    """The instant an HTTP date header names, or None for a date that cannot be read (RFC
+    9110: the condition is then ignored)."""
     try:
         since = parsedate_to_datetime(header)
     except (TypeError, ValueError, IndexError):
-        return False
+        return None
     if since is None or since.tzinfo is None:
-        return False
-    return int(mtime) > since.timestamp()
+        return None
+    return since.timestamp()
+
+
+def _modified_since(header: str, mtime: float) -> bool:
+    """True when the file changed after the (valid) date in ``header``."""
+    since = _http_date(header)
+    return since is not None and int(mtime) > since
 
 
 def _not_modified_since(header: str, mtime: float) -> bool:
-    try:
-        since = parsedate_to_datetime(header)
-    except (TypeError, ValueError, IndexError):
-        return False
-    if since is None or since.tzinfo is None:
-        return False
-    return int(mtime) <= since.timestamp()
+    """True when the file did not change after the (valid) date in ``header``."""
+    since = _http_date(header)
+    return since is not None and int(mtime) <= since
 
 
 def _with_headers(scope: Scope, replace: dict[bytes, bytes | None]) -> Scope:

@@ -6,18 +6,19 @@ annotation and walks the type to find out that a plain scalar needs no convertin
 ``generateVideo`` (18 input fields) that was about a tenth of the server's time per request.
 
 :func:`install` gives each of the schema's input types a ``from_input`` hook (Strawberry's
-own extension point for types that build their own value) holding a plan made on first use:
-for each field its GraphQL name, its Python name, and whether its value is used as it is.
-That is exactly the case where Strawberry's ``convert_argument`` returns the value unchanged
-(a scalar or an enum, optional or not, other than a Relay ``GlobalID``), or a copy of the list
-(a list of those). Every other field (nested inputs, ``GlobalID``, ``Maybe``, lazy types) is
-converted by Strawberry itself (``InputContext.convert``), with its path, nulls included.
-Fields the client left out get ``None`` when they have no default, as Strawberry gives them,
-and keep the class's default otherwise. Types with a ``Maybe`` field keep Strawberry's own
-conversion: Strawberry skips its check of explicit nulls for ``Maybe`` fields in types that
-set the hook. The hook lives on the class's definition, shared by every schema built from it,
-so plans are kept per (name converter, scalar registry). ``tests/api/test_input_plans.py``
-compares both ways on every input type of the schema.
+own extension point for types that build their own value): an :class:`InputBuilder` holding
+a plan made on first use, for each field its GraphQL name, its Python name, and whether its
+value is used as it is. That is exactly the case where Strawberry's ``convert_argument``
+returns the value unchanged (a scalar or an enum, optional or not, other than a Relay
+``GlobalID``), or a copy of the list (a list of those). Every other field (nested inputs,
+``GlobalID``, ``Maybe``, lazy types) is converted by Strawberry itself
+(``InputContext.convert``), with its path, nulls included. Fields the client left out get
+``None`` when they have no default, as Strawberry gives them, and keep the class's default
+otherwise. Types with a ``Maybe`` field keep Strawberry's own conversion: Strawberry skips
+its check of explicit nulls for ``Maybe`` fields in types that set the hook. The hook lives
+on the class's definition, shared by every schema built from it, so plans are kept per (name
+converter, scalar registry). ``tests/api/test_input_plans.py`` compares both ways on every
+input type of the schema.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ from strawberry.types.enum import has_enum_definition
 AS_IS, LIST_COPY, CONVERT = 0, 1, 2
 
 
-class InputPlan:
-    """The ``from_input`` hook of one input type (see the module docstring)."""
+class InputBuilder:
+    """Builds one input type's value from a plan (its ``from_input`` hook; see the module
+    docstring)."""
 
     def __init__(self, definition: StrawberryObjectDefinition) -> None:
         self.definition = definition
@@ -111,7 +113,7 @@ def install(schema: Any) -> None:
     like pydantic inputs, keep theirs)."""
     for definition in input_definitions(schema):
         if definition.from_input is None and not _has_maybe(definition):
-            definition.from_input = InputPlan(definition)
+            definition.from_input = InputBuilder(definition)
 
 
 def _has_maybe(definition: StrawberryObjectDefinition) -> bool:

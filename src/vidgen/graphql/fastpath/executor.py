@@ -6,22 +6,10 @@ chain), awaitable checks, then ``complete_value``. For a page of 50 videos with 
 relations that is about a thousand fields per request, and most of the request's time,
 although most fields only read an attribute of an ORM row.
 
-:class:`FastFields` (an executor mixin) resolves some fields inline, from a plan computed
-once per schema and field:
-
-- ``BASIC``: a Strawberry field without resolver, arguments or extensions (so without
-  permission classes either): ``getattr(source, python_name)``, exactly what Strawberry's
-  default resolver does;
-- ``NODE_ID``: Relay's ``id`` on a type keeping Strawberry's ``resolve_id`` and
-  ``resolve_typename``: the same global id string, from the row's id attribute;
-- ``DIRECT``: a sync resolver without arguments or extensions marked with :func:`direct`:
-  its pure implementation is called with ``(root, context)``;
-- ``TYPENAME``: ``__typename`` is the parent type's name.
-
-and completes their values inline when that is plain: a leaf (scalar or enum, through the
-type's own ``coerce_output_value``), an object of an object type whose ``is_type_of`` needs
-no info (see :func:`info_free`), or a list of those. Its sub-selection goes through
-graphql-core's own ``collect_and_execute_subfields``, so fields below are planned again.
+:class:`FastFields` (an executor mixin) resolves the fields that have a plan (see
+:mod:`.field_plans`: attribute reads, Relay ids, ``direct`` resolvers, ``__typename``)
+inline and completes their values inline when that is plain. Its sub-selection goes
+through graphql-core's own ``collect_subfields``, so fields below are planned again.
 
 Everything else takes graphql-core's path, unchanged. So does every case where the inline
 path could differ: an exception from the resolver or the coercion, None for a non-null
@@ -37,246 +25,69 @@ Within a query (not a mutation or subscription), an object reached again under t
 selection, when that selection only reads attributes, ids and type names into leaves (a
 page's owner, its projects, themes and tags), reuses the values completed the first time,
 provided that completion never left the inline path (so no error was recorded for it).
+
+:func:`is_awaitable` is the executor's awaitable check: Strawberry's, except that an ORM
+row is a plain value.
 """
 
 from __future__ import annotations
 
 import base64
-import datetime as dt
-import enum
-import weakref
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
-    GraphQLField,
     GraphQLList,
-    GraphQLNonNull,
     GraphQLObjectType,
-    GraphQLOutputType,
-    GraphQLSchema,
     OperationType,
     is_leaf_type,
-    is_list_type,
     is_non_null_type,
     is_object_type,
 )
 from graphql.pyutils import Path, Undefined, gather_with_cancel
-from graphql.type import GraphQLID, GraphQLString
 from strawberry import relay
-from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.execution import optimized_is_awaitable
+from tortoise.models import Model
 
-BASIC, NODE_ID, DIRECT, TYPENAME = range(4)
+from vidgen.graphql.fastpath.field_plans import (
+    BASIC,
+    DIRECT,
+    FALLBACK,
+    LEAF,
+    LIST,
+    NODE_ID,
+    OBJECT,
+    PLAIN,
+    SETTLED,
+    STRING,
+    TYPENAME,
+    Entry,
+    coerce_leaf,
+    field_entries,
+    reads_only,
+    type_check,
+    type_plans,
+)
 
-_DIRECT_ATTR = "__vidgen_direct__"
-_INFO_FREE_ATTR = "__vidgen_info_free__"
 
-# Values that are neither awaitable nor exceptions, whatever the leaf type does with them.
-_PLAIN = frozenset({str, int, float, bool, dt.datetime, dt.date, dt.time})
+def is_awaitable(value: Any) -> bool:
+    """Strawberry's check, except that an ORM row is a plain value.
 
-# Results that are certainly not awaitable (no need to ask ``is_awaitable``).
-_SETTLED = _PLAIN | {type(None), dict, list}
-
-_FALLBACK: Any = object()
-
-
-def direct(implementation: Callable[[Any, Any], Any]) -> Callable[[Any], Any]:
-    """Mark a resolver as ``implementation(root, context)``, which the executor may call
-    instead of the resolver (without building an ``Info``).
-
-    Only for sync resolvers without arguments (besides ``root`` and ``info``), permission
-    classes or field extensions, whose result is exactly ``implementation(root,
-    info.context)``, and when calling it has no effect beyond its result (it may be
-    called again, by graphql-core's path, when its result cannot be completed inline).
+    Tortoise models define ``__await__`` (awaiting a row just returns it; see
+    docs/library-notes.md), so to graphql-core
+    every row a resolver returns looked pending: it completed each one through a coroutine
+    and gathered sibling fields in tasks. Awaiting a row gives the row itself, so treating it
+    as a value changes no result, only the cost.
     """
-
-    def mark(resolver: Any) -> Any:
-        setattr(resolver, _DIRECT_ATTR, implementation)
-        return resolver
-
-    return mark
-
-
-def info_free(is_type_of: Callable[..., bool]) -> Callable[..., bool]:
-    """Mark an ``is_type_of`` that never reads its ``info`` argument (it is given None)."""
-    setattr(is_type_of, _INFO_FREE_ATTR, True)
-    return is_type_of
+    cls = type(value)
+    if cls in _ROW_TYPES:
+        return False
+    if issubclass(cls, Model):
+        _ROW_TYPES.add(cls)
+        return False
+    return optimized_is_awaitable(value) and not isinstance(value, Model)
 
 
-# How a field's value completes inline (its type without the non-null wrapper).
-STRING, LEAF, OBJECT, LIST, OTHER = range(5)
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """How to resolve one field of one object type inline."""
-
-    kind: int
-    return_type: GraphQLOutputType
-    attr: str = ""  # BASIC: the attribute; NODE_ID: the id attribute
-    func: Callable[[Any, Any], Any] | None = None  # DIRECT
-    type_name: str = ""  # NODE_ID: the parent type's name
-
-    @property
-    def non_null(self) -> bool:
-        return is_non_null_type(self.return_type)
-
-    @property
-    def named(self) -> Any:
-        """The return type without its non-null wrapper."""
-        return_type = self.return_type
-        return return_type.of_type if is_non_null_type(return_type) else return_type  # type: ignore[union-attr]
-
-    @property
-    def shape(self) -> int:
-        named = self.named
-        if named is GraphQLString or named is GraphQLID:
-            return STRING
-        if is_leaf_type(named):
-            return LEAF
-        if is_object_type(named):
-            return OBJECT
-        if is_list_type(named):
-            return LIST
-        return OTHER
-
-
-def _strawberry_field(field: GraphQLField) -> Any:
-    return (field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
-
-
-def _is_default_node_id(parent: GraphQLObjectType, resolver: Any) -> str | None:
-    """The id attribute when ``resolver`` is Relay's ``Node.id`` on a type that keeps
-    the default ``resolve_id``/``resolve_typename``; else None."""
-    func = getattr(resolver.wrapped_func, "__func__", None)
-    if func is None or func is not relay.Node._id.__func__:  # type: ignore[attr-defined]
-        return None
-    definition = (parent.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
-    origin = getattr(definition, "origin", None)
-    if not (isinstance(origin, type) and issubclass(origin, relay.Node)):
-        return None
-    if (
-        origin.resolve_id.__func__ is not relay.Node.resolve_id.__func__  # type: ignore[attr-defined]
-        or origin.resolve_typename.__func__ is not relay.Node.resolve_typename.__func__  # type: ignore[attr-defined]
-    ):
-        return None
-    try:
-        return origin.resolve_id_attr()
-    except Exception:  # noqa: BLE001 - no usable NodeID annotation: not inlined
-        return None
-
-
-def plan_field(parent: GraphQLObjectType, name: str, field: GraphQLField) -> Plan | None:
-    """The inline plan of ``parent.name``, or None for graphql-core's path."""
-    if name == "__typename":
-        return Plan(TYPENAME, field.type)
-    if field.args:
-        return None
-    definition = _strawberry_field(field)
-    if definition is None or definition.extensions:
-        return None
-    resolve_name = getattr(field.resolve, "__name__", "")
-    resolver = definition.base_resolver
-    if resolver is None:
-        # Strawberry resolves a basic field with its default resolver; inline only the
-        # stock one (getattr) and only when Strawberry took its basic path too.
-        if resolve_name != "_get_basic_result" or definition.default_resolver is not getattr:
-            return None
-        return Plan(BASIC, field.type, attr=definition.python_name)
-    if resolve_name != "_resolver" or definition.is_async:
-        return None  # async, or wrapped for exception handlers
-    attr = _is_default_node_id(parent, resolver)
-    if attr is not None:
-        return Plan(NODE_ID, field.type, attr=attr, type_name=parent.name)
-    implementation = getattr(resolver.wrapped_func, _DIRECT_ATTR, None)
-    if implementation is not None:
-        return Plan(DIRECT, field.type, func=implementation)
-    return None
-
-
-_plans: weakref.WeakKeyDictionary[GraphQLSchema, dict[GraphQLObjectType, dict[str, Any]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _type_plans(schema: GraphQLSchema, parent: GraphQLObjectType) -> dict[str, Plan | None]:
-    by_type = _plans.get(schema)
-    if by_type is None:
-        by_type = _plans[schema] = {}
-    plans = by_type.get(parent)
-    if plans is None:
-        plans = {name: plan_field(parent, name, field) for name, field in parent.fields.items()}
-        plans["__typename"] = Plan(TYPENAME, GraphQLNonNull(GraphQLString))
-        by_type[parent] = plans
-    return plans
-
-
-_type_checks: weakref.WeakKeyDictionary[GraphQLObjectType, tuple[bool, Any]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _type_check(object_type: GraphQLObjectType) -> tuple[bool, Any]:
-    """(may complete inline, its ``is_type_of`` or None): inline only when there is no
-    ``is_type_of`` or one that never reads its info (:func:`info_free`)."""
-    found = _type_checks.get(object_type)
-    if found is None:
-        check = object_type.is_type_of
-        inline = check is None or bool(
-            getattr(getattr(check, "__func__", check), _INFO_FREE_ATTR, False)
-        )
-        found = _type_checks[object_type] = (inline, check)
-    return found
-
-
-NORMAL = -1  # an entry executed by graphql-core's execute_field
-
-# One field of a selection: (response name, field details, kind, attribute, function,
-# shape, non-null, named type, parent type name for NODE_ID, return type, (may complete
-# inline, is_type_of) of an OBJECT's type).
-Entry = tuple[str, Any, int, str, Any, int, bool, Any, str, Any, tuple[bool, Any]]
-_NO_CHECK = (False, None)
-
-
-def _entries(plans: dict[str, Plan | None], grouped_field_set: Any) -> list[Entry]:
-    entries: list[Entry] = []
-    for response_name, field_details_list in grouped_field_set.items():
-        node = field_details_list[0].node
-        plan = plans.get(node.name.value)
-        if plan is None or node.arguments:
-            entries.append(
-                (
-                    response_name,
-                    field_details_list,
-                    NORMAL,
-                    "",
-                    None,
-                    OTHER,
-                    False,
-                    None,
-                    "",
-                    None,
-                    _NO_CHECK,
-                )
-            )
-        else:
-            entries.append(
-                (
-                    response_name,
-                    field_details_list,
-                    plan.kind,
-                    plan.attr,
-                    plan.func,
-                    plan.shape,
-                    plan.non_null,
-                    plan.named,
-                    plan.type_name,
-                    plan.return_type,
-                    _type_check(plan.named) if plan.shape == OBJECT else _NO_CHECK,
-                )
-            )
-    return entries
+_ROW_TYPES: set[type] = set()  # the model classes seen (a type test is cheaper)
 
 
 class FastFields:
@@ -317,10 +128,10 @@ class FastFields:
             )
         program = self._programs.get(id(grouped_field_set))
         if program is None:
-            plans = _type_plans(self.schema, parent_type)  # type: ignore[attr-defined]
+            plans = type_plans(self.schema, parent_type)  # type: ignore[attr-defined]
             program = self._programs[id(grouped_field_set)] = (
                 grouped_field_set,
-                _entries(plans, grouped_field_set),
+                field_entries(plans, grouped_field_set),
             )
         return self._run(parent_type, source_value, path, program[1])
 
@@ -336,12 +147,12 @@ class FastFields:
             )[:2]
             entries = None
             if not new_defer_usages:
-                plans = _type_plans(self.schema, object_type)  # type: ignore[attr-defined]
-                entries = _entries(plans, grouped_field_set)
+                plans = type_plans(self.schema, object_type)  # type: ignore[attr-defined]
+                entries = field_entries(plans, grouped_field_set)
             program = self._subprograms[key] = (
                 field_details_list,
                 entries,
-                entries is not None and all(_reads_only(entry) for entry in entries),
+                entries is not None and all(reads_only(entry) for entry in entries),
             )
         _, entries, leaf_reads = program
         if entries is None:  # @defer below: graphql-core's incremental path
@@ -387,20 +198,20 @@ class FastFields:
                     rtype,
                     tcheck,
                 ) = entry
-                result = _FALLBACK
+                result = FALLBACK
                 if kind == BASIC or kind == DIRECT:
                     try:
                         value = getattr(source, attr) if kind == BASIC else func(source, context)
                     except Exception:  # noqa: BLE001 - graphql-core's path raises, reports it
-                        value = _FALLBACK
-                    if value is _FALLBACK:
+                        value = FALLBACK
+                    if value is FALLBACK:
                         pass
                     elif shape == STRING and type(value) is str:
                         result = value
                     elif value is None:
-                        result = _FALLBACK if non_null else None
+                        result = FALLBACK if non_null else None
                     elif shape <= LEAF:
-                        result = _coerce_leaf(named, value)
+                        result = coerce_leaf(named, value)
                     elif (
                         shape == OBJECT
                         and memo is not None
@@ -433,26 +244,26 @@ class FastFields:
                     elif shape == LIST and not is_awaitable(value):
                         field_path = Path(path, name, parent_type.name)
                         result = self._complete(shape, named, rtype, details, field_path, value)
-                        if result is not _FALLBACK:
-                            if type(result) not in _SETTLED and is_awaitable(result):
+                        if result is not FALLBACK:
+                            if type(result) not in SETTLED and is_awaitable(result):
                                 awaitable_fields.append(name)
                             results[name] = result
                             continue
                 elif kind == NODE_ID:
                     if not isinstance(source, relay.Node):  # else: the row's own class
                         node_id = getattr(source, attr, None)
-                        if node_id is not None and type(node_id) in _PLAIN:
+                        if node_id is not None and type(node_id) in PLAIN:
                             result = base64.b64encode(f"{type_name}:{node_id}".encode()).decode()
                 elif kind == TYPENAME:
                     result = parent_type.name
-                if result is _FALLBACK:
+                if result is FALLBACK:
                     self._fell_back = True
                     result = self.execute_field(  # type: ignore[attr-defined]
                         parent_type, source, details, Path(path, name, parent_type.name), None
                     )
                     if result is Undefined:
                         continue
-                    if type(result) not in _SETTLED and is_awaitable(result):
+                    if type(result) not in SETTLED and is_awaitable(result):
                         awaitable_fields.append(name)
                 results[name] = result
         except Exception:
@@ -484,10 +295,10 @@ class FastFields:
         path: Path,
         value: Any,
     ) -> Any:
-        """The completed object or list (or an awaitable of it), or ``_FALLBACK`` when
+        """The completed object or list (or an awaitable of it), or ``FALLBACK`` when
         graphql-core must execute the field (nothing below it has run then)."""
         if isinstance(value, Exception):
-            return _FALLBACK
+            return FALLBACK
         try:
             if shape == OBJECT:
                 completed = self._complete_object(named, field_details_list, path, value)
@@ -496,7 +307,7 @@ class FastFields:
         except Exception as raw_error:  # raised below this field: as execute_field does
             self.handle_field_error(raw_error, return_type, field_details_list, path)  # type: ignore[attr-defined]
             return None
-        if completed is _FALLBACK or type(completed) in _SETTLED:
+        if completed is FALLBACK or type(completed) in SETTLED:
             return completed
         if not self.is_awaitable(completed):  # type: ignore[attr-defined]
             return completed
@@ -514,11 +325,11 @@ class FastFields:
     def _complete_object(
         self, object_type: GraphQLObjectType, field_details_list: Any, path: Path, value: Any
     ) -> Any:
-        inline, check = _type_check(object_type)
+        inline, check = type_check(object_type)
         if not inline:
-            return _FALLBACK
+            return FALLBACK
         if check is not None and not check(value, None):
-            return _FALLBACK  # graphql-core raises its "Expected value of type" error
+            return FALLBACK  # graphql-core raises its "Expected value of type" error
         return self._execute_object(object_type, field_details_list, path, value)
 
     def _list_plan(self, list_type: GraphQLList[Any], field_details_list: Any) -> tuple[Any, ...]:
@@ -531,7 +342,7 @@ class FastFields:
             item_type = list_type.of_type
             item_non_null = is_non_null_type(item_type)
             named = item_type.of_type if item_non_null else item_type
-            inline, check = _type_check(named) if is_object_type(named) else (False, None)
+            inline, check = type_check(named) if is_object_type(named) else (False, None)
             plan = (
                 any(details.node.directives for details in field_details_list),
                 item_type,
@@ -549,27 +360,27 @@ class FastFields:
         self, list_type: GraphQLList[Any], field_details_list: Any, path: Path, value: Any
     ) -> Any:
         if type(value) is not list and type(value) is not tuple:
-            return _FALLBACK
+            return FALLBACK
         directives, item_type, item_non_null, named, leaf, inline, check, _ = self._list_plan(
             list_type, field_details_list
         )
         if directives:
-            return _FALLBACK  # @stream (and any other directive): graphql-core's path
+            return FALLBACK  # @stream (and any other directive): graphql-core's path
         if leaf:
             completed_leaves = []
             for item in value:
                 if item is None:
                     if item_non_null:
-                        return _FALLBACK
+                        return FALLBACK
                     completed_leaves.append(None)
                     continue
-                leaf = _coerce_leaf(named, item)
-                if leaf is _FALLBACK:
-                    return _FALLBACK
+                leaf = coerce_leaf(named, item)
+                if leaf is FALLBACK:
+                    return FALLBACK
                 completed_leaves.append(leaf)
             return completed_leaves
         if not inline:  # not an object type, or not one completed inline
-            return _FALLBACK
+            return FALLBACK
         is_awaitable = self.is_awaitable  # type: ignore[attr-defined]
         execute = self._execute_object
         memo = self._memo
@@ -577,7 +388,7 @@ class FastFields:
         for item in value:  # every check before anything below runs
             if item is None:
                 if item_non_null:
-                    return _FALLBACK
+                    return FALLBACK
             elif memo is not None and (hit := memo.get((id(item), memo_tag))) and hit[0] is item:
                 continue  # completed before as an item of this field: it passed then
             elif (
@@ -585,7 +396,7 @@ class FastFields:
                 or isinstance(item, Exception)
                 or (check is not None and not check(item, None))
             ):
-                return _FALLBACK
+                return FALLBACK
         completed: list[Any] = []
         awaitable_indices: list[int] = []
         try:
@@ -630,25 +441,3 @@ class FastFields:
             return completed
 
         return get_completed()
-
-
-def _reads_only(entry: Entry) -> bool:
-    """A field completed from an attribute read, an id or a type name into a leaf."""
-    return entry[2] in (BASIC, NODE_ID, TYPENAME) and entry[5] in (STRING, LEAF)
-
-
-def _coerce_leaf(leaf_type: Any, value: Any) -> Any:
-    """``complete_leaf_value`` for a value that is neither None, awaitable nor an
-    exception; ``_FALLBACK`` for anything graphql-core would not simply return."""
-    kind = type(value)
-    if kind is str and (leaf_type is GraphQLString or leaf_type is GraphQLID):
-        return value
-    if kind not in _PLAIN and not isinstance(value, enum.Enum):
-        return _FALLBACK
-    try:
-        coerced = leaf_type.coerce_output_value(value)
-    except Exception:  # noqa: BLE001 - graphql-core's path raises and reports it
-        return _FALLBACK
-    if type(coerced) not in _SETTLED or coerced is None:
-        return _FALLBACK  # None, Undefined or anything unusual: graphql-core's path
-    return coerced
