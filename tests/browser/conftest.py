@@ -243,3 +243,60 @@ async def sign_in(page: Page, url: str, email: str, password: str = PASSWORD) ->
 
 async def card_status(page: Page, video_id: str) -> str | None:
     return await page.get_attribute(f'[data-video-id="{video_id}"]', "data-status")
+
+
+# Records every data-status a card shows, in order, from the moment it is added: the test
+# can then tell "QUEUED, then COMPLETED, live" from "COMPLETED after a reload".
+WATCH_STATUSES = """
+() => {
+  window.__statuses = {};
+  window.__pageId = Math.random();
+  const note = (card) => {
+    const seen = (window.__statuses[card.dataset.videoId] ||= []);
+    if (seen[seen.length - 1] !== card.dataset.status) seen.push(card.dataset.status);
+  };
+  document.querySelectorAll("[data-video-id]").forEach(note);
+  new MutationObserver((records) => {
+    for (const r of records) {
+      const nodes = r.type === "attributes" ? [r.target] : [...r.addedNodes];
+      for (const n of nodes) if (n.dataset && n.dataset.videoId) note(n);
+    }
+  }).observe(document.getElementById("cards"), {
+    subtree: true, childList: true, attributes: true, attributeFilter: ["data-status"],
+  });
+  return window.__pageId;
+}
+"""
+
+
+async def generate(
+    page: Page, prompt: str, *, provider: str = "local", image: Path | None = None
+) -> str:
+    """Fill the generate form (a short, small video) and submit; the new card's id."""
+    before = set(
+        await page.eval_on_selector_all("[data-video-id]", "els => els.map(e => e.dataset.videoId)")
+    )
+    await page.select_option('select[name="provider"]', provider)
+    await page.fill('textarea[name="prompt"]', prompt)
+    if provider == "local":
+        await page.select_option('select[name="resolution"]', "512x512")
+        await page.fill('input[name="durationSeconds"]', "1")
+    if image is not None:
+        await page.set_input_files('input[name="inputImage"]', str(image))
+    await page.get_by_role("button", name="Generate").click()
+    await page.wait_for_function(
+        "n => document.querySelectorAll('[data-video-id]').length > n", arg=len(before)
+    )
+    after = await page.eval_on_selector_all(
+        "[data-video-id]", "els => els.map(e => e.dataset.videoId)"
+    )
+    (new,) = [i for i in after if i not in before]
+    return new
+
+
+def card(video_id: str) -> str:
+    return f'[data-video-id="{video_id}"]'
+
+
+async def wait_status(page: Page, video_id: str, status: str) -> None:
+    await page.wait_for_selector(f'{card(video_id)}[data-status="{status}"]')

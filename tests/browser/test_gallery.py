@@ -6,68 +6,21 @@ import io
 from pathlib import Path
 
 from PIL import Image
-from playwright.async_api import Page
 
 from tests.api.conftest import LiveServer
-from tests.browser.conftest import Browser, card_status, make_user, sign_in, sqlite_backend
+from tests.browser.conftest import (
+    WATCH_STATUSES,
+    Browser,
+    card,
+    card_status,
+    generate,
+    make_user,
+    sign_in,
+    sqlite_backend,
+    wait_status,
+)
 
 pytestmark = sqlite_backend
-
-# Records every data-status a card shows, in order, from the moment it is added: the test
-# can then tell "QUEUED, then COMPLETED, live" from "COMPLETED after a reload".
-_WATCH_STATUSES = """
-() => {
-  window.__statuses = {};
-  window.__pageId = Math.random();
-  const note = (card) => {
-    const seen = (window.__statuses[card.dataset.videoId] ||= []);
-    if (seen[seen.length - 1] !== card.dataset.status) seen.push(card.dataset.status);
-  };
-  document.querySelectorAll("[data-video-id]").forEach(note);
-  new MutationObserver((records) => {
-    for (const r of records) {
-      const nodes = r.type === "attributes" ? [r.target] : [...r.addedNodes];
-      for (const n of nodes) if (n.dataset && n.dataset.videoId) note(n);
-    }
-  }).observe(document.getElementById("cards"), {
-    subtree: true, childList: true, attributes: true, attributeFilter: ["data-status"],
-  });
-  return window.__pageId;
-}
-"""
-
-
-async def _generate(
-    page: Page, prompt: str, *, provider: str = "local", image: Path | None = None
-) -> str:
-    """Fill the generate form (a short, small video) and submit; the new card's id."""
-    before = set(
-        await page.eval_on_selector_all("[data-video-id]", "els => els.map(e => e.dataset.videoId)")
-    )
-    await page.select_option('select[name="provider"]', provider)
-    await page.fill('textarea[name="prompt"]', prompt)
-    if provider == "local":
-        await page.select_option('select[name="resolution"]', "512x512")
-        await page.fill('input[name="durationSeconds"]', "1")
-    if image is not None:
-        await page.set_input_files('input[name="inputImage"]', str(image))
-    await page.get_by_role("button", name="Generate").click()
-    await page.wait_for_function(
-        "n => document.querySelectorAll('[data-video-id]').length > n", arg=len(before)
-    )
-    after = await page.eval_on_selector_all(
-        "[data-video-id]", "els => els.map(e => e.dataset.videoId)"
-    )
-    (new,) = [i for i in after if i not in before]
-    return new
-
-
-def _card(video_id: str) -> str:
-    return f'[data-video-id="{video_id}"]'
-
-
-async def _wait_status(page: Page, video_id: str, status: str) -> None:
-    await page.wait_for_selector(f'{_card(video_id)}[data-status="{status}"]')
 
 
 async def test_sign_in_generate_watch_live_and_play(
@@ -93,13 +46,13 @@ async def test_sign_in_generate_watch_live_and_play(
     token = await page.evaluate("sessionStorage.getItem('vidgen.token')")
     assert token and token not in page.url
     await browser.screenshot(page, "gallery-empty")
-    page_id = await page.evaluate(_WATCH_STATUSES)
+    page_id = await page.evaluate(WATCH_STATUSES)
 
     media_statuses: list[int] = []
     page.on("response", lambda r: "/media/" in r.url and media_statuses.append(r.status))
 
-    video_id = await _generate(page, "a red fox running through fresh snow at dawn")
-    await page.wait_for_selector(f'{_card(video_id)}[data-status="COMPLETED"] video')
+    video_id = await generate(page, "a red fox running through fresh snow at dawn")
+    await page.wait_for_selector(f'{card(video_id)}[data-status="COMPLETED"] video')
 
     statuses = await page.evaluate("id => window.__statuses[id]", video_id)
     assert statuses[0] == "QUEUED" and statuses[-1] == "COMPLETED", statuses
@@ -113,7 +66,7 @@ async def test_sign_in_generate_watch_live_and_play(
         token=token,
     )
     video = body["data"]["video"]
-    card_video = page.locator(f"{_card(video_id)} video")
+    card_video = page.locator(f"{card(video_id)} video")
     src = await card_video.get_attribute("src")
     assert src.split("?")[0] == video["videoUrl"].split("?")[0]
     await card_video.evaluate("v => { v.muted = true; return v.play(); }")
@@ -123,7 +76,7 @@ async def test_sign_in_generate_watch_live_and_play(
     assert 206 in media_statuses, media_statuses
 
     # Open it in the player, then download it.
-    await page.locator(_card(video_id)).get_by_role("button", name="Open").click()
+    await page.locator(card(video_id)).get_by_role("button", name="Open").click()
     player = page.locator("#player")
     await player.wait_for(state="visible")
     await page.wait_for_function("() => document.getElementById('player-video').readyState >= 2")
@@ -163,8 +116,8 @@ async def test_image_to_video_upload(server: LiveServer, browser: Browser, tmp_p
     image = _png(tmp_path / "input.png")
     await page.set_input_files('input[name="inputImage"]', str(image))
     await page.wait_for_selector("#gen-image-preview:not([hidden])")  # a blob: preview
-    video_id = await _generate(page, "the gradient starts to swirl", image=image)
-    await _wait_status(page, video_id, "COMPLETED")
+    video_id = await generate(page, "the gradient starts to swirl", image=image)
+    await wait_status(page, video_id, "COMPLETED")
 
     token = await page.evaluate("sessionStorage.getItem('vidgen.token')")
     body = await server.gql(
@@ -182,10 +135,10 @@ async def test_a_second_user_never_sees_the_first_users_cards(
     await sign_in(first, server.url, await make_user("first@example.com"))
     await sign_in(second, server.url, await make_user("second@example.com"))
 
-    theirs = await _generate(first, "only the first user may see this")
-    await _wait_status(first, theirs, "COMPLETED")
-    mine = await _generate(second, "the second user's own video")
-    await _wait_status(second, mine, "COMPLETED")
+    theirs = await generate(first, "only the first user may see this")
+    await wait_status(first, theirs, "COMPLETED")
+    mine = await generate(second, "the second user's own video")
+    await wait_status(second, mine, "COMPLETED")
 
     # The second page has seen every live event of the first user's video go by (or not):
     # either way it shows its own card only, and so does the first page.
@@ -196,8 +149,8 @@ async def test_a_second_user_never_sees_the_first_users_cards(
         "[data-video-id]", "els => els.map(e => e.dataset.videoId)"
     ) == [theirs]
     await second.reload()
-    await second.wait_for_selector(_card(mine))
-    assert await second.locator(_card(theirs)).count() == 0
+    await second.wait_for_selector(card(mine))
+    assert await second.locator(card(theirs)).count() == 0
     await browser.assert_clean()
 
 
@@ -207,21 +160,21 @@ async def test_cancel_retry_delete_restore_and_filters(
     page = await browser.new_page()
     await sign_in(page, server.url, await make_user("carl@example.com"))
 
-    done = await _generate(page, "a lighthouse in a storm")
-    await _wait_status(page, done, "COMPLETED")
-    stuck = await _generate(page, "hang forever please", provider="test")
-    await _wait_status(page, stuck, "PROCESSING")
-    card = page.locator(_card(stuck))
+    done = await generate(page, "a lighthouse in a storm")
+    await wait_status(page, done, "COMPLETED")
+    stuck = await generate(page, "hang forever please", provider="test")
+    await wait_status(page, stuck, "PROCESSING")
+    stuck_card = page.locator(card(stuck))
 
-    await card.get_by_role("button", name="Cancel").click()
-    await _wait_status(page, stuck, "CANCELED")
-    await card.get_by_role("button", name="Retry").click()
+    await stuck_card.get_by_role("button", name="Cancel").click()
+    await wait_status(page, stuck, "CANCELED")
+    await stuck_card.get_by_role("button", name="Retry").click()
     await page.wait_for_function(
         "s => ['QUEUED', 'PROCESSING'].includes(document.querySelector(s).dataset.status)",
-        arg=_card(stuck),
+        arg=card(stuck),
     )
-    await card.get_by_role("button", name="Cancel").click()
-    await _wait_status(page, stuck, "CANCELED")
+    await stuck_card.get_by_role("button", name="Cancel").click()
+    await wait_status(page, stuck, "CANCELED")
 
     # Filters: by status, and a text search.
     async def shown() -> list[str]:
@@ -235,19 +188,19 @@ async def test_cancel_retry_delete_restore_and_filters(
     await page.select_option('select[name="status"]', "")
     assert await shown() == [stuck, done]
     await page.fill('input[name="search"]', "lighthouse")
-    await page.wait_for_selector(_card(stuck), state="detached")
+    await page.wait_for_selector(card(stuck), state="detached")
     assert await shown() == [done]
     await page.fill('input[name="search"]', "")
-    await page.wait_for_selector(_card(stuck))
+    await page.wait_for_selector(card(stuck))
 
     # Delete hides the card; "Show deleted" brings it back, with Restore.
-    await card.get_by_role("button", name="Delete").click()
-    await page.wait_for_selector(_card(stuck), state="detached")
+    await stuck_card.get_by_role("button", name="Delete").click()
+    await page.wait_for_selector(card(stuck), state="detached")
     await page.get_by_label("Show deleted").check()
-    await card.get_by_role("button", name="Restore").wait_for()
-    await card.get_by_role("button", name="Restore").click()
-    await card.get_by_role("button", name="Delete").wait_for()
+    await stuck_card.get_by_role("button", name="Restore").wait_for()
+    await stuck_card.get_by_role("button", name="Restore").click()
+    await stuck_card.get_by_role("button", name="Delete").wait_for()
     await page.get_by_label("Show deleted").uncheck()
-    await page.wait_for_selector(_card(stuck))
+    await page.wait_for_selector(card(stuck))
     assert await card_status(page, stuck) == "CANCELED"
     await browser.assert_clean()
