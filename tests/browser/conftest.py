@@ -270,7 +270,12 @@ WATCH_STATUSES = """
 
 
 async def generate(
-    page: Page, prompt: str, *, provider: str = "local", image: Path | None = None
+    page: Page,
+    prompt: str,
+    *,
+    provider: str = "local",
+    image: Path | None = None,
+    tags: str = "",
 ) -> str:
     """Fill the generate form (a short, small video) and submit; the new card's id."""
     before = set(
@@ -283,6 +288,7 @@ async def generate(
         await page.fill('input[name="durationSeconds"]', "1")
     if image is not None:
         await page.set_input_files('input[name="inputImage"]', str(image))
+    await page.fill('input[name="tags"]', tags)
     await page.get_by_role("button", name="Generate").click()
     await page.wait_for_function(
         "n => document.querySelectorAll('[data-video-id]').length > n", arg=len(before)

@@ -160,10 +160,13 @@ async def test_cancel_retry_delete_restore_and_filters(
     page = await browser.new_page()
     await sign_in(page, server.url, await make_user("carl@example.com"))
 
-    done = await generate(page, "a lighthouse in a storm")
+    done = await generate(page, "a lighthouse in a storm", tags="sea, night")
     await wait_status(page, done, "COMPLETED")
-    stuck = await generate(page, "hang forever please", provider="test")
+    stuck = await generate(page, "hang · a slow pan over the city at night", provider="test")
     await wait_status(page, stuck, "PROCESSING")
+    await page.locator("#generate-panel summary").click()  # fold the form away
+    await browser.screenshot(page, "gallery-cards")
+    await page.locator("#generate-panel summary").click()
     stuck_card = page.locator(card(stuck))
 
     await stuck_card.get_by_role("button", name="Cancel").click()
