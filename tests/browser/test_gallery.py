@@ -9,6 +9,7 @@ from PIL import Image
 
 from tests.api.conftest import LiveServer
 from tests.browser.conftest import (
+    PASSWORD,
     WATCH_STATUSES,
     Browser,
     card,
@@ -42,7 +43,10 @@ async def test_sign_in_generate_watch_live_and_play(
     )
     assert await page.evaluate("sessionStorage.getItem('vidgen.token')") is None
 
-    await sign_in(page, server.url, email)
+    # Signing in from the keyboard: Enter in the password field submits "Sign in".
+    await page.fill('input[name="password"]', PASSWORD)
+    await page.press('input[name="password"]', "Enter")
+    await page.wait_for_selector('#live-state[data-live="live"]')
     token = await page.evaluate("sessionStorage.getItem('vidgen.token')")
     assert token and token not in page.url
     await browser.screenshot(page, "gallery-empty")
@@ -133,7 +137,13 @@ async def test_a_second_user_never_sees_the_first_users_cards(
     first = await browser.new_page()
     second = await browser.new_page()
     await sign_in(first, server.url, await make_user("first@example.com"))
-    await sign_in(second, server.url, await make_user("second@example.com"))
+    # The second one signs up through the form.
+    await second.goto(f"{server.url}/")
+    await second.fill('input[name="email"]', "second@example.com")
+    await second.fill('input[name="password"]', PASSWORD)
+    await second.get_by_role("button", name="Create account").click()
+    await second.wait_for_selector('#live-state[data-live="live"]')
+    assert await second.inner_text("#viewer-email") == "second@example.com"
 
     theirs = await generate(first, "only the first user may see this")
     await wait_status(first, theirs, "COMPLETED")
@@ -151,6 +161,12 @@ async def test_a_second_user_never_sees_the_first_users_cards(
     await second.reload()
     await second.wait_for_selector(card(mine))
     assert await second.locator(card(theirs)).count() == 0
+
+    # Signing out forgets the token and shows the sign-in form again.
+    await second.get_by_role("button", name="Sign out").click()
+    await second.wait_for_selector('body[data-state="signed-out"] input[name="email"]')
+    assert await second.evaluate("sessionStorage.getItem('vidgen.token')") is None
+    assert await second.locator("[data-video-id]").count() == 0
     await browser.assert_clean()
 
 
