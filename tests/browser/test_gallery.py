@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 from PIL import Image
@@ -222,4 +223,55 @@ async def test_cancel_retry_delete_restore_and_filters(
     await page.get_by_label("Show deleted").uncheck()
     await page.wait_for_selector(card(stuck))
     assert await card_status(page, stuck) == "CANCELED"
+    await browser.assert_clean()
+
+
+# The eventCursor of each video the page shows, read over the API with the page's token.
+_CURSORS = """
+async () => {
+  const ids = [...document.querySelectorAll("[data-video-id]")].map((e) => e.dataset.videoId);
+  const query = "query($id: ID!) { video(id: $id) { eventCursor } }";
+  const token = sessionStorage.getItem("vidgen.token");
+  const out = [];
+  for (const id of ids) {
+    const r = await fetch("/graphql", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+      body: JSON.stringify({ query, variables: { id } }),
+    });
+    out.push((await r.json()).data.video.eventCursor);
+  }
+  return out;
+}
+"""
+
+
+async def test_scrolling_loads_the_next_page(server: LiveServer, browser: Browser) -> None:
+    """More videos than a page: the rest load as the list scrolls (cursor pagination)."""
+    from tests.live.conftest import make_video
+    from vidgen.models import User, VideoStatus
+
+    email = await make_user("sam@example.com")
+    owner = await User.get(email=email)
+    for n in range(15):  # canceled: the embedded worker leaves them alone
+        await make_video(owner, f"archive clip {n:02}", status=VideoStatus.CANCELED)
+    page = await browser.new_page(width=390, height=844)  # a phone: one column
+    sent: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(str(payload))))
+    await sign_in(page, server.url, email)
+    await page.wait_for_selector("[data-video-id]")
+    first_page = await page.locator("[data-video-id]").count()
+    assert first_page == 12  # one page
+    # The live feed resumes from the newest change the first page showed: nothing that
+    # changed between the page's query and the subscription is missed.
+    subscribe = next(json.loads(f) for f in sent if '"subscribe"' in f)
+    assert subscribe["payload"]["variables"]["after"] == str(
+        max(int(c) for c in await page.evaluate(_CURSORS))
+    )
+
+    await page.locator("#more").scroll_into_view_if_needed()
+    await page.wait_for_function("() => document.querySelectorAll('[data-video-id]').length == 15")
+    prompts = await page.eval_on_selector_all(".card .prompt", "els => els.map(e => e.textContent)")
+    assert prompts == [f"archive clip {n:02}" for n in reversed(range(15))]  # newest first
+    assert await page.locator("#more").is_hidden()
     await browser.assert_clean()

@@ -78,6 +78,10 @@ async def test_graphiql_loads_queries_and_subscribes_with_the_headers_token(
     inits = [json.loads(f) for f in sent if '"connection_init"' in f]
     assert inits and inits[0]["payload"]["Authorization"] == f"Bearer {token}"
 
+    # The explorer plugin opens, with the schema's fields.
+    await page.get_by_role("button", name="Show GraphiQL Explorer").click()
+    await page.wait_for_selector(".graphiql-explorer-root :text('videos')")
+
     await browser.screenshot(page, "graphiql", full_page=False)
     await browser.assert_clean()
 

@@ -67,6 +67,7 @@ function setPageState(name) {
 
 function showSignIn(message) {
   stopLive();
+  state.cursor = null; // the next user's feed starts from their own first page
   clearCards();
   $("viewer-email").textContent = "";
   setPageState("signed-out");
@@ -392,7 +393,6 @@ function startLive() {
 function stopLive() {
   if (state.live) state.live.close();
   state.live = null;
-  state.cursor = null;
 }
 
 // --- boot --------------------------------------------------------------------------------
