@@ -129,6 +129,13 @@ async def test_image_to_video_upload(server: LiveServer, browser: Browser, tmp_p
         "query($id: ID!) { video(id: $id) { inputImageUrl status } }", {"id": video_id}, token=token
     )
     assert body["data"]["video"]["inputImageUrl"], body
+
+    # A request the provider cannot take: the API's message and code, and the field marked.
+    await page.fill('textarea[name="prompt"]', "far too long for the local renderer")
+    await page.fill('input[name="durationSeconds"]', "99")
+    await page.get_by_role("button", name="Generate").click()
+    await page.wait_for_selector('input[name="durationSeconds"][aria-invalid="true"]')
+    assert (await page.inner_text("#alert-text")).endswith("(BAD_USER_INPUT)")
     await browser.assert_clean()
 
 
