@@ -61,6 +61,7 @@ from vidgen.graphql.context import Context
 from vidgen.graphql.schema import build_schema
 from vidgen.jobs import transient
 from vidgen.runtime import Runtime
+from vidgen.web import pages
 
 logger = logging.getLogger(__name__)
 
@@ -284,6 +285,10 @@ class GraphQLView(GraphQL):
 
     def encode_json(self, data: object) -> str:
         return _JSON.encode(data)
+
+    async def render_graphql_ide(self, request: Request) -> Response:  # type: ignore[override]
+        # vidgen's own GraphiQL page: every asset from this server, under a strict CSP.
+        return pages.graphiql_response()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -129,6 +129,7 @@ def build_routes(runtime: Runtime) -> list[BaseRoute]:
     from vidgen.web.health import health_routes
     from vidgen.web.media import media_routes
     from vidgen.web.metrics import metrics_routes
+    from vidgen.web.pages import page_routes
     from vidgen.web.webhooks import webhook_routes
 
     settings = runtime.settings
@@ -138,6 +139,7 @@ def build_routes(runtime: Runtime) -> list[BaseRoute]:
     routes += webhook_routes(runtime)
     routes += media_routes(runtime.storage, settings.resolved_secret_key)
     routes += metrics_routes(runtime)
+    routes += page_routes(runtime)
     return routes
 
 
