@@ -36,7 +36,7 @@ from typing import Any
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from vidgen import db, errors
+from vidgen import dialect, errors
 from vidgen.events.bus import (
     EventBus,
     Subscription,
@@ -186,12 +186,11 @@ async def lock_story_paragraph(story_id: int, owner_id: int, index: int) -> None
     Raises:
         StoryChanged: the story lost that paragraph or was deleted.
     """
-    conn = Video._meta.db
-    dialect = "postgres" if conn.capabilities.dialect == "postgres" else "sqlite"
-    sql = _STORY_GUARD[dialect]
-    if dialect == "postgres":
-        sql = sql.format(id="$1", owner="$2", index="$3")
-    if not await conn.execute_query_dict(sql, [story_id, owner_id, index]):
+    if dialect.is_postgres():
+        guard = _STORY_GUARD[dialect.POSTGRES].format(id="$1", owner="$2", index="$3")
+    else:
+        guard = _STORY_GUARD[dialect.SQLITE]
+    if not await Video._meta.db.execute_query_dict(guard, [story_id, owner_id, index]):
         raise StoryChanged()
 
 
@@ -267,7 +266,7 @@ async def record_created(
     status = S(video.status)
     history = [video.owner_id, None, status.value, video.version, stamp, message or "queued", actor]
     conn = Video._meta.db
-    if conn.capabilities.dialect == "postgres":
+    if dialect.is_postgres():
         params = [*values.values()] if new else [video.id]
         params += history
         if tag_ids:
@@ -351,7 +350,7 @@ async def transition(
     to = VideoStatus(to)
     async with in_transaction():
         query = Video.filter(id=video_id)
-        if _supports_row_locks():
+        if dialect.is_postgres():  # SQLite has no row locks (and serialises writers anyway)
             query = query.select_for_update()
         video = await query.first()
         if video is None:
@@ -398,10 +397,6 @@ async def transition(
     return video, change
 
 
-def _supports_row_locks() -> bool:
-    return db.dialect() == "postgres"
-
-
 async def touch(
     video_id: int,
     *,
@@ -431,14 +426,7 @@ async def touch(
     if "status" in fields:
         raise ValueError("touch() never changes status: use transition()")
     # One UPDATE … RETURNING (no re-read): this runs on every progress report.
-    conn = Video._meta.db
-    postgres = conn.capabilities.dialect == "postgres"
-    params: list[Any] = []
-
-    def p(value: Any) -> str:
-        params.append(value)
-        return f"${len(params)}" if postgres else "?"
-
+    p = dialect.Params()
     columns = Video._meta.fields_db_projection
     sets = [f"{columns[name]} = {p(value)}" for name, value in fields.items()]
     sets += ["version = version + 1", f"updated_at = {p(now())}"]
@@ -446,11 +434,11 @@ async def touch(
     if attempt is not None:
         where.append(f"attempt = {p(attempt)}")
     if status is not None:
-        where.append(f"status = {p(VideoStatus(status).value)}")
-    rows = await conn.execute_query_dict(
+        where.append(f"status = {p(VideoStatus(status))}")
+    rows = await Video._meta.db.execute_query_dict(
         f"UPDATE videos SET {', '.join(sets)} WHERE {' AND '.join(where)}"
         " RETURNING id, owner_id, version, status, progress, project_id, story_id",
-        params,
+        p.values,
     )
     if not rows:
         if attempt is not None and not await Video.filter(id=video_id, attempt=attempt).exists():
@@ -518,7 +506,7 @@ async def record_change(
         {"change": change, "before": {k: _json_value(v) for k, v in before.items()}},
         separators=(",", ":"),
     )
-    p = _Params(postgres=conn.capabilities.dialect == "postgres")
+    p = dialect.Params()
     sql = _CHANGE_SQL.format(at=p(at or now()), note=p(note), actor=p(actor), id=p(video_id))
     rows = await conn.execute_query_dict(sql, p.values)
     return int(rows[0]["id"]) if rows else None
@@ -657,7 +645,6 @@ async def apply_claim(
     pick_params: list[Any],
     worker_id: str,
     lease_until: dt.datetime,
-    dialect: str,
 ) -> list[Claimed]:
     """Move the videos chosen by ``pick_sql`` from queued to processing (the claim).
 
@@ -672,10 +659,9 @@ async def apply_claim(
         pick_params: its parameters.
         worker_id: written to ``processed_by`` and the attempt rows.
         lease_until: the first lease deadline.
-        dialect: ``postgres`` or ``sqlite``.
     """
     stamp = now()
-    if dialect == "postgres":
+    if dialect.is_postgres():
         k = len(pick_params)
         sql = _PG_CLAIM.format(
             pick=pick_sql,
@@ -733,12 +719,11 @@ async def claimed_by(worker_id: str, *, exclude: Mapping[int, int] | None = None
     attempt of the jobs it runs; a video it runs under an older attempt (its task still in
     its last write) was claimed again, and is returned.
     """
-    conn = Video._meta.db
-    mark = "$1" if conn.capabilities.dialect == "postgres" else "?"
-    rows = await conn.execute_query_dict(
+    p = dialect.Params()
+    rows = await Video._meta.db.execute_query_dict(
         f"SELECT {_CLAIM_RETURNING.format(v='')} FROM videos"
-        f" WHERE processed_by = {mark} AND status = 'processing' ORDER BY id",
-        [worker_id],
+        f" WHERE processed_by = {p(worker_id)} AND status = 'processing' ORDER BY id",
+        p.values,
     )
     running = exclude or {}
     return [_claimed(r, None) for r in rows if running.get(r["id"]) != r["attempt"]]
@@ -775,23 +760,7 @@ def _event_from_row(row: Mapping[str, Any], event_id: int | None) -> VideoEvent:
     )
 
 
-def _db_value(value: Any) -> Any:
-    return value.value if isinstance(value, VideoStatus | AttemptOutcome) else value
-
-
-class _Params:
-    """Placeholders in the connection's style, with their values in order."""
-
-    def __init__(self, postgres: bool) -> None:
-        self.postgres = postgres
-        self.values: list[Any] = []
-
-    def __call__(self, value: Any) -> str:
-        self.values.append(_db_value(value))
-        return f"${len(self.values)}" if self.postgres else "?"
-
-
-def _video_sets(fields: Mapping[str, Any], p: _Params) -> list[str]:
+def _video_sets(fields: Mapping[str, Any], p: dialect.Params) -> list[str]:
     if "status" in fields or "version" in fields or "attempt" in fields:
         raise ValueError("status, version and attempt are the lifecycle's own columns")
     columns = Video._meta.fields_db_projection
@@ -851,8 +820,8 @@ async def finish(
         values.setdefault("completed_at", stamp)
         values.setdefault("progress", 1.0)
     values.setdefault("lease_expires_at", None)
-    if db.dialect() == "postgres":
-        p = _Params(postgres=True)
+    if dialect.is_postgres():
+        p = dialect.Params(postgres=True)
         sets = _video_sets(values, p)
         status, note = "{to}", "{message}"
         if to is S.QUEUED:
@@ -884,14 +853,16 @@ async def finish(
             "retryable": p(retryable),
         }
         rows = await (runner or _run_alone)(
-            sql.format(sets=", ".join(sets), cols=_EVENT_COLUMNS, **named), p.values, key=video_id
+            sql.format(sets=", ".join(sets), cols=_EVENT_COLUMNS, **named),
+            p.values,
+            key=video_id,
         )
         if not rows:
             raise StaleAttempt(f"video {video_id}: attempt {attempt} is no longer processing")
         row = rows[0]
         event_id = row["event_id"]
     else:
-        p = _Params(postgres=False)
+        p = dialect.Params(postgres=False)
         sets = _video_sets(values, p)
         update_values = [*p.values]
         async with in_transaction() as tx:
@@ -952,7 +923,7 @@ async def store_prediction(
         StaleAttempt: the video is no longer processing under this attempt (nothing written).
     """
     stamp = now()
-    if db.dialect() == "postgres":
+    if dialect.is_postgres():
         rows = await (runner or _run_alone)(
             "WITH v AS (UPDATE videos SET prediction_id = $1, version = version + 1,"
             " updated_at = $2 WHERE id = $3 AND attempt = $4 AND status = 'processing'"

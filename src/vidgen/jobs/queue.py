@@ -27,7 +27,7 @@ from typing import Any
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from vidgen import db
+from vidgen import dialect
 from vidgen.events.bus import EventBus, VideoEvent
 from vidgen.jobs import lifecycle
 from vidgen.jobs.lifecycle import Claimed, now
@@ -45,7 +45,6 @@ _ORDER = "ORDER BY priority DESC, COALESCE(scheduled_at, created_at), id"
 
 
 def _pick_sql(
-    dialect: str,
     *,
     limit: int,
     stamp: dt.datetime,
@@ -54,37 +53,33 @@ def _pick_sql(
     columns: str = "id",
 ) -> tuple[str, list[Any]]:
     """The ``SELECT id`` of the next due jobs, with its parameters."""
-    params: list[Any] = []
-
-    def p(value: Any) -> str:
-        params.append(value)
-        return f"${len(params)}" if dialect == "postgres" else "?"
-
+    p = dialect.Params()
     where = [
         "status = 'queued'",
         "deleted_at IS NULL",
         f"(scheduled_at IS NULL OR scheduled_at <= {p(stamp)})",
     ]
-    if dialect == "postgres":
+    if p.postgres:
         if providers is not None:
             where.append(f"provider = ANY({p(list(providers))}::varchar[])")
         if excluded:
             where.append(f"provider <> ALL({p(list(excluded))}::varchar[])")
     else:
         if providers is not None:
-            where.append(f"provider IN ({', '.join(p(x) for x in providers) or 'NULL'})")
+            where.append(f"provider IN ({p.many(providers) or 'NULL'})")
         if excluded:
-            where.append(f"provider NOT IN ({', '.join(p(x) for x in excluded)})")
+            where.append(f"provider NOT IN ({p.many(excluded)})")
     sql = f"SELECT {columns} FROM videos WHERE {' AND '.join(where)} {_ORDER} LIMIT {p(limit)}"
-    if dialect == "postgres":
+    if p.postgres:
         sql += " FOR UPDATE SKIP LOCKED"
-    return sql, params
+    return sql, p.values
 
 
-def _ids_sql(dialect: str, ids: list[int]) -> tuple[str, list[Any]]:
-    if dialect == "postgres":
+def _ids_sql(ids: list[int]) -> tuple[str, list[Any]]:
+    if dialect.is_postgres():
         return "SELECT unnest($1::int[]) AS id", [ids]
-    return f"SELECT id FROM videos WHERE id IN ({', '.join('?' * len(ids))})", list(ids)
+    p = dialect.Params(postgres=False)
+    return f"SELECT id FROM videos WHERE id IN ({p.many(ids)})", p.values
 
 
 def _lock_key(provider: str) -> int:
@@ -117,7 +112,6 @@ async def claim(
     """
     if limit <= 0 or (providers is not None and not providers):
         return []
-    dialect = db.dialect()
     stamp = now()
     lease_until = stamp + dt.timedelta(seconds=lease_seconds)
     limits = {
@@ -125,23 +119,19 @@ async def claim(
         for name, n in (provider_limits or {}).items()
         if providers is None or name in providers
     }
-    if dialect == "postgres" and not limits:
+    if dialect.is_postgres() and not limits:
         # One statement (pick, claim, history and attempt rows): atomic on its own, so no
         # BEGIN/COMMIT round trips on the hottest path.
-        pick, params = _pick_sql(
-            dialect, limit=limit, stamp=stamp, providers=providers, excluded=()
-        )
+        pick, params = _pick_sql(limit=limit, stamp=stamp, providers=providers, excluded=())
         claimed = await lifecycle.apply_claim(
             Video._meta.db,
             pick_sql=pick,
             pick_params=params,
             worker_id=worker_id,
             lease_until=lease_until,
-            dialect=dialect,
         )
     else:
         claimed = await _claim_in_transaction(
-            dialect,
             worker_id=worker_id,
             limit=limit,
             stamp=stamp,
@@ -159,7 +149,6 @@ async def claim(
 
 
 async def _claim_in_transaction(
-    dialect: str,
     *,
     worker_id: str,
     limit: int,
@@ -172,22 +161,19 @@ async def _claim_in_transaction(
     async with in_transaction() as conn:
         quotas: dict[str, int] = {}
         if limits:
-            if dialect == "postgres":
+            if dialect.is_postgres():
                 for name in sorted(limits):
                     await conn.execute_query("SELECT pg_advisory_xact_lock($1)", [_lock_key(name)])
-            running = await _count_processing(conn, dialect, list(limits))
+            running = await _count_processing(conn, list(limits))
             quotas = {name: max(0, n - running.get(name, 0)) for name, n in limits.items()}
         excluded = [name for name, quota in quotas.items() if quota == 0]
         if providers is not None and set(providers) <= set(excluded):
             return []
         if not quotas:
-            pick, params = _pick_sql(
-                dialect, limit=limit, stamp=stamp, providers=providers, excluded=()
-            )
+            pick, params = _pick_sql(limit=limit, stamp=stamp, providers=providers, excluded=())
         else:
             chosen = await _pick_within_quotas(
                 conn,
-                dialect,
                 limit=limit,
                 stamp=stamp,
                 providers=providers,
@@ -196,20 +182,18 @@ async def _claim_in_transaction(
             )
             if not chosen:
                 return []
-            pick, params = _ids_sql(dialect, chosen)
+            pick, params = _ids_sql(chosen)
         return await lifecycle.apply_claim(
             conn,
             pick_sql=pick,
             pick_params=params,
             worker_id=worker_id,
             lease_until=lease_until,
-            dialect=dialect,
         )
 
 
 async def _pick_within_quotas(
     conn: Any,
-    dialect: str,
     *,
     limit: int,
     stamp: dt.datetime,
@@ -231,7 +215,6 @@ async def _pick_within_quotas(
             break
         left = sum(q - taken.get(n, 0) for n, q in quotas.items() if n not in excluded)
         pick, params = _pick_sql(
-            dialect,
             limit=limit - len(chosen) + left,
             stamp=stamp,
             providers=providers,
@@ -260,20 +243,14 @@ async def _pick_within_quotas(
     return chosen
 
 
-async def _count_processing(conn: Any, dialect: str, names: list[str]) -> dict[str, int]:
-    if dialect == "postgres":
-        sql = (
-            "SELECT provider, count(*) AS n FROM videos WHERE status = 'processing'"
-            " AND provider = ANY($1::varchar[]) GROUP BY provider"
-        )
-        rows = await conn.execute_query_dict(sql, [names])
-    else:
-        marks = ", ".join("?" * len(names))
-        sql = (
-            "SELECT provider, count(*) AS n FROM videos WHERE status = 'processing'"
-            f" AND provider IN ({marks}) GROUP BY provider"
-        )
-        rows = await conn.execute_query_dict(sql, names)
+async def _count_processing(conn: Any, names: list[str]) -> dict[str, int]:
+    p = dialect.Params()
+    among = f"= ANY({p(names)}::varchar[])" if p.postgres else f"IN ({p.many(names)})"
+    rows = await conn.execute_query_dict(
+        "SELECT provider, count(*) AS n FROM videos WHERE status = 'processing'"
+        f" AND provider {among} GROUP BY provider",
+        p.values,
+    )
     return {row["provider"]: int(row["n"]) for row in rows}
 
 
@@ -294,11 +271,10 @@ async def extend_leases(jobs: Mapping[int, int], *, lease_seconds: float) -> Lea
     report = LeaseReport()
     if not jobs:
         return report
-    dialect = db.dialect()
     lease_until = now() + dt.timedelta(seconds=lease_seconds)
     ids, attempts = list(jobs), [jobs[i] for i in jobs]
     async with in_transaction() as conn:
-        if dialect == "postgres":
+        if dialect.is_postgres():
             rows = await conn.execute_query_dict(
                 "UPDATE videos AS v SET lease_expires_at = $1"
                 " FROM unnest($2::int[], $3::int[]) AS j(id, attempt)"
@@ -334,7 +310,7 @@ async def finish_attempt(
     On PostgreSQL ``finished_at`` is the database's clock, as the claim's ``started_at`` is
     (see :mod:`vidgen.jobs.lifecycle`), so attempts of one job never appear to overlap.
     """
-    if db.dialect() == "postgres":
+    if dialect.is_postgres():
         await VideoAttempt._meta.db.execute_query(
             "UPDATE video_attempts SET outcome = $1, finished_at = clock_timestamp(),"
             " error_code = $2, error_message = $3, retryable = $4"

@@ -11,7 +11,7 @@ import logging
 from collections import OrderedDict
 from typing import Any
 
-from vidgen import db, errors
+from vidgen import dialect, errors
 from vidgen.events.bus import (
     WAKEUP_CHANNEL,
     EventBus,
@@ -206,13 +206,10 @@ _PREDICTION_LOOKUP = (
 
 def prediction_lookup(provider: str, prediction_id: str) -> tuple[str, list[Any]]:
     """The webhook's lookup of a prediction's video: the SQL and its parameters."""
-    if db.dialect() == "postgres":
+    if dialect.is_postgres():  # numbered placeholders: the prediction id's is used twice
         return _PREDICTION_LOOKUP.format(pid="$1", provider="$2"), [prediction_id, provider]
-    return _PREDICTION_LOOKUP.format(pid="?", provider="?"), [
-        prediction_id,
-        provider,
-        prediction_id,
-    ]
+    sql = _PREDICTION_LOOKUP.format(pid="?", provider="?")
+    return sql, [prediction_id, provider, prediction_id]
 
 
 async def notify_webhook(

@@ -22,7 +22,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from vidgen import errors
+from vidgen import dialect, errors
 from vidgen.models import ApiToken, User
 
 TOKEN_PREFIX = "vg_"
@@ -210,7 +210,7 @@ async def authenticate(token: str) -> User | None:
     if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
     conn = ApiToken._meta.db
-    sql, columns = _authenticate_sql(conn.capabilities.dialect)
+    sql, columns = _authenticate_sql(dialect.name())
     _, rows = await conn.execute_query(sql, [hash_token(token)])
     if not rows:
         return None

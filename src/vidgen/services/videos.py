@@ -36,7 +36,7 @@ from tortoise.filters import escape_like
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
-from vidgen import db, errors
+from vidgen import dialect, errors
 from vidgen.jobs import lifecycle
 from vidgen.jobs import service as jobs
 from vidgen.media.images import check_image
@@ -179,7 +179,7 @@ def _search_terms(text: str) -> tuple[tuple[str, str], tuple[str, str]]:
     SQLite connection. All-ASCII text keeps LIKE: it finds the same rows, about seven times
     faster than a Python function called on every row.
     """
-    if not text.isascii() and db.dialect() == "sqlite":
+    if not text.isascii() and not dialect.is_postgres():
         pattern = re.escape(text)
         return ("prompt__iposix_regex", pattern), ("caption__iposix_regex", pattern)
     return ("prompt__icontains", text), ("caption__icontains", text)
@@ -542,27 +542,13 @@ class _Found:
     earlier: bool  # a video of this idempotency key exists
 
 
-class _Marks:
-    """Placeholders in the connection's style, with their values in order."""
-
-    def __init__(self, postgres: bool) -> None:
-        self.postgres = postgres
-        self.values: list[object] = []
-
-    def __call__(self, value: object) -> str:
-        self.values.append(value)
-        return f"${len(self.values)}" if self.postgres else "?"
-
-
 async def _lookup(*, owner_id: int, plan: _Plan, key: str | None) -> _Found:
     """ONE query for everything a request names: the viewer's project and story (with its
     paragraph count), theme and tags by name key, and an earlier video of the idempotency
     key. Another user's rows are never found."""
-    conn = Video._meta.db
-    postgres = conn.capabilities.dialect == "postgres"
-    p = _Marks(postgres)
-    length = "jsonb_array_length" if postgres else "json_array_length"
-    typeof = "jsonb_typeof" if postgres else "json_type"
+    p = dialect.Params()
+    length = "jsonb_array_length" if p.postgres else "json_array_length"
+    typeof = "jsonb_typeof" if p.postgres else "json_type"
     parts: list[str] = []
     # Every branch has the same columns (typed NULLs: UNION needs one type per column).
     no_id, no_key = "CAST(NULL AS INTEGER)", "CAST(NULL AS TEXT)"
@@ -591,7 +577,7 @@ async def _lookup(*, owner_id: int, plan: _Plan, key: str | None) -> _Found:
         )
     if plan.tags:
         owner = p(owner_id)  # placeholders in the order they appear (SQLite's are "?")
-        keys = ", ".join(p(key) for _, key in plan.tags)
+        keys = p.many(key for _, key in plan.tags)
         parts.append(
             branch("tag", "id", no_id, no_id, "name_key")
             + f" FROM tags WHERE owner_id = {owner} AND name_key IN ({keys})"
@@ -601,7 +587,8 @@ async def _lookup(*, owner_id: int, plan: _Plan, key: str | None) -> _Found:
             branch("video", "id", no_id, no_id, no_key)
             + f" FROM videos WHERE owner_id = {p(owner_id)} AND idempotency_key = {p(key)}"
         )
-    rows = await conn.execute_query_dict(" UNION ALL ".join(parts), p.values) if parts else []
+    sql = " UNION ALL ".join(parts)
+    rows = await Video._meta.db.execute_query_dict(sql, p.values) if parts else []
     found: dict[str, dict[str, Any]] = {}
     tag_ids: dict[str, int] = {}
     for row in rows:
@@ -955,7 +942,7 @@ def _locked(video_id: int) -> QuerySet[Video]:
     (SQLite serialises writers anyway). Fetch whole rows (``.first()``): ``.values()`` and
     ``.values_list()`` drop the lock (Tortoise sends a plain SELECT)."""
     query = Video.filter(id=video_id)
-    return query.select_for_update() if db.dialect() == "postgres" else query
+    return query.select_for_update() if dialect.is_postgres() else query
 
 
 async def cancel_video(*, runtime: Runtime, viewer: User, video_id: int) -> Video:
