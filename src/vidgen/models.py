@@ -262,10 +262,6 @@ class Video(Model):
             Index(fields=("created_at",)),
         )
 
-    @property
-    def status_enum(self) -> VideoStatus:
-        return VideoStatus(self.status)
-
     async def check_paragraph_index(self, *, paragraph_count: int | None = None) -> None:
         """``paragraph_index`` needs a story and must fall inside its paragraphs.
 

@@ -100,7 +100,7 @@ async def test_writes_the_video_its_history_row_and_tag_links(
     assert message["video_id"] == video.id and message["event_id"] == event.id
     assert message["version"] == 1 and message["status"] == "queued"
     assert message["project_id"] == project.id and message["story_id"] == story.id
-    assert wakeup == {"type": "wakeup", "provider": "local"}  # idle workers look for it
+    assert wakeup == {"type": "wakeup"}  # idle workers look for due jobs
 
 
 async def test_a_new_theme_and_new_tags_are_created_once(

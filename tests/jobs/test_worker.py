@@ -94,7 +94,7 @@ async def test_worker_wakes_on_bus_not_on_poll(runtime, user) -> None:
     try:
         await asyncio.sleep(0.1)  # idle, waiting
         video = await make_video(user)
-        await service.wake_workers(runtime.bus, provider="test")
+        await service.wake_workers(runtime.bus)
         await wait_until(lambda: Video.filter(id=video.id, status=S.COMPLETED).exists(), seconds=3)
     finally:
         await worker.stop()

@@ -18,8 +18,9 @@ from vidgen.events.bus import (
     SubscriberOverflow,
     VideoEvent,
     owner_channel,
-    publish_video_event,
+    publish_all,
     video_channel,
+    video_event_items,
 )
 from vidgen.events.memory import MemoryBus
 from vidgen.events.redis import RedisBus, backoff_delay
@@ -98,7 +99,7 @@ async def test_two_processes_hear_each_other(redis_server: RedisServer):
             event = VideoEvent(
                 video_id=1, owner_id=7, version=2, status="processing", progress=0.5, event_id=11
             )
-            await publish_video_event(a, event)
+            await publish_all(a, video_event_items(event))
             for sub in (sa, sb):
                 assert VideoEvent.from_dict(await next_data(sub)) == event
     finally:

@@ -13,7 +13,6 @@ meaning "events may have been missed: re-read the current state".
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -41,9 +40,6 @@ def job_channel(video_id: int) -> str:
     return f"{PREFIX}job:{video_id}"
 
 
-ALL_VIDEOS_CHANNEL = f"{PREFIX}videos"  # every video event (metrics, admin feeds)
-
-
 @dataclass(frozen=True, slots=True)
 class VideoEvent:
     """A committed change of one video: small, the subscriber loads the rest."""
@@ -61,9 +57,6 @@ class VideoEvent:
         """The fields as a dict, in declaration order (``asdict`` without its deep copy:
         every field is a scalar)."""
         return {name: getattr(self, name) for name in _VIDEO_EVENT_FIELDS}
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VideoEvent:
@@ -245,9 +238,6 @@ class LocalFanout:
     def count(self) -> int:
         return len({id(s) for subs in self._subs.values() for s in subs})
 
-    def channels(self) -> list[str]:
-        return list(self._subs)
-
 
 class FanoutSubscriptions:
     """``subscribe`` for a bus that hands messages to local subscribers through its
@@ -280,22 +270,10 @@ class FanoutSubscriptions:
 
 
 def video_event_items(event: VideoEvent) -> list[tuple[str, dict[str, Any]]]:
-    """One video change as ``(channel, message)`` pairs: its video, owner and global
-    channels, one dict for the three (the Redis bus encodes it once)."""
+    """One video change as ``(channel, message)`` pairs: its video's and its owner's
+    channels, one dict for both (the Redis bus encodes it once)."""
     payload = event.to_dict()
-    return [
-        (video_channel(event.video_id), payload),
-        (owner_channel(event.owner_id), payload),
-        (ALL_VIDEOS_CHANNEL, payload),
-    ]
-
-
-async def publish_video_event(bus: EventBus, event: VideoEvent) -> None:
-    """Send one video change to its video, owner and global channels.
-
-    Buses that can batch (``publish_many``) send the three in one round trip.
-    """
-    await publish_all(bus, video_event_items(event))
+    return [(video_channel(event.video_id), payload), (owner_channel(event.owner_id), payload)]
 
 
 async def publish_all(bus: EventBus, items: list[tuple[str, Any]]) -> None:

@@ -12,7 +12,6 @@ class MemoryBus(FanoutSubscriptions):
 
     def __init__(self) -> None:
         self._fanout = LocalFanout()
-        self.published = 0
 
     async def start(self) -> None:
         return None
@@ -21,7 +20,6 @@ class MemoryBus(FanoutSubscriptions):
         return None
 
     async def publish(self, channel: str, message: dict[str, Any]) -> None:
-        self.published += 1
         self._fanout.dispatch(channel, message)
 
     async def publish_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:

@@ -162,7 +162,7 @@ async def retry(video_id: int, *, actor: str | None, bus: EventBus | None) -> Vi
         )
     except lifecycle.StaleAttempt as exc:
         raise errors.Conflict("This video is deleted; restore it first.") from exc
-    await wake_workers(bus, provider=video.provider)
+    await wake_workers(bus)
     return video
 
 
@@ -179,14 +179,11 @@ _RETRY_FIELDS: dict[str, Any] = {
 }
 
 
-async def wake_workers(bus: EventBus | None, provider: str | None = None) -> None:
+async def wake_workers(bus: EventBus | None) -> None:
     """Tell idle workers that a job became due (call after the inserting commit)."""
     if bus is None:
         return
-    message: dict[str, Any] = {"type": "wakeup"}
-    if provider is not None:
-        message["provider"] = provider
-    await bus.publish(WAKEUP_CHANNEL, message)
+    await bus.publish(WAKEUP_CHANNEL, {"type": "wakeup"})
 
 
 class LookupUnavailable(Exception):

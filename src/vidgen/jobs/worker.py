@@ -101,11 +101,6 @@ class Worker:
         self._task: asyncio.Task[None] | None = None
 
     # --- public ----------------------------------------------------------------------------
-    @property
-    def running_jobs(self) -> dict[int, int]:
-        """Video id → attempt of the jobs running now."""
-        return {vid: r.ctx.attempt for vid, r in self._jobs.items() if not r.task.done()}
-
     def start(self) -> asyncio.Task[None]:
         """Run in a background task (see :func:`start_embedded`)."""
         self._task = asyncio.create_task(self.run(), name=f"worker {self.worker_id}")

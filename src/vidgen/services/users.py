@@ -242,8 +242,3 @@ async def revoke_token(*, token: str) -> bool:
         revoked_at=_now()
     )
     return bool(updated)
-
-
-async def revoke_tokens(*, user: User) -> int:
-    """Revoke every token of ``user`` (e.g. after a password change); returns how many."""
-    return await ApiToken.filter(user_id=user.id, revoked_at__isnull=True).update(revoked_at=_now())

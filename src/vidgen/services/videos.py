@@ -854,7 +854,7 @@ async def generate_video(
     # The change and the workers' wake-up leave together: one round trip to the bus.
     outbox = lifecycle.Outbox()
     await lifecycle.publish(outbox, [change.event])
-    await jobs.wake_workers(outbox, provider=plan.provider)
+    await jobs.wake_workers(outbox)
     await outbox.send(runtime.bus)
     return video
 
