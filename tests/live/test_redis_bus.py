@@ -23,7 +23,7 @@ from vidgen.events.bus import (
     video_event_items,
 )
 from vidgen.events.memory import MemoryBus
-from vidgen.events.redis import RedisBus, backoff_delay
+from vidgen.events.redis import RedisBus
 
 
 async def next_message(sub, within: float = 3.0):
@@ -53,15 +53,6 @@ async def until(predicate, within: float = 5.0, step: float = 0.02) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(step)
-
-
-def test_backoff_is_capped_exponential_with_jitter():
-    for attempt in range(12):
-        full = min(2.0, 0.1 * 2**attempt)
-        delays = [backoff_delay(attempt, base=0.1, cap=2.0) for _ in range(200)]
-        assert all(full / 2 <= d <= full for d in delays)
-        assert len(set(delays)) > 1  # jittered
-    assert backoff_delay(50, base=0.1, cap=2.0) <= 2.0
 
 
 async def test_many_subscribers_share_one_redis_connection(redis_server: RedisServer):

@@ -20,8 +20,9 @@ Why it looks like this:
   must be *noticed*, because messages published meanwhile are gone (pub/sub is
   at-most-once). After every (re)subscription the reader sends :data:`~vidgen.events.bus.
   RESYNC` to every local subscription, which re-reads the database (the log).
-- On connection loss the reader retries with capped exponential backoff and jitter, for
-  ever, without a process restart; :meth:`RedisBus.ping` reports False meanwhile (readiness).
+- On connection loss the reader retries with capped exponential backoff and jitter
+  (:mod:`vidgen.backoff`), for ever, without a process restart; :meth:`RedisBus.ping`
+  reports False meanwhile (readiness).
 - Publishers use their own small pool with a short retry. A publish that still fails is
   logged and counted, never raised: the change it describes is already committed and
   subscribers recover it on RESYNC. :meth:`RedisBus.publish_or_raise` is the exception,
@@ -40,7 +41,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import random
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -50,7 +50,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import NoPermissionError, NoScriptError, RedisError, ResponseError
 
-from vidgen import metrics
+from vidgen import backoff, metrics
 from vidgen.events.bus import PREFIX, RESYNC, FanoutSubscriptions, LocalFanout, PublishFailed
 
 logger = logging.getLogger(__name__)
@@ -83,16 +83,6 @@ class BusStats:
     delivered: int = 0  # message x local subscriber deliveries
     overflows: int = 0  # local subscribers dropped for being too slow
     subscribers: int = 0
-
-
-def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
-    """Capped exponential backoff with "equal jitter": in [d/2, d], d = min(cap, base·2ⁿ).
-
-    Half of the delay is fixed so reconnect storms stay bounded below, the other half is
-    random so many processes do not reconnect in lock-step after a Redis restart.
-    """
-    delay = min(cap, base * (2 ** max(0, attempt)))
-    return delay / 2 + random.uniform(0, delay / 2)
 
 
 class RedisBus(FanoutSubscriptions):
@@ -348,7 +338,7 @@ class RedisBus(FanoutSubscriptions):
                 self._connected.clear()
                 self._stats.connected = False
                 self._stats.connection_errors += 1
-                delay = backoff_delay(failures, base=self.backoff_base, cap=self.backoff_cap)
+                delay = backoff.delay(failures, base=self.backoff_base, cap=self.backoff_cap)
                 failures += 1
                 if isinstance(exc, CONNECTION_ERRORS):
                     logger.warning(

@@ -35,7 +35,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from vidgen.events.bus import RESYNC, job_channel
 from vidgen.jobs import lifecycle, transient
 from vidgen.jobs.lifecycle import Claimed, JobSpec, StaleAttempt, now
-from vidgen.jobs.retry import OUTAGE_CODES, RetryPolicy, is_outage, retries_left
+from vidgen.jobs.retry import (
+    OUTAGE_CODES,
+    RetryPolicy,
+    is_outage,
+    is_rate_limited,
+    retries_left,
+)
 from vidgen.jobs.service import CANCEL_MESSAGE, WEBHOOK_MESSAGE
 from vidgen.media import ingest
 from vidgen.media.probe import ProbeError
@@ -51,6 +57,7 @@ from vidgen.providers.base import (
     ProviderError,
     State,
 )
+from vidgen.providers.http import OUTPUT_EXPIRED
 
 if TYPE_CHECKING:
     from vidgen.runtime import Runtime
@@ -63,8 +70,6 @@ POLL_BACKOFF = 1.5
 MAX_POLL_ERRORS = 3  # consecutive retryable poll errors tolerated inside one attempt
 PROGRESS_STEP = 0.02
 MAX_JOB_DELIVERIES = 256  # delivery ids remembered per running job
-RATE_LIMITED = "rate_limited"  # the code of a 429 (vidgen.providers.errors)
-OUTPUT_EXPIRED = "output_expired"  # a file host refused the output URL (providers.http)
 # A job failing for good with one of these keeps its prediction id (the prediction is live,
 # the provider was out of reach or refused our key), so retryVideo resumes it; any other
 # failure drops it, so retryVideo asks for a new generation.
@@ -425,7 +430,7 @@ def _tolerable(ctx: JobContext, exc: ProviderError, errors_in_a_row: int, policy
     the slot is given back and the prediction resumed later)."""
     if not exc.retryable or errors_in_a_row > MAX_POLL_ERRORS:
         raise exc
-    least = policy.floor(exc.retry_after, rate_limited=exc.code == RATE_LIMITED)
+    least = policy.floor(exc.retry_after, rate_limited=is_rate_limited(exc.code))
     if least is not None and least > policy.cap_seconds:
         raise exc
     logger.info("poll failed; retrying", extra={**ctx.log_extra, "error": exc.message})
@@ -639,7 +644,7 @@ async def _fail(ctx: JobContext, error: ProviderError) -> AttemptOutcome:
         in_a_row = await _outage_so_far(ctx)
         if in_a_row is not None:
             delay = policy.delay(
-                in_a_row, retry_after=error.retry_after, rate_limited=error.code == RATE_LIMITED
+                in_a_row, retry_after=error.retry_after, rate_limited=is_rate_limited(error.code)
             )
             fields.update(scheduled_at=now() + dt.timedelta(seconds=delay), progress=0.0)
             message = (
@@ -649,7 +654,7 @@ async def _fail(ctx: JobContext, error: ProviderError) -> AttemptOutcome:
             return await _requeue(ctx, error, fields, message, delay, outage=True)
     if error.retryable and retries_left(retry_count, max_retries):
         delay = policy.delay(
-            retry_count, retry_after=error.retry_after, rate_limited=error.code == RATE_LIMITED
+            retry_count, retry_after=error.retry_after, rate_limited=is_rate_limited(error.code)
         )
         fields.update(
             retry_count=retry_count + 1,

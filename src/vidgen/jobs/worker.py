@@ -21,13 +21,12 @@ fenced writes stale and stops. A claim that failed in flight may have committed:
 
 Shutdown (SIGTERM/SIGINT, or :meth:`Worker.stop`): stop claiming, let running jobs finish
 within ``shutdown_grace_seconds``, then release the rest back to ``queued`` (a second signal
-releases at once). Run as ``vidgen worker`` or ``python -m vidgen.jobs.worker``; the API
-runs the same worker in its own process with :func:`start_embedded`.
+releases at once). ``vidgen worker`` runs one in its own process (:func:`run_worker`); the
+API runs the same worker in its own process with :func:`start_embedded`.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -39,7 +38,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from vidgen import eventloop
+from vidgen import backoff
 from vidgen.events.bus import WAKEUP_CHANNEL, SubscriberOverflow, Subscription
 from vidgen.jobs import lifecycle, pipeline, queue, transient
 from vidgen.jobs.lifecycle import Claimed, now
@@ -199,7 +198,7 @@ class Worker:
                     self._adopt = True
                     self._failed("claim", exc, failures)
                     failures += 1
-                    await asyncio.sleep(transient.backoff(failures))
+                    await asyncio.sleep(backoff.delay(failures))
                     continue
                 tasks = [r.task for r in self._jobs.values() if not r.task.done()]
                 if not tasks:
@@ -330,7 +329,7 @@ class Worker:
     def _failed(self, what: str, exc: Exception, failures: int) -> float:
         """Log a failed loop step; returns how long to back off before the next one."""
         if transient.is_transient(exc):
-            delay = transient.backoff(failures)
+            delay = backoff.delay(failures)
             logger.warning(
                 f"{what} failed: database unavailable; retrying",
                 extra={
@@ -344,7 +343,7 @@ class Worker:
             )
             return delay
         logger.exception(f"{what} failed", extra={"worker_id": self.worker_id})
-        return max(ERROR_BACKOFF_SECONDS, transient.backoff(failures))
+        return max(ERROR_BACKOFF_SECONDS, backoff.delay(failures))
 
     async def _run_one(self, ctx: pipeline.JobContext) -> None:
         try:
@@ -579,21 +578,3 @@ async def run_worker(settings: Settings, *, concurrency: int | None = None) -> N
             loop.remove_signal_handler(sig)
         await runtime.close()
         await db.close()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m vidgen.jobs.worker [--concurrency N]`` (settings from ``VIDGEN_*``)."""
-    from vidgen import logs
-
-    parser = argparse.ArgumentParser(prog="python -m vidgen.jobs.worker")
-    parser.add_argument("--concurrency", type=int, default=None)
-    args = parser.parse_args(argv)
-    settings = Settings()
-    logs.configure(settings.log_level, json_lines=settings.log_json)
-    settings.check()
-    eventloop.run(run_worker(settings, concurrency=args.concurrency), settings.event_loop)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
