@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 
 from tests.jobs.conftest import make_video, prediction_stored, utcnow, wait_until
-from vidgen.events.bus import video_channel
+from vidgen.events.channels import video_channel
 from vidgen.jobs import queue, service
 from vidgen.jobs.lifecycle import IllegalTransition
 from vidgen.jobs.retry import MAX_WAIT_SECONDS, RATE_LIMIT_JITTER, RetryPolicy, retries_left

@@ -22,7 +22,7 @@ from tests.jobs.conftest import make_video, prediction_stored, utcnow, wait_unti
 from tests.providers.conftest import KEYS, provider_settings
 from tests.simulators import FalSimulator
 from tests.simulators.server import aserve
-from vidgen.events.bus import job_channel
+from vidgen.events.channels import job_channel
 from vidgen.events.memory import MemoryBus
 from vidgen.jobs import service
 from vidgen.jobs.pipeline import MAX_POLL_ERRORS

@@ -14,7 +14,7 @@ import pytest
 
 from tests.api.test_db_outage import database_outage
 from tests.jobs.conftest import awaiting_webhook
-from vidgen.events.bus import job_channel
+from vidgen.events.channels import job_channel
 from vidgen.runtime import Runtime
 from vidgen.settings import Settings
 

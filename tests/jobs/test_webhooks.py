@@ -11,7 +11,7 @@ import pytest_asyncio
 from starlette.applications import Starlette
 
 from tests.jobs.conftest import give_prediction, make_video, prediction_stored, wait_until
-from vidgen.events.bus import job_channel
+from vidgen.events.channels import job_channel
 from vidgen.jobs import pipeline, service
 from vidgen.jobs.worker import Worker
 from vidgen.models import Video, VideoStatus

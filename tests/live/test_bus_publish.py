@@ -12,16 +12,12 @@ import redis.asyncio as aioredis
 
 from tests.live.conftest import fast_bus
 from tests.live.redis_server import RedisServer
-from vidgen.events.bus import (
-    RESYNC,
-    WAKEUP_CHANNEL,
-    VideoEvent,
-    owner_channel,
-    publish_all,
-    video_channel,
-    video_event_items,
-)
+from vidgen.events.batch import PublishBatch
+from vidgen.events.bus import publish_all
+from vidgen.events.channels import WAKEUP_CHANNEL, owner_channel, video_channel
+from vidgen.events.local import RESYNC
 from vidgen.events.memory import MemoryBus
+from vidgen.events.messages import VideoEvent, video_event_items
 from vidgen.events.redis import RedisBus
 from vidgen.jobs import lifecycle
 
@@ -208,3 +204,29 @@ async def test_a_claims_events_are_one_script_call(redis_server: RedisServer) ->
     assert got == expected
     assert [m["version"] for c, m in got[: 8 * 2 : 2]] == list(range(8))
     assert calls.get("evalsha") == 1, calls
+
+
+async def test_a_publish_batch_sends_in_order_on_any_bus() -> None:
+    class OneByOne:  # a bus without publish_many
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, dict]] = []
+
+        async def publish(self, channel: str, message: dict) -> None:
+            self.sent.append((channel, message))
+
+    batch = PublishBatch()
+    batch.add("a", {"n": 1})
+    batch.add_video_events([EVENT])
+    plain = OneByOne()
+    await batch.send(plain)  # type: ignore[arg-type]
+    assert plain.sent == [("a", {"n": 1}), *video_event_items(EVENT)]
+    await batch.send(plain)  # type: ignore[arg-type]
+    assert len(plain.sent) == 3  # sent once, then forgotten
+
+    memory = MemoryBus()
+    async with memory.subscribe("a", "b") as sub:
+        batch.add("a", {"n": 1})
+        batch.add("b", {"n": 2})
+        await batch.send(memory)
+        assert [await sub.get(), await sub.get()] == [{"n": 1}, {"n": 2}]
+    await batch.send(None)  # no bus: nothing to do

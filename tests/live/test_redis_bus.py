@@ -12,17 +12,11 @@ import redis.asyncio as aioredis
 from tests.live.conftest import fast_bus
 from tests.live.redis_server import RedisServer, free_port
 from tests.tcp_proxy import FreezableProxy
-from vidgen.events.bus import (
-    CLOSED,
-    RESYNC,
-    SubscriberOverflow,
-    VideoEvent,
-    owner_channel,
-    publish_all,
-    video_channel,
-    video_event_items,
-)
+from vidgen.events.bus import publish_all
+from vidgen.events.channels import owner_channel, video_channel
+from vidgen.events.local import CLOSED, RESYNC, SubscriberOverflow
 from vidgen.events.memory import MemoryBus
+from vidgen.events.messages import VideoEvent, video_event_items
 from vidgen.events.redis import RedisBus
 
 

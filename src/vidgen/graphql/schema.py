@@ -32,8 +32,8 @@ from tortoise.models import Model
 
 from vidgen.graphql import input_plans
 from vidgen.graphql.errors import ErrorCodes, log_errors
+from vidgen.graphql.event_results import SharedEventResults
 from vidgen.graphql.execution import FastFields
-from vidgen.graphql.fanout import SharedEventResults
 from vidgen.graphql.guards import RejectNulCharacters
 from vidgen.graphql.mutations import Mutation
 from vidgen.graphql.observability import OperationMetrics
@@ -98,7 +98,7 @@ _ROW_TYPES: set[type] = set()  # the model classes seen (a type test is cheaper)
 class VidgenExecutionContext(SharedEventResults, FastFields, StrawberryGraphQLCoreExecutionContext):
     """graphql-core's execution with :func:`_is_awaitable`; plain fields resolved inline
     (see .execution); a subscription event's selection set runs once per process for all
-    its subscribers with the same key (see .fanout)."""
+    its subscribers with the same key (see .event_results)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

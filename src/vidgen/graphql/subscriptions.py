@@ -48,16 +48,8 @@ import strawberry
 from strawberry.types import Info
 
 from vidgen import errors, metrics, models
-from vidgen.events.bus import (
-    CLOSED,
-    RESYNC,
-    SubscriberOverflow,
-    owner_channel,
-    video_channel,
-)
-from vidgen.events.bus import (
-    Subscription as BusSubscription,
-)
+from vidgen.events.channels import owner_channel, video_channel
+from vidgen.events.local import CLOSED, RESYNC, BusSubscription, SubscriberOverflow
 from vidgen.graphql import types
 from vidgen.graphql.context import REVOKED
 from vidgen.services import users

@@ -29,7 +29,6 @@ import datetime as dt
 import functools
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,13 +36,8 @@ from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from vidgen import dialect, errors
-from vidgen.events.bus import (
-    EventBus,
-    Subscription,
-    VideoEvent,
-    publish_all,
-    video_event_items,
-)
+from vidgen.events.bus import EventBus, publish_all
+from vidgen.events.messages import VideoEvent, video_event_items
 from vidgen.models import (
     TERMINAL_STATUSES,
     AttemptOutcome,
@@ -110,48 +104,6 @@ async def publish(bus: EventBus | None, events: Iterable[VideoEvent]) -> None:
         return
     items = [item for event in events for item in video_event_items(event)]
     if items:
-        await publish_all(bus, items)
-
-
-class Outbox:
-    """Messages to publish after a commit, sent together: ONE round trip on a bus that
-    batches (``publish_many``, as the Redis bus does) instead of one per call.
-
-    It stands in for the bus where publishers expect one (:func:`publish`,
-    :func:`vidgen.jobs.service.wake_workers`) and only collects; :meth:`send` publishes.
-    """
-
-    def __init__(self) -> None:
-        self.items: list[tuple[str, dict[str, Any]]] = []
-
-    async def publish(self, channel: str, message: dict[str, Any]) -> None:
-        self.items.append((channel, message))
-
-    async def publish_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:
-        self.items.extend(items)
-
-    async def start(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-    async def ping(self) -> bool:
-        return True
-
-    def subscribe(
-        self,
-        *channels: str,
-        maxsize: int = 256,
-        on_message: Callable[[Any], None] | None = None,
-    ) -> AbstractAsyncContextManager[Subscription]:
-        raise TypeError("an Outbox only collects messages to publish")
-
-    async def send(self, bus: EventBus | None) -> None:
-        """Publish what was collected, in order, and forget it."""
-        items, self.items = self.items, []
-        if bus is None or not items:
-            return
         await publish_all(bus, items)
 
 

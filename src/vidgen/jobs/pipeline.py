@@ -32,7 +32,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from vidgen.events.bus import RESYNC, job_channel
+from vidgen.events import channels
+from vidgen.events.channels import job_channel
+from vidgen.events.local import RESYNC
 from vidgen.jobs import lifecycle, transient
 from vidgen.jobs.lifecycle import Claimed, JobSpec, StaleAttempt, now
 from vidgen.jobs.retry import (
@@ -42,7 +44,6 @@ from vidgen.jobs.retry import (
     is_rate_limited,
     retries_left,
 )
-from vidgen.jobs.service import CANCEL_MESSAGE, WEBHOOK_MESSAGE
 from vidgen.media import ingest
 from vidgen.media.probe import ProbeError
 from vidgen.media.signing import signed_url
@@ -219,9 +220,9 @@ def _on_message(ctx: JobContext, message: Any) -> None:
     reconnect: messages may have been missed, so check the database for a cancel)."""
     if message is RESYNC:
         ctx.cancel_hint = True
-    elif isinstance(message, dict) and message.get("type") == CANCEL_MESSAGE:
+    elif isinstance(message, dict) and message.get("type") == channels.CANCEL:
         ctx.cancel_hint = True
-    elif isinstance(message, dict) and message.get("type") == WEBHOOK_MESSAGE:
+    elif isinstance(message, dict) and message.get("type") == channels.WEBHOOK:
         delivery = message.get("delivery_id")
         if delivery:
             if str(delivery) in ctx.deliveries:

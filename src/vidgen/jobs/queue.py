@@ -28,7 +28,8 @@ from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from vidgen import dialect
-from vidgen.events.bus import EventBus, VideoEvent
+from vidgen.events.bus import EventBus
+from vidgen.events.messages import VideoEvent
 from vidgen.jobs import lifecycle
 from vidgen.jobs.lifecycle import Claimed, now
 from vidgen.models import AttemptOutcome, Video, VideoAttempt, VideoStatus

@@ -12,13 +12,9 @@ from collections import OrderedDict
 from typing import Any
 
 from vidgen import dialect, errors
-from vidgen.events.bus import (
-    WAKEUP_CHANNEL,
-    EventBus,
-    PublishFailed,
-    job_channel,
-    publish_or_raise,
-)
+from vidgen.events import channels, messages
+from vidgen.events.bus import EventBus, PublishFailed, publish_or_raise
+from vidgen.events.channels import job_channel
 from vidgen.jobs import lifecycle, transient
 from vidgen.models import Video, VideoStatus
 from vidgen.providers.base import WebhookEvent
@@ -27,8 +23,6 @@ logger = logging.getLogger(__name__)
 
 S = VideoStatus
 
-CANCEL_MESSAGE = "cancel"
-WEBHOOK_MESSAGE = "webhook"
 # Delivery ids remembered per process to drop replays: at a few hundred bytes each, about
 # 2 MB. Providers re-send within minutes to hours (fal: 10 tries over 2 h), far fewer
 # deliveries than this arrive in between on one API process.
@@ -121,7 +115,7 @@ async def request_cancel(video_id: int, *, actor: str | None, bus: EventBus | No
             if event is None:
                 continue
             if bus is not None:
-                await bus.publish(job_channel(video_id), {"type": CANCEL_MESSAGE})
+                await bus.publish(job_channel(video_id), {"type": channels.CANCEL})
             logger.info(
                 "cancel requested", extra={"action": "job.cancel_requested", "video_id": video_id}
             )
@@ -181,9 +175,8 @@ _RETRY_FIELDS: dict[str, Any] = {
 
 async def wake_workers(bus: EventBus | None) -> None:
     """Tell idle workers that a job became due (call after the inserting commit)."""
-    if bus is None:
-        return
-    await bus.publish(WAKEUP_CHANNEL, {"type": "wakeup"})
+    if bus is not None:
+        await bus.publish(*messages.wakeup())
 
 
 class LookupUnavailable(Exception):
@@ -273,7 +266,7 @@ async def notify_webhook(
                 },
             )
             return int(video_id)
-    message: dict[str, Any] = {"type": WEBHOOK_MESSAGE, "prediction_id": event.prediction_id}
+    message: dict[str, Any] = {"type": channels.WEBHOOK, "prediction_id": event.prediction_id}
     if event.result is not None:
         message["state"] = event.result.state.value
     if event.delivery_id:

@@ -39,7 +39,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from vidgen import backoff
-from vidgen.events.bus import WAKEUP_CHANNEL, SubscriberOverflow, Subscription
+from vidgen.events.channels import WAKEUP_CHANNEL
+from vidgen.events.local import BusSubscription, SubscriberOverflow
 from vidgen.jobs import lifecycle, pipeline, queue, transient
 from vidgen.jobs.lifecycle import Claimed, now
 from vidgen.jobs.writer import GroupWriter
@@ -358,7 +359,7 @@ class Worker:
                 del self._jobs[ctx.video_id]
             self._wake.set()
 
-    async def _listen_wakeups(self, sub: Subscription) -> None:
+    async def _listen_wakeups(self, sub: BusSubscription) -> None:
         while True:
             try:
                 await sub.get()

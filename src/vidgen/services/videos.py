@@ -37,6 +37,8 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from vidgen import dialect, errors
+from vidgen.events import messages
+from vidgen.events.batch import PublishBatch
 from vidgen.jobs import lifecycle
 from vidgen.jobs import service as jobs
 from vidgen.media.images import check_image
@@ -852,10 +854,10 @@ async def generate_video(
         },
     )
     # The change and the workers' wake-up leave together: one round trip to the bus.
-    outbox = lifecycle.Outbox()
-    await lifecycle.publish(outbox, [change.event])
-    await jobs.wake_workers(outbox)
-    await outbox.send(runtime.bus)
+    batch = PublishBatch()
+    batch.add_video_events([change.event])
+    batch.add(*messages.wakeup())
+    await batch.send(runtime.bus)
     return video
 
 
