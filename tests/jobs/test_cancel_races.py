@@ -134,7 +134,8 @@ async def test_a_delete_between_the_ending_read_and_its_write_is_not_left_queued
     await lifecycle.store_prediction(video.id, claimed.attempt, "test1-x")
     if ending == "sweep":
         await Video.filter(id=video.id).update(lease_expires_at=utcnow() - dt.timedelta(seconds=1))
-    real, deleted = queue.in_transaction, []
+    # The hook: the transaction of the ending's transition (after its read of the flag).
+    real, deleted = lifecycle.transitions.in_transaction, []
 
     @contextlib.asynccontextmanager
     async def delete_first(*args, **kwargs):
@@ -144,7 +145,7 @@ async def test_a_delete_between_the_ending_read_and_its_write_is_not_left_queued
         async with real(*args, **kwargs) as connection:
             yield connection
 
-    monkeypatch.setattr(queue, "in_transaction", delete_first)
+    monkeypatch.setattr(lifecycle.transitions, "in_transaction", delete_first)
     if ending == "sweep":
         assert await queue.sweep(max_rescues=3) == []  # stale: the next sweep decides
         [swept] = await queue.sweep(max_rescues=3)

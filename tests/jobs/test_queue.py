@@ -198,7 +198,8 @@ async def test_attempts_never_appear_to_overlap_when_a_workers_clock_lags(
             retryable=True,
         )
     real_now = lifecycle.now
-    monkeypatch.setattr(lifecycle, "now", lambda: real_now() - dt.timedelta(seconds=1))
+    # The claiming worker's clock (the claim's stamps come from its module's now()).
+    monkeypatch.setattr(lifecycle.claim, "now", lambda: real_now() - dt.timedelta(seconds=1))
     (second,) = await claim(1, worker="w2")
     assert second.attempt == first.attempt + 1
     rows = await VideoAttempt.filter(video_id=video.id).order_by("attempt")

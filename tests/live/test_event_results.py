@@ -293,7 +293,7 @@ async def test_a_loaded_state_holds_every_history_row_up_to_its_version(db) -> N
     (Reading the row and the history at the same time let a load see version N without
     N's own history row; the event for N then went out with a short ``statusHistory``.)
     """
-    from vidgen.graphql.subscriptions import load_state
+    from vidgen.events.video_states import load_state
 
     owner = await models.User.create(email="race@example.com", password_hash="!")
     video = await make_video(owner)

@@ -32,7 +32,7 @@ from vidgen.events.bus import EventBus
 from vidgen.events.messages import VideoEvent
 from vidgen.jobs import lifecycle
 from vidgen.jobs.lifecycle import Claimed, now
-from vidgen.models import AttemptOutcome, Video, VideoAttempt, VideoStatus
+from vidgen.models import AttemptOutcome, Video, VideoStatus
 
 logger = logging.getLogger(__name__)
 
@@ -297,37 +297,6 @@ async def extend_leases(jobs: Mapping[int, int], *, lease_seconds: float) -> Lea
     return report
 
 
-async def finish_attempt(
-    video_id: int,
-    attempt: int,
-    outcome: AttemptOutcome,
-    *,
-    error_code: str | None = None,
-    error_message: str | None = None,
-    retryable: bool | None = None,
-) -> None:
-    """Close one VideoAttempt row (call inside the transaction of the matching transition).
-
-    On PostgreSQL ``finished_at`` is the database's clock, as the claim's ``started_at`` is
-    (see :mod:`vidgen.jobs.lifecycle`), so attempts of one job never appear to overlap.
-    """
-    if dialect.is_postgres():
-        await VideoAttempt._meta.db.execute_query(
-            "UPDATE video_attempts SET outcome = $1, finished_at = clock_timestamp(),"
-            " error_code = $2, error_message = $3, retryable = $4"
-            " WHERE video_id = $5 AND attempt = $6",
-            [outcome.value, error_code, error_message, retryable, video_id, attempt],
-        )
-        return
-    await VideoAttempt.filter(video_id=video_id, attempt=attempt).update(
-        outcome=outcome,
-        finished_at=now(),
-        error_code=error_code,
-        error_message=error_message,
-        retryable=retryable,
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class Swept:
     """One expired lease the sweeper handled."""
@@ -402,27 +371,24 @@ async def sweep(
             to, message = S.QUEUED, f"rescued: {reason}"
             fields.update(retry_count=F("retry_count") + 1, scheduled_at=None)
         try:
-            async with in_transaction():
-                _video, change = await lifecycle.transition(
-                    row["id"],
-                    to,
-                    actor=actor,
-                    message=message,
-                    expect=[S.PROCESSING],
-                    attempt=row["attempt"],
-                    fields=fields,
-                    # The flag read above decided ``to``: a cancel (or delete) landing since
-                    # then makes this write stale, and the next sweep cancels the job.
-                    where={"lease_expires_at__lt": stamp, "cancel_requested": cancel},
-                )
-                await finish_attempt(
-                    row["id"],
-                    row["attempt"],
+            _video, change = await lifecycle.transition(
+                row["id"],
+                to,
+                actor=actor,
+                message=message,
+                expect=[S.PROCESSING],
+                attempt=row["attempt"],
+                fields=fields,
+                # The flag read above decided ``to``: a cancel (or delete) landing since
+                # then makes this write stale, and the next sweep cancels the job.
+                where={"lease_expires_at__lt": stamp, "cancel_requested": cancel},
+                ends_attempt=lifecycle.AttemptEnd(
                     AttemptOutcome.RESCUED,
                     error_code=LEASE_EXPIRED,
                     error_message=reason,
                     retryable=to is S.QUEUED,
-                )
+                ),
+            )
         except (lifecycle.StaleAttempt, lifecycle.IllegalTransition):
             continue  # another sweeper, a heartbeat or the worker itself got there first
         events.append(change.event)
@@ -463,22 +429,21 @@ async def release(
         cancel = bool(row["cancel_requested"])
         to = S.CANCELED if cancel else S.QUEUED
         try:
-            async with in_transaction():
-                _video, change = await lifecycle.transition(
-                    video_id,
-                    to,
-                    actor=f"worker:{worker_id}",
-                    message="released: worker shutting down" if to is S.QUEUED else "canceled",
-                    expect=[S.PROCESSING],
-                    attempt=attempt,
-                    fields={"processed_by": None},
-                    # A cancel (or delete) landing after the read above makes this stale:
-                    # read again, or a deleted video would sit queued where no claim sees it.
-                    where={"cancel_requested": cancel},
-                )
-                await finish_attempt(
-                    video_id, attempt, AttemptOutcome.RELEASED, error_message="worker shutdown"
-                )
+            _video, change = await lifecycle.transition(
+                video_id,
+                to,
+                actor=f"worker:{worker_id}",
+                message="released: worker shutting down" if to is S.QUEUED else "canceled",
+                expect=[S.PROCESSING],
+                attempt=attempt,
+                fields={"processed_by": None},
+                # A cancel (or delete) landing after the read above makes this stale: read
+                # again, or a deleted video would sit queued where no claim sees it.
+                where={"cancel_requested": cancel},
+                ends_attempt=lifecycle.AttemptEnd(
+                    AttemptOutcome.RELEASED, error_message="worker shutdown"
+                ),
+            )
         except lifecycle.IllegalTransition:
             return None
         except lifecycle.StaleAttempt:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F, Q, Subquery
+from tortoise.expressions import Q, Subquery
 from tortoise.filters import escape_like
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
@@ -772,18 +772,14 @@ async def generate_video(
     new_tags = [(display, name_key) for display, name_key in plan.tags if name_key not in tag_ids]
     theme_id = found.theme_id
     new_theme = plan.theme[0] if plan.theme is not None and theme_id is None else None
-    stored_key: str | None = None
+    image = None
+    if input_image is not None and plan.image_ext is not None:
+        image = _InputImage(runtime, viewer.id, input_image, plan.image_ext)
     try:
         # A new tag or theme, or a stored image, takes several statements: one transaction.
         # Otherwise record_created's single statement is atomic on its own.
         several = bool(new_tags) or new_theme is not None or input_image is not None
         async with in_transaction() if several else nullcontext():
-            if input_image is not None and plan.paragraph_index is not None:
-                # The video is saved before record_created (its key needs the id), so the
-                # paragraph is checked again here, under the lock record_created's own
-                # insert takes on the other paths (see lifecycle.StoryChanged).
-                assert plan.story_id is not None
-                await lifecycle.lock_story_paragraph(plan.story_id, viewer.id, plan.paragraph_index)
             if new_theme is not None:
                 theme_id = (await catalog.ensure_theme(owner_id=viewer.id, name=new_theme)).id
             if new_tags:
@@ -810,22 +806,16 @@ async def generate_video(
                 max_retries=runtime.settings.max_retries,
                 idempotency_key=key,
             )
-            if input_image is not None and plan.image_ext is not None:
-                # The storage key needs the video's id: insert it first.
-                await video.save(paragraph_count=found.paragraph_count)
-                stored_key = make_key(viewer.id, video.id, "input", plan.image_ext)
-                await runtime.storage.save_bytes(stored_key, input_image)
-                video.input_image = stored_key
-                await video.save(update_fields=["input_image"])
             change = await lifecycle.record_created(
                 video,
                 actor=actor_of(viewer),
                 tag_ids=[tag_ids[name_key] for _, name_key in plan.tags],
                 paragraph_count=found.paragraph_count,
+                with_id=image.store if image is not None else None,
             )
     except BaseException as exc:
-        if stored_key is not None:
-            await _remove_file(runtime, stored_key)
+        if image is not None and image.key is not None:
+            await _remove_file(runtime, image.key)
         if isinstance(exc, IntegrityError):
             if key is not None:
                 # Lost a race with the same idempotency key: the winner's video is the answer.
@@ -859,6 +849,23 @@ async def generate_video(
     batch.add(*messages.wakeup())
     await batch.send(runtime.bus)
     return video
+
+
+@dataclass
+class _InputImage:
+    """The request's input image, stored as soon as the new video has an id (its storage
+    key needs it), inside the transaction that inserts the video."""
+
+    runtime: Runtime
+    owner_id: int
+    data: bytes
+    ext: str
+    key: str | None = None  # once stored
+
+    async def store(self, video_id: int) -> dict[str, str]:
+        self.key = make_key(self.owner_id, video_id, "input", self.ext)
+        await self.runtime.storage.save_bytes(self.key, self.data)
+        return {"input_image": self.key}
 
 
 async def _remove_file(runtime: Runtime, key: str) -> None:
@@ -902,13 +909,13 @@ async def update_video(
     if not changes and theme is KEEP and tag_names is None:
         return video  # nothing asked for: no new version, no event for subscribers
 
-    async with in_transaction() as tx:
+    async with in_transaction():
         # Every change locks the row first, a tags-only one too: a concurrent change of
         # this video waits here until this one commits, so its tag list then replaces this
         # one's whole (two lists were merged, past the limit too). The values this change
-        # replaces are read under the lock: kept in its event-log row so a replay can show
-        # the video as it was before (lifecycle.record_change).
-        locked = await _locked(video.id).first()
+        # replaces are read under the lock (lifecycle.edit keeps them in its event-log row,
+        # so a replay can show the video as it was before).
+        locked = await lifecycle.locked(video.id).first()
         if locked is None:
             raise errors.NotFound("video")
         if locked.deleted_at is not None:
@@ -919,7 +926,6 @@ async def update_video(
                 if theme_name
                 else None
             )
-        before = {name: getattr(locked, name) for name in changes}
         if tag_names is not None:
             rows = await catalog.ensure_tags(
                 owner_id=video.owner_id, names=[display for display, _ in tag_names]
@@ -927,24 +933,10 @@ async def update_video(
             await video.tags.clear()
             if rows:
                 await video.tags.add(*rows)
-        stamp = _now()
-        await Video.filter(id=video.id).update(
-            **changes, version=F("version") + 1, updated_at=stamp
-        )
-        event_id = await lifecycle.record_change(
-            tx, video.id, change="updated", before=before, actor=actor_of(viewer), at=stamp
-        )
+        event_id = await lifecycle.edit(locked, changes, actor=actor_of(viewer))
     await video.refresh_from_db()
     await lifecycle.publish(runtime.bus, [lifecycle.event_for(video, event_id)])
     return video
-
-
-def _locked(video_id: int) -> QuerySet[Video]:
-    """The video row, locked until the transaction ends where the database has row locks
-    (SQLite serialises writers anyway). Fetch whole rows (``.first()``): ``.values()`` and
-    ``.values_list()`` drop the lock (Tortoise sends a plain SELECT)."""
-    query = Video.filter(id=video_id)
-    return query.select_for_update() if dialect.is_postgres() else query
 
 
 async def cancel_video(*, runtime: Runtime, viewer: User, video_id: int) -> Video:
@@ -1010,23 +1002,9 @@ async def delete_video(*, runtime: Runtime, viewer: User, video_id: int) -> Vide
     # before this mark left it queued (so it is canceled below), and one after it is refused
     # (retry checks deleted_at on the locked row). Checking the status first let a retry slip
     # in between and leave a deleted video queued, which no worker ever claims.
-    stamp = _now()
-    async with in_transaction() as tx:
-        marked = await Video.filter(id=video.id, deleted_at__isnull=True).update(
-            deleted_at=stamp, version=F("version") + 1, updated_at=stamp
-        )
-        event_id = None
-        if marked:
-            event_id = await lifecycle.record_change(
-                tx,
-                video.id,
-                change="deleted",
-                before={"deleted_at": None},
-                actor=actor_of(viewer),
-                at=stamp,
-            )
+    event_id = await lifecycle.soft_delete(video.id, actor=actor_of(viewer))
     await video.refresh_from_db()
-    if marked:
+    if event_id is not None:
         await lifecycle.publish(runtime.bus, [lifecycle.event_for(video, event_id)])
     if VideoStatus(video.status) in (VideoStatus.QUEUED, VideoStatus.PROCESSING):
         await _cancel_deleted(runtime=runtime, video=video, actor=actor_of(viewer))
@@ -1055,23 +1033,7 @@ async def restore_video(*, runtime: Runtime, viewer: User, video_id: int) -> Vid
     video = await get_video(viewer=viewer, video_id=video_id)
     if video.deleted_at is None:
         return video
-    async with in_transaction() as tx:
-        locked = await _locked(video.id).first()
-        deleted_at = locked.deleted_at if locked is not None else None
-        event_id = None
-        if deleted_at is not None:  # else restored meanwhile: nothing to do
-            stamp = _now()
-            await Video.filter(id=video.id).update(
-                deleted_at=None, version=F("version") + 1, updated_at=stamp
-            )
-            event_id = await lifecycle.record_change(
-                tx,
-                video.id,
-                change="restored",
-                before={"deleted_at": deleted_at},
-                actor=actor_of(viewer),
-                at=stamp,
-            )
+    event_id = await lifecycle.restore(video.id, actor=actor_of(viewer))  # None: restored meanwhile
     await video.refresh_from_db()
     if event_id is not None:
         await lifecycle.publish(runtime.bus, [lifecycle.event_for(video, event_id)])
