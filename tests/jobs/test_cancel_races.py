@@ -10,7 +10,7 @@ import pytest
 
 from tests.jobs.conftest import make_video, utcnow
 from vidgen import errors
-from vidgen.jobs import lifecycle, queue, service
+from vidgen.jobs import control, lifecycle, queue
 from vidgen.models import AttemptOutcome, Video, VideoAttempt, VideoStatus, VideoStatusEvent
 from vidgen.services import videos
 
@@ -83,7 +83,7 @@ async def test_retry_of_a_video_deleted_meanwhile_is_a_conflict(runtime, user) -
     video = await _canceled_video(user)
     await Video.filter(id=video.id).update(deleted_at=utcnow())
     with pytest.raises(errors.Conflict):
-        await service.retry(video.id, actor="t", bus=runtime.bus)
+        await control.retry(video.id, actor="t", bus=runtime.bus)
     row = await Video.get(id=video.id)
     assert row.status is S.CANCELED and row.deleted_at is not None
 
@@ -179,7 +179,7 @@ async def test_a_delete_retried_after_failing_midway_cancels_the_job(
     if prompt == "hang":
         (claimed,) = await queue.claim(worker_id="w1", limit=1, lease_seconds=30)
         await lifecycle.store_prediction(video.id, claimed.attempt, "test1-x")
-    real, failures = service.request_cancel, []
+    real, failures = control.request_cancel, []
 
     async def fails_once(*args, **kwargs):
         if not failures:
@@ -187,7 +187,7 @@ async def test_a_delete_retried_after_failing_midway_cancels_the_job(
             raise ConnectionResetError("the database went away")
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr(service, "request_cancel", fails_once)
+    monkeypatch.setattr(control, "request_cancel", fails_once)
     with pytest.raises(ConnectionResetError):
         await videos.delete_video(runtime=runtime, viewer=user, video_id=video.id)
     row = await Video.get(id=video.id)

@@ -7,7 +7,7 @@ import datetime as dt
 
 from tests.jobs.conftest import make_video, prediction_stored, utcnow, wait_until
 from vidgen.events.memory import MemoryBus
-from vidgen.jobs import lifecycle, queue, service
+from vidgen.jobs import control, lifecycle, queue
 from vidgen.jobs.worker import Worker, start_embedded
 from vidgen.models import AttemptOutcome, Video, VideoAttempt, VideoStatus
 from vidgen.providers.testing import TestProvider
@@ -94,7 +94,7 @@ async def test_worker_wakes_on_bus_not_on_poll(runtime, user) -> None:
     try:
         await asyncio.sleep(0.1)  # idle, waiting
         video = await make_video(user)
-        await service.wake_workers(runtime.bus)
+        await control.wake_workers(runtime.bus)
         await wait_until(lambda: Video.filter(id=video.id, status=S.COMPLETED).exists(), seconds=3)
     finally:
         await worker.stop()
@@ -107,7 +107,7 @@ async def test_worker_picks_up_retry_when_it_becomes_due(runtime, user) -> None:
     video = await make_video(user, "fail-times:1")
     worker = await start_embedded(runtime, concurrency=1)
     try:
-        await service.wake_workers(runtime.bus)
+        await control.wake_workers(runtime.bus)
         await wait_until(lambda: Video.filter(id=video.id, status=S.COMPLETED).exists())
     finally:
         await worker.stop()

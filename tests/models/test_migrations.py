@@ -12,7 +12,7 @@ from tortoise.transactions import in_transaction
 from vidgen import db as vdb
 from vidgen.jobs import lifecycle, queue
 from vidgen.jobs.lifecycle import now
-from vidgen.jobs.service import prediction_lookup
+from vidgen.jobs.webhooks import prediction_lookup
 from vidgen.models import User, Video, VideoAttempt, VideoStatus
 
 
@@ -196,7 +196,7 @@ async def test_partial_video_indexes_serve_their_lookups(database_url: str, db) 
             plan = await tx.execute_query_dict(explain + query.sql(params_inline=True))
             text = " ".join(str(value) for row in plan for value in row.values())
             assert index in text, (index, text)
-        # jobs.service: a webhook's prediction, through the attempt rows (migration 0005).
+        # jobs.webhooks: a webhook's prediction, through the attempt rows (migration 0005).
         sql, params = prediction_lookup("replicate", "abc")
         plan = await tx.execute_query_dict(explain + sql, params)
         text = " ".join(str(value) for row in plan for value in row.values())

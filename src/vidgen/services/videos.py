@@ -39,8 +39,7 @@ from tortoise.transactions import in_transaction
 from vidgen import dialect, errors
 from vidgen.events import messages
 from vidgen.events.batch import PublishBatch
-from vidgen.jobs import lifecycle
-from vidgen.jobs import service as jobs
+from vidgen.jobs import control, lifecycle
 from vidgen.media.images import check_image
 from vidgen.media.storage import make_key
 from vidgen.models import OutputFormat, Tag, Theme, User, Video, VideoStatus
@@ -957,7 +956,7 @@ async def _cancel_job(*, runtime: Runtime, video: Video, actor: str) -> Video:
     once means it was queued then (a processing job is only flagged, and its worker cancels
     upstream), even when it was processing at the earlier read and released meanwhile.
     """
-    result = await jobs.request_cancel(video.id, actor=actor, bus=runtime.bus)
+    result = await control.request_cancel(video.id, actor=actor, bus=runtime.bus)
     prediction_id = result.prediction_id
     if prediction_id and VideoStatus(result.status) is VideoStatus.CANCELED:
         provider = runtime.providers.get(video.provider)
@@ -982,7 +981,7 @@ async def retry_video(*, runtime: Runtime, viewer: User, video_id: int) -> Video
     video = await get_video(viewer=viewer, video_id=video_id)
     if video.deleted_at is not None:
         raise errors.Conflict("This video is deleted; restore it first.")
-    return await jobs.retry(video.id, actor=actor_of(viewer), bus=runtime.bus)
+    return await control.retry(video.id, actor=actor_of(viewer), bus=runtime.bus)
 
 
 async def delete_video(*, runtime: Runtime, viewer: User, video_id: int) -> Video:
