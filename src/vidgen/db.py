@@ -152,7 +152,7 @@ def _connection(
 ) -> dict[str, Any] | str:
     if url.startswith("sqlite"):
         # Tortoise's regexp() and match() on every SQLite connection: the video search
-        # ignores case beyond ASCII with match() (services.videos).
+        # ignores case beyond ASCII with match() (vidgen.services.videos.search).
         if "install_regexp_functions" not in url:
             url += ("&" if "?" in url else "?") + "install_regexp_functions=True"
         return url

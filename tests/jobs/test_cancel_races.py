@@ -13,6 +13,7 @@ from vidgen import errors
 from vidgen.jobs import control, lifecycle, queue
 from vidgen.models import AttemptOutcome, Video, VideoAttempt, VideoStatus, VideoStatusEvent
 from vidgen.services import videos
+from vidgen.services.videos import changes
 
 S = VideoStatus
 
@@ -117,7 +118,7 @@ async def test_a_job_released_between_the_read_and_the_cancel_is_canceled_upstre
     seen = await Video.get(id=video.id)
     assert seen.status is S.PROCESSING
     assert await queue.release(video.id, claimed.attempt, worker_id="w1") is S.QUEUED
-    result = await videos._cancel_job(runtime=runtime, video=seen, actor="user:1")
+    result = await changes._cancel_job(runtime=runtime, video=seen, actor="user:1")
     assert result.status is S.CANCELED
     assert provider.cancels == ["pred-released"]
 

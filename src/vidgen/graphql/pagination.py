@@ -118,7 +118,7 @@ class ListSource(Protocol):
 
     def params(self) -> list[Any]: ...
 
-    def probe(self) -> ListSource: ...
+    def with_other_values(self) -> ListSource: ...
 
     def count(self) -> Any: ...
 
@@ -232,7 +232,7 @@ def _reusable_sql(
         if cursor is not None:
             when, row_id = cursor
             probe_cursor = (when - dt.timedelta(seconds=1, microseconds=1), _other_id(row_id))
-        probe = _checked_sql(source.probe(), probe_cursor, first + 1)
+        probe = _checked_sql(source.with_other_values(), probe_cursor, first + 1)
     except (ArithmeticError, ValueError, ValidationError):
         # The probe's values are out of some range (a cursor at the first instant, a name
         # at its column's full length): keep nothing this time; the request goes on.
