@@ -42,6 +42,7 @@ from vidgen import backoff
 from vidgen.events.channels import WAKEUP_CHANNEL
 from vidgen.events.local import BusSubscription, SubscriberOverflow
 from vidgen.jobs import lifecycle, pipeline, queue, transient
+from vidgen.jobs.job_context import JobContext
 from vidgen.jobs.lifecycle import Claimed, now
 from vidgen.jobs.writer import GroupWriter
 from vidgen.metrics import JOB_RESCUES
@@ -60,7 +61,7 @@ ID_WRITE_WAIT_SECONDS = 5.0
 
 @dataclass
 class _Running:
-    ctx: pipeline.JobContext
+    ctx: JobContext
     task: asyncio.Task[object]
     lost: bool = False  # the lease is gone: never release, never write
 
@@ -271,7 +272,7 @@ class Worker:
             self._start(job)
 
     def _start(self, job: Claimed) -> None:
-        ctx = pipeline.JobContext(
+        ctx = JobContext(
             self.runtime,
             job,
             worker_id=self.worker_id,
@@ -346,7 +347,7 @@ class Worker:
         logger.exception(f"{what} failed", extra={"worker_id": self.worker_id})
         return max(ERROR_BACKOFF_SECONDS, backoff.delay(failures))
 
-    async def _run_one(self, ctx: pipeline.JobContext) -> None:
+    async def _run_one(self, ctx: JobContext) -> None:
         try:
             await pipeline.run_job(ctx)
         except asyncio.CancelledError:

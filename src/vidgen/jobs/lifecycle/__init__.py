@@ -50,12 +50,7 @@ from vidgen.jobs.lifecycle.rules import (
     can_transition,
     now,
 )
-from vidgen.jobs.lifecycle.transitions import (
-    AttemptEnd,
-    report_progress,
-    touch,
-    transition,
-)
+from vidgen.jobs.lifecycle.transitions import AttemptEnd, report_progress, touch, transition
 
 __all__ = [
     "CANCELED_INSTEAD",

@@ -4,15 +4,11 @@ video reads as missing (NotFound), never as forbidden: ids reveal nothing."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from tortoise.queryset import QuerySet
 
 from vidgen import errors
 from vidgen.models import User, Video
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger(__name__)
 

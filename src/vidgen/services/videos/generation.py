@@ -74,7 +74,7 @@ async def generate_video(
         runtime: the process's :class:`~vidgen.runtime.Runtime` (settings, providers,
             storage, bus).
         viewer: the user asking; the video is theirs.
-        prompt .. scheduled_at: the request (see CONTRACT.md ``GenerateVideoInput``); ids
+        prompt .. scheduled_at: the request (``GenerateVideoInput``, docs/contract.md); ids
             are database ids, ``input_image`` the uploaded file's bytes.
         idempotency_key: the same key from the same user returns the first video and
             creates nothing, even when two requests race.

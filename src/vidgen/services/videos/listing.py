@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tortoise.expressions import Q, Subquery
 from tortoise.queryset import QuerySet
@@ -15,9 +15,6 @@ from vidgen.models import Tag, User, Video, VideoStatus
 from vidgen.services import catalog
 from vidgen.services.videos.search import MAX_SEARCH, search_terms
 from vidgen.services.videos.statement_keys import StatementKeys
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger(__name__)
 

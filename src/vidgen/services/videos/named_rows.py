@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vidgen import dialect, errors
 from vidgen.models import Video
 from vidgen.services.videos.request_checks import CheckedRequest
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger(__name__)
 

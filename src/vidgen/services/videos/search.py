@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING
 
 from vidgen import dialect
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger(__name__)
 

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 from tortoise.filters import escape_like
 
 from vidgen.models import Tag, Theme, Video, VideoStatus
 from vidgen.services.videos.search import search_terms
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger(__name__)
 
