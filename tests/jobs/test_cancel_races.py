@@ -10,7 +10,7 @@ import pytest
 
 from tests.jobs.conftest import make_video, utcnow
 from vidgen import errors
-from vidgen.jobs import control, lifecycle, queue
+from vidgen.jobs import control, leases, lifecycle, queue
 from vidgen.models import AttemptOutcome, Video, VideoAttempt, VideoStatus, VideoStatusEvent
 from vidgen.services import videos
 from vidgen.services.videos import changes
@@ -117,7 +117,7 @@ async def test_a_job_released_between_the_read_and_the_cancel_is_canceled_upstre
     await lifecycle.store_prediction(video.id, claimed.attempt, "pred-released")
     seen = await Video.get(id=video.id)
     assert seen.status is S.PROCESSING
-    assert await queue.release(video.id, claimed.attempt, worker_id="w1") is S.QUEUED
+    assert await leases.release(video.id, claimed.attempt, worker_id="w1") is S.QUEUED
     result = await changes._cancel_job(runtime=runtime, video=seen, actor="user:1")
     assert result.status is S.CANCELED
     assert provider.cancels == ["pred-released"]
@@ -148,11 +148,11 @@ async def test_a_delete_between_the_ending_read_and_its_write_is_not_left_queued
 
     monkeypatch.setattr(lifecycle.transitions, "in_transaction", delete_first)
     if ending == "sweep":
-        assert await queue.sweep(max_rescues=3) == []  # stale: the next sweep decides
-        [swept] = await queue.sweep(max_rescues=3)
+        assert await leases.sweep(max_rescues=3) == []  # stale: the next sweep decides
+        [swept] = await leases.sweep(max_rescues=3)
         assert (swept.to_status, swept.prediction_id) == (S.CANCELED, "test1-x")
     else:
-        assert await queue.release(video.id, claimed.attempt, worker_id="w1") is S.CANCELED
+        assert await leases.release(video.id, claimed.attempt, worker_id="w1") is S.CANCELED
     row = await Video.get(id=video.id)
     assert row.deleted_at is not None and row.status is S.CANCELED
     assert await queue.claim(worker_id="w2", limit=5, lease_seconds=30) == []
@@ -162,9 +162,9 @@ async def test_a_release_of_a_job_taken_over_writes_nothing(db, user) -> None:
     video = await make_video(user, prompt="hang")
     (claimed,) = await queue.claim(worker_id="w1", limit=1, lease_seconds=30)
     await Video.filter(id=video.id).update(lease_expires_at=utcnow() - dt.timedelta(seconds=1))
-    await queue.sweep(max_rescues=3)
+    await leases.sweep(max_rescues=3)
     (again,) = await queue.claim(worker_id="w2", limit=1, lease_seconds=30)
-    assert await queue.release(video.id, claimed.attempt, worker_id="w1") is None
+    assert await leases.release(video.id, claimed.attempt, worker_id="w1") is None
     row = await Video.get(id=video.id)
     assert (row.status, row.attempt, row.processed_by) == (S.PROCESSING, again.attempt, "w2")
 

@@ -102,3 +102,29 @@ async def retrying(
                 },
             )
             await asyncio.sleep(delay)
+
+
+#: The least pause after a loop step failed with a real (not transient) error.
+ERROR_BACKOFF_SECONDS = 1.0
+
+
+def loop_failed(what: str, exc: Exception, failures: int, worker_id: str) -> float:
+    """Log a failed step of a worker's loop (``failures`` before it in a row); returns how
+    long to back off before the next one: the backoff of a transient error, at least
+    :data:`ERROR_BACKOFF_SECONDS` after any other (logged with its traceback)."""
+    if is_transient(exc):
+        delay = backoff.delay(failures)
+        logger.warning(
+            f"{what} failed: database unavailable; retrying",
+            extra={
+                "action": "db.retry",
+                "operation": what,
+                "worker_id": worker_id,
+                "attempt": failures + 1,
+                "delay": round(delay, 3),
+                "error": f"{type(exc).__name__}: {exc}",
+            },
+        )
+        return delay
+    logger.exception(f"{what} failed", extra={"worker_id": worker_id})
+    return max(ERROR_BACKOFF_SECONDS, backoff.delay(failures))
