@@ -145,9 +145,8 @@ def _on(conn):
 
 
 def _engine_lookups() -> dict[str, QuerySet]:
-    """The engine's lookups (the same filters and order as in jobs/queue.py and jobs/leases.py),
-    by the partial
-    index (migration 0004) that must serve each."""
+    """The engine's lookups (the same filters and order as in jobs/queue.py and
+    jobs/leases.py), by the partial index (migration 0004) that must serve each."""
     stamp = now()
     return {
         # leases.sweep
