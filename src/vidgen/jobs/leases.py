@@ -148,7 +148,7 @@ async def sweep(
         elif rescues > max_rescues:
             to = S.FAILED
             message = f"{reason}; gave up after {rescues} lost workers (max_rescues)"
-            # The worker cancels the prediction upstream (worker._sweep_once), and what kills
+            # The worker cancels the prediction upstream (upkeep.sweep_once), and what kills
             # its workers is most likely that prediction's output anyway: retryVideo must
             # ask for a new generation.
             fields.update(error_message=message, prediction_id=None)

@@ -3,7 +3,7 @@
 A :class:`Worker` has four loops:
 
 - the claim loop: claims as many due jobs as it has free slots, then sleeps until a wake-up
-  on :data:`~vidgen.events.bus.WAKEUP_CHANNEL`, a finished job, the next scheduled job, or
+  on :data:`~vidgen.events.channels.WAKEUP_CHANNEL`, a finished job, the next scheduled job, or
   the slow safety poll (``worker_poll_seconds``), whichever comes first. A job frees its
   slot when its last write (one fenced statement) starts, so the next claim overlaps it;
 - the heartbeat (every ``heartbeat_seconds``): extends the leases of its running jobs,

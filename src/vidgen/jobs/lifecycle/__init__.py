@@ -42,19 +42,16 @@ from vidgen.jobs.lifecycle.edits import edit, locked, restore, soft_delete
 from vidgen.jobs.lifecycle.fenced import CANCELED_INSTEAD, Runner, finish, store_prediction
 from vidgen.jobs.lifecycle.publishing import event_for, publish
 from vidgen.jobs.lifecycle.rules import (
-    TRANSITIONS,
     Change,
     IllegalTransition,
     StaleAttempt,
     StoryChanged,
-    can_transition,
     now,
 )
 from vidgen.jobs.lifecycle.transitions import AttemptEnd, report_progress, touch, transition
 
 __all__ = [
     "CANCELED_INSTEAD",
-    "TRANSITIONS",
     "AttemptEnd",
     "Change",
     "Claimed",
@@ -64,7 +61,6 @@ __all__ = [
     "StaleAttempt",
     "StoryChanged",
     "apply_claim",
-    "can_transition",
     "claimed_by",
     "edit",
     "event_for",
