@@ -4,7 +4,9 @@ wrote.
 
 :func:`store_prediction` keeps a running job's prediction id; :func:`finish` ends the
 attempt (processing → completed | failed | canceled | queued: the video, its history row
-and its attempt row in one write).
+and its attempt row in one write). Both match the row only while it is still
+``processing`` under the caller's attempt: anything else (swept, released, canceled,
+claimed again) is :class:`StaleAttempt` and nothing is written.
 """
 
 from __future__ import annotations
@@ -29,10 +31,6 @@ from vidgen.jobs.lifecycle.rules import (
 from vidgen.models import AttemptOutcome, Video, VideoStatus
 
 S = VideoStatus
-
-# One statement on PostgreSQL (data-modifying CTEs), a few in one transaction on SQLite. Both
-# match the row only while it is still ``processing`` under the caller's attempt: anything
-# else (swept, released, canceled, claimed again) is StaleAttempt and nothing is written.
 
 #: The history note of a retry that became a cancel (see :func:`finish`).
 CANCELED_INSTEAD = "canceled (requested while it ran) instead of retrying"
