@@ -20,6 +20,7 @@ from tortoise.migrations.api.migrate import migrate as tortoise_migrate
 from tortoise.models import Model
 from tortoise.timezone import get_default_timezone, get_use_tz
 
+from vidgen import dialect
 from vidgen.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ def _connection(
 ) -> dict[str, Any] | str:
     if url.startswith("sqlite"):
         # Tortoise's regexp() and match() on every SQLite connection: the video search
-        # ignores case beyond ASCII with match() (services.videos).
+        # ignores case beyond ASCII with match() (vidgen.services.videos.search).
         if "install_regexp_functions" not in url:
             url += ("&" if "?" in url else "?") + "install_regexp_functions=True"
         return url
@@ -243,7 +244,8 @@ async def init(
     """Open the database for this process (and migrate first when asked).
 
     The context is also installed as the process-wide fallback, because under uvicorn the
-    lifespan task and the request tasks do not share ContextVars (see STACK-NOTES).
+    lifespan task and the request tasks do not share ContextVars (Tortoise's global
+    fallback: see ``docs/library-notes.md``).
     """
     url = settings.resolved_database_url
     if run_migrations:
@@ -260,8 +262,7 @@ async def init(
     )
     _contexts.append(ctx)
     if global_fallback:  # the process's database (a second one would have raised above)
-        global _dialect
-        _dialect = ctx.connections.get("default").capabilities.dialect
+        dialect.remember(ctx.connections.get("default").capabilities.dialect)
     return ctx
 
 
@@ -274,8 +275,7 @@ async def _discard(ctx: TortoiseContext) -> None:
 
 async def close() -> None:
     """Close every context this process opened (connections, pools, global fallback)."""
-    global _dialect
-    _dialect = None
+    dialect.remember(None)
     while _contexts:
         ctx = _contexts.pop()
         await _discard(ctx)
@@ -283,24 +283,6 @@ async def close() -> None:
             ctx.__exit__(None, None, None)
         except ValueError:  # the ContextVar token belongs to another task's context
             pass
-
-
-# The backend of the process's database (opened by :func:`init` as the global fallback), read
-# once: the workers' hot path asks for every statement, and a lookup of the context's
-# connection costs a few microseconds. While it is set, code running inside another Tortoise
-# context would still get this backend: none asks today (migrate_database's own context
-# reads its client's capabilities), and a caller that needs another context's backend must
-# read that context's connection instead.
-_dialect: str | None = None
-
-
-def dialect() -> str:
-    """``sqlite`` or ``postgres`` for the default connection (the process's database)."""
-    if _dialect is not None:
-        return _dialect
-    from tortoise.connection import get_connection
-
-    return get_connection("default").capabilities.dialect
 
 
 # --- building model instances from raw rows ----------------------------------------------
@@ -327,14 +309,15 @@ class RowBuilder:
     table's columns, named so), and a row without them is an error.
     """
 
-    __slots__ = ("model", "prefix", "_native", "_default", "_complex", "_generated_pk", "_key")
+    __slots__ = ("model", "prefix", "_native", "_default", "_complex", "_custom_pk", "_key")
 
     def __init__(self, model: type[Model], prefix: str = "") -> None:
         meta = model._meta
         self.model = model
         self.prefix = prefix
         self._key = _builder_key(model)
-        self._generated_pk = meta.db_pk_column not in meta.generated_db_fields
+        # Tortoise's ``_custom_generated_pk``: True when the database does NOT generate the key.
+        self._custom_pk = meta.db_pk_column not in meta.generated_db_fields
         self._native = tuple((prefix + key, attr) for key, attr, _ in meta.db_native_fields)
         self._default = tuple(
             (prefix + key, attr, f.field_type) for key, attr, f in meta.db_default_fields
@@ -347,7 +330,7 @@ class RowBuilder:
         values: dict[str, Any] = {
             "_partial": False,
             "_saved_in_db": True,
-            "_custom_generated_pk": self._generated_pk,
+            "_custom_generated_pk": self._custom_pk,
             "_await_when_save": {},
         }
         try:

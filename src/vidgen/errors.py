@@ -8,7 +8,6 @@
     ├── NotFound               NOT_FOUND   (also for other users' objects: ids reveal nothing)
     ├── BadUserInput           BAD_USER_INPUT  (``field`` names the offending input)
     ├── Conflict               CONFLICT    (illegal transition, duplicate, stale write)
-    ├── RateLimited            RATE_LIMITED
     └── ConfigurationError     INTERNAL    (raised at start-up, never to clients)
 
 The GraphQL layer turns these into errors with ``extensions.code`` in one place; anything
@@ -57,10 +56,6 @@ class BadUserInput(VidgenError):
 
 class Conflict(VidgenError):
     code = "CONFLICT"
-
-
-class RateLimited(VidgenError):
-    code = "RATE_LIMITED"
 
 
 class ConfigurationError(VidgenError):

@@ -9,9 +9,7 @@ Relations and deletes:
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
-import json
 import re
 from typing import Any
 
@@ -262,10 +260,6 @@ class Video(Model):
             Index(fields=("created_at",)),
         )
 
-    @property
-    def status_enum(self) -> VideoStatus:
-        return VideoStatus(self.status)
-
     async def check_paragraph_index(self, *, paragraph_count: int | None = None) -> None:
         """``paragraph_index`` needs a story and must fall inside its paragraphs.
 
@@ -322,12 +316,12 @@ class VideoStatusEvent(Model):
     """Status history. The monotonic id is the event cursor that subscriptions resume from."""
 
     # (The docstring above is the table's description in migration 0001: keep it as is.)
-    # This is the video's event log: every change a subscriber must be able to replay after
-    # a cursor has a row. A status change has from_status != to_status (None on the first
-    # row). A change that keeps the status (update, delete, restore) has from_status ==
-    # to_status and a JSON message holding the change's name and the values it replaced
-    # (lifecycle.record_change); statusHistory leaves those rows out. Progress reports have
-    # no row: they are not replayed (the next change carries the latest progress).
+    # This is the video's event log, written by vidgen.jobs.lifecycle only: every change a
+    # subscriber must be able to replay after a cursor has a row. A status change has
+    # from_status != to_status (None on the first row); a change that keeps the status
+    # (edit, delete, restore) has from_status == to_status and a JSON message, the change's
+    # name and the values it replaced (vidgen.events.history); statusHistory leaves those
+    # rows out.
 
     id = fields.BigIntField(primary_key=True)
     video: fields.ForeignKeyRelation[Video] = fields.ForeignKeyField(
@@ -349,20 +343,6 @@ class VideoStatusEvent(Model):
     def is_status_change(self) -> bool:
         """False for a row of a change that kept the status (update, delete, restore)."""
         return self.from_status != self.to_status
-
-    def values_before(self) -> dict[str, Any]:
-        """The columns a change that kept the status replaced, with their earlier values
-        (``deleted_at`` as a datetime); empty for a status change."""
-        if self.is_status_change:
-            return {}
-        try:
-            before = dict(json.loads(self.message or "")["before"])
-        except (ValueError, KeyError, TypeError):
-            return {}
-        stamp = before.get("deleted_at")
-        if isinstance(stamp, str):
-            before["deleted_at"] = dt.datetime.fromisoformat(stamp)
-        return before
 
 
 class VideoAttempt(Model):

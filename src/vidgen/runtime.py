@@ -70,6 +70,3 @@ class Runtime:
 
         await close_providers(self.providers)
         await self.bus.close()
-
-    def provider(self, name: str) -> Provider:
-        return self.providers[name]

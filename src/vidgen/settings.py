@@ -19,8 +19,6 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from vidgen import errors
 from vidgen.eventloop import EventLoopChoice
 
-PROVIDER_NAMES = ("local", "runway", "replicate", "stability", "openai", "fal")
-
 DEFAULT_BASE_URLS = {
     "runway": "https://api.dev.runwayml.com",
     "replicate": "https://api.replicate.com",

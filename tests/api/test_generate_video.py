@@ -10,7 +10,7 @@ import pytest
 
 from tests.api import documents as d
 from tests.api.conftest import Account, LiveServer, row_counts
-from vidgen.events.bus import WAKEUP_CHANNEL, owner_channel
+from vidgen.events.channels import WAKEUP_CHANNEL, owner_channel
 from vidgen.jobs import lifecycle
 from vidgen.models import Tag, Theme, Video, VideoStatus, VideoStatusEvent
 from vidgen.services import catalog, videos
@@ -100,7 +100,7 @@ async def test_writes_the_video_its_history_row_and_tag_links(
     assert message["video_id"] == video.id and message["event_id"] == event.id
     assert message["version"] == 1 and message["status"] == "queued"
     assert message["project_id"] == project.id and message["story_id"] == story.id
-    assert wakeup == {"type": "wakeup", "provider": "local"}  # idle workers look for it
+    assert wakeup == {"type": "wakeup"}  # idle workers look for due jobs
 
 
 async def test_a_new_theme_and_new_tags_are_created_once(
@@ -196,31 +196,3 @@ async def test_the_service_returns_the_row_it_wrote(
     for field in Video._meta.fields_db_projection:
         assert getattr(video, field) == getattr(again, field), field
     assert [t.name for t in await again.tags.all()] == ["x"]
-
-
-async def test_the_outbox_publishes_in_order_on_any_bus() -> None:
-    from vidgen.events.memory import MemoryBus
-
-    class OneByOne:  # a bus without publish_many
-        def __init__(self) -> None:
-            self.sent: list[tuple[str, dict]] = []
-
-        async def publish(self, channel: str, message: dict) -> None:
-            self.sent.append((channel, message))
-
-    outbox = lifecycle.Outbox()
-    await outbox.publish("a", {"n": 1})
-    await outbox.publish_many([("b", {"n": 2}), ("c", {"n": 3})])
-    plain = OneByOne()
-    await outbox.send(plain)  # type: ignore[arg-type]
-    assert plain.sent == [("a", {"n": 1}), ("b", {"n": 2}), ("c", {"n": 3})]
-    await outbox.send(plain)  # type: ignore[arg-type]
-    assert len(plain.sent) == 3  # sent once, then forgotten
-
-    memory = MemoryBus()
-    async with memory.subscribe("a", "b") as sub:
-        await outbox.publish("a", {"n": 1})
-        await outbox.publish("b", {"n": 2})
-        await outbox.send(memory)
-        assert [await sub.get(), await sub.get()] == [{"n": 1}, {"n": 2}]
-    await outbox.send(None)  # no bus: nothing to do

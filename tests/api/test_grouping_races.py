@@ -14,12 +14,13 @@ from tests.api.conftest import Account, LiveServer, row_counts
 from vidgen import errors
 from vidgen.models import Project, Story, Video
 from vidgen.services import catalog, videos
+from vidgen.services.videos import named_rows
 
 
 def _after_lookup(monkeypatch: pytest.MonkeyPatch, meanwhile) -> None:
     """Run ``meanwhile()`` once, right after generate_video's lookup: the other request
     committing between the checks and the insert."""
-    real = videos._lookup
+    real = named_rows.find_named_rows
     done = False
 
     async def lookup(**kwargs):
@@ -30,7 +31,7 @@ def _after_lookup(monkeypatch: pytest.MonkeyPatch, meanwhile) -> None:
             await meanwhile()
         return found
 
-    monkeypatch.setattr(videos, "_lookup", lookup)
+    monkeypatch.setattr(named_rows, "find_named_rows", lookup)
 
 
 async def _refused_on(field: str, live_server: LiveServer, alice: Account, **request) -> None:

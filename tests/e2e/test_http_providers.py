@@ -37,7 +37,7 @@ from tests.e2e.conftest import (
     wait_until,
 )
 from tests.simulators.media import FPS, FRAMES, SIZE, sample_mp4
-from vidgen.events.bus import video_channel
+from vidgen.events.channels import video_channel
 from vidgen.jobs import pipeline, queue
 from vidgen.jobs.worker import Worker
 from vidgen.models import AttemptOutcome, Video, VideoAttempt, VideoStatus

@@ -38,7 +38,7 @@ from tests.e2e.conftest import (
 )
 from tests.simulators import FalSimulator
 from tests.simulators.common import Job, Simulator, new_whsec
-from vidgen.events.bus import job_channel
+from vidgen.events.channels import job_channel
 from vidgen.jobs import pipeline
 from vidgen.models import AttemptOutcome, Video, VideoAttempt, VideoStatus, VideoStatusEvent
 from vidgen.runtime import Runtime

@@ -52,7 +52,7 @@ def _env(database_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def _start(env: dict[str, str], tmp_path: Path, api_port: int):
     workers = [
-        spawn(["-m", "vidgen.jobs.worker", "--concurrency", "6"], env, tmp_path / f"w{n}.log")
+        spawn(["-m", "vidgen.cli", "worker", "--concurrency", "6"], env, tmp_path / f"w{n}.log")
         for n in range(WORKERS)
     ]
     api = spawn(

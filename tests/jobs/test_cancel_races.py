@@ -10,9 +10,10 @@ import pytest
 
 from tests.jobs.conftest import make_video, utcnow
 from vidgen import errors
-from vidgen.jobs import lifecycle, queue, service
+from vidgen.jobs import control, leases, lifecycle, queue
 from vidgen.models import AttemptOutcome, Video, VideoAttempt, VideoStatus, VideoStatusEvent
 from vidgen.services import videos
+from vidgen.services.videos import changes
 
 S = VideoStatus
 
@@ -83,7 +84,7 @@ async def test_retry_of_a_video_deleted_meanwhile_is_a_conflict(runtime, user) -
     video = await _canceled_video(user)
     await Video.filter(id=video.id).update(deleted_at=utcnow())
     with pytest.raises(errors.Conflict):
-        await service.retry(video.id, actor="t", bus=runtime.bus)
+        await control.retry(video.id, actor="t", bus=runtime.bus)
     row = await Video.get(id=video.id)
     assert row.status is S.CANCELED and row.deleted_at is not None
 
@@ -116,8 +117,8 @@ async def test_a_job_released_between_the_read_and_the_cancel_is_canceled_upstre
     await lifecycle.store_prediction(video.id, claimed.attempt, "pred-released")
     seen = await Video.get(id=video.id)
     assert seen.status is S.PROCESSING
-    assert await queue.release(video.id, claimed.attempt, worker_id="w1") is S.QUEUED
-    result = await videos._cancel_job(runtime=runtime, video=seen, actor="user:1")
+    assert await leases.release(video.id, claimed.attempt, worker_id="w1") is S.QUEUED
+    result = await changes._cancel_job(runtime=runtime, video=seen, actor="user:1")
     assert result.status is S.CANCELED
     assert provider.cancels == ["pred-released"]
 
@@ -134,7 +135,8 @@ async def test_a_delete_between_the_ending_read_and_its_write_is_not_left_queued
     await lifecycle.store_prediction(video.id, claimed.attempt, "test1-x")
     if ending == "sweep":
         await Video.filter(id=video.id).update(lease_expires_at=utcnow() - dt.timedelta(seconds=1))
-    real, deleted = queue.in_transaction, []
+    # The hook: the transaction of the ending's transition (after its read of the flag).
+    real, deleted = lifecycle.transitions.in_transaction, []
 
     @contextlib.asynccontextmanager
     async def delete_first(*args, **kwargs):
@@ -144,13 +146,13 @@ async def test_a_delete_between_the_ending_read_and_its_write_is_not_left_queued
         async with real(*args, **kwargs) as connection:
             yield connection
 
-    monkeypatch.setattr(queue, "in_transaction", delete_first)
+    monkeypatch.setattr(lifecycle.transitions, "in_transaction", delete_first)
     if ending == "sweep":
-        assert await queue.sweep(max_rescues=3) == []  # stale: the next sweep decides
-        [swept] = await queue.sweep(max_rescues=3)
+        assert await leases.sweep(max_rescues=3) == []  # stale: the next sweep decides
+        [swept] = await leases.sweep(max_rescues=3)
         assert (swept.to_status, swept.prediction_id) == (S.CANCELED, "test1-x")
     else:
-        assert await queue.release(video.id, claimed.attempt, worker_id="w1") is S.CANCELED
+        assert await leases.release(video.id, claimed.attempt, worker_id="w1") is S.CANCELED
     row = await Video.get(id=video.id)
     assert row.deleted_at is not None and row.status is S.CANCELED
     assert await queue.claim(worker_id="w2", limit=5, lease_seconds=30) == []
@@ -160,9 +162,9 @@ async def test_a_release_of_a_job_taken_over_writes_nothing(db, user) -> None:
     video = await make_video(user, prompt="hang")
     (claimed,) = await queue.claim(worker_id="w1", limit=1, lease_seconds=30)
     await Video.filter(id=video.id).update(lease_expires_at=utcnow() - dt.timedelta(seconds=1))
-    await queue.sweep(max_rescues=3)
+    await leases.sweep(max_rescues=3)
     (again,) = await queue.claim(worker_id="w2", limit=1, lease_seconds=30)
-    assert await queue.release(video.id, claimed.attempt, worker_id="w1") is None
+    assert await leases.release(video.id, claimed.attempt, worker_id="w1") is None
     row = await Video.get(id=video.id)
     assert (row.status, row.attempt, row.processed_by) == (S.PROCESSING, again.attempt, "w2")
 
@@ -178,7 +180,7 @@ async def test_a_delete_retried_after_failing_midway_cancels_the_job(
     if prompt == "hang":
         (claimed,) = await queue.claim(worker_id="w1", limit=1, lease_seconds=30)
         await lifecycle.store_prediction(video.id, claimed.attempt, "test1-x")
-    real, failures = service.request_cancel, []
+    real, failures = control.request_cancel, []
 
     async def fails_once(*args, **kwargs):
         if not failures:
@@ -186,7 +188,7 @@ async def test_a_delete_retried_after_failing_midway_cancels_the_job(
             raise ConnectionResetError("the database went away")
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr(service, "request_cancel", fails_once)
+    monkeypatch.setattr(control, "request_cancel", fails_once)
     with pytest.raises(ConnectionResetError):
         await videos.delete_video(runtime=runtime, viewer=user, video_id=video.id)
     row = await Video.get(id=video.id)

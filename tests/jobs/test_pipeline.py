@@ -8,8 +8,8 @@ import datetime as dt
 import pytest
 
 from tests.jobs.conftest import make_video, prediction_stored, utcnow, wait_until
-from vidgen.events.bus import video_channel
-from vidgen.jobs import queue, service
+from vidgen.events.channels import video_channel
+from vidgen.jobs import control, queue
 from vidgen.jobs.lifecycle import IllegalTransition
 from vidgen.jobs.retry import MAX_WAIT_SECONDS, RATE_LIMIT_JITTER, RetryPolicy, retries_left
 from vidgen.jobs.worker import Worker
@@ -184,11 +184,11 @@ async def test_max_retries_spent_fails(runtime, user, provider) -> None:
 
 async def test_cancel_queued_is_immediate_and_terminal_is_conflict(runtime, user) -> None:
     video = await make_video(user)
-    canceled = await service.request_cancel(video.id, actor="user:1", bus=runtime.bus)
+    canceled = await control.request_cancel(video.id, actor="user:1", bus=runtime.bus)
     assert canceled.status == S.CANCELED
     assert await Worker(runtime, concurrency=1).run_until_idle() == 0
     with pytest.raises(IllegalTransition) as info:
-        await service.request_cancel(video.id, actor="user:1", bus=runtime.bus)
+        await control.request_cancel(video.id, actor="user:1", bus=runtime.bus)
     assert info.value.code == "CONFLICT"
 
 
@@ -214,7 +214,7 @@ async def test_cancel_processing_through_service_wakes_job(runtime, user, provid
     video = await make_video(user, "hang")
     run = asyncio.create_task(Worker(runtime, concurrency=1).run_until_idle())
     await wait_until(lambda: prediction_stored(video.id))
-    flagged = await service.request_cancel(video.id, actor="user:1", bus=runtime.bus)
+    flagged = await control.request_cancel(video.id, actor="user:1", bus=runtime.bus)
     assert flagged.status == S.PROCESSING and flagged.cancel_requested
     await asyncio.wait_for(run, timeout=2)
     assert (await Video.get(id=video.id)).status == S.CANCELED
@@ -263,8 +263,8 @@ async def test_manual_retry_gives_a_fresh_budget(runtime, user) -> None:
     await Video.filter(id=video.id).update(retry_count=3, rescue_count=2)
     queued = await make_video(user)
     with pytest.raises(IllegalTransition):
-        await service.retry(queued.id, actor="user:1", bus=runtime.bus)
-    again = await service.retry(video.id, actor="user:1", bus=runtime.bus)
+        await control.retry(queued.id, actor="user:1", bus=runtime.bus)
+    again = await control.retry(video.id, actor="user:1", bus=runtime.bus)
     assert again.status == S.QUEUED
     assert (again.retry_count, again.rescue_count, again.error_message, again.prediction_id) == (
         0,

@@ -22,9 +22,9 @@ from tests.jobs.conftest import make_video, prediction_stored, utcnow, wait_unti
 from tests.providers.conftest import KEYS, provider_settings
 from tests.simulators import FalSimulator
 from tests.simulators.server import aserve
-from vidgen.events.bus import job_channel
+from vidgen.events.channels import job_channel
 from vidgen.events.memory import MemoryBus
-from vidgen.jobs import service
+from vidgen.jobs import control
 from vidgen.jobs.pipeline import MAX_POLL_ERRORS
 from vidgen.jobs.retry import MAX_WAIT_SECONDS
 from vidgen.jobs.worker import Worker
@@ -240,7 +240,7 @@ async def test_replayed_fal_webhook_nudges_the_job_once(fal: Fal) -> None:
                     messages.append(await sub.get())
             assert [m["type"] for m in messages] == ["webhook"]
         finally:
-            await service.request_cancel(video.id, actor="test", bus=fal.runtime.bus)
+            await control.request_cancel(video.id, actor="test", bus=fal.runtime.bus)
             await asyncio.wait_for(run, timeout=10)
 
 
@@ -316,7 +316,7 @@ async def test_an_outage_past_its_patience_spends_the_budget_and_retry_resumes(f
     assert failed.status is S.FAILED and "gave up after 1 retries" in failed.error_message
     assert failed.prediction_id is not None
     fal.sim.scenario.faults.clear()
-    again = await service.retry(video.id, actor="user:1", bus=fal.runtime.bus)
+    again = await control.retry(video.id, actor="user:1", bus=fal.runtime.bus)
     assert again.prediction_id == failed.prediction_id
     done = await run_due(fal, video.id)
     assert done.status is S.COMPLETED
@@ -364,7 +364,7 @@ async def test_a_failure_of_the_output_drops_the_prediction_for_retry(fal: Fal) 
     assert failed.status is S.FAILED and failed.prediction_id is None, failed.error_message
     assert await attempts(video.id) == [(AttemptOutcome.FAILED, "output_expired")]
     fal.sim.scenario.faults.clear()
-    again = await service.retry(video.id, actor="user:1", bus=fal.runtime.bus)
+    again = await control.retry(video.id, actor="user:1", bus=fal.runtime.bus)
     assert again.prediction_id is None
     done = await run_due(fal, video.id)
     assert done.status is S.COMPLETED, done.error_message
@@ -405,11 +405,11 @@ async def test_retry_of_a_canceled_video_submits_anew(fal: Fal) -> None:
     video = await fal_video(fal)
     worker = asyncio.create_task(run_once(fal))
     await wait_until(lambda: prediction_stored(video.id))
-    await service.request_cancel(video.id, actor="user:1", bus=fal.runtime.bus)
+    await control.request_cancel(video.id, actor="user:1", bus=fal.runtime.bus)
     await worker
     canceled = await Video.get(id=video.id)
     assert canceled.status is S.CANCELED and canceled.prediction_id is not None
-    again = await service.retry(video.id, actor="user:1", bus=fal.runtime.bus)
+    again = await control.retry(video.id, actor="user:1", bus=fal.runtime.bus)
     assert again.prediction_id is None
     fal.sim.scenario.running_polls = 1
     assert (await run_due(fal, video.id)).status is S.COMPLETED

@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 
 from tests.jobs.conftest import make_video, utcnow
-from vidgen.jobs import lifecycle, queue
+from vidgen.jobs import leases, lifecycle, queue
 from vidgen.models import AttemptOutcome, Video, VideoAttempt, VideoStatus, VideoStatusEvent
 
 S = VideoStatus
@@ -96,7 +96,7 @@ async def test_stale_attempt_write_raises_and_changes_nothing(db, user) -> None:
     [job] = await claim(1)
     # The job is swept (its lease "expired") and claimed again: attempt 2.
     await Video.filter(id=video.id).update(lease_expires_at=utcnow() - dt.timedelta(seconds=1))
-    assert [s.to_status for s in await queue.sweep(max_rescues=3)] == [S.QUEUED]
+    assert [s.to_status for s in await leases.sweep(max_rescues=3)] == [S.QUEUED]
     [job2] = await claim(1, worker="w2")
     assert job2.attempt == job.attempt + 1
     snapshot = await Video.get(id=video.id)
@@ -113,7 +113,7 @@ async def test_stale_attempt_write_raises_and_changes_nothing(db, user) -> None:
         snapshot.codec,
         snapshot.progress,
     )
-    lost = await queue.extend_leases({video.id: job.attempt}, lease_seconds=30)
+    lost = await leases.extend_leases({video.id: job.attempt}, lease_seconds=30)
     assert lost.lost == {video.id}
 
 
@@ -122,7 +122,7 @@ async def test_heartbeat_extends_lease_and_reports_cancel(db, user) -> None:
     [job] = await claim(1)
     first = (await Video.get(id=video.id)).lease_expires_at
     await Video.filter(id=video.id).update(cancel_requested=True)
-    report = await queue.extend_leases({video.id: job.attempt}, lease_seconds=120)
+    report = await leases.extend_leases({video.id: job.attempt}, lease_seconds=120)
     assert report.lost == set() and report.cancel_requested == {video.id}
     assert (await Video.get(id=video.id)).lease_expires_at > first
 
@@ -185,7 +185,7 @@ async def test_attempts_never_appear_to_overlap_when_a_workers_clock_lags(
     (first,) = await queue.claim(worker_id="w1", limit=1, lease_seconds=0.01)
     if end == "sweep":
         await asyncio.sleep(0.05)
-        assert [s.video_id for s in await queue.sweep(max_rescues=5)] == [video.id]
+        assert [s.video_id for s in await leases.sweep(max_rescues=5)] == [video.id]
     else:
         await lifecycle.finish(
             video.id,
@@ -198,7 +198,8 @@ async def test_attempts_never_appear_to_overlap_when_a_workers_clock_lags(
             retryable=True,
         )
     real_now = lifecycle.now
-    monkeypatch.setattr(lifecycle, "now", lambda: real_now() - dt.timedelta(seconds=1))
+    # The claiming worker's clock (the claim's stamps come from its module's now()).
+    monkeypatch.setattr(lifecycle.claim, "now", lambda: real_now() - dt.timedelta(seconds=1))
     (second,) = await claim(1, worker="w2")
     assert second.attempt == first.attempt + 1
     rows = await VideoAttempt.filter(video_id=video.id).order_by("attempt")

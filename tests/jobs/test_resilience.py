@@ -17,6 +17,7 @@ from tortoise.exceptions import DBConnectionError, IntegrityError, OperationalEr
 from tests.conftest import PG_ADMIN_URL
 from tests.jobs.conftest import make_video, wait_until
 from tests.tcp_proxy import FreezableProxy
+from vidgen import backoff
 from vidgen import db as vdb
 from vidgen.events.memory import MemoryBus
 from vidgen.jobs import queue, transient
@@ -82,11 +83,16 @@ def test_real_errors_are_not_transient(exc: BaseException) -> None:
     assert not transient.is_transient(exc)
 
 
-def test_backoff_is_capped_and_jittered() -> None:
-    delays = [transient.backoff(n, base=0.1, cap=2.0) for n in range(12)]
-    assert all(0.05 <= d <= 2.0 for d in delays)
-    assert delays[-1] >= 1.0  # half of the cap is fixed
-    assert len({transient.backoff(3) for _ in range(20)}) > 1
+def test_backoff_is_capped_exponential_with_jitter() -> None:
+    # One backoff for the database (the worker's loops, transient.retrying) and Redis (the
+    # bus's reconnects): half of each delay fixed, half random.
+    for attempt in range(12):
+        full = min(2.0, 0.1 * 2**attempt)
+        delays = [backoff.delay(attempt, base=0.1, cap=2.0) for _ in range(200)]
+        assert all(full / 2 <= d <= full for d in delays)
+        assert len(set(delays)) > 1  # jittered
+    assert backoff.delay(50, base=0.1, cap=2.0) <= 2.0
+    assert backoff.delay(10_000) <= backoff.CAP_SECONDS
 
 
 async def test_retrying_waits_out_transient_errors_and_passes_real_ones() -> None:

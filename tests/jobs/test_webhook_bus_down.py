@@ -16,7 +16,8 @@ import pytest_asyncio
 from tests.jobs.conftest import awaiting_webhook
 from tests.live.conftest import fast_bus
 from tests.live.redis_server import RedisServer
-from vidgen.events.bus import RESYNC, job_channel
+from vidgen.events.channels import job_channel
+from vidgen.events.local import RESYNC
 from vidgen.events.redis import RedisBus
 from vidgen.providers.testing import TestProvider
 from vidgen.runtime import Runtime

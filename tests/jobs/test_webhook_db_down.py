@@ -14,7 +14,7 @@ import pytest
 
 from tests.api.test_db_outage import database_outage
 from tests.jobs.conftest import awaiting_webhook
-from vidgen.events.bus import job_channel
+from vidgen.events.channels import job_channel
 from vidgen.runtime import Runtime
 from vidgen.settings import Settings
 
@@ -51,13 +51,13 @@ async def test_only_the_lookups_outage_is_answered_503(
 ) -> None:
     # An OSError that is not the database's (here from routing the nudge) is a bug to see,
     # not a delivery for the provider to retry forever.
-    from vidgen.jobs import service
+    from vidgen.jobs import webhooks
 
     video, post = await awaiting_webhook(runtime, webhook_client, PREDICTION)
 
     def broken(video_id: int) -> str:
         raise FileNotFoundError("not the database")
 
-    monkeypatch.setattr(service, "job_channel", broken)
+    monkeypatch.setattr(webhooks, "job_channel", broken)
     response = await post()
     assert response.status_code == 500

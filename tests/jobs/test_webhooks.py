@@ -11,8 +11,8 @@ import pytest_asyncio
 from starlette.applications import Starlette
 
 from tests.jobs.conftest import give_prediction, make_video, prediction_stored, wait_until
-from vidgen.events.bus import job_channel
-from vidgen.jobs import pipeline, service
+from vidgen.events.channels import job_channel
+from vidgen.jobs import control, pipeline, webhooks
 from vidgen.jobs.worker import Worker
 from vidgen.models import Video, VideoStatus
 from vidgen.web.webhooks import webhook_routes
@@ -95,7 +95,7 @@ async def test_deliveries_never_poll_faster_than_the_floor(
         await wait_until(lambda: _polled(provider, prediction_id, before + 1), seconds=10)
         assert provider.polls[prediction_id] - before <= 2
     finally:
-        await service.request_cancel(video.id, actor="test", bus=runtime.bus)
+        await control.request_cancel(video.id, actor="test", bus=runtime.bus)
         await asyncio.wait_for(run, timeout=10)
 
 
@@ -117,7 +117,7 @@ async def test_a_replayed_delivery_id_is_ignored(runtime, user, provider, client
 
 
 def test_remembered_deliveries_are_bounded() -> None:
-    seen = service.RecentDeliveries(limit=3)
+    seen = webhooks.RecentDeliveries(limit=3)
     assert seen.first_time("p", "a", "1") and not seen.first_time("p", "a", "1")
     assert seen.first_time("p", "b", "1")  # the same id for another prediction is new
     for n in range(10):

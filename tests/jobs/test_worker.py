@@ -7,7 +7,7 @@ import datetime as dt
 
 from tests.jobs.conftest import make_video, prediction_stored, utcnow, wait_until
 from vidgen.events.memory import MemoryBus
-from vidgen.jobs import lifecycle, queue, service
+from vidgen.jobs import control, leases, lifecycle, queue
 from vidgen.jobs.worker import Worker, start_embedded
 from vidgen.models import AttemptOutcome, Video, VideoAttempt, VideoStatus
 from vidgen.providers.testing import TestProvider
@@ -28,9 +28,9 @@ async def claim_one(worker: str = "dead") -> int:
 async def test_sweeper_rescues_expired_lease_counting_the_attempt(db, user) -> None:
     video = await make_video(user)
     await claim_one()
-    assert await queue.sweep(max_rescues=3) == []  # lease still valid
+    assert await leases.sweep(max_rescues=3) == []  # lease still valid
     await expire(video.id)
-    [swept] = await queue.sweep(max_rescues=3)
+    [swept] = await leases.sweep(max_rescues=3)
     assert swept.to_status is S.QUEUED
     again = await Video.get(id=video.id)
     assert again.status == S.QUEUED and again.processed_by is None
@@ -38,14 +38,14 @@ async def test_sweeper_rescues_expired_lease_counting_the_attempt(db, user) -> N
     assert "lease expired" in again.error_message
     attempt = await VideoAttempt.get(video_id=video.id, attempt=1)
     assert attempt.outcome == AttemptOutcome.RESCUED and attempt.error_code == "lease_expired"
-    assert await queue.sweep(max_rescues=3) == []  # nothing twice
+    assert await leases.sweep(max_rescues=3) == []  # nothing twice
 
 
 async def test_concurrent_sweepers_rescue_once(db, user) -> None:
     video = await make_video(user)
     await claim_one()
     await expire(video.id)
-    results = await asyncio.gather(*(queue.sweep(max_rescues=3) for _ in range(4)))
+    results = await asyncio.gather(*(leases.sweep(max_rescues=3) for _ in range(4)))
     assert sum(len(r) for r in results) == 1
     assert (await Video.get(id=video.id)).rescue_count == 1
 
@@ -55,7 +55,7 @@ async def test_rescue_cap_fails_a_job_that_keeps_killing_workers(db, user) -> No
     for n in range(1, 4):
         await claim_one(f"w{n}")
         await expire(video.id)
-        [swept] = await queue.sweep(max_rescues=2)
+        [swept] = await leases.sweep(max_rescues=2)
         assert swept.to_status is (S.QUEUED if n <= 2 else S.FAILED)
         if n <= 2:  # a rescue resumes the prediction
             assert (await Video.get(id=video.id)).prediction_id == "test1-kills"
@@ -70,7 +70,7 @@ async def test_rescue_with_retries_spent_fails(db, user) -> None:
     video = await make_video(user, max_retries=0, prediction_id="test1-spent")
     await claim_one()
     await expire(video.id)
-    [swept] = await queue.sweep(max_rescues=5)
+    [swept] = await leases.sweep(max_rescues=5)
     assert swept.to_status is S.FAILED
     assert swept.prediction_id == "test1-spent"  # for the worker to cancel upstream
     failed = await Video.get(id=video.id)
@@ -94,7 +94,7 @@ async def test_worker_wakes_on_bus_not_on_poll(runtime, user) -> None:
     try:
         await asyncio.sleep(0.1)  # idle, waiting
         video = await make_video(user)
-        await service.wake_workers(runtime.bus, provider="test")
+        await control.wake_workers(runtime.bus)
         await wait_until(lambda: Video.filter(id=video.id, status=S.COMPLETED).exists(), seconds=3)
     finally:
         await worker.stop()
@@ -107,7 +107,7 @@ async def test_worker_picks_up_retry_when_it_becomes_due(runtime, user) -> None:
     video = await make_video(user, "fail-times:1")
     worker = await start_embedded(runtime, concurrency=1)
     try:
-        await service.wake_workers(runtime.bus)
+        await control.wake_workers(runtime.bus)
         await wait_until(lambda: Video.filter(id=video.id, status=S.COMPLETED).exists())
     finally:
         await worker.stop()
@@ -162,7 +162,7 @@ async def test_worker_that_lost_its_lease_stops_without_writing(runtime, user) -
     # sweep: expire again until a sweep lands first (it failed about 2 runs in 12 under load).
     for _ in range(50):
         await expire(video.id)
-        if await queue.sweep(max_rescues=3):
+        if await leases.sweep(max_rescues=3):
             break
     [job] = await queue.claim(worker_id="other", limit=1, lease_seconds=30)
     await asyncio.wait_for(run, timeout=3)

@@ -86,7 +86,7 @@ class ApiProcess(Process):
 class WorkerProcess(Process):
     def __init__(self, env: dict, workdir: Path, name: str = "worker") -> None:
         super().__init__(
-            [sys.executable, "-m", "vidgen.jobs.worker", "--concurrency", "2"],
+            [sys.executable, "-m", "vidgen.cli", "worker", "--concurrency", "2"],
             env,
             workdir / f"{name}.log",
         )

@@ -12,23 +12,19 @@ import redis.asyncio as aioredis
 
 from tests.live.conftest import fast_bus
 from tests.live.redis_server import RedisServer
-from vidgen.events.bus import (
-    ALL_VIDEOS_CHANNEL,
-    RESYNC,
-    WAKEUP_CHANNEL,
-    VideoEvent,
-    owner_channel,
-    publish_video_event,
-    video_channel,
-)
+from vidgen.events.batch import PublishBatch
+from vidgen.events.bus import publish_all
+from vidgen.events.channels import WAKEUP_CHANNEL, owner_channel, video_channel
+from vidgen.events.local import RESYNC
 from vidgen.events.memory import MemoryBus
+from vidgen.events.messages import VideoEvent, video_event_items
 from vidgen.events.redis import RedisBus
 from vidgen.jobs import lifecycle
 
 EVENT = VideoEvent(
     video_id=4, owner_id=9, version=1, status="queued", progress=0.0, event_id=17, project_id=2
 )
-CHANNELS = (video_channel(4), owner_channel(9), ALL_VIDEOS_CHANNEL, WAKEUP_CHANNEL)
+CHANNELS = (video_channel(4), owner_channel(9), WAKEUP_CHANNEL)
 
 
 async def next_data(sub: Any, within: float = 3.0) -> Any:
@@ -57,15 +53,14 @@ async def reset_stats(url: str) -> None:
 
 
 async def enqueue_like(bus: Any, n: int) -> None:
-    """What generateVideo sends: the event on its three channels, then the wake-up."""
+    """What generateVideo sends: the event on its two channels, then the wake-up."""
     event = VideoEvent(**{**EVENT.to_dict(), "version": n})
     payload = event.to_dict()
     await bus.publish_many(
         [
             (video_channel(4), payload),
             (owner_channel(9), payload),
-            (ALL_VIDEOS_CHANNEL, payload),
-            (WAKEUP_CHANNEL, {"type": "wakeup", "provider": "local", "n": n}),
+            (WAKEUP_CHANNEL, {"type": "wakeup", "n": n}),
         ]
     )
 
@@ -95,27 +90,27 @@ async def test_a_batch_is_one_script_call_in_order_like_the_memory_bus(
     async def send(bus: Any) -> None:
         for n in range(5):
             await enqueue_like(bus, n)
-        await publish_video_event(bus, EVENT)
+        await publish_all(bus, video_event_items(EVENT))
         await bus.publish(WAKEUP_CHANNEL, {"type": "wakeup"})
 
     memory = MemoryBus()
-    expected = await received(memory, lambda: send(memory), 5 * 4 + 3 + 1)
+    expected = await received(memory, lambda: send(memory), 5 * 3 + 2 + 1)
 
     bus = fast_bus(redis_server.url)
     await bus.start()
     try:
         await enqueue_like(bus, -1)  # the first batch loads the script (NOSCRIPT -> EVAL)
         await reset_stats(redis_server.url)
-        got = await received(bus, lambda: send(bus), 5 * 4 + 3 + 1)
+        got = await received(bus, lambda: send(bus), 5 * 3 + 2 + 1)
         calls = await command_calls(redis_server.url)
         assert bus.stats.publish_errors == 0
     finally:
         await bus.close()
     assert got == expected
-    assert [m["version"] for c, m in got[:20:4]] == list(range(5))
+    assert [m["version"] for c, m in got[:15:3]] == list(range(5))
     # 6 batches of several messages: 6 EVALSHA, no EVAL (cached), one bare PUBLISH.
     assert calls.get("evalsha") == 6 and "eval" not in calls, calls
-    assert calls.get("publish") == 5 * 4 + 3 + 1, calls  # scripts' PUBLISHes count too
+    assert calls.get("publish") == 5 * 3 + 2 + 1, calls  # scripts' PUBLISHes count too
 
 
 async def test_a_message_for_several_channels_is_encoded_once(redis_bus: RedisBus) -> None:
@@ -156,12 +151,12 @@ async def test_batches_survive_a_redis_restart_and_a_script_flush(
 
             redis_server.stop()
             await enqueue_like(bus, 3)  # dropped and counted, not raised
-            assert bus.stats.publish_errors == 4
+            assert bus.stats.publish_errors == 3
             redis_server.start()  # an empty script cache
             assert await asyncio.wait_for(sub.get(), 10) is RESYNC
             await enqueue_like(bus, 4)
             assert (await next_data(sub))["n"] == 4
-            assert bus.stats.published == 12 and bus.stats.publish_errors == 4
+            assert bus.stats.published == 9 and bus.stats.publish_errors == 3
     finally:
         await bus.close()
 
@@ -183,10 +178,10 @@ async def test_batches_fall_back_to_a_pipeline_where_scripts_are_refused(
         async with bus.subscribe(*CHANNELS) as sub:
             for n in range(3):
                 await enqueue_like(bus, n)
-            got = [await next_data(sub) for _ in range(12)]
-        assert [m.get("n") for m in got[3::4]] == [0, 1, 2]
-        assert [m.get("version") for m in got[0::4]] == [0, 1, 2]
-        assert bus.stats.publish_errors == 0 and bus.stats.published == 12
+            got = [await next_data(sub) for _ in range(9)]
+        assert [m.get("n") for m in got[2::3]] == [0, 1, 2]
+        assert [m.get("version") for m in got[0::3]] == [0, 1, 2]
+        assert bus.stats.publish_errors == 0 and bus.stats.published == 9
     finally:
         await bus.close()
 
@@ -196,16 +191,42 @@ async def test_a_claims_events_are_one_script_call(redis_server: RedisServer) ->
     # not one per job (a claim of 8 jobs used to wait on 8 in a row), in the same order.
     events = [VideoEvent(**{**EVENT.to_dict(), "video_id": 4, "version": n}) for n in range(8)]
     memory = MemoryBus()
-    expected = await received(memory, lambda: lifecycle.publish(memory, events), 8 * 3)
+    expected = await received(memory, lambda: lifecycle.publish(memory, events), 8 * 2)
     bus = fast_bus(redis_server.url)
     await bus.start()
     try:
         await enqueue_like(bus, -1)  # load the script
         await reset_stats(redis_server.url)
-        got = await received(bus, lambda: lifecycle.publish(bus, events), 8 * 3)
+        got = await received(bus, lambda: lifecycle.publish(bus, events), 8 * 2)
         calls = await command_calls(redis_server.url)
     finally:
         await bus.close()
     assert got == expected
-    assert [m["version"] for c, m in got[: 8 * 3 : 3]] == list(range(8))
+    assert [m["version"] for c, m in got[: 8 * 2 : 2]] == list(range(8))
     assert calls.get("evalsha") == 1, calls
+
+
+async def test_a_publish_batch_sends_in_order_on_any_bus() -> None:
+    class OneByOne:  # a bus without publish_many
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, dict]] = []
+
+        async def publish(self, channel: str, message: dict) -> None:
+            self.sent.append((channel, message))
+
+    batch = PublishBatch()
+    batch.add("a", {"n": 1})
+    batch.add_video_events([EVENT])
+    plain = OneByOne()
+    await batch.send(plain)  # type: ignore[arg-type]
+    assert plain.sent == [("a", {"n": 1}), *video_event_items(EVENT)]
+    await batch.send(plain)  # type: ignore[arg-type]
+    assert len(plain.sent) == 3  # sent once, then forgotten
+
+    memory = MemoryBus()
+    async with memory.subscribe("a", "b") as sub:
+        batch.add("a", {"n": 1})
+        batch.add("b", {"n": 2})
+        await batch.send(memory)
+        assert [await sub.get(), await sub.get()] == [{"n": 1}, {"n": 2}]
+    await batch.send(None)  # no bus: nothing to do

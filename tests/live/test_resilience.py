@@ -159,7 +159,7 @@ async def test_slow_subscriber_is_dropped_alone(live, accounts, monkeypatch):
         assert (await fast.next_data(fast_op, "videoUpdated"))["version"] == 33
         assert (await fast.receive(fast_op))["type"] == "complete"
 
-        fanout = bus._fanout
+        fanout = bus._local
         assert fanout.overflows == 1
         # The slow one, reading again, finds what it had, then the reason it was dropped.
         versions = []

@@ -10,7 +10,7 @@ import pytest
 from tests.live.conftest import gid, make_video
 from tests.live.wsclient import GraphQLWS, expect_error
 from vidgen import models
-from vidgen.graphql import subscriptions
+from vidgen.events import feed as feed_module
 from vidgen.jobs import lifecycle
 from vidgen.models import VideoStatus
 
@@ -233,9 +233,9 @@ async def test_a_change_whose_event_is_overtaken_is_still_delivered_in_order(liv
 
 
 async def test_a_video_the_feed_forgot_gets_no_change_again(live, accounts, monkeypatch):
-    # A feed keeps the last version of its latest STATE_CACHE_SIZE videos only: the next
+    # A feed keeps the last version of its latest REMEMBERED_VIDEOS videos only: the next
     # change of a forgotten video must not bring back the changes it already delivered.
-    monkeypatch.setattr(subscriptions, "STATE_CACHE_SIZE", 2)
+    monkeypatch.setattr(feed_module, "REMEMBERED_VIDEOS", 2)
     alice = await accounts("alice@example.com")
     videos = [await make_video(alice.user, f"v{i}") for i in range(3)]
     bus = live.runtime.bus

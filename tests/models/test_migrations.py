@@ -10,9 +10,9 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from vidgen import db as vdb
-from vidgen.jobs import lifecycle, queue
+from vidgen.jobs import leases, lifecycle
 from vidgen.jobs.lifecycle import now
-from vidgen.jobs.service import prediction_lookup
+from vidgen.jobs.webhooks import prediction_lookup
 from vidgen.models import User, Video, VideoAttempt, VideoStatus
 
 
@@ -86,7 +86,7 @@ async def test_lease_heartbeats_on_a_packed_videos_table_are_hot_updates(db) -> 
     running = await _packed_table_with_running_jobs()
     async with in_transaction() as conn:
         before = (await conn.execute_query_dict(_UPDATE_COUNTS))[0]
-        report = await queue.extend_leases(running, lease_seconds=60)
+        report = await leases.extend_leases(running, lease_seconds=60)
         after = (await conn.execute_query_dict(_UPDATE_COUNTS))[0]
     assert report.lost == set()
     updated, hot = after["updated"] - before["updated"], after["hot"] - before["hot"]
@@ -145,11 +145,11 @@ def _on(conn):
 
 
 def _engine_lookups() -> dict[str, QuerySet]:
-    """The engine's lookups (the same filters and order as in jobs/queue.py), by the partial
-    index (migration 0004) that must serve each."""
+    """The engine's lookups (the same filters and order as in jobs/queue.py and
+    jobs/leases.py), by the partial index (migration 0004) that must serve each."""
     stamp = now()
     return {
-        # queue.sweep
+        # leases.sweep
         "idx_videos_running": Video.filter(
             status=VideoStatus.PROCESSING, lease_expires_at__lt=stamp
         )
@@ -196,7 +196,7 @@ async def test_partial_video_indexes_serve_their_lookups(database_url: str, db) 
             plan = await tx.execute_query_dict(explain + query.sql(params_inline=True))
             text = " ".join(str(value) for row in plan for value in row.values())
             assert index in text, (index, text)
-        # jobs.service: a webhook's prediction, through the attempt rows (migration 0005).
+        # jobs.webhooks: a webhook's prediction, through the attempt rows (migration 0005).
         sql, params = prediction_lookup("replicate", "abc")
         plan = await tx.execute_query_dict(explain + sql, params)
         text = " ".join(str(value) for row in plan for value in row.values())

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from vidgen.events.bus import FanoutSubscriptions, LocalFanout
+from vidgen.events.local import LocalSubscribers, SubscribeLocally
 
 
-class MemoryBus(FanoutSubscriptions):
+class MemoryBus(SubscribeLocally):
     """Delivers to subscribers in this process only."""
 
     def __init__(self) -> None:
-        self._fanout = LocalFanout()
-        self.published = 0
+        self._local = LocalSubscribers()
 
     async def start(self) -> None:
         return None
@@ -21,8 +20,7 @@ class MemoryBus(FanoutSubscriptions):
         return None
 
     async def publish(self, channel: str, message: dict[str, Any]) -> None:
-        self.published += 1
-        self._fanout.dispatch(channel, message)
+        self._local.dispatch(channel, message)
 
     async def publish_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:
         for channel, message in items:
@@ -33,4 +31,4 @@ class MemoryBus(FanoutSubscriptions):
 
     @property
     def subscriber_count(self) -> int:
-        return self._fanout.count
+        return self._local.count

@@ -5,7 +5,7 @@
     publish() ──▶ Redis PUBLISH ──▶ every process's single PSUBSCRIBE "vidgen:*"
                                         │  (one supervised reader task)
                                         ▼
-                                  LocalFanout ──▶ bounded queue per local subscriber
+                                  LocalSubscribers ──▶ bounded queue per local subscriber
 
 Why it looks like this:
 
@@ -18,10 +18,11 @@ Why it looks like this:
   seconds (a half-open TCP peer) is treated as lost.
 - redis-py's own silent reconnect is switched off for the pub/sub connection: a reconnect
   must be *noticed*, because messages published meanwhile are gone (pub/sub is
-  at-most-once). After every (re)subscription the reader sends :data:`~vidgen.events.bus.
+  at-most-once). After every (re)subscription the reader sends :data:`~vidgen.events.local.
   RESYNC` to every local subscription, which re-reads the database (the log).
-- On connection loss the reader retries with capped exponential backoff and jitter, for
-  ever, without a process restart; :meth:`RedisBus.ping` reports False meanwhile (readiness).
+- On connection loss the reader retries with capped exponential backoff and jitter
+  (:mod:`vidgen.backoff`), for ever, without a process restart; :meth:`RedisBus.ping`
+  reports False meanwhile (readiness).
 - Publishers use their own small pool with a short retry. A publish that still fails is
   logged and counted, never raised: the change it describes is already committed and
   subscribers recover it on RESYNC. :meth:`RedisBus.publish_or_raise` is the exception,
@@ -40,7 +41,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import random
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -50,8 +50,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import NoPermissionError, NoScriptError, RedisError, ResponseError
 
-from vidgen import metrics
-from vidgen.events.bus import PREFIX, RESYNC, FanoutSubscriptions, LocalFanout, PublishFailed
+from vidgen import backoff, metrics
+from vidgen.events.bus import PublishFailed
+from vidgen.events.channels import PREFIX
+from vidgen.events.local import RESYNC, LocalSubscribers, SubscribeLocally
 
 logger = logging.getLogger(__name__)
 
@@ -85,17 +87,7 @@ class BusStats:
     subscribers: int = 0
 
 
-def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
-    """Capped exponential backoff with "equal jitter": in [d/2, d], d = min(cap, base·2ⁿ).
-
-    Half of the delay is fixed so reconnect storms stay bounded below, the other half is
-    random so many processes do not reconnect in lock-step after a Redis restart.
-    """
-    delay = min(cap, base * (2 ** max(0, attempt)))
-    return delay / 2 + random.uniform(0, delay / 2)
-
-
-class RedisBus(FanoutSubscriptions):
+class RedisBus(SubscribeLocally):
     """Event bus over Redis pub/sub (see the module docstring).
 
     Args:
@@ -141,7 +133,7 @@ class RedisBus(FanoutSubscriptions):
         self.start_timeout = start_timeout
         self.publish_retries = publish_retries
         self.client_name = client_name
-        self._fanout = LocalFanout()
+        self._local = LocalSubscribers()
         self._stats = BusStats()
         self._publisher: aioredis.Redis | None = None
         self._listener: aioredis.Redis | None = None
@@ -297,13 +289,13 @@ class RedisBus(FanoutSubscriptions):
 
     @property
     def stats(self) -> BusStats:
-        self._stats.subscribers = self._fanout.count
-        self._stats.overflows = self._fanout.overflows
+        self._stats.subscribers = self._local.count
+        self._stats.overflows = self._local.overflows
         return BusStats(**asdict(self._stats))
 
     @property
     def subscriber_count(self) -> int:
-        return self._fanout.count
+        return self._local.count
 
     async def wait_connected(self, within: float | None = None) -> bool:
         """Wait until the subscription is live (tests, start-up scripts)."""
@@ -334,11 +326,11 @@ class RedisBus(FanoutSubscriptions):
                     metrics.BUS_RECONNECTS.inc()
                     logger.info(
                         "event bus: reconnected to Redis, resyncing subscribers",
-                        extra={"action": "bus_reconnected", "subscribers": self._fanout.count},
+                        extra={"action": "bus_reconnected", "subscribers": self._local.count},
                     )
                 ever_connected = True
                 self._connected.set()
-                self._fanout.broadcast(RESYNC)
+                self._local.broadcast(RESYNC)
                 await self._read(pubsub)
             except asyncio.CancelledError:
                 raise
@@ -348,7 +340,7 @@ class RedisBus(FanoutSubscriptions):
                 self._connected.clear()
                 self._stats.connected = False
                 self._stats.connection_errors += 1
-                delay = backoff_delay(failures, base=self.backoff_base, cap=self.backoff_cap)
+                delay = backoff.delay(failures, base=self.backoff_base, cap=self.backoff_cap)
                 failures += 1
                 if isinstance(exc, CONNECTION_ERRORS):
                     logger.warning(
@@ -408,7 +400,7 @@ class RedisBus(FanoutSubscriptions):
             if not channel.startswith(self._ns):
                 return
             channel = channel[len(self._ns) :]
-        if not self._fanout.has(channel):
+        if not self._local.has(channel):
             return  # decode only what someone here listens to
         try:
             payload = json.loads(message["data"])
@@ -419,7 +411,7 @@ class RedisBus(FanoutSubscriptions):
             )
             return
         # One decoded dict shared by every local subscriber: treat it as read-only.
-        self._stats.delivered += self._fanout.dispatch(channel, payload)
+        self._stats.delivered += self._local.dispatch(channel, payload)
 
 
 # What json.dumps(message, separators=(",", ":"), default=str) builds on every call.

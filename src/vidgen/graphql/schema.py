@@ -28,7 +28,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import ExecutionContext
 
 from vidgen.graphql.errors import ErrorCodes, log_errors
-from vidgen.graphql.fanout import SharedEventResults
+from vidgen.graphql.event_results import SharedEventResults
 from vidgen.graphql.fastpath import inputs
 from vidgen.graphql.fastpath.executor import FastFields, is_awaitable
 from vidgen.graphql.guards import RejectNulCharacters
@@ -66,7 +66,7 @@ class ParseCache(ParserCache):
 class VidgenExecutionContext(SharedEventResults, FastFields, StrawberryGraphQLCoreExecutionContext):
     """graphql-core's execution where an ORM row is a plain value (``is_awaitable``) and
     plain fields resolve inline (see .fastpath.executor); a subscription event's selection
-    set runs once per process for all its subscribers with the same key (see .fanout)."""
+    set runs once per process for all its subscribers with the same key (see .event_results)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

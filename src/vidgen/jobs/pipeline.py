@@ -18,152 +18,38 @@
 
 Every write is fenced on the claim's ``attempt``: when the job was swept meanwhile the write
 raises :class:`~vidgen.jobs.lifecycle.StaleAttempt` and this attempt stops, touching nothing.
+
+The job's context (:mod:`.job_context`), its request to the provider
+(:mod:`.provider_request`), its media stage (:mod:`.media_stage`) and how an attempt ends
+(:mod:`.outcomes`) are modules of their own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import datetime as dt
 import functools
 import logging
 import threading
-import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
-from vidgen.events.bus import RESYNC, job_channel
-from vidgen.jobs import lifecycle, transient
-from vidgen.jobs.lifecycle import Claimed, JobSpec, StaleAttempt, now
-from vidgen.jobs.retry import OUTAGE_CODES, RetryPolicy, is_outage, retries_left
-from vidgen.jobs.service import CANCEL_MESSAGE, WEBHOOK_MESSAGE
-from vidgen.media import ingest
+from vidgen.events.channels import job_channel
+from vidgen.jobs import lifecycle, media_stage, outcomes, provider_request, transient
+from vidgen.jobs.job_context import JobContext, retrieve_error
+from vidgen.jobs.lifecycle import JobSpec, StaleAttempt
+from vidgen.jobs.outcomes import DeadPrediction
+from vidgen.jobs.retry import RetryPolicy, is_rate_limited
 from vidgen.media.probe import ProbeError
-from vidgen.media.signing import signed_url
-from vidgen.metrics import JOB_DURATION, JOB_RETRIES
-from vidgen.models import AttemptOutcome, Video, VideoAttempt, VideoStatus
-from vidgen.providers.base import (
-    GenerationRequest,
-    InputImage,
-    PollResult,
-    PredictionLost,
-    Provider,
-    ProviderError,
-    State,
-)
-
-if TYPE_CHECKING:
-    from vidgen.runtime import Runtime
+from vidgen.models import AttemptOutcome, VideoStatus
+from vidgen.providers.base import PollResult, PredictionLost, Provider, ProviderError, State
+from vidgen.providers.http import OUTPUT_EXPIRED
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 S = VideoStatus
+
 POLL_BACKOFF = 1.5
 MAX_POLL_ERRORS = 3  # consecutive retryable poll errors tolerated inside one attempt
 PROGRESS_STEP = 0.02
-MAX_JOB_DELIVERIES = 256  # delivery ids remembered per running job
-RATE_LIMITED = "rate_limited"  # the code of a 429 (vidgen.providers.errors)
-OUTPUT_EXPIRED = "output_expired"  # a file host refused the output URL (providers.http)
-# A job failing for good with one of these keeps its prediction id (the prediction is live,
-# the provider was out of reach or refused our key), so retryVideo resumes it; any other
-# failure drops it, so retryVideo asks for a new generation.
-KEEP_PREDICTION_CODES = OUTAGE_CODES | {
-    "auth",
-    "provider_unavailable",
-    "transient",
-    "malformed_response",
-}
-# Statuses by which a provider refuses a request without accepting it (rate limit, load
-# shedding): a submission answered so was not paid for.
-REFUSED_STATUSES = frozenset({429, 503})
-_IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}
-
-
-class JobContext:
-    """One claimed job as its worker runs it: the fence, and the nudges from outside."""
-
-    def __init__(
-        self,
-        runtime: Runtime,
-        claimed: Claimed,
-        *,
-        worker_id: str,
-        runner: lifecycle.Runner | None = None,
-        on_last_write: Callable[[], None] | None = None,
-    ) -> None:
-        self.runtime = runtime
-        self.runner = runner  # sends the job's fenced writes (the worker's group writer)
-        # Called once the attempt's last write starts: the worker may fill the slot now.
-        self.on_last_write = on_last_write
-        self.claimed = claimed
-        self.prediction_id = claimed.prediction_id  # the one stored for this job, if any
-        self.video_id = claimed.video_id
-        self.attempt = claimed.attempt
-        self.worker_id = worker_id
-        self.cancel_requested = False  # set by the heartbeat from the database
-        self.cancel_hint = False  # a cancel message arrived: check the database
-        self.spec: JobSpec | None = claimed.spec
-        self.finished = False  # the attempt's last write is under way or done
-        self.slot_free = False  # no provider work left: the worker may fill the slot
-        # The prediction id's write while the output is fetched beside it (see _run); every
-        # later database call of the job waits for it first.
-        self.pending_write: asyncio.Task[None] | None = None
-        # That write went wrong (taken over: StaleAttempt): the output must not be stored.
-        self.write_error: BaseException | None = None
-        # Set (from the event loop) once that write succeeded: the media stage's hold.
-        self.write_done: threading.Event | None = None
-        self.ingest: ingest.Ingest | None = None  # the media stage under way, if any
-        self.started = time.monotonic()
-        self._nudge = asyncio.Event()
-        # When this attempt last asked the provider (submit or poll), by the loop's clock.
-        self.last_poll: float | None = None
-        # Webhook delivery ids already seen by this job (API processes de-duplicate too, but
-        # each only its own deliveries).
-        self.deliveries: collections.OrderedDict[str, None] = collections.OrderedDict()
-
-    @property
-    def log_extra(self) -> dict[str, Any]:
-        return {"video_id": self.video_id, "attempt": self.attempt, "worker_id": self.worker_id}
-
-    def nudge(self) -> None:
-        """Wake the job's wait (a webhook arrived or a cancel was requested)."""
-        self._nudge.set()
-
-    def polled(self) -> None:
-        """Note that the provider was just asked (the floor of the next wait counts from here)."""
-        self.last_poll = asyncio.get_running_loop().time()
-
-    async def wait(self, seconds: float, *, floor: float = 0.0) -> None:
-        """Sleep up to ``seconds``; a nudge ends the sleep early.
-
-        A cancel (``cancel_hint``/``cancel_requested``) ends it at once. Any other nudge (a
-        webhook) ends it as soon as ``floor`` seconds have passed since :meth:`polled`, never
-        sooner: replayed or duplicate deliveries cannot make the job poll its provider faster
-        than the provider allows (nor draw the 429s that would eat the retry budget).
-        """
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        deadline = start + max(0.0, seconds)
-        since = self.last_poll if self.last_poll is not None else start
-        earliest = min(deadline, since + max(0.0, floor))
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            try:
-                await asyncio.wait_for(self._nudge.wait(), timeout=remaining)
-            except TimeoutError:
-                break
-            self._nudge.clear()
-            if self.cancel_hint or self.cancel_requested:
-                return
-            deadline = earliest  # a webhook: poll as soon as the floor allows
-        self._nudge.clear()
-
-
-class _DeadPrediction(ProviderError):
-    """The prediction itself failed: a retry must submit a new one."""
 
 
 async def run_job(ctx: JobContext) -> AttemptOutcome | None:
@@ -174,14 +60,12 @@ async def run_job(ctx: JobContext) -> AttemptOutcome | None:
     """
     bus = ctx.runtime.bus
     # Cancels and webhooks are handled as they are dispatched: no listener task per job.
-    async with bus.subscribe(
-        job_channel(ctx.video_id), on_message=functools.partial(_on_message, ctx)
-    ):
+    async with bus.subscribe(job_channel(ctx.video_id), on_message=ctx.on_message):
         try:
             try:
                 return await _run(ctx)
             except ProviderError as exc:
-                return await _fail(ctx, exc)
+                return await outcomes.fail(ctx, exc)
             except (asyncio.CancelledError, StaleAttempt):
                 raise
             except Exception as exc:
@@ -203,63 +87,17 @@ async def run_job(ctx: JobContext) -> AttemptOutcome | None:
                         retryable=False,
                         code="internal",
                     )
-                return await _fail(ctx, error)
+                return await outcomes.fail(ctx, error)
         except StaleAttempt:
             logger.warning("attempt went stale; stopping", extra=ctx.log_extra)
             return None
 
 
-def _on_message(ctx: JobContext, message: Any) -> None:
-    """A message on the job's channel: a cancel request, a webhook, or the bus's RESYNC (a
-    reconnect: messages may have been missed, so check the database for a cancel)."""
-    if message is RESYNC:
-        ctx.cancel_hint = True
-    elif isinstance(message, dict) and message.get("type") == CANCEL_MESSAGE:
-        ctx.cancel_hint = True
-    elif isinstance(message, dict) and message.get("type") == WEBHOOK_MESSAGE:
-        delivery = message.get("delivery_id")
-        if delivery:
-            if str(delivery) in ctx.deliveries:
-                return  # a replay (through another API process): no second nudge
-            ctx.deliveries[str(delivery)] = None
-            while len(ctx.deliveries) > MAX_JOB_DELIVERIES:
-                ctx.deliveries.popitem(last=False)
-    ctx.nudge()
-
-
-async def _cancel_wanted(ctx: JobContext) -> bool:
-    if ctx.cancel_requested:
-        return True
-    if ctx.cancel_hint:
-        ctx.cancel_hint = False
-        flag = await _db(
-            ctx,
-            "read cancel flag",
-            lambda: Video.filter(id=ctx.video_id).values_list("cancel_requested", flat=True),
-        )
-        ctx.cancel_requested = bool(flag and flag[0])
-    return ctx.cancel_requested
-
-
-async def _spec(ctx: JobContext) -> JobSpec:
-    """The job's request: from the claim, or (a claim made elsewhere) read once, fenced."""
-    if ctx.claimed.spec is not None:
-        return ctx.claimed.spec
-    rows = await _db(
-        ctx,
-        "read job",
-        lambda: Video.filter(id=ctx.video_id, attempt=ctx.attempt, status=S.PROCESSING).values(),
-    )
-    if not rows:
-        raise StaleAttempt(f"video {ctx.video_id}: attempt {ctx.attempt} is not current")
-    return JobSpec.from_row(rows[0])
-
-
 async def _run(ctx: JobContext) -> AttemptOutcome:
     settings = ctx.runtime.settings
-    video = await _spec(ctx)
-    ctx.spec = video
-    ctx.cancel_requested = ctx.cancel_requested or video.cancel_requested
+    spec = await ctx.read_spec()
+    ctx.spec = spec
+    ctx.cancel_requested = ctx.cancel_requested or spec.cancel_requested
     provider = ctx.runtime.providers.get(ctx.claimed.provider)
     if provider is None or not provider.available:
         raise ProviderError(
@@ -267,8 +105,8 @@ async def _run(ctx: JobContext) -> AttemptOutcome:
             retryable=False,
             code="provider_unavailable",
         )
-    if await _cancel_wanted(ctx):
-        return await _cancel(ctx, provider, ctx.claimed.prediction_id)
+    if await ctx.cancel_wanted():
+        return await outcomes.cancel(ctx, provider, ctx.claimed.prediction_id)
 
     prediction_id = ctx.claimed.prediction_id
     result: PollResult | None = None
@@ -291,7 +129,7 @@ async def _run(ctx: JobContext) -> AttemptOutcome:
     resubmitted = False
     while True:
         if prediction_id is None:
-            request = await _build_request(ctx, video, provider)
+            request = await provider_request.build_request(ctx, spec, provider)
             submission = await provider.submit(request)
             ctx.polled()
             prediction_id = submission.prediction_id
@@ -301,7 +139,7 @@ async def _run(ctx: JobContext) -> AttemptOutcome:
                 # call of this job, at the latest the completing write, waits for it.
                 done = ctx.write_done = threading.Event()
                 pending = asyncio.create_task(_store_prediction(ctx, prediction_id))
-                pending.add_done_callback(functools.partial(_pending_done, ctx, done))
+                pending.add_done_callback(functools.partial(ctx.pending_done, done))
                 ctx.pending_write = pending
                 result = await provider.poll(prediction_id)
             else:
@@ -309,8 +147,8 @@ async def _run(ctx: JobContext) -> AttemptOutcome:
                 # _settle_pending): a worker shutting down waits for it before it releases
                 # the job, or the id would be lost and the next attempt would pay again.
                 ctx.pending_write = asyncio.create_task(_store_prediction(ctx, prediction_id))
-                ctx.pending_write.add_done_callback(_retrieve)
-                await _settle_pending(ctx)
+                ctx.pending_write.add_done_callback(retrieve_error)
+                await ctx.settle_pending()
                 result = PollResult(state=submission.state, progress=submission.progress)
         assert result is not None
         try:
@@ -326,9 +164,9 @@ async def _run(ctx: JobContext) -> AttemptOutcome:
             prediction_id = None
             await _store_prediction(ctx, None)
     if result is None:  # canceled while waiting
-        return await _cancel(ctx, provider, prediction_id)
+        return await outcomes.cancel(ctx, provider, prediction_id)
     try:
-        return await _complete(ctx, video, provider, result, settings)
+        return await _complete(ctx, spec, provider, result, settings)
     except ProviderError as exc:
         if exc.code != OUTPUT_EXPIRED:
             raise
@@ -343,8 +181,8 @@ async def _run(ctx: JobContext) -> AttemptOutcome:
             ctx, provider, prediction_id, PollResult(state=State.RUNNING)
         )
         if fresh is None:
-            return await _cancel(ctx, provider, prediction_id)
-        return await _complete(ctx, video, provider, fresh, settings)
+            return await outcomes.cancel(ctx, provider, prediction_id)
+        return await _complete(ctx, spec, provider, fresh, settings)
 
 
 async def _wait_for_result(
@@ -365,13 +203,13 @@ async def _wait_for_result(
     last_progress = -1.0
     last_message: str | None = None
     while True:
-        if await _cancel_wanted(ctx):
+        if await ctx.cancel_wanted():
             return None
         if result.state is State.SUCCEEDED:
             return result
         if result.state is State.FAILED:
             error = result.error or ProviderError("The prediction failed.", retryable=False)
-            raise _DeadPrediction(
+            raise DeadPrediction(
                 error.message,
                 retryable=error.retryable,
                 code=error.code,
@@ -379,7 +217,7 @@ async def _wait_for_result(
                 status_code=error.status_code,
             )
         if result.state is State.CANCELED:
-            raise _DeadPrediction(
+            raise DeadPrediction(
                 "The provider canceled the prediction.", retryable=False, code="canceled_upstream"
             )
         progressed = (
@@ -389,8 +227,7 @@ async def _wait_for_result(
         if progressed or said:
             last_progress = result.progress if progressed else last_progress
             last_message = result.message if said else last_message
-            await _db(
-                ctx,
+            await ctx.db(
                 "report progress",
                 functools.partial(
                     lifecycle.report_progress,
@@ -406,7 +243,7 @@ async def _wait_for_result(
             floor=caps.min_poll_interval,
         )
         delay = min(caps.max_poll_interval, delay * POLL_BACKOFF)
-        if await _cancel_wanted(ctx):
+        if await ctx.cancel_wanted():
             return None
         try:
             ctx.polled()
@@ -425,7 +262,7 @@ def _tolerable(ctx: JobContext, exc: ProviderError, errors_in_a_row: int, policy
     the slot is given back and the prediction resumed later)."""
     if not exc.retryable or errors_in_a_row > MAX_POLL_ERRORS:
         raise exc
-    least = policy.floor(exc.retry_after, rate_limited=exc.code == RATE_LIMITED)
+    least = policy.floor(exc.retry_after, rate_limited=is_rate_limited(exc.code))
     if least is not None and least > policy.cap_seconds:
         raise exc
     logger.info("poll failed; retrying", extra={**ctx.log_extra, "error": exc.message})
@@ -441,8 +278,7 @@ async def _store_prediction(ctx: JobContext, prediction_id: str | None) -> None:
     and the id being durable, and a worker killed in that window would make its rescuer pay
     again. One statement is the price of never paying twice.
     """
-    await _db(
-        ctx,
+    await ctx.db(
         "store prediction",
         lambda: lifecycle.store_prediction(
             ctx.video_id, ctx.attempt, prediction_id, bus=ctx.runtime.bus, runner=ctx.runner
@@ -451,59 +287,11 @@ async def _store_prediction(ctx: JobContext, prediction_id: str | None) -> None:
     ctx.prediction_id = prediction_id
 
 
-# How long a provider may take to fetch an input image by URL (it may queue the job first).
-INPUT_URL_TTL_SECONDS = 24 * 3600
-
-
-def _input_url(settings: Any, key: str) -> str | None:
-    """A signed media URL of the input image that a provider can fetch, when this server has
-    a public https address (providers fetch only https); adapters use it for images too big
-    to send inline (see ``Capabilities.max_inline_image_bytes``). None otherwise."""
-    public = settings.public_url
-    if not public or not public.startswith("https://"):
-        return None
-    return signed_url(
-        public,
-        key,
-        ttl=max(settings.signed_url_ttl_seconds, INPUT_URL_TTL_SECONDS),
-        secret=settings.resolved_secret_key,
-    )
-
-
-async def _build_request(ctx: JobContext, video: JobSpec, provider: Provider) -> GenerationRequest:
-    settings = ctx.runtime.settings
-    image = None
-    if video.input_image:
-        path = ctx.runtime.storage.path(video.input_image)
-        data = await asyncio.to_thread(path.read_bytes)
-        ext = video.input_image.rsplit(".", 1)[-1].lower()
-        image = InputImage(
-            data=data,
-            content_type=_IMAGE_TYPES.get(ext, "image/png"),
-            url=_input_url(settings, video.input_image),
-        )
-    webhook_url = None
-    if provider.capabilities.webhooks and settings.public_url:
-        webhook_url = f"{settings.resolved_public_url}/webhooks/{provider.name}"
-    return GenerationRequest(
-        prompt=video.prompt,
-        resolution=video.resolution,
-        output_format=str(video.output_format),
-        duration_seconds=video.duration_seconds or provider.capabilities.min_duration_seconds,
-        model=video.model,
-        input_image=image,
-        video_style=video.video_style,
-        seed=video.seed,
-        webhook_url=webhook_url,
-        reference=f"video-{ctx.video_id}",
-    )
-
-
 async def _complete(
-    ctx: JobContext, video: JobSpec, provider: Provider, result: PollResult, settings: Any
+    ctx: JobContext, spec: JobSpec, provider: Provider, result: PollResult, settings: Any
 ) -> AttemptOutcome:
     try:
-        stored = await _store_output(ctx, video, provider, result, settings)
+        stored = await media_stage.store_output(ctx, spec, provider, result, settings)
     except ProbeError as exc:
         raise ProviderError(
             f"The provider's output is not a readable video: {exc}",
@@ -522,333 +310,8 @@ async def _complete(
         "file_size": info.file_size or stored.file_size,
         "error_message": None,
     }
-    await _finish(ctx, S.COMPLETED, AttemptOutcome.SUCCEEDED, message="completed", fields=fields)
+    await outcomes.finish(
+        ctx, S.COMPLETED, AttemptOutcome.SUCCEEDED, message="completed", fields=fields
+    )
     logger.info("job completed", extra={**ctx.log_extra, "action": "job.completed"})
     return AttemptOutcome.SUCCEEDED
-
-
-async def _store_output(
-    ctx: JobContext, video: JobSpec, provider: Provider, result: PollResult, settings: Any
-) -> ingest.Stored:
-    """Download, probe, thumbnail and store durably (see :mod:`vidgen.media.ingest`).
-
-    One worker-thread call for the whole stage when the provider can download without the
-    event loop; otherwise one before and one after its async download. With the prediction
-    id's write still in flight the stage commits only once that write succeeded (a job
-    taken over meanwhile stores nothing): when the write is not back by then, the stage
-    stops before committing and one more thread call commits after it.
-    """
-    pending = ctx.pending_write
-    job = ingest.Ingest(
-        ctx.runtime.storage,
-        owner_id=video.owner_id,
-        video_id=ctx.video_id,
-        output_format=str(video.output_format),
-        thumbnail_width=settings.thumbnail_width,
-        thumbnail_format=settings.thumbnail_format,
-        hold=ctx.write_done if pending is not None else None,
-    )
-    ctx.ingest = job
-    job.abandoned = ctx.write_error is not None
-    try:
-        stored = await _fetch_and_store(job, provider, result, max_bytes=settings.max_output_bytes)
-        if stored is None:  # held: wait for the write, then commit
-            try:
-                await _settle_pending(ctx)
-            except BaseException:
-                await asyncio.shield(asyncio.to_thread(job.discard))
-                raise
-            stored = await _in_thread(job, job.commit)
-        return stored
-    except ingest.Abandoned:
-        if ctx.write_error is not None:  # not canceled: the id's write went wrong
-            await _settle_pending(ctx)  # raises its error (StaleAttempt: taken over)
-            raise ctx.write_error from None
-        raise
-    finally:
-        ctx.ingest = None
-
-
-async def _fetch_and_store(
-    job: ingest.Ingest, provider: Provider, result: PollResult, *, max_bytes: int
-) -> ingest.Stored | None:
-    download_blocking = getattr(provider, "download_blocking", None)
-    if download_blocking is not None:
-        fetch = functools.partial(download_blocking, result, max_bytes=max_bytes)
-        return await _in_thread(job, job.run, fetch)
-    dest = await _in_thread(job, job.open)
-    try:
-        content_type = await provider.download(result, dest, max_bytes=max_bytes)
-    except BaseException:
-        await asyncio.shield(asyncio.to_thread(job.discard))
-        raise
-    return await _in_thread(job, job.finish, content_type)
-
-
-async def _in_thread(job: ingest.Ingest, fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` in a worker thread. Canceled before it started, it never runs; canceled
-    while it runs, it runs on but commits nothing it has not started committing; canceled
-    with the stage held (ready, waiting to commit), its files are removed."""
-    loop = asyncio.get_running_loop()
-    try:
-        return await loop.run_in_executor(None, fn, *args)
-    except asyncio.CancelledError:
-        if job.abandon():
-            loop.run_in_executor(None, job.discard)  # held: nobody else would
-        raise
-
-
-async def _cancel(ctx: JobContext, provider: Provider, prediction_id: str | None) -> AttemptOutcome:
-    if prediction_id:
-        try:
-            await provider.cancel(prediction_id)
-        except Exception:  # best effort: the job is canceled for us either way
-            logger.warning("provider cancel failed", extra=ctx.log_extra, exc_info=True)
-    await _finish(ctx, S.CANCELED, AttemptOutcome.CANCELED, message="canceled", fields={})
-    logger.info("job canceled", extra={**ctx.log_extra, "action": "job.canceled"})
-    return AttemptOutcome.CANCELED
-
-
-async def _fail(ctx: JobContext, error: ProviderError) -> AttemptOutcome:
-    """Re-queue with backoff when retryable and the budget allows, else fail for good."""
-    try:
-        await _settle_pending(ctx)  # whether the prediction id is stored decides below
-    except (asyncio.CancelledError, StaleAttempt):
-        raise
-    except Exception as exc:
-        # The id's write failed (not a blip: those are retried): the job fails as it did
-        # when that write came first, with nothing to resume.
-        error = ProviderError(
-            f"internal error: {type(exc).__name__}: {exc}", retryable=False, code="internal"
-        )
-    # The claim's counts are current: only a claim or a sweep changes them, and either one
-    # makes this attempt's fenced write below fail.
-    spec = ctx.spec or await _spec(ctx)
-    retry_count, max_retries = spec.retry_count, spec.max_retries
-    fields: dict[str, Any] = {"error_message": error.message, "processed_by": None}
-    dead = isinstance(error, _DeadPrediction) or isinstance(error, PredictionLost)
-    if dead:
-        fields["prediction_id"] = None  # the next attempt must submit a new one
-    policy = RetryPolicy.from_settings(ctx.runtime.settings)
-    # An outage keeps the budget only where waiting it out cannot pay twice: the job has a
-    # prediction to resume, or its submission was surely refused (never connected, 429,
-    # 503). A submission that timed out or met a 500/502/504 may have been accepted: those
-    # spend the budget as before, which bounds how often it can be paid for.
-    refused = error.unsent or error.status_code in REFUSED_STATUSES
-    if error.retryable and not dead and is_outage(error.code) and (ctx.prediction_id or refused):
-        in_a_row = await _outage_so_far(ctx)
-        if in_a_row is not None:
-            delay = policy.delay(
-                in_a_row, retry_after=error.retry_after, rate_limited=error.code == RATE_LIMITED
-            )
-            fields.update(scheduled_at=now() + dt.timedelta(seconds=delay), progress=0.0)
-            message = (
-                f"provider outage ({in_a_row + 1} in a row, retry budget kept): "
-                f"retry in {delay:.1f}s: {error.message}"
-            )
-            return await _requeue(ctx, error, fields, message, delay, outage=True)
-    if error.retryable and retries_left(retry_count, max_retries):
-        delay = policy.delay(
-            retry_count, retry_after=error.retry_after, rate_limited=error.code == RATE_LIMITED
-        )
-        fields.update(
-            retry_count=retry_count + 1,
-            scheduled_at=now() + dt.timedelta(seconds=delay),
-            progress=0.0,
-        )
-        message = f"retry {retry_count + 1}/{max_retries} in {delay:.1f}s: {error.message}"
-        return await _requeue(ctx, error, fields, message, delay, outage=False)
-    if error.retryable:
-        fields["error_message"] = f"{error.message} (gave up after {retry_count} retries)"
-    if error.code not in KEEP_PREDICTION_CODES:
-        # Failed for good because of the prediction or its output (it failed, its output is
-        # unusable or gone, a crash): retryVideo must ask for a new generation. Only a
-        # failure to reach the provider (or a rejected key) leaves a live prediction that
-        # retryVideo resumes, paying nothing.
-        fields["prediction_id"] = None
-    await _finish(
-        ctx,
-        S.FAILED,
-        AttemptOutcome.FAILED,
-        message=fields["error_message"],
-        fields=fields,
-        error=error,
-    )
-    logger.info("job failed", extra={**ctx.log_extra, "action": "job.failed", "code": error.code})
-    return AttemptOutcome.FAILED
-
-
-async def _requeue(
-    ctx: JobContext,
-    error: ProviderError,
-    fields: dict[str, Any],
-    message: str,
-    delay: float,
-    *,
-    outage: bool,
-) -> AttemptOutcome:
-    """Back to the queue for another attempt; or, when a cancel was requested while it ran
-    (the write makes it ``canceled`` then), stop its live prediction too."""
-    # The slot is kept through this write: it may end canceled, and then the prediction is
-    # canceled upstream, a provider call.
-    change = await _finish(
-        ctx,
-        S.QUEUED,
-        AttemptOutcome.RETRY,
-        message=message,
-        fields=fields,
-        error=error,
-        frees_slot=False,
-    )
-    if change.to_status is S.CANCELED:
-        await _cancel_quietly(ctx, fields.get("prediction_id", ctx.prediction_id))
-        return AttemptOutcome.CANCELED
-    logger.info(
-        "job will retry",
-        extra={**ctx.log_extra, "action": "job.retry", "delay": delay, "outage": outage},
-    )
-    return AttemptOutcome.RETRY
-
-
-# How many attempts back the outage count looks: at the backoff cap (300 s by default) six
-# hours of outage is about 72 attempts.
-MAX_OUTAGE_LOOKBACK = 1000
-
-
-async def _outage_so_far(ctx: JobContext) -> int | None:
-    """Failed attempts in a row just before this one that were provider outages, while the
-    first of them is less than ``provider_outage_seconds`` old (None once it is older, or
-    when the setting is 0: the failure spends the retry budget)."""
-    patience = ctx.runtime.settings.provider_outage_seconds
-    if patience <= 0:
-        return None
-    rows = await _db(
-        ctx,
-        "read outage",
-        lambda: (
-            VideoAttempt.filter(video_id=ctx.video_id, attempt__lt=ctx.attempt)
-            .order_by("-attempt")
-            .limit(MAX_OUTAGE_LOOKBACK)
-            .values("outcome", "error_code", "started_at")
-        ),
-    )
-    since = now()
-    count = 0
-    for row in rows:
-        if row["outcome"] != AttemptOutcome.RETRY or not is_outage(row["error_code"]):
-            break
-        count += 1
-        since = row["started_at"] or since
-    if (now() - since).total_seconds() >= patience:
-        return None
-    return count
-
-
-async def _finish(
-    ctx: JobContext,
-    to: VideoStatus,
-    outcome: AttemptOutcome,
-    *,
-    message: str,
-    fields: dict[str, Any],
-    error: ProviderError | None = None,
-    frees_slot: bool = True,
-) -> lifecycle.Change:
-    """The attempt's last write: one fenced transition with the attempt row; published after.
-    ``frees_slot``: the job does no provider work after it, so its slot is free from now."""
-    await _settle_pending(ctx)
-    # From here on the row may stop being ``processing`` at any moment (the write can commit
-    # before its reply arrives): the heartbeat must not take that for a lost lease.
-    ctx.finished = True
-    if frees_slot:
-        ctx.slot_free = True
-        if ctx.on_last_write is not None:
-            ctx.on_last_write()
-    change = await _db(
-        ctx,
-        f"finish ({to.value})",
-        lambda: lifecycle.finish(
-            ctx.video_id,
-            ctx.attempt,
-            to,
-            outcome,
-            actor=f"worker:{ctx.worker_id}",
-            message=message,
-            fields=fields,
-            error_code=error.code if error else None,
-            error_message=error.message if error else None,
-            retryable=error.retryable if error else None,
-            bus=ctx.runtime.bus,
-            runner=ctx.runner,
-        ),
-    )
-    _observe(ctx, outcome)
-    return change
-
-
-async def _cancel_quietly(ctx: JobContext, prediction_id: str | None) -> None:
-    """Best effort: cancel the provider's prediction of a job that ended canceled."""
-    provider = ctx.runtime.providers.get(ctx.claimed.provider)
-    if not prediction_id or provider is None:
-        return
-    try:
-        await provider.cancel(prediction_id)
-    except Exception:
-        logger.warning("provider cancel failed", exc_info=True, extra=ctx.log_extra)
-
-
-def _observe(ctx: JobContext, outcome: AttemptOutcome) -> None:
-    provider = ctx.claimed.provider
-    JOB_DURATION.labels(provider=provider, outcome=outcome.value).observe(
-        time.monotonic() - ctx.started
-    )
-    if outcome is AttemptOutcome.RETRY:
-        JOB_RETRIES.labels(provider=provider).inc()
-
-
-async def _db(ctx: JobContext, what: str, operation: Callable[[], Awaitable[T]]) -> T:
-    """A database call of this job that rides out outages (see :mod:`vidgen.jobs.transient`).
-
-    While the database is down the job waits here; its lease may expire meanwhile, in which
-    case a fenced write finds the job taken over (StaleAttempt) and the attempt stops.
-    Waits first for the job's write still in flight (:attr:`JobContext.pending_write`), so
-    the job's statements run in the order it made them.
-    """
-    if ctx.pending_write is not None and ctx.pending_write is not asyncio.current_task():
-        await _settle_pending(ctx)
-    return await transient.retrying(operation, what=what, extra=ctx.log_extra)
-
-
-async def _settle_pending(ctx: JobContext) -> None:
-    """Wait for the job's write in flight, if any; its error (StaleAttempt) is raised here.
-    Canceled meanwhile, the write runs on (a worker shutting down waits for it before it
-    releases the job, so the id is kept)."""
-    pending = ctx.pending_write
-    if pending is None:
-        return
-    try:
-        await asyncio.shield(pending)
-    finally:
-        if pending.done():
-            ctx.pending_write = None
-
-
-def _retrieve(task: asyncio.Task[Any]) -> None:
-    """Mark a write's error as seen. The job raises it where it awaits the write; a job
-    canceled first never does, and the worker's release then goes by the row, not by it."""
-    if not task.cancelled():
-        task.exception()
-
-
-def _pending_done(ctx: JobContext, done: threading.Event, task: asyncio.Task[None]) -> None:
-    """The write in flight ended. Succeeded: open the media stage's hold. Otherwise (taken
-    over, an error, canceled): the stage must store nothing; the error is raised where the
-    job awaits the write, and one that nobody awaits (the job was canceled first) is
-    retrieved here rather than reported as lost."""
-    error = asyncio.CancelledError() if task.cancelled() else task.exception()
-    if error is None:
-        done.set()
-        return
-    ctx.write_error = error
-    if ctx.ingest is not None:
-        ctx.ingest.abandon()  # a held stage is discarded by the job, which awaits the write

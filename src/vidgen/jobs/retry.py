@@ -31,9 +31,16 @@ from vidgen.settings import Settings
 # HTTP layer). Anything longer, or infinite, would overflow the schedule's datetime.
 MAX_WAIT_SECONDS = 24 * 3600.0
 
-# Error codes (vidgen.providers.errors, providers.http) that mean "the provider is not
-# answering properly right now", not "this job is wrong": see the module docstring.
-OUTAGE_CODES = frozenset({"timeout", "connection", "server_error", "rate_limited"})
+# The provider layer's error codes (``ProviderError.code``, set in vidgen.providers.errors)
+# that this policy reacts to.
+TIMEOUT = "timeout"
+CONNECTION = "connection"
+SERVER_ERROR = "server_error"
+RATE_LIMITED = "rate_limited"  # a 429
+
+# The codes that mean "the provider is not answering properly right now", not "this job
+# is wrong": see the module docstring.
+OUTAGE_CODES = frozenset({TIMEOUT, CONNECTION, SERVER_ERROR, RATE_LIMITED})
 
 # Up to this fraction is added to the rate-limit fallback, so jobs throttled together do
 # not all come back in the same instant.
@@ -104,6 +111,11 @@ def bounded_wait(seconds: float | None) -> float | None:
     if seconds is None or math.isnan(seconds):
         return None
     return min(max(0.0, float(seconds)), MAX_WAIT_SECONDS)
+
+
+def is_rate_limited(code: str | None) -> bool:
+    """True for the code of a 429 (its missing Retry-After means the rate-limit fallback)."""
+    return code == RATE_LIMITED
 
 
 def is_outage(code: str | None) -> bool:

@@ -6,17 +6,16 @@ A PostgreSQL restart, a failover or a terminated backend surfaces in many shapes
 ``InternalClientError`` on one terminated mid-statement),
 or plain ``OSError``/``ConnectionRefusedError`` from a reconnect, sometimes wrapped in
 Tortoise's ``OperationalError``. :func:`is_transient` is the one place that tells them apart
-from real errors; the worker's loops and the pipeline retry those with :func:`backoff` and
-never fail a job because of them. A fenced write that finally lands after a long outage may
-find the job swept meanwhile: that is :class:`~vidgen.jobs.lifecycle.StaleAttempt`, and the
-attempt just stops.
+from real errors; the worker's loops and the pipeline retry those with
+:func:`vidgen.backoff.delay` and never fail a job because of them. A fenced write that
+finally lands after a long outage may find the job swept meanwhile: that is
+:class:`~vidgen.jobs.lifecycle.StaleAttempt`, and the attempt just stops.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -24,12 +23,11 @@ from typing import Any, TypeVar
 import asyncpg
 from tortoise.exceptions import DBConnectionError, OperationalError
 
+from vidgen import backoff
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-BASE_SECONDS = 0.1
-CAP_SECONDS = 5.0
 
 _ASYNCPG_TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.PostgresConnectionError,  # ConnectionDoesNotExist, ConnectionFailure...
@@ -66,18 +64,12 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
-def backoff(attempt: int, *, base: float = BASE_SECONDS, cap: float = CAP_SECONDS) -> float:
-    """Capped exponential backoff with jitter: in [d/2, d], d = min(cap, base·2ⁿ)."""
-    delay = min(cap, base * (2 ** min(max(attempt, 0), 30)))
-    return delay / 2 + random.uniform(0, delay / 2)
-
-
 async def retrying(
     operation: Callable[[], Awaitable[T]],
     *,
     what: str,
     extra: dict[str, Any] | None = None,
-    cap: float = CAP_SECONDS,
+    cap: float = backoff.CAP_SECONDS,
 ) -> T:
     """Run ``operation`` until it does not fail with a transient database error.
 
@@ -96,7 +88,7 @@ async def retrying(
         except Exception as exc:
             if not is_transient(exc):
                 raise
-            delay = backoff(failures, cap=cap)
+            delay = backoff.delay(failures, cap=cap)
             failures += 1
             logger.warning(
                 "database unavailable; retrying",
@@ -110,3 +102,29 @@ async def retrying(
                 },
             )
             await asyncio.sleep(delay)
+
+
+#: The least pause after a loop step failed with a real (not transient) error.
+ERROR_BACKOFF_SECONDS = 1.0
+
+
+def loop_failed(what: str, exc: Exception, failures: int, worker_id: str) -> float:
+    """Log a failed step of a worker's loop (``failures`` before it in a row); returns how
+    long to back off before the next one: the backoff of a transient error, at least
+    :data:`ERROR_BACKOFF_SECONDS` after any other (logged with its traceback)."""
+    if is_transient(exc):
+        delay = backoff.delay(failures)
+        logger.warning(
+            f"{what} failed: database unavailable; retrying",
+            extra={
+                "action": "db.retry",
+                "operation": what,
+                "worker_id": worker_id,
+                "attempt": failures + 1,
+                "delay": round(delay, 3),
+                "error": f"{type(exc).__name__}: {exc}",
+            },
+        )
+        return delay
+    logger.exception(f"{what} failed", extra={"worker_id": worker_id})
+    return max(ERROR_BACKOFF_SECONDS, backoff.delay(failures))

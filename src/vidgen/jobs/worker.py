@@ -3,14 +3,14 @@
 A :class:`Worker` has four loops:
 
 - the claim loop: claims as many due jobs as it has free slots, then sleeps until a wake-up
-  on :data:`~vidgen.events.bus.WAKEUP_CHANNEL`, a finished job, the next scheduled job, or
+  on :data:`~vidgen.events.channels.WAKEUP_CHANNEL`, a finished job, the next scheduled job, or
   the slow safety poll (``worker_poll_seconds``), whichever comes first. A job frees its
   slot when its last write (one fenced statement) starts, so the next claim overlaps it;
 - the heartbeat (every ``heartbeat_seconds``): extends the leases of its running jobs,
   stops the ones it no longer owns and passes on cancel requests;
-- the sweeper: returns other workers' expired leases to the queue (safe in every worker);
-- the purge (every ``purge_interval_seconds``, 0 or less: never): removes expired soft-deleted
-  videos and orphaned files (safe in every worker: the purge re-checks in its DELETE).
+- the sweeper: returns other workers' expired leases to the queue, and the purge (every
+  ``purge_interval_seconds``, 0 or less: never): removes expired soft-deleted videos and
+  orphaned files (:mod:`vidgen.jobs.upkeep`; both safe in every worker).
 
 The jobs' last writes go through the worker's :class:`~vidgen.jobs.writer.GroupWriter`
 (group commit). Every loop rides out database outages: a connection error (see
@@ -21,37 +21,35 @@ fenced writes stale and stops. A claim that failed in flight may have committed:
 
 Shutdown (SIGTERM/SIGINT, or :meth:`Worker.stop`): stop claiming, let running jobs finish
 within ``shutdown_grace_seconds``, then release the rest back to ``queued`` (a second signal
-releases at once). Run as ``vidgen worker`` or ``python -m vidgen.jobs.worker``; the API
-runs the same worker in its own process with :func:`start_embedded`.
+releases at once). ``vidgen worker`` runs one in its own process (:func:`run_worker`); the
+API runs the same worker in its own process with :func:`start_embedded`.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
 import os
-import random
 import signal
 import socket
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from vidgen import eventloop
-from vidgen.events.bus import WAKEUP_CHANNEL, SubscriberOverflow, Subscription
-from vidgen.jobs import lifecycle, pipeline, queue, transient
+from vidgen import backoff
+from vidgen.events.channels import WAKEUP_CHANNEL
+from vidgen.events.local import BusSubscription, SubscriberOverflow
+from vidgen.jobs import leases, lifecycle, pipeline, queue, transient, upkeep
+from vidgen.jobs.job_context import JobContext
 from vidgen.jobs.lifecycle import Claimed, now
 from vidgen.jobs.writer import GroupWriter
-from vidgen.metrics import JOB_RESCUES
 from vidgen.models import Video, VideoStatus
 from vidgen.runtime import Runtime
 from vidgen.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-ERROR_BACKOFF_SECONDS = 1.0
 # At shutdown, how long a released job's prediction id write may take to land first. One not
 # back by then (the database is down) is not released: its lease expires and a sweeper hands
 # it on, as if the worker had been killed.
@@ -60,7 +58,7 @@ ID_WRITE_WAIT_SECONDS = 5.0
 
 @dataclass
 class _Running:
-    ctx: pipeline.JobContext
+    ctx: JobContext
     task: asyncio.Task[object]
     lost: bool = False  # the lease is gone: never release, never write
 
@@ -101,11 +99,6 @@ class Worker:
         self._task: asyncio.Task[None] | None = None
 
     # --- public ----------------------------------------------------------------------------
-    @property
-    def running_jobs(self) -> dict[int, int]:
-        """Video id → attempt of the jobs running now."""
-        return {vid: r.ctx.attempt for vid, r in self._jobs.items() if not r.task.done()}
-
     def start(self) -> asyncio.Task[None]:
         """Run in a background task (see :func:`start_embedded`)."""
         self._task = asyncio.create_task(self.run(), name=f"worker {self.worker_id}")
@@ -130,8 +123,12 @@ class Worker:
                 helpers = [
                     asyncio.create_task(self._listen_wakeups(sub)),
                     asyncio.create_task(self._heartbeat_loop()),
-                    asyncio.create_task(self._sweep_loop()),
-                    asyncio.create_task(self._purge_loop()),
+                    asyncio.create_task(
+                        upkeep.sweep_loop(
+                            self.runtime, worker_id=self.worker_id, wake=self._wake.set
+                        )
+                    ),
+                    asyncio.create_task(upkeep.purge_loop(self.runtime, worker_id=self.worker_id)),
                 ]
                 try:
                     await self._claim_loop()
@@ -182,7 +179,7 @@ class Worker:
         Returns:
             How many jobs were claimed.
         """
-        await self._sweep_once()
+        await upkeep.sweep_once(self.runtime, worker_id=self.worker_id)
         heartbeat = asyncio.create_task(self._heartbeat_loop())
         claimed_total = 0
         failures = 0
@@ -202,9 +199,9 @@ class Worker:
                     if not transient.is_transient(exc) or not self._jobs:
                         raise
                     self._adopt = True
-                    self._failed("claim", exc, failures)
+                    transient.loop_failed("claim", exc, failures, self.worker_id)
                     failures += 1
-                    await asyncio.sleep(transient.backoff(failures))
+                    await asyncio.sleep(backoff.delay(failures))
                     continue
                 tasks = [r.task for r in self._jobs.values() if not r.task.done()]
                 if not tasks:
@@ -246,7 +243,7 @@ class Worker:
                         timeout = min(poll, max(0.0, (due - now()).total_seconds()))
                 failures = 0
             except Exception as exc:
-                timeout = self._failed("claim", exc, failures)
+                timeout = transient.loop_failed("claim", exc, failures, self.worker_id)
                 failures += 1
                 # The claim may have committed with its reply lost: look for such jobs next.
                 self._adopt = self._adopt or transient.is_transient(exc)
@@ -276,7 +273,7 @@ class Worker:
             self._start(job)
 
     def _start(self, job: Claimed) -> None:
-        ctx = pipeline.JobContext(
+        ctx = JobContext(
             self.runtime,
             job,
             worker_id=self.worker_id,
@@ -332,26 +329,7 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=left)
 
-    def _failed(self, what: str, exc: Exception, failures: int) -> float:
-        """Log a failed loop step; returns how long to back off before the next one."""
-        if transient.is_transient(exc):
-            delay = transient.backoff(failures)
-            logger.warning(
-                f"{what} failed: database unavailable; retrying",
-                extra={
-                    "action": "db.retry",
-                    "operation": what,
-                    "worker_id": self.worker_id,
-                    "attempt": failures + 1,
-                    "delay": round(delay, 3),
-                    "error": f"{type(exc).__name__}: {exc}",
-                },
-            )
-            return delay
-        logger.exception(f"{what} failed", extra={"worker_id": self.worker_id})
-        return max(ERROR_BACKOFF_SECONDS, transient.backoff(failures))
-
-    async def _run_one(self, ctx: pipeline.JobContext) -> None:
+    async def _run_one(self, ctx: JobContext) -> None:
         try:
             await pipeline.run_job(ctx)
         except asyncio.CancelledError:
@@ -364,7 +342,7 @@ class Worker:
                 del self._jobs[ctx.video_id]
             self._wake.set()
 
-    async def _listen_wakeups(self, sub: Subscription) -> None:
+    async def _listen_wakeups(self, sub: BusSubscription) -> None:
         while True:
             try:
                 await sub.get()
@@ -383,7 +361,7 @@ class Worker:
                 failures = 0
             except Exception as exc:
                 # The next beat is the retry; the lease outlives a few missed beats.
-                self._failed("heartbeat", exc, failures)
+                transient.loop_failed("heartbeat", exc, failures, self.worker_id)
                 failures += 1
 
     async def _heartbeat(self) -> None:
@@ -392,7 +370,7 @@ class Worker:
         jobs = {vid: r.ctx.attempt for vid, r in self._jobs.items() if not r.lost}
         if not jobs:
             return
-        report = await queue.extend_leases(jobs, lease_seconds=self.settings.lease_seconds)
+        report = await leases.extend_leases(jobs, lease_seconds=self.settings.lease_seconds)
         for video_id in report.lost:
             running = self._jobs.get(video_id)
             if running is None or running.task.done() or running.ctx.finished:
@@ -412,61 +390,6 @@ class Worker:
             if running is not None:
                 running.ctx.cancel_requested = True
                 running.ctx.nudge()
-
-    async def _sweep_loop(self) -> None:
-        interval = max(0.2, min(self.settings.lease_seconds / 2, 30.0))
-        failures = 0
-        while True:
-            try:
-                await self._sweep_once()
-                failures = 0
-                delay = interval
-            except Exception as exc:
-                delay = min(interval, self._failed("sweep", exc, failures))
-                failures += 1
-            await asyncio.sleep(delay)
-
-    async def _purge_loop(self) -> None:
-        """Run the retention purge every ``purge_interval_seconds`` (never when 0 or less)."""
-        from vidgen.media import retention
-
-        interval = self.settings.purge_interval_seconds
-        if interval <= 0:
-            return
-        # Spread workers started together over the first interval.
-        await asyncio.sleep(random.uniform(0.5, 1.0) * interval)
-        while True:
-            try:
-                await retention.purge(settings=self.settings, storage=self.runtime.storage)
-            except Exception as exc:
-                self._failed("purge", exc, 0)
-            await asyncio.sleep(interval)
-
-    async def _sweep_once(self) -> None:
-        swept = await queue.sweep(
-            max_rescues=self.settings.max_rescues,
-            actor=f"sweeper:{self.worker_id}",
-            bus=self.runtime.bus,
-        )
-        for item in swept:
-            JOB_RESCUES.inc()
-            if item.to_status is VideoStatus.QUEUED:
-                self._wake.set()
-                continue
-            await self._cancel_upstream(item.video_id, item.provider, item.prediction_id)
-
-    async def _cancel_upstream(
-        self, video_id: int, provider_name: str, prediction_id: str | None
-    ) -> None:
-        """Best effort: stop the paid prediction of a job that ended without its worker."""
-        provider = self.runtime.providers.get(provider_name)
-        if prediction_id and provider is not None:
-            try:
-                await provider.cancel(prediction_id)
-            except Exception:
-                logger.warning(
-                    "provider cancel failed", exc_info=True, extra={"video_id": video_id}
-                )
 
     # --- shutdown ----------------------------------------------------------------------------
     async def _shutdown(self) -> None:
@@ -509,20 +432,20 @@ class Worker:
                 )
                 continue
             try:
-                status = await queue.release(
+                status = await leases.release(
                     r.ctx.video_id, r.ctx.attempt, worker_id=self.worker_id, bus=self.runtime.bus
                 )
             except Exception as exc:
                 # Its lease expires and a sweeper hands it on: nothing is lost.
-                self._failed("release", exc, 0)
+                transient.loop_failed("release", exc, 0, self.worker_id)
                 continue
             if status is VideoStatus.CANCELED:
                 # Its cancel was requested while it ran: released as canceled, so its
                 # prediction must stop too, as when its own worker cancels it.
                 row = await Video.get_or_none(id=r.ctx.video_id).values("provider", "prediction_id")
                 if row:
-                    await self._cancel_upstream(
-                        r.ctx.video_id, row["provider"], row["prediction_id"]
+                    await upkeep.cancel_upstream(
+                        self.runtime, r.ctx.video_id, row["provider"], row["prediction_id"]
                     )
             logger.info(
                 "released job",
@@ -584,21 +507,3 @@ async def run_worker(settings: Settings, *, concurrency: int | None = None) -> N
             loop.remove_signal_handler(sig)
         await runtime.close()
         await db.close()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m vidgen.jobs.worker [--concurrency N]`` (settings from ``VIDGEN_*``)."""
-    from vidgen import logs
-
-    parser = argparse.ArgumentParser(prog="python -m vidgen.jobs.worker")
-    parser.add_argument("--concurrency", type=int, default=None)
-    args = parser.parse_args(argv)
-    settings = Settings()
-    logs.configure(settings.log_level, json_lines=settings.log_json)
-    settings.check()
-    eventloop.run(run_worker(settings, concurrency=args.concurrency), settings.event_loop)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

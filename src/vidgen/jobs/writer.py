@@ -27,7 +27,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from vidgen import db
+from vidgen import dialect
 from vidgen.jobs import transient
 from vidgen.models import Video
 
@@ -59,7 +59,7 @@ class GroupWriter:
         Returns:
             The row as ``[dict]``, or ``[]`` when the statement matched nothing.
         """
-        if db.dialect() != "postgres":
+        if not dialect.is_postgres():
             return await Video._meta.db.execute_query_dict(sql, params)
         future: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
         self._pending.append(_Request(sql, params, key, future))

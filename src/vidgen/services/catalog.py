@@ -92,14 +92,6 @@ async def owned_project(*, owner: User, project_id: int, field: str = "projectId
     return project
 
 
-async def owned_story(*, owner: User, story_id: int, field: str = "storyId") -> Story:
-    """A story owned by ``owner`` itself; BadUserInput with ``field`` otherwise."""
-    story = await Story.get_or_none(id=story_id, owner_id=owner.id)
-    if story is None:
-        raise errors.BadUserInput(f"No story with that id ({field}).", field=field)
-    return story
-
-
 # --- checks -------------------------------------------------------------------------------
 
 

@@ -22,7 +22,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from vidgen import errors
+from vidgen import dialect, errors
 from vidgen.models import ApiToken, User
 
 TOKEN_PREFIX = "vg_"
@@ -210,7 +210,7 @@ async def authenticate(token: str) -> User | None:
     if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
     conn = ApiToken._meta.db
-    sql, columns = _authenticate_sql(conn.capabilities.dialect)
+    sql, columns = _authenticate_sql(dialect.name())
     _, rows = await conn.execute_query(sql, [hash_token(token)])
     if not rows:
         return None
@@ -242,8 +242,3 @@ async def revoke_token(*, token: str) -> bool:
         revoked_at=_now()
     )
     return bool(updated)
-
-
-async def revoke_tokens(*, user: User) -> int:
-    """Revoke every token of ``user`` (e.g. after a password change); returns how many."""
-    return await ApiToken.filter(user_id=user.id, revoked_at__isnull=True).update(revoked_at=_now())

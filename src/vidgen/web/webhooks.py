@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from vidgen.events.bus import PublishFailed
-from vidgen.jobs import service
+from vidgen.jobs import webhooks
 from vidgen.providers.base import WebhookRejected
 from vidgen.runtime import Runtime
 
@@ -40,7 +40,7 @@ RETRY_AFTER_SECONDS = 10
 def webhook_routes(runtime: Runtime) -> list[Route]:
     """The webhook route, bound to this process's providers and bus (and its own memory of
     the deliveries it has seen)."""
-    deliveries = service.RecentDeliveries()
+    deliveries = webhooks.RecentDeliveries()
 
     async def receive(request: Request) -> Response:
         name = request.path_params["provider"]
@@ -67,12 +67,12 @@ def webhook_routes(runtime: Runtime) -> list[Route]:
             )
             return JSONResponse({"error": "invalid signature"}, status_code=401)
         try:
-            video_id = await service.notify_webhook(
+            video_id = await webhooks.notify_webhook(
                 provider=name, event=event, bus=runtime.bus, deliveries=deliveries
             )
         except PublishFailed:  # logged by notify_webhook
             return _retry_later()
-        except service.LookupUnavailable as exc:
+        except webhooks.LookupUnavailable as exc:
             logger.warning(
                 "webhook deferred: database unavailable",
                 extra={"action": "webhook.deferred", "provider": name, "error": str(exc)},

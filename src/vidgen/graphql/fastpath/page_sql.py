@@ -41,7 +41,7 @@ class ListSource(Protocol):
 
     def params(self) -> list[Any]: ...
 
-    def probe(self) -> ListSource:
+    def with_other_values(self) -> ListSource:
         """A source of the same shape whose every value differs from this one's."""
         ...
 
@@ -67,8 +67,8 @@ async def fetch_list_page(
     The first page of a shape is built by Tortoise, and its SQL is kept only when its
     parameters are exactly ``source.params()`` plus the cursor's and the limit (same
     values, types and representations), and when a source of the same shape with every
-    value different (``source.probe()``) builds the very same SQL text with its own params
-    (no value is written into the text). Later pages of that shape send the kept SQL with
+    value different (``source.with_other_values()``) builds the very same SQL text with its
+    own params (no value is written into the text). Later pages of that shape send the kept SQL with
     their own params through the same connection method (``execute_query``, so also
     logged), and build the rows as Tortoise's executor does (``vidgen.db.row_builder``).
 
@@ -159,7 +159,7 @@ def _reusable_sql(
             when, row_id = cursor
             other_cursor = (when - dt.timedelta(seconds=1, microseconds=1), _other_id(row_id))
         # The same shape, every value different: the same text, or a value is in the text.
-        other = _checked_sql(source.probe(), other_cursor, first + 1)
+        other = _checked_sql(source.with_other_values(), other_cursor, first + 1)
     except (ArithmeticError, ValueError, ValidationError):
         # The other values are out of some range (a cursor at the first instant, a name at
         # its column's full length): keep nothing this time; the request goes on.

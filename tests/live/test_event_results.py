@@ -1,4 +1,4 @@
-"""Subscription fan-out: one execution of an event's selection set per key, shared by its
+"""Shared event results: one execution of an event's selection set per key, shared by its
 subscribers; per-viewer results stay per viewer, errors stay per subscriber."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from tests.api.conftest import Account, LiveServer
 from tests.live.conftest import gid, make_video
 from tests.live.wsclient import GraphQLWS
 from vidgen import models
-from vidgen.graphql.fanout import EventResults, results_for
+from vidgen.graphql.event_results import EventResults, results_for
 from vidgen.jobs import lifecycle
 from vidgen.models import VideoStatus
 from vidgen.services import users
@@ -293,7 +293,7 @@ async def test_a_loaded_state_holds_every_history_row_up_to_its_version(db) -> N
     (Reading the row and the history at the same time let a load see version N without
     N's own history row; the event for N then went out with a short ``statusHistory``.)
     """
-    from vidgen.graphql.subscriptions import load_state
+    from vidgen.events.video_states import load_state
 
     owner = await models.User.create(email="race@example.com", password_hash="!")
     video = await make_video(owner)

@@ -1,4 +1,5 @@
-"""Subscription fan-out: execute an event's selection set once, deliver it to many.
+"""Shared event results: execute a subscription event's selection set once, deliver it to
+every subscriber with the same key.
 
 graphql-core runs a subscription's selection set again for every subscriber and every
 event, with the yielded object as the root value. A thousand subscribers of one video sent
@@ -234,21 +235,21 @@ class SharedEventResults:
     """Executor mixin (before graphql-core's executor in the bases): subscription events
     execute through the schema's :class:`EventResults`; everything else as usual."""
 
-    _fanout_operation_key: Hashable | None = None  # set on per-event executors only
+    _shared_operation_key: Hashable | None = None  # set on per-event executors only
 
     def build_per_event_executor(self, payload: Any) -> Any:
-        operation_key = self.__dict__.get("_fanout_subscription_key")
+        operation_key = self.__dict__.get("_shared_subscription_key")
         if operation_key is None:
-            operation_key = self._fanout_subscription_key = _operation_key(self)
+            operation_key = self._shared_subscription_key = _operation_key(self)
         executor = super().build_per_event_executor(payload)  # type: ignore[misc]
-        executor._fanout_operation_key = operation_key
+        executor._shared_operation_key = operation_key
         return executor
 
     def execute_operation(self, serially: bool | None = None) -> Any:
         parent = super()
-        if self._fanout_operation_key is None:
+        if self._shared_operation_key is None:
             return parent.execute_operation(serially)  # type: ignore[misc]
-        key = event_key(self, self._fanout_operation_key)
+        key = event_key(self, self._shared_operation_key)
         if key is None:
             return parent.execute_operation(serially)  # type: ignore[misc]
         return results_for(self.schema).run(  # type: ignore[attr-defined]

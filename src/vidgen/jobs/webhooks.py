@@ -1,8 +1,8 @@
-"""What the API layer asks of the job engine: cancel, retry, wake the workers, route webhooks.
+"""Provider webhooks: route a verified callback to the worker running its job.
 
-These are the only job operations the GraphQL and web layers call; every status change still
-goes through :mod:`vidgen.jobs.lifecycle`. Owner scoping is the caller's job (the videos
-service checks the video belongs to the user before calling in here).
+Nothing is written: the nudge on the job's channel makes the worker poll the provider as
+soon as its minimum poll interval allows, and the poll stays the one source of truth.
+Replayed deliveries are dropped here (per API process) and by the job (per job).
 """
 
 from __future__ import annotations
@@ -11,24 +11,16 @@ import logging
 from collections import OrderedDict
 from typing import Any
 
-from vidgen import db, errors
-from vidgen.events.bus import (
-    WAKEUP_CHANNEL,
-    EventBus,
-    PublishFailed,
-    job_channel,
-    publish_or_raise,
-)
-from vidgen.jobs import lifecycle, transient
-from vidgen.models import Video, VideoStatus
+from vidgen import dialect
+from vidgen.events import channels
+from vidgen.events.bus import EventBus, PublishFailed, publish_or_raise
+from vidgen.events.channels import job_channel
+from vidgen.jobs import transient
+from vidgen.models import Video
 from vidgen.providers.base import WebhookEvent
 
 logger = logging.getLogger(__name__)
 
-S = VideoStatus
-
-CANCEL_MESSAGE = "cancel"
-WEBHOOK_MESSAGE = "webhook"
 # Delivery ids remembered per process to drop replays: at a few hundred bytes each, about
 # 2 MB. Providers re-send within minutes to hours (fal: 10 tries over 2 h), far fewer
 # deliveries than this arrive in between on one API process.
@@ -74,121 +66,6 @@ class RecentDeliveries:
 _deliveries = RecentDeliveries()
 
 
-async def request_cancel(video_id: int, *, actor: str | None, bus: EventBus | None) -> Video:
-    """Cancel a video's job.
-
-    A queued job is canceled at once. A processing job is flagged (``cancel_requested``) and
-    its worker is nudged on the job channel; the worker cancels the provider's prediction and
-    records ``canceled`` (within one heartbeat even when the nudge is lost). Asking again
-    while the flag is set is harmless.
-
-    Args:
-        video_id: the video.
-        actor: who asks (``user:12``), kept in the status history.
-        bus: the event bus (the change is published after commit).
-
-    Returns:
-        The video after the request (``canceled``, or ``processing`` with the flag set).
-
-    Raises:
-        NotFound: no such video.
-        IllegalTransition: the video is already completed, failed or canceled (CONFLICT).
-    """
-    # A claim can race a cancel: if the queued job is claimed in between, flag it instead.
-    for _ in range(3):
-        video = await Video.get_or_none(id=video_id)
-        if video is None:
-            raise errors.NotFound("video")
-        status = S(video.status)
-        if status is S.QUEUED:
-            try:
-                video, _change = await lifecycle.transition(
-                    video_id,
-                    S.CANCELED,
-                    actor=actor,
-                    message="canceled",
-                    expect=[S.QUEUED],
-                    fields={"scheduled_at": None},
-                    bus=bus,
-                )
-                return video
-            except (lifecycle.IllegalTransition, lifecycle.StaleAttempt):
-                continue
-        if status is S.PROCESSING:
-            event = await lifecycle.touch(
-                video_id, fields={"cancel_requested": True}, status=S.PROCESSING, bus=bus
-            )
-            if event is None:
-                continue
-            if bus is not None:
-                await bus.publish(job_channel(video_id), {"type": CANCEL_MESSAGE})
-            logger.info(
-                "cancel requested", extra={"action": "job.cancel_requested", "video_id": video_id}
-            )
-            return await Video.get(id=video_id)
-        raise lifecycle.IllegalTransition(
-            f"A {status.value} video cannot be canceled.", status=status.value
-        )
-    raise lifecycle.StaleAttempt(f"video {video_id} kept changing; try again")
-
-
-async def retry(video_id: int, *, actor: str | None, bus: EventBus | None) -> Video:
-    """Re-queue a failed or canceled video with a fresh retry budget.
-
-    Clears the error, the schedule, the cancel flag and the retry/rescue counters, then
-    wakes the workers. A failed video keeps a prediction id it still has (the job failed
-    for want of reaching the provider, or on a rejected key: the prediction is live), so the
-    retry resumes it and pays nothing; a canceled one drops it (that prediction was canceled
-    upstream) and submits anew. Failures that make the prediction useless (it failed, or
-    its output did) already dropped the id.
-
-    Raises:
-        NotFound: no such video.
-        IllegalTransition: the video is queued, processing or completed (CONFLICT).
-        Conflict: the video is deleted (checked on the locked row, so a concurrent
-            deleteVideo either sees the job queued and cancels it, or makes this refuse).
-    """
-    try:
-        video, _change = await lifecycle.transition(
-            video_id,
-            S.QUEUED,
-            actor=actor,
-            message="retry requested",
-            expect=[S.FAILED, S.CANCELED],
-            where={"deleted_at__isnull": True},
-            fields=_RETRY_FIELDS,
-            fields_if={S.CANCELED: {"prediction_id": None}},
-            bus=bus,
-        )
-    except lifecycle.StaleAttempt as exc:
-        raise errors.Conflict("This video is deleted; restore it first.") from exc
-    await wake_workers(bus, provider=video.provider)
-    return video
-
-
-# What retryVideo resets: a fresh budget, no error, due now.
-_RETRY_FIELDS: dict[str, Any] = {
-    "retry_count": 0,
-    "rescue_count": 0,
-    "error_message": None,
-    "scheduled_at": None,
-    "cancel_requested": False,
-    "progress": 0.0,
-    "processed_by": None,
-    "completed_at": None,
-}
-
-
-async def wake_workers(bus: EventBus | None, provider: str | None = None) -> None:
-    """Tell idle workers that a job became due (call after the inserting commit)."""
-    if bus is None:
-        return
-    message: dict[str, Any] = {"type": "wakeup"}
-    if provider is not None:
-        message["provider"] = provider
-    await bus.publish(WAKEUP_CHANNEL, message)
-
-
 class LookupUnavailable(Exception):
     """A webhook's prediction could not be looked up: the database is unreachable."""
 
@@ -206,13 +83,10 @@ _PREDICTION_LOOKUP = (
 
 def prediction_lookup(provider: str, prediction_id: str) -> tuple[str, list[Any]]:
     """The webhook's lookup of a prediction's video: the SQL and its parameters."""
-    if db.dialect() == "postgres":
+    if dialect.is_postgres():  # numbered placeholders: the prediction id's is used twice
         return _PREDICTION_LOOKUP.format(pid="$1", provider="$2"), [prediction_id, provider]
-    return _PREDICTION_LOOKUP.format(pid="?", provider="?"), [
-        prediction_id,
-        provider,
-        prediction_id,
-    ]
+    sql = _PREDICTION_LOOKUP.format(pid="?", provider="?")
+    return sql, [prediction_id, provider, prediction_id]
 
 
 async def notify_webhook(
@@ -279,7 +153,7 @@ async def notify_webhook(
                 },
             )
             return int(video_id)
-    message: dict[str, Any] = {"type": WEBHOOK_MESSAGE, "prediction_id": event.prediction_id}
+    message: dict[str, Any] = {"type": channels.WEBHOOK, "prediction_id": event.prediction_id}
     if event.result is not None:
         message["state"] = event.result.state.value
     if event.delivery_id:

@@ -1,0 +1,209 @@
+"""A new video: its row, its first event-log row and its tag links, written together."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from vidgen import dialect
+from vidgen.jobs.lifecycle.publishing import event_for
+from vidgen.jobs.lifecycle.rules import Change, StoryChanged, check_fields, now
+from vidgen.models import Video, VideoStatus
+
+# The story row a new video's paragraph index points into, share-locked by the inserting
+# statement and re-checked on the row as it is when the lock is granted (PostgreSQL
+# re-evaluates a locked row's WHERE after waiting). update_story locks the same row FOR
+# UPDATE before it checks that no video points past the new paragraphs, so the two
+# serialise: a story is never shortened under a video being added to it.
+_STORY_GUARD = {
+    dialect.POSTGRES: (
+        "SELECT 1 FROM stories WHERE id = {id} AND owner_id = {owner} AND CASE WHEN"
+        " jsonb_typeof(paragraphs) = 'array' THEN jsonb_array_length(paragraphs) ELSE 0 END"
+        " > {index} FOR SHARE"
+    ),
+    dialect.SQLITE: (
+        "SELECT 1 FROM stories WHERE id = ? AND owner_id = ? AND CASE WHEN"
+        " json_type(paragraphs) = 'array' THEN json_array_length(paragraphs) ELSE 0 END > ?"
+    ),
+}
+
+
+def _pg_insert(columns: tuple[str, ...], guarded: bool) -> str:
+    """PostgreSQL's INSERT of a video's ``columns`` (``$1..$n``), returning its id; when
+    ``guarded``, a row only while the story guard ``s`` (:func:`_pg_guard`) finds one."""
+    marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    names = ", ".join(f'"{column}"' for column in columns)
+    if guarded:
+        return f"INSERT INTO videos ({names}) SELECT {marks} FROM s RETURNING id"
+    return f"INSERT INTO videos ({names}) VALUES ({marks}) RETURNING id"
+
+
+def _pg_guard(first: int) -> str:
+    """The story guard as the CTE ``s``: its story id, owner id and paragraph index are
+    parameters ``$first`` to ``$first+2``."""
+    lock = _STORY_GUARD[dialect.POSTGRES].format(
+        id=f"${first}", owner=f"${first + 1}", index=f"${first + 2}"
+    )
+    return f"s AS ({lock})"
+
+
+@functools.cache
+def _created_sql(columns: tuple[str, ...] | None, tags: bool, guard: bool = False) -> str:
+    """:func:`record_created`'s PostgreSQL statement; its parameters: the video's values
+    (or its id when ``columns`` is None, the video being saved already), the 7 history
+    values, the tag ids as one array when ``tags``, then the story guard's story id, owner id
+    and paragraph index when ``guard`` (the video is inserted only while that story has the
+    paragraph; otherwise the statement returns no row)."""
+    if columns is not None:
+        source = f"v AS ({_pg_insert(columns, guard)})"
+        n = len(columns)
+    else:
+        source = "v AS (SELECT $1::int AS id)"
+        n = 1
+    history = ", ".join(f"${i}" for i in range(n + 1, n + 8))
+    sql = (
+        f"WITH {source}, h AS (INSERT INTO video_status_events (video_id, owner_id,"
+        f" from_status, to_status, version, at, message, actor) SELECT id, {history} FROM v"
+        " RETURNING id)"
+    )
+    after = n + 8
+    if tags:
+        sql += (
+            ", t AS (INSERT INTO video_tags (videos_id, tag_id)"
+            f" SELECT v.id, u.tag FROM v, unnest(${after}::int[]) AS u(tag))"
+        )
+        after += 1
+    if guard and columns is not None:
+        sql = f"WITH {_pg_guard(after)}, " + sql.removeprefix("WITH ")
+    return sql + " SELECT v.id, h.id AS event_id FROM v, h"
+
+
+async def _insert_alone(conn: Any, values: Mapping[str, Any], guard: list[Any]) -> int:
+    """Insert a video's row by itself (guarded as :func:`record_created`'s own insert);
+    returns its id.
+
+    Raises:
+        StoryChanged: the guard found the story without that paragraph; nothing written.
+    """
+    if dialect.is_postgres():
+        sql = _pg_insert(tuple(values), bool(guard))
+        if guard:
+            sql = f"WITH {_pg_guard(len(values) + 1)} {sql}"
+    else:
+        columns = ", ".join(f'"{column}"' for column in values)
+        marks = ", ".join("?" for _ in values)
+        if guard:
+            sql = (
+                f"INSERT INTO videos ({columns}) SELECT {marks}"
+                f" WHERE EXISTS ({_STORY_GUARD[dialect.SQLITE]}) RETURNING id"
+            )
+        else:
+            sql = f"INSERT INTO videos ({columns}) VALUES ({marks}) RETURNING id"
+    inserted = await conn.execute_query_dict(sql, [*values.values(), *guard])
+    if not inserted:
+        raise StoryChanged()
+    return int(inserted[0]["id"])
+
+
+async def record_created(
+    video: Video,
+    *,
+    actor: str | None,
+    message: str | None = None,
+    tag_ids: Sequence[int] = (),
+    paragraph_count: int | None = None,
+    with_id: Callable[[int], Awaitable[Mapping[str, Any]]] | None = None,
+) -> Change:
+    """Write the first history row of a new ``queued`` video, and its tag links.
+
+    A video not saved yet is inserted here too, checked as :meth:`Video.save` checks it
+    (``paragraph_count`` as in :meth:`Video.check_paragraph_index`); on PostgreSQL the
+    video, its history row and its tag links are then ONE statement, atomic without a
+    transaction. Inside a caller's transaction, publish ``change.event`` after it commits.
+    A new video with a story paragraph is inserted only while the story still has that
+    paragraph, checked in the same statement under a lock (:data:`_STORY_GUARD`).
+
+    Args:
+        video: the new video (``queued``); inserted here unless it was already.
+        actor: who asked (``user:12``).
+        message: the history note (default ``queued``).
+        tag_ids: the tags to link.
+        paragraph_count: the story's paragraphs, when the caller just read them.
+        with_id: for a video some of whose values need its id (a stored input image's
+            key): called with the id once the row is inserted, returns those columns'
+            values, which are written before the history row. Takes a statement more, so
+            call it inside a transaction (the caller's, which then covers the file too).
+
+    Raises:
+        ValidationError: the unsaved video failed its checks; nothing was written.
+        IntegrityError: e.g. a repeated idempotency key; nothing was written.
+        StoryChanged: the story lost that paragraph (or was deleted); nothing was written.
+    """
+    new = not video._saved_in_db
+    values = await video.insert_values(paragraph_count=paragraph_count) if new else {}
+    guard = (
+        [video.story_id, video.owner_id, video.paragraph_index]
+        if new and video.story_id is not None and video.paragraph_index is not None
+        else []
+    )
+    conn = Video._meta.db
+    if with_id is not None:
+        if not new:
+            raise ValueError("with_id is for a video that is not inserted yet")
+        video.id = await _insert_alone(conn, values, guard)
+        video._saved_in_db = True
+        await _set_columns(conn, video, await with_id(video.id))
+        new, values, guard = False, {}, []
+    stamp = now()
+    status = VideoStatus(video.status)
+    history = [video.owner_id, None, status.value, video.version, stamp, message or "queued", actor]
+    if dialect.is_postgres():
+        params = [*values.values()] if new else [video.id]
+        params += history
+        if tag_ids:
+            params.append(list(tag_ids))
+        params += guard
+        sql = _created_sql(tuple(values) if new else None, bool(tag_ids), bool(guard))
+        rows = await conn.execute_query_dict(sql, params)
+        if not rows:
+            raise StoryChanged()
+        video_id, event_id = rows[0]["id"], rows[0]["event_id"]
+    else:
+        async with in_transaction() as tx:
+            video_id = await _insert_alone(tx, values, guard) if new else video.id
+            rows = await tx.execute_query_dict(
+                "INSERT INTO video_status_events (video_id, owner_id, from_status, to_status,"
+                " version, at, message, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                [video_id, *history],
+            )
+            event_id = rows[0]["id"]
+            if tag_ids:
+                await tx.execute_query(
+                    "INSERT INTO video_tags (videos_id, tag_id) VALUES "
+                    + ", ".join("(?, ?)" for _ in tag_ids),
+                    [value for tag_id in tag_ids for value in (video_id, tag_id)],
+                )
+    if new:
+        video.id = video_id
+        video._saved_in_db = True
+    return Change(video.id, status, status, video.version, event_for(video, event_id))
+
+
+async def _set_columns(conn: Any, video: Video, values: Mapping[str, Any]) -> None:
+    """Set more columns of a video just inserted (no new version: nobody has seen it)."""
+    if not values:
+        return
+    check_fields(values)
+    meta = video._meta
+    p = dialect.Params()
+    sets = []
+    for name, value in values.items():
+        encoded = meta.fields_map[name].to_db_value(value, video)
+        sets.append(f'"{meta.fields_db_projection[name]}" = {p(encoded)}')
+    sql = f"UPDATE videos SET {', '.join(sets)} WHERE id = {p(video.id)}"
+    await conn.execute_query(sql, p.values)
+    for name, value in values.items():
+        setattr(video, name, value)

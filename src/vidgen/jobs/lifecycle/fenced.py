@@ -1,0 +1,237 @@
+"""The worker's fenced writes: the hot path, each ONE statement on PostgreSQL (a
+data-modifying CTE; a few in one short transaction on SQLite) that never re-reads what it
+wrote.
+
+:func:`store_prediction` keeps a running job's prediction id; :func:`finish` ends the
+attempt (processing → completed | failed | canceled | queued: the video, its history row
+and its attempt row in one write). Both match the row only while it is still
+``processing`` under the caller's attempt: anything else (swept, released, canceled,
+claimed again) is :class:`StaleAttempt` and nothing is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from vidgen import dialect
+from vidgen.events.bus import EventBus
+from vidgen.events.messages import VideoEvent
+from vidgen.jobs.lifecycle.publishing import EVENT_COLUMNS, event_from_row, publish
+from vidgen.jobs.lifecycle.rules import (
+    Change,
+    IllegalTransition,
+    StaleAttempt,
+    can_transition,
+    check_fields,
+    now,
+)
+from vidgen.models import AttemptOutcome, Video, VideoStatus
+
+S = VideoStatus
+
+#: The history note of a retry that became a cancel (see :func:`finish`).
+CANCELED_INSTEAD = "canceled (requested while it ran) instead of retrying"
+
+#: Sends one fenced single-row statement and returns its rows: ``runner(sql, params, key=id)``.
+Runner = Callable[..., Awaitable[list[dict[str, Any]]]]
+
+
+async def _run_alone(sql: str, params: list[Any], *, key: int) -> list[dict[str, Any]]:
+    return await Video._meta.db.execute_query_dict(sql, params)
+
+
+def _video_sets(fields: Mapping[str, Any], p: dialect.Params) -> list[str]:
+    check_fields(fields)
+    columns = Video._meta.fields_db_projection
+    return [f"{columns[name]} = {p(value)}" for name, value in fields.items()]
+
+
+async def finish(
+    video_id: int,
+    attempt: int,
+    to: VideoStatus,
+    outcome: AttemptOutcome,
+    *,
+    actor: str,
+    message: str | None,
+    fields: Mapping[str, Any] | None = None,
+    error_code: str | None = None,
+    error_message: str | None = None,
+    retryable: bool | None = None,
+    bus: EventBus | None = None,
+    runner: Runner | None = None,
+) -> Change:
+    """End a worker's attempt: ``processing`` → ``to``, fenced on ``attempt``.
+
+    In one atomic write: the video's status, ``version`` + 1, ``updated_at`` (and
+    ``completed_at``/``progress`` on success, the lease cleared) with ``fields``; the history
+    row; and the attempt row closed with ``outcome``. Publishes after the commit.
+
+    A job going back to ``queued`` (a retry) whose cancel was requested meanwhile becomes
+    ``canceled`` instead, in the same write: the cancel was accepted while it ran, so it must
+    not wait out a backoff (up to a provider's Retry-After) to take effect. The returned
+    change says which.
+
+    Args:
+        video_id: the video.
+        attempt: the claim's attempt (the fence).
+        to: completed, failed, canceled, or queued (retry, release).
+        outcome: how the attempt ended (its VideoAttempt row).
+        actor: who did it (``worker:…``).
+        message: the history note.
+        fields: other plain column values to set in the same write.
+        error_code: kept on the attempt row.
+        error_message: kept on the attempt row.
+        retryable: kept on the attempt row.
+        bus: publish the change after the commit (None: the caller publishes).
+        runner: sends the PostgreSQL statement (e.g. a worker's
+            :class:`~vidgen.jobs.writer.GroupWriter`); default: on its own.
+
+    Raises:
+        StaleAttempt: the video is no longer processing under this attempt (nothing written).
+    """
+    to = VideoStatus(to)
+    if not can_transition(S.PROCESSING, to):
+        raise IllegalTransition(f"A processing video cannot become {to.value}.")
+    stamp = now()
+    values: dict[str, Any] = dict(fields or {})
+    if to is S.COMPLETED:
+        values.setdefault("completed_at", stamp)
+        values.setdefault("progress", 1.0)
+    values.setdefault("lease_expires_at", None)
+    if dialect.is_postgres():
+        p = dialect.Params(postgres=True)
+        sets = _video_sets(values, p)
+        status, note = "{to}", "{message}"
+        if to is S.QUEUED:
+            status = "CASE WHEN cancel_requested THEN 'canceled' ELSE {to} END"
+            note = f"CASE WHEN status = 'canceled' THEN '{CANCELED_INSTEAD}' ELSE {{message}} END"
+        sql = (
+            f"WITH v AS (UPDATE videos SET status = {status}, version = version + 1,"
+            " updated_at = {at}, {sets} WHERE id = {id} AND attempt = {attempt}"
+            " AND status = 'processing' RETURNING {cols}),"
+            " h AS (INSERT INTO video_status_events (video_id, owner_id, from_status, to_status,"
+            " version, at, message, actor) SELECT id, owner_id, 'processing', status, version,"
+            f" {{at}}, {note}, {{actor}} FROM v RETURNING id),"
+            " a AS (UPDATE video_attempts SET outcome = {outcome}, finished_at = clock_timestamp(),"
+            " error_code = {code}, error_message = {error}, retryable = {retryable}"
+            " WHERE video_id = {id} AND attempt = {attempt} AND EXISTS (SELECT 1 FROM v))"
+            " SELECT v.*, h.id AS event_id FROM v, h"
+        )
+        # Placeholders are numbered in the order they are made; reuse them by name.
+        named = {
+            "to": p(to),
+            "at": p(stamp),
+            "id": p(video_id),
+            "attempt": p(attempt),
+            "message": p(message),
+            "actor": p(actor),
+            "outcome": p(outcome),
+            "code": p(error_code),
+            "error": p(error_message),
+            "retryable": p(retryable),
+        }
+        rows = await (runner or _run_alone)(
+            sql.format(sets=", ".join(sets), cols=EVENT_COLUMNS, **named),
+            p.values,
+            key=video_id,
+        )
+        if not rows:
+            raise StaleAttempt(f"video {video_id}: attempt {attempt} is no longer processing")
+        row = rows[0]
+        event_id = row["event_id"]
+    else:
+        p = dialect.Params(postgres=False)
+        sets = _video_sets(values, p)
+        update_values = [*p.values]
+        async with in_transaction() as tx:
+            status = "?"
+            if to is S.QUEUED:
+                status = "CASE WHEN cancel_requested THEN 'canceled' ELSE ? END"
+            rows = await tx.execute_query_dict(
+                f"UPDATE videos SET status = {status}, version = version + 1, updated_at = ?"
+                f"{''.join(', ' + s for s in sets)} WHERE id = ? AND attempt = ?"
+                f" AND status = 'processing' RETURNING {EVENT_COLUMNS}",
+                [to.value, stamp, *update_values, video_id, attempt],
+            )
+            if not rows:
+                raise StaleAttempt(f"video {video_id}: attempt {attempt} is no longer processing")
+            row = rows[0]
+            history = await tx.execute_query_dict(
+                "INSERT INTO video_status_events (video_id, owner_id, from_status, to_status,"
+                " version, at, message, actor) VALUES (?, ?, 'processing', ?, ?, ?, ?, ?)"
+                " RETURNING id",
+                [
+                    video_id,
+                    row["owner_id"],
+                    row["status"],
+                    row["version"],
+                    stamp,
+                    CANCELED_INSTEAD if to is S.QUEUED and row["status"] == "canceled" else message,
+                    actor,
+                ],
+            )
+            await tx.execute_query(
+                "UPDATE video_attempts SET outcome = ?, finished_at = ?, error_code = ?,"
+                " error_message = ?, retryable = ? WHERE video_id = ? AND attempt = ?",
+                [outcome.value, stamp, error_code, error_message, retryable, video_id, attempt],
+            )
+        event_id = history[0]["id"]
+    final = VideoStatus(row["status"])
+    event = event_from_row(row, event_id)
+    change = Change(video_id, S.PROCESSING, final, row["version"], event)
+    await publish(bus, [change.event])
+    return change
+
+
+async def store_prediction(
+    video_id: int,
+    attempt: int,
+    prediction_id: str | None,
+    *,
+    bus: EventBus | None = None,
+    runner: Runner | None = None,
+) -> VideoEvent:
+    """Keep a running job's prediction id on the video and its attempt row, fenced.
+
+    One statement on PostgreSQL. Call it as soon as the provider accepted the submission:
+    a job rescued after this point resumes the prediction instead of paying for a new one.
+    ``runner`` sends the PostgreSQL statement as in :func:`finish`.
+
+    Raises:
+        StaleAttempt: the video is no longer processing under this attempt (nothing written).
+    """
+    stamp = now()
+    if dialect.is_postgres():
+        rows = await (runner or _run_alone)(
+            "WITH v AS (UPDATE videos SET prediction_id = $1, version = version + 1,"
+            " updated_at = $2 WHERE id = $3 AND attempt = $4 AND status = 'processing'"
+            f" RETURNING {EVENT_COLUMNS}),"
+            " a AS (UPDATE video_attempts SET prediction_id = $1 WHERE video_id = $3"
+            " AND attempt = $4 AND EXISTS (SELECT 1 FROM v))"
+            " SELECT * FROM v",
+            [prediction_id, stamp, video_id, attempt],
+            key=video_id,
+        )
+    else:
+        async with in_transaction() as tx:
+            rows = await tx.execute_query_dict(
+                "UPDATE videos SET prediction_id = ?, version = version + 1, updated_at = ?"
+                " WHERE id = ? AND attempt = ? AND status = 'processing'"
+                f" RETURNING {EVENT_COLUMNS}",
+                [prediction_id, stamp, video_id, attempt],
+            )
+            if rows:
+                await tx.execute_query(
+                    "UPDATE video_attempts SET prediction_id = ? WHERE video_id = ?"
+                    " AND attempt = ?",
+                    [prediction_id, video_id, attempt],
+                )
+    if not rows:
+        raise StaleAttempt(f"video {video_id}: attempt {attempt} is no longer processing")
+    event = event_from_row(rows[0], None)
+    await publish(bus, [event])
+    return event

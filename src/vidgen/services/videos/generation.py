@@ -1,0 +1,240 @@
+"""``generateVideo``: a new queued video, checked in full before anything is written.
+
+:func:`generate_video` checks everything first (:mod:`.request_checks`, then the rows the
+request names in ONE query: :mod:`.named_rows`). Then the queued Video, its first
+status-history row and its tag links are written atomically by the lifecycle: one statement
+on PostgreSQL (:func:`vidgen.jobs.lifecycle.record_created`), inside one transaction with
+any new tags and theme or a stored input image. Only after the commit is the change
+published and the workers woken (one round trip). Bad input writes nothing and stores no
+file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from vidgen import errors
+from vidgen.events import messages
+from vidgen.events.batch import PublishBatch
+from vidgen.jobs import lifecycle
+from vidgen.media.storage import make_key
+from vidgen.models import OutputFormat, User, Video, VideoStatus
+from vidgen.services import catalog
+from vidgen.services.videos import named_rows
+from vidgen.services.videos.access import actor_of
+from vidgen.services.videos.request_checks import check_input_image, check_request
+
+if TYPE_CHECKING:
+    from vidgen.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+
+MAX_IDEMPOTENCY_KEY = 255
+
+
+async def _earlier(viewer: User, key: str) -> Video | None:
+    return await Video.get_or_none(owner_id=viewer.id, idempotency_key=key)
+
+
+async def generate_video(
+    *,
+    runtime: Runtime,
+    viewer: User,
+    prompt: str,
+    provider: str | None = None,
+    model: str | None = None,
+    project_id: int | None = None,
+    story_id: int | None = None,
+    paragraph_index: int | None = None,
+    input_image: bytes | None = None,
+    resolution: str | None = None,
+    output_format: OutputFormat | str | None = None,
+    duration_seconds: float | None = None,
+    caption: str | None = None,
+    video_style: str | None = None,
+    theme: str | None = None,
+    tags: Sequence[str] | None = None,
+    priority: int | None = None,
+    scheduled_at: dt.datetime | None = None,
+    idempotency_key: str | None = None,
+) -> Video:
+    """Queue a new video.
+
+    Args:
+        runtime: the process's :class:`~vidgen.runtime.Runtime` (settings, providers,
+            storage, bus).
+        viewer: the user asking; the video is theirs.
+        prompt .. scheduled_at: the request (``GenerateVideoInput``, docs/contract.md); ids
+            are database ids, ``input_image`` the uploaded file's bytes.
+        idempotency_key: the same key from the same user returns the first video and
+            creates nothing, even when two requests race.
+
+    Returns:
+        The queued video (or the earlier one for a repeated ``idempotency_key``).
+
+    Raises:
+        BadUserInput: with ``field`` naming the offending input; nothing was written or stored.
+    """
+    key = None
+    if idempotency_key is not None:
+        key = idempotency_key.strip()
+        if not key or len(key) > MAX_IDEMPOTENCY_KEY:
+            raise errors.BadUserInput(
+                f"idempotencyKey must be 1 to {MAX_IDEMPOTENCY_KEY} characters.",
+                field="idempotencyKey",
+            )
+    # A repeated idempotency key returns the first video whatever else the request says: its
+    # errors count only once no such video turned up (the lookup below looks for it too).
+    try:
+        checked = check_request(
+            runtime=runtime,
+            prompt=prompt,
+            provider=provider,
+            model=model,
+            project_id=project_id,
+            story_id=story_id,
+            paragraph_index=paragraph_index,
+            resolution=resolution,
+            output_format=output_format,
+            duration_seconds=duration_seconds,
+            caption=caption,
+            video_style=video_style,
+            theme=theme,
+            tags=tags,
+            priority=priority,
+            scheduled_at=scheduled_at,
+            image=input_image is not None,
+        )
+    except errors.BadUserInput:
+        earlier = await _earlier(viewer, key) if key is not None else None
+        if earlier is not None:
+            return earlier
+        raise
+    found = await named_rows.find_named_rows(owner_id=viewer.id, checked=checked, key=key)
+    if found.earlier and key is not None:
+        earlier = await _earlier(viewer, key)
+        if earlier is not None:
+            return earlier
+    checked = named_rows.check_grouping(checked, found)
+    checked = await check_input_image(runtime, checked, input_image)
+
+    tag_ids = dict(found.tag_ids)  # by name key
+    new_tags = [
+        (display, name_key) for display, name_key in checked.tags if name_key not in tag_ids
+    ]
+    theme_id = found.theme_id
+    new_theme = checked.theme[0] if checked.theme is not None and theme_id is None else None
+    image = None
+    if input_image is not None and checked.image_ext is not None:
+        image = _InputImage(runtime, viewer.id, input_image, checked.image_ext)
+    try:
+        # A new tag or theme, or a stored image, takes several statements: one transaction.
+        # Otherwise record_created's single statement is atomic on its own.
+        several = bool(new_tags) or new_theme is not None or input_image is not None
+        async with in_transaction() if several else nullcontext():
+            if new_theme is not None:
+                theme_id = (await catalog.ensure_theme(owner_id=viewer.id, name=new_theme)).id
+            if new_tags:
+                created = await catalog.create_tags(owner_id=viewer.id, labels=new_tags)
+                tag_ids.update((name_key, tag.id) for name_key, tag in created.items())
+            video = Video(
+                owner_id=viewer.id,
+                created_by_id=viewer.id,
+                prompt=checked.prompt,
+                provider=checked.provider,
+                model=checked.model,
+                status=VideoStatus.QUEUED,
+                resolution=checked.resolution,
+                output_format=checked.output_format,
+                duration_seconds=checked.duration_seconds,
+                project_id=checked.project_id,
+                story_id=checked.story_id,
+                paragraph_index=checked.paragraph_index,
+                caption=checked.caption,
+                video_style=checked.video_style,
+                theme_id=theme_id,
+                priority=checked.priority,
+                scheduled_at=checked.scheduled_at,
+                max_retries=runtime.settings.max_retries,
+                idempotency_key=key,
+            )
+            change = await lifecycle.record_created(
+                video,
+                actor=actor_of(viewer),
+                tag_ids=[tag_ids[name_key] for _, name_key in checked.tags],
+                paragraph_count=found.paragraph_count,
+                with_id=image.store if image is not None else None,
+            )
+    except BaseException as exc:
+        if image is not None and image.key is not None:
+            await _remove_file(runtime, image.key)
+        if isinstance(exc, IntegrityError):
+            if key is not None:
+                # Lost a race with the same idempotency key: the winner's video is the answer.
+                earlier = await _earlier(viewer, key)
+                if earlier is not None:
+                    return earlier
+        if isinstance(exc, IntegrityError | lifecycle.StoryChanged):
+            # Or the project or story was deleted, or the story shortened, after the lookup
+            # (a foreign key or the story guard refused the row): answered as if it had
+            # been so from the start.
+            named_rows.check_grouping(
+                checked,
+                await named_rows.find_named_rows(owner_id=viewer.id, checked=checked, key=None),
+            )
+            if isinstance(exc, lifecycle.StoryChanged):
+                raise errors.BadUserInput(
+                    "The story changed while the video was being added; try again.",
+                    field="paragraphIndex",
+                ) from exc
+        raise
+
+    logger.info(
+        "video queued",
+        extra={
+            "action": "video.created",
+            "video_id": video.id,
+            "user_id": viewer.id,
+            "provider": checked.provider,
+        },
+    )
+    # The change and the workers' wake-up leave together: one round trip to the bus.
+    batch = PublishBatch()
+    batch.add_video_events([change.event])
+    batch.add(*messages.wakeup())
+    await batch.send(runtime.bus)
+    return video
+
+
+@dataclass
+class _InputImage:
+    """The request's input image, stored as soon as the new video has an id (its storage
+    key needs it), inside the transaction that inserts the video."""
+
+    runtime: Runtime
+    owner_id: int
+    data: bytes
+    ext: str
+    key: str | None = None  # once stored
+
+    async def store(self, video_id: int) -> dict[str, str]:
+        self.key = make_key(self.owner_id, video_id, "input", self.ext)
+        await self.runtime.storage.save_bytes(self.key, self.data)
+        return {"input_image": self.key}
+
+
+async def _remove_file(runtime: Runtime, key: str) -> None:
+    try:
+        await asyncio.shield(runtime.storage.delete(key))
+    except Exception:  # noqa: BLE001 - the original error matters more; purge cleans up
+        logger.exception("could not remove a stored input image", extra={"key": key})
