@@ -17,11 +17,15 @@ from PIL import Image
 
 from tests.api import documents as d
 from tests.api.conftest import Account, LiveServer, media_files, row_counts, start_live_server
+from tests.simulators.vendors import SORA_MODELS
 from vidgen.settings import Settings
 
 KEYS = {
     "runway_api_key": "key_" + "ab" * 64,
     "openai_api_key": "sk-proj-limits",
+    # A gateway that routes Sora, with Sora's documented sizes and seconds.
+    "openai_base_url": "https://gateway.example.com",
+    "openai_models": SORA_MODELS,
     "replicate_api_key": "r8_limits",
 }
 

@@ -1,7 +1,8 @@
-"""Local simulators of the providers' documented HTTP APIs (see ../shared/providers.md).
+"""Local simulators of the providers' documented HTTP APIs (see docs/providers.md).
 
 Each is a small Starlette app with scriptable behaviour; run one with
-:func:`tests.simulators.server.serve` (or ``aserve``) on a free port.
+:func:`tests.simulators.server.serve` (or ``aserve``) on a free port. The table of vendors
+the tests drive is :mod:`tests.simulators.vendors`.
 """
 
 from tests.simulators.common import Scenario, Simulator
