@@ -26,6 +26,8 @@ PROVIDER_NAMES = (
     "stability",
     "openai",
     "fal",
+    "google",
+    "luma",
 )
 
 # The vendors' API roots (without the version segment). ``openai`` has none: OpenAI shut its
@@ -35,6 +37,8 @@ DEFAULT_BASE_URLS = {
     "replicate": "https://api.replicate.com",
     "stability": "https://api.stability.ai",
     "fal": "https://queue.fal.run",
+    "google": "https://generativelanguage.googleapis.com",
+    "luma": "https://api.lumalabs.ai/dream-machine",
 }
 
 
@@ -142,6 +146,10 @@ class Settings(BaseSettings):
     fal_base_url: str = DEFAULT_BASE_URLS["fal"]
     fal_model: str = "fal-ai/kling-video/v2/master/text-to-video"
     fal_jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+    google_api_key: str | None = None
+    google_base_url: str = DEFAULT_BASE_URLS["google"]
+    luma_api_key: str | None = None
+    luma_base_url: str = DEFAULT_BASE_URLS["luma"]
     webhook_tolerance_seconds: int = 300
 
     @field_validator("provider_concurrency", mode="before")

@@ -15,6 +15,7 @@ import io
 import pytest
 from PIL import Image
 
+from tests.api import documents as d
 from tests.api.conftest import LiveServer
 from tests.e2e.conftest import (
     CANCEL_ROUTES,
@@ -48,7 +49,7 @@ from vidgen.settings import Settings
 S = VideoStatus
 # Providers whose prompt reaches the simulator (Stability takes no prompt: script it instead).
 PROMPTED = tuple(name for name in HTTP_PROVIDERS if VENDORS[name].takes_prompt)
-# Providers that take an uploaded image inline.
+# Providers that take an uploaded image inline (Luma takes images by https URL only).
 INLINE_IMAGES = tuple(
     name
     for name in HTTP_PROVIDERS
@@ -133,6 +134,32 @@ async def test_image_to_video_sends_the_uploaded_image(
         for sign in ("data:image/png;base64,", "input_reference_type", "bytesBase64Encoded")
     )
     assert sims[name].submissions == 1
+
+
+@one_backend
+async def test_an_image_for_luma_needs_a_public_https_address(
+    server: LiveServer, sims: Sims, token: str
+) -> None:
+    """Luma takes keyframe images by URL only: with this server's plain-http address the
+    request is refused at once on inputImage, and nothing is queued or sent."""
+    response = await server.upload(
+        d.GENERATE_VIDEO,
+        {
+            "input": {
+                "prompt": "slow pan",
+                "provider": "luma",
+                "inputImage": None,
+                **REQUESTS["luma"],
+            }
+        },
+        {"variables.input.inputImage": ("input.png", png_bytes(), "image/png")},
+        token=token,
+    )
+    body = response.json()
+    assert d.error_codes(body) == ["BAD_USER_INPUT"], body
+    assert body["errors"][0]["extensions"]["field"] == "inputImage"
+    assert await Video.all().count() == 0
+    assert sims["luma"].requests == []
 
 
 @one_backend

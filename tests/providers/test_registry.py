@@ -15,7 +15,7 @@ async def test_builds_every_provider_in_order() -> None:
     providers = build_providers(settings)
     try:
         assert list(providers) == ["local", *HTTP] == list(PROVIDER_NAMES)
-        assert HTTP == ["runway", "replicate", "stability", "openai", "fal"]
+        assert HTTP == ["runway", "replicate", "stability", "openai", "fal", "google", "luma"]
         assert all(isinstance(p, Provider) for p in providers.values())
         available = {name for name, p in providers.items() if p.available} - {"local"}
         assert available == {"runway", "fal"}

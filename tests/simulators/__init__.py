@@ -7,6 +7,8 @@ the tests drive is :mod:`tests.simulators.vendors`.
 
 from tests.simulators.common import Scenario, Simulator
 from tests.simulators.fal import FalSimulator
+from tests.simulators.google import GoogleSimulator
+from tests.simulators.luma import LumaSimulator
 from tests.simulators.openai import OpenAISimulator
 from tests.simulators.replicate import ReplicateSimulator
 from tests.simulators.runway import RunwaySimulator
@@ -14,6 +16,8 @@ from tests.simulators.stability import StabilitySimulator
 
 __all__ = [
     "FalSimulator",
+    "GoogleSimulator",
+    "LumaSimulator",
     "OpenAISimulator",
     "ReplicateSimulator",
     "RunwaySimulator",

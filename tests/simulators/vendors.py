@@ -14,6 +14,8 @@ from typing import Any
 
 from tests.simulators.common import Simulator
 from tests.simulators.fal import FalSimulator
+from tests.simulators.google import GoogleSimulator
+from tests.simulators.luma import LumaSimulator
 from tests.simulators.openai import SORA, OpenAISimulator
 from tests.simulators.replicate import ReplicateSimulator
 from tests.simulators.runway import RunwaySimulator
@@ -122,6 +124,26 @@ VENDORS: dict[str, Vendor] = {
             cancel_route=("PUT", "/fal-ai/kling-video/requests/{id}/cancel"),
             callbacks=True,
             per_request=True,
+        ),
+        Vendor(
+            name="google",
+            simulator=GoogleSimulator,
+            key="AIzaSyD-SimulatedGoogleKey0123456789ab",
+            resolution="1280x720",
+            duration_seconds=8,
+            shows_queue=False,
+            rejected_key_status=400,
+        ),
+        Vendor(
+            name="luma",
+            simulator=LumaSimulator,
+            key="luma-0123456789abcdef0123456789abcdef0123456789abcdef",
+            resolution="1280x720",
+            duration_seconds=5,
+            cancel_route=("DELETE", "/v1/generations/{id}"),
+            callbacks=True,
+            per_request=True,
+            image_by_url_only=True,
         ),
     )
 }

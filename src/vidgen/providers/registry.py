@@ -1,6 +1,6 @@
 """Building every provider once per process, and closing them.
 
-Order: local, runway, replicate, stability, openai, fal (then ``test`` when
+Order: local, runway, replicate, stability, openai, fal, google, luma (then ``test`` when
 ``enable_test_provider``).
 """
 
@@ -12,7 +12,9 @@ from collections.abc import Mapping
 
 from vidgen.providers.base import Provider
 from vidgen.providers.fal import FalProvider
+from vidgen.providers.google import GoogleProvider
 from vidgen.providers.local import LocalProvider
+from vidgen.providers.luma import LumaProvider
 from vidgen.providers.openai import OpenAIProvider
 from vidgen.providers.replicate import ReplicateProvider
 from vidgen.providers.runway import RunwayProvider
@@ -28,6 +30,8 @@ HTTP_PROVIDERS = {
     "stability": StabilityProvider,
     "openai": OpenAIProvider,
     "fal": FalProvider,
+    "google": GoogleProvider,
+    "luma": LumaProvider,
 }
 
 
