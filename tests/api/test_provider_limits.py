@@ -27,6 +27,8 @@ KEYS = {
     "openai_base_url": "https://gateway.example.com",
     "openai_models": SORA_MODELS,
     "replicate_api_key": "r8_limits",
+    "google_api_key": "AIza-limits",
+    "luma_api_key": "luma-limits",
 }
 
 UPLOAD = """
@@ -84,6 +86,22 @@ async def assert_refused(server: LiveServer, body: dict[str, Any], field: str) -
         # sora-2 (the default model) only makes 720x1280 and 1280x720.
         ({"provider": "openai", "resolution": "1792x1024"}, "resolution"),
         ({"provider": "openai", "resolution": "1024x1792", "model": "sora-2"}, "resolution"),
+        # Durations are each model's own: Veo 3.1 4/6/8 s (1080p at 8 s only), Veo 2 5-8 s.
+        ({"provider": "google", "durationSeconds": 5}, "durationSeconds"),
+        (
+            {"provider": "google", "resolution": "1920x1080", "durationSeconds": 4},
+            "durationSeconds",
+        ),
+        (
+            {"provider": "google", "model": "veo-2.0-generate-001", "durationSeconds": 4},
+            "durationSeconds",
+        ),
+        (
+            {"provider": "google", "model": "veo-2.0-generate-001", "resolution": "1920x1080"},
+            "resolution",
+        ),
+        ({"provider": "replicate", "durationSeconds": 8}, "durationSeconds"),  # minimax: 6 s
+        ({"provider": "google", "model": "veo-9"}, "model"),
     ],
 )
 async def test_what_the_provider_refuses_is_refused_at_enqueue(
@@ -101,6 +119,10 @@ async def test_what_the_provider_takes_is_still_queued(server: LiveServer, alice
         {"provider": "runway", "prompt": "\U0001f98a" * 500},  # exactly 1000 UTF-16 units
         {"provider": "openai", "resolution": "1792x1024", "model": "sora-2-pro"},
         {"provider": "openai", "resolution": "1280x720"},
+        {"provider": "google", "resolution": "1920x1080", "durationSeconds": 8},
+        {"provider": "google", "model": "veo-2.0-generate-001", "durationSeconds": 5},
+        {"provider": "replicate", "model": "google/veo-2", "durationSeconds": 8},
+        {"provider": "luma", "resolution": "1080x1920", "durationSeconds": 9},
     ]
     for input_ in accepted:
         body = await generate(server, t, **input_)
@@ -169,3 +191,13 @@ async def test_the_inline_limit_is_each_providers_own(server: LiveServer, alice:
             server, alice.token, image, provider=provider, resolution="1280x720", **extra
         )
         assert body.get("errors") is None, body
+
+
+async def test_a_url_only_provider_says_so_on_input_image(
+    server: LiveServer, alice: Account
+) -> None:
+    """Luma takes keyframe images by URL only: without a public https address it is refused
+    at once, and the message says what to do (not a byte limit)."""
+    body = await upload(server, alice.token, noisy_png(16, 16), provider="luma")
+    message = await assert_refused(server, body, "inputImage")
+    assert "URL only" in message and "VIDGEN_PUBLIC_URL" in message
