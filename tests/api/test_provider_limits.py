@@ -201,3 +201,55 @@ async def test_a_url_only_provider_says_so_on_input_image(
     body = await upload(server, alice.token, noisy_png(16, 16), provider="luma")
     message = await assert_refused(server, body, "inputImage")
     assert "URL only" in message and "VIDGEN_PUBLIC_URL" in message
+
+
+PROVIDER_MODELS = """
+query {
+  providers {
+    name available unavailableReason
+    models {
+      name textToVideo imageToVideo resolutions textToVideoResolutions
+      imageToVideoResolutions minDurationSeconds maxDurationSeconds durations
+      longestOnlyResolutions
+    }
+  }
+}
+"""
+
+
+async def test_providers_lists_each_models_catalog(server: LiveServer) -> None:
+    body = await server.gql(PROVIDER_MODELS)
+    assert "errors" not in body, body
+    providers = {p["name"]: p for p in body["data"]["providers"]}
+    runway = {m["name"]: m for m in providers["runway"]["models"]}
+    assert runway["gen4_turbo"]["textToVideo"] is False
+    assert runway["gen4.5"]["textToVideoResolutions"] == ["1280x720", "720x1280"]
+    assert len(runway["gen4.5"]["imageToVideoResolutions"]) == 6
+    google = {m["name"]: m for m in providers["google"]["models"]}
+    assert google["veo-2.0-generate-001"]["durations"] == [5, 6, 7, 8]
+    assert google["veo-3.1-generate-preview"]["longestOnlyResolutions"] == [
+        "1920x1080",
+        "1080x1920",
+    ]
+    sora = {m["name"]: m for m in providers["openai"]["models"]}
+    assert sora["sora-2"]["resolutions"] == ["720x1280", "1280x720"]
+    local = providers["local"]["models"]
+    assert [m["name"] for m in local] == ["scene-v1"] and local[0]["maxDurationSeconds"] == 30
+    # Configured: no reason; not configured: the reason names what to set.
+    assert providers["runway"]["unavailableReason"] is None
+    assert providers["fal"]["available"] is False
+    assert "VIDGEN_FAL_API_KEY" in providers["fal"]["unavailableReason"]
+
+
+async def test_an_unavailable_provider_is_refused_with_its_reason(
+    db: Settings, alice: Account
+) -> None:
+    """No gateway URL: OpenAI's own Videos API is gone, and the refusal says so."""
+    async with start_live_server(db, openai_api_key="sk-proj-limits") as server:
+        body = await generate(server, alice.token, provider="openai")
+        message = await assert_refused(server, body, "provider")
+        assert "VIDGEN_OPENAI_BASE_URL" in message
+        providers = {p["name"]: p for p in (await server.gql(PROVIDER_MODELS))["data"]["providers"]}
+        assert providers["openai"]["available"] is False
+        assert "2026-09-24" in providers["openai"]["unavailableReason"]
+        assert providers["openai"]["models"] == []
