@@ -19,12 +19,26 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from vidgen import errors
 from vidgen.eventloop import EventLoopChoice
 
+PROVIDER_NAMES = (
+    "local",
+    "runway",
+    "replicate",
+    "stability",
+    "openai",
+    "fal",
+    "google",
+    "luma",
+)
+
+# The vendors' API roots (without the version segment). ``openai`` has none: OpenAI shut its
+# own Videos API down, so that adapter talks to a gateway whose URL must be given.
 DEFAULT_BASE_URLS = {
     "runway": "https://api.dev.runwayml.com",
     "replicate": "https://api.replicate.com",
     "stability": "https://api.stability.ai",
-    "openai": "https://api.openai.com",
     "fal": "https://queue.fal.run",
+    "google": "https://generativelanguage.googleapis.com",
+    "luma": "https://api.lumalabs.ai/dream-machine",
 }
 
 
@@ -122,12 +136,20 @@ class Settings(BaseSettings):
     stability_api_key: str | None = None
     stability_base_url: str = DEFAULT_BASE_URLS["stability"]
     openai_api_key: str | None = None
-    openai_base_url: str = DEFAULT_BASE_URLS["openai"]
+    # An OpenAI-compatible Videos API gateway (LiteLLM, ...); unset: the provider is
+    # unavailable. Its models, and each model's sizes and seconds, come from openai_models:
+    # {"model": {"sizes": ["1280x720"], "seconds": [4, 8], "image": true}} (docs/providers.md).
+    openai_base_url: str | None = None
+    openai_models: Annotated[dict[str, dict[str, object]], NoDecode] = Field(default_factory=dict)
     openai_webhook_secret: str | None = None
     fal_api_key: str | None = None
     fal_base_url: str = DEFAULT_BASE_URLS["fal"]
     fal_model: str = "fal-ai/kling-video/v2/master/text-to-video"
     fal_jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+    google_api_key: str | None = None
+    google_base_url: str = DEFAULT_BASE_URLS["google"]
+    luma_api_key: str | None = None
+    luma_base_url: str = DEFAULT_BASE_URLS["luma"]
     webhook_tolerance_seconds: int = 300
 
     @field_validator("provider_concurrency", mode="before")
@@ -142,6 +164,13 @@ class Settings(BaseSettings):
                 name, _, number = part.partition("=")
                 limits[name.strip()] = int(number)
             return limits
+        return value
+
+    @field_validator("openai_models", mode="before")
+    @classmethod
+    def _parse_models(cls, value: object) -> object:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
         return value
 
     @field_validator("ws_allowed_origins", mode="before")

@@ -17,12 +17,18 @@ from PIL import Image
 
 from tests.api import documents as d
 from tests.api.conftest import Account, LiveServer, media_files, row_counts, start_live_server
+from tests.simulators.vendors import SORA_MODELS
 from vidgen.settings import Settings
 
 KEYS = {
     "runway_api_key": "key_" + "ab" * 64,
     "openai_api_key": "sk-proj-limits",
+    # A gateway that routes Sora, with Sora's documented sizes and seconds.
+    "openai_base_url": "https://gateway.example.com",
+    "openai_models": SORA_MODELS,
     "replicate_api_key": "r8_limits",
+    "google_api_key": "AIza-limits",
+    "luma_api_key": "luma-limits",
 }
 
 UPLOAD = """
@@ -80,6 +86,22 @@ async def assert_refused(server: LiveServer, body: dict[str, Any], field: str) -
         # sora-2 (the default model) only makes 720x1280 and 1280x720.
         ({"provider": "openai", "resolution": "1792x1024"}, "resolution"),
         ({"provider": "openai", "resolution": "1024x1792", "model": "sora-2"}, "resolution"),
+        # Durations are each model's own: Veo 3.1 4/6/8 s (1080p at 8 s only), Veo 2 5-8 s.
+        ({"provider": "google", "durationSeconds": 5}, "durationSeconds"),
+        (
+            {"provider": "google", "resolution": "1920x1080", "durationSeconds": 4},
+            "durationSeconds",
+        ),
+        (
+            {"provider": "google", "model": "veo-2.0-generate-001", "durationSeconds": 4},
+            "durationSeconds",
+        ),
+        (
+            {"provider": "google", "model": "veo-2.0-generate-001", "resolution": "1920x1080"},
+            "resolution",
+        ),
+        ({"provider": "replicate", "durationSeconds": 8}, "durationSeconds"),  # minimax: 6 s
+        ({"provider": "google", "model": "veo-9"}, "model"),
     ],
 )
 async def test_what_the_provider_refuses_is_refused_at_enqueue(
@@ -97,6 +119,10 @@ async def test_what_the_provider_takes_is_still_queued(server: LiveServer, alice
         {"provider": "runway", "prompt": "\U0001f98a" * 500},  # exactly 1000 UTF-16 units
         {"provider": "openai", "resolution": "1792x1024", "model": "sora-2-pro"},
         {"provider": "openai", "resolution": "1280x720"},
+        {"provider": "google", "resolution": "1920x1080", "durationSeconds": 8},
+        {"provider": "google", "model": "veo-2.0-generate-001", "durationSeconds": 5},
+        {"provider": "replicate", "model": "google/veo-2", "durationSeconds": 8},
+        {"provider": "luma", "resolution": "1080x1920", "durationSeconds": 9},
     ]
     for input_ in accepted:
         body = await generate(server, t, **input_)
@@ -165,3 +191,65 @@ async def test_the_inline_limit_is_each_providers_own(server: LiveServer, alice:
             server, alice.token, image, provider=provider, resolution="1280x720", **extra
         )
         assert body.get("errors") is None, body
+
+
+async def test_a_url_only_provider_says_so_on_input_image(
+    server: LiveServer, alice: Account
+) -> None:
+    """Luma takes keyframe images by URL only: without a public https address it is refused
+    at once, and the message says what to do (not a byte limit)."""
+    body = await upload(server, alice.token, noisy_png(16, 16), provider="luma")
+    message = await assert_refused(server, body, "inputImage")
+    assert "URL only" in message and "VIDGEN_PUBLIC_URL" in message
+
+
+PROVIDER_MODELS = """
+query {
+  providers {
+    name available unavailableReason
+    models {
+      name textToVideo imageToVideo resolutions textToVideoResolutions
+      imageToVideoResolutions minDurationSeconds maxDurationSeconds durations
+      longestOnlyResolutions
+    }
+  }
+}
+"""
+
+
+async def test_providers_lists_each_models_catalog(server: LiveServer) -> None:
+    body = await server.gql(PROVIDER_MODELS)
+    assert "errors" not in body, body
+    providers = {p["name"]: p for p in body["data"]["providers"]}
+    runway = {m["name"]: m for m in providers["runway"]["models"]}
+    assert runway["gen4_turbo"]["textToVideo"] is False
+    assert runway["gen4.5"]["textToVideoResolutions"] == ["1280x720", "720x1280"]
+    assert len(runway["gen4.5"]["imageToVideoResolutions"]) == 6
+    google = {m["name"]: m for m in providers["google"]["models"]}
+    assert google["veo-2.0-generate-001"]["durations"] == [5, 6, 7, 8]
+    assert google["veo-3.1-generate-preview"]["longestOnlyResolutions"] == [
+        "1920x1080",
+        "1080x1920",
+    ]
+    sora = {m["name"]: m for m in providers["openai"]["models"]}
+    assert sora["sora-2"]["resolutions"] == ["720x1280", "1280x720"]
+    local = providers["local"]["models"]
+    assert [m["name"] for m in local] == ["scene-v1"] and local[0]["maxDurationSeconds"] == 30
+    # Configured: no reason; not configured: the reason names what to set.
+    assert providers["runway"]["unavailableReason"] is None
+    assert providers["fal"]["available"] is False
+    assert "VIDGEN_FAL_API_KEY" in providers["fal"]["unavailableReason"]
+
+
+async def test_an_unavailable_provider_is_refused_with_its_reason(
+    db: Settings, alice: Account
+) -> None:
+    """No gateway URL: OpenAI's own Videos API is gone, and the refusal says so."""
+    async with start_live_server(db, openai_api_key="sk-proj-limits") as server:
+        body = await generate(server, alice.token, provider="openai")
+        message = await assert_refused(server, body, "provider")
+        assert "VIDGEN_OPENAI_BASE_URL" in message
+        providers = {p["name"]: p for p in (await server.gql(PROVIDER_MODELS))["data"]["providers"]}
+        assert providers["openai"]["available"] is False
+        assert "2026-09-24" in providers["openai"]["unavailableReason"]
+        assert providers["openai"]["models"] == []

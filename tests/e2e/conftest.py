@@ -31,17 +31,10 @@ from PIL import Image
 
 from tests.api.conftest import LiveServer, serve
 from tests.conftest import BACKENDS
-from tests.simulators import (
-    FalSimulator,
-    OpenAISimulator,
-    ReplicateSimulator,
-    RunwaySimulator,
-    Simulator,
-    StabilitySimulator,
-)
-from tests.simulators.common import new_whsec
+from tests.simulators.common import Simulator, new_whsec
 from tests.simulators.server import Switch
 from tests.simulators.server import serve as serve_in_thread
+from tests.simulators.vendors import CALLBACK_NAMES, NAMES, VENDORS
 from vidgen.events.memory import MemoryBus
 from vidgen.graphql.types import decode_id
 from vidgen.jobs.worker import Worker
@@ -62,43 +55,20 @@ TERMINAL = (S.COMPLETED, S.FAILED, S.CANCELED)
 ONE_BACKEND = "sqlite" if "sqlite" in BACKENDS else BACKENDS[0]
 one_backend = pytest.mark.parametrize("backend", [ONE_BACKEND])
 
-HTTP_PROVIDERS = ("runway", "replicate", "stability", "openai", "fal")
-WEBHOOK_PROVIDERS = ("replicate", "openai", "fal")
-# Keys in each provider's real shape, so the scrubbing of error messages is exercised.
-KEYS = {
-    "runway": "key_" + "0123456789abcdef" * 8,
-    "replicate": "r8_E2eReplicateToken0123456789abc",
-    "stability": "sk-E2eStabilityKey0123456789abcdef",
-    "openai": "sk-proj-E2eOpenAIKey0123456789abcdef",
-    "fal": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0:e2e0facecafebeef0123456789abcdef",
-}
+HTTP_PROVIDERS = NAMES
+WEBHOOK_PROVIDERS = CALLBACK_NAMES
+KEYS = {name: vendor.key for name, vendor in VENDORS.items()}
 REPLICATE_WHSEC = new_whsec()
 OPENAI_WHSEC = new_whsec()
 FAL_SIGNING_KEY = Ed25519PrivateKey.generate()
 
-SIMULATORS: dict[str, type[Simulator]] = {
-    "runway": RunwaySimulator,
-    "replicate": ReplicateSimulator,
-    "stability": StabilitySimulator,
-    "openai": OpenAISimulator,
-    "fal": FalSimulator,
-}
 # A request each provider accepts (the defaults of generateVideo are not all valid for all).
 REQUESTS: dict[str, dict[str, Any]] = {
-    "runway": {"resolution": "1280x720", "durationSeconds": 5},
-    "replicate": {"resolution": "1280x720", "durationSeconds": 6},
-    "stability": {"resolution": "1024x576", "durationSeconds": 4},
-    "openai": {"resolution": "1280x720", "durationSeconds": 4},
-    "fal": {"resolution": "1280x720", "durationSeconds": 5},
+    name: {"resolution": vendor.resolution, "durationSeconds": vendor.duration_seconds}
+    for name, vendor in VENDORS.items()
 }
 # The provider endpoint a cancel must reach (None: the provider has no cancel).
-CANCEL_ROUTES: dict[str, tuple[str, str] | None] = {
-    "runway": ("DELETE", "/v1/tasks/{id}"),
-    "replicate": ("POST", "/v1/predictions/{id}/cancel"),
-    "stability": None,
-    "openai": ("DELETE", "/v1/videos/{id}"),
-    "fal": ("PUT", "/fal-ai/kling-video/requests/{id}/cancel"),
-}
+CANCEL_ROUTES = {name: vendor.cancel_route for name, vendor in VENDORS.items()}
 
 CLIENT_TIMEOUT = 1.0  # provider_timeout_seconds; a simulated hang outlasts it
 HANG_SECONDS = CLIENT_TIMEOUT + 0.6
@@ -153,7 +123,7 @@ class Sims:
         return self._servers[name][1]
 
     def replace(self, name: str, **kwargs: Any) -> Simulator:
-        options: dict[str, Any] = {"api_key": KEYS[name]}
+        options: dict[str, Any] = {}
         if name == "replicate":
             options["webhook_secret"] = REPLICATE_WHSEC
         elif name == "openai":
@@ -161,7 +131,7 @@ class Sims:
         elif name == "fal":
             options["signing_key"] = FAL_SIGNING_KEY
         options.update(kwargs)
-        sim = SIMULATORS[name](**options)
+        sim = VENDORS[name].simulator_for(**options)
         # Short and predictable: one "queued" poll, one "running" poll, then the outcome.
         sim.scenario.queued_polls = 1
         sim.scenario.running_polls = 1
@@ -185,12 +155,11 @@ def sims(sim_servers: dict[str, tuple[Switch, str]]) -> Sims:
 @pytest.fixture
 def settings(settings: Settings, sims: Sims) -> Settings:
     """The root settings plus every HTTP provider pointed at its simulator, with its key."""
-    for name in HTTP_PROVIDERS:
-        setattr(settings, f"{name}_api_key", KEYS[name])
-        setattr(settings, f"{name}_base_url", sims.base_url(name))
+    for name, vendor in VENDORS.items():
+        for setting, value in vendor.settings_for(sims.base_url(name)).items():
+            setattr(settings, setting, value)
     settings.replicate_webhook_secret = REPLICATE_WHSEC
     settings.openai_webhook_secret = OPENAI_WHSEC
-    settings.fal_jwks_url = f"{sims.base_url('fal')}/.well-known/jwks.json"
     settings.provider_timeout_seconds = CLIENT_TIMEOUT
     settings.runway_poll_seconds = FAST_POLL
     settings.thumbnail_width = THUMBNAIL_WIDTH
@@ -283,7 +252,7 @@ async def generate_for(
     """Queue a video on ``provider`` with a request it accepts: (database id, global id)."""
     values: dict[str, Any] = {"prompt": prompt, "provider": provider, **REQUESTS[provider]}
     values.update(more)
-    image = png_bytes() if provider == "stability" else None
+    image = png_bytes() if not VENDORS[provider].text_to_video else None
     video = await generate(server, token, image=image, **values)
     return db_id(video["id"]), video["id"]
 

@@ -15,6 +15,7 @@ import io
 import pytest
 from PIL import Image
 
+from tests.api import documents as d
 from tests.api.conftest import LiveServer
 from tests.e2e.conftest import (
     CANCEL_ROUTES,
@@ -37,6 +38,7 @@ from tests.e2e.conftest import (
     wait_until,
 )
 from tests.simulators.media import FPS, FRAMES, SIZE, sample_mp4
+from tests.simulators.vendors import VENDORS
 from vidgen.events.channels import video_channel
 from vidgen.jobs import pipeline, queue
 from vidgen.jobs.worker import Worker
@@ -46,7 +48,13 @@ from vidgen.settings import Settings
 
 S = VideoStatus
 # Providers whose prompt reaches the simulator (Stability takes no prompt: script it instead).
-PROMPTED = tuple(name for name in HTTP_PROVIDERS if name != "stability")
+PROMPTED = tuple(name for name in HTTP_PROVIDERS if VENDORS[name].takes_prompt)
+# Providers that take an uploaded image inline (Luma takes images by https URL only).
+INLINE_IMAGES = tuple(
+    name
+    for name in HTTP_PROVIDERS
+    if VENDORS[name].text_to_video and not VENDORS[name].image_by_url_only
+)
 
 
 def utcnow() -> dt.datetime:
@@ -89,7 +97,7 @@ async def test_completes_with_file_thumbnail_and_metadata(
     sim = sims[name]
     assert sim.submissions == 1
     assert video.prediction_id in sim.jobs
-    if name != "stability":  # Stability's API takes no prompt
+    if VENDORS[name].takes_prompt:  # Stability's API takes no prompt
         assert "a red fox running through snow" in repr(sim.received[0])
     [(outcome, code)] = await attempts(video_id)
     assert (outcome, code) == (AttemptOutcome.SUCCEEDED, None)
@@ -110,7 +118,7 @@ async def test_completes_with_file_thumbnail_and_metadata(
 
 
 @one_backend
-@pytest.mark.parametrize("name", [n for n in HTTP_PROVIDERS if n != "stability"])
+@pytest.mark.parametrize("name", INLINE_IMAGES)
 async def test_image_to_video_sends_the_uploaded_image(
     name: str, server: LiveServer, runtime: Runtime, sims: Sims, token: str
 ) -> None:
@@ -121,8 +129,37 @@ async def test_image_to_video_sends_the_uploaded_image(
     assert await Worker(runtime, concurrency=1).run_until_idle() == 1
     await assert_completed_with_sample(runtime, db_id(video["id"]))
     received = repr(sims[name].received[0])
-    assert "data:image/png;base64," in received or "input_reference_type" in received
+    assert any(
+        sign in received
+        for sign in ("data:image/png;base64,", "input_reference_type", "bytesBase64Encoded")
+    )
     assert sims[name].submissions == 1
+
+
+@one_backend
+async def test_an_image_for_luma_needs_a_public_https_address(
+    server: LiveServer, sims: Sims, token: str
+) -> None:
+    """Luma takes keyframe images by URL only: with this server's plain-http address the
+    request is refused at once on inputImage, and nothing is queued or sent."""
+    response = await server.upload(
+        d.GENERATE_VIDEO,
+        {
+            "input": {
+                "prompt": "slow pan",
+                "provider": "luma",
+                "inputImage": None,
+                **REQUESTS["luma"],
+            }
+        },
+        {"variables.input.inputImage": ("input.png", png_bytes(), "image/png")},
+        token=token,
+    )
+    body = response.json()
+    assert d.error_codes(body) == ["BAD_USER_INPUT"], body
+    assert body["errors"][0]["extensions"]["field"] == "inputImage"
+    assert await Video.all().count() == 0
+    assert sims["luma"].requests == []
 
 
 @one_backend
@@ -183,7 +220,7 @@ async def test_stability_content_filtered_fails_without_retry(
 async def test_stability_failure_is_a_500_so_it_is_retried_then_given_up(
     server: LiveServer, runtime: Runtime, sims: Sims, token: str
 ) -> None:
-    """Stability reports a failed generation as a 5xx on the result (providers.md): the
+    """Stability reports a failed generation as a 5xx on the result (docs/providers.md): the
     engine cannot tell it from an outage, so it retries the same generation, then gives up."""
     sims["stability"].scenario.outcome = "fail"
     video_id, _ = await generate_for(server, token, "stability")
@@ -299,11 +336,10 @@ async def test_cancel_of_a_processing_job_reaches_the_provider(
     assert video.status == S.CANCELED
     assert await attempts(video_id) == [(AttemptOutcome.CANCELED, None)]
     route = CANCEL_ROUTES[name]
-    if route is None:  # Stability has no cancel endpoint: only submit and polls were sent
-        assert {path for _, path in sim.requests} <= {
-            "/v2beta/image-to-video",
-            f"/v2beta/image-to-video/result/{processing.prediction_id}",
-        }
+    if route is None:  # no cancel endpoint (Stability, Google): only submit and polls sent
+        assert not any(
+            method in ("DELETE", "PUT") or path.endswith("/cancel") for method, path in sim.requests
+        ), sim.requests
     else:
         method, path = route
         assert (method, path.format(id=processing.prediction_id)) in sim.requests

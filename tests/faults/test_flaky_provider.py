@@ -95,7 +95,10 @@ async def test_provider_failing_thirty_percent_of_calls(db) -> None:
         owner = await User.create(email="chaos@example.com", password_hash="x")
         prompts = [f"flaky job {i}" for i in range(JOBS)]
         ids = await submit_jobs(owner, prompts, provider="replicate")
-        await Video.filter(id__in=ids).update(resolution="1280x720", max_retries=25)
+        # What minimax/video-01 (the default model) makes: 6 s at 1280x720.
+        await Video.filter(id__in=ids).update(
+            resolution="1280x720", duration_seconds=6, max_retries=25
+        )
         worker = Worker(runtime, concurrency=8)
         task = worker.start()
         try:

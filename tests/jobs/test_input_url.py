@@ -16,9 +16,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest_asyncio
 
 from tests.jobs.conftest import make_video
-from tests.providers.conftest import KEYS, provider_settings
 from tests.simulators.replicate import ReplicateSimulator
 from tests.simulators.server import aserve
+from tests.simulators.vendors import VENDORS, adapter_settings
 from vidgen.events.memory import MemoryBus
 from vidgen.jobs.worker import Worker
 from vidgen.media import signing
@@ -33,10 +33,10 @@ PUBLIC = "https://vidgen.example.com"
 
 @pytest_asyncio.fixture
 async def replicate(db: Settings) -> AsyncIterator[tuple[ReplicateSimulator, Runtime]]:
-    sim = ReplicateSimulator(api_key=KEYS["replicate"])
+    sim = ReplicateSimulator(api_key=VENDORS["replicate"].key)
     async with aserve(sim.app) as url:
         sim.base_url = url
-        provider = ReplicateProvider(provider_settings("replicate", url))
+        provider = ReplicateProvider(adapter_settings("replicate", url))
         provider.capabilities = dataclasses.replace(
             provider.capabilities, min_poll_interval=0.01, max_poll_interval=0.05
         )

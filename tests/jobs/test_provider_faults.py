@@ -19,9 +19,9 @@ import pytest_asyncio
 from starlette.applications import Starlette
 
 from tests.jobs.conftest import make_video, prediction_stored, utcnow, wait_until
-from tests.providers.conftest import KEYS, provider_settings
 from tests.simulators import FalSimulator
 from tests.simulators.server import aserve
+from tests.simulators.vendors import VENDORS, adapter_settings
 from vidgen.events.channels import job_channel
 from vidgen.events.memory import MemoryBus
 from vidgen.jobs import control
@@ -48,12 +48,12 @@ class Fal:
 @pytest_asyncio.fixture
 async def fal(db: Settings) -> AsyncIterator[Fal]:
     """A runtime whose only provider is fal, talking to a fresh simulator."""
-    sim = FalSimulator(api_key=KEYS["fal"])
+    sim = FalSimulator(api_key=VENDORS["fal"].key)
     sim.scenario.queued_polls = 0
     sim.scenario.running_polls = 1
     async with aserve(sim.app) as url:
         sim.base_url = url
-        provider = FalProvider(provider_settings("fal", url, fal_model=MODEL))
+        provider = FalProvider(adapter_settings("fal", url, fal_model=MODEL))
         # Poll as fast as the test likes (fal's own floor is 2 s).
         provider.capabilities = dataclasses.replace(
             provider.capabilities, min_poll_interval=0.01, max_poll_interval=0.05

@@ -11,58 +11,18 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.simulators import (
-    FalSimulator,
-    OpenAISimulator,
-    ReplicateSimulator,
-    RunwaySimulator,
-    Simulator,
-    StabilitySimulator,
-)
+from tests.simulators.common import Simulator
 from tests.simulators.server import Switch, serve
+from tests.simulators.vendors import CLIENT_TIMEOUT, NAMES, VENDORS, adapter_settings
 from vidgen.providers.base import GenerationRequest, InputImage
-from vidgen.providers.fal import FalProvider
 from vidgen.providers.http import HttpProvider
-from vidgen.providers.openai import OpenAIProvider
-from vidgen.providers.replicate import ReplicateProvider
-from vidgen.providers.runway import RunwayProvider
-from vidgen.providers.stability import StabilityProvider
-from vidgen.settings import Settings
+from vidgen.providers.registry import HTTP_PROVIDERS
 
 # Keys in each provider's real shape, so scrubbing is tested on realistic values.
-KEYS = {
-    "runway": "key_" + "0123456789abcdef" * 8,
-    "replicate": "r8_SimulatedReplicateToken0123456789",
-    "stability": "sk-SimulatedStabilityKey0123456789",
-    "openai": "sk-proj-SimulatedOpenAIKey0123456789",
-    "fal": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0:feedfacecafebeef0123456789abcdef",
-}
+KEYS = {name: vendor.key for name, vendor in VENDORS.items()}
 WRONG_KEYS = {name: key[:-6] + "WRONG1" for name, key in KEYS.items()}
-PROVIDERS = tuple(KEYS)
-CLIENT_TIMEOUT = 1.0  # a "hang" in the simulator lasts longer than this (0.4 s: a
-# connect to the local simulator timed out once under a loaded CI run)
-
-SIMULATORS: dict[str, type[Simulator]] = {
-    "runway": RunwaySimulator,
-    "replicate": ReplicateSimulator,
-    "stability": StabilitySimulator,
-    "openai": OpenAISimulator,
-    "fal": FalSimulator,
-}
-ADAPTERS: dict[str, type[HttpProvider]] = {
-    "runway": RunwayProvider,
-    "replicate": ReplicateProvider,
-    "stability": StabilityProvider,
-    "openai": OpenAIProvider,
-    "fal": FalProvider,
-}
-REQUESTS: dict[str, dict[str, Any]] = {
-    "runway": {"resolution": "1280x720", "duration_seconds": 5},
-    "replicate": {"resolution": "1280x720", "duration_seconds": 6},
-    "stability": {"resolution": "1024x576", "duration_seconds": 4},
-    "openai": {"resolution": "1280x720", "duration_seconds": 4},
-    "fal": {"resolution": "1280x720", "duration_seconds": 5},
-}
+PROVIDERS = NAMES
+ADAPTERS: dict[str, type[HttpProvider]] = dict(HTTP_PROVIDERS)
 
 
 def png(width: int = 320, height: int = 200) -> InputImage:
@@ -71,16 +31,7 @@ def png(width: int = 320, height: int = 200) -> InputImage:
     return InputImage(data=out.getvalue(), content_type="image/png")
 
 
-def provider_settings(name: str, base_url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "provider_timeout_seconds": CLIENT_TIMEOUT,
-        "runway_poll_seconds": 0.01,
-        f"{name}_api_key": KEYS[name],
-        f"{name}_base_url": base_url,
-        "fal_jwks_url": f"{base_url}/.well-known/jwks.json",
-    }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+provider_settings = adapter_settings
 
 
 @dataclass
@@ -96,8 +47,14 @@ class Harness:
     def request(
         self, prompt: str = "a red fox running through snow", **kw: Any
     ) -> GenerationRequest:
-        values: dict[str, Any] = {"prompt": prompt, "output_format": "mp4", **REQUESTS[self.name]}
-        if self.name == "stability":
+        vendor = VENDORS[self.name]
+        values: dict[str, Any] = {
+            "prompt": prompt,
+            "output_format": "mp4",
+            "resolution": vendor.resolution,
+            "duration_seconds": vendor.duration_seconds,
+        }
+        if not vendor.text_to_video:
             values["input_image"] = png()
         values.update(kw)
         return GenerationRequest(**values)
@@ -106,7 +63,7 @@ class Harness:
 @pytest.fixture
 def make_sim() -> Callable[[str], Simulator]:
     def make(name: str, **kwargs: Any) -> Simulator:
-        return SIMULATORS[name](api_key=KEYS[name], **kwargs)
+        return VENDORS[name].simulator_for(**kwargs)
 
     return make
 
@@ -130,7 +87,7 @@ async def open_harness(
     stack: list[HttpProvider] = []
 
     async def open_(name: str, *, sim: Simulator | None = None, **overrides: Any) -> Harness:
-        sim = sim or SIMULATORS[name](api_key=KEYS[name])
+        sim = sim or VENDORS[name].simulator_for()
         sim.scenario.hang_seconds = CLIENT_TIMEOUT + 0.4
         switch, base_url = servers[name]
         switch.app = sim.app

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import av
+import httpx
 
 from vidgen.providers.base import PollResult, Provider, State
 
@@ -29,3 +31,9 @@ def assert_playable(path: Path) -> None:
     with av.open(str(path)) as container:
         frame = next(container.decode(video=0))
         assert frame.width > 0 and frame.height > 0
+
+
+async def send_raw(provider: Any, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """A request straight to a simulator with the adapter's own client (its key, version
+    headers): how a test shows what the simulator itself refuses, past the adapter's checks."""
+    return await provider.client.request(method, url, **kwargs)

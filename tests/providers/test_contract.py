@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from tests.providers.conftest import KEYS, PROVIDERS, WRONG_KEYS, Harness, png
 from tests.providers.helpers import assert_playable, poll_to_end
+from tests.simulators.vendors import VENDORS
 from vidgen.providers.base import Mode, PredictionLost, Provider, ProviderError, State
 
 
@@ -34,12 +36,13 @@ async def test_submit_poll_download_a_real_video(harness: Harness, tmp_path: Pat
     assert submission.prediction_id
     seen, final = await poll_to_end(harness.provider, submission.prediction_id)
     states = [r.state for r in seen]
-    if harness.name != "stability":  # Stability cannot tell queued from running
+    vendor = VENDORS[harness.name]
+    if vendor.shows_queue:
         assert State.QUEUED in states
     assert State.RUNNING in states
     assert states.index(State.RUNNING) < states.index(State.SUCCEEDED)
     running = [r for r in seen if r.state is State.RUNNING]
-    if harness.name in ("runway", "openai", "replicate"):
+    if vendor.reports_progress:
         assert all(r.progress is not None and 0 < r.progress < 1 for r in running)
     if harness.name == "fal":
         assert any(r.message and "queue position" in r.message for r in seen)
@@ -66,7 +69,7 @@ async def test_download_over_the_cap_is_permanent_and_leaves_no_file(
 
 
 # Stability has no failed state (its result errors are HTTP errors) and takes no prompt.
-WITH_PROMPT_AND_FAILED_STATE = [name for name in PROVIDERS if name != "stability"]
+WITH_PROMPT_AND_FAILED_STATE = [name for name in PROVIDERS if VENDORS[name].takes_prompt]
 
 
 @pytest.mark.parametrize("harness", WITH_PROMPT_AND_FAILED_STATE, indirect=True)
@@ -81,7 +84,7 @@ async def test_failed_prediction_is_permanent(harness: Harness) -> None:
 
 async def test_content_policy_is_permanent(harness: Harness) -> None:
     # Magic prompt words reach every provider but Stability (which takes no prompt).
-    if harness.name == "stability":
+    if not VENDORS[harness.name].takes_prompt:
         harness.sim.scenario.outcome = "policy"
     submission = await harness.provider.submit(harness.request("sim:policy a fox"))
     _, final = await poll_to_end(harness.provider, submission.prediction_id)
@@ -117,7 +120,7 @@ async def test_500_is_retryable(harness: Harness) -> None:
     harness.sim.scenario.fail_next("poll", "500")
     with pytest.raises(ProviderError) as caught:
         await harness.provider.poll(submission.prediction_id)
-    # Stability's 500 on a result may be a failed generation (providers.md): its own code,
+    # Stability's 500 on a result may be a failed generation (docs/providers.md): its own code,
     # so the engine spends the retry budget on it rather than treat it as an outage.
     code = "generation_error" if harness.name == "stability" else "server_error"
     assert (caught.value.retryable, caught.value.code) == (True, code)
@@ -164,9 +167,10 @@ async def test_rejected_key_names_the_setting_and_never_the_key(
     with pytest.raises(ProviderError) as caught:
         await provider.submit(harness.request())
     error = caught.value
-    assert (error.retryable, error.code, error.status_code) == (False, "auth", 401)
+    status = VENDORS[harness.name].rejected_key_status
+    assert (error.retryable, error.code, error.status_code) == (False, "auth", status)
     setting = f"VIDGEN_{harness.name.upper()}_API_KEY"
-    assert f"{setting} was rejected by {harness.name} (401)" in error.message
+    assert f"{setting} was rejected by {harness.name} ({status})" in error.message
     # The simulator echoes the presented key in its 401 body: it must be scrubbed.
     for text in (str(error), repr(error), error.message, caplog.text):
         assert WRONG_KEYS[harness.name] not in text
@@ -199,10 +203,12 @@ async def test_what_capabilities_offer_per_mode_and_model_is_exactly_what_is_tak
     resolution they withhold from a mode or model, it refuses: validation at enqueue and the
     provider agree, so an accepted request never becomes a job that fails for good later."""
     caps = harness.provider.capabilities
+    # With a URL too, for the providers that take images by URL only (Luma).
+    image_in = replace(png(), url="https://media.example.com/media/1/input.png?sig=x")
     for mode in (Mode.TEXT, Mode.IMAGE):
         if not caps.supports(mode):
             continue
-        image = {"input_image": png()} if mode is Mode.IMAGE else {}
+        image = {"input_image": image_in} if mode is Mode.IMAGE else {}
         for model in caps.models_for(mode) or (None,):
             offered = caps.resolutions_for(mode, model)
             assert offered, (mode, model)

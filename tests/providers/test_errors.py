@@ -207,3 +207,45 @@ def test_a_429_for_an_exhausted_quota_is_not_retried() -> None:
     assert "out of quota" in error.message
     plain = CTX.from_response(response(429, {"error": {"message": "Rate limit reached"}}), "submit")
     assert (plain.retryable, plain.code) == (True, "rate_limited")
+
+
+def google_error(status: int, state: str, message: str, *details: dict[str, object]) -> object:
+    error: dict[str, object] = {"code": status, "message": message, "status": state}
+    if details:
+        error["details"] = list(details)
+    return {"error": error}
+
+
+def test_googles_retry_info_gives_the_wait_of_a_429() -> None:
+    retry_info = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "13s"}
+    body = google_error(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted", retry_info)
+    error = CTX.from_response(response(429, body), "submit")
+    assert (error.code, error.retry_after) == ("rate_limited", 13.0)
+    # A Retry-After header, when there is one, still wins.
+    both = CTX.from_response(response(429, body, {"Retry-After": "2"}), "submit")
+    assert both.retry_after == 2.0
+
+
+def test_googles_invalid_key_400_is_an_auth_error() -> None:
+    """Google answers a wrong key with 400 INVALID_ARGUMENT, reason API_KEY_INVALID."""
+    info = {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}
+    body = google_error(400, "INVALID_ARGUMENT", "API key not valid.", info)
+    error = CTX.from_response(response(400, body), "submit")
+    assert (error.retryable, error.code, error.status_code) == (False, "auth", 400)
+    assert "VIDGEN_RUNWAY_API_KEY was rejected" in error.message
+    other = google_error(400, "INVALID_ARGUMENT", "durationSeconds must be 8.")
+    assert CTX.from_response(response(400, other), "submit").code == "bad_request"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("Request was throttled. Your rate limit resets in ~30s.", 30.0),
+        ("Request was throttled. Expected available in 29 seconds.", 29.0),
+        ("Request was throttled. Expected available in 1 second.", 1.0),
+        ("Please try again in 2 minutes.", 120.0),
+        ("Request was throttled.", None),
+    ],
+)
+def test_waits_stated_in_words(text: str, seconds: float | None) -> None:
+    assert errors.retry_after_from_text(text) == seconds

@@ -10,11 +10,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.providers.conftest import KEYS, Harness, png
-from tests.providers.helpers import poll_to_end
+from tests.providers.helpers import poll_to_end, send_raw
 from tests.simulators import FalSimulator
-from vidgen.providers.base import ProviderError, State, WebhookRejected
+from tests.simulators.media import data_uri_image
+from vidgen.providers.base import Mode, ProviderError, State, WebhookRejected
 
-MODEL = "fal-ai/kling-video/v2/master/text-to-video"
+MODEL = "fal-ai/kling-video/v2/master/text-to-video"  # as configured before families
 JWKS = ("GET", "/.well-known/jwks.json")
 
 
@@ -49,10 +50,52 @@ async def test_text_request_goes_to_the_model_path(fal: Harness) -> None:
 
 
 async def test_image_request_goes_to_the_image_to_video_sibling(fal: Harness) -> None:
-    await fal.provider.submit(fal.request(input_image=png()))
+    await fal.provider.submit(fal.request(input_image=png(), resolution="720x1280"))
     body = fal.sim.received[-1]
     assert body["model"] == "fal-ai/kling-video/v2/master/image-to-video"
     assert body["image_url"].startswith("data:image/png;base64,")
+    # Kling's image-to-video lists no aspect_ratio: the clip follows the image, which is
+    # therefore cropped to the preset asked for.
+    assert "aspect_ratio" not in body
+    assert data_uri_image(body["image_url"]) == ("PNG", (720, 1280))
+    assert fal.sim.dropped == [()]
+
+
+async def test_families_and_their_endpoints(fal: Harness) -> None:
+    caps = fal.provider.capabilities
+    assert caps.default_model == "fal-ai/kling-video/v2/master"  # from the endpoint setting
+    assert caps.models_for(Mode.TEXT) == ("fal-ai/kling-video/v2/master",)
+    assert caps.models_for(Mode.IMAGE) == (
+        "fal-ai/kling-video/v2/master",
+        "fal-ai/kling-video/v2.1/standard",
+    )
+    standard = "fal-ai/kling-video/v2.1/standard"
+    await fal.provider.submit(fal.request(model=standard, input_image=png()))
+    assert fal.sim.received[-1]["model"] == f"{standard}/image-to-video"
+    with pytest.raises(ProviderError) as caught:
+        await fal.provider.submit(fal.request(model=standard))  # no text-to-video there
+    assert (caught.value.retryable, caught.value.code) == (False, "bad_request")
+    assert fal.sim.submissions == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        ("fal-ai/kling-video/v2/master/text-to-video", {"duration": "7"}, 422),
+        ("fal-ai/kling-video/v2/master/text-to-video", {"aspect_ratio": "4:3"}, 422),
+        ("fal-ai/kling-video/v2/master/image-to-video", {"image_url": "data:,nope"}, 422),
+        ("fal-ai/kling-video/v9/nothing", {}, 404),
+    ],
+)
+async def test_the_simulator_checks_each_endpoints_schema(
+    fal: Harness, path: str, body: dict[str, Any], status: int
+) -> None:
+    values = {"prompt": "a fox", "image_url": "https://example.com/in.png", **body}
+    if path.endswith("text-to-video"):
+        values.pop("image_url")
+    response = await send_raw(fal.provider, "POST", f"{fal.base_url}/{path}", json=values)
+    assert response.status_code == status, response.text
+    assert fal.sim.submissions == 0
 
 
 async def test_another_process_can_poll_from_the_request_id_alone(fal: Harness) -> None:

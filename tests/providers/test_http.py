@@ -134,10 +134,11 @@ async def test_file_host_refusal_is_a_retryable_expired_output(
 async def test_the_apis_own_refusals_keep_their_meaning(
     open_harness: Callable[..., Any], tmp_path: Path
 ) -> None:
-    """Stability's output URL is its API's result URL: a 404 there is an expired result."""
-    stability = await open_harness("stability")
-    submission = await stability.provider.submit(stability.request())
-    _, final = await poll_to_end(stability.provider, submission.prediction_id)
-    stability.sim.jobs.clear()  # the result is gone (24 h)
+    """OpenAI-compatible output is fetched from the API's own ``/content``: a 404 there is a
+    video the API no longer knows, not an expired file URL."""
+    openai = await open_harness("openai")
+    submission = await openai.provider.submit(openai.request())
+    _, final = await poll_to_end(openai.provider, submission.prediction_id)
+    openai.sim.jobs.clear()  # the video is gone (deleted, or past its expiry)
     with pytest.raises(PredictionLost):
-        await stability.provider.download(final, tmp_path / "out.mp4", max_bytes=10**8)
+        await openai.provider.download(final, tmp_path / "out.mp4", max_bytes=10**8)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -15,9 +16,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tests.providers.conftest import Harness, png
-from tests.providers.helpers import poll_to_end
+from tests.providers.helpers import poll_to_end, send_raw
 from tests.simulators import ReplicateSimulator
 from tests.simulators.common import new_whsec
+from tests.simulators.replicate import version_of
 from tests.simulators.server import aserve
 from vidgen.providers.base import (
     InputImage,
@@ -28,7 +30,7 @@ from vidgen.providers.base import (
     WebhookRejected,
 )
 
-VERSION = "a" * 64
+VERSION = version_of("minimax/video-01")
 
 
 @pytest.fixture
@@ -49,13 +51,103 @@ async def test_official_model_uses_the_models_path(replicate: Harness) -> None:
 
 
 async def test_version_id_uses_the_predictions_path(replicate: Harness) -> None:
-    provider = replicate.make(replicate_model=f"owner/model:{VERSION}")
+    provider = replicate.make(replicate_model=f"minimax/video-01:{VERSION}")
+    assert provider.capabilities.default_model == "minimax/video-01"
     await provider.submit(replicate.request(input_image=png()))
     assert ("POST", "/v1/predictions") in replicate.sim.requests
     body = replicate.sim.received[-1]
-    assert body["version"] == f"owner/model:{VERSION}"
+    assert body["version"] == f"minimax/video-01:{VERSION}"
     assert body["input"]["first_frame_image"].startswith("data:image/png;base64,")
     assert "webhook" not in body
+
+
+async def test_the_simulator_knows_its_models_and_versions(replicate: Harness) -> None:
+    """Replicate serves the models it has: an unknown path is 404, an unknown version 422."""
+    base = replicate.base_url
+    body = {"input": {"prompt": "a fox"}}
+    unknown = await send_raw(
+        replicate.provider, "POST", f"{base}/v1/models/owner/nothing/predictions", json=body
+    )
+    assert unknown.status_code == 404
+    for version in ("a" * 64, f"minimax/video-01:{'b' * 64}", f"google/veo-2:{VERSION}"):
+        refused = await send_raw(
+            replicate.provider,
+            "POST",
+            f"{base}/v1/predictions",
+            json={**body, "version": version},
+        )
+        assert refused.status_code == 422, version
+    assert replicate.sim.submissions == 0
+
+
+async def test_a_model_vidgen_cannot_describe_makes_the_provider_unavailable(
+    replicate: Harness,
+) -> None:
+    provider = replicate.make(replicate_model="owner/model")
+    assert not provider.available
+    assert "VIDGEN_REPLICATE_MODEL" in (provider.unavailable_reason or "")
+    with pytest.raises(ProviderError) as caught:
+        await provider.submit(replicate.request())
+    assert not caught.value.retryable
+    assert replicate.sim.requests == []
+
+
+async def test_only_the_inputs_a_models_schema_lists_are_sent(replicate: Harness) -> None:
+    """minimax/video-01 has no seed (Replicate would drop it silently); google/veo-2 has."""
+    await replicate.provider.submit(replicate.request(seed=7))
+    assert replicate.sim.received[-1]["input"] == {"prompt": "a red fox running through snow"}
+    await replicate.provider.submit(
+        replicate.request(model="google/veo-2", resolution="720x1280", duration_seconds=8, seed=7)
+    )
+    assert replicate.sim.received[-1]["input"] == {
+        "prompt": "a red fox running through snow",
+        "aspect_ratio": "9:16",
+        "duration": 8,
+        "seed": 7,
+    }
+    await replicate.provider.submit(replicate.request(model="google/veo-2", input_image=png()))
+    assert replicate.sim.received[-1]["input"]["image"].startswith("data:image/png;base64,")
+    assert replicate.sim.dropped == [(), (), ()]
+
+
+async def test_an_http_webhook_url_is_not_sent_and_the_job_polls(
+    replicate: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Replicate takes https webhooks only: with a plain-http public URL the prediction is
+    created without one (the simulator, like Replicate, refuses an http webhook)."""
+    caplog.set_level(logging.INFO)
+    request = replicate.request(webhook_url="http://vidgen.internal:8000/webhooks/replicate")
+    submission = await replicate.provider.submit(request)
+    assert "webhook" not in replicate.sim.received[-1]
+    assert "https" in caplog.text and "polls" in caplog.text
+    _, final = await poll_to_end(replicate.provider, submission.prediction_id)
+    assert final.state is State.SUCCEEDED
+    refused = await send_raw(
+        replicate.provider,
+        "POST",
+        f"{replicate.base_url}/v1/models/minimax/video-01/predictions",
+        json={"input": {"prompt": "a fox"}, "webhook": "http://vidgen.internal/hook"},
+    )
+    assert refused.status_code == 422 and "webhook" in refused.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("detail", "seconds"),
+    [
+        ("Request was throttled. Your rate limit resets in ~30s.", 30.0),
+        ("Request was throttled. Expected available in 12 seconds.", 12.0),
+        ("Request was throttled. Expected available in 1 second.", 1.0),
+    ],
+)
+async def test_both_documented_429_bodies_give_the_wait(
+    replicate: Harness, detail: str, seconds: float
+) -> None:
+    replicate.sim.scenario.retry_after = None
+    replicate.sim.scenario.rate_limit_detail = detail
+    replicate.sim.scenario.fail_next("submit", "429")
+    with pytest.raises(ProviderError) as caught:
+        await replicate.provider.submit(replicate.request())
+    assert (caught.value.code, caught.value.retry_after) == ("rate_limited", seconds)
 
 
 async def test_cancel_cancels(replicate: Harness) -> None:
@@ -138,10 +230,13 @@ async def test_simulator_delivers_signed_webhooks_over_http(replicate: Harness) 
 
     receiver = Starlette(routes=[Route("/hooks/replicate", receive, methods=["POST"])])
     async with aserve(receiver) as url:
-        request = replicate.request(webhook_url=f"{url}/hooks/replicate")
+        request = replicate.request(webhook_url="https://vidgen.example.com/webhooks/replicate")
         submission = await replicate.provider.submit(request)
         await poll_to_end(replicate.provider, submission.prediction_id)
-        response = await replicate.sim.deliver_webhook(submission.prediction_id)
+        # Delivered past a TLS proxy to the plain-http receiver.
+        response = await replicate.sim.deliver_webhook(
+            submission.prediction_id, f"{url}/hooks/replicate"
+        )
     assert response.status_code == 200, response.text
     assert [e.prediction_id for e in events] == [submission.prediction_id]
     assert events[0].result is not None and events[0].result.state is State.SUCCEEDED
@@ -164,7 +259,9 @@ async def test_clock_driven_jobs_announce_their_end_by_webhook(replicate: Harnes
     replicate.sim.scenario.tick_seconds = 0.02
     receiver = Starlette(routes=[Route("/hook", receive, methods=["POST"])])
     async with aserve(receiver) as url:
-        submission = await replicate.provider.submit(replicate.request(webhook_url=f"{url}/hook"))
+        replicate.sim.webhook_target = f"{url}/hook"  # behind a TLS proxy
+        request = replicate.request(webhook_url="https://vidgen.example.com/webhooks/replicate")
+        submission = await replicate.provider.submit(request)
         assert await asyncio.to_thread(arrived.wait, 5)
     assert events[0].prediction_id == submission.prediction_id
     assert events[0].result is not None and events[0].result.state is State.SUCCEEDED

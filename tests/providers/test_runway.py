@@ -9,8 +9,16 @@ from typing import Any
 import pytest
 
 from tests.providers.conftest import Harness, png
-from tests.providers.helpers import poll_to_end
-from vidgen.providers.base import InputImage, Mode, ProviderError, State, WebhookRejected
+from tests.providers.helpers import poll_to_end, send_raw
+from tests.simulators import RunwaySimulator
+from vidgen.providers.base import (
+    InputImage,
+    Mode,
+    PredictionLost,
+    ProviderError,
+    State,
+    WebhookRejected,
+)
 
 
 @pytest.fixture
@@ -56,10 +64,19 @@ async def test_running_polls_carry_progress_and_the_poll_floor(runway: Harness) 
 
 
 async def test_validation_error_is_permanent_with_runways_words(runway: Harness) -> None:
+    body = {"model": "gen4.5", "promptText": "a fox", "ratio": "640:480", "duration": 5}
+    response = await send_raw(
+        runway.provider, "POST", f"{runway.base_url}/v1/text_to_video", json=body
+    )
+    assert response.status_code == 400 and "ratio" in response.json()["error"]
+    error = runway.provider.errors.from_response(response, "submit")
+    assert (error.retryable, error.code) == (False, "bad_request")
+    assert "ratio" in error.message
+    # The adapter refuses the same request before sending it (validation already did).
     with pytest.raises(ProviderError) as caught:
         await runway.provider.submit(runway.request(resolution="640x480"))
     assert (caught.value.retryable, caught.value.code) == (False, "bad_request")
-    assert "ratio" in caught.value.message
+    assert "640x480" in caught.value.message
     assert runway.sim.submissions == 0
 
 
@@ -86,6 +103,7 @@ def test_failure_codes_map_to_retryability(runway: Harness) -> None:
     assert worded("ASSET.INVALID", flagged).retryable is False
     assert worded(None, flagged).code == "content_policy"
     assert worded("INPUT_PREPROCESSING.INTERNAL", flagged).retryable
+    assert worded("INTERNALS.UNKNOWN", "oops").retryable is False  # a family, not a prefix
     throttled = runway.provider._result({"id": "t", "status": "THROTTLED"})
     assert (throttled.state, throttled.message) == (State.QUEUED, "throttled")
 
@@ -95,9 +113,26 @@ async def test_cancel_deletes_the_task(runway: Harness) -> None:
     await runway.provider.poll(submission.prediction_id)
     await runway.provider.cancel(submission.prediction_id)
     assert ("DELETE", f"/v1/tasks/{submission.prediction_id}") in runway.sim.requests
-    result = await runway.provider.poll(submission.prediction_id)
-    assert result.state is State.CANCELED
-    await runway.provider.cancel("no-such-task")  # already gone is fine
+    sim = runway.sim
+    assert isinstance(sim, RunwaySimulator) and sim.deleted[submission.prediction_id].canceled
+    # "Aborted and deleted tasks will not be able to be fetched again" (the SDK's delete).
+    with pytest.raises(PredictionLost):
+        await runway.provider.poll(submission.prediction_id)
+    await runway.provider.cancel(submission.prediction_id)  # already gone is fine
+    await runway.provider.cancel("no-such-task")
+
+
+async def test_a_bare_internal_failure_is_retryable(runway: Harness) -> None:
+    """Runway lists ``INTERNAL`` itself (no dotted suffix) as worth a retry."""
+    sim = runway.sim
+    assert isinstance(sim, RunwaySimulator)
+    sim.scenario.outcome = "fail"
+    sim.failure_code = "INTERNAL"
+    submission = await runway.provider.submit(runway.request())
+    _, final = await poll_to_end(runway.provider, submission.prediction_id)
+    assert final.state is State.FAILED and final.error is not None
+    assert (final.error.retryable, final.error.code) == (True, "prediction_failed")
+    assert "[INTERNAL]" in final.error.message
 
 
 async def test_runway_has_no_webhooks(runway: Harness) -> None:
@@ -105,7 +140,7 @@ async def test_runway_has_no_webhooks(runway: Harness) -> None:
         await runway.provider.parse_webhook({}, b"{}", now=0.0)
 
 
-# --- what text_to_video and image_to_video each accept (providers.md section 1) ----------
+# --- what text_to_video and image_to_video each accept (docs/providers.md, "runway") -------
 
 IMAGE_RATIOS = ("1280x720", "720x1280", "1104x832", "960x960", "832x1104", "1584x672")
 
@@ -131,10 +166,18 @@ def test_text_to_video_is_gen4_5_in_two_ratios(runway: Harness) -> None:
 async def test_simulator_refuses_what_text_to_video_does_not_take(
     runway: Harness, model: str, resolution: str, refused: str
 ) -> None:
+    body = {
+        "model": model,
+        "promptText": "a fox",
+        "ratio": resolution.replace("x", ":"),
+        "duration": 5,
+    }
+    url = f"{runway.base_url}/v1/text_to_video"
+    response = await send_raw(runway.provider, "POST", url, json=body)
+    assert response.status_code == 400 and refused in response.json()["error"]
     with pytest.raises(ProviderError) as caught:
         await runway.provider.submit(runway.request(model=model, resolution=resolution))
     assert (caught.value.retryable, caught.value.code) == (False, "bad_request")
-    assert refused in caught.value.message
     assert runway.sim.submissions == 0
     # The same request with an image is image_to_video, which takes it.
     await runway.provider.submit(
@@ -179,3 +222,21 @@ async def test_an_image_over_5_mb_as_data_uri_goes_by_url(runway: Harness) -> No
     # An image that fits still goes inline, URL or not.
     await runway.provider.submit(runway.request(input_image=replace(png(), url=url)))
     assert runway.sim.received[-1]["promptImage"].startswith("data:image/png;base64,")
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type"),
+    [(b"GIF89a" + b"\0" * 64, "image/png"), (b"not an image at all", "image/jpeg")],
+)
+async def test_the_simulator_decodes_data_uris_and_refuses_what_is_no_image(
+    runway: Harness, data: bytes, content_type: str
+) -> None:
+    """Runway decodes a data URI: what is not a readable image is refused with a 400 that
+    names promptImage, permanent."""
+    with pytest.raises(ProviderError) as caught:
+        await runway.provider.submit(
+            runway.request(input_image=InputImage(data=data, content_type=content_type))
+        )
+    assert (caught.value.retryable, caught.value.code) == (False, "bad_request")
+    assert "promptImage" in caught.value.message
+    assert runway.sim.submissions == 0

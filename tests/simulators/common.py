@@ -26,9 +26,17 @@ polls; ``sim:429``, ``sim:500``, ``sim:hang`` and ``sim:malformed`` make the FIR
 submission of that prompt fail that way (a retry of the same prompt then succeeds).
 
 ``sim.submissions`` counts accepted submissions (no double submit); ``sim.requests`` logs
-``(method, path)`` of every request. ``sim.deliveries`` keeps every webhook sent, and
+``(method, path)`` of every request; ``sim.received`` keeps each accepted submission's body
+and ``sim.dropped`` the input fields each one carried that the model's schema does not list
+(vendors that ignore such fields silently, as Replicate and fal do, still take the request:
+a test asserts nothing was dropped). ``sim.deliveries`` keeps every webhook sent, and
 :meth:`Simulator.replay_webhook` sends one again byte for byte (same id, timestamp and
-signature), as a retrying provider or an attacker would.
+signature), as a retrying provider or an attacker would. ``sim.webhook_target`` sends the
+clock-driven webhooks there instead of to the URL given at submit (a TLS-terminating proxy
+in front of a plain-http receiver).
+
+Every simulator refuses what its vendor documents as invalid (unknown models and versions,
+enums, image types and sizes): a request a simulator takes is a valid request.
 """
 
 from __future__ import annotations
@@ -135,6 +143,8 @@ class Simulator:
         self.submissions = 0
         self.requests: list[tuple[str, str]] = []
         self.received: list[dict[str, Any]] = []  # submit bodies as the simulator saw them
+        self.dropped: list[tuple[str, ...]] = []  # per submission: fields the model ignored
+        self.webhook_target: str | None = None
         self.base_url = ""  # set by the test after the server starts (used in output URLs)
         # Output files served under another host name (e.g. "localhost" for a server on
         # 127.0.0.1): what a real CDN looks like to the adapter. None: the API's own host.
@@ -241,6 +251,25 @@ class Simulator:
             job.polls += 1
         return job
 
+    def schema_check(
+        self, values: dict[str, Any], schema: dict[str, Any]
+    ) -> tuple[list[str], tuple[str, ...]]:
+        """Check ``values`` against ``schema`` (field -> a tuple of allowed values, or a type
+        or tuple of types; a bool is not taken for a number): the problems, and the fields
+        the schema does not list."""
+        problems = []
+        for name, value in values.items():
+            if name not in schema:
+                continue
+            allowed = schema[name]
+            types = allowed if isinstance(allowed, tuple) else (allowed,)
+            if all(isinstance(t, type) for t in types):
+                if not isinstance(value, types) or isinstance(value, bool) is not (bool in types):
+                    problems.append(f"{name}: must be a {' or '.join(t.__name__ for t in types)}")
+            elif value not in allowed:
+                problems.append(f"{name}: must be one of {', '.join(map(str, allowed))}")
+        return problems, tuple(sorted(set(values) - set(schema)))
+
     async def file(self, request: Request) -> Response:
         denied = await self.fault("download")
         if denied is not None:
@@ -278,7 +307,7 @@ class Simulator:
         while job.phase(self.scenario)[0] in ("queued", "running"):  # noqa: ASYNC110 - clock-driven
             await asyncio.sleep(self.scenario.tick_seconds or 0.1)
         try:
-            await self.deliver_webhook(job.id)
+            await self.deliver_webhook(job.id, self.webhook_target)
         except httpx.HTTPError:
             pass  # the receiver is gone; real providers would retry, tests do not care
 

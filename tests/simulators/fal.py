@@ -23,8 +23,29 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.simulators.common import Job, Simulator, dumps
+from tests.simulators.media import data_uri_image
 
 USER_ID = "sim-user"
+KLING_TEXT: dict[str, Any] = {
+    "prompt": str,
+    "duration": ("5", "10"),
+    "aspect_ratio": ("16:9", "9:16", "1:1"),
+    "negative_prompt": str,
+    "cfg_scale": (int, float),
+}
+KLING_IMAGE: dict[str, Any] = {
+    "prompt": str,
+    "image_url": str,
+    "duration": ("5", "10"),
+    "negative_prompt": str,
+    "cfg_scale": (int, float),
+}
+# Each endpoint's input schema (fal.ai/models/<endpoint>/api).
+ENDPOINTS: dict[str, dict[str, Any]] = {
+    "fal-ai/kling-video/v2/master/text-to-video": KLING_TEXT,
+    "fal-ai/kling-video/v2/master/image-to-video": KLING_IMAGE,
+    "fal-ai/kling-video/v2.1/standard/image-to-video": KLING_IMAGE,
+}
 
 
 def jwk(private_key: Ed25519PrivateKey) -> dict[str, str]:
@@ -72,19 +93,28 @@ class FalSimulator(Simulator):
         if (denied := self.authorized(request)) is not None:
             return denied
         model = request.path_params["model"]
-        if model.count("/") < 1:
+        schema = ENDPOINTS.get(model)
+        if schema is None:
             return self.error(404, "Application not found")
         body: dict[str, Any] = await request.json()
         prompt = str(body.get("prompt") or "")
         if (fault := await self.fault("submit", prompt)) is not None:
             return fault
-        if not prompt:
-            return self.error(422, "prompt: field required")
-        if model.endswith("image-to-video") and not str(body.get("image_url", "")).startswith(
-            "data:image/"
-        ):
-            return self.error(422, "image_url: field required")
+        problems = [] if prompt else ["prompt: field required"]
+        more, dropped = self.schema_check(body, schema)
+        problems += more
+        if "image_url" in schema:
+            image = str(body.get("image_url") or "")
+            if not image.startswith("https://") and data_uri_image(image) is None:
+                problems.append("image_url: must be an https URL or a data URI of an image")
+        if problems:
+            detail = [
+                {"loc": ["body", p.split(":")[0]], "msg": p, "type": "value_error"}
+                for p in problems
+            ]
+            return JSONResponse({"detail": detail}, status_code=422)
         self.received.append({**body, "model": model})
+        self.dropped.append(dropped)
         job = self.new_job(
             prompt,
             body={**body, "model": model},

@@ -1,7 +1,10 @@
-"""A real, tiny MP4 (16 frames, 64x64, H.264, yuv420p), generated once with PyAV."""
+"""A real, tiny MP4 (16 frames, 64x64, H.264, yuv420p), generated once with PyAV; and what
+the simulators use to look at the images they are sent."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import io
 
@@ -30,3 +33,25 @@ def sample_mp4() -> bytes:
         for packet in stream.encode():
             container.mux(packet)
     return buffer.getvalue()
+
+
+def image_info(data: bytes) -> tuple[str, tuple[int, int]] | None:
+    """(format, (width, height)) of an image PIL can read, e.g. ("PNG", (320, 200)); None
+    for anything else (vendors decode what they are sent)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+            return str(image.format), image.size
+    except Exception:  # noqa: BLE001 - PIL raises many kinds for garbage
+        return None
+
+
+def data_uri_image(uri: str) -> tuple[str, tuple[int, int]] | None:
+    """The image a ``data:image/...;base64,`` URI holds (see :func:`image_info`)."""
+    head, _, payload = uri.partition(",")
+    if not (head.startswith("data:image/") and head.endswith(";base64")):
+        return None
+    try:
+        return image_info(base64.b64decode(payload, validate=True))
+    except (binascii.Error, ValueError):
+        return None

@@ -1,4 +1,9 @@
-"""OpenAI-compatible Videos API simulator: ``/v1/videos`` (+ ``/content``) and webhooks."""
+"""OpenAI-compatible Videos API simulator: ``/v1/videos`` (+ ``/content``) and webhooks.
+
+A gateway serving this API for the models in ``sim.models`` (by default Sora's documented
+sizes and seconds, :data:`SORA`). An ``input_reference`` must be a JPEG, PNG or WebP image
+(by its bytes, matching its part's content type) of exactly the requested size.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +18,16 @@ from starlette.routing import Route
 
 from tests.simulators.common import Job, Simulator, dumps, new_whsec
 from tests.simulators.common import standard_webhook_headers as sign
-from tests.simulators.media import sample_mp4
+from tests.simulators.media import image_info, sample_mp4
 
-SIZES = {"720x1280", "1280x720", "1024x1792", "1792x1024"}
-SECONDS = {"4", "8", "12"}
-MODELS = {"sora-2", "sora-2-pro"}
-# "sora-2 only the first two"; sora-2-pro takes all four.
-MODEL_SIZES = {"sora-2": {"720x1280", "1280x720"}, "sora-2-pro": SIZES}
+# Sora's documented values ("sora-2 only the first two" sizes; sora-2-pro all four), as a
+# gateway that routes Sora would take them: model -> (sizes, seconds).
+SORA_SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
+SORA: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "sora-2": (SORA_SIZES[:2], ("4", "8", "12")),
+    "sora-2-pro": (SORA_SIZES, ("4", "8", "12")),
+}
+REFERENCE_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 
 
 class OpenAISimulator(Simulator):
@@ -28,6 +36,7 @@ class OpenAISimulator(Simulator):
     def __init__(self, *, webhook_secret: str | None = None, **kwargs: Any) -> None:
         self.webhook_secret = webhook_secret or new_whsec()
         self.poll_after_ms: int | None = None
+        self.models = dict(SORA)
         super().__init__(**kwargs)
 
     def routes(self) -> list[Route]:
@@ -54,26 +63,36 @@ class OpenAISimulator(Simulator):
         prompt = str(form.get("prompt") or "")
         fields = {k: v for k, v in form.items() if not isinstance(v, UploadFile)}
         reference = form.get("input_reference")
-        has_reference = isinstance(reference, UploadFile)
-        if has_reference:
-            assert isinstance(reference, UploadFile)
+        image = None
+        if isinstance(reference, UploadFile):
+            data = await reference.read()
             fields["input_reference_type"] = reference.content_type or ""
-            fields["input_reference_size"] = str(len(await reference.read()))
+            fields["input_reference_size"] = str(len(data))
+            image = image_info(data)
         await form.close()
         if not prompt:
             return self.error(400, "Missing required parameter: 'prompt'.", "missing_parameter")
         if (fault := await self.fault("submit", prompt)) is not None:
             return fault
         model = fields.get("model", "sora-2")
-        size = fields.get("size", "720x1280")
-        if size not in SIZES:
-            return self.error(400, "Invalid size", "invalid_value")
-        if fields.get("seconds", "4") not in SECONDS:
-            return self.error(400, "Invalid seconds", "invalid_value")
-        if model not in MODELS:
+        if model not in self.models:
             return self.error(400, "Invalid model", "invalid_value")
-        if size not in MODEL_SIZES[model]:
+        sizes, seconds = self.models[model]
+        size = fields.get("size", sizes[0])
+        if size not in sizes:
             return self.error(400, f"Invalid size {size} for {model}", "invalid_value")
+        if fields.get("seconds", seconds[0]) not in seconds:
+            return self.error(400, "Invalid seconds", "invalid_value")
+        if "input_reference_type" in fields:
+            declared = fields["input_reference_type"]
+            if image is None or REFERENCE_FORMATS.get(image[0]) != declared:
+                return self.error(
+                    400, "input_reference must be a JPEG, PNG or WebP image", "invalid_value"
+                )
+            if f"{image[1][0]}x{image[1][1]}" != size:
+                return self.error(
+                    400, f"input_reference must match the requested size {size}", "invalid_value"
+                )
         self.received.append(fields)
         job = self.new_job(prompt, job_id=f"video_{uuid.uuid4().hex}", body=fields)
         return JSONResponse(self.video(job))

@@ -1,7 +1,14 @@
-"""Replicate simulator: predictions (create, get, cancel) and signed webhooks."""
+"""Replicate simulator: predictions (create, get, cancel) and signed webhooks.
+
+It serves the models of :data:`MODELS` only, each with one version id and its input schema:
+an unknown model path is 404, an unknown ``version`` 422, a value outside an input's enum
+422, and a ``webhook`` that is not an https URL 422. Inputs a model's schema does not list
+are dropped silently, as Replicate does, and recorded in ``sim.dropped``.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
@@ -13,6 +20,31 @@ from tests.simulators.common import Job, Scenario, Simulator, dumps, new_whsec
 from tests.simulators.common import standard_webhook_headers as sign
 
 MAX_DATA_URL = 256_000  # "data URLs only for <=256 KB"
+# Each model's input schema (replicate.com/<model>/api): field -> enum, type, or None.
+MODELS: dict[str, dict[str, Any]] = {
+    "minimax/video-01": {
+        "prompt": str,
+        "first_frame_image": str,
+        "subject_reference": str,
+        "prompt_optimizer": bool,
+    },
+    "google/veo-2": {
+        "prompt": str,
+        "image": str,
+        "aspect_ratio": ("16:9", "9:16"),
+        "duration": (5, 6, 7, 8),
+        "seed": int,
+    },
+}
+IMAGE_INPUTS = ("first_frame_image", "subject_reference", "image")
+
+
+def version_of(model: str) -> str:
+    """The one version id this simulator serves for ``model`` (64 hex digits)."""
+    return hashlib.sha256(model.encode()).hexdigest()
+
+
+VERSIONS = {version_of(model): model for model in MODELS}
 
 
 def image_problem(image: str) -> str | None:
@@ -45,6 +77,22 @@ class ReplicateSimulator(Simulator):
     def error(self, status: int, message: str) -> Response:
         return JSONResponse({"detail": message, "status": status}, status_code=status)
 
+    def _model(self, request: Request, body: dict[str, Any]) -> tuple[str | None, Response | None]:
+        """The model a create names, or the error Replicate answers."""
+        if "owner" in request.path_params:
+            model = f"{request.path_params['owner']}/{request.path_params['name']}"
+            if model not in MODELS:
+                return None, self.error(404, "The requested resource could not be found.")
+            return model, None
+        version = str(body.get("version") or "")
+        name, _, hex_id = version.rpartition(":") if ":" in version else ("", "", version)
+        if name == "" and version in MODELS:  # an official model by name
+            return version, None
+        model = VERSIONS.get(hex_id)
+        if model is None or (name and name != model):
+            return None, self.error(422, "Invalid version or not permitted.")
+        return model, None
+
     async def create(self, request: Request) -> Response:
         if (denied := self.authorized(request)) is not None:
             return denied
@@ -55,16 +103,23 @@ class ReplicateSimulator(Simulator):
         prompt = str(values["prompt"])
         if (fault := await self.fault("submit", prompt)) is not None:
             return fault
-        image = values.get("first_frame_image")
-        if image is not None and (problem := image_problem(str(image))) is not None:
-            return self.error(422, f"input.first_frame_image: {problem}")
+        model, refused = self._model(request, body)
+        if refused is not None or model is None:
+            return refused or self.error(422, "Invalid version or not permitted.")
+        problems, dropped = self.schema_check(values, MODELS[model])
+        for name in IMAGE_INPUTS:
+            image = values.get(name)
+            if name in MODELS[model] and image is not None:
+                if (problem := image_problem(str(image))) is not None:
+                    problems.append(f"{name}: {problem}")
+        webhook = body.get("webhook")
+        if webhook is not None and not str(webhook).startswith("https://"):
+            problems.append("webhook: must be a valid HTTPS URL")
+        if problems:
+            return self.error(422, "input: " + "; ".join(problems))
         self.received.append(body)
-        model = (
-            f"{request.path_params['owner']}/{request.path_params['name']}"
-            if "owner" in request.path_params
-            else str(body.get("version", "")).split(":")[0]
-        )
-        job = self.new_job(prompt, body={**body, "model": model}, webhook_url=body.get("webhook"))
+        self.dropped.append(dropped)
+        job = self.new_job(prompt, body={**body, "model": model}, webhook_url=webhook)
         self._base = self.url_for(request, "")
         return JSONResponse(self.prediction(job, count=False), status_code=201)
 
@@ -134,4 +189,4 @@ class ReplicateSimulator(Simulator):
         return sign(secret or self.webhook_secret, body, timestamp=stamp), body
 
 
-__all__ = ["ReplicateSimulator", "Scenario"]
+__all__ = ["MODELS", "ReplicateSimulator", "Scenario", "version_of"]

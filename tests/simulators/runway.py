@@ -1,4 +1,9 @@
-"""Runway simulator: ``/v1/{text,image}_to_video``, ``/v1/tasks/{id}`` (GET, DELETE)."""
+"""Runway simulator: ``/v1/{text,image}_to_video``, ``/v1/tasks/{id}`` (GET, DELETE).
+
+A ``promptImage`` data URI is decoded: at most 5 MB, and an image. A DELETE cancels a running
+task and deletes any other: either way the task cannot be fetched again (404), as the SDK
+documents ("aborted and deleted tasks will not be able to be fetched again").
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.simulators.common import Job, Simulator
+from tests.simulators.media import data_uri_image
 
 RATIOS = {"1280:720", "720:1280", "1104:832", "960:960", "832:1104", "1584:672"}
 MODELS = {"gen4.5", "gen4_turbo"}
@@ -29,9 +35,11 @@ def utf16_length(text: str) -> int:
 def image_problem(value: object) -> str | None:
     """What Runway says about a promptImage string (None: acceptable)."""
     image = str(value or "")
-    if image.startswith("data:image/"):
+    if image.startswith("data:"):
         if len(image) > MAX_DATA_URI:
             return f"promptImage: a data URI may be at most 5 MB ({len(image)} characters)"
+        if data_uri_image(image) is None:
+            return "promptImage: the data URI does not hold a readable image"
         return None
     if image.startswith("https://") and len(image) <= MAX_URL:
         return None
@@ -39,7 +47,13 @@ def image_problem(value: object) -> str | None:
 
 
 class RunwaySimulator(Simulator):
-    """Runway's task API; no webhooks (Runway has none)."""
+    """Runway's task API; no webhooks (Runway has none). ``deleted`` keeps DELETEd tasks."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.deleted: dict[str, Job] = {}
+        # The failureCode of a failed task (outcome "fail"), e.g. "INTERNAL"; None: no code.
+        self.failure_code: str | None = None
+        super().__init__(**kwargs)
 
     def routes(self) -> list[Route]:
         return [
@@ -109,6 +123,8 @@ class RunwaySimulator(Simulator):
             )
         elif phase == "failed":
             task.update(status="FAILED", failure="The generation failed.")
+            if self.failure_code:
+                task["failureCode"] = self.failure_code
         else:
             task["status"] = "CANCELLED"
         return task
@@ -118,11 +134,10 @@ class RunwaySimulator(Simulator):
             return denied
         if (fault := await self.fault("cancel")) is not None:
             return fault
-        job = self.jobs.get(request.path_params["id"])
+        job = self.jobs.pop(request.path_params["id"], None)
         if job is None:
             return self.error(404, "Task not found")
-        if job.phase(self.scenario)[0] in ("queued", "running"):
-            job.canceled = True  # GET then answers CANCELLED
-        else:
-            del self.jobs[job.id]  # finished tasks are deleted
+        # Running tasks are canceled, others deleted: neither can be fetched again.
+        job.canceled = job.phase(self.scenario)[0] in ("queued", "running")
+        self.deleted[job.id] = job
         return Response(status_code=204)

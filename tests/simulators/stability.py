@@ -3,6 +3,11 @@
 The prompt never reaches Stability, so magic prompt words do nothing here: script
 ``scenario`` instead (``outcome="policy"`` answers 200 with ``CONTENT_FILTERED``;
 ``outcome="fail"`` answers the result with a 500).
+
+The finish reason is documented in the JSON result only: asked for as ``video/*``, a result
+comes without a ``finish-reason`` header, whatever the outcome. ``sim.discontinued = True``
+answers the start route with 404, as a withdrawn API would. The uploaded image must be a
+JPEG or PNG (by its bytes and by its part's content type) of one of the three sizes.
 """
 
 from __future__ import annotations
@@ -27,6 +32,11 @@ SIZES = {(1024, 576), (576, 1024), (768, 768)}
 class StabilitySimulator(Simulator):
     """Stable Video Diffusion's two endpoints; no cancel, no webhooks."""
 
+    def __init__(self, **kwargs: Any) -> None:
+        self.discontinued = False
+        self.accepts: list[str] = []  # the Accept header of each result request
+        super().__init__(**kwargs)
+
     def routes(self) -> list[Route]:
         return [
             Route("/v2beta/image-to-video", self.create, methods=["POST"]),
@@ -50,12 +60,17 @@ class StabilitySimulator(Simulator):
             return denied
         if (fault := await self.fault("submit")) is not None:
             return fault
+        if self.discontinued:
+            return self.error(404, "Not found")
         form = await request.form()
         upload = form.get("image")
         if not isinstance(upload, UploadFile):
             return self.error(400, "image: required")
         data = await upload.read()
+        part_type = upload.content_type or ""
         await form.close()
+        if part_type not in ("image/jpeg", "image/png"):
+            return self.error(400, f"image: content type {part_type!r} is not JPEG or PNG")
         try:
             with Image.open(io.BytesIO(data)) as image:
                 size, kind = image.size, image.format
@@ -75,6 +90,7 @@ class StabilitySimulator(Simulator):
             return denied
         if (fault := await self.fault("poll")) is not None:
             return fault
+        self.accepts.append(request.headers.get("accept", ""))
         job = self.polled(request.path_params["id"])
         if job is None:
             return self.error(404, "generation not found or expired")
@@ -88,6 +104,4 @@ class StabilitySimulator(Simulator):
             video = base64.b64encode(sample_mp4()).decode() if finish == "SUCCESS" else ""
             return JSONResponse({"video": video, "finish_reason": finish, "seed": 42})
         job.polls -= 1  # a download re-reads the same finished result
-        return Response(
-            sample_mp4(), media_type="video/mp4", headers={"finish-reason": finish, "seed": "42"}
-        )
+        return Response(sample_mp4(), media_type="video/mp4")

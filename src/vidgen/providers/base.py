@@ -13,8 +13,10 @@ the same way::
     # ... then the engine stores, probes and thumbnails the file.
 
 A provider whose output is already in this process (no network: the test provider, a local
-renderer) may also offer :class:`BlockingDownload`: the engine then writes the output in the
-same worker-thread call that probes, thumbnails and stores it (one thread hop per job).
+renderer, bytes that came with the poll) may also offer ``download_blocking(result, dest, *,
+max_bytes) -> content type``, the same contract as :meth:`Provider.download` without an event
+loop: the engine then writes the output in the same worker-thread call that probes,
+thumbnails and stores it (one thread hop per job).
 
 Errors: every failure leaves an adapter as a :class:`ProviderError` whose ``retryable`` flag
 the engine acts on (see :mod:`vidgen.providers.errors`, the one place that classifies).
@@ -27,7 +29,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 class State(enum.StrEnum):
@@ -59,21 +61,54 @@ class PromptUnit(enum.StrEnum):
 
 
 @dataclass(frozen=True)
-class Restriction:
-    """Where one mode and/or one model accepts less than the provider as a whole.
+class ModelSpec:
+    """What one model accepts: one row of a provider's model catalog.
 
-    ``mode`` / ``model`` left None match every mode / model. ``offered=False`` withdraws what
-    matches (a model that has no text-to-video); ``resolutions`` narrows the presets to those
-    of them that are also in :attr:`Capabilities.resolutions`.
+    ``resolutions`` are the presets in image-to-video, and in text-to-video too unless
+    ``text_resolutions`` narrows them (Runway's text-to-video takes two ratios of six).
+    ``durations`` is the discrete set, or None when any value in [min, max] is accepted;
+    ``long_resolutions`` are presets that take only the longest of ``durations`` (Veo's
+    1080p). ``inputs`` are the request fields the vendor's schema lists for this model: an
+    adapter sends no other (a field a model does not list is dropped or refused upstream).
     """
 
-    mode: Mode | None = None
-    model: str | None = None
-    offered: bool = True
-    resolutions: tuple[str, ...] | None = None
+    name: str
+    resolutions: tuple[str, ...]
+    min_duration_seconds: float
+    max_duration_seconds: float
+    durations: tuple[float, ...] | None = None
+    text_to_video: bool = True
+    image_to_video: bool = True
+    text_resolutions: tuple[str, ...] | None = None
+    long_resolutions: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ()
 
-    def matches(self, mode: Mode, model: str | None) -> bool:
-        return self.mode in (None, mode) and self.model in (None, model)
+    def offers(self, mode: Mode) -> bool:
+        return self.text_to_video if mode is Mode.TEXT else self.image_to_video
+
+    def resolutions_for(self, mode: Mode) -> tuple[str, ...]:
+        """The presets this model takes in ``mode`` (empty when it does not do ``mode``)."""
+        if not self.offers(mode):
+            return ()
+        if mode is Mode.TEXT and self.text_resolutions is not None:
+            return self.text_resolutions
+        return self.resolutions
+
+    def durations_for(self, resolution: str | None = None) -> tuple[float, ...] | None:
+        """The discrete durations at ``resolution`` (None: any value in [min, max])."""
+        if self.durations and resolution in self.long_resolutions:
+            return (max(self.durations),)
+        return self.durations
+
+    def accepts_duration(self, seconds: float, resolution: str | None = None) -> bool:
+        allowed = self.durations_for(resolution)
+        if allowed:
+            return any(abs(seconds - d) < 1e-6 for d in allowed)
+        return self.min_duration_seconds <= seconds <= self.max_duration_seconds
+
+    def takes(self, field_name: str) -> bool:
+        """Whether the model's schema lists ``field_name`` (an empty list: not described)."""
+        return not self.inputs or field_name in self.inputs
 
 
 def data_uri_length(size: int, content_type: str) -> int:
@@ -85,8 +120,10 @@ def data_uri_length(size: int, content_type: str) -> int:
 class Capabilities:
     """What a provider can do; drives validation and the ``providers`` query.
 
-    The top-level fields are the union over modes and models; ``restrictions`` say where a
-    mode or a model accepts less (ask :meth:`models_for` and :meth:`resolutions_for`).
+    The top-level fields are the union over modes and models. A provider with a model
+    catalog (``catalog``, one :class:`ModelSpec` per model; build it with
+    :meth:`from_catalog`) says per model what it accepts: ask :meth:`spec`,
+    :meth:`models_for`, :meth:`resolutions_for` and :meth:`durations_for`.
     """
 
     text_to_video: bool
@@ -102,9 +139,10 @@ class Capabilities:
     models: tuple[str, ...] = ()
     default_model: str | None = None
     default_resolution: str | None = None
-    restrictions: tuple[Restriction, ...] = ()
+    catalog: tuple[ModelSpec, ...] = ()
     # The longest data: URI (prefix included) the provider takes for an input image; a bigger
-    # image must go by URL (InputImage.url). None: no documented limit.
+    # image must go by URL (InputImage.url); 0: images go by URL only. None: no documented
+    # limit.
     max_inline_image_bytes: int | None = None
     webhooks: bool = False
     cancellable: bool = True
@@ -112,14 +150,61 @@ class Capabilities:
     min_poll_interval: float = 1.0
     max_poll_interval: float = 30.0
 
+    @classmethod
+    def from_catalog(
+        cls, catalog: tuple[ModelSpec, ...], *, default_model: str | None = None, **rest: Any
+    ) -> Capabilities:
+        """Capabilities whose top-level fields are the union of ``catalog``'s models.
+
+        Args:
+            catalog: One entry per model, in listing order (the first is the default unless
+                ``default_model`` says otherwise).
+            default_model: The model used when a request names none.
+            rest: The fields that do not come from the models (output_formats, limits,
+                webhooks, poll intervals, default_resolution, ...).
+        """
+        if not catalog:
+            raise ValueError("a model catalog needs at least one model")
+        resolutions: dict[str, None] = {}
+        for spec in catalog:
+            resolutions.update(dict.fromkeys(spec.resolutions))
+            resolutions.update(dict.fromkeys(spec.text_resolutions or ()))
+        discrete = all(spec.durations for spec in catalog)
+        durations = (
+            tuple(sorted({d for spec in catalog for d in spec.durations or ()}))
+            if discrete
+            else None
+        )
+        return cls(
+            text_to_video=any(spec.text_to_video for spec in catalog),
+            image_to_video=any(spec.image_to_video for spec in catalog),
+            resolutions=tuple(resolutions),
+            min_duration_seconds=min(spec.min_duration_seconds for spec in catalog),
+            max_duration_seconds=max(spec.max_duration_seconds for spec in catalog),
+            durations=durations,
+            models=tuple(spec.name for spec in catalog),
+            default_model=default_model or catalog[0].name,
+            catalog=catalog,
+            **rest,
+        )
+
     def supports(self, mode: Mode) -> bool:
         return self.text_to_video if mode is Mode.TEXT else self.image_to_video
 
+    def spec(self, model: str | None) -> ModelSpec | None:
+        """The catalog entry of ``model`` (None: the default model); None when unknown or
+        when the provider keeps no catalog."""
+        name = model or self.default_model
+        return next((spec for spec in self.catalog if spec.name == name), None)
+
     def offers(self, mode: Mode, model: str | None) -> bool:
         """Whether ``model`` (None: the provider's default) does ``mode`` at all."""
-        return self.supports(mode) and all(
-            r.offered for r in self.restrictions if r.matches(mode, model)
-        )
+        if not self.supports(mode):
+            return False
+        if not self.catalog:
+            return True
+        spec = self.spec(model)
+        return spec is not None and spec.offers(mode)
 
     def models_for(self, mode: Mode) -> tuple[str, ...]:
         """The models that do ``mode``."""
@@ -129,12 +214,24 @@ class Capabilities:
         """The presets ``model`` accepts in ``mode`` (empty when it does not do ``mode``)."""
         if not self.offers(mode, model):
             return ()
-        narrowing = [
-            set(r.resolutions)
-            for r in self.restrictions
-            if r.resolutions is not None and r.matches(mode, model)
-        ]
-        return tuple(res for res in self.resolutions if all(res in n for n in narrowing))
+        spec = self.spec(model)
+        if spec is None:
+            return self.resolutions
+        taken = set(spec.resolutions_for(mode))
+        return tuple(res for res in self.resolutions if res in taken)
+
+    def durations_for(
+        self, model: str | None, resolution: str | None = None
+    ) -> tuple[float, ...] | None:
+        """The discrete durations ``model`` takes (at ``resolution``), None: a range."""
+        spec = self.spec(model)
+        return self.durations if spec is None else spec.durations_for(resolution)
+
+    def duration_range_for(self, model: str | None) -> tuple[float, float]:
+        spec = self.spec(model)
+        if spec is None:
+            return self.min_duration_seconds, self.max_duration_seconds
+        return spec.min_duration_seconds, spec.max_duration_seconds
 
     def prompt_length(self, text: str) -> int:
         """``text``'s length in this provider's :attr:`prompt_unit`."""
@@ -275,7 +372,8 @@ class Provider(Protocol):
 
     @property
     def available(self) -> bool:
-        """True when configured (has its key); unavailable providers refuse jobs."""
+        """True when usable (configured, and the vendor still serves it); unavailable
+        providers refuse jobs. An adapter may also say why in ``unavailable_reason``."""
         ...
 
     async def submit(self, request: GenerationRequest) -> Submission: ...
@@ -300,14 +398,13 @@ class Provider(Protocol):
     async def aclose(self) -> None: ...
 
 
-@runtime_checkable
-class BlockingDownload(Protocol):
-    """Optional, beside :class:`Provider`: a download that needs no event loop.
+def unavailable_reason(provider: Provider) -> str | None:
+    """Why ``provider`` refuses jobs (None when it is available).
 
-    Same contract as :meth:`Provider.download` (write at most ``max_bytes`` to ``dest``, a
-    permanent ProviderError beyond that; return the content type), but blocking: the engine
-    calls it from a worker thread, in the same call as the rest of the job's media work.
-    Offer it only when the output is already at hand (a local file, bytes in memory).
+    Adapters that can say more (a missing base URL, a discontinued API) expose
+    ``unavailable_reason``; for the others the reason is generic.
     """
-
-    def download_blocking(self, result: PollResult, dest: Path, *, max_bytes: int) -> str: ...
+    if provider.available:
+        return None
+    said = getattr(provider, "unavailable_reason", None)
+    return said if isinstance(said, str) and said else f"{provider.name} is not configured."

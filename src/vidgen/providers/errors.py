@@ -9,12 +9,14 @@ exceptions, error responses and unreadable bodies into :class:`~vidgen.providers
     ├── connection reset / refused           yes   connection
     ├── 408, 409, 425                        yes   conflict_or_timeout
     ├── 429 (+ Retry-After / retry-after-ms, yes   rate_limited
-    │        a "resets in ~30s" body, or the
-    │        provider's documented lock-out)
+    │        Google's RetryInfo, a "resets in
+    │        ~30s" or "Expected available in
+    │        N seconds" body, or the provider's
+    │        documented lock-out)
     ├── 5xx                                  yes   server_error
     ├── malformed body (also too deep)       yes   malformed_response
     ├── 400 / 405 / 413 / 415 / 422          no    bad_request   (the provider's own words)
-    ├── 401 / 403                            no    auth          (names the setting to fix)
+    ├── 401 / 403, Google's API_KEY_INVALID   no    auth          (names the setting to fix)
     ├── 404 on a known prediction            yes   prediction_lost (PredictionLost)
     ├── 404 otherwise                        no    not_found
     ├── content policy                       no    content_policy
@@ -63,9 +65,10 @@ MAX_DETAIL_CHARS = 500
 # job is never parked for ever by one odd header.
 MAX_RETRY_AFTER_SECONDS = 24 * 3600.0
 
-# A wait stated in an error's text, as Replicate does ("Your rate limit resets in ~30s.").
+# A wait stated in an error's text, as Replicate does in both of its documented forms ("Your
+# rate limit resets in ~30s.", and "Expected available in 1 second.").
 _TEXT_RETRY_AFTER = re.compile(
-    r"(?i)\b(?:resets?|try again|retry)\s+(?:in|after)\s+~?\s*(\d+(?:\.\d+)?)\s*"
+    r"(?i)\b(?:resets?|try again|retry|available)\s+(?:in|after)\s+~?\s*(\d+(?:\.\d+)?)\s*"
     r"(s|secs?|seconds?|m|mins?|minutes?)\b"
 )
 
@@ -269,7 +272,11 @@ class ErrorContext:
         status = response.status_code
         detail = self.scrub(_detail(response))
         said = f": {detail}" if detail else ""
-        if status in AUTH_STATUSES and not (status == 403 and self.forbidden_is_policy):
+        codes = _error_codes(response)
+        rejected_key = bool(codes & KEY_REJECTED_REASONS)
+        if rejected_key or (
+            status in AUTH_STATUSES and not (status == 403 and self.forbidden_is_policy)
+        ):
             return ProviderError(
                 f"{self.key_setting} was rejected by {self.provider} ({status}){said}",
                 retryable=False,
@@ -283,7 +290,7 @@ class ErrorContext:
                 code="content_policy",
                 status_code=status,
             )
-        if status == 429 and QUOTA_EXHAUSTED in (_error_codes(response) | {detail.lower()}):
+        if status == 429 and QUOTA_EXHAUSTED in (codes | {detail.lower()}):
             # OpenAI-style "You exceeded your current quota": no wait ends it, only billing.
             # Not an outage to sit out (vidgen.jobs.retry): fail now and say what to do.
             return ProviderError(
@@ -294,8 +301,11 @@ class ErrorContext:
                 status_code=status,
             )
         if status == 429:
-            # Few providers promise a Retry-After; Replicate states the wait in the body only.
+            # Few providers promise a Retry-After; Google states the wait in a RetryInfo,
+            # Replicate in the body's words only.
             retry_after = parse_retry_after(response.headers, now=time.time())
+            if retry_after is None:
+                retry_after = _retry_delay(response)
             if retry_after is None:
                 retry_after = retry_after_from_text(detail)
             if retry_after is None:
@@ -336,6 +346,8 @@ class ErrorContext:
 
 # The error code of an OpenAI-compatible 429 whose cause is billing, not load.
 QUOTA_EXHAUSTED = "insufficient_quota"
+# Google answers a wrong API key with 400 INVALID_ARGUMENT whose ErrorInfo reason says so.
+KEY_REJECTED_REASONS = frozenset({"api_key_invalid"})
 
 
 def _detail(response: httpx.Response) -> str:
@@ -359,16 +371,49 @@ def _detail(response: httpx.Response) -> str:
         return ""
 
 
-def _error_codes(response: httpx.Response) -> set[str]:
-    """The ``code`` and ``type`` of an OpenAI-style ``{"error": {...}}`` body (lowercase)."""
+def _error_object(response: httpx.Response) -> dict[str, Any] | None:
+    """The ``{"error": {...}}`` object of an OpenAI-style or google.rpc.Status body."""
     try:
         body = json.loads(response.content)
     except (ValueError, RecursionError, httpx.ResponseNotRead):
-        return set()
+        return None
     error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
+    return error if isinstance(error, dict) else None
+
+
+def _error_codes(response: httpx.Response) -> set[str]:
+    """The codes an error body names, lowercase: OpenAI's ``code`` and ``type``, Google's
+    ``status`` and the ``reason`` of each ErrorInfo in its ``details``."""
+    error = _error_object(response)
+    if error is None:
         return set()
-    return {str(error[k]).lower() for k in ("code", "type") if isinstance(error.get(k), str)}
+    codes = {
+        str(error[k]).lower() for k in ("code", "type", "status") if isinstance(error.get(k), str)
+    }
+    for item in _details(error):
+        if isinstance(item.get("reason"), str):
+            codes.add(item["reason"].lower())
+    return codes
+
+
+def _retry_delay(response: httpx.Response) -> float | None:
+    """The wait a google.rpc.RetryInfo in the error's ``details`` asks for ("13s", "0.5s")."""
+    error = _error_object(response)
+    for item in _details(error or {}):
+        delay = item.get("retryDelay")
+        if str(item.get("@type", "")).endswith("google.rpc.RetryInfo") and isinstance(delay, str):
+            try:
+                return bounded_wait(float(delay.strip().removesuffix("s")))
+            except ValueError:
+                return None
+    return None
+
+
+def _details(error: dict[str, Any]) -> list[dict[str, Any]]:
+    details = error.get("details")
+    if not isinstance(details, list):
+        return []
+    return [item for item in details if isinstance(item, dict)]
 
 
 def _flatten(body: Any) -> str:

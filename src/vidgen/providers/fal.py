@@ -1,11 +1,16 @@
-"""fal.ai queue API (queue.fal.run): by default Kling v2 master, text- or image-to-video.
+"""fal.ai queue API (queue.fal.run): the Kling families of :data:`CATALOG`.
 
-Failure is ``COMPLETED`` with an ``error``; webhooks are per request (``?fal_webhook=``) and
-signed with Ed25519, keys from a JWKS URL. See providers.md section 5.
+A family (``fal-ai/kling-video/v2/master``) has a ``/text-to-video`` and/or an
+``/image-to-video`` endpoint, each with its own input schema: the adapter sends only the
+fields that endpoint lists (image-to-video takes no ``aspect_ratio``: the clip follows the
+image, which is therefore cropped to the requested preset first). Failure is ``COMPLETED``
+with an ``error``; webhooks are per request (``?fal_webhook=``) and signed with Ed25519,
+keys from a JWKS URL. See docs/providers.md ("fal").
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -15,6 +20,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -24,6 +30,8 @@ from vidgen.providers import errors
 from vidgen.providers.base import (
     Capabilities,
     GenerationRequest,
+    Mode,
+    ModelSpec,
     PollResult,
     ProviderError,
     State,
@@ -31,7 +39,7 @@ from vidgen.providers.base import (
     WebhookEvent,
     WebhookRejected,
 )
-from vidgen.providers.http import HttpProvider, data_uri, webhook_timestamp
+from vidgen.providers.http import HttpProvider, data_uri, fit_image, webhook_timestamp
 from vidgen.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -56,10 +64,45 @@ RETRYABLE_ERROR_TYPES = frozenset(
     }
 )
 RETRYABLE_ERROR_PREFIX = "runner_"  # runner_disconnected, runner_scheduling_failure, ...
-# Kling v2 master presets (aspect ratio and "5"/"10" s); model-specific.
-RESOLUTIONS = {"1280x720": "16:9", "720x1280": "9:16", "960x960": "1:1"}
-DURATIONS = (5.0, 10.0)
-TEXT_SUFFIX, IMAGE_SUFFIX = "/text-to-video", "/image-to-video"
+# Our presets as Kling's aspect ratios (text-to-video's aspect_ratio enum).
+ASPECT_RATIOS = {"1280x720": "16:9", "720x1280": "9:16", "960x960": "1:1"}
+DURATIONS = (5.0, 10.0)  # DurationEnum "5" | "10"
+ENDPOINTS = {Mode.TEXT: "/text-to-video", Mode.IMAGE: "/image-to-video"}
+# Each endpoint's input schema (fal.ai/models/<endpoint>/api), as the fields we may send.
+TEXT_INPUTS = ("prompt", "duration", "aspect_ratio", "negative_prompt", "cfg_scale")
+IMAGE_INPUTS = ("prompt", "image_url", "duration", "negative_prompt", "cfg_scale")
+CATALOG = (
+    ModelSpec(
+        name="fal-ai/kling-video/v2/master",
+        resolutions=tuple(ASPECT_RATIOS),
+        min_duration_seconds=DURATIONS[0],
+        max_duration_seconds=DURATIONS[-1],
+        durations=DURATIONS,
+        inputs=tuple(dict.fromkeys(TEXT_INPUTS + IMAGE_INPUTS)),
+    ),
+    # Kling 2.1 standard serves image-to-video only.
+    ModelSpec(
+        name="fal-ai/kling-video/v2.1/standard",
+        resolutions=tuple(ASPECT_RATIOS),
+        text_to_video=False,
+        min_duration_seconds=DURATIONS[0],
+        max_duration_seconds=DURATIONS[-1],
+        durations=DURATIONS,
+        inputs=IMAGE_INPUTS,
+    ),
+)
+MODE_INPUTS = {Mode.TEXT: TEXT_INPUTS, Mode.IMAGE: IMAGE_INPUTS}
+# An input image (cropped to the preset) may be re-encoded; these types go as they are.
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
+
+
+def family(model: str) -> str:
+    """``model`` without an endpoint suffix (the catalog's name for it)."""
+    for suffix in ENDPOINTS.values():
+        model = model.removesuffix(suffix)
+    return model
+
+
 JWKS_MAX_AGE = 24 * 3600.0
 # Refetch the JWKS on an unknown signature at most this often (key rotation).
 JWKS_REFRESH_FLOOR = 300.0
@@ -69,13 +112,14 @@ MAX_REMEMBERED = 2048
 class FalProvider(HttpProvider):
     """fal's queue: submit to the model path, poll ``status``, read ``response_url``.
 
-    Image requests go to the model's ``/image-to-video`` sibling of ``fal_model`` with the
-    image as an ``image_url`` data URI. The URLs that submit returns are used while this
-    process remembers them; otherwise they are rebuilt from ``owner/app`` of ``fal_model``.
+    Text requests go to the family's ``/text-to-video`` endpoint, image requests to its
+    ``/image-to-video`` one with the image as an ``image_url`` data URI. The URLs that
+    submit returns are used while this process remembers them; otherwise they are rebuilt
+    from ``owner/app`` of ``fal_model``.
 
     Args:
         settings: Uses ``fal_api_key`` (sent as ``Authorization: Key ...``), ``fal_base_url``,
-            ``fal_model`` and ``fal_jwks_url``.
+            ``fal_model`` (the default family, or one of its endpoints) and ``fal_jwks_url``.
         client: An existing client to use instead of building one.
     """
 
@@ -84,27 +128,32 @@ class FalProvider(HttpProvider):
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
-        self.model = settings.fal_model
+        self.model = family(settings.fal_model)
         self.jwks_url = settings.fal_jwks_url
         self._keys: list[Ed25519PublicKey] = []
         self._keys_fetched_at = -math.inf
         self._urls: OrderedDict[str, dict[str, str]] = OrderedDict()
-        self.capabilities = Capabilities(
-            text_to_video=True,
-            image_to_video=True,
-            resolutions=tuple(RESOLUTIONS),
+        known = any(spec.name == self.model for spec in CATALOG)
+        self.capabilities = Capabilities.from_catalog(
+            CATALOG,
+            default_model=self.model if known else None,
             output_formats=("mp4",),
-            min_duration_seconds=DURATIONS[0],
-            max_duration_seconds=DURATIONS[-1],
-            durations=DURATIONS,
             max_prompt_length=2500,
-            models=(self.model,),
-            default_model=self.model,
             default_resolution="1280x720",
             webhooks=True,
             cancellable=True,
             min_poll_interval=2.0,
         )
+
+    @property
+    def unavailable_reason(self) -> str | None:
+        if self.capabilities.spec(self.model) is None:
+            known = ", ".join(spec.name for spec in CATALOG)
+            return (
+                f"VIDGEN_FAL_MODEL names {self.model!r}, whose inputs vidgen does not know;"
+                f" choose one of {known}."
+            )
+        return super().unavailable_reason
 
     # --- urls -----------------------------------------------------------------------------
     def _app(self) -> str:
@@ -133,16 +182,27 @@ class FalProvider(HttpProvider):
     # --- protocol -------------------------------------------------------------------------
     async def submit(self, request: GenerationRequest) -> Submission:
         """Enqueue on the model path, with ``?fal_webhook=`` when a URL is given."""
-        model = request.model or self.model
-        body: dict[str, Any] = {
+        if request.model:
+            request = replace(request, model=family(request.model))
+        spec = self.offered_spec(request)
+        mode = Mode.IMAGE if request.input_image is not None else Mode.TEXT
+        model = spec.name + ENDPOINTS[mode]
+        values: dict[str, Any] = {
             "prompt": request.prompt,
             "duration": str(int(round(request.duration_seconds))),
-            "aspect_ratio": RESOLUTIONS.get(request.resolution, "16:9"),
+            "aspect_ratio": ASPECT_RATIOS.get(request.resolution, "16:9"),
         }
         if request.input_image is not None:
-            if model.endswith(TEXT_SUFFIX):
-                model = model.removesuffix(TEXT_SUFFIX) + IMAGE_SUFFIX
-            body["image_url"] = data_uri(request.input_image)
+            # The clip follows the image: crop it to the preset the request asked for.
+            image = await asyncio.to_thread(
+                fit_image,
+                request.input_image,
+                request.width,
+                request.height,
+                keep_types=IMAGE_TYPES,
+            )
+            values["image_url"] = data_uri(image)
+        body = {k: v for k, v in values.items() if k in MODE_INPUTS[mode]}
         params = {"fal_webhook": request.webhook_url} if request.webhook_url else None
         response = await self._send(
             "POST", self.url(f"/{model}"), "submit", json=body, params=params

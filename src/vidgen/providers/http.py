@@ -32,7 +32,10 @@ import httpx
 from vidgen import __version__
 from vidgen.providers.base import (
     Capabilities,
+    GenerationRequest,
     InputImage,
+    Mode,
+    ModelSpec,
     PollResult,
     ProviderError,
     WebhookEvent,
@@ -60,6 +63,8 @@ __all__ = [
     "data_uri",
     "download_to",
     "fit_image",
+    "JPEG_OR_PNG",
+    "too_large",
     "parse_retry_after",
     "verify_standard_webhook",
     "webhook_timestamp",
@@ -170,12 +175,12 @@ async def download_to(
                     response.raise_for_status()
                 declared = response.headers.get("content-length")
                 if declared and declared.isdigit() and int(declared) > max_bytes:
-                    raise _too_large(errors.provider, max_bytes)
+                    raise too_large(errors.provider, max_bytes)
                 with dest.open("wb") as out:
                     async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK):
                         written += len(chunk)
                         if written > max_bytes:
-                            raise _too_large(errors.provider, max_bytes)
+                            raise too_large(errors.provider, max_bytes)
                         out.write(chunk)
                 content_type = response.headers.get("content-type", "application/octet-stream")
     except BaseException:
@@ -205,7 +210,8 @@ def _expired(errors: ErrorContext, status: int) -> ProviderError:
     )
 
 
-def _too_large(provider: str, max_bytes: int) -> ProviderError:
+def too_large(provider: str, max_bytes: int) -> ProviderError:
+    """The permanent error for an output over ``max_bytes``."""
     return ProviderError(
         f"{provider}'s output is larger than the {max_bytes} byte limit (VIDGEN_MAX_OUTPUT_BYTES).",
         retryable=False,
@@ -218,16 +224,24 @@ def data_uri(image: InputImage) -> str:
     return f"data:{image.content_type};base64,{base64.b64encode(image.data).decode('ascii')}"
 
 
-def fit_image(image: InputImage, width: int, height: int) -> InputImage:
+# The image types every vendor that takes an uploaded image accepts (OpenAI also takes WebP).
+JPEG_OR_PNG = ("image/jpeg", "image/png")
+
+
+def fit_image(
+    image: InputImage, width: int, height: int, *, keep_types: tuple[str, ...] = JPEG_OR_PNG
+) -> InputImage:
     """Scale and centre-crop ``image`` to exactly ``width``x``height``.
 
-    Stability and OpenAI demand that the input image has the output's exact size. CPU work:
-    call through ``asyncio.to_thread``.
+    Stability and OpenAI demand that the input image has the output's exact size. An image
+    already that size is sent as it is when its type is one of ``keep_types``, otherwise
+    re-encoded as PNG (Stability takes JPEG and PNG only, not WebP). CPU work: call through
+    ``asyncio.to_thread``.
     """
     from PIL import Image, ImageOps
 
     with Image.open(io.BytesIO(image.data)) as source:
-        if source.size == (width, height):
+        if source.size == (width, height) and image.content_type in keep_types:
             return image
         fitted = ImageOps.fit(source.convert("RGB"), (width, height))
     out = io.BytesIO()
@@ -307,6 +321,8 @@ class HttpProvider:
     name: str
     capabilities: Capabilities
     auth_header = "Authorization"
+    # The word before the key ("Bearer", fal's "Key"); empty: the header holds the key alone
+    # (Google's x-goog-api-key).
     auth_scheme = "Bearer"
     extra_headers: Mapping[str, str] = {}
     # Further hosts that need the key (besides the API host), e.g. a provider's file host.
@@ -327,7 +343,7 @@ class HttpProvider:
         if self.api_key:
             auth = HostAuth(
                 self.auth_header,
-                f"{self.auth_scheme} {self.api_key}",
+                f"{self.auth_scheme} {self.api_key}".strip(),
                 (host_of(self.base_url), *self.auth_hosts),
             )
         self.client = client or build_client(
@@ -350,19 +366,59 @@ class HttpProvider:
 
     @property
     def available(self) -> bool:
-        """True when the provider's API key is configured."""
-        return bool(self.api_key)
+        """True when the provider is usable: see :attr:`unavailable_reason`."""
+        return self.unavailable_reason is None
 
-    def _require_key(self) -> None:
+    @property
+    def unavailable_reason(self) -> str | None:
+        """Why jobs are refused (shown by the ``providers`` query), None when usable.
+
+        The base answers for the API key; adapters add their own reasons (a base URL that
+        must be set, a model catalog that must be configured, an API the vendor withdrew).
+        """
         if not self.api_key:
+            return f"{self.errors.key_setting} is not set."
+        return None
+
+    def _require_available(self) -> None:
+        reason = self.unavailable_reason
+        if reason is not None:
             raise ProviderError(
-                f"{self.errors.key_setting} is not set; {self.name} is unavailable.",
+                f"{self.name} is unavailable: {reason}",
                 retryable=False,
-                code="auth",
+                code="auth" if not self.api_key else "unavailable",
             )
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"
+
+    def offered_spec(self, request: GenerationRequest) -> ModelSpec:
+        """The catalog entry of the request's model, once the request is within it.
+
+        Requests are validated against the capabilities at enqueue; this refuses (permanent
+        ``bad_request``) what slipped past, because several vendors cannot even express a
+        choice their model does not offer (a size for a model without one) and would
+        silently make something else.
+        """
+        self._require_available()
+        caps = self.capabilities
+        mode = Mode.IMAGE if request.input_image is not None else Mode.TEXT
+        spec = caps.spec(request.model)
+        problem = None
+        if spec is None:
+            problem = f"model {request.model or caps.default_model!r} is not offered"
+        elif not spec.offers(mode):
+            problem = f"{spec.name} does not do {mode.label}"
+        elif request.resolution not in spec.resolutions_for(mode):
+            problem = f"{spec.name} does not make {request.resolution} in {mode.label}"
+        elif not spec.accepts_duration(request.duration_seconds, request.resolution):
+            problem = f"{spec.name} does not make {request.duration_seconds:g} s videos"
+            if request.resolution in spec.long_resolutions:
+                problem += f" at {request.resolution}"
+        if problem is not None:
+            raise ProviderError(f"{self.name}: {problem}.", retryable=False, code="bad_request")
+        assert spec is not None
+        return spec
 
     async def download(self, result: PollResult, dest: Path, *, max_bytes: int) -> str:
         """Stream ``result.output_url`` into ``dest`` (at most ``max_bytes``)."""
@@ -396,7 +452,7 @@ class HttpProvider:
         self, method: str, url: str, action: str, *, lost_on_404: bool = False, **kwargs: object
     ) -> httpx.Response:
         """One request, classified: returns only a 2xx response (body read)."""
-        self._require_key()
+        self._require_available()
         with self.errors.translating(action, lost_on_404=lost_on_404):
             response = await self.client.request(method, url, **kwargs)  # type: ignore[arg-type]
             response.raise_for_status()
@@ -406,7 +462,7 @@ class HttpProvider:
     async def _stream(
         self, method: str, url: str, action: str, **kwargs: object
     ) -> AsyncIterator[httpx.Response]:
-        self._require_key()
+        self._require_available()
         with self.errors.translating(action, lost_on_404=action == "poll"):
             async with self.client.stream(method, url, **kwargs) as response:  # type: ignore[arg-type]
                 if not response.is_success:

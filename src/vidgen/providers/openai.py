@@ -1,8 +1,11 @@
-"""OpenAI-compatible Videos API (``/v1/videos``): OpenAI's own (shut down 2026-09-24) or a
-gateway that serves the same shape (LiteLLM, Open WebUI connections), chosen by base URL.
+"""OpenAI-compatible Videos API (``/v1/videos``) as served by gateways (a LiteLLM proxy, an
+Open WebUI connection, ...) for many vendors' models.
 
-Webhooks are configured per project, not per request, and signed the Standard Webhooks way.
-See providers.md section 4.
+OpenAI shut its own Videos API down on 2026-09-24, so there is no default host: the provider
+is unavailable until ``VIDGEN_OPENAI_BASE_URL`` names a gateway and ``VIDGEN_OPENAI_MODELS``
+the models it routes, each with the sizes and seconds it takes (a gateway's model list gives
+ids only). Webhooks, where a gateway relays them, are configured per project, not per
+request, and signed the Standard Webhooks way. See docs/providers.md ("openai").
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from vidgen.providers import errors
 from vidgen.providers.base import (
     Capabilities,
     GenerationRequest,
+    ModelSpec,
     PollResult,
     ProviderError,
-    Restriction,
     State,
     Submission,
     WebhookEvent,
@@ -31,12 +34,10 @@ from vidgen.settings import Settings
 logger = logging.getLogger(__name__)
 
 VIDEOS_PATH = "/v1/videos"
-MODELS = ("sora-2", "sora-2-pro")
-SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")  # all four: sora-2-pro
-# "sora-2 only the first two" (either mode).
-SORA_2_SIZES = SIZES[:2]
-RESTRICTIONS = (Restriction(model="sora-2", resolutions=SORA_2_SIZES),)
-SECONDS = (4.0, 8.0, 12.0)  # 16 and 20 are in newer guide text only (unconfirmed)
+# The create fields of the Videos API (openai-python types/video_create_params.py).
+INPUTS = ("prompt", "model", "seconds", "size", "input_reference")
+# input_reference: "image/jpeg, image/png, image/webp", at exactly the requested size.
+REFERENCE_TYPES = ("image/jpeg", "image/png", "image/webp")
 POLL_AFTER_HEADER = "openai-poll-after-ms"
 STATES = {
     "queued": State.QUEUED,
@@ -63,25 +64,44 @@ class OpenAIProvider(HttpProvider):
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         self.webhook_secret = settings.openai_webhook_secret
         super().__init__(settings, **kwargs)
-        # Accept a base URL given with the API version ("https://api.openai.com/v1").
+        # Accept a base URL given with the API version ("https://gateway.example/v1").
         self.base_url = self.base_url.removesuffix("/v1")
-        self.capabilities = Capabilities(
-            text_to_video=True,
-            image_to_video=True,
-            resolutions=SIZES,
-            output_formats=("mp4",),
-            min_duration_seconds=SECONDS[0],
-            max_duration_seconds=SECONDS[-1],
-            durations=SECONDS,
-            max_prompt_length=4000,
-            models=MODELS,
-            default_model=MODELS[0],
-            default_resolution=SIZES[0],
-            restrictions=RESTRICTIONS,
-            webhooks=bool(self.webhook_secret),
-            cancellable=CANCEL_WITH_DELETE,
-            min_poll_interval=2.0,
-        )
+        common: dict[str, Any] = {
+            "output_formats": ("mp4",),
+            "max_prompt_length": 4000,
+            "webhooks": bool(self.webhook_secret),
+            "cancellable": CANCEL_WITH_DELETE,
+            "min_poll_interval": 2.0,
+        }
+        self.catalog_problem: str | None = None
+        try:
+            catalog = model_catalog(settings.openai_models)
+        except (TypeError, ValueError) as exc:
+            catalog, self.catalog_problem = (), f"VIDGEN_OPENAI_MODELS is invalid: {exc}"
+        if catalog:
+            self.capabilities = Capabilities.from_catalog(catalog, **common)
+        else:
+            self.catalog_problem = self.catalog_problem or (
+                "VIDGEN_OPENAI_MODELS lists no models: name the gateway's video models and"
+                " the sizes and seconds each takes (docs/providers.md)."
+            )
+            self.capabilities = Capabilities(
+                text_to_video=False,
+                image_to_video=False,
+                resolutions=(),
+                min_duration_seconds=0.0,
+                max_duration_seconds=0.0,
+                **common,
+            )
+
+    @property
+    def unavailable_reason(self) -> str | None:
+        if not self.base_url:
+            return (
+                "VIDGEN_OPENAI_BASE_URL is not set: OpenAI shut its own Videos API down on"
+                " 2026-09-24, so this provider needs an OpenAI-compatible gateway's URL."
+            )
+        return super().unavailable_reason or self.catalog_problem
 
     def _secrets(self) -> Iterable[str | None]:
         return (self.api_key, self.webhook_secret)
@@ -89,16 +109,21 @@ class OpenAIProvider(HttpProvider):
     async def submit(self, request: GenerationRequest) -> Submission:
         """Create a video; an input image goes as the ``input_reference`` file part, fitted to
         the requested size (the API demands they match)."""
+        model = self.offered_spec(request).name
         fields = {
             "prompt": request.prompt,
-            "model": request.model or MODELS[0],
+            "model": model,
             "seconds": str(int(round(request.duration_seconds))),
             "size": request.resolution,
         }
         files = None
         if request.input_image is not None:
             image = await asyncio.to_thread(
-                fit_image, request.input_image, request.width, request.height
+                fit_image,
+                request.input_image,
+                request.width,
+                request.height,
+                keep_types=REFERENCE_TYPES,
             )
             extension = image.content_type.split("/")[-1]
             files = {"input_reference": (f"reference.{extension}", image.data, image.content_type)}
@@ -200,3 +225,40 @@ class OpenAIProvider(HttpProvider):
             )
         # video.failed carries no reason: leave result None so the engine polls for it.
         return WebhookEvent(prediction_id=video_id, result=result, delivery_id=delivery)
+
+
+def model_catalog(configured: Mapping[str, Any]) -> tuple[ModelSpec, ...]:
+    """The gateway's models from ``VIDGEN_OPENAI_MODELS``.
+
+    Each entry: ``{"sizes": ["WxH", ...], "seconds": [4, 8, ...], "text": true,
+    "image": true}`` (``text`` and ``image`` default to true). Sora's documented values,
+    for a gateway that routes it, are the example in docs/providers.md.
+
+    Raises:
+        ValueError / TypeError: an entry without sizes or seconds, or with malformed ones.
+    """
+    catalog = []
+    for name, entry in configured.items():
+        if not isinstance(entry, Mapping):
+            raise TypeError(f"{name}: expected an object with sizes and seconds")
+        sizes = tuple(str(size).strip().lower() for size in entry.get("sizes") or ())
+        seconds = tuple(sorted(float(value) for value in entry.get("seconds") or ()))
+        if not sizes or not seconds:
+            raise ValueError(f"{name}: sizes and seconds must both be given")
+        for size in sizes:
+            width, _, height = size.partition("x")
+            if not (width.isdigit() and height.isdigit()):
+                raise ValueError(f"{name}: size {size!r} is not WxH")
+        catalog.append(
+            ModelSpec(
+                name=str(name),
+                resolutions=sizes,
+                min_duration_seconds=seconds[0],
+                max_duration_seconds=seconds[-1],
+                durations=seconds,
+                text_to_video=bool(entry.get("text", True)),
+                image_to_video=bool(entry.get("image", True)),
+                inputs=INPUTS,
+            )
+        )
+    return tuple(catalog)

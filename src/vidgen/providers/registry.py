@@ -1,23 +1,25 @@
 """Building every provider once per process, and closing them.
 
-Order: local, runway, replicate, stability, openai, fal (then ``test`` when
-``enable_test_provider``). ``local`` and ``test`` live in their own modules and are imported
-lazily, so this works whether or not those modules exist yet.
+Order: local, runway, replicate, stability, openai, fal, google, luma (then ``test`` when
+``enable_test_provider``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections.abc import Mapping
 
 from vidgen.providers.base import Provider
 from vidgen.providers.fal import FalProvider
+from vidgen.providers.google import GoogleProvider
+from vidgen.providers.local import LocalProvider
+from vidgen.providers.luma import LumaProvider
 from vidgen.providers.openai import OpenAIProvider
 from vidgen.providers.replicate import ReplicateProvider
 from vidgen.providers.runway import RunwayProvider
 from vidgen.providers.stability import StabilityProvider
+from vidgen.providers.testing import TestProvider
 from vidgen.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -28,18 +30,9 @@ HTTP_PROVIDERS = {
     "stability": StabilityProvider,
     "openai": OpenAIProvider,
     "fal": FalProvider,
+    "google": GoogleProvider,
+    "luma": LumaProvider,
 }
-
-
-def _optional(module: str, attribute: str) -> type | None:
-    """A class from a module that may not exist yet (None when the module is missing)."""
-    try:
-        found = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise  # the module exists but one of its own imports is broken
-        return None
-    return getattr(found, attribute)
 
 
 def build_providers(
@@ -52,21 +45,16 @@ def build_providers(
         extra: Further providers (or replacements, by name), e.g. a test's simulator-backed one.
 
     Returns:
-        Providers in listing order; unconfigured ones are present with ``available`` False.
+        Providers in listing order; unusable ones are present with ``available`` False.
     """
-    providers: dict[str, Provider] = {}
-    local = _optional("vidgen.providers.local", "LocalProvider")
-    if local is not None:
-        providers["local"] = local(settings)
+    providers: dict[str, Provider] = {"local": LocalProvider(settings)}
     for name, cls in HTTP_PROVIDERS.items():
         providers[name] = cls(settings)
     if settings.enable_test_provider:
-        test = _optional("vidgen.providers.testing", "TestProvider")
-        if test is not None:
-            providers["test"] = test(
-                tolerance_seconds=settings.webhook_tolerance_seconds,
-                submissions_log=settings.test_provider_log,
-            )
+        providers["test"] = TestProvider(
+            tolerance_seconds=settings.webhook_tolerance_seconds,
+            submissions_log=settings.test_provider_log,
+        )
     for name, provider in (extra or {}).items():
         providers[name] = provider
     return providers

@@ -1,6 +1,8 @@
-"""Replicate predictions API (api.replicate.com): any video model, by default minimax/video-01.
+"""Replicate predictions API (api.replicate.com): the video models of :data:`CATALOG`.
 
-Webhooks are per prediction and signed the Standard Webhooks way. See providers.md section 2.
+Each model has its own input schema; the adapter sends only the inputs a model lists (an
+input it does not list is silently dropped by Replicate). Webhooks are per prediction, https
+only, and signed the Standard Webhooks way. See docs/providers.md ("replicate").
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from vidgen.providers import errors
 from vidgen.providers.base import (
     Capabilities,
     GenerationRequest,
+    ModelSpec,
     PollResult,
     PredictionLost,
     ProviderError,
@@ -36,9 +39,29 @@ STATES = {
     "canceled": State.CANCELED,
     "aborted": State.CANCELED,  # deadline hit before start: nothing ran, nothing billed
 }
-# Model input names (model-specific; these are minimax/video-01's).
-PROMPT_FIELD = "prompt"
-IMAGE_FIELD = "first_frame_image"
+# Each model's input schema (replicate.com/<model>/api), as the fields we may send.
+CATALOG = (
+    # 6 s at 720p; with a first frame the clip takes that image's aspect ratio.
+    ModelSpec(
+        name="minimax/video-01",
+        resolutions=("1280x720",),
+        min_duration_seconds=6.0,
+        max_duration_seconds=6.0,
+        durations=(6.0,),
+        inputs=("prompt", "first_frame_image", "subject_reference", "prompt_optimizer"),
+    ),
+    ModelSpec(
+        name="google/veo-2",
+        resolutions=("1280x720", "720x1280"),
+        min_duration_seconds=5.0,
+        max_duration_seconds=8.0,
+        durations=(5.0, 6.0, 7.0, 8.0),
+        inputs=("prompt", "image", "aspect_ratio", "duration", "seed"),
+    ),
+)
+# The input that carries the starting image, by model.
+IMAGE_FIELDS = {"minimax/video-01": "first_frame_image", "google/veo-2": "image"}
+ASPECT_RATIOS = {"1280x720": "16:9", "720x1280": "9:16"}
 WEBHOOK_EVENTS = ("start", "completed")
 # "data URLs only for <=256 KB": read as 256,000 characters of URL, the stricter guess.
 MAX_DATA_URI = 256_000
@@ -66,19 +89,15 @@ class ReplicateProvider(HttpProvider):
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         self.webhook_secret = settings.replicate_webhook_secret
         super().__init__(settings, **kwargs)
-        self.model = settings.replicate_model
-        # minimax/video-01: 6 s at 720p, text or first-frame image.
-        self.capabilities = Capabilities(
-            text_to_video=True,
-            image_to_video=True,
-            resolutions=("1280x720",),
+        # "owner/name", or "owner/name:<version>" to pin the default model's version.
+        self.model, _, version = settings.replicate_model.partition(":")
+        self.pinned = {self.model: settings.replicate_model} if version else {}
+        known = any(spec.name == self.model for spec in CATALOG)
+        self.capabilities = Capabilities.from_catalog(
+            CATALOG,
+            default_model=self.model if known else None,
             output_formats=("mp4",),
-            min_duration_seconds=6.0,
-            max_duration_seconds=6.0,
-            durations=(6.0,),
             max_prompt_length=2000,
-            models=(self.model,),
-            default_model=self.model,
             default_resolution="1280x720",
             max_inline_image_bytes=MAX_DATA_URI,
             webhooks=True,
@@ -89,18 +108,36 @@ class ReplicateProvider(HttpProvider):
     def _secrets(self) -> Iterable[str | None]:
         return (self.api_key, self.webhook_secret)
 
+    @property
+    def unavailable_reason(self) -> str | None:
+        if self.capabilities.spec(self.model) is None:
+            known = ", ".join(spec.name for spec in CATALOG)
+            return (
+                f"VIDGEN_REPLICATE_MODEL names {self.model!r}, whose inputs vidgen does not "
+                f"know; choose one of {known}."
+            )
+        return super().unavailable_reason
+
     async def submit(self, request: GenerationRequest) -> Submission:
-        """Create a prediction (with a webhook when the request carries a URL)."""
-        model = request.model or self.model
-        payload: dict[str, Any] = {"input": self._input(request)}
-        if _VERSION.match(model):
-            payload["version"] = model
+        """Create a prediction (with a webhook when the request carries an https URL)."""
+        spec = self.offered_spec(request)
+        model = spec.name
+        payload: dict[str, Any] = {"input": self._input(request, spec)}
+        if (pinned := self.pinned.get(model)) is not None and _VERSION.match(pinned):
+            payload["version"] = pinned
             path = "/v1/predictions"
         else:
             path = f"/v1/models/{model}/predictions"
-        if request.webhook_url:
+        if request.webhook_url and request.webhook_url.startswith("https://"):
             payload["webhook"] = request.webhook_url
             payload["webhook_events_filter"] = list(WEBHOOK_EVENTS)
+        elif request.webhook_url:
+            # Replicate takes https webhooks only: a plain-http public URL would be refused.
+            logger.info(
+                "replicate webhook not sent: Replicate delivers to https URLs only "
+                "(VIDGEN_PUBLIC_URL is http); the job polls instead",
+                extra={"action": "provider.webhook_skipped", "provider": self.name},
+            )
         response = await self._send("POST", self.url(path), "submit", json=payload)
         with self.errors.translating("submit"):
             prediction = response.json()
@@ -112,12 +149,17 @@ class ReplicateProvider(HttpProvider):
         )
         return Submission(prediction_id=prediction_id, state=state)
 
-    def _input(self, request: GenerationRequest) -> dict[str, Any]:
-        """The model's input; an image goes as a data URL, or by its URL when too big."""
-        values: dict[str, Any] = {PROMPT_FIELD: request.prompt}
+    def _input(self, request: GenerationRequest, spec: ModelSpec) -> dict[str, Any]:
+        """The inputs ``spec``'s schema lists; an image goes as a data URL, or by its URL
+        when too big for one."""
+        values: dict[str, Any] = {"prompt": request.prompt}
         if (image := request.input_image) is not None:
-            values[IMAGE_FIELD] = self.capabilities.image_url(image) or data_uri(image)
-        if request.seed is not None:
+            values[IMAGE_FIELDS[spec.name]] = self.capabilities.image_url(image) or data_uri(image)
+        if spec.takes("aspect_ratio"):
+            values["aspect_ratio"] = ASPECT_RATIOS.get(request.resolution, "16:9")
+        if spec.takes("duration"):
+            values["duration"] = int(round(request.duration_seconds))
+        if request.seed is not None and spec.takes("seed"):
             values["seed"] = request.seed
         return values
 

@@ -1,6 +1,6 @@
 """Runway (api.dev.runwayml.com): Gen-4.5 / Gen-4 Turbo text- and image-to-video.
 
-Poll only (no webhooks), never faster than every 5 s. See providers.md section 1.
+Poll only (no webhooks), never faster than every 5 s. See docs/providers.md ("runway").
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from vidgen.providers import errors
 from vidgen.providers.base import (
     Capabilities,
     GenerationRequest,
-    Mode,
+    ModelSpec,
     PollResult,
     PromptUnit,
     ProviderError,
-    Restriction,
     State,
     Submission,
 )
@@ -26,17 +25,34 @@ from vidgen.settings import Settings
 logger = logging.getLogger(__name__)
 
 API_VERSION = "2024-11-06"  # X-Runway-Version, required on every request
-MODELS = ("gen4.5", "gen4_turbo")
 DEFAULT_MODEL = "gen4.5"
 # Runway's "W:H" pixel ratios, offered as our "WxH" presets (image_to_video takes all six).
-RESOLUTIONS = ("1280x720", "720x1280", "1104x832", "960x960", "832x1104", "1584x672")
-# text_to_video: gen4.5 only (gen4_turbo is not listed), in 1280:720 or 720:1280 only.
-TEXT_RESOLUTIONS = ("1280x720", "720x1280")
-TEXT_RESTRICTIONS = (
-    Restriction(mode=Mode.TEXT, model="gen4_turbo", offered=False),
-    Restriction(mode=Mode.TEXT, resolutions=TEXT_RESOLUTIONS),
-)
+RATIOS = ("1280x720", "720x1280", "1104x832", "960x960", "832x1104", "1584x672")
 DURATIONS = tuple(float(s) for s in range(2, 11))  # gen4.5: 2-10 s (gen4_turbo: unconfirmed)
+# What each model's create params list (runwayml/sdk-python image_to_video_create_params /
+# text_to_video_create_params); seed and contentModeration are gen4.x only.
+INPUTS = ("model", "promptText", "promptImage", "ratio", "duration", "seed")
+CATALOG = (
+    # text_to_video: gen4.5 only, in 1280:720 or 720:1280.
+    ModelSpec(
+        name="gen4.5",
+        resolutions=RATIOS,
+        text_resolutions=("1280x720", "720x1280"),
+        min_duration_seconds=DURATIONS[0],
+        max_duration_seconds=DURATIONS[-1],
+        durations=DURATIONS,
+        inputs=INPUTS,
+    ),
+    ModelSpec(
+        name="gen4_turbo",
+        resolutions=RATIOS,
+        text_to_video=False,
+        min_duration_seconds=DURATIONS[0],
+        max_duration_seconds=DURATIONS[-1],
+        durations=DURATIONS,
+        inputs=INPUTS,
+    ),
+)
 MAX_PROMPT = 1000  # UTF-16 code units
 # "5 MB as data URI" (16 MB by URL); read as 5,000,000 characters of URI, the stricter guess.
 MAX_DATA_URI = 5_000_000
@@ -49,10 +65,16 @@ STATES = {
     "FAILED": State.FAILED,
     "CANCELLED": State.CANCELED,
 }
-# failureCode prefixes that are worth another attempt ("retry allowed but unlikely to help";
-# INPUT_PREPROCESSING.INTERNAL retry guidance is unconfirmed, treated as retryable).
-RETRYABLE_FAILURES = ("INTERNAL.", "INPUT_PREPROCESSING.INTERNAL")
-POLICY_FAILURES = ("SAFETY.", "INPUT_PREPROCESSING.SAFETY")
+# failureCode families worth another attempt: INTERNAL (bare, or INTERNAL.BAD_OUTPUT.*: "retry
+# allowed but unlikely to help"); INPUT_PREPROCESSING.INTERNAL (retry guidance unconfirmed,
+# treated as retryable). A family matches the code itself or any dotted code below it.
+RETRYABLE_FAILURES = ("INTERNAL", "INPUT_PREPROCESSING.INTERNAL")
+POLICY_FAILURES = ("SAFETY", "INPUT_PREPROCESSING.SAFETY")
+
+
+def in_family(code: str, families: tuple[str, ...]) -> bool:
+    """Whether ``code`` is one of ``families`` or below one ("SAFETY.INPUT.TEXT")."""
+    return any(code == family or code.startswith(family + ".") for family in families)
 
 
 class RunwayProvider(HttpProvider):
@@ -70,20 +92,13 @@ class RunwayProvider(HttpProvider):
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
         self.poll_seconds = settings.runway_poll_seconds
-        self.capabilities = Capabilities(
-            text_to_video=True,
-            image_to_video=True,
-            resolutions=RESOLUTIONS,
+        self.capabilities = Capabilities.from_catalog(
+            CATALOG,
+            default_model=DEFAULT_MODEL,
             output_formats=("mp4",),
-            min_duration_seconds=DURATIONS[0],
-            max_duration_seconds=DURATIONS[-1],
-            durations=DURATIONS,
             max_prompt_length=MAX_PROMPT,
             prompt_unit=PromptUnit.UTF16,
-            models=MODELS,
-            default_model=DEFAULT_MODEL,
             default_resolution="1280x720",
-            restrictions=TEXT_RESTRICTIONS,
             max_inline_image_bytes=MAX_DATA_URI,
             webhooks=False,
             cancellable=True,
@@ -93,13 +108,15 @@ class RunwayProvider(HttpProvider):
 
     async def submit(self, request: GenerationRequest) -> Submission:
         """Start a task; an image goes as a ``data:`` URI, or by its URL when too big for one."""
+        spec = self.offered_spec(request)
+        model = spec.name
         body: dict[str, Any] = {
-            "model": request.model or DEFAULT_MODEL,
+            "model": model,
             "promptText": request.prompt,
             "ratio": request.resolution.replace("x", ":"),
             "duration": int(round(request.duration_seconds)),
         }
-        if request.seed is not None:
+        if request.seed is not None and spec.takes("seed"):
             body["seed"] = request.seed
         if (image := request.input_image) is not None:
             body["promptImage"] = self.capabilities.image_url(image) or data_uri(image)
@@ -115,7 +132,8 @@ class RunwayProvider(HttpProvider):
         return Submission(prediction_id=task_id, state=State.QUEUED)
 
     async def poll(self, prediction_id: str) -> PollResult:
-        """Read the task; a 404 means it was deleted or expired (PredictionLost)."""
+        """Read the task; a 404 means it was deleted (a DELETE cancels a running task and
+        deletes it: it cannot be fetched again) or expired (PredictionLost)."""
         response = await self._send(
             "GET", self.url(f"/v1/tasks/{prediction_id}"), "poll", lost_on_404=True
         )
@@ -141,13 +159,13 @@ class RunwayProvider(HttpProvider):
         code = str(task.get("failureCode") or "")
         text = self.errors.scrub(str(task.get("failure") or "The task failed."))
         detail = f"{text} [{code}]" if code else text
-        if code.startswith(POLICY_FAILURES):
+        if in_family(code, POLICY_FAILURES):
             return errors.failed(self.name, detail, code="content_policy", provider_code=code)
         # A documented code decides; words in the free text only when there is no code.
         return errors.failed(
             self.name,
             detail,
-            retryable=code.startswith(RETRYABLE_FAILURES),
+            retryable=in_family(code, RETRYABLE_FAILURES),
             provider_code=code or None,
         )
 

@@ -307,8 +307,8 @@ class TestProvider:
         return await asyncio.to_thread(self.download_blocking, result, dest, max_bytes=max_bytes)
 
     def download_blocking(self, result: PollResult, dest: Path, *, max_bytes: int) -> str:
-        """:meth:`download` without the event loop (the output is in memory): see
-        :class:`~vidgen.providers.base.BlockingDownload`."""
+        """:meth:`download` without the event loop (the output is in memory): the optional
+        ``download_blocking`` described in :mod:`vidgen.providers.base`."""
         fmt = str(result.extra.get("format", "mp4"))
         _write_output(fmt, Path(dest), max_bytes)
         return _CONTENT_TYPES[fmt]

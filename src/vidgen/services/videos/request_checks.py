@@ -111,27 +111,31 @@ def _pick_resolution(
     return value
 
 
-def _pick_duration(requested: float | None, caps: Capabilities) -> float:
+def _pick_duration(
+    requested: float | None, caps: Capabilities, model: str | None, resolution: str
+) -> float:
+    """The duration to ask for: ``requested`` if ``model`` makes it (at ``resolution``), else
+    BAD_USER_INPUT; None picks the allowed value nearest the default."""
+    allowed = caps.durations_for(model, resolution)
+    low, high = caps.duration_range_for(model)
     if requested is None:
-        if caps.durations:
-            return float(min(caps.durations, key=lambda d: abs(d - DEFAULT_DURATION)))
-        return float(
-            min(max(DEFAULT_DURATION, caps.min_duration_seconds), caps.max_duration_seconds)
-        )
+        if allowed:
+            return float(min(allowed, key=lambda d: abs(d - DEFAULT_DURATION)))
+        return float(min(max(DEFAULT_DURATION, low), high))
     if not math.isfinite(requested) or requested <= 0:
         raise errors.BadUserInput(
             "durationSeconds must be a positive number.", field="durationSeconds"
         )
-    if caps.durations:
-        if not any(abs(requested - d) < 1e-6 for d in caps.durations):
-            allowed = ", ".join(f"{d:g}" for d in caps.durations)
+    which = f"{model} at {resolution}" if model else "this provider"
+    if allowed:
+        if not any(abs(requested - d) < 1e-6 for d in allowed):
+            seconds = ", ".join(f"{d:g}" for d in allowed)
             raise errors.BadUserInput(
-                f"This provider makes videos of {allowed} seconds only.", field="durationSeconds"
+                f"{which} makes videos of {seconds} seconds only.", field="durationSeconds"
             )
-    elif not caps.min_duration_seconds <= requested <= caps.max_duration_seconds:
+    elif not low <= requested <= high:
         raise errors.BadUserInput(
-            f"durationSeconds must be between {caps.min_duration_seconds:g} and "
-            f"{caps.max_duration_seconds:g} for this provider.",
+            f"durationSeconds must be between {low:g} and {high:g} for {which}.",
             field="durationSeconds",
         )
     return float(requested)
@@ -168,10 +172,9 @@ def check_request(
             f"Unknown provider {provider!r}; choose one of {', '.join(runtime.providers)}.",
             field="provider",
         )
-    if not chosen.available:
+    if (reason := base.unavailable_reason(chosen)) is not None:
         raise errors.BadUserInput(
-            f"The {name} provider is not configured on this server (set "
-            f"VIDGEN_{name.upper()}_API_KEY); choose another one.",
+            f"The {name} provider is not available on this server: {reason} Choose another one.",
             field="provider",
         )
     caps = chosen.capabilities
@@ -220,7 +223,7 @@ def check_request(
             f"{', '.join(f.upper() for f in caps.output_formats)}.",
             field="outputFormat",
         )
-    duration = _pick_duration(duration_seconds, caps)
+    duration = _pick_duration(duration_seconds, caps, chosen_model, chosen_resolution)
 
     clean_caption = optional_text(caption, field="caption", limit=MAX_CAPTION)
     clean_style = optional_text(video_style, field="videoStyle", limit=MAX_STYLE)
@@ -319,6 +322,11 @@ def _public_https(settings: Settings) -> bool:
 
 def _too_big_to_inline(name: str, caps: Capabilities, content_type: str, data: bytes) -> str:
     limit = caps.max_inline_image_bytes or 0
+    if limit <= base.data_uri_length(0, content_type):
+        return (
+            f"{name} takes input images by URL only: set VIDGEN_PUBLIC_URL to this server's"
+            " public https:// address so it can fetch the image."
+        )
     # The largest payload whose data: URI still fits (base64: 4 characters per 3 bytes).
     fits = (limit - base.data_uri_length(0, content_type)) // 4 * 3
     return (

@@ -20,7 +20,8 @@ query Start {
   viewer { id email }
   providers {
     name available textToVideo imageToVideo resolutions outputFormats minDurationSeconds
-    maxDurationSeconds durations maxPromptLength models defaultModel defaultResolution
+    maxDurationSeconds durations maxPromptLength defaultModel defaultResolution
+    models { name resolutions minDurationSeconds maxDurationSeconds durations }
   }
   projects(first: 100) { edges { node { id name } } }
   stories(first: 100) { edges { node { id title project { id } } } }

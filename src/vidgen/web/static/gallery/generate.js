@@ -28,6 +28,7 @@ export class GenerateForm {
     this.stories = [];
     this.field = (name) => form.elements.namedItem(name);
     this.field("provider").addEventListener("change", () => this.applyProvider());
+    this.field("model").addEventListener("change", () => this.applyModel());
     this.field("projectId").addEventListener("change", () => this.applyProject());
     this.field("inputImage").addEventListener("change", () => this.previewImage());
     form.addEventListener("submit", (event) => {
@@ -60,25 +61,49 @@ export class GenerateForm {
     return this.providers.find((p) => p.name === this.field("provider").value);
   }
 
+  /** The chosen model's catalog entry (its presets and durations), else the provider's. */
+  limits() {
+    const p = this.provider();
+    const model = p.models.find((m) => m.name === this.field("model").value);
+    return model || p;
+  }
+
   applyProvider() {
     const p = this.provider();
     if (!p) return;
     const modelField = this.form.querySelector("#gen-model-field");
-    options(this.field("model"), p.models, { selected: p.defaultModel });
+    options(this.field("model"), p.models.map((m) => m.name), { selected: p.defaultModel });
     modelField.hidden = p.models.length < 2;
-    const resolution = p.resolutions.includes("512x512") ? "512x512" : p.defaultResolution;
-    options(this.field("resolution"), p.resolutions, { selected: resolution });
     options(this.field("outputFormat"), p.outputFormats, { selected: p.outputFormats[0] });
+    this.applyModel();
+  }
+
+  applyModel() {
+    const p = this.provider();
+    if (!p) return;
+    const limits = this.limits();
+    const resolutions = limits.resolutions.length ? limits.resolutions : p.resolutions;
+    const resolution = resolutions.includes("512x512")
+      ? "512x512"
+      : resolutions.includes(p.defaultResolution) ? p.defaultResolution : resolutions[0];
+    options(this.field("resolution"), resolutions, { selected: resolution });
 
     const duration = this.field("durationSeconds");
-    duration.min = String(p.minDurationSeconds);
-    duration.max = String(p.maxDurationSeconds);
-    const fixed = p.durations && p.durations.length ? p.durations : null;
-    const wanted = fixed ? fixed[0] : Math.min(Math.max(DEFAULT_DURATION, p.minDurationSeconds), p.maxDurationSeconds);
-    if (!duration.value || Number(duration.value) > p.maxDurationSeconds || Number(duration.value) < p.minDurationSeconds) {
+    const low = limits.minDurationSeconds;
+    const high = limits.maxDurationSeconds;
+    duration.min = String(low);
+    duration.max = String(high);
+    const fixed = limits.durations && limits.durations.length ? limits.durations : null;
+    const wanted = fixed ? fixed[0] : Math.min(Math.max(DEFAULT_DURATION, low), high);
+    const current = Number(duration.value);
+    if (!duration.value || current > high || current < low || (fixed && !fixed.includes(current))) {
       duration.value = String(wanted);
     }
+    this.applyHints(fixed, low, high);
+  }
 
+  applyHints(fixed, low, high) {
+    const p = this.provider();
     const image = this.field("inputImage");
     this.form.querySelector("#gen-image-field").hidden = !p.imageToVideo;
     image.disabled = !p.imageToVideo;
@@ -87,11 +112,7 @@ export class GenerateForm {
       image.required ? "Image (required)" : "Image (optional)";
     this.field("prompt").maxLength = p.maxPromptLength;
 
-    const hints = [
-      fixed
-        ? `Durations: ${fixed.join(", ")} s.`
-        : `Duration ${p.minDurationSeconds}–${p.maxDurationSeconds} s.`,
-    ];
+    const hints = [fixed ? `Durations: ${fixed.join(", ")} s.` : `Duration ${low}–${high} s.`];
     if (p.imageToVideo) hints.push(p.textToVideo ? "Text or image to video." : "Image to video only.");
     this.form.querySelector("#gen-hint").textContent = hints.join(" ");
   }
