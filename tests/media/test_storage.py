@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from vidgen.media import storage as storage_mod
+from vidgen.media.storage import local as local_mod
 from vidgen.media.storage import InvalidKey, LocalStorage, TooLarge, make_key
 
 
@@ -163,7 +164,7 @@ async def test_save_file_copies_across_filesystems(
         st = real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
         return FakeStat(st, 999) if Path(str(path)) == src else st
 
-    monkeypatch.setattr(storage_mod.os, "stat", fake_stat)
+    monkeypatch.setattr(local_mod.os, "stat", fake_stat)
     key = make_key(1, 1, "video", "mp4")
     assert await storage.save_file(key, src) == 1000
     monkeypatch.undo()
