@@ -455,10 +455,17 @@ async def _store_prediction(ctx: JobContext, prediction_id: str | None) -> None:
 INPUT_URL_TTL_SECONDS = 24 * 3600
 
 
-def _input_url(settings: Any, key: str) -> str | None:
-    """A signed media URL of the input image that a provider can fetch, when this server has
-    a public https address (providers fetch only https); adapters use it for images too big
-    to send inline (see ``Capabilities.max_inline_image_bytes``). None otherwise."""
+async def _input_url(runtime: Runtime, key: str) -> str | None:
+    """A URL of the input image that a provider can fetch; adapters use it for images too big
+    to send inline (see ``Capabilities.max_inline_image_bytes``). The object store's own
+    presigned URL when a setting says the store is reachable from the internet
+    (``VIDGEN_S3_PUBLIC``); else a signed media URL when this server has a public https
+    address (providers fetch only https); else None."""
+    settings = runtime.settings
+    if settings.s3_public:
+        url = await runtime.storage.presign(key, expires_in=INPUT_URL_TTL_SECONDS)
+        if url is not None:
+            return url
     public = settings.public_url
     if not public or not public.startswith("https://"):
         return None
@@ -474,13 +481,12 @@ async def _build_request(ctx: JobContext, video: JobSpec, provider: Provider) ->
     settings = ctx.runtime.settings
     image = None
     if video.input_image:
-        path = ctx.runtime.storage.path(video.input_image)
-        data = await asyncio.to_thread(path.read_bytes)
+        data = await ctx.runtime.storage.read_bytes(video.input_image)
         ext = video.input_image.rsplit(".", 1)[-1].lower()
         image = InputImage(
             data=data,
             content_type=_IMAGE_TYPES.get(ext, "image/png"),
-            url=_input_url(settings, video.input_image),
+            url=await _input_url(ctx.runtime, video.input_image),
         )
     webhook_url = None
     if provider.capabilities.webhooks and settings.public_url:
