@@ -137,6 +137,9 @@ class S3Storage:
             URLs (default: ``endpoint_url``).
         region: the signing region (None: botocore's own resolution, else us-east-1).
         scratch_dir: a local folder for files on their way in (created on first use).
+        part_size: bytes per part of a multipart upload (at least 5 MiB).
+        part_concurrency: parts of one upload in flight at once.
+        max_attempts: tries per request (botocore's standard retries, with backoff).
     """
 
     def __init__(
@@ -150,6 +153,7 @@ class S3Storage:
         scratch_dir: Path,
         part_size: int = PART_SIZE,
         part_concurrency: int = PART_CONCURRENCY,
+        max_attempts: int = 4,
     ) -> None:
         if part_size < 5 * 1024 * 1024:
             raise ValueError("S3 parts are at least 5 MiB.")
@@ -161,6 +165,7 @@ class S3Storage:
         self.scratch_dir = Path(scratch_dir)
         self.part_size = part_size
         self.part_concurrency = max(1, part_concurrency)
+        self.max_attempts = max(1, max_attempts)  # per request, retries included
         self.description = f"s3://{bucket}" + (f"/{self.prefix}" if self.prefix else "")
         self._io = _IoLoop(f"vidgen-s3-{bucket}")
         self._clients: dict[str, Any] = {}  # "main" / "public", on the io loop
@@ -201,7 +206,7 @@ class S3Storage:
             signature_version="s3v4",
             # Non-AWS stores (MinIO, a test server) are addressed by path; AWS picks itself.
             s3={"addressing_style": "path" if endpoint else "auto"},
-            retries={"max_attempts": 4, "mode": "standard"},
+            retries={"max_attempts": self.max_attempts, "mode": "standard"},
             connect_timeout=5,
             read_timeout=60,
             max_pool_connections=32,
@@ -322,16 +327,21 @@ class S3Storage:
         if region and region != "us-east-1" and self.endpoint_url is None:
             params["CreateBucketConfiguration"] = {"LocationConstraint": region}
         try:
-            await self._call("create_bucket", **params)
-            created = True
+            await self._call("head_bucket")
+            created = False
         except Exception as exc:  # noqa: BLE001 - translated
-            if _code(exc) not in {"BucketAlreadyOwnedByYou"}:
-                if _code(exc) == "BucketAlreadyExists":
+            if not _missing(exc):
+                raise self._explain(exc) from exc
+            try:
+                await self._call("create_bucket", **params)
+            except Exception as exc:  # noqa: BLE001 - translated
+                if _code(exc) in {"BucketAlreadyExists", "BucketAlreadyOwnedByYou"}:
                     raise StorageUnavailable(
-                        f"The bucket name {self.bucket!r} is taken by another account."
+                        f"The bucket name {self.bucket!r} is taken (by another account, or "
+                        "just now)."
                     ) from exc
                 raise self._explain(exc) from exc
-            created = False
+            created = True
         try:
             await self._call(
                 "put_bucket_lifecycle_configuration",
