@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 
 ACCESS_KEY = "vidgen-test-access-key"
 SECRET_KEY = "vidgen-test-secret-key"
@@ -87,3 +88,23 @@ class S3Server:
                 self.process.kill()
                 self.process.wait(5)
         self.process = None
+
+
+# Fixtures, made visible to every test folder by tests/conftest.py.
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory):
+    """One moto S3 server for the whole session, started by the first test that asks."""
+    server = S3Server(tmp_path_factory.mktemp("moto") / "moto.log").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The test server's credentials in this process's environment (for botocore)."""
+    env = aws_env()
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from vidgen.media import storage as storage_mod
-from vidgen.media.storage import local as local_mod
 from vidgen.media.storage import InvalidKey, LocalStorage, TooLarge, make_key
+from vidgen.media.storage import local as local_mod
 
 
 def test_make_key_shape() -> None:

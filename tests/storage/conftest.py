@@ -3,34 +3,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
-from tests.s3_server import S3Server, aws_env, new_bucket_name
+from tests.s3_server import S3Server, new_bucket_name
 from vidgen.media.storage.s3 import S3Storage
 from vidgen.settings import Settings
 
 SMALL_PART = 5 * 1024 * 1024  # S3's least part size: multipart tests stay small
-
-
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    server = S3Server(tmp_path_factory.mktemp("moto") / "moto.log").start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    env = aws_env()
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return env
 
 
 def make_storage(server: S3Server, bucket: str, scratch: Path, **options) -> S3Storage:
@@ -49,9 +32,7 @@ async def s3(
     s3_server: S3Server, aws_credentials: dict[str, str], tmp_path: Path
 ) -> AsyncIterator[S3Storage]:
     """A new bucket's storage, with the least part size (multipart from 5 MiB on)."""
-    storage = make_storage(
-        s3_server, new_bucket_name(), tmp_path / "scratch", part_size=SMALL_PART
-    )
+    storage = make_storage(s3_server, new_bucket_name(), tmp_path / "scratch", part_size=SMALL_PART)
     assert await storage.create_bucket()
     try:
         yield storage

@@ -61,6 +61,22 @@ _CREDENTIAL_CODES = {
 }
 
 
+_SESSION: Any = None
+_SESSION_LOCK = threading.Lock()
+
+
+def _session() -> Any:
+    """One botocore session per process: its loaded service models are shared by every
+    client (loading them costs a few hundred milliseconds)."""
+    global _SESSION
+    with _SESSION_LOCK:
+        if _SESSION is None:
+            from aiobotocore.session import get_session
+
+            _SESSION = get_session()
+        return _SESSION
+
+
 class _IoLoop:
     """An asyncio loop in a daemon thread, started on first use, for the S3 client."""
 
@@ -195,7 +211,6 @@ class S3Storage:
 
     async def _make_client(self, which: str) -> Any:
         from aiobotocore.config import AioConfig
-        from aiobotocore.session import get_session
 
         if self._stack is None:
             self._stack = contextlib.AsyncExitStack()
@@ -215,9 +230,8 @@ class S3Storage:
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         )
-        session = get_session()
         return await self._stack.enter_async_context(
-            session.create_client(
+            _session().create_client(
                 "s3", endpoint_url=endpoint, region_name=self.region, config=config
             )
         )
