@@ -47,7 +47,7 @@ T = TypeVar("T")
 
 PART_SIZE = 8 * 1024 * 1024  # S3's least is 5 MiB (but the last part)
 PART_CONCURRENCY = 4  # parts in flight per upload: memory ≤ (this + 1) × PART_SIZE
-READ_CHUNK = 256 * 1024  # bytes per hop between the client's loop and a reader's
+READ_CHUNK = 1024 * 1024  # bytes per hop between the client's loop and a reader's
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # SigV4's longest
 PROBE_NAME = ".vidgen-ready"  # written by check(); not a valid key, so never listed
 # Error codes by which a store refuses who we are (or what we may do).
