@@ -48,6 +48,13 @@ BENCHES = (
         300,
     ),
     Bench("api", "api_bench", ["--json"], ["--json", "--quick"], 300),
+    Bench(
+        "storage",
+        "storage_bench",
+        ["--clients"],
+        ["--jobs", "5", "--rounds", "1", "--size-mb", "20"],
+        600,
+    ),
 )
 
 
@@ -336,11 +343,49 @@ def parse_api(stdout: str, data: dict[str, Any] | None) -> tuple[list[Row], list
     return rows, notes
 
 
+def parse_storage(stdout: str, data: dict[str, Any] | None) -> tuple[list[Row], list[str]]:
+    if not (data and data.get("name") == "storage"):
+        return [], []
+    rows = []
+    ingest = data.get("ingest") or {}
+    if {"s3", "file", "ratio"} <= ingest.keys():
+        rounds = ingest.get("ratio_rounds") or []
+        note = f" (rounds: {', '.join(f'{r:.2f}' for r in rounds)})" if len(rounds) > 1 else ""
+        rows.append(
+            Row(
+                f"store a finished output ({ingest['output_bytes'] / 2**20:.1f} MiB: download,"
+                " probe + thumbnail, store) through S3 (outputs/s; baseline the local folder)",
+                fmt(ingest["s3"], 2),
+                fmt(ingest["file"], 2),
+                f"{ingest['ratio']:.2f}",
+                result="reported" + note,
+            )
+        )
+    size = data.get("size_mb", 50)
+    for row in data.get("throughput") or []:
+        name = row.get("client", "?")
+        label = "vidgen's S3 backend" if name == "vidgen" else f"{name} alone"
+        if "error" in row:
+            rows.append(Row(f"{size} MB through {label}", result=f"failed: {row['error'][:200]}"))
+            continue
+        rows.append(
+            Row(
+                f"{size} MB through {label} (upload / download MB/s; RSS with the client up /"
+                " peak MiB)",
+                f"{row['up_bytes_per_s'] / 1e6:.0f} / {row['down_bytes_per_s'] / 1e6:.0f}; "
+                f"{row['setup_rss_mib']:.0f} / {row['peak_rss_mib']:.0f}",
+                result="reported",
+            )
+        )
+    return rows, []
+
+
 PARSERS = {
     "render": parse_render,
     "engine": parse_engine,
     "subscriptions": parse_subscriptions,
     "api": parse_api,
+    "storage": parse_storage,
 }
 
 

@@ -29,6 +29,7 @@ import pytest
 import pytest_asyncio
 
 from tests.live.redis_server import RedisServer
+from tests.s3_server import aws_credentials, s3_server  # noqa: F401 - fixtures for every folder
 from vidgen import db as vdb
 from vidgen.services import users
 from vidgen.settings import Settings

@@ -1,5 +1,5 @@
 """The ``vidgen`` command line: serve, worker, migrate, createuser, export-schema, generate,
-purge. Output meant for people goes to stdout; logs go to stderr."""
+purge, storage. Output meant for people goes to stdout; logs go to stderr."""
 
 from __future__ import annotations
 
@@ -25,6 +25,30 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
+def _storage_error(settings: Settings) -> str | None:
+    """The media store's problem at start-up (a missing bucket, refused credentials, ...),
+    or None when it exists and takes writes."""
+    from vidgen.media.storage import StorageUnavailable, create_storage
+
+    async def check() -> None:
+        storage = create_storage(settings)
+        try:
+            await storage.check()
+        finally:
+            await storage.close()
+
+    try:
+        asyncio.run(check())
+    except StorageUnavailable as exc:
+        return str(exc)
+    return None
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -33,6 +57,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     settings.check()
+    if problem := _storage_error(settings):
+        return _fail(problem)
     eventloop.loop_factory(settings.event_loop)  # VIDGEN_EVENT_LOOP=uvloop without uvloop
     app = create_app(settings)
     print(f"vidgen: GraphiQL at http://{settings.host}:{settings.port}/graphql", flush=True)
@@ -55,6 +81,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     settings.check()
+    if problem := _storage_error(settings):
+        return _fail(problem)
     eventloop.run(run_worker(settings, concurrency=args.concurrency), settings.event_loop)
     return 0
 
@@ -119,6 +147,34 @@ def cmd_purge(args: argparse.Namespace) -> int:
     return purge_command(settings, dry_run=args.dry_run, older_than_days=args.older_than_days)
 
 
+def cmd_storage(args: argparse.Namespace) -> int:
+    """``vidgen storage init`` creates the bucket (S3); ``vidgen storage check`` checks it."""
+    from vidgen.media.storage import StorageUnavailable, create_storage
+
+    settings = _settings(args)
+    settings.check()
+    storage = create_storage(settings)
+
+    async def run() -> str:
+        try:
+            if args.action == "init":
+                create = getattr(storage, "create_bucket", None)
+                if create is not None:
+                    made = await create()
+                    await storage.check()
+                    return f"{'created' if made else 'found'} {storage.description}"
+            await storage.check()
+            return f"{storage.description} is ready"
+        finally:
+            await storage.close()
+
+    try:
+        print(asyncio.run(run()))
+    except StorageUnavailable as exc:
+        return _fail(str(exc))
+    return 0
+
+
 def _redact(url: str) -> str:
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
@@ -174,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--dry-run", action="store_true")
     purge.add_argument("--older-than-days", type=float, default=None)
     purge.set_defaults(func=cmd_purge)
+
+    storage = sub.add_parser(
+        "storage", help="create (init) or check the media store named by VIDGEN_STORAGE_URL"
+    )
+    storage.add_argument("action", choices=["init", "check"])
+    storage.set_defaults(func=cmd_storage)
     return parser
 
 

@@ -17,7 +17,7 @@ from vidgen.events.bus import EventBus, create_bus
 from vidgen.settings import Settings
 
 if TYPE_CHECKING:
-    from vidgen.media.storage import LocalStorage
+    from vidgen.media.storage import Storage
     from vidgen.providers.base import Provider
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ class Runtime:
     settings: Settings
     bus: EventBus
     providers: dict[str, Provider]
-    storage: LocalStorage
+    storage: Storage
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
     @classmethod
@@ -40,16 +40,19 @@ class Runtime:
         providers: dict[str, Provider] | None = None,
     ) -> Runtime:
         """Build the bus, providers and storage (nothing is connected yet: see open())."""
-        from vidgen.media.storage import LocalStorage
+        from vidgen.media.storage import create_storage
         from vidgen.providers.registry import build_providers
 
         bus = bus or create_bus(settings.redis_url, namespace=settings.redis_namespace)
-        storage = LocalStorage(settings.resolved_media_root)
+        storage = create_storage(settings)
         if providers is None:
             providers = build_providers(settings)
         return cls(settings=settings, bus=bus, providers=providers, storage=storage)
 
     async def open(self) -> None:
+        """Start the bus; check the media store (raises StorageUnavailable, saying why)."""
+        await self.storage.open()
+        await self.storage.check()
         await self.bus.start()
 
     @classmethod
@@ -70,3 +73,4 @@ class Runtime:
 
         await close_providers(self.providers)
         await self.bus.close()
+        await self.storage.close()

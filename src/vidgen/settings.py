@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from vidgen import errors
@@ -46,7 +46,11 @@ class Settings(BaseSettings):
     """All configuration, read from ``VIDGEN_*`` variables (and an optional ``.env``)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="VIDGEN_", env_file=".env", extra="ignore", frozen=False
+        env_prefix="VIDGEN_",
+        env_file=".env",
+        extra="ignore",
+        frozen=False,
+        populate_by_name=True,
     )
 
     # --- where things live -------------------------------------------------------------
@@ -109,6 +113,26 @@ class Settings(BaseSettings):
     enable_test_provider: bool = False
     # The test provider appends every submission here (tests count them across processes).
     test_provider_log: Path | None = None
+
+    # --- media storage (docs/storage.md) ------------------------------------------------
+    # file:///absolute/path (default: the media root) or s3://BUCKET[/PREFIX]. With S3 the
+    # media root is only local scratch space (downloads and renders on their way in).
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = None  # a non-AWS store (MinIO, R2, ...): path-style
+    # The region: VIDGEN_S3_REGION, else the standard AWS_REGION / AWS_DEFAULT_REGION.
+    s3_region: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("VIDGEN_S3_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
+    )
+    # The store's address as browsers and providers reach it, for presigned URLs (default:
+    # the endpoint itself).
+    s3_public_endpoint_url: str | None = None
+    # The store's presigned URLs are reachable from the internet: providers fetch uploaded
+    # input images from the store instead of getting them inline.
+    s3_public: bool = False
+    # Media URLs answer with a redirect to the store's presigned URL instead of streaming
+    # the bytes through the API (S3 only; the store must be reachable by the clients).
+    media_redirect: bool = False
 
     # --- media ------------------------------------------------------------------------
     max_upload_bytes: int = 10 * 1024 * 1024
@@ -198,6 +222,11 @@ class Settings(BaseSettings):
         return (self.media_root or self.data_dir / "media").resolve()
 
     @property
+    def resolved_storage_url(self) -> str:
+        """``VIDGEN_STORAGE_URL``, or the media root as a ``file://`` URL."""
+        return self.storage_url or self.resolved_media_root.as_uri()
+
+    @property
     def run_embedded_worker(self) -> bool:
         if self.embedded_worker is not None:
             return self.embedded_worker
@@ -249,8 +278,25 @@ class Settings(BaseSettings):
             raise errors.ConfigurationError(
                 "VIDGEN_DATABASE_URL must start with sqlite://, postgres:// or asyncpg://"
             )
+        from vidgen.media.storage.location import parse_location
+
+        try:
+            location = parse_location(self.resolved_storage_url)
+        except ValueError as exc:
+            raise errors.ConfigurationError(str(exc)) from exc
+        if self.media_redirect and location.scheme != "s3":
+            raise errors.ConfigurationError(
+                "VIDGEN_MEDIA_REDIRECT needs an object store (VIDGEN_STORAGE_URL=s3://...)."
+            )
 
 
 def known_env_vars() -> set[str]:
     """Every ``VIDGEN_*`` name the settings understand (used to check deploy files)."""
-    return {f"VIDGEN_{name.upper()}" for name in Settings.model_fields}
+    names = set()
+    for name, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices):
+            names |= {c for c in alias.choices if isinstance(c, str) and c.startswith("VIDGEN_")}
+        else:
+            names.add(f"VIDGEN_{name.upper()}")
+    return names

@@ -1,4 +1,6 @@
-"""The signed media route over real HTTP (uvicorn on a free port, httpx as the client)."""
+"""The signed media route over real HTTP (uvicorn on a free port, httpx as the client), on
+both backends: a local folder's files (FileResponse) and an object store's objects streamed
+through the API (moto's S3 server) answer every request alike."""
 
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
+from tests.s3_server import new_bucket_name
 from vidgen.media import signing
-from vidgen.media.storage import LocalStorage, make_key
+from vidgen.media.storage import LocalStorage, Storage, make_key
+from vidgen.media.storage.s3 import S3Storage
 from vidgen.web.media import media_routes
 
 from .conftest import SECRET
@@ -24,8 +28,26 @@ DATA = bytes(range(256)) * 40  # 10240 bytes, every offset recognisable
 KEY = make_key(1, 7, "video", "mp4")
 
 
+@pytest.fixture(params=["file", "s3"])
+async def storage(
+    request: pytest.FixtureRequest, storage: Storage, tmp_path
+) -> AsyncIterator[Storage]:
+    """The folder of tests/media/conftest.py, or a new bucket of the test S3 server."""
+    if request.param == "file":
+        yield storage
+        return
+    server = request.getfixturevalue("s3_server")
+    request.getfixturevalue("aws_credentials")
+    s3 = S3Storage(new_bucket_name(), endpoint_url=server.url, scratch_dir=tmp_path / "scratch")
+    await s3.create_bucket()
+    try:
+        yield s3
+    finally:
+        await s3.close()
+
+
 @pytest.fixture
-async def server(storage: LocalStorage) -> AsyncIterator[str]:
+async def server(storage: Storage) -> AsyncIterator[str]:
     app = Starlette(routes=media_routes(storage, SECRET))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -56,7 +78,7 @@ async def client(server: str) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def stored(storage: LocalStorage) -> str:
+async def stored(storage: Storage) -> str:
     await storage.save_bytes(KEY, DATA)
     return KEY
 
@@ -230,7 +252,7 @@ async def test_if_match_and_if_unmodified_since(client: httpx.AsyncClient, store
     assert both.status_code == 200
 
 
-async def test_if_range(client: httpx.AsyncClient, stored: str, storage: LocalStorage) -> None:
+async def test_if_range(client: httpx.AsyncClient, stored: str, storage: Storage) -> None:
     first = await client.get(_url(stored))
     etag = first.headers["etag"]
     same = await client.get(_url(stored), headers={"Range": "bytes=0-9", "If-Range": etag})
@@ -249,12 +271,12 @@ async def test_if_range(client: httpx.AsyncClient, stored: str, storage: LocalSt
 
 
 async def test_replaced_file_gets_a_new_etag(
-    client: httpx.AsyncClient, stored: str, storage: LocalStorage
+    client: httpx.AsyncClient, stored: str, storage: Storage
 ) -> None:
     etag = (await client.get(_url(stored))).headers["etag"]
     await storage.save_bytes(stored, DATA[:100])
-    path = storage.path(stored)
-    os.utime(path, (1_800_000_000, 1_800_000_000))
+    if isinstance(storage, LocalStorage):  # a store's ETag is the content's, not the time's
+        os.utime(storage.path(stored), (1_800_000_000, 1_800_000_000))
     response = await client.get(_url(stored), headers={"If-None-Match": etag})
     assert response.status_code == 200
     assert response.content == DATA[:100]
@@ -294,7 +316,7 @@ async def test_expired_is_403(client: httpx.AsyncClient, stored: str) -> None:
 
 
 async def test_deleted_file_is_404(
-    client: httpx.AsyncClient, stored: str, storage: LocalStorage
+    client: httpx.AsyncClient, stored: str, storage: Storage
 ) -> None:
     url = _url(stored)
     assert (await client.get(url)).status_code == 200
@@ -325,7 +347,7 @@ async def test_escaping_keys_are_404(client: httpx.AsyncClient, stored: str) -> 
     ],
 )
 async def test_content_types(
-    client: httpx.AsyncClient, storage: LocalStorage, ext: str, content_type: str
+    client: httpx.AsyncClient, storage: Storage, ext: str, content_type: str
 ) -> None:
     key = make_key(1, 2, "thumbnail", ext)
     await storage.save_bytes(key, b"x" * 10)
@@ -338,7 +360,7 @@ async def test_post_is_not_allowed(client: httpx.AsyncClient, stored: str) -> No
     assert (await client.post(_url(stored))).status_code == 405
 
 
-async def test_large_file_streams(client: httpx.AsyncClient, storage: LocalStorage) -> None:
+async def test_large_file_streams(client: httpx.AsyncClient, storage: Storage) -> None:
     key = make_key(3, 3, "video", "webm")
     blob = os.urandom(3 * 1024 * 1024 + 17)
     await storage.save_bytes(key, blob)

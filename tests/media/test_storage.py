@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from vidgen.media import storage as storage_mod
-from vidgen.media.storage import InvalidKey, LocalStorage, make_key
+from vidgen.media.storage import InvalidKey, LocalStorage, TooLarge, make_key
+from vidgen.media.storage import local as local_mod
 
 
 def test_make_key_shape() -> None:
@@ -73,10 +75,102 @@ async def test_save_bytes_and_read_back(storage: LocalStorage) -> None:
     assert storage.path(key).read_bytes() == b"hello"
     assert storage.path(key).is_relative_to(storage.root)
     assert await storage.exists(key)
+    assert await storage.size(key) == 5
     # overwrite is atomic too
     assert await storage.save_bytes(key, b"bye") == 3
     assert storage.path(key).read_bytes() == b"bye"
     assert list(storage.iter_keys()) == [key]
+
+
+async def _chunks(*parts: bytes, fail_after: int | None = None) -> AsyncIterator[bytes]:
+    for i, part in enumerate(parts):
+        if fail_after is not None and i == fail_after:
+            raise ConnectionError("upstream went away")
+        yield part
+
+
+def _files_under(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
+async def test_save_stream_stores_all_chunks(storage: LocalStorage) -> None:
+    key = make_key(1, 2, "video", "mp4")
+    size = await storage.save_stream(key, _chunks(b"a" * 10, b"b" * 5), max_bytes=100)
+    assert size == 15
+    assert storage.path(key).read_bytes() == b"a" * 10 + b"b" * 5
+    assert _files_under(storage.root) == [storage.path(key)]
+
+
+async def test_failed_stream_leaves_no_file(storage: LocalStorage) -> None:
+    key = make_key(1, 2, "video", "mp4")
+    with pytest.raises(ConnectionError):
+        await storage.save_stream(key, _chunks(b"a", b"b", b"c", fail_after=2), max_bytes=100)
+    assert not await storage.exists(key)
+    assert _files_under(storage.root) == []
+    assert list(storage.iter_keys()) == []
+
+
+async def test_failed_stream_keeps_previous_version(storage: LocalStorage) -> None:
+    key = make_key(1, 2, "video", "mp4")
+    await storage.save_bytes(key, b"old")
+    with pytest.raises(ConnectionError):
+        await storage.save_stream(key, _chunks(b"new", b"x", fail_after=1), max_bytes=100)
+    assert storage.path(key).read_bytes() == b"old"
+    assert _files_under(storage.root) == [storage.path(key)]
+
+
+async def test_stream_over_limit_is_refused(storage: LocalStorage) -> None:
+    key = make_key(1, 2, "video", "mp4")
+    with pytest.raises(TooLarge) as info:
+        await storage.save_stream(key, _chunks(b"a" * 60, b"b" * 60), max_bytes=100)
+    assert info.value.limit == 100
+    assert _files_under(storage.root) == []
+
+
+async def test_large_stream_is_buffered_and_written(storage: LocalStorage) -> None:
+    key = make_key(1, 2, "video", "webm")
+    block = os.urandom(256 * 1024)
+    size = await storage.save_stream(key, _chunks(*[block] * 9), max_bytes=10 * 1024 * 1024)
+    assert size == 9 * len(block)
+    assert storage.path(key).read_bytes() == block * 9
+
+
+async def test_save_file_moves_temp_file(storage: LocalStorage) -> None:
+    tmp = storage.temp_path(".mp4")
+    assert tmp.parent == storage.tmp_dir
+    tmp.write_bytes(b"video-bytes")
+    key = make_key(5, 6, "video", "mp4")
+    assert await storage.save_file(key, tmp) == 11
+    assert not tmp.exists()
+    assert storage.path(key).read_bytes() == b"video-bytes"
+    # temp files never count as keys
+    storage.temp_path(".x").write_bytes(b"x")
+    assert list(storage.iter_keys()) == [key]
+
+
+async def test_save_file_copies_across_filesystems(
+    storage: LocalStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "elsewhere.mp4"
+    src.write_bytes(b"z" * 1000)
+    real_stat = os.stat
+
+    class FakeStat:
+        def __init__(self, st: os.stat_result, dev: int) -> None:
+            self.st_dev = dev
+            self.st_size = st.st_size
+
+    def fake_stat(path: object, *args: object, **kwargs: object) -> object:
+        st = real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
+        return FakeStat(st, 999) if Path(str(path)) == src else st
+
+    monkeypatch.setattr(local_mod.os, "stat", fake_stat)
+    key = make_key(1, 1, "video", "mp4")
+    assert await storage.save_file(key, src) == 1000
+    monkeypatch.undo()
+    assert not src.exists()
+    assert storage.path(key).read_bytes() == b"z" * 1000
+    assert _files_under(storage.root) == [storage.path(key)]
 
 
 async def test_delete_is_idempotent_and_prunes_folders(storage: LocalStorage) -> None:
@@ -86,7 +180,8 @@ async def test_delete_is_idempotent_and_prunes_folders(storage: LocalStorage) ->
     assert not await storage.exists(key)
     assert not (storage.root / "u1").exists()
     await storage.delete(key)  # missing is fine
-    assert not await storage.exists(key)
+    with pytest.raises(FileNotFoundError):
+        await storage.size(key)
 
 
 async def test_iter_keys_lists_everything(storage: LocalStorage) -> None:
@@ -95,9 +190,6 @@ async def test_iter_keys_lists_everything(storage: LocalStorage) -> None:
         await storage.save_bytes(key, b"1")
     # a crash leftover is not a key
     (storage.root / "u1" / "v1" / ".video.mp4.abc.part").write_bytes(b"half")
-    # nor is a temporary file
-    storage.tmp_dir.mkdir()
-    (storage.tmp_dir / "render.mp4").write_bytes(b"t")
     assert sorted(storage.iter_keys()) == sorted(keys)
 
 
@@ -106,8 +198,7 @@ async def test_purge_temp_removes_stale_leftovers(storage: LocalStorage) -> None
     await storage.save_bytes(key, b"1")
     part = storage.root / "u1" / "v1" / ".video.mp4.abc.part"
     part.write_bytes(b"half")
-    storage.tmp_dir.mkdir()
-    tmp = storage.tmp_dir / "render.mp4"  # e.g. a local render never moved
+    tmp = storage.temp_path(".mp4")
     tmp.write_bytes(b"t")
     old = 1_000_000_000
     os.utime(part, (old, old))
@@ -119,6 +210,11 @@ async def test_purge_temp_removes_stale_leftovers(storage: LocalStorage) -> None
 
 def test_local_storage_is_a_storage(storage: LocalStorage) -> None:
     assert isinstance(storage, storage_mod.Storage)
+
+
+def test_temp_path_refuses_odd_suffix(storage: LocalStorage) -> None:
+    with pytest.raises(ValueError):
+        storage.temp_path("/../x")
 
 
 def test_folder_creates_and_checks_once(storage: LocalStorage) -> None:

@@ -1,17 +1,19 @@
 """What a job sends its provider: the prompt and settings from its claim, the input image
-(inline, or as a signed URL when this server has a public https address) and the webhook
-URL."""
+(inline, or by URL: the object store's presigned URL when the store is public, else a signed
+media URL when this server has a public https address) and the webhook URL."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from vidgen.jobs.job_context import JobContext
 from vidgen.jobs.lifecycle import JobSpec
 from vidgen.media.signing import signed_url
 from vidgen.providers.base import GenerationRequest, InputImage, Provider
+
+if TYPE_CHECKING:
+    from vidgen.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -23,10 +25,17 @@ _IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "
 INPUT_URL_TTL_SECONDS = 24 * 3600
 
 
-def _input_url(settings: Any, key: str) -> str | None:
-    """A signed media URL of the input image that a provider can fetch, when this server has
-    a public https address (providers fetch only https); adapters use it for images too big
-    to send inline (see ``Capabilities.max_inline_image_bytes``). None otherwise."""
+async def _input_url(runtime: Runtime, key: str) -> str | None:
+    """A URL of the input image that a provider can fetch; adapters use it for images too big
+    to send inline (see ``Capabilities.max_inline_image_bytes``). The object store's own
+    presigned URL when a setting says the store is reachable from the internet
+    (``VIDGEN_S3_PUBLIC``); else a signed media URL when this server has a public https
+    address (providers fetch only https); else None."""
+    settings = runtime.settings
+    if settings.s3_public:
+        url = await runtime.storage.presign(key, expires_in=INPUT_URL_TTL_SECONDS)
+        if url is not None:
+            return url
     public = settings.public_url
     if not public or not public.startswith("https://"):
         return None
@@ -42,13 +51,12 @@ async def build_request(ctx: JobContext, spec: JobSpec, provider: Provider) -> G
     settings = ctx.runtime.settings
     image = None
     if spec.input_image:
-        path = ctx.runtime.storage.path(spec.input_image)
-        data = await asyncio.to_thread(path.read_bytes)
+        data = await ctx.runtime.storage.read_bytes(spec.input_image)
         ext = spec.input_image.rsplit(".", 1)[-1].lower()
         image = InputImage(
             data=data,
             content_type=_IMAGE_TYPES.get(ext, "image/png"),
-            url=_input_url(settings, spec.input_image),
+            url=await _input_url(ctx.runtime, spec.input_image),
         )
     webhook_url = None
     if provider.capabilities.webhooks and settings.public_url:
@@ -57,7 +65,10 @@ async def build_request(ctx: JobContext, spec: JobSpec, provider: Provider) -> G
         prompt=spec.prompt,
         resolution=spec.resolution,
         output_format=str(spec.output_format),
-        duration_seconds=spec.duration_seconds or provider.capabilities.min_duration_seconds,
+        # A row without a duration (written before durations were stored) takes the shortest
+        # its model makes.
+        duration_seconds=spec.duration_seconds
+        or provider.capabilities.duration_range_for(spec.model)[0],
         model=spec.model,
         input_image=image,
         video_style=spec.video_style,

@@ -3,26 +3,30 @@
 Every step is blocking, so the whole stage is ONE call in a worker thread
 (:meth:`Ingest.run`) when the provider can hand over its output without the event loop
 (``download_blocking``, see :mod:`vidgen.providers.base`), and two calls around the
-provider's own async download otherwise (:meth:`Ingest.open`, then :meth:`Ingest.finish`)::
+provider's own async download otherwise (:meth:`Ingest.open`, then :meth:`Ingest.finish`).
+The files go through the storage's :class:`~vidgen.media.storage.Staging`::
 
-    folder of the keys: checked once, created (durably) when missing
-      ─▶ the download, written straight into that folder as a dot-named .part file
+    the download, written to the staging's local file for the video
+      (a local folder: a dot-named .part file beside the key, its folder created once;
+       an object store: a scratch file)
       ─▶ probe + thumbnail in one pass (vidgen.media.inspect.read; the image stays in memory)
-      ─▶ the thumbnail's .part file
-      ─▶ commit: fsync both, rename both over their keys, fsync the folder once
+      ─▶ the thumbnail's local file
+      ─▶ prepare: an object store uploads a large video's parts now (nothing visible yet)
+      ─▶ commit: a local folder fsyncs both, renames both over their keys, fsyncs the folder
+         once; an object store completes the upload and PUTs the thumbnail
 
-Nothing reaches a key unless the whole stage succeeded: on an error the part files are
-removed (and the video's folder, when that leaves it empty). A stage abandoned by its job
-(canceled, or taken over, meanwhile) commits nothing if it has not started committing yet. A
-stage given a ``hold`` that is not set yet when it is ready to commit stops there, its part
-files kept: the job commits (:meth:`Ingest.commit`) or discards them once it knows it still
-holds the video (its prediction id's write was still in flight). A crash leaves at worst
-``.*.part`` files, which :meth:`~vidgen.media.storage.LocalStorage.purge_temp` removes.
+Nothing reaches a key unless the whole stage succeeded: on an error the staged files are
+removed (and the video's folder, when that leaves it empty; an upload is aborted). A stage
+abandoned by its job (canceled, or taken over, meanwhile) commits nothing if it has not
+started committing yet. A stage given a ``hold`` that is not set yet when it is ready to
+commit stops there, its files kept: the job commits (:meth:`Ingest.commit`) or discards them
+once it knows it still holds the video (its prediction id's write was still in flight). A
+crash leaves at worst ``.*.part`` or scratch files and incomplete uploads, which
+``vidgen purge`` removes (:meth:`~vidgen.media.storage.Storage.purge_incomplete`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from collections.abc import Callable
@@ -31,7 +35,7 @@ from pathlib import Path
 
 from vidgen.media import inspect
 from vidgen.media.probe import VideoInfo
-from vidgen.media.storage import Storage, make_key
+from vidgen.media.storage import Staging, Storage, make_key
 from vidgen.media.thumbnails import check_options
 
 # A provider's content type → the stored video's extension.
@@ -92,7 +96,7 @@ class Ingest:
             "jpg" if self.thumbnail_format in {"jpeg", "jpg"} else self.thumbnail_format
         )
         self.abandoned = False  # set by the job (from the event loop) when it is canceled
-        self._folder: Path | None = None
+        self._staging: Staging | None = None
         self._parts: list[Path] = []
         self._ready: tuple[dict[str, Path], str, str, VideoInfo] | None = None
         self._held = False  # ready, waiting for the hold; nobody commits it yet
@@ -110,9 +114,8 @@ class Ingest:
         return self.finish(content_type)
 
     def open(self) -> Path:
-        """Check and create the folder; where to write the download (a fresh ``.part``)."""
+        """Where to write the download (the staging's fresh local file for the video)."""
         key = make_key(self.owner_id, self.video_id, "video", self.output_format)
-        self._folder = self.storage.folder(key)
         return self._part(key)
 
     def finish(self, content_type: str | None) -> Stored | None:
@@ -158,12 +161,12 @@ class Ingest:
         )
         thumbnail = self._part(thumbnail_key)
         _write_new(thumbnail, image)
-        self._ready = (
-            {video_key: download, thumbnail_key: thumbnail},
-            video_key,
-            thumbnail_key,
-            info,
-        )
+        parts = {video_key: download, thumbnail_key: thumbnail}
+        self._ready = (parts, video_key, thumbnail_key, info)
+        if self.abandoned:
+            raise Abandoned()
+        # The slow part of an upload goes ahead of the hold: it overlaps the write in flight.
+        self._stage().prepare(parts)
         with self._lock:
             if self.abandoned:
                 raise Abandoned()
@@ -189,23 +192,24 @@ class Ingest:
                 raise Abandoned()
             self._held = False  # committing: abandon() leaves it alone from here on
         parts, video_key, thumbnail_key, info = self._ready
-        sizes = self.storage.commit(parts)
+        sizes = self._stage().commit(parts)
         self._parts.clear()
         self._ready = None
         return Stored(video_key, thumbnail_key, info, sizes[video_key])
 
     def discard(self) -> None:
-        """Remove what the stage wrote and did not commit (idempotent)."""
-        for part in self._parts:
-            with contextlib.suppress(OSError):
-                part.unlink(missing_ok=True)
+        """Remove what the stage wrote (or uploaded) and did not commit (idempotent)."""
         self._parts.clear()
-        if self._folder is not None:
-            with contextlib.suppress(OSError):
-                self._folder.rmdir()  # only when empty: a stored version stays
+        if self._staging is not None:
+            self._staging.discard()
+
+    def _stage(self) -> Staging:
+        if self._staging is None:
+            self._staging = self.storage.staging()
+        return self._staging
 
     def _part(self, key: str) -> Path:
-        part = self.storage.part_path(key)
+        part = self._stage().file(key)
         self._parts.append(part)
         return part
 

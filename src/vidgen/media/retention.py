@@ -2,8 +2,11 @@
 
 Only videos whose ``deleted_at`` is older than the retention period are purged (and never one a
 worker may still be running). Orphans are files under ``u{owner}/v{video}/`` whose video row
-no longer exists, and stale temp files; a grace period protects files written moments ago by
-a request that has not committed yet. ``dry_run`` reports without touching anything.
+no longer exists; what failed or killed writes left (partial and scratch files, incomplete
+multipart uploads) goes too. A grace period protects files written moments ago by a request
+that has not committed yet, and uploads still under way. ``dry_run`` reports without
+touching anything. Every file is reached through the storage interface, so this works the
+same on a local folder and on an object store.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-from vidgen.media.storage import LocalStorage
+from vidgen.media.storage import Storage, create_storage
 from vidgen.models import Video, VideoStatus
 from vidgen.settings import Settings
 
@@ -49,7 +52,7 @@ class PurgeReport:
 async def purge(
     *,
     settings: Settings,
-    storage: LocalStorage,
+    storage: Storage,
     dry_run: bool = False,
     older_than_days: float | None = None,
     now: dt.datetime | None = None,
@@ -108,9 +111,7 @@ async def purge(
     if not dry_run:
         for key in report.orphans:
             await storage.delete(key)
-        report.temp_files = await asyncio.to_thread(
-            storage.purge_temp, older_than_seconds=orphan_grace_seconds
-        )
+        report.temp_files = await storage.purge_incomplete(older_than_seconds=orphan_grace_seconds)
     logger.info(
         "purge done",
         extra={
@@ -123,11 +124,11 @@ async def purge(
     return report
 
 
-async def _orphans(storage: LocalStorage, *, grace: float, now: float) -> list[str]:
-    keys = await asyncio.to_thread(lambda: list(storage.iter_keys()))
+async def _orphans(storage: Storage, *, grace: float, now: float) -> list[str]:
+    modified = {found.key: found.modified async for found in storage.list_objects()}
     by_video: dict[int, list[str]] = {}
     orphans: list[str] = []
-    for key in keys:
+    for key in modified:
         match = _VIDEO_KEY.match(key)
         if match is None:
             orphans.append(key)  # not a key this service generates
@@ -139,15 +140,7 @@ async def _orphans(storage: LocalStorage, *, grace: float, now: float) -> list[s
         chunk = ids[start : start + BATCH]
         existing |= set(await Video.filter(id__in=chunk).values_list("id", flat=True))
     orphans += [k for vid, ks in by_video.items() if vid not in existing for k in ks]
-    old_enough = []
-    for key in orphans:
-        try:
-            mtime = storage.path(key).stat().st_mtime
-        except OSError:
-            continue
-        if now - mtime >= grace:
-            old_enough.append(key)
-    return sorted(old_enough)
+    return sorted(key for key in orphans if now - modified[key] >= grace)
 
 
 def purge_command(settings: Settings, *, dry_run: bool, older_than_days: float | None) -> int:
@@ -156,14 +149,17 @@ def purge_command(settings: Settings, *, dry_run: bool, older_than_days: float |
 
     async def run() -> PurgeReport:
         await db.init(settings, run_migrations=settings.is_sqlite)
+        storage = create_storage(settings)
         try:
+            await storage.open()
             return await purge(
                 settings=settings,
-                storage=LocalStorage(settings.resolved_media_root),
+                storage=storage,
                 dry_run=dry_run,
                 older_than_days=older_than_days,
             )
         finally:
+            await storage.close()
             await db.close()
 
     report = asyncio.run(run())

@@ -137,7 +137,9 @@ def build_routes(runtime: Runtime) -> list[BaseRoute]:
     routes += health_routes(runtime)
     routes += graphql_routes(runtime)
     routes += webhook_routes(runtime)
-    routes += media_routes(runtime.storage, settings.resolved_secret_key)
+    routes += media_routes(
+        runtime.storage, settings.resolved_secret_key, redirect=settings.media_redirect
+    )
     routes += metrics_routes(runtime)
     routes += page_routes(runtime)
     return routes

@@ -15,6 +15,7 @@ from vidgen.runtime import Runtime
 logger = logging.getLogger(__name__)
 
 CHECK_TIMEOUT = 2.0
+STORAGE_CHECK_TIMEOUT = 5.0  # a PUT to an object store, which may retry once
 
 
 async def database_ready() -> bool:
@@ -34,12 +35,26 @@ async def bus_ready(runtime: Runtime) -> bool:
         return False
 
 
+async def storage_ready(runtime: Runtime) -> bool:
+    """The media store exists and takes a write (a probe object or file)."""
+    try:
+        await asyncio.wait_for(runtime.storage.check(), STORAGE_CHECK_TIMEOUT)
+        return True
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("readiness: media storage unusable: %s", exc)
+        return False
+
+
 def health_routes(runtime: Runtime) -> list[Route]:
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> JSONResponse:
-        checks = {"database": await database_ready(), "bus": await bus_ready(runtime)}
+        checks = {
+            "database": await database_ready(),
+            "bus": await bus_ready(runtime),
+            "storage": await storage_ready(runtime),
+        }
         ok = all(checks.values())
         return JSONResponse(
             {"status": "ready" if ok else "not ready", "checks": checks},

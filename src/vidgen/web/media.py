@@ -1,7 +1,12 @@
 """``GET /media/{key}?exp=...&sig=...``: stored media behind signed, expiring URLs.
 
-Streaming, single and multiple byte ranges, If-Range and HEAD come from Starlette's
-``FileResponse``. This module adds what it lacks:
+A local folder's files are served by Starlette's ``FileResponse`` (streaming, single and
+multiple byte ranges, If-Range, HEAD). An object store's are streamed through the API by
+:class:`StoredObjectResponse` (one ranged GET per range asked for), with the same headers
+and the same answers; or, with ``VIDGEN_MEDIA_REDIRECT``, answered with a 302 to the store's
+own presigned URL, valid no longer than the signed link (ranges and caching then come from
+the store; see docs/storage.md for when to choose which). This module adds what
+``FileResponse`` lacks, for both:
 
 - the signature check (403 for a tampered or expired link, saying nothing about the key);
 - 404 for anything that is not a stored regular file (never a listing);
@@ -19,27 +24,19 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import secrets
 import stat
 import time
-from email.utils import parsedate_to_datetime
-from pathlib import Path
+from email.utils import formatdate, parsedate_to_datetime
 
 from starlette.datastructures import Headers, QueryParams
-from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from vidgen.media import signing
-from vidgen.media.storage import InvalidKey, Storage
+from vidgen.media.storage import InvalidKey, Storage, StoredObject, content_type
 
-CONTENT_TYPES = {
-    ".mp4": "video/mp4",
-    ".webm": "video/webm",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".png": "image/png",
-    ".webp": "image/webp",
-}
 # More parts than this and the Range header is ignored (a full 200), as FileResponse does.
 MAX_RANGES = 100
 _RANGE_SPEC = re.compile(r"([0-9]*)-([0-9]*)")
@@ -152,13 +149,38 @@ class SignedMedia:
     """The ASGI app behind ``/media/{key:path}``.
 
     Args:
-        storage: Where the files are (its ``path(key)`` must be a local file).
+        storage: Where the files are.
         secret: The URL signing secret.
+        redirect: Answer with a redirect to the store's presigned URL (object stores).
     """
 
-    def __init__(self, storage: Storage, secret: str | bytes) -> None:
+    def __init__(self, storage: Storage, secret: str | bytes, *, redirect: bool = False) -> None:
         self.storage = storage
         self.secret = secret
+        self.redirect = redirect
+
+    async def _find(
+        self, key: str, headers: dict[str, str]
+    ) -> tuple[Response, os.stat_result] | None:
+        """The response for a stored file and its stat, or None when nothing is there."""
+        try:
+            path = self.storage.local_path(key)
+        except InvalidKey:
+            return None
+        media_type = content_type(key)
+        if path is not None:
+            try:
+                st = await asyncio.to_thread(os.stat, path)
+            except OSError:
+                return None
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            return FileResponse(path, stat_result=st, media_type=media_type, headers=headers), st
+        found = await self.storage.stat(key)
+        if found is None:
+            return None
+        response = StoredObjectResponse(self.storage, found, media_type=media_type, headers=headers)
+        return response, response.stat_result
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response_scope = scope
@@ -178,24 +200,22 @@ class SignedMedia:
                 status_code=403,
                 headers={"Cache-Control": "no-store"},
             )
-        try:
-            path = self.storage.path(key)
-            st = await asyncio.to_thread(os.stat, path)
-        except (InvalidKey, OSError):
-            st = None
-        if st is None or not stat.S_ISREG(st.st_mode):
-            return _not_found()
         assert exp is not None  # verified above
         max_age = max(0, int(exp) - int(now))
-        response = FileResponse(
-            path,
-            stat_result=st,
-            media_type=CONTENT_TYPES.get(Path(key).suffix.lower(), "application/octet-stream"),
-            headers={
-                "Cache-Control": f"private, max-age={max_age}",
-                "X-Content-Type-Options": "nosniff",
-            },
-        )
+        headers = {
+            "Cache-Control": f"private, max-age={max_age}",
+            "X-Content-Type-Options": "nosniff",
+        }
+        found = await self._find(key, headers)
+        if found is None:
+            return _not_found()
+        response, st = found
+        if self.redirect:
+            url = await self.storage.presign(key, expires_in=max(1, max_age))
+            if url is not None:
+                # The store answers the ranges and conditions itself, for as long as the
+                # signed link is valid; the redirect is as private as the link.
+                return RedirectResponse(url, status_code=302, headers=headers)
         request_headers = Headers(scope=scope)
         etag = response.headers["etag"]
         # Preconditions in RFC 9110's order (13.2.2): If-Match, else If-Unmodified-Since,
@@ -252,16 +272,129 @@ def _not_found() -> Response:
     return PlainTextResponse("Not found.", status_code=404, headers={"Cache-Control": "no-store"})
 
 
-def media_routes(storage: Storage, secret: str | bytes) -> list[Route]:
+def media_routes(storage: Storage, secret: str | bytes, *, redirect: bool = False) -> list[Route]:
     """The signed media route, ``GET``/``HEAD /media/{key:path}?exp=...&sig=...``.
 
     Args:
         storage: Where the files are.
         secret: The URL signing secret (the same one :func:`vidgen.media.signing.signed_url`
             used).
+        redirect: Answer with a redirect to the object store's presigned URL.
     """
-    return [
-        Route(
-            "/media/{key:path}", SignedMedia(storage, secret), methods=["GET", "HEAD"], name="media"
+    app = SignedMedia(storage, secret, redirect=redirect)
+    return [Route("/media/{key:path}", app, methods=["GET", "HEAD"], name="media")]
+
+
+class StoredObjectResponse(Response):
+    """An object of a store streamed through: the whole of it, or the (already normalised,
+    explicit ``bytes=a-b,...``) ranges of the request, as ``FileResponse`` would answer.
+
+    Its ``stat_result`` holds the object's size and time, so the caller's preconditions work
+    as for a file; its ETag is the store's own.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        found: StoredObject,
+        *,
+        media_type: str,
+        headers: dict[str, str],
+    ) -> None:
+        self.storage = storage
+        self.key = found.key
+        self.size = found.size
+        self.media_type = media_type
+        self.status_code = 200
+        self.background = None
+        modified = int(found.modified)
+        self.stat_result = os.stat_result(
+            (stat.S_IFREG | 0o644, 0, 0, 1, 0, 0, found.size, modified, modified, modified)
         )
-    ]
+        etag = found.etag or f'"{found.size:x}-{modified:x}"'
+        self.init_headers(
+            {
+                **headers,
+                "accept-ranges": "bytes",
+                "content-length": str(found.size),
+                "last-modified": formatdate(modified, usegmt=True),
+                "etag": etag,
+            }
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        head = scope["method"].upper() == "HEAD"
+        ranges = _explicit_ranges(Headers(scope=scope).get("range"), self.size)
+        headers = dict(self.headers)
+        if not ranges:
+            status, body = 200, [(0, self.size, b"")]
+            tail = b""
+        elif len(ranges) == 1:
+            start, end = ranges[0]
+            status, body, tail = 206, [(start, end, b"")], b""
+            headers["content-range"] = f"bytes {start}-{end - 1}/{self.size}"
+            headers["content-length"] = str(end - start)
+        else:
+            boundary = secrets.token_hex(13)
+            length, part_header = FileResponse.generate_multipart(
+                self,  # type: ignore[arg-type]  # uses nothing of FileResponse's own state
+                ranges,
+                boundary,
+                self.size,
+                self.media_type,
+            )
+            status = 206
+            body = [(start, end, part_header(start, end)) for start, end in ranges]
+            tail = f"--{boundary}--".encode("latin-1")
+            headers["content-type"] = f"multipart/byteranges; boundary={boundary}"
+            headers["content-length"] = str(length)
+        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        if head:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        # Stream until done, or until the client goes away (then stop reading the store).
+        streaming = asyncio.ensure_future(self._stream(send, body, tail, multi=len(body) > 1))
+        watching = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await asyncio.wait({streaming, watching}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (streaming, watching):
+                task.cancel()
+            await asyncio.gather(streaming, watching, return_exceptions=True)
+        if streaming.done() and not streaming.cancelled() and streaming.exception() is not None:
+            raise streaming.exception()  # type: ignore[misc]
+
+    async def _stream(
+        self, send: Send, parts: list[tuple[int, int, bytes]], tail: bytes, *, multi: bool
+    ) -> None:
+        for start, end, header in parts:
+            if header:
+                await send({"type": "http.response.body", "body": header, "more_body": True})
+            if end > start:
+                async for chunk in self.storage.read(self.key, start=start, end=end):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if multi:
+                await send({"type": "http.response.body", "body": b"\r\n", "more_body": True})
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def _explicit_ranges(header: str | None, size: int) -> list[tuple[int, int]]:
+    """``bytes=a-b,...`` as written by :func:`_normalise_range` → [(a, b + 1), ...]."""
+    if not header:
+        return []
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes":
+        return []
+    ranges = []
+    for part in spec.split(","):
+        first, _, last = part.strip().partition("-")
+        start, end = int(first), min(int(last) + 1, size)
+        if start < end:
+            ranges.append((start, end))
+    return ranges
