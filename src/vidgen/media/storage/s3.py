@@ -3,7 +3,7 @@
 The client is aiobotocore's (chosen over obstore for its whole S3 API: multipart uploads
 that vidgen starts, completes, lists and aborts itself, bucket creation and lifecycle rules;
 the measurements are in bench/README.md). It runs on an event loop of its own, in a daemon
-thread (:class:`_IoLoop`): async callers on any loop await it, and the job pipeline's
+thread (``s3_client.IoLoop``): async callers on any loop await it, and the job pipeline's
 blocking media stage calls it from its worker thread, with no second client and no client
 bound to a loop that may be gone (tests run one loop per test).
 
@@ -22,16 +22,13 @@ no key may, so they are never listed as media.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
-import os
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from vidgen.media.storage.base import (
     InvalidKey,
@@ -40,105 +37,26 @@ from vidgen.media.storage.base import (
     TooLarge,
 )
 from vidgen.media.storage.keys import content_type, is_valid_key, validate_key
+from vidgen.media.storage.s3_client import (
+    IoLoop,
+    close_body,
+    error_code,
+    explain,
+    is_missing,
+    next_on,
+    read_up_to,
+    session,
+)
+from vidgen.media.storage.s3_multipart import Uploader
+from vidgen.media.storage.s3_staging import S3Staging, purge_scratch
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 PART_SIZE = 8 * 1024 * 1024  # S3's least is 5 MiB (but the last part)
 PART_CONCURRENCY = 4  # parts in flight per upload: memory ≤ (this + 1) × PART_SIZE
 READ_CHUNK = 1024 * 1024  # bytes per hop between the client's loop and a reader's
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # SigV4's longest
 PROBE_NAME = ".vidgen-ready"  # written by check(); not a valid key, so never listed
-# Error codes by which a store refuses who we are (or what we may do).
-_CREDENTIAL_CODES = {
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-    "InvalidToken",
-    "TokenRefreshRequired",
-    "AuthorizationHeaderMalformed",
-}
-
-
-_SESSION: Any = None
-_SESSION_LOCK = threading.Lock()
-
-
-def _session() -> Any:
-    """One botocore session per process: its loaded service models are shared by every
-    client (loading them costs a few hundred milliseconds)."""
-    global _SESSION
-    with _SESSION_LOCK:
-        if _SESSION is None:
-            from aiobotocore.session import get_session
-
-            _SESSION = get_session()
-        return _SESSION
-
-
-class _IoLoop:
-    """An asyncio loop in a daemon thread, started on first use, for the S3 client."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def _ensure(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name=self._name, daemon=True)
-                thread.start()
-                self._loop, self._thread = loop, thread
-            return self._loop
-
-    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        return asyncio.run_coroutine_threadsafe(coro, self._ensure())
-
-    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Await ``coro`` on the client's loop from any other loop (cancellation carries over)."""
-        return await asyncio.wrap_future(self.submit(coro))
-
-    def run_blocking(self, coro: Coroutine[Any, Any, T]) -> T:
-        """``coro``'s result, from a thread that is not the client's (a worker thread)."""
-        if self._thread is threading.current_thread():
-            coro.close()
-            raise RuntimeError("a blocking storage call on the storage's own loop")
-        return self.submit(coro).result()
-
-    def stop(self) -> None:
-        with self._lock:
-            loop, thread = self._loop, self._thread
-            self._loop = self._thread = None
-        if loop is None or thread is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        if thread is not threading.current_thread():
-            thread.join(5)
-        if not loop.is_running():
-            loop.close()
-
-
-def _code(exc: BaseException) -> str:
-    """A botocore ClientError's code ('' for anything else)."""
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code", ""))
-    return ""
-
-
-def _status(exc: BaseException) -> int | None:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return None
-
-
-def _missing(exc: BaseException) -> bool:
-    return _code(exc) in {"404", "NoSuchKey", "NotFound"} or _status(exc) == 404
 
 
 class S3Storage:
@@ -183,10 +101,13 @@ class S3Storage:
         self.part_concurrency = max(1, part_concurrency)
         self.max_attempts = max(1, max_attempts)  # per request, retries included
         self.description = f"s3://{bucket}" + (f"/{self.prefix}" if self.prefix else "")
-        self._io = _IoLoop(f"vidgen-s3-{bucket}")
+        self._io = IoLoop(f"vidgen-s3-{bucket}")
         self._clients: dict[str, Any] = {}  # "main" / "public", on the io loop
         self._stack: contextlib.AsyncExitStack | None = None
         self._client_lock: asyncio.Lock | None = None
+        self.uploads = Uploader(
+            self._call, part_size=self.part_size, part_concurrency=self.part_concurrency
+        )
 
     def __repr__(self) -> str:
         where = f" at {self.endpoint_url}" if self.endpoint_url else ""
@@ -231,7 +152,7 @@ class S3Storage:
             response_checksum_validation="when_required",
         )
         return await self._stack.enter_async_context(
-            _session().create_client(
+            session().create_client(
                 "s3", endpoint_url=endpoint, region_name=self.region, config=config
             )
         )
@@ -288,43 +209,7 @@ class S3Storage:
         return f"{self.prefix}/{PROBE_NAME}" if self.prefix else PROBE_NAME
 
     def _explain(self, exc: BaseException) -> StorageUnavailable:
-        code = _code(exc)
-        name = type(exc).__name__
-        if code == "NoSuchBucket":
-            return StorageUnavailable(
-                f"The bucket {self.bucket!r} does not exist at {self.endpoint_url or 'AWS S3'}:"
-                " create it (`vidgen storage init`) or fix VIDGEN_STORAGE_URL."
-            )
-        if code in _CREDENTIAL_CODES:
-            return StorageUnavailable(
-                f"The object store refused the credentials ({code}) for {self.where}: check "
-                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), and "
-                "AWS_REGION."
-            )
-        if code in {"AccessDenied", "AllAccessDisabled", "Forbidden", "403"}:
-            return StorageUnavailable(
-                f"The object store denied a write to {self.where} ({code}): the credentials "
-                "need s3:PutObject, s3:GetObject, s3:DeleteObject, s3:ListBucket and the "
-                "multipart permissions on it."
-            )
-        if name in {"NoCredentialsError", "PartialCredentialsError"}:
-            return StorageUnavailable(
-                f"No AWS credentials for {self.where}: set AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY (or give the machine an instance role)."
-            )
-        if name in {
-            "EndpointConnectionError",
-            "ConnectTimeoutError",
-            "ReadTimeoutError",
-            "ClientConnectorError",
-            "ServerDisconnectedError",
-            "TimeoutError",
-        } or isinstance(exc, OSError | asyncio.TimeoutError):
-            return StorageUnavailable(
-                f"Cannot reach the object store for {self.where} ({name}): check "
-                "VIDGEN_S3_ENDPOINT_URL and that the store is up."
-            )
-        return StorageUnavailable(f"The object store {self.where} failed: {name}: {exc}")
+        return explain(exc, bucket=self.bucket, endpoint_url=self.endpoint_url, where=self.where)
 
     async def create_bucket(self) -> bool:
         """Create the bucket (True), or find it there already and ours (False); then ask the
@@ -344,12 +229,12 @@ class S3Storage:
             await self._call("head_bucket")
             created = False
         except Exception as exc:  # noqa: BLE001 - translated
-            if not _missing(exc):
+            if not is_missing(exc):
                 raise self._explain(exc) from exc
             try:
                 await self._call("create_bucket", **params)
             except Exception as exc:  # noqa: BLE001 - translated
-                if _code(exc) in {"BucketAlreadyExists", "BucketAlreadyOwnedByYou"}:
+                if error_code(exc) in {"BucketAlreadyExists", "BucketAlreadyOwnedByYou"}:
                     raise StorageUnavailable(
                         f"The bucket name {self.bucket!r} is taken (by another account, or "
                         "just now)."
@@ -389,7 +274,9 @@ class S3Storage:
     async def save_file(self, key: str, src: Path) -> int:
         """Upload a finished local file under ``key`` (in parts when large) and remove it."""
         object_key = self._object_key(key)
-        size = await self._io.run(self._upload_path(object_key, Path(src), content_type(key)))
+        size = await self._io.run(
+            self.uploads.upload_path(object_key, Path(src), content_type(key))
+        )
         with contextlib.suppress(OSError):
             await asyncio.to_thread(Path(src).unlink)
         return size
@@ -428,7 +315,7 @@ class S3Storage:
             yield first
             pending = bytearray()
             while True:
-                chunk = await _next_on(source, caller)
+                chunk = await next_on(source, caller)
                 if chunk is None:
                     break
                 total += len(chunk)
@@ -442,87 +329,8 @@ class S3Storage:
                 yield bytes(pending)
 
         caller = asyncio.get_running_loop()
-        await self._io.run(self._upload_parts_whole(object_key, parts(), media_type))
+        await self._io.run(self.uploads.upload_whole(object_key, parts(), media_type))
         return total
-
-    async def _upload_path(self, object_key: str, path: Path, media_type: str) -> int:
-        size = (await asyncio.to_thread(path.stat)).st_size
-        if size <= self.part_size:
-            body = await asyncio.to_thread(path.read_bytes)
-            await self._call("put_object", Key=object_key, Body=body, ContentType=media_type)
-            return len(body)
-        await self._upload_parts_whole(object_key, _file_parts(path, self.part_size), media_type)
-        return size
-
-    async def _upload_parts_whole(
-        self, object_key: str, parts: AsyncIterator[bytes], media_type: str
-    ) -> None:
-        upload_id = await self._create_upload(object_key, media_type)
-        try:
-            done = await self._upload_parts(object_key, upload_id, parts)
-            await self._complete(object_key, upload_id, done)
-        except BaseException:
-            await asyncio.shield(self._abort(object_key, upload_id))
-            raise
-
-    async def _create_upload(self, object_key: str, media_type: str) -> str:
-        started = await self._call(
-            "create_multipart_upload", Key=object_key, ContentType=media_type
-        )
-        return str(started["UploadId"])
-
-    async def _upload_parts(
-        self, object_key: str, upload_id: str, parts: AsyncIterator[bytes]
-    ) -> list[dict[str, Any]]:
-        """Upload every part of ``parts``, at most ``part_concurrency`` at once; the next part
-        is read only when a slot is free, so at most that many parts (plus one) are held."""
-        done: list[dict[str, Any]] = []
-        running: set[asyncio.Task[dict[str, Any]]] = set()
-
-        async def one(number: int, body: bytes) -> dict[str, Any]:
-            sent = await self._call(
-                "upload_part", Key=object_key, UploadId=upload_id, PartNumber=number, Body=body
-            )
-            return {"PartNumber": number, "ETag": sent["ETag"]}
-
-        try:
-            number = 0
-            async for body in parts:
-                number += 1
-                running.add(asyncio.ensure_future(one(number, body)))
-                del body
-                if len(running) >= self.part_concurrency:
-                    finished, running = await asyncio.wait(
-                        running, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    done += [task.result() for task in finished]
-            if running:
-                finished, running = await asyncio.wait(running)
-                done += [task.result() for task in finished]
-        finally:
-            for task in running:
-                task.cancel()
-            if running:
-                await asyncio.wait(running)
-        return sorted(done, key=lambda part: part["PartNumber"])
-
-    async def _complete(self, object_key: str, upload_id: str, parts: list[dict[str, Any]]) -> None:
-        await self._call(
-            "complete_multipart_upload",
-            Key=object_key,
-            UploadId=upload_id,
-            MultipartUpload={"Parts": parts},
-        )
-
-    async def _abort(self, object_key: str, upload_id: str) -> None:
-        try:
-            await self._call("abort_multipart_upload", Key=object_key, UploadId=upload_id)
-        except Exception:  # noqa: BLE001 - `vidgen purge` aborts what is left
-            logger.warning(
-                "could not abort a multipart upload",
-                extra={"action": "storage.abort", "key": object_key},
-                exc_info=True,
-            )
 
     # --- reads ------------------------------------------------------------------------------
     def local_path(self, key: str) -> None:
@@ -536,7 +344,7 @@ class S3Storage:
         except InvalidKey:
             return None
         except Exception as exc:
-            if _missing(exc):
+            if is_missing(exc):
                 return None
             raise
         return StoredObject(
@@ -564,7 +372,7 @@ class S3Storage:
         try:
             got = await self._call("get_object", Key=object_key)
         except Exception as exc:
-            if _missing(exc):
+            if is_missing(exc):
                 raise FileNotFoundError(object_key) from exc
             raise
         async with got["Body"] as body:
@@ -585,20 +393,20 @@ class S3Storage:
         body = await self._io.run(self._open_body(object_key, span))
         try:
             while True:
-                chunk = await self._io.run(_read_up_to(body, READ_CHUNK))
+                chunk = await self._io.run(read_up_to(body, READ_CHUNK))
                 if not chunk:
                     break
                 yield chunk
         finally:
             # Also when the reader stops early (a client went away): drop the connection.
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._io.run(_close_body(body)))
+                await asyncio.shield(self._io.run(close_body(body)))
 
     async def _open_body(self, object_key: str, span: str) -> Any:
         try:
             got = await self._call("get_object", Key=object_key, Range=span)
         except Exception as exc:
-            if _missing(exc):
+            if is_missing(exc):
                 raise FileNotFoundError(object_key) from exc
             raise
         return got["Body"]
@@ -671,9 +479,9 @@ class S3Storage:
         removed = 0
         for object_key, upload_id, started in await self.incomplete_uploads():
             if started < cutoff:
-                await self._io.run(self._abort(object_key, upload_id))
+                await self._io.run(self.uploads.abort(object_key, upload_id))
                 removed += 1
-        return removed + await asyncio.to_thread(_purge_scratch, self.scratch_dir, cutoff)
+        return removed + await asyncio.to_thread(purge_scratch, self.scratch_dir, cutoff)
 
     # --- a job's files ----------------------------------------------------------------------
     def staging(self) -> S3Staging:
@@ -683,122 +491,3 @@ class S3Storage:
         self.scratch_dir.mkdir(parents=True, exist_ok=True)
         name = validate_key(key).rpartition("/")[2]
         return self.scratch_dir / f"{uuid.uuid4().hex}-{name}.part"
-
-
-class S3Staging:
-    """One job's files: written to scratch files, uploaded, then made visible at once.
-
-    :meth:`prepare` uploads every file larger than one part as the parts of a multipart
-    upload (nothing is visible yet); :meth:`commit` completes those uploads and PUTs the
-    small files (each is atomic), then removes the scratch files; :meth:`discard` aborts the
-    uploads and removes the scratch files. Blocking calls, made from a worker thread.
-    """
-
-    def __init__(self, storage: S3Storage) -> None:
-        self.storage = storage
-        self._files: list[Path] = []
-        self._uploads: dict[str, tuple[str, str, list[dict[str, Any]]]] = {}
-
-    def file(self, key: str) -> Path:
-        path = self.storage._scratch_file(key)
-        self._files.append(path)
-        return path
-
-    def prepare(self, files: Mapping[str, Path]) -> None:
-        store = self.storage
-        for key, path in files.items():
-            if key in self._uploads or path.stat().st_size <= store.part_size:
-                continue
-            object_key = store._object_key(key)
-            upload_id = store._io.run_blocking(store._create_upload(object_key, content_type(key)))
-            self._uploads[key] = (object_key, upload_id, [])
-            parts = store._io.run_blocking(
-                store._upload_parts(object_key, upload_id, _file_parts(path, store.part_size))
-            )
-            self._uploads[key] = (object_key, upload_id, parts)
-
-    def commit(self, files: Mapping[str, Path]) -> dict[str, int]:
-        self.prepare(files)
-        store = self.storage
-        sizes: dict[str, int] = {}
-        for key, path in files.items():
-            upload = self._uploads.pop(key, None)
-            if upload is not None:
-                object_key, upload_id, parts = upload
-                store._io.run_blocking(store._complete(object_key, upload_id, parts))
-                sizes[key] = path.stat().st_size
-            else:
-                sizes[key] = store._io.run_blocking(
-                    store._upload_path(store._object_key(key), path, content_type(key))
-                )
-        for path in files.values():
-            with contextlib.suppress(OSError):
-                path.unlink()
-        return sizes
-
-    def discard(self) -> None:
-        store = self.storage
-        uploads, self._uploads = self._uploads, {}
-        for object_key, upload_id, _parts in uploads.values():
-            with contextlib.suppress(Exception):
-                store._io.run_blocking(store._abort(object_key, upload_id))
-        for path in self._files:
-            with contextlib.suppress(OSError):
-                path.unlink(missing_ok=True)
-        self._files.clear()
-
-
-async def _file_parts(path: Path, part_size: int) -> AsyncIterator[bytes]:
-    """``path`` in parts of ``part_size``, each read in a thread as it is asked for."""
-    fh = await asyncio.to_thread(open, path, "rb")
-    try:
-        while True:
-            part = await asyncio.to_thread(fh.read, part_size)
-            if not part:
-                return
-            yield part
-    finally:
-        await asyncio.to_thread(fh.close)
-
-
-async def _next_on(source: AsyncIterator[bytes], loop: asyncio.AbstractEventLoop) -> bytes | None:
-    """The next chunk of an async iterator that belongs to another loop (None at its end)."""
-
-    async def step() -> bytes | None:
-        try:
-            return await anext(source)
-        except StopAsyncIteration:
-            return None
-
-    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(step(), loop))
-
-
-async def _read_up_to(body: Any, size: int) -> bytes:
-    """Up to ``size`` bytes of a response body (fewer only at its end)."""
-    chunks: list[bytes] = []
-    wanted = size
-    while wanted > 0:
-        chunk = await body.read(wanted)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        wanted -= len(chunk)
-    return b"".join(chunks)
-
-
-async def _close_body(body: Any) -> None:
-    body.close()
-
-
-def _purge_scratch(folder: Path, cutoff: float) -> int:
-    removed = 0
-    if not folder.is_dir():
-        return 0
-    for entry in os.scandir(folder):
-        try:
-            if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
-                os.unlink(entry.path)
-                removed += 1
-        except FileNotFoundError:
-            continue
-    return removed
