@@ -492,7 +492,7 @@ def render_table(rows: list[Row]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="shorter runs (about a minute, on 2 cores)")
+    parser.add_argument("--quick", action="store_true", help="shorter runs (about a minute)")
     parser.add_argument(
         "--only", help="comma-separated subset: " + ",".join(b.name for b in BENCHES)
     )
