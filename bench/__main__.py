@@ -6,7 +6,7 @@ saying so, and the others still run); its figures are read from the JSON line it
 table is a ratio against a baseline measured in the same subprocess, seconds apart, on the
 same machine: absolute numbers on a shared 2-core box move, ratios much less.
 
-The table is Markdown, followed by the machine and the command, ready for the README.
+The table is Markdown, followed by the machine and the command, ready for bench/README.md.
 """
 
 from __future__ import annotations
@@ -492,7 +492,7 @@ def render_table(rows: list[Row]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="shorter runs (about 2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="shorter runs (about a minute)")
     parser.add_argument(
         "--only", help="comma-separated subset: " + ",".join(b.name for b in BENCHES)
     )

@@ -18,9 +18,9 @@ runs again at each ``--sweep`` concurrency (two more runs each, after the media 
 - bare: ``UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING`` then
   ``UPDATE … SET status = 'completed'`` per job, on an equivalent table with a partial index
   in the claim's order (as vidgen's own queue has), one connection held per loop: the
-  issue's baseline (target: engine >= 40% of it). Without that index (before 2026-11-26) each
-  claim sorted the whole queue: 1.2 ms per claim with 3,000 jobs queued, against 0.1 ms, and
-  the loop ran at 0.57-0.67 of its speed now (1,000 jobs, both on uvloop).
+  headline's baseline (target: engine >= 0.40 of it). Without that index each claim sorts
+  the whole queue (1.2 ms per claim with 3,000 jobs queued, against 0.1 ms with it), and the
+  loop runs at 0.57-0.67 of its speed (1,000 jobs, both on uvloop): a weaker baseline.
 - engine, output already stored (the headline): the real pipeline (claim with history and
   attempt rows, submit, store the prediction id, poll, the media stage's thread call,
   completing transition with history and attempt rows, events) with the instant test
@@ -39,9 +39,9 @@ runs again at each ``--sweep`` concurrency (two more runs each, after the media 
 - engine: the full pipeline, media stage included.
 
 Why the headline is the engine without media work: the bare loop claims and completes with
-nothing in between, and the issue (written before there was a media stage) asks what the
-engine's own machinery costs against it: the headline run does all of the engine's steps
-and writes, with no work in between either. The media stage is measured on its own and
+nothing in between, so the headline measures what the engine's own machinery costs against
+it: the headline run does all of the engine's steps and writes, with no work in between
+either. The media stage is measured on its own and
 printed beside it: ``engine / (bare + media)`` is the engine's cost when both do the same
 media work per job, and ``media alone / bare`` (the "ceiling") is roughly the most any engine
 that stores, probes and thumbnails each output could show against the bare loop on this
@@ -75,9 +75,9 @@ is the inode allocator stepping over inodes deleted in the last minute (seen wit
 file churn by other processes moves these figures. In the engine, PostgreSQL's share is
 mostly the three changes of each job's ``videos`` row (claim, prediction id, end): the claim
 and the end change the status, so neither can be a HOT update, and each adds an entry to
-every index of the table whose predicate the new row version meets (migration 0004 made the
-indexes that serve few rows partial; since migration 0005 no index holds the prediction id
-or, on PostgreSQL, a missing idempotency key, so the prediction id's write can be HOT).
+every index of the table whose predicate the new row version meets (the indexes that serve
+few rows are partial, migration 0004; no index holds the prediction id or, on PostgreSQL, a
+missing idempotency key, migration 0005, so the prediction id's write can be HOT).
 The engine's own Python overhead (and, with media, the event loop waiting for the GIL behind
 the media threads) shows in the CPU per job.
 """

@@ -1,10 +1,9 @@
 """Group commit for the hot path: the fenced single-row writes of a worker's concurrent jobs.
 
 Each running job ends with one fenced statement (store its prediction id, end its attempt).
-Sent one by one, every statement pays a pool round trip (asyncpg resets a connection when it
-is released) and a commit (a WAL flush). The :class:`GroupWriter` sends what its jobs asked
-for meanwhile as ONE pipelined batch (``fetchmany``: one round trip, one transaction) per
-statement shape::
+Sent one by one, every statement pays its own round trip, a pool checkout and a commit (a
+WAL flush). The :class:`GroupWriter` sends what its jobs asked for meanwhile as ONE
+pipelined batch (``fetchmany``: one round trip, one transaction) per statement shape::
 
     job ─┐                      ┌─ flush: statements waiting now, grouped by SQL,
     job ─┼─▶ run(sql, params) ─▶│  one fetchmany each; rows handed back by video id
@@ -12,8 +11,9 @@ statement shape::
 
 There is no timer: the first request is sent at once, and the ones that arrive while it is
 in flight make the next batch, so an idle worker adds no latency and a busy one amortises.
-The writer keeps its pool connection while batches keep coming (a release costs the pool's
-reset, one more round trip) and gives it back as soon as nothing is waiting.
+The writer keeps its pool connection while batches keep coming (no wait for a free
+connection between batches, however busy the pool is) and gives it back as soon as nothing
+is waiting. A release itself costs no round trip: ``vidgen.db`` turns asyncpg's reset off.
 Each statement stays fenced on its own row: a stale job gets no row back (StaleAttempt for
 that job alone). A transient error goes to every waiter (each one retries); any other error
 makes the writer run that batch's statements one by one, so one bad row fails only its job.
@@ -77,8 +77,8 @@ class GroupWriter:
     async def _flush(self) -> None:
         conn = Video._meta.db
         while self._pending:
-            # One connection for as long as batches keep coming: the pool resets a connection
-            # (one more round trip) each time it is released, so don't release between them.
+            # One connection for as long as batches keep coming: the next batch never waits
+            # behind other statements (claims, heartbeats) for a free pool connection.
             try:
                 async with conn.acquire_connection() as connection:
                     while self._pending:

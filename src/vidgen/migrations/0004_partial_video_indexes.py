@@ -15,7 +15,8 @@ from tortoise.migrations import operations as ops
 # - project_id, story_id: only videos in a project or story (lookups are by equality).
 # - (provider, prediction_id): only videos that have a prediction (webhook lookups).
 #
-# Measured with bench/engine_bench.py (the engine, output already stored): see the README.
+# bench/engine_bench.py measures the engine with these indexes (bench/README.md, "The engine's
+# rows" and "What the code does for speed").
 # The same statements work on SQLite and PostgreSQL.
 PARTIAL_INDEXES = [
     # On provider, not on the lease: a heartbeat (which moves the lease) stays a HOT update.

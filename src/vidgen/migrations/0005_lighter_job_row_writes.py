@@ -10,14 +10,15 @@ from tortoise.migrations import operations as ops
 # - The webhook lookup by (provider, prediction_id) now goes through the attempt rows: the
 #   same fenced statement that keeps a job's prediction id on its video keeps it on the
 #   attempt row, whose index moves instead of the video's (an attempt row is small and
-#   has two other indexes, a video row six). jobs.service joins back to the video and checks
-#   that the video still holds that prediction.
+#   has two other indexes, a video row six). The webhook lookup (vidgen.jobs.webhooks) joins
+#   back to the video and checks that the video still holds that prediction.
 # - PostgreSQL: the unique (owner_id, idempotency_key) constraint becomes a partial unique
 #   index over the videos that have a key. The same rule (NULLs never conflicted), without an
 #   entry for each version of every video created without one. SQLite keeps its constraint:
 #   it is part of the table's definition there, and SQLite has no HOT updates to win.
 #
-# Measured with bench/engine_bench.py (the engine, output already stored): see the README.
+# bench/engine_bench.py measures the engine with these indexes (bench/README.md, "The engine's
+# rows" and "What the code does for speed").
 ATTEMPT_PREDICTION_INDEX = (
     "CREATE INDEX IF NOT EXISTS idx_attempts_prediction ON video_attempts (prediction_id)"
     " WHERE prediction_id IS NOT NULL"
