@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
@@ -11,9 +12,11 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 import pytest_asyncio
+from PIL import Image
 from starlette.applications import Starlette
 
 from tests.jobs.conftest import make_video
+from vidgen import errors
 from vidgen.events.memory import MemoryBus
 from vidgen.jobs.worker import Worker
 from vidgen.media import retention
@@ -21,8 +24,10 @@ from vidgen.media.storage import make_key
 from vidgen.media.storage.s3 import S3Storage
 from vidgen.models import User, Video
 from vidgen.providers.base import GenerationRequest, Submission
+from vidgen.providers.registry import build_providers
 from vidgen.providers.testing import TestProvider
 from vidgen.runtime import Runtime
+from vidgen.services import videos
 from vidgen.settings import Settings
 from vidgen.web.health import health_routes
 
@@ -135,3 +140,49 @@ async def test_readiness_reports_the_store(s3_runtime: Runtime) -> None:
         gone = await http.get("/readyz")
     assert gone.status_code == 503
     assert gone.json()["checks"] == {"database": True, "bus": True, "storage": False}
+
+
+async def test_a_public_store_lifts_the_inline_image_limit(
+    s3_settings: Settings, db: Settings
+) -> None:
+    """Over Replicate's 256 KB data-URL cap, an uploaded image is refused while providers
+    cannot fetch it by URL, and accepted when the store's presigned URLs are public (the
+    worker then sends the store's URL instead of a data URI)."""
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (320, 320), os.urandom(320 * 320 * 3)).save(
+        buffer, format="PNG", compress_level=0
+    )
+    image = buffer.getvalue()
+    assert len(image) > 256 * 1024
+    s3_settings.replicate_api_key = "r8_test"
+    owner = await User.create(email="inline@example.com", password_hash="x")
+    for public in (False, True):
+        s3_settings.s3_public = public
+        runtime = Runtime.create(
+            s3_settings, bus=MemoryBus(), providers=build_providers(s3_settings)
+        )
+        if not public:
+            assert await runtime.storage.create_bucket()
+        await runtime.open()
+        try:
+            request = dict(
+                runtime=runtime,
+                viewer=owner,
+                prompt="pan over it",
+                provider="replicate",
+                input_image=image,
+                resolution="1280x720",
+                duration_seconds=6,
+            )
+            if public:
+                video = await videos.generate_video(**request)
+                assert video.input_image is not None
+                assert await runtime.storage.exists(video.input_image)
+            else:
+                with pytest.raises(errors.BadUserInput) as refused:
+                    await videos.generate_video(**request)
+                assert refused.value.field == "inputImage"
+                assert "VIDGEN_S3_PUBLIC" in str(refused.value)
+                assert await Video.all().count() == 0
+        finally:
+            await runtime.close()

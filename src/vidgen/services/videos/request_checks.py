@@ -308,15 +308,20 @@ async def check_input_image(
         max_pixels=settings.max_image_pixels,
         max_side=settings.max_image_side,
     )
-    if not caps.inlines(len(input_image), image.content_type) and not _public_https(settings):
+    if not caps.inlines(len(input_image), image.content_type) and not _fetchable_by_url(settings):
         raise errors.BadUserInput(
             _too_big_to_inline(name, caps, image.content_type, input_image), field="inputImage"
         )
     return replace(checked, image_ext=image.ext)
 
 
-def _public_https(settings: Settings) -> bool:
-    """Whether providers can fetch our media: the worker then sends them a signed URL."""
+def _fetchable_by_url(settings: Settings) -> bool:
+    """Whether providers can fetch an uploaded image by URL, as ``jobs/provider_request``
+    sends it: the object store's presigned URL when the store is S3 and public
+    (``VIDGEN_S3_PUBLIC``), else a signed media URL when this server has a public https
+    address."""
+    if settings.s3_public and settings.resolved_storage_url.startswith("s3://"):
+        return True
     return bool(settings.public_url and settings.public_url.startswith("https://"))
 
 
@@ -325,7 +330,8 @@ def _too_big_to_inline(name: str, caps: Capabilities, content_type: str, data: b
     if limit <= base.data_uri_length(0, content_type):
         return (
             f"{name} takes input images by URL only: set VIDGEN_PUBLIC_URL to this server's"
-            " public https:// address so it can fetch the image."
+            " public https:// address (or VIDGEN_S3_PUBLIC=true with a public object store)"
+            " so it can fetch the image."
         )
     # The largest payload whose data: URI still fits (base64: 4 characters per 3 bytes).
     fits = (limit - base.data_uri_length(0, content_type)) // 4 * 3
@@ -333,5 +339,6 @@ def _too_big_to_inline(name: str, caps: Capabilities, content_type: str, data: b
         f"The input image is {len(data):,} bytes; {name} takes at most {fits:,} bytes inline "
         f"(a {limit:,}-character data: URI, base64 included) unless it can fetch the image "
         f"by URL. Send a smaller image, or set VIDGEN_PUBLIC_URL to this server's public "
-        f"https:// address to lift the limit."
+        f"https:// address (or VIDGEN_S3_PUBLIC=true with a public object store) to lift "
+        f"the limit."
     )
