@@ -12,10 +12,11 @@ from strawberry.types import Info
 from vidgen import errors
 from vidgen.graphql import types
 from vidgen.graphql.context import context_of
-from vidgen.graphql.permissions import IsAuthenticated
-from vidgen.services import KEEP, catalog, users, videos
+from vidgen.graphql.permissions import IsAdmin, IsAuthenticated
+from vidgen.services import KEEP, catalog, quotas, users, videos
 
 AUTH = [IsAuthenticated]
+ADMIN = [IsAuthenticated, IsAdmin]
 
 
 def _given(value: Any) -> Any:
@@ -84,6 +85,21 @@ class Mutation:
     async def logout(self, info: Info) -> bool:
         context = context_of(info)
         return await users.revoke_token(token=context.token or "")
+
+    @strawberry.mutation(
+        permission_classes=ADMIN,
+        description="Admins: override a user's limits (null: back to the server's setting).",
+    )
+    async def set_user_limits(
+        self, info: Info, user_id: strawberry.ID, input: types.UserLimitsInput
+    ) -> types.User:
+        return await quotas.set_user_limits(
+            viewer=context_of(info).require_viewer(),
+            user_id=_target(user_id, "User"),
+            max_active_jobs=_given(input.max_active_jobs),
+            daily_video_seconds=_given(input.daily_video_seconds),
+            exempt=_given(input.exempt),
+        )
 
     # --- projects ------------------------------------------------------------------------
 
