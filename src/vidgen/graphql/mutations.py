@@ -14,6 +14,7 @@ from vidgen.graphql import types
 from vidgen.graphql.context import context_of
 from vidgen.graphql.permissions import IsAdmin, IsAuthenticated
 from vidgen.services import KEEP, catalog, quotas, users, videos
+from vidgen.web.client_address import client_address
 
 AUTH = [IsAuthenticated]
 ADMIN = [IsAuthenticated, IsAdmin]
@@ -64,20 +65,28 @@ class Mutation:
 
     @strawberry.mutation(description="Create an account; returns a bearer token.")
     async def register(self, info: Info, input: types.RegisterInput) -> types.AuthPayload:
-        settings = context_of(info).settings
+        context = context_of(info)
+        settings = context.settings
         token, user = await users.register(
             email=input.email,
             password=input.password,
             signup_enabled=settings.signup_enabled,
             ttl_days=settings.token_ttl_days,
+            throttle=context.runtime.throttle,
+            client=client_address(context.request, settings.trusted_proxies),
         )
         return types.AuthPayload(token=token, user=user)  # type: ignore[arg-type]
 
     @strawberry.mutation(description="Sign in; returns a new bearer token.")
     async def login(self, info: Info, input: types.LoginInput) -> types.AuthPayload:
-        settings = context_of(info).settings
+        context = context_of(info)
+        settings = context.settings
         token, user = await users.login(
-            email=input.email, password=input.password, ttl_days=settings.token_ttl_days
+            email=input.email,
+            password=input.password,
+            ttl_days=settings.token_ttl_days,
+            throttle=context.runtime.throttle,
+            client=client_address(context.request, settings.trusted_proxies),
         )
         return types.AuthPayload(token=token, user=user)  # type: ignore[arg-type]
 
