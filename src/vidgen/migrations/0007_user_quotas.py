@@ -7,9 +7,10 @@ from tortoise.migrations import operations as ops
 # - videos: the seconds a request asked for and when it last asked (created or retried):
 #   probing replaces duration_seconds with the output's real length, and a retry asks again.
 # - idx_videos_quota: a user's videos that count (active, or completed), by status and time,
-#   for the active-jobs count and the rolling 24 hours' sum. Partial: a failed or canceled
-#   row version adds no entry. Queries repeat the predicate word for word (SQLite uses a
-#   partial index only when the query's WHERE holds its terms).
+#   with their seconds, so the active-jobs count and the rolling 24 hours' sum read the index
+#   alone. Partial: a failed or canceled row version adds no entry. Queries repeat the
+#   predicate word for word (SQLite uses a partial index only when the query's WHERE holds
+#   its terms).
 # - vidgen_quota_admits (PostgreSQL): the race-free check the insert of a new video (or a
 #   retry's transition) runs in its own statement. It takes a transaction-scoped advisory
 #   lock per user, then counts: a VOLATILE function's queries each take a fresh snapshot, so
@@ -18,7 +19,8 @@ from tortoise.migrations import operations as ops
 #   writers, so there the condition is plain SQL in the inserting statement.
 # - Backfill: videos of the last day count from their creation.
 QUOTA_INDEX = (
-    "CREATE INDEX IF NOT EXISTS idx_videos_quota ON videos (owner_id, status, requested_at)"
+    "CREATE INDEX IF NOT EXISTS idx_videos_quota"
+    " ON videos (owner_id, status, requested_at, requested_seconds)"
     " WHERE status IN ('queued', 'processing', 'completed')"
 )
 ADMITS_FUNCTION = """
