@@ -12,7 +12,8 @@ from strawberry.relay import to_base64
 from tortoise.connection import get_connection
 
 from tests.api import documents as d
-from tests.api.conftest import Account, LiveServer, row_counts, start_live_server
+from tests.api.conftest import Account, LiveServer, media_files, row_counts, start_live_server
+from tests.api.test_uploads import png, upload
 from vidgen.jobs.worker import Worker
 from vidgen.models import User, Video, VideoStatus
 from vidgen.settings import Settings
@@ -97,7 +98,11 @@ async def test_the_active_jobs_cap_writes_nothing_and_frees_a_place_on_cancel(
         assert refusal(refused)["limit"] == "maxActiveJobs"
         assert refusal(refused)["max"] == 2
         assert "retryAfter" not in refusal(refused)  # no wait is sure to help
+        # An input image would be stored once the row has its id: refused first, no file.
+        response = await upload(server, alice.token, png(), provider="local")
+        assert refusal(response.json())["limit"] == "maxActiveJobs"
         assert await row_counts() == before
+        assert media_files(server.settings) == []
 
         canceled = await server.gql(d.CANCEL_VIDEO, {"id": first}, token=alice.token)
         assert canceled["data"]["cancelVideo"]["status"] == "CANCELED"
@@ -186,9 +191,7 @@ async def test_concurrent_requests_at_the_limit_pass_only_up_to_it(
         assert await Video.filter(owner_id=alice.user.id).count() == 3
 
 
-async def test_admins_override_a_users_limits(
-    db: Settings, alice: Account, user_factory
-) -> None:
+async def test_admins_override_a_users_limits(db: Settings, alice: Account, user_factory) -> None:
     admin = await user_factory("root@example.com", admin=True)
     async with start_live_server(db, user_max_active_jobs=1) as server:
 
