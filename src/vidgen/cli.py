@@ -71,6 +71,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Compression costs CPU on every subscription message; a setting decides.
         ws_per_message_deflate=settings.ws_compression,
         loop=settings.event_loop,  # the worker's loop too (see vidgen.eventloop)
+        # The client's address is vidgen's to work out (VIDGEN_TRUSTED_PROXIES, see
+        # vidgen.web.client_address): uvicorn's own rewrite would believe X-Forwarded-For
+        # from any local process.
+        proxy_headers=False,
     )
     return 0
 

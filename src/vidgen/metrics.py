@@ -82,3 +82,15 @@ BUS_DROPPED_SUBSCRIBERS = Counter(
     "Local subscribers dropped because they could not keep up.",
     registry=REGISTRY,
 )
+QUOTA_REFUSALS = Counter(
+    "vidgen_quota_refusals_total",
+    "generateVideo and retryVideo requests refused QUOTA_EXCEEDED, by the limit they hit.",
+    ["limit"],
+    registry=REGISTRY,
+)
+THROTTLED = Counter(
+    "vidgen_throttled_total",
+    "Requests refused RATE_LIMITED: logins (by email or address), registrations, mutations.",
+    ["kind"],
+    registry=REGISTRY,
+)

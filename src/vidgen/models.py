@@ -92,6 +92,11 @@ class User(Model):
     password_hash = fields.CharField(max_length=255)
     is_admin = fields.BooleanField(default=False)
     created_at = fields.DatetimeField(auto_now_add=True)
+    # An admin's overrides of the quota settings for this user (setUserLimits); None follows
+    # the settings. Read with the token on every request, so a quota check costs no query.
+    max_active_jobs = fields.IntField(null=True)
+    daily_video_seconds = fields.FloatField(null=True)
+    quota_exempt = fields.BooleanField(null=True)
 
     class Meta:
         table = "users"
@@ -244,6 +249,10 @@ class Video(Model):
     cancel_requested = fields.BooleanField(default=False)
     idempotency_key = fields.CharField(max_length=255, null=True)
     version = fields.IntField(default=1)  # bumped on every change
+    # The daily quota (vidgen.services.quotas): the seconds the request asked for and when it
+    # last asked (created, or retried); while failed or canceled they count for nothing.
+    requested_seconds = fields.FloatField(null=True)
+    requested_at = fields.DatetimeField(null=True)
 
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
@@ -253,8 +262,9 @@ class Video(Model):
     class Meta:
         table = "videos"
         unique_together = (("owner_id", "idempotency_key"),)
-        # Also partial indexes (SQL in migrations 0002 and 0004): the claim's queue order,
-        # running jobs (by provider), scheduled jobs by due time, project, story, prediction id.
+        # Also partial indexes (SQL in migrations 0002, 0004 and 0007): the claim's queue
+        # order, running jobs (by provider), scheduled jobs by due time, project, story,
+        # prediction id, a user's videos that count against the quotas.
         indexes = (
             Index(fields=("owner_id", "created_at")),
             Index(fields=("created_at",)),

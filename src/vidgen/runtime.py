@@ -1,8 +1,9 @@
 """Shared resources of one process, created once at start-up and handed down.
 
 The API and every worker build one :class:`Runtime`: the settings, the event bus, the
-providers (each with its own shared HTTP client) and media storage. Nothing here is global:
-tests build their own.
+providers (each with its own shared HTTP client), media storage and the throttles' counters
+(:class:`~vidgen.services.throttle.Throttle`). Nothing here is global: tests build their
+own.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from vidgen.events.bus import EventBus, create_bus
+from vidgen.services.throttle import Throttle
 from vidgen.settings import Settings
 
 if TYPE_CHECKING:
@@ -30,6 +32,10 @@ class Runtime:
     providers: dict[str, Provider]
     storage: Storage
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    throttle: Throttle = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.throttle = Throttle.create(self.settings)  # connects on first use
 
     @classmethod
     def create(
@@ -72,5 +78,6 @@ class Runtime:
         from vidgen.providers.registry import close_providers
 
         await close_providers(self.providers)
+        await self.throttle.close()
         await self.bus.close()
         await self.storage.close()

@@ -7,6 +7,7 @@ local media folder. Build a :class:`Settings` once at the entry point and pass i
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import secrets
 from functools import cached_property
@@ -114,6 +115,33 @@ class Settings(BaseSettings):
     # The test provider appends every submission here (tests count them across processes).
     test_provider_log: Path | None = None
 
+    # --- per-user limits and throttling (docs/limits.md) -----------------------------
+    # Unset: unlimited. setUserLimits overrides both for one user; admins follow them too
+    # unless user_limits_exempt_admins.
+    user_max_active_jobs: int | None = Field(default=None, ge=0)
+    user_daily_video_seconds: float | None = Field(default=None, ge=0)
+    user_limits_exempt_admins: bool = False
+    # Each user's mutations: a token bucket refilled at this rate (unset: no limit) that
+    # holds up to user_mutation_burst (default: one minute's worth).
+    user_mutations_per_minute: float | None = Field(default=None, gt=0)
+    user_mutation_burst: int | None = Field(default=None, ge=1)
+    # Failed logins within a sliding window, per email and per client address, and
+    # registrations per client address; past them, RATE_LIMITED.
+    login_window_seconds: float = Field(default=900.0, gt=0)
+    login_max_failures_per_email: int = Field(default=10, ge=1)
+    login_max_failures_per_address: int = Field(default=100, ge=1)
+    register_window_seconds: float = Field(default=3600.0, gt=0)
+    register_max_per_address: int = Field(default=20, ge=1)
+    # Addresses or networks (CIDR) of the reverse proxies whose X-Forwarded-For is believed.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # a ValueError names the bad entry
+        return value
+
     # --- media storage (docs/storage.md) ------------------------------------------------
     # file:///absolute/path (default: the media root) or s3://BUCKET[/PREFIX]. With S3 the
     # media root is only local scratch space (downloads and renders on their way in).
@@ -197,7 +225,7 @@ class Settings(BaseSettings):
             return json.loads(value) if value.strip() else {}
         return value
 
-    @field_validator("ws_allowed_origins", mode="before")
+    @field_validator("ws_allowed_origins", "trusted_proxies", mode="before")
     @classmethod
     def _parse_origins(cls, value: object) -> object:
         if isinstance(value, str) and value.lstrip().startswith("["):

@@ -123,6 +123,7 @@ async def serve(app: Any, *, host: str = "127.0.0.1") -> AsyncIterator[str]:
         access_log=False,
         ws="websockets-sansio",
         timeout_graceful_shutdown=3,
+        proxy_headers=False,  # as `vidgen serve` runs it: the peer is the real one
     )
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -23,7 +23,8 @@ import pytest
 import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.api.conftest import Account, LiveServer, serve
+from tests.api import documents as d
+from tests.api.conftest import Account, LiveServer, serve, start_live_server
 from tests.live.conftest import fast_bus
 from tests.live.redis_server import RedisServer
 from tests.live.wsclient import GraphQLWS
@@ -55,6 +56,8 @@ CHECKED = {
     "vidgen_active_subscriptions": "test_subscriptions_open_and_close_the_gauge",
     "vidgen_bus_reconnects": "test_a_redis_restart_counts_one_reconnect",
     "vidgen_bus_dropped_subscribers": "test_an_overflowing_subscriber_is_counted",
+    "vidgen_quota_refusals": "test_quota_refusals_and_throttled_requests_are_counted",
+    "vidgen_throttled": "test_quota_refusals_and_throttled_requests_are_counted",
 }
 
 
@@ -279,3 +282,41 @@ async def _until(condition: Callable[[], bool], within: float = 20.0) -> None:
     while not condition():
         assert loop.time() < deadline, "condition not reached"
         await asyncio.sleep(0.05)
+
+
+async def test_quota_refusals_and_throttled_requests_are_counted(
+    db: Settings, alice: Account
+) -> None:
+    async with start_live_server(
+        db,
+        user_max_active_jobs=1,
+        user_mutations_per_minute=1,
+        user_mutation_burst=2,
+        login_max_failures_per_email=1,
+        register_max_per_address=1,
+    ) as server:
+        before = await scrape(server)
+
+        async def answer(query: str, variables: dict, token: str | None = None) -> str | None:
+            body = await server.gql(query, variables, token=token)
+            return body["errors"][0]["extensions"]["code"] if body.get("errors") else None
+
+        job = {"input": {"provider": "test", "prompt": "succeed"}}
+        login = {"input": {"email": alice.email, "password": "wrong password"}}
+        register = {"input": {"email": "new@example.com", "password": "password123"}}
+        assert await answer(GENERATE, job, alice.token) is None
+        assert await answer(GENERATE, job, alice.token) == "QUOTA_EXCEEDED"
+        assert await answer(GENERATE, job, alice.token) == "RATE_LIMITED"  # 2 a minute
+        assert await answer(d.LOGIN, login) == "UNAUTHENTICATED"
+        assert await answer(d.LOGIN, login) == "RATE_LIMITED"
+        assert await answer(d.REGISTER, register) is None
+        assert await answer(d.REGISTER, register) == "RATE_LIMITED"
+        after = await scrape(server)
+
+    def moved(name: str, **labels: str) -> float:
+        return after.value(name, **labels) - before.value(name, **labels)
+
+    assert moved("vidgen_quota_refusals_total", limit="active_jobs") == 1
+    assert moved("vidgen_quota_refusals_total") == 1
+    for kind in ("mutation", "login", "register"):
+        assert moved("vidgen_throttled_total", kind=kind) == 1

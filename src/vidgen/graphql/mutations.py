@@ -12,10 +12,12 @@ from strawberry.types import Info
 from vidgen import errors
 from vidgen.graphql import types
 from vidgen.graphql.context import context_of
-from vidgen.graphql.permissions import IsAuthenticated
-from vidgen.services import KEEP, catalog, users, videos
+from vidgen.graphql.permissions import IsAdmin, IsAuthenticated
+from vidgen.services import KEEP, catalog, quotas, users, videos
+from vidgen.web.client_address import client_address
 
 AUTH = [IsAuthenticated]
+ADMIN = [IsAuthenticated, IsAdmin]
 
 
 def _given(value: Any) -> Any:
@@ -63,20 +65,28 @@ class Mutation:
 
     @strawberry.mutation(description="Create an account; returns a bearer token.")
     async def register(self, info: Info, input: types.RegisterInput) -> types.AuthPayload:
-        settings = context_of(info).settings
+        context = context_of(info)
+        settings = context.settings
         token, user = await users.register(
             email=input.email,
             password=input.password,
             signup_enabled=settings.signup_enabled,
             ttl_days=settings.token_ttl_days,
+            throttle=context.runtime.throttle,
+            client=client_address(context.request, settings.trusted_proxies),
         )
         return types.AuthPayload(token=token, user=user)  # type: ignore[arg-type]
 
     @strawberry.mutation(description="Sign in; returns a new bearer token.")
     async def login(self, info: Info, input: types.LoginInput) -> types.AuthPayload:
-        settings = context_of(info).settings
+        context = context_of(info)
+        settings = context.settings
         token, user = await users.login(
-            email=input.email, password=input.password, ttl_days=settings.token_ttl_days
+            email=input.email,
+            password=input.password,
+            ttl_days=settings.token_ttl_days,
+            throttle=context.runtime.throttle,
+            client=client_address(context.request, settings.trusted_proxies),
         )
         return types.AuthPayload(token=token, user=user)  # type: ignore[arg-type]
 
@@ -84,6 +94,21 @@ class Mutation:
     async def logout(self, info: Info) -> bool:
         context = context_of(info)
         return await users.revoke_token(token=context.token or "")
+
+    @strawberry.mutation(
+        permission_classes=ADMIN,
+        description="Admins: override a user's limits (null: back to the server's setting).",
+    )
+    async def set_user_limits(
+        self, info: Info, user_id: strawberry.ID, input: types.UserLimitsInput
+    ) -> types.User:
+        return await quotas.set_user_limits(
+            viewer=context_of(info).require_viewer(),
+            user_id=_target(user_id, "User"),
+            max_active_jobs=_given(input.max_active_jobs),
+            daily_video_seconds=_given(input.daily_video_seconds),
+            exempt=_given(input.exempt),
+        )
 
     # --- projects ------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from vidgen.graphql.guards import RejectNulCharacters
 from vidgen.graphql.mutations import Mutation
 from vidgen.graphql.observability import OperationMetrics
 from vidgen.graphql.queries import Query
+from vidgen.graphql.rate_limit import MutationRateLimit
 from vidgen.graphql.subscriptions import Subscription
 from vidgen.settings import Settings
 
@@ -116,6 +117,8 @@ def build_schema(
         lambda: ParseCache(maxsize=CACHE_SIZE),
         lambda: ValidationCache(maxsize=CACHE_SIZE),
     ]
+    if settings.user_mutations_per_minute is not None:
+        extensions.append(MutationRateLimit)  # only then: no cost to any operation otherwise
     built = VidgenSchema(
         query=Query,
         mutation=Mutation,

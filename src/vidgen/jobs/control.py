@@ -79,7 +79,14 @@ async def request_cancel(video_id: int, *, actor: str | None, bus: EventBus | No
     raise lifecycle.StaleAttempt(f"video {video_id} kept changing; try again")
 
 
-async def retry(video_id: int, *, actor: str | None, bus: EventBus | None) -> Video:
+async def retry(
+    video_id: int,
+    *,
+    actor: str | None,
+    bus: EventBus | None,
+    admission: lifecycle.Admission | None = None,
+    fields: dict[str, Any] | None = None,
+) -> Video:
     """Re-queue a failed or canceled video with a fresh retry budget.
 
     Clears the error, the schedule, the cancel flag and the retry/rescue counters, then
@@ -87,13 +94,15 @@ async def retry(video_id: int, *, actor: str | None, bus: EventBus | None) -> Vi
     for want of reaching the provider, or on a rejected key: the prediction is live), so the
     retry resumes it and pays nothing; a canceled one drops it (that prediction was canceled
     upstream) and submits anew. Failures that make the prediction useless (it failed, or
-    its output did) already dropped the id.
+    its output did) already dropped the id. ``admission`` (a quota) must hold for the
+    retry to happen; ``fields`` are more columns to set with it.
 
     Raises:
         NotFound: no such video.
         IllegalTransition: the video is queued, processing or completed (CONFLICT).
         Conflict: the video is deleted (checked on the locked row, so a concurrent
             deleteVideo either sees the job queued and cancels it, or makes this refuse).
+        NotAdmitted: ``admission`` refused it; nothing changed.
     """
     try:
         video, _change = await lifecycle.transition(
@@ -103,9 +112,10 @@ async def retry(video_id: int, *, actor: str | None, bus: EventBus | None) -> Vi
             message="retry requested",
             expect=[S.FAILED, S.CANCELED],
             where={"deleted_at__isnull": True},
-            fields=_RETRY_FIELDS,
+            fields={**_RETRY_FIELDS, **(fields or {})},
             fields_if={S.CANCELED: {"prediction_id": None}},
             bus=bus,
+            admission=admission,
         )
     except lifecycle.StaleAttempt as exc:
         raise errors.Conflict("This video is deleted; restore it first.") from exc

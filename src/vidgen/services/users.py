@@ -24,6 +24,7 @@ from tortoise.transactions import in_transaction
 
 from vidgen import dialect, errors
 from vidgen.models import ApiToken, User
+from vidgen.services.throttle import Throttle
 
 TOKEN_PREFIX = "vg_"
 MIN_PASSWORD_LENGTH = 8
@@ -150,16 +151,29 @@ async def issue_token(
 
 
 async def register(
-    *, email: str, password: str, signup_enabled: bool = True, ttl_days: int | None = None
+    *,
+    email: str,
+    password: str,
+    signup_enabled: bool = True,
+    ttl_days: int | None = None,
+    throttle: Throttle | None = None,
+    client: str | None = None,
 ) -> tuple[str, User]:
     """Sign up: create a (non-admin) user and a first token.
 
+    Args:
+        throttle, client: count the attempt against the client's address
+            (:meth:`Throttle.registration`).
+
     Raises:
         Forbidden: registration is switched off (``VIDGEN_SIGNUP_ENABLED=false``).
+        RateLimited: too many sign-ups from this address lately.
         BadUserInput, Conflict: as :func:`create_user`.
     """
     if not signup_enabled:
         raise errors.Forbidden("Registration is switched off on this server; ask an admin.")
+    if throttle is not None:
+        await throttle.registration(address=client)
     if password is None:
         raise errors.BadUserInput("A password is required.", field="password")
     user = await create_user(email=email, password=password, is_admin=False)
@@ -167,12 +181,26 @@ async def register(
     return token, user
 
 
-async def login(*, email: str, password: str, ttl_days: int | None = None) -> tuple[str, User]:
+async def login(
+    *,
+    email: str,
+    password: str,
+    ttl_days: int | None = None,
+    throttle: Throttle | None = None,
+    client: str | None = None,
+) -> tuple[str, User]:
     """Check a password and issue a new token.
 
+    Args:
+        throttle, client: count a failure against the email and the client's address,
+            refusing attempts past their limits (:meth:`Throttle.login_attempt`).
+
     Raises:
+        RateLimited: too many failures lately, decided before any account is looked up
+            (the same answer whether the email has an account or not).
         Unauthenticated: unknown email or wrong password (the same message for both).
     """
+    attempt = await throttle.login_attempt(email=email, address=client) if throttle else None
     address = (email or "").strip().lower()
     # No account has a longer address, or one with an invisible character (register
     # refuses both; accounts made before that check are not looked up either): look
@@ -182,6 +210,8 @@ async def login(*, email: str, password: str, ttl_days: int | None = None) -> tu
     ok = await verify_password(user.password_hash if user else _DUMMY_HASH, password or "")
     if user is None or not ok:
         raise errors.Unauthenticated("Wrong email or password.")
+    if attempt is not None:
+        await attempt.succeeded()
     token, _ = await issue_token(user=user, name="login", ttl_days=ttl_days)
     return token, user
 

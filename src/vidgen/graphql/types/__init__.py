@@ -4,6 +4,7 @@
   the video inputs and ``VideoFilter``;
 - :mod:`.catalog`: ``Project``, ``Story``, ``Tag``, ``Theme``, their connections and inputs;
 - :mod:`.user`: ``User``, ``AuthPayload`` and the sign-in inputs;
+- :mod:`.limits`: ``User.limits`` and ``User.usage``, ``setUserLimits``'s input;
 - :mod:`.provider`: ``ProviderInfo``;
 - :mod:`.enums`: ``VideoStatus`` and ``OutputFormat``;
 - :mod:`.ids`: global ids read back (``decode_id``);
@@ -30,6 +31,7 @@ from vidgen.graphql.types.catalog import (
 from vidgen.graphql.types.connections import fetch_page
 from vidgen.graphql.types.enums import OutputFormatEnum, VideoStatusEnum
 from vidgen.graphql.types.ids import decode_id, parse_global_id, require_id
+from vidgen.graphql.types.limits import UserLimitsInput
 from vidgen.graphql.types.provider import ProviderInfo
 from vidgen.graphql.types.user import AuthPayload, LoginInput, RegisterInput, User
 from vidgen.graphql.types.video import (
@@ -62,6 +64,7 @@ __all__ = [
     "UpdateStoryInput",
     "UpdateVideoInput",
     "User",
+    "UserLimitsInput",
     "Video",
     "VideoConnection",
     "VideoFilter",

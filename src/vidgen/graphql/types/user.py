@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
 from strawberry import relay
+from strawberry.types import Info
 
 from vidgen import models
+from vidgen.graphql.context import context_of
+from vidgen.graphql.types.limits import UserLimits, UserUsage, readable
 from vidgen.graphql.types.rows import accepts
 
 
@@ -16,6 +21,18 @@ class User(relay.Node):
     is_admin: bool
 
     is_type_of = accepts(models.User)
+
+    @strawberry.field(description="The limits that apply to this user (theirs and admins').")
+    def limits(root: strawberry.Parent[Any], info: Info) -> UserLimits:
+        context = context_of(info)
+        readable(context, root)
+        return UserLimits.of(root, context)
+
+    @strawberry.field(description="What counts against this user's limits (theirs and admins').")
+    async def usage(root: strawberry.Parent[Any], info: Info) -> UserUsage:
+        context = context_of(info)
+        readable(context, root)
+        return await UserUsage.of(root, context)
 
 
 @strawberry.type(description="A new bearer token and its user.")

@@ -42,8 +42,10 @@ from vidgen.jobs.lifecycle.edits import edit, locked, restore, soft_delete
 from vidgen.jobs.lifecycle.fenced import CANCELED_INSTEAD, Runner, finish, store_prediction
 from vidgen.jobs.lifecycle.publishing import event_for, publish
 from vidgen.jobs.lifecycle.rules import (
+    Admission,
     Change,
     IllegalTransition,
+    NotAdmitted,
     StaleAttempt,
     StoryChanged,
     now,
@@ -52,11 +54,13 @@ from vidgen.jobs.lifecycle.transitions import AttemptEnd, report_progress, touch
 
 __all__ = [
     "CANCELED_INSTEAD",
+    "Admission",
     "AttemptEnd",
     "Change",
     "Claimed",
     "IllegalTransition",
     "JobSpec",
+    "NotAdmitted",
     "Runner",
     "StaleAttempt",
     "StoryChanged",

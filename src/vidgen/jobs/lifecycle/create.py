@@ -10,7 +10,14 @@ from tortoise.transactions import in_transaction
 
 from vidgen import dialect
 from vidgen.jobs.lifecycle.publishing import event_for
-from vidgen.jobs.lifecycle.rules import Change, StoryChanged, check_fields, now
+from vidgen.jobs.lifecycle.rules import (
+    Admission,
+    Change,
+    NotAdmitted,
+    StoryChanged,
+    check_fields,
+    now,
+)
 from vidgen.models import Video, VideoStatus
 
 # The story row a new video's paragraph index points into, share-locked by the inserting
@@ -31,13 +38,14 @@ _STORY_GUARD = {
 }
 
 
-def _pg_insert(columns: tuple[str, ...], guarded: bool) -> str:
-    """PostgreSQL's INSERT of a video's ``columns`` (``$1..$n``), returning its id; when
-    ``guarded``, a row only while the story guard ``s`` (:func:`_pg_guard`) finds one."""
+def _pg_insert(columns: tuple[str, ...], sources: tuple[str, ...] = ()) -> str:
+    """PostgreSQL's INSERT of a video's ``columns`` (``$1..$n``), returning its id; with
+    ``sources``, a row only while each of those CTEs finds one: the story guard ``s``
+    (:func:`_pg_guard`), the admission ``a`` (:func:`_pg_admission`)."""
     marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
     names = ", ".join(f'"{column}"' for column in columns)
-    if guarded:
-        return f"INSERT INTO videos ({names}) SELECT {marks} FROM s RETURNING id"
+    if sources:
+        return f"INSERT INTO videos ({names}) SELECT {marks} FROM {', '.join(sources)} RETURNING id"
     return f"INSERT INTO videos ({names}) VALUES ({marks}) RETURNING id"
 
 
@@ -50,15 +58,44 @@ def _pg_guard(first: int) -> str:
     return f"s AS ({lock})"
 
 
+def _pg_admission(template: str, first: int, count: int) -> str:
+    """An :class:`Admission` as the CTE ``a`` (one row while it holds): its ``count``
+    values are parameters ``$first`` onwards."""
+    condition = template.format(*(f"${i}" for i in range(first, first + count)))
+    return f"a AS (SELECT 1 WHERE {condition})"
+
+
+def _sources(guard: bool, admission: tuple[str, int] | None) -> tuple[str, ...]:
+    return (("s",) if guard else ()) + (("a",) if admission is not None else ())
+
+
+def _pg_conditions(first: int, guard: bool, admission: tuple[str, int] | None) -> list[str]:
+    """The CTEs of :func:`_sources`, their parameters numbered from ``first``: the story
+    guard's three, then the admission's."""
+    ctes = []
+    if guard:
+        ctes.append(_pg_guard(first))
+        first += 3
+    if admission is not None:
+        ctes.append(_pg_admission(admission[0], first, admission[1]))
+    return ctes
+
+
 @functools.cache
-def _created_sql(columns: tuple[str, ...] | None, tags: bool, guard: bool = False) -> str:
+def _created_sql(
+    columns: tuple[str, ...] | None,
+    tags: bool,
+    guard: bool = False,
+    admission: tuple[str, int] | None = None,
+) -> str:
     """:func:`record_created`'s PostgreSQL statement; its parameters: the video's values
     (or its id when ``columns`` is None, the video being saved already), the 7 history
     values, the tag ids as one array when ``tags``, then the story guard's story id, owner id
     and paragraph index when ``guard`` (the video is inserted only while that story has the
-    paragraph; otherwise the statement returns no row)."""
+    paragraph), then the values of ``admission`` (its SQL, how many values) when given (the
+    video is inserted only while it holds). Either refusing, the statement returns no row."""
     if columns is not None:
-        source = f"v AS ({_pg_insert(columns, guard)})"
+        source = f"v AS ({_pg_insert(columns, _sources(guard, admission))})"
         n = len(columns)
     else:
         source = "v AS (SELECT $1::int AS id)"
@@ -76,35 +113,54 @@ def _created_sql(columns: tuple[str, ...] | None, tags: bool, guard: bool = Fals
             f" SELECT v.id, u.tag FROM v, unnest(${after}::int[]) AS u(tag))"
         )
         after += 1
-    if guard and columns is not None:
-        sql = f"WITH {_pg_guard(after)}, " + sql.removeprefix("WITH ")
+    ctes = _pg_conditions(after, guard, admission) if columns is not None else []
+    if ctes:
+        sql = f"WITH {', '.join(ctes)}, " + sql.removeprefix("WITH ")
     return sql + " SELECT v.id, h.id AS event_id FROM v, h"
 
 
-async def _insert_alone(conn: Any, values: Mapping[str, Any], guard: list[Any]) -> int:
-    """Insert a video's row by itself (guarded as :func:`record_created`'s own insert);
-    returns its id.
+def _refused(admission: Admission | None) -> Exception:
+    """What an insert that wrote no row raises: with an admission, :class:`NotAdmitted`
+    (the story guard may have refused it as well; the caller tells which)."""
+    return NotAdmitted() if admission is not None else StoryChanged()
+
+
+def _shape(admission: Admission | None) -> tuple[str, int] | None:
+    return (admission.sql, len(admission.params)) if admission is not None else None
+
+
+async def _insert_alone(
+    conn: Any, values: Mapping[str, Any], guard: list[Any], admission: Admission | None = None
+) -> int:
+    """Insert a video's row by itself (guarded and admitted as :func:`record_created`'s
+    own insert); returns its id.
 
     Raises:
         StoryChanged: the guard found the story without that paragraph; nothing written.
+        NotAdmitted: the admission refused it (see :func:`_refused`); nothing written.
     """
+    extra = list(admission.params) if admission is not None else []
     if dialect.is_postgres():
-        sql = _pg_insert(tuple(values), bool(guard))
-        if guard:
-            sql = f"WITH {_pg_guard(len(values) + 1)} {sql}"
+        sql = _pg_insert(tuple(values), _sources(bool(guard), _shape(admission)))
+        ctes = _pg_conditions(len(values) + 1, bool(guard), _shape(admission))
+        if ctes:
+            sql = f"WITH {', '.join(ctes)} {sql}"
     else:
         columns = ", ".join(f'"{column}"' for column in values)
         marks = ", ".join("?" for _ in values)
-        if guard:
+        conditions = [f"EXISTS ({_STORY_GUARD[dialect.SQLITE]})"] if guard else []
+        if admission is not None:
+            conditions.append(f"({admission.sql.format(*('?' for _ in extra))})")
+        if conditions:
             sql = (
                 f"INSERT INTO videos ({columns}) SELECT {marks}"
-                f" WHERE EXISTS ({_STORY_GUARD[dialect.SQLITE]}) RETURNING id"
+                f" WHERE {' AND '.join(conditions)} RETURNING id"
             )
         else:
             sql = f"INSERT INTO videos ({columns}) VALUES ({marks}) RETURNING id"
-    inserted = await conn.execute_query_dict(sql, [*values.values(), *guard])
+    inserted = await conn.execute_query_dict(sql, [*values.values(), *guard, *extra])
     if not inserted:
-        raise StoryChanged()
+        raise _refused(admission)
     return int(inserted[0]["id"])
 
 
@@ -116,6 +172,7 @@ async def record_created(
     tag_ids: Sequence[int] = (),
     paragraph_count: int | None = None,
     with_id: Callable[[int], Awaitable[Mapping[str, Any]]] | None = None,
+    admission: Admission | None = None,
 ) -> Change:
     """Write the first history row of a new ``queued`` video, and its tag links.
 
@@ -136,11 +193,15 @@ async def record_created(
             key): called with the id once the row is inserted, returns those columns'
             values, which are written before the history row. Takes a statement more, so
             call it inside a transaction (the caller's, which then covers the file too).
+        admission: the video is inserted only while this holds, checked by the inserting
+            statement itself (a user's quota: :mod:`vidgen.services.quotas`).
 
     Raises:
         ValidationError: the unsaved video failed its checks; nothing was written.
         IntegrityError: e.g. a repeated idempotency key; nothing was written.
         StoryChanged: the story lost that paragraph (or was deleted); nothing was written.
+        NotAdmitted: the admission refused the video (or, with it, the story guard);
+            nothing was written.
     """
     new = not video._saved_in_db
     values = await video.insert_values(paragraph_count=paragraph_count) if new else {}
@@ -153,10 +214,10 @@ async def record_created(
     if with_id is not None:
         if not new:
             raise ValueError("with_id is for a video that is not inserted yet")
-        video.id = await _insert_alone(conn, values, guard)
+        video.id = await _insert_alone(conn, values, guard, admission)
         video._saved_in_db = True
         await _set_columns(conn, video, await with_id(video.id))
-        new, values, guard = False, {}, []
+        new, values, guard, admission = False, {}, [], None
     stamp = now()
     status = VideoStatus(video.status)
     history = [video.owner_id, None, status.value, video.version, stamp, message or "queued", actor]
@@ -166,14 +227,18 @@ async def record_created(
         if tag_ids:
             params.append(list(tag_ids))
         params += guard
-        sql = _created_sql(tuple(values) if new else None, bool(tag_ids), bool(guard))
+        if admission is not None:
+            params += admission.params
+        sql = _created_sql(
+            tuple(values) if new else None, bool(tag_ids), bool(guard), _shape(admission)
+        )
         rows = await conn.execute_query_dict(sql, params)
         if not rows:
-            raise StoryChanged()
+            raise _refused(admission)
         video_id, event_id = rows[0]["id"], rows[0]["event_id"]
     else:
         async with in_transaction() as tx:
-            video_id = await _insert_alone(tx, values, guard) if new else video.id
+            video_id = await _insert_alone(tx, values, guard, admission) if new else video.id
             rows = await tx.execute_query_dict(
                 "INSERT INTO video_status_events (video_id, owner_id, from_status, to_status,"
                 " version, at, message, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",

@@ -47,6 +47,25 @@ class StoryChanged(Exception):
     the request was checked; nothing was written."""
 
 
+class NotAdmitted(Exception):
+    """A new video's (or a retry's) :class:`Admission` refused it; nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A condition a change must meet, checked by the statement that makes the change: the
+    caller's rule (a user's quota) holds atomically with the write, and costs no round trip
+    of its own.
+
+    ``sql`` is a boolean SQL expression with one ``{}`` per value of ``params``, in order
+    (placeholders are filled in the open database's style). It may take locks; they are
+    held until the write's transaction ends.
+    """
+
+    sql: str
+    params: tuple[object, ...] = ()
+
+
 def now() -> dt.datetime:
     """The application's UTC clock: every time the lifecycle writes (and ``scheduled_at``)."""
     return dt.datetime.now(dt.UTC)

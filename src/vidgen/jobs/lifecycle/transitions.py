@@ -15,8 +15,10 @@ from vidgen.events.bus import EventBus
 from vidgen.events.messages import VideoEvent
 from vidgen.jobs.lifecycle.publishing import EVENT_COLUMNS, event_for, event_from_row, publish
 from vidgen.jobs.lifecycle.rules import (
+    Admission,
     Change,
     IllegalTransition,
+    NotAdmitted,
     StaleAttempt,
     can_transition,
     check_fields,
@@ -58,6 +60,7 @@ async def transition(
     where: dict[str, Any] | None = None,
     fields_if: Mapping[VideoStatus, Mapping[str, Any]] | None = None,
     ends_attempt: AttemptEnd | None = None,
+    admission: Admission | None = None,
 ) -> tuple[Video, Change]:
     """Move one video to ``to``.
 
@@ -77,9 +80,11 @@ async def transition(
         fields_if: more columns to set only when the video is (on the locked row) in the
             given status.
         ends_attempt: close the attempt row of ``attempt`` (which it needs) with this.
+        admission: the change happens only while this holds, checked in the transaction
+            after the row is locked (a retry's quota: :mod:`vidgen.services.quotas`).
 
     Raises:
-        NotFound, IllegalTransition, StaleAttempt.
+        NotFound, IllegalTransition, StaleAttempt, NotAdmitted.
     """
     to = VideoStatus(to)
     if ends_attempt is not None and attempt is None:
@@ -101,6 +106,8 @@ async def transition(
             raise IllegalTransition(
                 f"A {current.value} video cannot become {to.value}.", status=current.value
             )
+        if admission is not None and not await _admits(admission):
+            raise NotAdmitted()
         updates: dict[str, Any] = dict(fields or {})
         updates.update((fields_if or {}).get(current, {}))
         stamp = now()
@@ -134,6 +141,13 @@ async def transition(
     change = Change(video.id, current, to, video.version, event_for(video, row.id))
     await publish(bus, [change.event])
     return video, change
+
+
+async def _admits(admission: Admission) -> bool:
+    p = dialect.Params()
+    condition = admission.sql.format(*(p(value) for value in admission.params))
+    rows = await Video._meta.db.execute_query_dict(f"SELECT 1 AS ok WHERE {condition}", p.values)
+    return bool(rows)
 
 
 async def _close_attempt(video_id: int, attempt: int, end: AttemptEnd) -> None:

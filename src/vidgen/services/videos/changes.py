@@ -21,7 +21,7 @@ from tortoise.transactions import in_transaction
 from vidgen import errors
 from vidgen.jobs import control, lifecycle
 from vidgen.models import User, Video, VideoStatus
-from vidgen.services import KEEP, Keep, catalog
+from vidgen.services import KEEP, Keep, catalog, quotas
 from vidgen.services.videos.access import actor_of, get_video
 from vidgen.services.videos.request_checks import MAX_CAPTION, MAX_STYLE, optional_text
 
@@ -127,15 +127,29 @@ async def _cancel_job(*, runtime: Runtime, video: Video, actor: str) -> Video:
 
 
 async def retry_video(*, runtime: Runtime, viewer: User, video_id: int) -> Video:
-    """Queue a failed or canceled video again.
+    """Queue a failed or canceled video again: a new request of its seconds, within its
+    owner's quotas (checked in the retry's transaction).
 
     Raises:
         NotFound: not the viewer's. Conflict: not failed or canceled, or deleted.
+        QuotaExceeded: the owner's limits leave no room for it; nothing changed.
     """
     video = await get_video(viewer=viewer, video_id=video_id)
     if video.deleted_at is not None:
         raise errors.Conflict("This video is deleted; restore it first.")
-    return await control.retry(video.id, actor=actor_of(viewer), bus=runtime.bus)
+    owner = viewer if video.owner_id == viewer.id else await User.get(id=video.owner_id)
+    seconds = video.requested_seconds or video.duration_seconds or 0.0
+    quota = quotas.request(owner, runtime.settings, seconds)
+    try:
+        return await control.retry(
+            video.id,
+            actor=actor_of(viewer),
+            bus=runtime.bus,
+            admission=quotas.admission(quota),
+            fields={"requested_at": quota.at, "requested_seconds": seconds},
+        )
+    except lifecycle.NotAdmitted as exc:
+        raise (await quotas.refusal(quota) or quotas.just_freed()) from exc
 
 
 async def delete_video(*, runtime: Runtime, viewer: User, video_id: int) -> Video:

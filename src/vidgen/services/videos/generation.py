@@ -4,9 +4,10 @@
 request names in ONE query: :mod:`.named_rows`). Then the queued Video, its first
 status-history row and its tag links are written atomically by the lifecycle: one statement
 on PostgreSQL (:func:`vidgen.jobs.lifecycle.record_created`), inside one transaction with
-any new tags and theme or a stored input image. Only after the commit is the change
-published and the workers woken (one round trip). Bad input writes nothing and stores no
-file.
+any new tags and theme or a stored input image. The same statement checks the user's
+quotas (:mod:`vidgen.services.quotas`): over them, nothing is written (QUOTA_EXCEEDED).
+Only after the commit is the change published and the workers woken (one round trip). Bad
+input writes nothing and stores no file.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from vidgen.events.batch import PublishBatch
 from vidgen.jobs import lifecycle
 from vidgen.media.storage import make_key
 from vidgen.models import OutputFormat, User, Video, VideoStatus
-from vidgen.services import catalog
+from vidgen.services import catalog, quotas
 from vidgen.services.videos import named_rows
 from vidgen.services.videos.access import actor_of
 from vidgen.services.videos.request_checks import check_input_image, check_request
@@ -84,6 +85,7 @@ async def generate_video(
 
     Raises:
         BadUserInput: with ``field`` naming the offending input; nothing was written or stored.
+        QuotaExceeded: the viewer's limits leave no room for it; nothing was written.
     """
     key = None
     if idempotency_key is not None:
@@ -137,6 +139,8 @@ async def generate_video(
     image = None
     if input_image is not None and checked.image_ext is not None:
         image = _InputImage(runtime, viewer.id, input_image, checked.image_ext)
+    # The quota is checked by the statement that inserts the video (no round trip of its own).
+    quota = quotas.request(viewer, runtime.settings, checked.duration_seconds)
     try:
         # A new tag or theme, or a stored image, takes several statements: one transaction.
         # Otherwise record_created's single statement is atomic on its own.
@@ -167,6 +171,8 @@ async def generate_video(
                 scheduled_at=checked.scheduled_at,
                 max_retries=runtime.settings.max_retries,
                 idempotency_key=key,
+                requested_seconds=checked.duration_seconds,
+                requested_at=quota.at,
             )
             change = await lifecycle.record_created(
                 video,
@@ -174,17 +180,27 @@ async def generate_video(
                 tag_ids=[tag_ids[name_key] for _, name_key in checked.tags],
                 paragraph_count=found.paragraph_count,
                 with_id=image.store if image is not None else None,
+                admission=quotas.admission(quota),
             )
     except BaseException as exc:
         if image is not None and image.key is not None:
             await _remove_file(runtime, image.key)
-        if isinstance(exc, IntegrityError):
+        if isinstance(exc, IntegrityError | lifecycle.NotAdmitted):
             if key is not None:
-                # Lost a race with the same idempotency key: the winner's video is the answer.
+                # Lost a race with the same idempotency key (the winner's video is the
+                # answer), or it filled the quota this request would have fitted.
                 earlier = await _earlier(viewer, key)
                 if earlier is not None:
                     return earlier
-        if isinstance(exc, IntegrityError | lifecycle.StoryChanged):
+        if isinstance(exc, lifecycle.NotAdmitted):
+            refused = await quotas.refusal(quota)
+            if refused is not None:
+                raise refused from exc
+            if checked.paragraph_index is None:
+                raise quotas.just_freed() from exc
+        # Within the quota, a refusal was the story guard's (it guards the same insert).
+        story_changed = isinstance(exc, lifecycle.StoryChanged | lifecycle.NotAdmitted)
+        if story_changed or isinstance(exc, IntegrityError):
             # Or the project or story was deleted, or the story shortened, after the lookup
             # (a foreign key or the story guard refused the row): answered as if it had
             # been so from the start.
@@ -192,7 +208,7 @@ async def generate_video(
                 checked,
                 await named_rows.find_named_rows(owner_id=viewer.id, checked=checked, key=None),
             )
-            if isinstance(exc, lifecycle.StoryChanged):
+            if story_changed:
                 raise errors.BadUserInput(
                     "The story changed while the video was being added; try again.",
                     field="paragraphIndex",
