@@ -85,6 +85,14 @@ class Mutation:
         context = context_of(info)
         return await users.revoke_token(token=context.token or "")
 
+    @strawberry.mutation(
+        permission_classes=AUTH,
+        description="Replace your webhook signing secret; returns the new one. It signs every "
+        "attempt from now on, retries of earlier events included.",
+    )
+    async def rotate_webhook_secret(self, info: Info) -> str:
+        return await users.rotate_webhook_secret(viewer=context_of(info).require_viewer())
+
     # --- projects ------------------------------------------------------------------------
 
     @strawberry.mutation(permission_classes=AUTH)
@@ -175,6 +183,7 @@ class Mutation:
             priority=input.priority,
             scheduled_at=input.scheduled_at,
             idempotency_key=input.idempotency_key,
+            webhook_url=input.webhook_url,
         )
 
     @strawberry.mutation(permission_classes=AUTH, description="Change caption, style, theme, tags.")

@@ -5,6 +5,7 @@
 - :mod:`.catalog`: ``Project``, ``Story``, ``Tag``, ``Theme``, their connections and inputs;
 - :mod:`.user`: ``User``, ``AuthPayload`` and the sign-in inputs;
 - :mod:`.provider`: ``ProviderInfo``;
+- :mod:`.webhooks`: ``WebhookDelivery`` (a video's outgoing webhook events);
 - :mod:`.enums`: ``VideoStatus`` and ``OutputFormat``;
 - :mod:`.ids`: global ids read back (``decode_id``);
 - :mod:`.connections` and :mod:`.rows`: what the connections and the row-backed types share.

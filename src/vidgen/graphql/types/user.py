@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import strawberry
 from strawberry import relay
 
 from vidgen import models
+from vidgen.graphql.fastpath.field_plans import direct
 from vidgen.graphql.types.rows import accepts
+
+if TYPE_CHECKING:
+    from vidgen.graphql.context import Context
 
 
 @strawberry.type(description="A user account.")
@@ -16,6 +22,17 @@ class User(relay.Node):
     is_admin: bool
 
     is_type_of = accepts(models.User)
+
+    @strawberry.field(
+        description="The secret that signs your outgoing webhooks (whsec_ + base64); null "
+        "for anyone but you. Replace it with rotateWebhookSecret."
+    )
+    @direct
+    def webhook_secret(root: Any, context: Context) -> str | None:
+        viewer = context.viewer
+        if viewer is None or viewer.id != root.id:
+            return None
+        return root.webhook_secret
 
 
 @strawberry.type(description="A new bearer token and its user.")

@@ -7,12 +7,14 @@ The queue (:mod:`vidgen.jobs.queue`) owns the pick: which rows, in which order, 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from vidgen import dialect
 from vidgen.events.messages import VideoEvent
+from vidgen.jobs.lifecycle import outbox
 from vidgen.jobs.lifecycle.publishing import event_from_row
 from vidgen.jobs.lifecycle.rules import now
 from vidgen.models import Video, VideoStatus
@@ -99,7 +101,8 @@ attempts AS (
                                 started_at, outcome)
     SELECT id, attempt, ${w}, provider, prediction_id, clock_timestamp(), 'running'
     FROM claimed
-)
+),
+{outbox}
 SELECT c.*, h.id AS event_id FROM claimed AS c JOIN history AS h ON h.video_id = c.id
 """
 
@@ -111,14 +114,32 @@ WHERE id IN ({pick}) AND status = 'queued'
 RETURNING {returning}
 """
 
-# Everything the pipeline needs to run the job (see JobSpec), returned by the claim.
+# Everything the pipeline needs to run the job (see JobSpec), returned by the claim; and the
+# webhook URL, for the claim's outbox rows (:mod:`.outbox`).
 _CLAIM_RETURNING = (
     "{v}id, {v}owner_id, {v}project_id, {v}story_id, {v}provider, {v}prediction_id, {v}attempt,"
     " {v}version, {v}progress, {v}priority, COALESCE({v}scheduled_at, {v}created_at) AS due,"
     " {v}prompt, {v}resolution, {v}output_format, {v}duration_seconds, {v}model,"
     " {v}input_image, {v}video_style, {v}seed, {v}cancel_requested, {v}retry_count,"
-    " {v}max_retries"
+    " {v}max_retries, {v}webhook_url"
 )
+
+
+@functools.cache
+def _pg_claim_outbox(now: str) -> str:
+    """The claim's outbox rows, for the claimed videos that have a webhook URL (the event's
+    other columns are ones the claim does not change: read from the row as it was)."""
+    return outbox.pg_cte(
+        "hooks",
+        source="claimed AS c JOIN history AS h ON h.video_id = c.id"
+        " JOIN videos AS s ON s.id = c.id",
+        row="s",
+        event="h.id",
+        at=now,
+        hooked="c.webhook_url IS NOT NULL",
+        version="c.version",
+        status="'processing'",
+    )
 
 
 async def apply_claim(
@@ -152,6 +173,7 @@ async def apply_claim(
             lease=k + 2,
             now=k + 3,
             returning=_CLAIM_RETURNING.format(v="v."),
+            outbox=_pg_claim_outbox(f"${k + 3}"),
         )
         rows = await conn.execute_query_dict(sql, [*pick_params, worker_id, lease_until, stamp])
         claimed = [(dict(r), r["event_id"]) for r in rows]
@@ -171,6 +193,8 @@ async def apply_claim(
                 " started_at, outcome) VALUES (?, ?, ?, ?, ?, ?, 'running')",
                 [r["id"], r["attempt"], worker_id, r["provider"], r["prediction_id"], stamp],
             )
+            if r["webhook_url"] is not None:
+                await outbox.record(conn, r["id"], history[0]["id"], stamp)
             claimed.append((dict(r), history[0]["id"]))
     # RETURNING does not keep the pick order: restore it (priority, due time, age).
     claimed.sort(key=lambda pair: (-pair[0]["priority"], pair[0]["due"], pair[0]["id"]))

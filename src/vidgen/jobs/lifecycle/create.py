@@ -9,6 +9,7 @@ from typing import Any
 from tortoise.transactions import in_transaction
 
 from vidgen import dialect
+from vidgen.jobs.lifecycle import outbox
 from vidgen.jobs.lifecycle.publishing import event_for
 from vidgen.jobs.lifecycle.rules import Change, StoryChanged, check_fields, now
 from vidgen.models import Video, VideoStatus
@@ -31,14 +32,15 @@ _STORY_GUARD = {
 }
 
 
-def _pg_insert(columns: tuple[str, ...], guarded: bool) -> str:
-    """PostgreSQL's INSERT of a video's ``columns`` (``$1..$n``), returning its id; when
-    ``guarded``, a row only while the story guard ``s`` (:func:`_pg_guard`) finds one."""
+def _pg_insert(columns: tuple[str, ...], guarded: bool, returning: str = "id") -> str:
+    """PostgreSQL's INSERT of a video's ``columns`` (``$1..$n``), returning its id (or
+    ``returning``); when ``guarded``, a row only while the story guard ``s``
+    (:func:`_pg_guard`) finds one."""
     marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
     names = ", ".join(f'"{column}"' for column in columns)
     if guarded:
-        return f"INSERT INTO videos ({names}) SELECT {marks} FROM s RETURNING id"
-    return f"INSERT INTO videos ({names}) VALUES ({marks}) RETURNING id"
+        return f"INSERT INTO videos ({names}) SELECT {marks} FROM s RETURNING {returning}"
+    return f"INSERT INTO videos ({names}) VALUES ({marks}) RETURNING {returning}"
 
 
 def _pg_guard(first: int) -> str:
@@ -51,14 +53,18 @@ def _pg_guard(first: int) -> str:
 
 
 @functools.cache
-def _created_sql(columns: tuple[str, ...] | None, tags: bool, guard: bool = False) -> str:
+def _created_sql(
+    columns: tuple[str, ...] | None, tags: bool, guard: bool = False, hook: bool = False
+) -> str:
     """:func:`record_created`'s PostgreSQL statement; its parameters: the video's values
     (or its id when ``columns`` is None, the video being saved already), the 7 history
     values, the tag ids as one array when ``tags``, then the story guard's story id, owner id
     and paragraph index when ``guard`` (the video is inserted only while that story has the
-    paragraph; otherwise the statement returns no row)."""
+    paragraph; otherwise the statement returns no row). With ``hook`` (a new video with a
+    webhook URL), its outbox row too."""
     if columns is not None:
-        source = f"v AS ({_pg_insert(columns, guard)})"
+        returning = f"id, owner_id, version, status, progress, {outbox.SNAPSHOT}" if hook else "id"
+        source = f"v AS ({_pg_insert(columns, guard, returning)})"
         n = len(columns)
     else:
         source = "v AS (SELECT $1::int AS id)"
@@ -70,6 +76,9 @@ def _created_sql(columns: tuple[str, ...] | None, tags: bool, guard: bool = Fals
         " RETURNING id)"
     )
     after = n + 8
+    if hook and columns is not None:
+        # The history row's time is its 5th value.
+        sql += ", " + outbox.pg_cte("w", source="v, h", row="v", event="h.id", at=f"${n + 5}")
     if tags:
         sql += (
             ", t AS (INSERT INTO video_tags (videos_id, tag_id)"
@@ -166,11 +175,14 @@ async def record_created(
         if tag_ids:
             params.append(list(tag_ids))
         params += guard
-        sql = _created_sql(tuple(values) if new else None, bool(tag_ids), bool(guard))
+        hook = video.webhook_url is not None
+        sql = _created_sql(tuple(values) if new else None, bool(tag_ids), bool(guard), hook)
         rows = await conn.execute_query_dict(sql, params)
         if not rows:
             raise StoryChanged()
         video_id, event_id = rows[0]["id"], rows[0]["event_id"]
+        if hook and not new:  # inserted by an earlier statement of the caller's transaction
+            await outbox.record(conn, video_id, event_id, stamp)
     else:
         async with in_transaction() as tx:
             video_id = await _insert_alone(tx, values, guard) if new else video.id
@@ -180,6 +192,8 @@ async def record_created(
                 [video_id, *history],
             )
             event_id = rows[0]["id"]
+            if video.webhook_url is not None:
+                await outbox.record(tx, video_id, event_id, stamp)
             if tag_ids:
                 await tx.execute_query(
                     "INSERT INTO video_tags (videos_id, tag_id) VALUES "
