@@ -40,6 +40,7 @@ class JobSpec:
     cancel_requested: bool
     retry_count: int
     max_retries: int
+    webhook_url: str | None = None  # its status changes are POSTed there (the outbox)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> JobSpec:
@@ -56,6 +57,7 @@ class JobSpec:
             cancel_requested=bool(row["cancel_requested"]),
             retry_count=row["retry_count"],
             max_retries=row["max_retries"],
+            webhook_url=row["webhook_url"],
         )
 
 
@@ -114,8 +116,7 @@ WHERE id IN ({pick}) AND status = 'queued'
 RETURNING {returning}
 """
 
-# Everything the pipeline needs to run the job (see JobSpec), returned by the claim; and the
-# webhook URL, for the claim's outbox rows (:mod:`.outbox`).
+# Everything the pipeline needs to run the job (see JobSpec), returned by the claim.
 _CLAIM_RETURNING = (
     "{v}id, {v}owner_id, {v}project_id, {v}story_id, {v}provider, {v}prediction_id, {v}attempt,"
     " {v}version, {v}progress, {v}priority, COALESCE({v}scheduled_at, {v}created_at) AS due,"
