@@ -13,9 +13,10 @@ has the event; sending it again would be a duplicate): delivered; or tried again
 ``webhook_retry_base_seconds``·2ⁿ with equal jitter, at most ``webhook_retry_cap_seconds``
 and at least what a ``Retry-After`` asked for; or given up, when the receiver refused it
 (3xx, 4xx other than 429, an address not allowed) or when the next attempt would come
-later than ``webhook_retry_window_seconds`` after the change. A worker stopping hands its
-attempts in flight back (:func:`~vidgen.webhooks_out.outbox.release`); a killed one leaves
-leases that run out after the timeout and a margin.
+later than ``webhook_retry_window_seconds`` after the change. A worker stopping gives its
+attempts in flight a moment to end, then hands the others back
+(:func:`~vidgen.webhooks_out.outbox.release`); a killed one leaves leases that run out
+after the timeout and a margin.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ logger = logging.getLogger(__name__)
 
 #: A claimed event's lease: the attempt's timeout and this, for writing its outcome.
 LEASE_MARGIN_SECONDS = 5.0
-#: At shutdown, how long handing the attempts in flight back may take.
+#: At shutdown, how long the attempts in flight may take to end, then to be handed back.
+STOP_GRACE_SECONDS = 2.0
 RELEASE_SECONDS = 2.0
 
 
@@ -123,11 +125,16 @@ class Deliveries:
         self._wake.set()
 
     async def _hand_back(self) -> None:
-        tasks = list(self._sending)
-        rows = list(self._sending.values())
-        for task in tasks:
+        """Let the attempts in flight end for a moment (one whose answer is in records it,
+        instead of being sent again), then stop the rest and hand them back."""
+        sending = dict(self._sending)
+        if sending:
+            await asyncio.wait(list(sending), timeout=STOP_GRACE_SECONDS)
+        left = [task for task in sending if not task.done()]
+        rows = [sending[task] for task in left]
+        for task in left:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*left, return_exceptions=True)
         if rows:
             try:
                 await asyncio.wait_for(outbox.release(rows), RELEASE_SECONDS)

@@ -1,6 +1,6 @@
 """Signing secrets and signatures of outgoing webhooks, per the Standard Webhooks spec.
 
-A secret is ``whsec_`` followed by the base64 of 24 random bytes; those bytes are the HMAC
+A secret is ``whsec_`` followed by the base64 of 32 random bytes; those bytes are the HMAC
 key. A delivery carries three headers: ``webhook-id`` (the event's id, the same on every
 retry), ``webhook-timestamp`` (Unix seconds of this attempt) and ``webhook-signature``
 (``v1,`` and the base64 of HMAC-SHA256 over ``id.timestamp.body``). Receivers recompute it
@@ -16,11 +16,11 @@ import hmac
 import secrets
 
 PREFIX = "whsec_"
-KEY_BYTES = 24
+KEY_BYTES = 32
 
 
 def new_secret() -> str:
-    """A fresh signing secret (``whsec_`` + base64 of 24 random bytes)."""
+    """A fresh signing secret (``whsec_`` + base64 of 32 random bytes)."""
     return PREFIX + base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()
 
 
