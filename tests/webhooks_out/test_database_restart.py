@@ -13,8 +13,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.faults.conftest import private_postgres, spawn, stop_all, vidgen_env, wait_for  # noqa: F401
+from tests.faults.conftest import private_postgres, spawn, stop_all, wait_for  # noqa: F401
 from tests.webhooks_out.receiver import Receiver, receiving
+from tests.webhooks_out.running import worker_env
 from vidgen import db as vdb
 from vidgen.jobs import lifecycle
 from vidgen.models import DeliveryState, User, Video, WebhookDelivery
@@ -42,25 +43,12 @@ async def test_a_database_restart_loses_no_event(private_postgres, tmp_path: Pat
     url = private_postgres.url(name)
     await vdb.migrate_database(url)
     await vdb.init(Settings(_env_file=None, database_url=url, secret_key="k", db_pool_max=4))
-    env = vidgen_env(
-        VIDGEN_DATABASE_URL=url,
-        VIDGEN_SECRET_KEY="restart-secret",
-        VIDGEN_DATA_DIR=str(tmp_path / "data"),
-        VIDGEN_MEDIA_ROOT=str(tmp_path / "media"),
-        VIDGEN_ENABLE_TEST_PROVIDER="true",
-        VIDGEN_LEASE_SECONDS="3",
-        VIDGEN_HEARTBEAT_SECONDS="0.5",
-        VIDGEN_WORKER_POLL_SECONDS="0.3",
-        VIDGEN_RETRY_BASE_SECONDS="0.05",
+    env = worker_env(
+        url,
+        tmp_path,
         VIDGEN_MAX_RESCUES="5",
-        VIDGEN_WEBHOOK_ALLOW_PRIVATE="true",
         VIDGEN_WEBHOOK_TIMEOUT_SECONDS="1",
-        VIDGEN_WEBHOOK_POLL_SECONDS="0.1",
-        VIDGEN_WEBHOOK_RETRY_BASE_SECONDS="0.05",
-        VIDGEN_WEBHOOK_RETRY_CAP_SECONDS="0.5",
         VIDGEN_DB_POOL_MAX="6",
-        VIDGEN_LOG_LEVEL="WARNING",
-        VIDGEN_LOG_JSON="true",
     )
     try:
         async with receiving() as receiver:

@@ -5,15 +5,14 @@ later events, in order."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.faults.conftest import spawn
 from tests.webhooks_out.receiver import HANG, receiving
+from tests.webhooks_out.running import worker_env
 from tests.webhooks_out.standard_webhooks import verify
 from vidgen.jobs import lifecycle
 from vidgen.models import DeliveryState, User, Video, WebhookDelivery
@@ -23,29 +22,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 def start_worker(settings: Settings, tmp_path: Path, name: str, timeout: float):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIDGEN_")}
-    env.update(
-        VIDGEN_DATABASE_URL=str(settings.database_url),
-        VIDGEN_SECRET_KEY="kill-test-secret",
-        VIDGEN_DATA_DIR=str(tmp_path / "data"),
-        VIDGEN_MEDIA_ROOT=str(tmp_path / "media"),
-        VIDGEN_ENABLE_TEST_PROVIDER="true",
-        VIDGEN_LEASE_SECONDS="2",
-        VIDGEN_HEARTBEAT_SECONDS="0.5",
-        VIDGEN_WORKER_POLL_SECONDS="0.2",
-        VIDGEN_WEBHOOK_ALLOW_PRIVATE="true",
-        VIDGEN_WEBHOOK_TIMEOUT_SECONDS=str(timeout),
-        VIDGEN_WEBHOOK_POLL_SECONDS="0.1",
-        VIDGEN_WEBHOOK_RETRY_BASE_SECONDS="0.05",
-        VIDGEN_LOG_LEVEL="WARNING",
-        VIDGEN_LOG_JSON="true",
+    env = worker_env(
+        str(settings.database_url), tmp_path, VIDGEN_WEBHOOK_TIMEOUT_SECONDS=str(timeout)
     )
-    return subprocess.Popen(
-        [sys.executable, "-m", "vidgen.cli", "worker", "--concurrency", "2"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / f"{name}.log").open("wb"),
-    )
+    command = ["-m", "vidgen.cli", "worker", "--concurrency", "2"]
+    return spawn(command, env, tmp_path / f"{name}.log")
 
 
 async def test_a_worker_killed_mid_delivery_loses_nothing(db, tmp_path: Path) -> None:
