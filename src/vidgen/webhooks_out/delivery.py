@@ -95,20 +95,6 @@ class Deliveries:
         finally:
             await self._hand_back()
 
-    async def run_until_idle(self) -> int:
-        """Burst mode (tests, one-off runs): deliver every event due now, and those that
-        become due as the ones before them go; retries scheduled later are left. Returns how
-        many attempts were made."""
-        made = 0
-        while True:
-            claimed = await outbox.claim(
-                limit=self.settings.webhook_concurrency, lease_seconds=self._lease_seconds()
-            )
-            if not claimed:
-                return made
-            await asyncio.gather(*(self.attempt(item) for item in claimed))
-            made += len(claimed)
-
     def _lease_seconds(self) -> float:
         return self.settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
 
@@ -142,15 +128,19 @@ class Deliveries:
                 logger.warning("could not hand webhook attempts back", exc_info=True)
 
     async def attempt(self, item: outbox.Claimed) -> None:
-        """One attempt of a claimed event, its outcome recorded (see the module docstring)."""
+        """One attempt of a claimed event, its outcome recorded (see the module docstring).
+        Whatever goes wrong here, the event's lease runs out and it is claimed again."""
         row = item.row
         log = {"video_id": row.video_id, "webhook_id": row.message_id, "attempt": row.attempts}
         try:
-            body = row.body or await outbox.keep_body(row, payload.body(row, self.settings))
-            secret = item.secret or await outbox.ensure_secret(row.owner_id)
-        except Exception as exc:  # its lease runs out and it is claimed again
-            transient.loop_failed("webhook body", exc, 0, self.worker_id)
-            return
+            await self._attempt(item, log)
+        except Exception as exc:
+            transient.loop_failed("webhook attempt", exc, 0, self.worker_id)
+
+    async def _attempt(self, item: outbox.Claimed, log: dict[str, Any]) -> None:
+        row = item.row
+        body = row.body or await outbox.keep_body(row, payload.body(row, self.settings))
+        secret = item.secret or await outbox.ensure_secret(row.owner_id)
         data = body.encode()
         result = await sender.send(
             self.http,

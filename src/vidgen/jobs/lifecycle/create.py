@@ -76,9 +76,18 @@ def _created_sql(
         " RETURNING id)"
     )
     after = n + 8
-    if hook and columns is not None:
-        # The history row's time is its 5th value.
-        sql += ", " + outbox.pg_cte("w", source="v, h", row="v", event="h.id", at=f"${n + 5}")
+    if hook:  # its outbox row; the history row's time is its 5th value
+        if columns is not None:
+            sql += ", " + outbox.pg_cte("w", source="v, h", row="v", event="h.id", at=f"${n + 5}")
+        else:  # the row saved already is visible to this statement
+            sql += ", " + outbox.pg_cte(
+                "w",
+                source="videos AS s, h",
+                row="s",
+                event="h.id",
+                at=f"${n + 5}",
+                hooked="s.id = $1 AND s.webhook_url IS NOT NULL",
+            )
     if tags:
         sql += (
             ", t AS (INSERT INTO video_tags (videos_id, tag_id)"
@@ -181,8 +190,6 @@ async def record_created(
         if not rows:
             raise StoryChanged()
         video_id, event_id = rows[0]["id"], rows[0]["event_id"]
-        if hook and not new:  # inserted by an earlier statement of the caller's transaction
-            await outbox.record(conn, video_id, event_id, stamp)
     else:
         async with in_transaction() as tx:
             video_id = await _insert_alone(tx, values, guard) if new else video.id

@@ -23,10 +23,11 @@ _COLUMNS = (
     " video_ref, thumbnail_ref, url, at, state, attempts, next_attempt_at"
 )
 
-#: The video columns the outbox row is made of, beyond :data:`EVENT_COLUMNS
-#: <vidgen.jobs.lifecycle.publishing.EVENT_COLUMNS>`: what a statement's video CTE must
-#: return for :func:`pg_cte`.
-SNAPSHOT = "webhook_url, error_message, video_file, video_url, thumbnail_file, thumbnail_url"
+#: The video columns an event's body shows beyond :data:`EVENT_COLUMNS
+#: <vidgen.jobs.lifecycle.publishing.EVENT_COLUMNS>`.
+MEDIA = ("error_message", "video_file", "video_url", "thumbnail_file", "thumbnail_url")
+#: What a statement's video CTE must return, beyond those, for :func:`pg_cte`.
+SNAPSHOT = ", ".join(("webhook_url", *MEDIA))
 
 # The webhook-id: random, so two installations sending to one receiver never collide.
 _PG_MESSAGE_ID = "'msg_' || replace(gen_random_uuid()::text, '-', '')"
@@ -37,12 +38,18 @@ def new_message_id() -> str:
     return "msg_" + secrets.token_hex(16)
 
 
-def _values(row: str, *, event: str, at: str, due: str, version: str, status: str) -> str:
+def _values(
+    row: str, *, event: str, at: str, due: str, version: str, status: str, output: bool = True
+) -> str:
+    refs = (
+        f"COALESCE({row}.video_file, {row}.video_url),"
+        f" COALESCE({row}.thumbnail_file, {row}.thumbnail_url)"
+        if output
+        else "NULL, NULL"
+    )
     return (
         f"{row}.id, {row}.owner_id, {event}, {version}, {status}, {row}.progress,"
-        f" {row}.error_message, COALESCE({row}.video_file, {row}.video_url),"
-        f" COALESCE({row}.thumbnail_file, {row}.thumbnail_url), {row}.webhook_url,"
-        f" {at}, 'pending', 0, {due}"
+        f" {row}.error_message, {refs}, {row}.webhook_url, {at}, 'pending', 0, {due}"
     )
 
 
@@ -56,20 +63,23 @@ def pg_cte(
     hooked: str | None = None,
     version: str | None = None,
     status: str | None = None,
+    output: bool = True,
 ) -> str:
     """A PostgreSQL CTE ``name`` inserting one outbox row per row of ``source`` whose video
     has a webhook URL.
 
     Args:
         source: the FROM clause (e.g. ``v, h``: the changed video and its event-log row).
-        row: the alias whose columns are the video's (:data:`SNAPSHOT`, id, owner_id,
-            progress; version and status too unless given).
+        row: the alias whose columns are the video's (id, owner_id, progress, and
+            :data:`SNAPSHOT`; version and status too unless given).
         event: the event-log row's id.
         at: the change's time (a placeholder).
         hooked: the filter (default ``row.webhook_url IS NOT NULL``); give one on the
             source's first table so that videos without a URL join nothing.
         version, status: expressions for the video's new version and status when ``row``
-            is the row as it was before the statement.
+            does not hold them.
+        output: False for a change whose video has no output yet, whatever ``row`` holds
+            (its video and thumbnail columns are then not needed).
     """
     where = hooked or f"{row}.webhook_url IS NOT NULL"
     values = _values(
@@ -79,6 +89,7 @@ def pg_cte(
         due=at,
         version=version or f"{row}.version",
         status=status or f"{row}.status",
+        output=output,
     )
     return (
         f"{name} AS (INSERT INTO webhook_deliveries ({_COLUMNS})"
