@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "src" / "vidgen"
 
 #: The packages (and modules) that hold the rules of vidgen, not its API.
-DOMAIN = ("services", "jobs", "media", "providers", "events", "models")
+DOMAIN = ("services", "jobs", "media", "providers", "events", "models", "webhooks_out")
 #: What they must never import: the API layer and its frameworks.
 API_LAYER = ("vidgen.graphql", "vidgen.web", "strawberry", "starlette")
 

@@ -94,3 +94,21 @@ THROTTLED = Counter(
     ["kind"],
     registry=REGISTRY,
 )
+WEBHOOK_DELIVERIES = Counter(
+    "vidgen_webhook_deliveries_total",
+    "Outgoing webhook events accepted (2xx) by their receivers, sent by this process.",
+    registry=REGISTRY,
+)
+WEBHOOK_RETRIES = Counter(
+    "vidgen_webhook_retries_total",
+    "Failed outgoing webhook attempts that this process scheduled to be tried again.",
+    registry=REGISTRY,
+)
+WEBHOOK_FAILURES = Counter(
+    "vidgen_webhook_failures_total",
+    "Outgoing webhook events this process gave up: refused (a 3xx or 4xx answer other than"
+    " 429, or a receiver the settings do not allow) or expired (still failing at the end of"
+    " the retry window).",
+    ["reason"],
+    registry=REGISTRY,
+)

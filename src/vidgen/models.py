@@ -19,6 +19,8 @@ from tortoise.indexes import Index
 from tortoise.models import Model
 from tortoise.validators import MaxValueValidator, MinValueValidator, RegexValidator
 
+from vidgen.webhooks_out.signing import new_secret
+
 RESOLUTION_RE = re.compile(r"^([1-9][0-9]{1,4})x([1-9][0-9]{1,4})$")
 MAX_SIDE = 8192
 
@@ -97,6 +99,8 @@ class User(Model):
     max_active_jobs = fields.IntField(null=True)
     daily_video_seconds = fields.FloatField(null=True)
     quota_exempt = fields.BooleanField(null=True)
+    # Signs the user's outgoing webhooks (``whsec_`` + base64; vidgen.webhooks_out.signing).
+    webhook_secret = fields.CharField(max_length=64, null=True, default=new_secret)
 
     class Meta:
         table = "users"
@@ -248,6 +252,8 @@ class Video(Model):
     processed_by = fields.CharField(max_length=255, null=True)
     cancel_requested = fields.BooleanField(default=False)
     idempotency_key = fields.CharField(max_length=255, null=True)
+    # Every status change is POSTed here (the WebhookDelivery outbox).
+    webhook_url = fields.CharField(max_length=2048, null=True)
     version = fields.IntField(default=1)  # bumped on every change
     # The daily quota (vidgen.services.quotas): the seconds the request asked for and when it
     # last asked (created, or retried); while failed or canceled they count for nothing.
@@ -376,3 +382,47 @@ class VideoAttempt(Model):
     class Meta:
         table = "video_attempts"
         unique_together = (("video_id", "attempt"),)
+
+
+class DeliveryState(enum.StrEnum):
+    PENDING = "pending"  # waiting for its turn, in flight, or waiting to retry
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # given up: refused for good, or still failing after the retry window
+
+
+class WebhookDelivery(Model):
+    """One status change of a video for its webhook: the outbox.
+
+    Written by vidgen.jobs.lifecycle in the transaction of the change it reports (with what
+    the event's body says: the video as that change left it), then delivered by the workers
+    (vidgen.webhooks_out), one at a time per video in ``version`` order.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    message_id = fields.CharField(max_length=64)  # webhook-id: the same on every retry
+    video: fields.ForeignKeyRelation[Video] = fields.ForeignKeyField(
+        "models.Video", related_name="webhook_deliveries", on_delete=fields.CASCADE
+    )
+    owner_id = fields.IntField()  # whose secret signs it
+    event_id = fields.BigIntField()  # the change's video_status_events row
+    version = fields.IntField()
+    video_status = fields.CharField(max_length=16)
+    progress = fields.FloatField()
+    error_message = fields.TextField(null=True)
+    # A storage key (signed when the body is made) or a provider's URL.
+    video_ref = fields.CharField(max_length=2048, null=True)
+    thumbnail_ref = fields.CharField(max_length=2048, null=True)
+    url = fields.CharField(max_length=2048)
+    at = fields.DatetimeField()  # when the change happened
+    state = fields.CharEnumField(DeliveryState, max_length=16, default=DeliveryState.PENDING)
+    attempts = fields.IntField(default=0)  # also the fence of an attempt's outcome
+    next_attempt_at = fields.DatetimeField()
+    lease_expires_at = fields.DatetimeField(null=True)  # an attempt is in flight until then
+    last_error = fields.TextField(null=True)
+    body = fields.TextField(null=True)  # made at the first attempt, sent on every one
+    delivered_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "webhook_deliveries"
+        # Also a partial index of the pending ones by due time (SQL in migration 0008).
+        indexes = (Index(fields=("video_id", "version")),)

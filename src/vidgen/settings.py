@@ -204,6 +204,21 @@ class Settings(BaseSettings):
     luma_base_url: str = DEFAULT_BASE_URLS["luma"]
     webhook_tolerance_seconds: int = 300
 
+    # --- outgoing webhooks (docs/webhooks.md) --------------------------------------------
+    # Receivers on loopback, private and link-local addresses, and plain http (development,
+    # tests). Cloud metadata addresses stay refused.
+    webhook_allow_private: bool = False
+    # Failed deliveries wait base·2ⁿ seconds (with jitter, at most the cap) and are given up
+    # once the event is older than the window.
+    webhook_retry_base_seconds: float = Field(default=5.0, gt=0)
+    webhook_retry_cap_seconds: float = Field(default=3600.0, gt=0)
+    webhook_retry_window_seconds: float = Field(default=24 * 3600.0, ge=0)
+    # One delivery, from resolving the receiver's name to its answer's status line.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_concurrency: int = Field(default=8, ge=1)  # deliveries in flight per worker
+    # How often an idle worker looks for due deliveries.
+    webhook_poll_seconds: float = Field(default=1.0, gt=0)
+
     @field_validator("provider_concurrency", mode="before")
     @classmethod
     def _parse_limits(cls, value: object) -> object:

@@ -50,6 +50,7 @@ TABLES = (
     "video_tags",
     "video_status_events",
     "video_attempts",
+    "webhook_deliveries",
 )
 
 

@@ -28,6 +28,8 @@ from tests.api.conftest import Account, LiveServer, serve, start_live_server
 from tests.live.conftest import fast_bus
 from tests.live.redis_server import RedisServer
 from tests.live.wsclient import GraphQLWS
+from tests.webhooks_out.receiver import receiving
+from tests.webhooks_out.running import delivering, settled
 from vidgen import metrics
 from vidgen.jobs import queue
 from vidgen.jobs.worker import Worker
@@ -58,6 +60,9 @@ CHECKED = {
     "vidgen_bus_dropped_subscribers": "test_an_overflowing_subscriber_is_counted",
     "vidgen_quota_refusals": "test_quota_refusals_and_throttled_requests_are_counted",
     "vidgen_throttled": "test_quota_refusals_and_throttled_requests_are_counted",
+    "vidgen_webhook_deliveries": "test_webhook_outcomes_are_counted",
+    "vidgen_webhook_retries": "test_webhook_outcomes_are_counted",
+    "vidgen_webhook_failures": "test_webhook_outcomes_are_counted",
 }
 
 
@@ -202,6 +207,31 @@ async def test_a_rescue_is_counted(live_server: LiveServer, alice) -> None:
     assert after.value("vidgen_job_attempts", outcome="rescued") == 1
     assert after.value("vidgen_job_attempts", outcome="succeeded") == 1
     assert after.value("vidgen_jobs", status="completed", provider="test") == 1
+
+
+async def test_webhook_outcomes_are_counted(live_server: LiveServer, alice) -> None:
+    settings = live_server.settings
+    settings.webhook_allow_private = True  # the receiver is on 127.0.0.1
+    settings.webhook_retry_base_seconds = settings.webhook_retry_cap_seconds = 0.01
+    settings.webhook_poll_seconds = 0.02
+    async with receiving() as receiver:
+        # The queued event: a 500, then accepted. The processing one: refused for good.
+        receiver.answer(500, 204, 404)
+        await generate(live_server, alice, prompt="succeed", webhookUrl=receiver.url)
+        await queue.claim(worker_id="w", limit=1, lease_seconds=60)
+        before = await scrape(live_server)
+        async with delivering(live_server.runtime):
+            await receiver.wait_for(3)
+            await settled()
+    after = await scrape(live_server)
+
+    def moved(name: str, **labels: str) -> float:
+        return after.value(name, **labels) - before.value(name, **labels)
+
+    assert moved("vidgen_webhook_deliveries_total") == 1
+    assert moved("vidgen_webhook_retries_total") == 1
+    assert moved("vidgen_webhook_failures_total", reason="refused") == 1
+    assert moved("vidgen_webhook_failures_total", reason="expired") == 0
 
 
 async def test_subscriptions_open_and_close_the_gauge(live_server: LiveServer, alice) -> None:

@@ -313,3 +313,23 @@ async def test_usage_counts_by_provider(live_server: LiveServer, alice: Account)
             },
         ],
     }
+
+
+async def test_a_quota_and_a_webhook_url_share_the_inserting_statement(
+    db: Settings, alice: Account
+) -> None:
+    """The admission and the outbox row ride in one statement: an admitted video with a
+    webhookUrl gets its first event in the outbox; a refused one writes neither."""
+    from vidgen.models import WebhookDelivery
+
+    url = "http://127.0.0.1:9/hook"
+    async with start_live_server(
+        db, user_max_active_jobs=1, webhook_allow_private=True, embedded_worker=False
+    ) as server:
+        first = await queued(server, alice, webhookUrl=url)
+        assert await WebhookDelivery.filter(video_id=_id(first)).count() == 1
+        before = await row_counts()
+        refused = await generate(server, alice, webhookUrl=url, tags=["new tag"])
+        assert refusal(refused)["limit"] == "maxActiveJobs"
+        assert await row_counts() == before
+        assert await WebhookDelivery.all().count() == 1

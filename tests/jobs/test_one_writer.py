@@ -1,16 +1,18 @@
 """One writer for the video row: only ``vidgen.jobs.lifecycle`` writes a video's ``status``
-or ``version``, its event-log rows (``video_status_events``) or its attempt rows, or inserts
-a video. Every other module asks it (see its docstring).
+or ``version``, its event-log rows (``video_status_events``), its attempt rows or its outbox
+rows (``webhook_deliveries``), or inserts a video. Every other module asks it (see its
+docstring).
 
 The check reads the source (``ast``, not a grep of lines, so SQL split over several literals
 and ORM calls spread over lines are seen whole) and fails on any such write elsewhere:
 
-- SQL text that inserts into ``videos``, writes ``video_status_events`` or
-  ``video_attempts``, or whose ``UPDATE videos … SET`` assigns ``status`` or ``version``;
+- SQL text that inserts into ``videos`` or ``webhook_deliveries``, writes
+  ``video_status_events`` or ``video_attempts``, or whose ``UPDATE videos … SET`` assigns
+  ``status`` or ``version``;
 - ORM writes: ``update(...)`` on a query of ``Video`` that sets ``status`` or ``version``
   (or passes ``**`` values it cannot see), any write through ``VideoStatusEvent`` or
-  ``VideoAttempt``, ``Video.create``-like calls, ``F("version")``, and ``.save()`` on a
-  video.
+  ``VideoAttempt``, ``Video.create``-like and ``WebhookDelivery.create``-like calls,
+  ``F("version")``, and ``.save()`` on a video.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ _SQL_WRITES = (
         re.compile(r"\b(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+\"?video_attempts\b", re.I),
         "writes attempt rows",
     ),
+    # The outbox's rows are events: made with the change they report (their delivery state
+    # is vidgen.webhooks_out's to update).
+    (re.compile(r"\bINSERT\s+INTO\s+\"?webhook_deliveries\b", re.I), "writes the outbox"),
 )
 _UPDATE_VIDEOS = re.compile(
     r"\bUPDATE\s+\"?videos\"?(?:\s+AS\s+\w+)?\s+SET\b(?P<sets>.*?)(?:\bWHERE\b|\bFROM\b|\bRETURNING\b|$)",
@@ -44,6 +49,7 @@ _OWN_COLUMN = re.compile(r"(?<![\w.])(?:\w+\.)?\"?(status|version)\"?\s*=", re.I
 
 _VIDEO_MODELS = {"Video"}
 _LOG_MODELS = {"VideoStatusEvent", "VideoAttempt"}
+_OUTBOX_MODELS = {"WebhookDelivery"}
 _ORM_WRITES = {
     "update",
     "create",
@@ -115,6 +121,8 @@ def violations(source: str) -> list[tuple[int, str]]:
             found.append((node.lineno, "saves a video"))
         elif func.attr in _ORM_WRITES and model in _LOG_MODELS:
             found.append((node.lineno, f"{model}.{func.attr}: writes {model} rows"))
+        elif func.attr in _CREATES and model in _OUTBOX_MODELS:
+            found.append((node.lineno, f"{model}.{func.attr}: writes the outbox"))
         elif func.attr in _CREATES and model in _VIDEO_MODELS:
             found.append((node.lineno, f"{model}.{func.attr}: inserts a video"))
         elif func.attr == "update" and model in _VIDEO_MODELS:
@@ -141,7 +149,12 @@ def test_only_the_lifecycle_writes_status_version_and_the_event_log() -> None:
 def test_the_lifecycle_itself_is_seen_writing() -> None:
     # The check must see the writes where they are allowed, or it would pass on anything.
     seen = {what for path in LIFECYCLE.rglob("*.py") for _, what in violations(path.read_text())}
-    assert {"SQL inserts a video", "SQL writes the event log", "SQL writes attempt rows"} <= seen
+    assert {
+        "SQL inserts a video",
+        "SQL writes the event log",
+        "SQL writes attempt rows",
+        "SQL writes the outbox",
+    } <= seen
     assert 'F("version"): bumps a version' in seen
     assert any(what.startswith("SQL sets videos.status") for what in seen)
 
@@ -161,6 +174,8 @@ def test_the_lifecycle_itself_is_seen_writing() -> None:
         'sql = (f"UPDATE videos SET x = 1, version = version + 1"\n f" WHERE id = {i}")',
         "sql = 'INSERT INTO video_status_events (video_id) VALUES (?)'",
         "sql = f'INSERT INTO videos ({names}) VALUES ({marks})'",
+        "sql = 'INSERT INTO webhook_deliveries (video_id) VALUES (?)'",
+        "await WebhookDelivery.create(video_id=1)",
     ],
 )
 def test_each_kind_of_write_is_caught(source: str) -> None:
@@ -178,6 +193,8 @@ def test_each_kind_of_write_is_caught(source: str) -> None:
         "await Video.filter(status='queued').count()",
         "await project.save(update_fields=['name'])",
         "sql = 'SELECT status, version FROM videos WHERE id = ?'",
+        # A delivery's outcome.
+        "await WebhookDelivery.filter(id=1).update(state='delivered')",
     ],
 )
 def test_reads_and_other_columns_pass(source: str) -> None:

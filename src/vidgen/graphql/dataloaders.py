@@ -140,6 +140,22 @@ class LatestEventIdByVideoIdLoader(DataLoader[int, int | None]):
         return [by_video.get(key) for key in keys]
 
 
+class WebhookDeliveriesByVideoIdLoader(DataLoader[int, list[models.WebhookDelivery]]):
+    """A video's outgoing webhook events, oldest first."""
+
+    def __init__(self) -> None:
+        super().__init__(load_fn=self._load)
+
+    async def _load(self, keys: Sequence[int]) -> list[list[models.WebhookDelivery]]:
+        rows = await models.WebhookDelivery.filter(video_id__in=sorted(set(keys))).order_by(
+            "video_id", "version", "id"
+        )
+        by_video: dict[int, list[models.WebhookDelivery]] = defaultdict(list)
+        for row in rows:
+            by_video[row.video_id].append(row)
+        return [by_video.get(key, []) for key in keys]
+
+
 @dataclass(frozen=True)
 class Scope:
     """What a viewer may list: keys compare by the user's id and admin flag only."""
@@ -270,6 +286,10 @@ class Loaders:
     @cached_property
     def latest_event_id_by_video_id(self) -> LatestEventIdByVideoIdLoader:
         return LatestEventIdByVideoIdLoader()
+
+    @cached_property
+    def webhook_deliveries_by_video_id(self) -> WebhookDeliveriesByVideoIdLoader:
+        return WebhookDeliveriesByVideoIdLoader()
 
     @cached_property
     def video_page_by_project_id(self) -> VideoPageByProjectIdLoader:

@@ -110,6 +110,14 @@ class Mutation:
             exempt=_given(input.exempt),
         )
 
+    @strawberry.mutation(
+        permission_classes=AUTH,
+        description="Replace your webhook signing secret; returns the new one. It signs every "
+        "attempt from now on, retries of earlier events included.",
+    )
+    async def rotate_webhook_secret(self, info: Info) -> str:
+        return await users.rotate_webhook_secret(viewer=context_of(info).require_viewer())
+
     # --- projects ------------------------------------------------------------------------
 
     @strawberry.mutation(permission_classes=AUTH)
@@ -200,6 +208,7 @@ class Mutation:
             priority=input.priority,
             scheduled_at=input.scheduled_at,
             idempotency_key=input.idempotency_key,
+            webhook_url=input.webhook_url,
         )
 
     @strawberry.mutation(permission_classes=AUTH, description="Change caption, style, theme, tags.")

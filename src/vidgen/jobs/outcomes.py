@@ -223,6 +223,7 @@ async def finish(
             retryable=error.retryable if error else None,
             bus=ctx.runtime.bus,
             runner=ctx.runner,
+            webhook=ctx.spec is None or ctx.spec.webhook_url is not None,
         ),
     )
     _observe(ctx, outcome)

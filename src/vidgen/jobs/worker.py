@@ -1,6 +1,6 @@
 """Workers: run up to N jobs at once in one process, keep their leases, sweep lost ones.
 
-A :class:`Worker` has four loops:
+A :class:`Worker` has five loops:
 
 - the claim loop: claims as many due jobs as it has free slots, then sleeps until a wake-up
   on :data:`~vidgen.events.channels.WAKEUP_CHANNEL`, a finished job, the next scheduled job, or
@@ -10,7 +10,8 @@ A :class:`Worker` has four loops:
   stops the ones it no longer owns and passes on cancel requests;
 - the sweeper: returns other workers' expired leases to the queue, and the purge (every
   ``purge_interval_seconds``, 0 or less: never): removes expired soft-deleted videos and
-  orphaned files (:mod:`vidgen.jobs.upkeep`; both safe in every worker).
+  orphaned files (:mod:`vidgen.jobs.upkeep`; both safe in every worker);
+- the delivery of outgoing webhooks (:mod:`vidgen.webhooks_out.delivery`).
 
 The jobs' last writes go through the worker's :class:`~vidgen.jobs.writer.GroupWriter`
 (group commit). Every loop rides out database outages: a connection error (see
@@ -47,6 +48,7 @@ from vidgen.jobs.writer import GroupWriter
 from vidgen.models import Video, VideoStatus
 from vidgen.runtime import Runtime
 from vidgen.settings import Settings
+from vidgen.webhooks_out import delivery as webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -129,12 +131,14 @@ class Worker:
                         )
                     ),
                     asyncio.create_task(upkeep.purge_loop(self.runtime, worker_id=self.worker_id)),
+                    # Outgoing webhooks (vidgen.webhooks_out).
+                    asyncio.create_task(webhooks.run(self.runtime, worker_id=self.worker_id)),
                 ]
                 try:
                     await self._claim_loop()
                 finally:
                     for task in helpers[2:]:
-                        task.cancel()  # no more sweeping or purging while shutting down
+                        task.cancel()  # no more sweeping, purging or webhooks while shutting down
                     await self._shutdown()
                     # The jobs' last writes still being sent, before the database closes; as
                     # bounded as the wait for id writes (a hung connection must not hang us).

@@ -5,6 +5,10 @@ are random (``vg_`` + 43 url-safe characters), shown once, and stored only as th
 hash, so a database leak reveals no usable token. A token can expire (``token_ttl_days``)
 and be revoked. ``last_used_at`` is refreshed at most once a minute per token, so
 authenticating a request costs one SELECT, not a write every time.
+
+Each user also has the secret that signs their outgoing webhooks (``whsec_`` + base64,
+kept as it is: signing needs it), made with the account and replaced by
+:func:`rotate_webhook_secret`.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from tortoise.transactions import in_transaction
 from vidgen import dialect, errors
 from vidgen.models import ApiToken, User
 from vidgen.services.throttle import Throttle
+from vidgen.webhooks_out.signing import new_secret
 
 TOKEN_PREFIX = "vg_"
 MIN_PASSWORD_LENGTH = 8
@@ -272,3 +277,13 @@ async def revoke_token(*, token: str) -> bool:
         revoked_at=_now()
     )
     return bool(updated)
+
+
+async def rotate_webhook_secret(*, viewer: User) -> str:
+    """Give the viewer a new webhook signing secret and return it; the old one signs
+    nothing from now on, retries of earlier events included (each attempt is signed when
+    it is sent)."""
+    secret = new_secret()
+    await User.filter(id=viewer.id).update(webhook_secret=secret)
+    viewer.webhook_secret = secret
+    return secret

@@ -6,6 +6,7 @@
 - :mod:`.user`: ``User``, ``AuthPayload`` and the sign-in inputs;
 - :mod:`.limits`: ``User.limits`` and ``User.usage``, ``setUserLimits``'s input;
 - :mod:`.provider`: ``ProviderInfo``;
+- :mod:`.webhooks`: ``WebhookDelivery`` (a video's outgoing webhook events);
 - :mod:`.enums`: ``VideoStatus`` and ``OutputFormat``;
 - :mod:`.ids`: global ids read back (``decode_id``);
 - :mod:`.connections` and :mod:`.rows`: what the connections and the row-backed types share.

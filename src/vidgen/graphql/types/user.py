@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import strawberry
 from strawberry import relay
@@ -10,8 +10,12 @@ from strawberry.types import Info
 
 from vidgen import models
 from vidgen.graphql.context import context_of
+from vidgen.graphql.fastpath.field_plans import direct
 from vidgen.graphql.types.limits import UserLimits, UserUsage, readable
 from vidgen.graphql.types.rows import accepts
+
+if TYPE_CHECKING:
+    from vidgen.graphql.context import Context
 
 
 @strawberry.type(description="A user account.")
@@ -33,6 +37,17 @@ class User(relay.Node):
         context = context_of(info)
         readable(context, root)
         return await UserUsage.of(root, context)
+
+    @strawberry.field(
+        description="The secret that signs your outgoing webhooks (whsec_ + base64); null "
+        "for anyone but you. Replace it with rotateWebhookSecret."
+    )
+    @direct
+    def webhook_secret(root: Any, context: Context) -> str | None:
+        viewer = context.viewer
+        if viewer is None or viewer.id != root.id:
+            return None
+        return root.webhook_secret
 
 
 @strawberry.type(description="A new bearer token and its user.")

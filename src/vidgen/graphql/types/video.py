@@ -26,7 +26,7 @@ from vidgen.graphql.context import context_of
 from vidgen.graphql.fastpath import page_sql, preload
 from vidgen.graphql.fastpath.field_plans import direct
 from vidgen.graphql.fastpath.preload import now_or_later
-from vidgen.graphql.types import connections, user
+from vidgen.graphql.types import connections, user, webhooks
 from vidgen.graphql.types.enums import OutputFormatEnum, VideoStatusEnum
 from vidgen.graphql.types.rows import accepts
 from vidgen.media.signing import signed_url
@@ -165,6 +165,18 @@ class Video(relay.Node):
     @direct
     def owner(root: Any, context: Context) -> user.User:
         return now_or_later(context.loaders.user_by_id, root.owner_id)
+
+    @strawberry.field(
+        description="Each status change POSTed to the video's webhookUrl, oldest first; "
+        "null unless the viewer owns the video."
+    )
+    async def webhook_deliveries(
+        self, root: strawberry.Parent[Any], info: Info
+    ) -> list[webhooks.WebhookDelivery] | None:
+        context = context_of(info)
+        if context.viewer is None or context.viewer.id != root.owner_id:
+            return None
+        return await context.loaders.webhook_deliveries_by_video_id.load(root.id)  # type: ignore[return-value]
 
 
 def _signed(context: Context, key: str | None) -> str | None:
@@ -306,6 +318,11 @@ class GenerateVideoInput:
     )
     idempotency_key: str | None = strawberry.field(
         default=None, description="Repeating a key returns the first video, creating nothing."
+    )
+    webhook_url: str | None = strawberry.field(
+        default=None,
+        description="Every status change is POSTed here, signed with viewer.webhookSecret "
+        "(Standard Webhooks). https on a public address.",
     )
 
 

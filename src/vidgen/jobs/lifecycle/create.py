@@ -9,6 +9,7 @@ from typing import Any
 from tortoise.transactions import in_transaction
 
 from vidgen import dialect
+from vidgen.jobs.lifecycle import outbox
 from vidgen.jobs.lifecycle.publishing import event_for
 from vidgen.jobs.lifecycle.rules import (
     Admission,
@@ -38,15 +39,20 @@ _STORY_GUARD = {
 }
 
 
-def _pg_insert(columns: tuple[str, ...], sources: tuple[str, ...] = ()) -> str:
-    """PostgreSQL's INSERT of a video's ``columns`` (``$1..$n``), returning its id; with
-    ``sources``, a row only while each of those CTEs finds one: the story guard ``s``
-    (:func:`_pg_guard`), the admission ``a`` (:func:`_pg_admission`)."""
+def _pg_insert(
+    columns: tuple[str, ...], sources: tuple[str, ...] = (), returning: str = "id"
+) -> str:
+    """PostgreSQL's INSERT of a video's ``columns`` (``$1..$n``), returning its id (or
+    ``returning``); with ``sources``, a row only while each of those CTEs finds one: the
+    story guard ``s`` (:func:`_pg_guard`), the admission ``a`` (:func:`_pg_admission`)."""
     marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
     names = ", ".join(f'"{column}"' for column in columns)
     if sources:
-        return f"INSERT INTO videos ({names}) SELECT {marks} FROM {', '.join(sources)} RETURNING id"
-    return f"INSERT INTO videos ({names}) VALUES ({marks}) RETURNING id"
+        return (
+            f"INSERT INTO videos ({names}) SELECT {marks} FROM {', '.join(sources)}"
+            f" RETURNING {returning}"
+        )
+    return f"INSERT INTO videos ({names}) VALUES ({marks}) RETURNING {returning}"
 
 
 def _pg_guard(first: int) -> str:
@@ -87,15 +93,18 @@ def _created_sql(
     tags: bool,
     guard: bool = False,
     admission: tuple[str, int] | None = None,
+    hook: bool = False,
 ) -> str:
     """:func:`record_created`'s PostgreSQL statement; its parameters: the video's values
     (or its id when ``columns`` is None, the video being saved already), the 7 history
     values, the tag ids as one array when ``tags``, then the story guard's story id, owner id
     and paragraph index when ``guard`` (the video is inserted only while that story has the
     paragraph), then the values of ``admission`` (its SQL, how many values) when given (the
-    video is inserted only while it holds). Either refusing, the statement returns no row."""
+    video is inserted only while it holds). Either refusing, the statement returns no row.
+    With ``hook`` (a new video with a webhook URL), its outbox row too."""
     if columns is not None:
-        source = f"v AS ({_pg_insert(columns, _sources(guard, admission))})"
+        returning = f"id, owner_id, version, status, progress, {outbox.SNAPSHOT}" if hook else "id"
+        source = f"v AS ({_pg_insert(columns, _sources(guard, admission), returning)})"
         n = len(columns)
     else:
         source = "v AS (SELECT $1::int AS id)"
@@ -107,6 +116,18 @@ def _created_sql(
         " RETURNING id)"
     )
     after = n + 8
+    if hook:  # its outbox row; the history row's time is its 5th value
+        if columns is not None:
+            sql += ", " + outbox.pg_cte("w", source="v, h", row="v", event="h.id", at=f"${n + 5}")
+        else:  # the row saved already is visible to this statement
+            sql += ", " + outbox.pg_cte(
+                "w",
+                source="videos AS s, h",
+                row="s",
+                event="h.id",
+                at=f"${n + 5}",
+                hooked="s.id = $1 AND s.webhook_url IS NOT NULL",
+            )
     if tags:
         sql += (
             ", t AS (INSERT INTO video_tags (videos_id, tag_id)"
@@ -229,8 +250,9 @@ async def record_created(
         params += guard
         if admission is not None:
             params += admission.params
+        hook = video.webhook_url is not None
         sql = _created_sql(
-            tuple(values) if new else None, bool(tag_ids), bool(guard), _shape(admission)
+            tuple(values) if new else None, bool(tag_ids), bool(guard), _shape(admission), hook
         )
         rows = await conn.execute_query_dict(sql, params)
         if not rows:
@@ -245,6 +267,8 @@ async def record_created(
                 [video_id, *history],
             )
             event_id = rows[0]["id"]
+            if video.webhook_url is not None:
+                await outbox.record(tx, video_id, event_id, stamp)
             if tag_ids:
                 await tx.execute_query(
                     "INSERT INTO video_tags (videos_id, tag_id) VALUES "

@@ -19,6 +19,7 @@ from tortoise.transactions import in_transaction
 from vidgen import dialect
 from vidgen.events.bus import EventBus
 from vidgen.events.messages import VideoEvent
+from vidgen.jobs.lifecycle import outbox
 from vidgen.jobs.lifecycle.publishing import EVENT_COLUMNS, event_from_row, publish
 from vidgen.jobs.lifecycle.rules import (
     Change,
@@ -34,6 +35,14 @@ S = VideoStatus
 
 #: The history note of a retry that became a cancel (see :func:`finish`).
 CANCELED_INSTEAD = "canceled (requested while it ran) instead of retrying"
+
+# finish()'s outbox row, when the video has a webhook URL ({at}: formatted with the rest).
+_OUTBOX = ", " + outbox.pg_cte("w", source="v, h", row="v", event="h.id", at="{at}")
+
+
+def _returning(webhook: bool) -> str:
+    return f"{EVENT_COLUMNS}, {outbox.SNAPSHOT}" if webhook else EVENT_COLUMNS
+
 
 #: Sends one fenced single-row statement and returns its rows: ``runner(sql, params, key=id)``.
 Runner = Callable[..., Awaitable[list[dict[str, Any]]]]
@@ -63,6 +72,7 @@ async def finish(
     retryable: bool | None = None,
     bus: EventBus | None = None,
     runner: Runner | None = None,
+    webhook: bool = True,
 ) -> Change:
     """End a worker's attempt: ``processing`` → ``to``, fenced on ``attempt``.
 
@@ -89,6 +99,10 @@ async def finish(
         bus: publish the change after the commit (None: the caller publishes).
         runner: sends the PostgreSQL statement (e.g. a worker's
             :class:`~vidgen.jobs.writer.GroupWriter`); default: on its own.
+        webhook: False when the caller knows the video has no webhook URL (its claim
+            said so, :attr:`JobSpec.webhook_url`): PostgreSQL's statement then leaves out
+            the outbox insert (:mod:`.outbox`), which costs a little even when it inserts
+            nothing.
 
     Raises:
         StaleAttempt: the video is no longer processing under this attempt (nothing written).
@@ -119,6 +133,7 @@ async def finish(
             " a AS (UPDATE video_attempts SET outcome = {outcome}, finished_at = clock_timestamp(),"
             " error_code = {code}, error_message = {error}, retryable = {retryable}"
             " WHERE video_id = {id} AND attempt = {attempt} AND EXISTS (SELECT 1 FROM v))"
+            f"{_OUTBOX if webhook else ''}"
             " SELECT v.*, h.id AS event_id FROM v, h"
         )
         # Placeholders are numbered in the order they are made; reuse them by name.
@@ -135,7 +150,7 @@ async def finish(
             "retryable": p(retryable),
         }
         rows = await (runner or _run_alone)(
-            sql.format(sets=", ".join(sets), cols=EVENT_COLUMNS, **named),
+            sql.format(sets=", ".join(sets), cols=_returning(webhook), **named),
             p.values,
             key=video_id,
         )
@@ -154,7 +169,7 @@ async def finish(
             rows = await tx.execute_query_dict(
                 f"UPDATE videos SET status = {status}, version = version + 1, updated_at = ?"
                 f"{''.join(', ' + s for s in sets)} WHERE id = ? AND attempt = ?"
-                f" AND status = 'processing' RETURNING {EVENT_COLUMNS}",
+                f" AND status = 'processing' RETURNING {EVENT_COLUMNS}, webhook_url",
                 [to.value, stamp, *update_values, video_id, attempt],
             )
             if not rows:
@@ -174,6 +189,8 @@ async def finish(
                     actor,
                 ],
             )
+            if row["webhook_url"] is not None:
+                await outbox.record(tx, video_id, history[0]["id"], stamp)
             await tx.execute_query(
                 "UPDATE video_attempts SET outcome = ?, finished_at = ?, error_code = ?,"
                 " error_message = ?, retryable = ? WHERE video_id = ? AND attempt = ?",

@@ -13,6 +13,7 @@ from tortoise.transactions import in_transaction
 from vidgen import dialect, errors
 from vidgen.events.bus import EventBus
 from vidgen.events.messages import VideoEvent
+from vidgen.jobs.lifecycle import outbox
 from vidgen.jobs.lifecycle.publishing import EVENT_COLUMNS, event_for, event_from_row, publish
 from vidgen.jobs.lifecycle.rules import (
     Admission,
@@ -135,6 +136,8 @@ async def transition(
             message=message,
             actor=actor,
         )
+        if video.webhook_url is not None:
+            await outbox.record(Video._meta.db, video.id, row.id, row.at)
         if ends_attempt is not None:
             assert attempt is not None
             await _close_attempt(video_id, attempt, ends_attempt)

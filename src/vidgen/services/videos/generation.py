@@ -33,6 +33,7 @@ from vidgen.services import catalog, quotas
 from vidgen.services.videos import named_rows
 from vidgen.services.videos.access import actor_of
 from vidgen.services.videos.request_checks import check_input_image, check_request
+from vidgen.webhooks_out import addresses
 
 if TYPE_CHECKING:
     from vidgen.runtime import Runtime
@@ -68,6 +69,7 @@ async def generate_video(
     priority: int | None = None,
     scheduled_at: dt.datetime | None = None,
     idempotency_key: str | None = None,
+    webhook_url: str | None = None,
 ) -> Video:
     """Queue a new video.
 
@@ -79,6 +81,8 @@ async def generate_video(
             are database ids, ``input_image`` the uploaded file's bytes.
         idempotency_key: the same key from the same user returns the first video and
             creates nothing, even when two requests race.
+        webhook_url: every status change is POSTed there (docs/webhooks.md); checked here,
+            and again before each delivery.
 
     Returns:
         The queued video (or the earlier one for a repeated ``idempotency_key``).
@@ -117,6 +121,8 @@ async def generate_video(
             scheduled_at=scheduled_at,
             image=input_image is not None,
         )
+        if webhook_url is not None:
+            webhook_url = await check_webhook_url(runtime, webhook_url)
     except errors.BadUserInput:
         earlier = await _earlier(viewer, key) if key is not None else None
         if earlier is not None:
@@ -173,6 +179,7 @@ async def generate_video(
                 idempotency_key=key,
                 requested_seconds=checked.duration_seconds,
                 requested_at=quota.at,
+                webhook_url=webhook_url,
             )
             change = await lifecycle.record_created(
                 video,
@@ -230,6 +237,20 @@ async def generate_video(
     batch.add(*messages.wakeup())
     await batch.send(runtime.bus)
     return video
+
+
+async def check_webhook_url(runtime: Runtime, url: str) -> str | None:
+    """A request's ``webhookUrl``, checked (form, and the addresses it resolves to now);
+    None for an empty one. Every request that takes one (``renderStory``'s too) asks this.
+
+    Raises:
+        BadUserInput: naming ``webhookUrl``.
+    """
+    if not url.strip():
+        return None
+    return await addresses.check_url(
+        url, allow_private=runtime.settings.webhook_allow_private, field="webhookUrl"
+    )
 
 
 @dataclass
