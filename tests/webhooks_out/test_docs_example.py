@@ -1,5 +1,5 @@
-"""The receiver that docs/webhooks.md shows, run as it is written against vidgen's
-deliveries: it accepts them, and refuses a request whose signature does not match."""
+"""The receiver that docs/webhooks.md and the README show, run as it is written against
+vidgen's deliveries: it accepts them, and refuses a request whose signature does not match."""
 
 from __future__ import annotations
 
@@ -11,24 +11,30 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.faults.conftest import free_port
 from tests.webhooks_out.conftest import generate, secret_of
 from tests.webhooks_out.running import delivering, settled
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"
+ROOT = Path(__file__).resolve().parents[2]
+# (document, the heading its example follows)
+DOCS = {
+    "docs": ("docs/webhooks.md", "## A receiver in Python"),
+    "readme": ("README.md", "**Webhooks.**"),
+}
 
 
-def receiver_source() -> str:
-    text = DOC.read_text(encoding="utf-8")
-    section = text.split("## A receiver in Python", 1)[1]
+def receiver_source(which: str) -> str:
+    path, heading = DOCS[which]
+    section = (ROOT / path).read_text(encoding="utf-8").split(heading, 1)[1]
     match = re.search(r"```python\n(.*?)```", section, re.S)
-    assert match, "docs/webhooks.md lost its receiver example"
+    assert match, f"{path} lost its receiver example"
     return match.group(1)
 
 
-def start_receiver(script: Path, secret: str, port: int) -> subprocess.Popen[str]:
-    script.write_text(receiver_source())
+def start_receiver(script: Path, source: str, secret: str, port: int) -> subprocess.Popen[str]:
+    script.write_text(source)
     env = {**os.environ, "VIDGEN_WEBHOOK_SECRET": secret, "PORT": str(port)}
     return subprocess.Popen(
         [sys.executable, str(script)],
@@ -39,9 +45,11 @@ def start_receiver(script: Path, secret: str, port: int) -> subprocess.Popen[str
     )
 
 
-async def test_the_documented_receiver_verifies_deliveries(server, alice, tmp_path) -> None:
+@pytest.mark.parametrize("which", sorted(DOCS))
+async def test_the_documented_receiver_verifies_deliveries(server, alice, tmp_path, which) -> None:
     port = free_port()
-    proc = start_receiver(tmp_path / "receiver.py", await secret_of(server, alice), port)
+    source = receiver_source(which)
+    proc = start_receiver(tmp_path / "receiver.py", source, await secret_of(server, alice), port)
     url = f"http://127.0.0.1:{port}/hooks"
     try:
         async with httpx.AsyncClient() as client:
