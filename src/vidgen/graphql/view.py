@@ -36,6 +36,7 @@ import sys
 import uuid
 from typing import Any
 
+import orjson
 from cross_web import HTTPException
 from graphql import GraphQLError, OperationDefinitionNode, parse
 from starlette.middleware import Middleware
@@ -57,6 +58,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
 from vidgen.graphql import subscriptions
+from vidgen.graphql.compiled import plans_for
 from vidgen.graphql.context import Context
 from vidgen.graphql.schema import build_schema
 from vidgen.jobs import transient
@@ -269,7 +271,7 @@ class GraphQLView(GraphQL):
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
 
-    def __init__(self, schema: BaseSchema, runtime: Runtime) -> None:
+    def __init__(self, schema: BaseSchema, runtime: Runtime, *, compiled: bool = True) -> None:
         settings = runtime.settings
         protocols = [GRAPHQL_TRANSPORT_WS_PROTOCOL]
         if settings.legacy_graphql_ws:
@@ -282,6 +284,9 @@ class GraphQLView(GraphQL):
             allowed_origins=list(settings.ws_allowed_origins),
         )
         self.runtime = runtime
+        # Hot documents answered from compiled plans (vidgen.graphql.compiled), the rest by
+        # Strawberry; None: every request through Strawberry.
+        self.compiled = plans_for(schema, settings) if compiled else None
 
     def encode_json(self, data: object) -> str:
         return _JSON.encode(data)
@@ -294,14 +299,51 @@ class GraphQLView(GraphQL):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        # Strawberry's HTTP branch (no extra await per request), plus the outage answer.
+        # Strawberry's HTTP branch (no extra await per request), plus the outage answer; a
+        # JSON POST whose document has a plan is answered from it (see _run_compiled).
+        request = Request(scope=scope, receive=receive)
         try:
-            response = await self.run(Request(scope=scope, receive=receive))
+            response = None
+            if self.compiled is not None and scope.get("method") == "POST":
+                response = await self._run_compiled(request)
+            if response is None:
+                response = await self.run(request)
         except HTTPException as exc:
             response = PlainTextResponse(exc.reason, status_code=exc.status_code)
         except _TokenCheckFailed as exc:  # from get_context, before anything ran
             response = _unavailable_response(exc)
         await response(scope, receive, send)
+
+    async def _run_compiled(self, request: Request) -> Response | None:
+        """The response from the document's compiled plan, or None: Strawberry answers
+        (then with the body already read and the viewer already checked, see get_context).
+        Only JSON bodies of the expected shape; anything else is Strawberry's to answer."""
+        assert self.compiled is not None
+        content_type = request.headers.get("content-type", "")
+        if content_type.partition(";")[0].strip().lower() != "application/json":
+            return None
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(body, dict):
+            return None
+        query = body.get("query")
+        operation_name = body.get("operationName")
+        variables = body.get("variables")
+        if (
+            not isinstance(query, str)
+            or not isinstance(operation_name, str | None)
+            or not isinstance(variables, dict | None)
+            or self.compiled.plan(query, operation_name) is None
+        ):
+            return None
+        context = await self._context(request, None)
+        request.scope["vidgen.context"] = context
+        answer = await self.compiled.response(query, operation_name, variables, context.viewer)
+        if answer is None:
+            return None
+        return Response(answer, media_type="application/json")
 
     def decode_json(self, data: str | bytes) -> object:
         try:
@@ -357,6 +399,15 @@ class GraphQLView(GraphQL):
 
     async def get_context(  # type: ignore[override]
         self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> Context:
+        checked = request.scope.get("vidgen.context")
+        if checked is not None:  # made (and the token checked) by _run_compiled
+            checked.response = response if isinstance(response, Response) else None
+            return checked  # type: ignore[no-any-return]
+        return await self._context(request, response)
+
+    async def _context(
+        self, request: Request | WebSocket, response: Response | WebSocket | None
     ) -> Context:
         context = Context(
             runtime=self.runtime,

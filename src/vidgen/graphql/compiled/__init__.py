@@ -1,0 +1,166 @@
+"""Compiled GraphQL execution: hot documents answered from plans, everything else by
+Strawberry, with identical results (docs/graphql-execution.md).
+
+For a document and operation, :meth:`CompiledPlans.plan` parses and validates the text
+(with the schema's own limits), then compiles a :class:`~.plan.Plan` once, kept in a
+bounded cache keyed by (database dialect, document text, operation name). A plan turns
+database rows straight into the response: fields read from a statement's columns by index,
+ids, enums, dates and cursors encoded by functions chosen at compile time (:mod:`.values`,
+:mod:`.objects`), relations from batched statements, the response serialised once with
+orjson. Its SQL (:mod:`.statements`) is one statement per list, selecting only the columns
+the document asks for, with the to-one relations joined and the viewer's authorization
+inside; one statement per to-many relation batch; one ``COUNT(*)`` when ``totalCount`` is
+selected. So the statements per request do not grow with the page size.
+
+What falls back to Strawberry, for the whole request:
+
+- documents (or operations) a plan does not cover, decided once per document
+  (:class:`~.selection.Unsupported`): mutations and subscriptions, any directive
+  (``@skip``, ``@include``, ``@defer``...), root fields other than ``viewer``, ``videos``
+  and ``__typename``, and fields resolved by code that needs ``info`` or arguments
+  (``limits``, ``usage``, ``webhookDeliveries``, the nested ``videos`` connections, a
+  story's ``project``); documents that do not parse or validate;
+- requests whose answer would hold an error, decided per request (:class:`~.values.Fallback`):
+  not signed in, bad variables or arguments, a bad cursor or page size, a value a scalar
+  cannot represent, text with NUL characters; and a non-ASCII search on SQLite.
+
+Plans never write, so a fallback just runs the request through Strawberry, which answers
+exactly as it would have. ``tests/api/test_compiled_differential.py`` runs generated
+documents both ways, as four viewers, on both databases, and compares the JSON.
+
+What remains outside this package, and why:
+
+- ``graphql/fastpath/`` (inline field execution in graphql-core's executor, input plans,
+  the list page's kept SQL and relation preloads), ``db.RowBuilder``, the loaders'
+  ``KeyedQuery`` and ``types`` relations' ``now_or_later``: they still serve every
+  document that falls back (mutations, nested connections, documents with directives,
+  subscriptions' events), each pinned by its own test. Removing them would slow those
+  documents down, and ``webhooks_out/outbox.py`` builds its rows with ``db.row_builder``;
+- the transaction entry repaired in ``db.py``: it fixes Tortoise for every writer, not
+  for GraphQL;
+- the view's own guards (CSRF, body limit, the operation-name check, the outage answer):
+  they run before either path.
+
+Library internals this package relies on (Strawberry's field definitions on the GraphQL
+schema, graphql-core's value coercion) are pinned in ``pyproject.toml`` and checked at
+import (:mod:`.pins`).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import OrderedDict
+from typing import Any
+
+from vidgen.graphql.compiled import pins
+
+pins.check()
+
+import orjson  # noqa: E402 - after the version check
+from graphql import GraphQLError, GraphQLSchema, parse, specified_rules, validate  # noqa: E402
+from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter  # noqa: E402
+
+from vidgen import dialect, metrics  # noqa: E402
+from vidgen.graphql import guards  # noqa: E402
+from vidgen.graphql.compiled.plan import Plan, Request, compile_plan  # noqa: E402
+from vidgen.graphql.compiled.selection import Unsupported  # noqa: E402
+from vidgen.graphql.compiled.values import Fallback  # noqa: E402
+from vidgen.graphql.observability import operation_label  # noqa: E402
+from vidgen.models import User  # noqa: E402
+from vidgen.settings import Settings  # noqa: E402
+
+__all__ = ["CompiledPlans", "Fallback", "Unsupported", "plans_for"]
+
+CACHE_SIZE = 512
+_NONE: Any = object()  # a document known to have no plan
+
+
+class CompiledPlans:
+    """The plans of one schema under one set of settings (see the module docstring)."""
+
+    def __init__(self, schema: Any, settings: Settings) -> None:
+        self.schema: GraphQLSchema = getattr(schema, "_schema", schema)
+        self.settings = settings
+        self._plans: OrderedDict[tuple[str, str, str | None], Any] = OrderedDict()
+        self._rules = [
+            *specified_rules,
+            *QueryDepthLimiter(
+                max_depth=settings.max_query_depth,
+                should_ignore=lambda context: context.field_name.startswith("__"),
+            ).validation_rules,
+            *MaxAliasesLimiter(max_alias_count=settings.max_query_aliases).validation_rules,
+        ]
+        self.compiled = 0  # requests answered from a plan (tests and benchmarks read it)
+
+    def plan(self, query: str, operation_name: str | None) -> Plan | None:
+        """The plan of the document's operation, or None when it has none."""
+        key = (dialect.name(), query, operation_name)
+        found = self._plans.get(key)
+        if found is None:
+            found = self._compile(query, operation_name)
+            self._plans[key] = found
+            if len(self._plans) > CACHE_SIZE:
+                self._plans.popitem(last=False)
+        return None if found is _NONE else found
+
+    def _compile(self, query: str, operation_name: str | None) -> Any:
+        try:
+            document = parse(query, max_tokens=self.settings.max_query_tokens)
+        except GraphQLError:
+            return _NONE
+        if validate(self.schema, document, self._rules):
+            return _NONE
+        if guards.find_bad_text(document, None) is not None:
+            return _NONE
+        try:
+            return compile_plan(self.schema, document, operation_name)
+        except Unsupported:
+            return _NONE
+
+    async def data(
+        self,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, Any] | None,
+        viewer: User | None,
+    ) -> dict[str, Any] | None:
+        """The response's ``data`` from the plan, or None: Strawberry must answer."""
+        plan = self.plan(query, operation_name)
+        if plan is None:
+            return None
+        if variables and guards.find_bad_text(None, variables) is not None:
+            return None
+        try:
+            return await plan.data(self.schema, variables, Request(viewer, self.settings))
+        except Fallback:
+            return None
+
+    async def response(
+        self,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, Any] | None,
+        viewer: User | None,
+    ) -> bytes | None:
+        """The whole HTTP response body, or None: Strawberry must answer."""
+        data = await self.data(query, operation_name, variables, viewer)
+        if data is None:
+            return None
+        self.compiled += 1
+        plan = self.plan(query, operation_name)
+        name = plan.operation.name.value if plan and plan.operation.name else operation_name
+        metrics.GRAPHQL_OPERATIONS.labels(operation=operation_label(name), type="query").inc()
+        return orjson.dumps({"data": data})
+
+
+_by_schema: weakref.WeakKeyDictionary[Any, dict[int, CompiledPlans]] = weakref.WeakKeyDictionary()
+
+
+def plans_for(schema: Any, settings: Settings) -> CompiledPlans:
+    """The :class:`CompiledPlans` of ``schema`` (a Strawberry schema) and ``settings``,
+    made once per pair."""
+    per_schema = _by_schema.setdefault(schema, {})
+    found = per_schema.get(id(settings))
+    if found is None or found.settings is not settings:
+        found = per_schema[id(settings)] = CompiledPlans(schema, settings)
+    return found

@@ -1,0 +1,280 @@
+"""An operation compiled once into a plan, and the plan run for one request.
+
+A :class:`Plan` holds, per root field, what to run: ``viewer`` (the signed-in user, in
+hand), ``videos`` (:class:`VideoList`: one page statement with its to-one relations joined,
+one statement per to-many relation batch, and ``COUNT(*)`` when ``totalCount`` is
+selected) and ``__typename``. Running it gives the response's ``data``, or raises
+:class:`~.values.Fallback` when the plain path would answer otherwise (an error of any
+kind: not signed in, a bad argument or cursor, a value a scalar cannot represent). Nothing a
+plan runs writes anything, so a fallback simply runs the request again through Strawberry.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    GraphQLError,
+    GraphQLObjectType,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    OperationType,
+)
+from graphql.execution.values import get_argument_values, get_variable_values
+
+from vidgen import models
+from vidgen.graphql import pagination
+from vidgen.graphql.compiled import statements, values
+from vidgen.graphql.compiled.objects import Batch, Columns, Compiler, Source, obj
+from vidgen.graphql.compiled.selection import Unsupported, collect, sub_selections
+from vidgen.graphql.types.ids import require_id
+from vidgen.services import videos as video_service
+from vidgen.settings import Settings
+
+
+@dataclass
+class Request:
+    """What a plan's functions may read while building one response."""
+
+    viewer: models.User | None
+    settings: Settings
+    batches: list[dict[Any, Any]] = field(default_factory=list)
+
+
+class VideoList:
+    """The root ``videos(first, after, filter)`` connection, compiled."""
+
+    def __init__(self, compiler: Compiler, nodes: list[FieldNode], gfield: Any) -> None:
+        self.node = nodes[0]
+        self.gfield = gfield
+        schema = compiler.schema
+        connection = schema.get_type("VideoConnection")
+        edge_type = schema.get_type("VideoEdge")
+        page_info = schema.get_type("PageInfo")
+        assert isinstance(connection, GraphQLObjectType)
+        assert isinstance(edge_type, GraphQLObjectType)
+        assert isinstance(page_info, GraphQLObjectType)
+        self.columns = Columns()
+        source = Source(models.Video, "v", self.columns)
+        self.source = source
+        self.count = False
+        created_at = id_of = None
+
+        def cursor_reader() -> Callable[[Any], str]:
+            nonlocal created_at, id_of
+            created_at = source.column("created_at")
+            id_of = source.column("id")
+            return lambda row: values.cursor(created_at(row), id_of(row))
+
+        fields = collect(schema, connection, sub_selections(nodes), compiler.fragments)
+        # Each part of the connection: a function of (page rows, has_next, count, request).
+        parts: list[tuple[str, Callable[..., Any]]] = []
+        for key, field_nodes in fields.items():
+            name = field_nodes[0].name.value
+            if name == "__typename":
+                parts.append((key, lambda *_: "VideoConnection"))
+            elif name == "totalCount":
+                self.count = True
+                parts.append((key, lambda rows, more, count, request: count))
+            elif name == "pageInfo":
+                info = collect(schema, page_info, sub_selections(field_nodes), compiler.fragments)
+                parts.append((key, self._page_info(info, cursor_reader)))
+            elif name == "edges":
+                edge = collect(schema, edge_type, sub_selections(field_nodes), compiler.fragments)
+                parts.append((key, self._edges(compiler, edge, cursor_reader)))
+            else:
+                raise Unsupported(f"VideoConnection.{name}")
+        self.parts = parts
+        self.read = self.columns.reader()
+        for batch in source.batches:
+            batch.read = batch.columns.reader()
+        self.batches = source.batches
+        self.select = ", ".join(self.columns.exprs) or 'v."id"'
+        self.joins = "".join(
+            f' LEFT JOIN "{join.table}" {join.alias} ON {join.alias}."id" = '
+            f'{join.parent_alias}."{join.parent_column}"'
+            for join in source.joins
+        )
+
+    def _page_info(self, fields: dict[str, list[FieldNode]], cursor_reader: Any) -> Any:
+        pairs: list[tuple[str, Callable[..., Any]]] = []
+        cursor = None
+        for key, field_nodes in fields.items():
+            name = field_nodes[0].name.value
+            if name in ("startCursor", "endCursor") and cursor is None:
+                cursor = cursor_reader()
+            if name == "__typename":
+                pairs.append((key, lambda rows, more: "PageInfo"))
+            elif name == "hasNextPage":
+                pairs.append((key, lambda rows, more: more))
+            elif name == "hasPreviousPage":
+                pairs.append((key, lambda rows, more: False))
+            elif name == "startCursor":
+                pairs.append((key, lambda rows, more, c=cursor: c(rows[0]) if rows else None))
+            elif name == "endCursor":
+                pairs.append((key, lambda rows, more, c=cursor: c(rows[-1]) if rows else None))
+            else:
+                raise Unsupported(f"PageInfo.{name}")
+        return lambda rows, more, count, request: {key: part(rows, more) for key, part in pairs}
+
+    def _edges(
+        self, compiler: Compiler, fields: dict[str, list[FieldNode]], cursor_reader: Any
+    ) -> Any:
+        pairs: list[tuple[str, Callable[[Any, Any], Any]]] = []
+        for key, field_nodes in fields.items():
+            name = field_nodes[0].name.value
+            if name == "__typename":
+                pairs.append((key, lambda row, request: "VideoEdge"))
+            elif name == "cursor":
+                cursor = cursor_reader()
+                pairs.append((key, lambda row, request, c=cursor: c(row)))
+            elif name == "node":
+                node = obj(compiler.object("Video", field_nodes, self.source))
+                pairs.append((key, node))
+            else:
+                raise Unsupported(f"VideoEdge.{name}")
+        edge = obj(pairs)
+        return lambda rows, more, count, request: [edge(row, request) for row in rows]
+
+    async def run(self, variables: dict[str, Any], request: Request) -> Any:
+        viewer = request.viewer
+        if viewer is None:
+            raise values.Fallback  # UNAUTHENTICATED
+        try:
+            args = get_argument_values(self.gfield, self.node, variables)
+        except GraphQLError as exc:
+            raise values.Fallback from exc
+        settings = request.settings
+        try:
+            listed = _video_list(viewer, args.get("filter"))
+            size = pagination.page_size(
+                args.get("first"),
+                default=settings.page_size_default,
+                maximum=settings.page_size_max,
+            )
+            after = args.get("after")
+            cursor = pagination.decode_cursor(after) if after else None
+        except Exception as exc:  # noqa: BLE001 - the plain path reports it
+            raise values.Fallback from exc
+        where = statements.video_filters(listed)
+        if where is None:
+            raise values.Fallback  # a filter only the ORM writes (see statements)
+        raw = await statements.page(self.select, self.joins, where, cursor, size + 1)
+        rows = self.read(raw)
+        more = len(rows) > size
+        rows = rows[:size]
+        count = await statements.count(where) if self.count else None
+        request.batches = [await _load(batch, rows) for batch in self.batches]
+        return {key: part(rows, more, count, request) for key, part in self.parts}
+
+
+def _video_list(viewer: models.User, given: Any) -> Any:
+    """``Query.videos``'s checks and filters, as its resolver makes them."""
+    given = given or {}
+    statuses = given.get("status")
+    return video_service.video_list(
+        viewer=viewer,
+        status=[s.value for s in statuses] if statuses else None,
+        project_id=require_id(given.get("projectId"), "Project", field="projectId"),
+        story_id=require_id(given.get("storyId"), "Story", field="storyId"),
+        tag=given.get("tag"),
+        theme=given.get("theme"),
+        provider=given.get("provider"),
+        search=given.get("search"),
+        include_deleted=bool(given.get("includeDeleted")),
+    )
+
+
+async def _load(batch: Batch, rows: list[list[Any]]) -> dict[Any, Any]:
+    """A to-many relation of the page's videos (index 0 of each row of ``batch``'s
+    statement is the video id)."""
+    if not rows:
+        return {}
+    ids = sorted({row[batch.video_index] for row in rows})
+    raw = await statements.batch(batch.kind, batch.columns.exprs[1:], ids)
+    if batch.kind == "latest":
+        return {row[0]: row[1] for row in raw}
+    assert batch.read is not None
+    grouped: dict[Any, list[Any]] = defaultdict(list)
+    for row in batch.read(raw):
+        grouped[row[0]].append(row)
+    return grouped
+
+
+class Viewer:
+    """The root ``viewer``: the signed-in user in hand (null when not signed in)."""
+
+    def __init__(self, compiler: Compiler, nodes: list[FieldNode]) -> None:
+        self.build = obj(compiler.object("User", nodes, Source(models.User)))
+
+    async def run(self, variables: dict[str, Any], request: Request) -> Any:
+        viewer = request.viewer
+        return None if viewer is None else self.build(viewer, request)
+
+
+class Typename:
+    async def run(self, variables: dict[str, Any], request: Request) -> Any:
+        return "Query"
+
+
+@dataclass
+class Plan:
+    operation: OperationDefinitionNode
+    roots: list[tuple[str, Any]]
+
+    async def data(
+        self, schema: GraphQLSchema, raw_variables: dict[str, Any] | None, request: Request
+    ) -> dict[str, Any]:
+        """The response's ``data``; raises :class:`~.values.Fallback`."""
+        definitions = self.operation.variable_definitions
+        if definitions:
+            coerced = get_variable_values(schema, definitions, raw_variables or {})
+            if isinstance(coerced, list):
+                raise values.Fallback  # the plain path reports the variables' errors
+            variables = coerced
+        else:
+            variables = {}
+        return {key: await root.run(variables, request) for key, root in self.roots}
+
+
+def compile_plan(schema: GraphQLSchema, document: DocumentNode, operation_name: str | None) -> Plan:
+    """The plan of ``document``'s operation; raises :class:`Unsupported`. The document
+    must be valid (the caller validated it)."""
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is None:
+        if len(operations) != 1:
+            raise Unsupported("no operation named")
+        operation = operations[0]
+    else:
+        named = [o for o in operations if o.name and o.name.value == operation_name]
+        if len(named) != 1:
+            raise Unsupported("no such operation")
+        operation = named[0]
+    if operation.operation != OperationType.QUERY:
+        raise Unsupported(operation.operation.value)
+    if operation.directives or any(v.directives for v in operation.variable_definitions or ()):
+        raise Unsupported("a directive")
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    compiler = Compiler(schema, fragments)
+    query_type = schema.query_type
+    assert query_type is not None
+    roots: list[tuple[str, Any]] = []
+    for key, nodes in collect(schema, query_type, [operation.selection_set], fragments).items():
+        name = nodes[0].name.value
+        if name == "__typename":
+            roots.append((key, Typename()))
+        elif name == "viewer":
+            roots.append((key, Viewer(compiler, nodes)))
+        elif name == "videos":
+            roots.append((key, VideoList(compiler, nodes, query_type.fields["videos"])))
+        else:
+            raise Unsupported(f"Query.{name}")
+    return Plan(operation, roots)
