@@ -19,6 +19,14 @@ videos (each with a theme, 2-3 tags, a project and a story):
 - statements per request: SQL statements vidgen sends for one list request with first 10,
   50 and 100 (and for one enqueue), counted in-process (httpx.ASGITransport) from Tortoise's
   statement log, like tests/api. Constant in the page size means no N+1.
+- random documents: 12 list documents drawn at random (:mod:`bench.documents`; the seed is
+  printed, a new one each run unless ``--seed`` is given) from Video's fields, ``cursor``,
+  ``pageInfo``, ``totalCount`` and the relations, each against the bare app's ``POST /page``
+  answering the same document with the same bytes (checked before measuring). The median
+  and the worst ratio; targets median >= 1/2, worst >= 1/3.
+- ``videos(first: 50) { edges { node { id } } }`` vs ``GET /ids`` (target >= 1/2) and
+  ``{ viewer { id } }`` vs ``GET /viewer`` (target >= 2/3): the smallest list and the floor
+  of an authenticated request.
 
 Load: the same generator for both, a minimal asyncio HTTP/1.1 client (keep-alive, N
 connections, one request in flight each) in this process: warm-up, then a fixed measuring
@@ -41,6 +49,7 @@ import logging
 import os
 import random
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,6 +66,9 @@ ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get("VIDGEN_BENCH_PG_URL", "postgres://root@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("VIDGEN_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 TARGET = 1 / 3
+ENQUEUE_TARGET = 1 / 2
+IDS_QUERY = "{ videos(first: 50) { edges { node { id } } } }"
+VIEWER_QUERY = "{ viewer { id } }"
 VIDEOS = 240
 
 LIST_QUERY = """query List($first: Int!) {
@@ -522,11 +534,13 @@ async def compare(
     connections: int,
     warmup: float,
     duration: float,
+    target: float = TARGET,
+    flip: bool = False,
 ) -> Comparison:
-    result = Comparison(name=name, unit=unit)
+    result = Comparison(name=name, unit=unit, target=target)
     best: dict[str, Measurement] = {}
     for r in range(rounds):
-        order = ["vidgen", "bare"] if r % 2 == 0 else ["bare", "vidgen"]
+        order = ["vidgen", "bare"] if (r + flip) % 2 == 0 else ["bare", "vidgen"]
         for target in order:
             m = await load(
                 servers[target],
@@ -705,16 +719,117 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                             connections=args.connections,
                             warmup=args.warmup,
                             duration=args.duration,
+                            target=ENQUEUE_TARGET,
                         )
                     )
                 )
                 out["queued_rows"] = await count_queued(url, run_id)
+                await small_requests(out, args, servers, token, parts)
+                out["documents"] = (
+                    None
+                    if "documents" not in parts
+                    else await random_documents(args, servers, token)
+                )
             finally:
                 for server in servers.values():
                     stop_server(server)
     finally:
         await admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     return out
+
+
+async def same_bytes(
+    servers: dict[str, Server], requests: dict[str, Callable[[int], bytes]], what: str
+) -> None:
+    """Both servers must answer the very same bytes (status 200, no errors)."""
+    _, ours = await one_request(servers["vidgen"].port, requests["vidgen"](0))
+    _, theirs = await one_request(servers["bare"].port, requests["bare"](0))
+    if ours != theirs or not graphql_ok(200, ours):
+        raise RuntimeError(
+            f"{what}: vidgen and bare differ\nvidgen {ours[:400]!r}\nbare   {theirs[:400]!r}"
+        )
+
+
+async def small_requests(
+    out: dict[str, Any],
+    args: argparse.Namespace,
+    servers: dict[str, Server],
+    token: str,
+    parts: list[str],
+) -> None:
+    """The id-only list and ``{ viewer { id } }`` against their bare endpoints."""
+    cases = (
+        ("ids", "videos(first: 50) { edges { node { id } } }", IDS_QUERY, "/ids?first=50", 1 / 2),
+        ("viewer", "{ viewer { id } }", VIEWER_QUERY, "/viewer", 2 / 3),
+    )
+    for key, name, query, path, target in cases:
+        if key not in parts:
+            out[key] = None
+            continue
+        body = json.dumps({"query": query}).encode()
+        requests = {
+            "vidgen": lambda i, b=body: http_request("POST", "/graphql", token, b),
+            "bare": lambda i, p=path: http_request("GET", p, token),
+        }
+        await same_bytes(servers, requests, name)
+        out[key] = asdict(
+            await compare(
+                name,
+                "req/s",
+                servers,
+                requests,
+                rounds=args.rounds,
+                connections=args.connections,
+                warmup=args.warmup,
+                duration=args.duration,
+                target=target,
+            )
+        )
+
+
+async def random_documents(
+    args: argparse.Namespace, servers: dict[str, Server], token: str
+) -> dict[str, Any]:
+    """``args.documents`` random list documents, each against the bare ``POST /page``."""
+    from bench import documents
+
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    log(f"random documents: seed {seed} (repeat with --seed {seed})")
+    rng = random.Random(seed)
+    results = []
+    for index in range(args.documents):
+        spec = documents.draw(rng)
+        text = spec.document()
+        body = json.dumps({"query": text}).encode()
+        requests = {
+            "vidgen": lambda i, b=body: http_request("POST", "/graphql", token, b),
+            "bare": lambda i, b=spec.to_json(): http_request("POST", "/page", token, b),
+        }
+        await same_bytes(servers, requests, f"document {index + 1}: {text}")
+        compared = await compare(
+            f"document {index + 1}",
+            "req/s",
+            servers,
+            requests,
+            rounds=1,
+            connections=args.connections,
+            warmup=args.doc_warmup,
+            duration=args.doc_duration,
+            flip=index % 2 == 1,
+        )
+        log(f"document {index + 1}: ratio {compared.ratio:.2f}: {text}")
+        results.append({"document": text, **asdict(compared)})
+    ratios = [row["ratio"] for row in results]
+    errors = sum(r["errors"] for row in results for r in row["rounds"])
+    median, worst = statistics.median(ratios), min(ratios)
+    return {
+        "seed": seed,
+        "median": median,
+        "worst": worst,
+        "worst_document": results[ratios.index(worst)]["document"],
+        "passed": errors == 0 and median >= 1 / 2 and worst >= 1 / 3,
+        "results": results,
+    }
 
 
 async def count_queued(url: str, run_id: str) -> dict[str, int]:
@@ -750,15 +865,27 @@ def print_report(out: dict[str, Any]) -> None:
     header = f"{'benchmark':<22} {'vidgen':>10} {'bare':>10} {'ratio':>6} {'target':>7}  result"
     print(header)
     print("-" * len(header))
-    for key in ("list", "enqueue"):
-        c = out[key]
+    for key in ("list", "enqueue", "ids", "viewer"):
+        c = out.get(key)
         if c is None:
             continue
         label = f"{c['name']} ({c['unit']})"
         print(
             f"{label:<22} {c['vidgen']:>10.1f} {c['baseline']:>10.1f} {c['ratio']:>6.2f} "
-            f"{'>= 0.33':>7}  {'pass' if c['passed'] else 'FAIL'}"
+            f"{'>= ' + format(c['target'], '.2f'):>7}  {'pass' if c['passed'] else 'FAIL'}"
         )
+    d = out.get("documents")
+    if d:
+        print(
+            f"{len(d['results'])} random list documents (seed {d['seed']}): median ratio "
+            f"{d['median']:.2f} (>= 0.50), worst {d['worst']:.2f} (>= 0.33): "
+            f"{'pass' if d['passed'] else 'FAIL'}"
+        )
+        for row in d["results"]:
+            print(
+                f"  {row['ratio']:.2f}  {row['vidgen']:8.1f} / {row['baseline']:8.1f}  "
+                + row["document"]
+            )
     s = out["statements"]
     print(
         f"SQL statements per list request: first 10 -> {s['list_first_10']}, "
@@ -776,13 +903,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=6.0, help="seconds (default 6)")
     parser.add_argument("--rounds", type=int, default=2, help="best of N (default 2)")
     parser.add_argument(
-        "--parts", default="list,enqueue", help="what to measure over HTTP (default both)"
+        "--parts",
+        default="list,enqueue,ids,viewer,documents",
+        help="what to measure over HTTP (default: list,enqueue,ids,viewer,documents)",
     )
+    parser.add_argument("--seed", type=int, help="the random documents' seed (default: new)")
+    parser.add_argument("--documents", type=int, default=12, help="random documents (12)")
+    parser.add_argument("--doc-warmup", type=float, default=1.0, help="seconds (default 1)")
+    parser.add_argument("--doc-duration", type=float, default=3.0, help="seconds (default 3)")
     parser.add_argument("--profile", metavar="DIR", help="pyinstrument the app in-process")
     parser.add_argument("--profile-n", type=int, default=400, help="requests per profile")
     args = parser.parse_args(argv)
     if args.quick:
         args.warmup, args.duration, args.rounds = 1.0, 3.0, 1
+        args.doc_warmup, args.doc_duration = 0.5, 1.5
     try:
         import uvloop
 
@@ -792,7 +926,8 @@ def main(argv: list[str] | None = None) -> None:
     print_report(out)
     if args.json:
         print(json.dumps(out, default=str))
-    failed = any(out[key] and not out[key]["passed"] for key in ("list", "enqueue"))
+    keys = ("list", "enqueue", "ids", "viewer", "documents")
+    failed = any(out.get(key) and not out[key]["passed"] for key in keys)
     sys.exit(1 if failed else 0)
 
 

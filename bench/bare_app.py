@@ -18,6 +18,14 @@ requests, the obvious efficient way:
   ``video_status_events`` row and its ``video_tags`` links, and answers like the mutation
   ``generateVideo(input: …) { id status createdAt }``.
 
+- ``POST /page`` takes a list document's description (:mod:`bench.documents`: which Video
+  fields, relations, ``cursor``, ``pageInfo`` and ``totalCount``, in the document's order)
+  and returns exactly vidgen's JSON for that document, from ONE query (to-one relations
+  joined, to-many ones as correlated ``ARRAY`` subqueries, the count as a window), its SQL
+  written once per description;
+- ``GET /ids?first=N`` is ``videos(first: N) { edges { node { id } } }`` and ``GET /viewer``
+  is ``{ viewer { id } }``: the token check and what the answer needs, nothing else.
+
 Run (one process, like vidgen)::
 
     BENCH_DATABASE_URL=postgres://root@127.0.0.1:5432/DB \\
@@ -37,10 +45,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from bench import documents
 
 AUTH_SQL = """
 SELECT u.id, u.email, u.is_admin, t.revoked_at, t.expires_at
@@ -215,6 +226,54 @@ async def enqueue(request: Request) -> Response:
     return JSONResponse({"data": {"generateVideo": node}})
 
 
+def json_response(body: Any) -> Response:
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+async def viewer_id(request: Request) -> Response:
+    pool: asyncpg.Pool = request.app.state.pool
+    async with pool.acquire() as conn:
+        user = await viewer(conn, request)
+    if user is None:
+        return error("Sign in first.", "UNAUTHENTICATED")
+    return json_response({"data": {"viewer": {"id": gid("User", user["id"])}}})
+
+
+IDS_SQL = """
+SELECT id FROM videos WHERE owner_id = $1 AND deleted_at IS NULL
+ORDER BY created_at DESC, id DESC LIMIT $2
+"""
+
+
+async def list_ids(request: Request) -> Response:
+    pool: asyncpg.Pool = request.app.state.pool
+    first = int(request.query_params.get("first", "50"))
+    async with pool.acquire() as conn:
+        user = await viewer(conn, request)
+        if user is None:
+            return error("Sign in first.", "UNAUTHENTICATED")
+        rows = await conn.fetch(IDS_SQL, user["id"], first)
+    edges = [{"node": {"id": gid("Video", row["id"])}} for row in rows]
+    return json_response({"data": {"videos": {"edges": edges}}})
+
+
+_PAGES: dict[bytes, documents.BarePage] = {}
+
+
+async def page(request: Request) -> Response:
+    pool: asyncpg.Pool = request.app.state.pool
+    body = await request.body()
+    built = _PAGES.get(body)
+    if built is None:
+        built = _PAGES[body] = documents.BarePage(documents.Spec.from_json(body))
+    async with pool.acquire() as conn:
+        user = await viewer(conn, request)
+        if user is None:
+            return error("Sign in first.", "UNAUTHENTICATED")
+        rows = await conn.fetch(built.sql, user["id"], built.limit)
+    return Response(built.render(rows), media_type="application/json")
+
+
 def create_app(database_url: str, pool_max: int = 20) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -227,6 +286,9 @@ def create_app(database_url: str, pool_max: int = 20) -> Starlette:
     routes = [
         Route("/list", list_videos, methods=["GET", "POST"]),
         Route("/enqueue", enqueue, methods=["POST"]),
+        Route("/page", page, methods=["POST"]),
+        Route("/ids", list_ids, methods=["GET"]),
+        Route("/viewer", viewer_id, methods=["GET"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
 
