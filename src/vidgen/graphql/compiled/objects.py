@@ -1,13 +1,18 @@
-"""Object types compiled to lists of ``(response key, function)``.
+"""Object types compiled to Python expressions, then to one function per plan.
 
-A compiled object is a list of pairs; its value for a source is
-``{key: function(source, request) for key, function in pairs}``. What a source is depends on
-where the object comes from (:class:`Source`): a row of a statement the plan sends (a list of
-converted column values, read by index) or a model instance in hand (the viewer, read by
-attribute). Each field is compiled once, from its GraphQL type and how vidgen resolves it:
+A selection set on an object type becomes a dict display, ``{"key": <expression>, ...}``,
+whose expressions read the source's values directly: ``row[3]`` for a column of a
+statement's row (converted values, by index), ``viewer.email`` for a model instance in hand
+(:class:`Source`). Every check the plain path makes becomes part of the expression, with
+``_fb()`` (raise :class:`~.values.Fallback`) where graphql-core would have reported an
+error. :class:`Code` gathers the names these expressions use; :meth:`Code.function` turns
+the whole response into one Python function, so a page of fifty videos costs one call, not
+a call per field.
+
+How each field is compiled, from its GraphQL type and how vidgen resolves it:
 
 - a field without a resolver (Strawberry's default ``getattr``) reads the model column of
-  the same name and encodes it by its scalar type (:mod:`.values`);
+  the same name and encodes it by its scalar type (:func:`leaf`);
 - Relay's ``id`` encodes the ``id`` column; ``__typename`` is a constant;
 - the fields vidgen resolves in code are compiled by hand below, each equal to its
   resolver (the differential test compares them over generated documents): a video's
@@ -21,6 +26,9 @@ attribute). Each field is compiled once, from its GraphQL type and how vidgen re
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,8 +53,6 @@ from vidgen.graphql.compiled.selection import Unsupported, collect, sub_selectio
 from vidgen.graphql.types.enums import OutputFormatEnum, VideoStatusEnum
 from vidgen.media.signing import signed_url
 
-Pairs = list[tuple[str, Callable[[Any, Any], Any]]]
-
 MODELS: dict[str, type[Model]] = {
     "Video": models.Video,
     "User": models.User,
@@ -57,16 +63,74 @@ MODELS: dict[str, type[Model]] = {
     "StatusChange": models.VideoStatusEvent,
 }
 
-_STATUS_NAMES = {member.value: member.name for member in VideoStatusEnum}
-_FORMAT_NAMES = {member.value: member.name for member in OutputFormatEnum}
+# Stored value -> GraphQL name. The models' enums are StrEnums: a member and its text are
+# the same key.
+STATUS_NAMES = {member.value: member.name for member in VideoStatusEnum}
+FORMAT_NAMES = {member.value: member.name for member in OutputFormatEnum}
 
 
-def obj(pairs: Pairs) -> Callable[[Any, Any], dict[str, Any]]:
-    """The function making a compiled object's value."""
-    if len(pairs) == 1:
-        ((only_key, only),) = pairs
-        return lambda source, request: {only_key: only(source, request)}
-    return lambda source, request: {key: make(source, request) for key, make in pairs}
+def _fb() -> Any:
+    raise values.Fallback
+
+
+def _float(value: Any, non_null: bool) -> Any:
+    if type(value) is int and -(2**53) < value < 2**53:
+        return float(value)
+    if value is None and not non_null:
+        return None
+    raise values.Fallback
+
+
+def _null(value: Any, non_null: bool) -> Any:
+    """The slow branch of a leaf: None where the field is nullable, else Fallback."""
+    if value is None and not non_null:
+        return None
+    raise values.Fallback
+
+
+def _sign(settings: Any, key: str) -> str:
+    return signed_url(
+        settings.resolved_public_url,
+        key,
+        ttl=settings.signed_url_ttl_seconds,
+        secret=settings.resolved_secret_key,
+    )
+
+
+class Code:
+    """The names the generated expressions use, and the function made of them."""
+
+    def __init__(self) -> None:
+        self.env: dict[str, Any] = {
+            "_fb": _fb,
+            "_float": _float,
+            "_null": _null,
+            "_sign": _sign,
+            "_dt": dt.datetime,
+            "_fin": math.isfinite,
+            "_b64": base64.b64encode,
+            "_cursor": values.cursor,
+            "_strings": values.string_list,
+        }
+        self._count = 0
+
+    def name(self, value: Any, hint: str = "c") -> str:
+        self._count += 1
+        name = f"_{hint}{self._count}"
+        self.env[name] = value
+        return name
+
+    def variable(self, hint: str) -> str:
+        self._count += 1
+        return f"{hint}{self._count}"
+
+    def function(self, parameters: str, body: str) -> Callable[..., Any]:
+        source = f"def _plan({parameters}):\n    batches = request.batches\n    return {body}\n"
+        namespace = dict(self.env)
+        exec(compile(source, "<vidgen compiled plan>", "exec"), namespace)  # noqa: S102 - our own text
+        function: Callable[..., Any] = namespace["_plan"]
+        function.source = source  # type: ignore[attr-defined] - for debugging and tests
+        return function
 
 
 class Columns:
@@ -85,6 +149,12 @@ class Columns:
             self.exprs.append(f'{alias}."{column}"')
             self._convert.append(values.converter(model, column))
         return index
+
+    def add_raw(self, expr: str) -> int:
+        """A column whose value needs no conversion (a key, written by the statement)."""
+        self.exprs.append(expr)
+        self._convert.append(None)
+        return len(self.exprs) - 1
 
     def reader(self) -> Callable[[list[Any]], list[list[Any]]]:
         """Raw rows to lists of converted values."""
@@ -117,7 +187,7 @@ class Batch:
     """A to-many relation of a page's videos, read in one statement for all of them."""
 
     kind: str  # "tags", "history" or "latest"
-    columns: Columns  # after the video id (index 0)
+    columns: Columns  # index 0: the video id; the selected columns after it
     slot: int  # where its rows go in the request's batches
     video_index: int  # where the parent row holds the video id
     read: Callable[[list[Any]], list[list[Any]]] | None = None
@@ -125,21 +195,22 @@ class Batch:
 
 @dataclass
 class Source:
-    """Where a compiled object's values come from: a statement's rows or a model instance."""
+    """Where a compiled object's values come from: the rows of a statement (``var`` names
+    the row in the generated code) or a model instance (``columns`` None)."""
 
     model: type[Model]
+    code: Code
+    var: str
     alias: str = ""
-    columns: Columns | None = None  # None: read a model instance's attributes
+    columns: Columns | None = None
     joins: list[Join] = field(default_factory=list)
     batches: list[Batch] = field(default_factory=list)
     counter: list[int] = field(default_factory=lambda: [0])
 
-    def column(self, name: str) -> Callable[[Any], Any]:
+    def column(self, name: str) -> str:
         if self.columns is None:
-            attr = _attribute(self.model, name)
-            return lambda instance: getattr(instance, attr)
-        index = self.columns.add(self.alias, self.model, name)
-        return lambda row: row[index]
+            return f"{self.var}.{_attribute(self.model, name)}"
+        return f"{self.var}[{self.columns.add(self.alias, self.model, name)}]"
 
     def join(self, model: type[Model], parent_column: str) -> Source:
         if self.columns is None:
@@ -147,18 +218,21 @@ class Source:
         self.counter[0] += 1
         alias = f"j{self.counter[0]}"
         self.joins.append(Join(alias, model._meta.db_table, self.alias, parent_column))
-        return Source(model, alias, self.columns, self.joins, self.batches, self.counter)
+        return Source(
+            model, self.code, self.var, alias, self.columns, self.joins, self.batches, self.counter
+        )
 
     def batch(self, kind: str, model: type[Model]) -> tuple[Batch, Source]:
         if self.columns is None:
             raise Unsupported("a relation of an object in hand")
         video_index = self.columns.add(self.alias, self.model, "id")
         columns = Columns()
-        columns.exprs.append("k")  # index 0: the video id (written by the statement)
-        columns._convert.append(None)
+        columns.add_raw("k")
         found = Batch(kind, columns, slot=len(self.batches), video_index=video_index)
         self.batches.append(found)
-        return found, Source(model, "r", columns, [], self.batches, self.counter)
+        item = Source(model, self.code, self.code.variable("b"), "r", columns, [], self.batches)
+        item.counter = self.counter
+        return found, item
 
 
 def _attribute(model: type[Model], column: str) -> str:
@@ -172,31 +246,34 @@ def _attribute(model: type[Model], column: str) -> str:
 class Compiler:
     schema: GraphQLSchema
     fragments: dict[str, FragmentDefinitionNode]
+    code: Code = field(default_factory=Code)
 
-    def object(self, type_name: str, nodes: list[FieldNode], source: Source) -> Pairs:
+    def object(self, type_name: str, nodes: list[FieldNode], source: Source) -> str:
+        """The dict display of ``nodes``' selections on ``type_name`` from ``source``."""
         object_type = self.schema.get_type(type_name)
         assert isinstance(object_type, GraphQLObjectType)
         fields = collect(self.schema, object_type, sub_selections(nodes), self.fragments)
         special = _SPECIAL.get(type_name, {})
-        pairs: Pairs = []
+        items = []
         for key, field_nodes in fields.items():
             name = field_nodes[0].name.value
             if name == "__typename":
-                pairs.append((key, _constant(type_name)))
+                items.append(f"{key!r}: {type_name!r}")
                 continue
             gfield = object_type.fields.get(name)
             if gfield is None or gfield.args or any(n.arguments for n in field_nodes):
                 raise Unsupported(f"{type_name}.{name}")
             make = special.get(name)
             if make is not None:
-                pairs.append((key, make(self, field_nodes, gfield, source)))
+                expr = make(self, field_nodes, gfield, source)
             elif name == "id" and type_name in MODELS:
-                pairs.append((key, _gid(type_name, source)))
+                expr = self.global_id(type_name, source.column("id"))
             else:
-                pairs.append((key, self.basic(type_name, name, gfield, source)))
-        return pairs
+                expr = self.basic(type_name, name, gfield, source)
+            items.append(f"{key!r}: {expr}")
+        return "{" + ", ".join(items) + "}"
 
-    def basic(self, type_name: str, name: str, gfield: GraphQLField, source: Source) -> Any:
+    def basic(self, type_name: str, name: str, gfield: GraphQLField, source: Source) -> str:
         """A field Strawberry resolves with ``getattr``: its model column, encoded."""
         definition = (gfield.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
         if definition is None or definition.base_resolver is not None or definition.extensions:
@@ -204,165 +281,111 @@ class Compiler:
         column = source.model._meta.fields_db_projection.get(definition.python_name)
         if column is None:
             raise Unsupported(f"{type_name}.{name}: not a column")
-        read = source.column(column)
-        encode = leaf_encoder(gfield.type)
-        return lambda row, request: encode(read(row))
+        return leaf(gfield.type, source.column(column))
+
+    def global_id(self, type_name: str, expr: str) -> str:
+        prefix = self.code.name(f"{type_name}:%d".encode(), "p")
+        return f"(_b64({prefix} % x).decode() if type(x := {expr}) is int else _fb())"
+
+    def enum(self, names: dict[str, str], expr: str) -> str:
+        table = self.code.name(names, "e")
+        return f"(n if (n := {table}.get({expr})) is not None else _fb())"
 
 
-def leaf_encoder(gtype: Any) -> values.Convert:
+def leaf(gtype: Any, expr: str) -> str:
+    """graphql-core's ``complete_leaf_value`` of ``expr`` for a scalar field: the value, or
+    ``_fb()`` where graphql-core would report an error."""
     non_null = is_non_null_type(gtype)
     inner = gtype.of_type if non_null else gtype
     if isinstance(inner, GraphQLList):
         item = inner.of_type
         if isinstance(item, GraphQLNonNull) and get_named_type(item).name == "String" and non_null:
-            return values.string_list
+            return f"_strings({expr})"
         raise Unsupported("a list of this type")
     name = get_named_type(gtype).name
-    factory = _LEAVES.get(name)
-    if factory is None:
-        raise Unsupported(f"a value of type {name}")
-    return factory(non_null)
-
-
-_LEAVES = {
-    "String": values.string,
-    "Int": values.integer,
-    "Float": values.floating,
-    "Boolean": values.boolean,
-    "DateTime": values.datetime,
-}
-
-
-def _constant(value: Any) -> Callable[[Any, Any], Any]:
-    return lambda row, request: value
-
-
-def _gid(type_name: str, source: Source) -> Callable[[Any, Any], Any]:
-    read = source.column("id")
-    encode = values.global_id(type_name)
-    return lambda row, request: encode(read(row))
+    nn = "True" if non_null else "False"
+    if name == "String":
+        return f"(x if type(x := {expr}) is str else _null(x, {nn}))"
+    if name == "Int":
+        test = "-2147483648 <= x <= 2147483647"
+        return f"(x if type(x := {expr}) is int and {test} else _null(x, {nn}))"
+    if name == "Boolean":
+        return f"(x if type(x := {expr}) is bool else _null(x, {nn}))"
+    if name == "Float":
+        return f"(x if type(x := {expr}) is float and _fin(x) else _float(x, {nn}))"
+    if name == "DateTime":
+        return f"(x.isoformat() if type(x := {expr}) is _dt else _null(x, {nn}))"
+    raise Unsupported(f"a value of type {name}")
 
 
 # --- the fields vidgen resolves in code -----------------------------------------------------
 
-
-def _status(column: str) -> Any:
-    def make(c: Compiler, nodes: list[FieldNode], gfield: GraphQLField, source: Source) -> Any:
-        read = source.column(column)
-        encode = values.enum_names(_STATUS_NAMES, non_null=True)
-        return lambda row, request: encode(read(row))
-
-    return make
+Make = Callable[[Compiler, list[FieldNode], GraphQLField, Source], str]
 
 
-def _status_message(c: Compiler, nodes: list[FieldNode], gfield: GraphQLField, s: Source) -> Any:
-    status = s.column("status")
-    message = s.column("status_message")
-    encode = values.string(non_null=False)
-    processing = models.VideoStatus.PROCESSING.value
-
-    def make(row: Any, request: Any) -> Any:
-        if getattr(status(row), "value", status(row)) != processing:
-            return None
-        return encode(message(row))
+def _status(column: str) -> Make:
+    def make(c: Compiler, nodes: list[FieldNode], gfield: GraphQLField, s: Source) -> str:
+        return c.enum(STATUS_NAMES, s.column(column))
 
     return make
 
 
-def _output_format(c: Compiler, nodes: list[FieldNode], gfield: GraphQLField, s: Source) -> Any:
-    read = s.column("output_format")
-    encode = values.enum_names(_FORMAT_NAMES, non_null=True)
-    return lambda row, request: encode(read(row))
+def _status_message(c: Compiler, nodes: list[FieldNode], gfield: GraphQLField, s: Source) -> str:
+    message = leaf(gfield.type, s.column("status_message"))
+    return f"({message} if {s.column('status')} == 'processing' else None)"
 
 
-def _signed_url(file_column: str, url_column: str | None) -> Any:
+def _output_format(c: Compiler, nodes: list[FieldNode], gfield: GraphQLField, s: Source) -> str:
+    return c.enum(FORMAT_NAMES, s.column("output_format"))
+
+
+def _signed_url(file_column: str, url_column: str | None) -> Make:
     """``Video.videoUrl``/``thumbnailUrl``/``inputImageUrl``: the stored file's signed URL,
     else the provider's URL (when the field has one)."""
 
-    def make(c: Compiler, nodes: list[FieldNode], gfield: GraphQLField, s: Source) -> Any:
-        key_of = s.column(file_column)
-        url_of = s.column(url_column) if url_column else None
-        encode = values.string(non_null=False)
-
-        def resolve(row: Any, request: Any) -> Any:
-            key = key_of(row)
-            if key:
-                settings = request.settings
-                return signed_url(
-                    settings.resolved_public_url,
-                    key,
-                    ttl=settings.signed_url_ttl_seconds,
-                    secret=settings.resolved_secret_key,
-                )
-            return encode(url_of(row) if url_of else None)
-
-        return resolve
+    def make(c: Compiler, nodes: list[FieldNode], gfield: GraphQLField, s: Source) -> str:
+        otherwise = leaf(gfield.type, s.column(url_column)) if url_column else "None"
+        return f"(_sign(request.settings, k) if (k := {s.column(file_column)}) else {otherwise})"
 
     return make
 
 
-def _to_one(type_name: str, column: str, non_null: bool = False) -> Any:
-    def make(c: Compiler, nodes: list[FieldNode], gfield: GraphQLField, s: Source) -> Any:
-        model = MODELS[type_name]
-        key_of = s.column(column)
-        joined = s.join(model, column)
+def _to_one(type_name: str, column: str, non_null: bool = False) -> Make:
+    def make(c: Compiler, nodes: list[FieldNode], gfield: GraphQLField, s: Source) -> str:
+        key = s.column(column)
+        joined = s.join(MODELS[type_name], column)
         found = joined.column("id")
-        build = obj(c.object(type_name, nodes, joined))
-
-        def resolve(row: Any, request: Any) -> Any:
-            if key_of(row) is None or found(row) is None:
-                if non_null:
-                    raise values.Fallback  # the plain path's error for a missing row
-                return None
-            return build(row, request)
-
-        return resolve
+        missing = "_fb()" if non_null else "None"  # the plain path's error for a lost row
+        body = c.object(type_name, nodes, joined)
+        return f"({missing} if {key} is None or {found} is None else {body})"
 
     return make
 
 
-def _to_many(kind: str, type_name: str) -> Any:
-    def make(c: Compiler, nodes: list[FieldNode], gfield: GraphQLField, s: Source) -> Any:
+def _to_many(kind: str, type_name: str) -> Make:
+    def make(c: Compiler, nodes: list[FieldNode], gfield: GraphQLField, s: Source) -> str:
         video_id = s.column("id")
-        batch, rows = s.batch(kind, MODELS[type_name])
-        build = obj(c.object(type_name, nodes, rows))
-        slot = batch.slot
-
-        def resolve(row: Any, request: Any) -> Any:
-            return [build(item, request) for item in request.batches[slot].get(video_id(row), ())]
-
-        return resolve
+        batch, item = s.batch(kind, MODELS[type_name])
+        body = c.object(type_name, nodes, item)
+        return f"[{body} for {item.var} in batches[{batch.slot}].get({video_id}, ())]"
 
     return make
 
 
-def _event_cursor(c: Compiler, nodes: list[FieldNode], gfield: GraphQLField, s: Source) -> Any:
+def _event_cursor(c: Compiler, nodes: list[FieldNode], gfield: GraphQLField, s: Source) -> str:
     video_id = s.column("id")
     batch, _ = s.batch("latest", models.VideoStatusEvent)
-    slot = batch.slot
-
-    def resolve(row: Any, request: Any) -> Any:
-        latest = request.batches[slot].get(video_id(row))
-        return None if latest is None else str(latest)
-
-    return resolve
+    return f"(None if (x := batches[{batch.slot}].get({video_id})) is None else str(x))"
 
 
-def _webhook_secret(c: Compiler, nodes: list[FieldNode], gfield: GraphQLField, s: Source) -> Any:
-    user_id = s.column("id")
-    secret = s.column("webhook_secret")
-    encode = values.string(non_null=False)
-
-    def resolve(row: Any, request: Any) -> Any:
-        viewer = request.viewer
-        if viewer is None or viewer.id != user_id(row):
-            return None
-        return encode(secret(row))
-
-    return resolve
+def _webhook_secret(c: Compiler, nodes: list[FieldNode], gfield: GraphQLField, s: Source) -> str:
+    secret = leaf(gfield.type, s.column("webhook_secret"))
+    return (
+        f"(None if request.viewer is None or request.viewer.id != {s.column('id')} else {secret})"
+    )
 
 
-_SPECIAL: dict[str, dict[str, Any]] = {
+_SPECIAL: dict[str, dict[str, Make]] = {
     "Video": {
         "status": _status("status"),
         "statusMessage": _status_message,

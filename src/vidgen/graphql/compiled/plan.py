@@ -31,7 +31,7 @@ from graphql.execution.values import get_argument_values, get_variable_values
 from vidgen import models
 from vidgen.graphql import pagination
 from vidgen.graphql.compiled import statements, values
-from vidgen.graphql.compiled.objects import Batch, Columns, Compiler, Source, obj
+from vidgen.graphql.compiled.objects import Batch, Columns, Compiler, Source
 from vidgen.graphql.compiled.selection import Unsupported, collect, sub_selections
 from vidgen.graphql.types.ids import require_id
 from vidgen.services import videos as video_service
@@ -61,36 +61,34 @@ class VideoList:
         assert isinstance(edge_type, GraphQLObjectType)
         assert isinstance(page_info, GraphQLObjectType)
         self.columns = Columns()
-        source = Source(models.Video, "v", self.columns)
-        self.source = source
+        source = Source(models.Video, compiler.code, "row", "v", self.columns)
         self.count = False
-        created_at = id_of = None
 
-        def cursor_reader() -> Callable[[Any], str]:
-            nonlocal created_at, id_of
-            created_at = source.column("created_at")
-            id_of = source.column("id")
-            return lambda row: values.cursor(created_at(row), id_of(row))
+        def cursor(row: str) -> str:
+            at = self.columns.add("v", models.Video, "created_at")
+            key = self.columns.add("v", models.Video, "id")
+            return f"_cursor({row}[{at}], {row}[{key}])"
 
         fields = collect(schema, connection, sub_selections(nodes), compiler.fragments)
-        # Each part of the connection: a function of (page rows, has_next, count, request).
-        parts: list[tuple[str, Callable[..., Any]]] = []
+        parts = []
         for key, field_nodes in fields.items():
             name = field_nodes[0].name.value
             if name == "__typename":
-                parts.append((key, lambda *_: "VideoConnection"))
+                parts.append(f"{key!r}: 'VideoConnection'")
             elif name == "totalCount":
                 self.count = True
-                parts.append((key, lambda rows, more, count, request: count))
+                parts.append(f"{key!r}: count")
             elif name == "pageInfo":
                 info = collect(schema, page_info, sub_selections(field_nodes), compiler.fragments)
-                parts.append((key, self._page_info(info, cursor_reader)))
+                parts.append(f"{key!r}: {self._page_info(info, cursor)}")
             elif name == "edges":
                 edge = collect(schema, edge_type, sub_selections(field_nodes), compiler.fragments)
-                parts.append((key, self._edges(compiler, edge, cursor_reader)))
+                parts.append(f"{key!r}: {self._edges(compiler, edge, cursor, source)}")
             else:
                 raise Unsupported(f"VideoConnection.{name}")
-        self.parts = parts
+        self.build = compiler.code.function(
+            "rows, more, count, request", "{" + ", ".join(parts) + "}"
+        )
         self.read = self.columns.reader()
         for batch in source.batches:
             batch.read = batch.columns.reader()
@@ -102,45 +100,44 @@ class VideoList:
             for join in source.joins
         )
 
-    def _page_info(self, fields: dict[str, list[FieldNode]], cursor_reader: Any) -> Any:
-        pairs: list[tuple[str, Callable[..., Any]]] = []
-        cursor = None
+    @staticmethod
+    def _page_info(fields: dict[str, list[FieldNode]], cursor: Callable[[str], str]) -> str:
+        items = []
         for key, field_nodes in fields.items():
             name = field_nodes[0].name.value
-            if name in ("startCursor", "endCursor") and cursor is None:
-                cursor = cursor_reader()
             if name == "__typename":
-                pairs.append((key, lambda rows, more: "PageInfo"))
+                items.append(f"{key!r}: 'PageInfo'")
             elif name == "hasNextPage":
-                pairs.append((key, lambda rows, more: more))
+                items.append(f"{key!r}: more")
             elif name == "hasPreviousPage":
-                pairs.append((key, lambda rows, more: False))
+                items.append(f"{key!r}: False")
             elif name == "startCursor":
-                pairs.append((key, lambda rows, more, c=cursor: c(rows[0]) if rows else None))
+                items.append(f"{key!r}: ({cursor('rows[0]')} if rows else None)")
             elif name == "endCursor":
-                pairs.append((key, lambda rows, more, c=cursor: c(rows[-1]) if rows else None))
+                items.append(f"{key!r}: ({cursor('rows[-1]')} if rows else None)")
             else:
                 raise Unsupported(f"PageInfo.{name}")
-        return lambda rows, more, count, request: {key: part(rows, more) for key, part in pairs}
+        return "{" + ", ".join(items) + "}"
 
+    @staticmethod
     def _edges(
-        self, compiler: Compiler, fields: dict[str, list[FieldNode]], cursor_reader: Any
-    ) -> Any:
-        pairs: list[tuple[str, Callable[[Any, Any], Any]]] = []
+        compiler: Compiler,
+        fields: dict[str, list[FieldNode]],
+        cursor: Callable[[str], str],
+        source: Source,
+    ) -> str:
+        items = []
         for key, field_nodes in fields.items():
             name = field_nodes[0].name.value
             if name == "__typename":
-                pairs.append((key, lambda row, request: "VideoEdge"))
+                items.append(f"{key!r}: 'VideoEdge'")
             elif name == "cursor":
-                cursor = cursor_reader()
-                pairs.append((key, lambda row, request, c=cursor: c(row)))
+                items.append(f"{key!r}: {cursor('row')}")
             elif name == "node":
-                node = obj(compiler.object("Video", field_nodes, self.source))
-                pairs.append((key, node))
+                items.append(f"{key!r}: {compiler.object('Video', field_nodes, source)}")
             else:
                 raise Unsupported(f"VideoEdge.{name}")
-        edge = obj(pairs)
-        return lambda rows, more, count, request: [edge(row, request) for row in rows]
+        return "[{" + ", ".join(items) + "} for row in rows]"
 
     async def run(self, variables: dict[str, Any], request: Request) -> Any:
         viewer = request.viewer
@@ -171,7 +168,7 @@ class VideoList:
         rows = rows[:size]
         count = await statements.count(where) if self.count else None
         request.batches = [await _load(batch, rows) for batch in self.batches]
-        return {key: part(rows, more, count, request) for key, part in self.parts}
+        return self.build(rows, more, count, request)
 
 
 def _video_list(viewer: models.User, given: Any) -> Any:
@@ -211,7 +208,8 @@ class Viewer:
     """The root ``viewer``: the signed-in user in hand (null when not signed in)."""
 
     def __init__(self, compiler: Compiler, nodes: list[FieldNode]) -> None:
-        self.build = obj(compiler.object("User", nodes, Source(models.User)))
+        body = compiler.object("User", nodes, Source(models.User, compiler.code, "viewer"))
+        self.build = compiler.code.function("viewer, request", body)
 
     async def run(self, variables: dict[str, Any], request: Request) -> Any:
         viewer = request.viewer
