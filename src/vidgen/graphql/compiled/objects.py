@@ -47,7 +47,7 @@ from graphql import (
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from tortoise.models import Model
 
-from vidgen import models
+from vidgen import dialect, models
 from vidgen.graphql.compiled import values
 from vidgen.graphql.compiled.selection import Unsupported, collect, sub_selections
 from vidgen.graphql.types.enums import OutputFormatEnum, VideoStatusEnum
@@ -113,6 +113,9 @@ class Code:
             "_strings": values.string_list,
         }
         self._count = 0
+        # PostgreSQL: to-many relations as ARRAY subqueries of the page's own statement (one
+        # round trip); SQLite: one statement per relation batch (see Batch).
+        self.inline = dialect.is_postgres()
 
     def name(self, value: Any, hint: str = "c") -> str:
         self._count += 1
@@ -156,6 +159,10 @@ class Columns:
         self._convert.append(None)
         return len(self.exprs) - 1
 
+    def set(self, index: int, expr: str, convert: values.Convert | None) -> None:
+        self.exprs[index] = expr
+        self._convert[index] = convert
+
     def reader(self) -> Callable[[list[Any]], list[list[Any]]]:
         """Raw rows to lists of converted values."""
         converting = [(i, c) for i, c in enumerate(self._convert) if c is not None]
@@ -184,12 +191,15 @@ class Join:
 
 @dataclass
 class Batch:
-    """A to-many relation of a page's videos, read in one statement for all of them."""
+    """A to-many relation of a page's videos: on PostgreSQL a column of the page's own
+    statement (``column``: an ARRAY of ROWs, or the latest event's id), elsewhere one
+    statement for all the page's videos (``columns`` then starts with the video id)."""
 
     kind: str  # "tags", "history" or "latest"
-    columns: Columns  # index 0: the video id; the selected columns after it
-    slot: int  # where its rows go in the request's batches
+    columns: Columns  # the relation's selected columns
+    slot: int  # where its rows go in the request's batches (a statement of its own)
     video_index: int  # where the parent row holds the video id
+    column: int = -1  # where the parent row holds the relation (in the page's statement)
     read: Callable[[list[Any]], list[list[Any]]] | None = None
 
 
@@ -227,8 +237,12 @@ class Source:
             raise Unsupported("a relation of an object in hand")
         video_index = self.columns.add(self.alias, self.model, "id")
         columns = Columns()
-        columns.add_raw("k")
-        found = Batch(kind, columns, slot=len(self.batches), video_index=video_index)
+        column = -1
+        if self.code.inline:
+            column = self.columns.add_raw("")  # written when the relation is compiled
+        else:
+            columns.add_raw("k")
+        found = Batch(kind, columns, len(self.batches), video_index, column)
         self.batches.append(found)
         item = Source(model, self.code, self.code.variable("b"), "r", columns, [], self.batches)
         item.counter = self.counter
@@ -367,6 +381,8 @@ def _to_many(kind: str, type_name: str) -> Make:
         video_id = s.column("id")
         batch, item = s.batch(kind, MODELS[type_name])
         body = c.object(type_name, nodes, item)
+        if batch.column >= 0:
+            return f"[{body} for {item.var} in {s.var}[{batch.column}]]"
         return f"[{body} for {item.var} in batches[{batch.slot}].get({video_id}, ())]"
 
     return make
@@ -375,6 +391,8 @@ def _to_many(kind: str, type_name: str) -> Make:
 def _event_cursor(c: Compiler, nodes: list[FieldNode], gfield: GraphQLField, s: Source) -> str:
     video_id = s.column("id")
     batch, _ = s.batch("latest", models.VideoStatusEvent)
+    if batch.column >= 0:
+        return f"(None if (x := {s.var}[{batch.column}]) is None else str(x))"
     return f"(None if (x := batches[{batch.slot}].get({video_id})) is None else str(x))"
 
 

@@ -89,10 +89,17 @@ class VideoList:
         self.build = compiler.code.function(
             "rows, more, count, request", "{" + ", ".join(parts) + "}"
         )
-        self.read = self.columns.reader()
         for batch in source.batches:
+            if not batch.columns.exprs:  # only __typename: ROW() needs a column
+                model = models.Tag if batch.kind == "tags" else models.VideoStatusEvent
+                batch.columns.add("r", model, "id")
             batch.read = batch.columns.reader()
-        self.batches = source.batches
+            if batch.column >= 0:  # inside the page's statement (see objects.Batch)
+                sql = statements.inline_batch(batch.kind, batch.columns.exprs)
+                read = None if batch.kind == "latest" else batch.read
+                self.columns.set(batch.column, sql, read)
+        self.read = self.columns.reader()
+        self.batches = [batch for batch in source.batches if batch.column < 0]
         self.select = ", ".join(self.columns.exprs) or 'v."id"'
         self.joins = "".join(
             f' LEFT JOIN "{join.table}" {join.alias} ON {join.alias}."id" = '

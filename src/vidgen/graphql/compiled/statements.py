@@ -119,6 +119,16 @@ _BATCHES = {
 }
 
 
+def inline_batch(kind: str, columns: list[str]) -> str:
+    """A to-many relation of the page's row ``v`` as a column of the page's statement
+    (PostgreSQL): an ARRAY of ROWs in the relation's order, or the latest event's id."""
+    if kind == "latest":
+        return '(SELECT MAX(r."id") FROM "video_status_events" r WHERE r."video_id" = v."id")'
+    source, key, order = _BATCHES[kind]
+    where = source.format(keys='= v."id"')
+    return f"ARRAY(SELECT ROW({', '.join(columns)}) FROM {where}{order})"
+
+
 async def batch(kind: str, columns: list[str], video_ids: list[int]) -> list[Any]:
     """The rows of one to-many relation for all of ``video_ids``: the video id first."""
     p = Params()
