@@ -67,9 +67,9 @@ async def test_statements_per_request_are_constant_in_the_page_size(
         assert page["edges"][0]["node"]["tags"] and page["edges"][0]["node"]["statusHistory"]
         assert len(_page_statements(counter)) == 1, counter.statements  # answered by a plan
         counts[first] = counter.count
-    # token + page (relations in it on PostgreSQL) + count; SQLite: + tags, history and
-    # latest event, one statement each
-    expected = 3 if backend == "postgres" else 6
+    # token + page (with its count; relations in it on PostgreSQL); SQLite: + tags,
+    # history and latest event, one statement each
+    expected = 2 if backend == "postgres" else 5
     assert counts[1] == counts[10] == counts[50] == expected, count_statements.statements
 
 

@@ -169,11 +169,15 @@ class VideoList:
         where = statements.video_filters(listed)
         if where is None:
             raise values.Fallback  # a filter only the ORM writes (see statements)
-        raw = await statements.page(self.select, self.joins, where, cursor, size + 1)
+        raw = await statements.page(
+            self.select, self.joins, where, cursor, size + 1, with_count=self.count
+        )
         rows = self.read(raw)
+        count = None
+        if self.count:  # the last column, when there is a row to hold it
+            count = int(rows[0][-1]) if rows else await statements.count(where)
         more = len(rows) > size
         rows = rows[:size]
-        count = await statements.count(where) if self.count else None
         request.batches = [await _load(batch, rows) for batch in self.batches]
         return self.build(rows, more, count, request)
 

@@ -77,10 +77,15 @@ async def page(
     where: Where,
     cursor: tuple[dt.datetime, int] | None,
     limit: int,
+    *,
+    with_count: bool = False,
 ) -> list[Any]:
     """The page's rows (``limit`` is one more than the page: it says whether more follow),
-    newest first."""
+    newest first. ``with_count``: each row ends with the number of videos the filters
+    match over all pages (a subquery run once, not per row)."""
     p = Params()
+    if with_count:  # first: its placeholders come first in the text
+        select += f', (SELECT COUNT(*) FROM "videos" v WHERE {where(p)})'
     condition = where(p)
     if cursor is not None:
         when, row_id = cursor
