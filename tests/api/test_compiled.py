@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from strawberry.relay import GlobalID
 
 from tests.api.conftest import Account, LiveServer, StatementCounter
 from vidgen.graphql.compiled import pins
@@ -167,3 +168,60 @@ def test_the_pins_are_checked_with_a_clear_error() -> None:
         pins.check(wrong)
     with pytest.raises(pins.VersionMismatch, match=r"strawberry-graphql \(missing\)"):
         pins.check({"graphql-core": "3.3.2"})
+
+
+EVENT_FIELDS = """
+  __typename id prompt status statusMessage outputFormat progress provider model caption
+  videoStyle resolution durationSeconds frameRate fileSize width height paragraphIndex
+  predictionId errorMessage retryCount priority scheduledAt version createdAt updatedAt
+  completedAt deletedAt videoUrl thumbnailUrl inputImageUrl ...on Video { again: status }
+"""
+
+
+async def test_event_results_equal_strawberrys_for_a_row_in_hand(
+    db: Any, alice: Account, bob: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The subscriptions' entry point: a subscription document's selection on one video row
+    equals what Strawberry gives for the same selection on that video."""
+    import types as pytypes
+
+    from vidgen.graphql.compiled import plans_for
+    from vidgen.graphql.context import Context
+    from vidgen.graphql.schema import build_schema
+    from vidgen.media import signing
+    from vidgen.models import Video
+    from vidgen.runtime import Runtime
+
+    monkeypatch.setattr(signing, "time", pytypes.SimpleNamespace(time=lambda: 1_800_000_000.0))
+    runtime = Runtime.create(db)
+    schema = build_schema(db)
+    plans = plans_for(schema, db)
+    made = await videos.generate_video(
+        runtime=runtime, viewer=alice.user, prompt="a fox", caption="c", tags=["x"]
+    )
+    await Video.filter(id=made.id).update(
+        status="processing", status_message="step 1", video_file="v/f.mp4"
+    )
+    video = await Video.get(id=made.id)
+    gid = GlobalID("Video", str(made.id))
+    subscription = f"subscription S($id: ID!) {{ videoUpdated(id: $id) {{ {EVENT_FIELDS} }} }}"
+    for viewer in (alice, bob):
+        compiled = plans.event_result(subscription, None, {"id": str(gid)}, viewer.user, video)
+        context = Context(runtime=runtime)
+        await context.authenticate(f"Bearer {alice.token}")  # the owner may see it
+        expected = await schema.execute(
+            f'{{ video(id: "{gid}") {{ {EVENT_FIELDS} }} }}', context_value=context
+        )
+        assert expected.errors is None and expected.data is not None
+        assert compiled == {"videoUpdated": expected.data["video"]}
+    assert compiled["videoUpdated"]["statusMessage"] == "step 1"
+    assert compiled["videoUpdated"]["videoUrl"].startswith("http")
+    # Selections that need a statement, and documents that are not subscriptions: None.
+    for document in (
+        "subscription { videoUpdated(id: $id) { id owner { id } } }",
+        "subscription S($id: ID!) { videoUpdated(id: $id) { id owner { id } } }",
+        "subscription S($id: ID!) { videoUpdated(id: $id) { eventCursor } }",
+        "subscription S($id: ID!, $t: Boolean!) { videoUpdated(id: $id) { id @skip(if: $t) } }",
+        "{ viewer { id } }",
+    ):
+        assert plans.event_result(document, None, {"id": str(gid)}, alice.user, video) is None

@@ -62,7 +62,13 @@ from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter  # noqa: 
 
 from vidgen import dialect, metrics  # noqa: E402
 from vidgen.graphql import guards  # noqa: E402
-from vidgen.graphql.compiled.plan import Plan, Request, compile_plan  # noqa: E402
+from vidgen.graphql.compiled.plan import (  # noqa: E402
+    EventPlan,
+    Plan,
+    Request,
+    compile_event,
+    compile_plan,
+)
 from vidgen.graphql.compiled.selection import Unsupported  # noqa: E402
 from vidgen.graphql.compiled.values import Fallback  # noqa: E402
 from vidgen.graphql.observability import operation_label  # noqa: E402
@@ -81,7 +87,7 @@ class CompiledPlans:
     def __init__(self, schema: Any, settings: Settings) -> None:
         self.schema: GraphQLSchema = getattr(schema, "_schema", schema)
         self.settings = settings
-        self._plans: OrderedDict[tuple[str, str, str | None], Any] = OrderedDict()
+        self._plans: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._rules = [
             *specified_rules,
             *QueryDepthLimiter(
@@ -103,7 +109,7 @@ class CompiledPlans:
                 self._plans.popitem(last=False)
         return None if found is _NONE else found
 
-    def _compile(self, query: str, operation_name: str | None) -> Any:
+    def _compile(self, query: str, operation_name: str | None, event: bool = False) -> Any:
         try:
             document = parse(query, max_tokens=self.settings.max_query_tokens)
         except GraphQLError:
@@ -113,9 +119,38 @@ class CompiledPlans:
         if guards.find_bad_text(document, None) is not None:
             return _NONE
         try:
+            if event:
+                return compile_event(self.schema, document, operation_name)
             return compile_plan(self.schema, document, operation_name)
         except Unsupported:
             return _NONE
+
+    def event_result(
+        self,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, Any] | None,
+        viewer: User | None,
+        video: Any,
+    ) -> dict[str, Any] | None:
+        """A subscription event's ``data`` for ``video`` (a ``models.Video`` row at the
+        event's version, already checked visible to ``viewer``), or None: Strawberry must
+        execute it. Covers the selections of Video fields that need no statement."""
+        key = ("event", dialect.name(), query, operation_name)
+        found = self._plans.get(key)
+        if found is None:
+            found = self._plans[key] = self._compile(query, operation_name, event=True)
+            if len(self._plans) > CACHE_SIZE:
+                self._plans.popitem(last=False)
+        if found is _NONE:
+            return None
+        if variables and guards.find_bad_text(None, variables) is not None:
+            return None
+        plan: EventPlan = found
+        try:
+            return {plan.key: plan.build(video, Request(viewer, self.settings))}
+        except Fallback:
+            return None
 
     async def data(
         self,

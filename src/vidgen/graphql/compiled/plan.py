@@ -252,9 +252,38 @@ class Plan:
         return {key: await root.run(variables, request) for key, root in self.roots}
 
 
-def compile_plan(schema: GraphQLSchema, document: DocumentNode, operation_name: str | None) -> Plan:
-    """The plan of ``document``'s operation; raises :class:`Unsupported`. The document
-    must be valid (the caller validated it)."""
+@dataclass
+class EventPlan:
+    """A subscription document's selection on one Video row in hand (see
+    :meth:`vidgen.graphql.compiled.CompiledPlans.event_result`)."""
+
+    key: str
+    build: Callable[..., Any]
+
+
+def compile_event(
+    schema: GraphQLSchema, document: DocumentNode, operation_name: str | None
+) -> EventPlan:
+    """The event plan of a subscription document; raises :class:`Unsupported` (also for
+    selections that need a statement: relations, ``eventCursor``)."""
+    operation = _operation(document, operation_name)
+    if operation.operation != OperationType.SUBSCRIPTION:
+        raise Unsupported(operation.operation.value)
+    fragments = _fragments(document)
+    compiler = Compiler(schema, fragments)
+    subscription_type = schema.subscription_type
+    assert subscription_type is not None
+    fields = collect(schema, subscription_type, [operation.selection_set], fragments)
+    if len(fields) != 1:
+        raise Unsupported("one root field")
+    ((key, nodes),) = fields.items()
+    if nodes[0].name.value not in ("videoUpdated", "videoUpdates"):
+        raise Unsupported(nodes[0].name.value)
+    body = compiler.object("Video", nodes, Source(models.Video, compiler.code, "video"))
+    return EventPlan(key, compiler.code.function("video, request", body))
+
+
+def _operation(document: DocumentNode, operation_name: str | None) -> OperationDefinitionNode:
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if operation_name is None:
         if len(operations) != 1:
@@ -265,13 +294,22 @@ def compile_plan(schema: GraphQLSchema, document: DocumentNode, operation_name: 
         if len(named) != 1:
             raise Unsupported("no such operation")
         operation = named[0]
-    if operation.operation != OperationType.QUERY:
-        raise Unsupported(operation.operation.value)
     if operation.directives or any(v.directives for v in operation.variable_definitions or ()):
         raise Unsupported("a directive")
-    fragments = {
-        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-    }
+    return operation
+
+
+def _fragments(document: DocumentNode) -> dict[str, FragmentDefinitionNode]:
+    return {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+
+
+def compile_plan(schema: GraphQLSchema, document: DocumentNode, operation_name: str | None) -> Plan:
+    """The plan of ``document``'s operation; raises :class:`Unsupported`. The document
+    must be valid (the caller validated it)."""
+    operation = _operation(document, operation_name)
+    if operation.operation != OperationType.QUERY:
+        raise Unsupported(operation.operation.value)
+    fragments = _fragments(document)
     compiler = Compiler(schema, fragments)
     query_type = schema.query_type
     assert query_type is not None
