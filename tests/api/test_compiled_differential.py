@@ -25,7 +25,6 @@ from hypothesis_graphql import queries
 
 from tests.api.conftest import Account
 from tests.fuzz.test_graphql_fuzz import SCHEMA
-from vidgen import dialect
 from vidgen.graphql.compiled import plans_for
 from vidgen.graphql.context import Context
 from vidgen.graphql.dataloaders import Loaders
@@ -198,13 +197,8 @@ async def test_compiled_answers_equal_strawberrys(
             expected = await plain_with(SCHEMA_OBJECT, runtime, document, token)
             if compiled is None:
                 fell_back += 1
-                # A covered document falls back only when Strawberry answers an error, or
-                # for a non-ASCII search on SQLite (a filter left to the ORM).
-                left_to_orm = not document.isascii() and not dialect.is_postgres()
-                assert document not in covered or "errors" in expected or left_to_orm, (
-                    who,
-                    document,
-                )
+                # A covered document falls back only when Strawberry answers an error.
+                assert document not in covered or "errors" in expected, (who, document)
                 continue
             answered += 1
             assert "errors" not in expected, (who, document, expected)

@@ -244,13 +244,15 @@ async def test_real_documents_give_graphql_cores_results(
     fast, plain = await _both(db, runtime, None, LIST, {"first": 5})
     assert fast == plain and fast["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
 
-    # The fast path did run: the plain executor builds an Info for every field.
+    # The fast path did run: the plain executor builds an Info for every field. (Relations
+    # not yet in a loader, awaited the first time, take graphql-core's path: the root list
+    # no longer preloads them, vidgen.graphql.compiled answers it when it can.)
     infos = {}
     for fast_fields, schema in _SCHEMAS.items():
         counting.count = 0
         await _run(schema, runtime, alice.token, LIST, {"first": 50})
         infos[fast_fields] = counting.count
-    assert infos[True] * 10 < infos[False], infos
+    assert infos[True] * 5 < infos[False], infos
 
 
 class _BrokenThemes(Loaders):

@@ -1,5 +1,5 @@
 """``videos(filter: {search})`` ignores case beyond ASCII on both backends (SQLite's LIKE
-folds ASCII only), through the list's kept page statements as through Tortoise's own query,
+folds ASCII only), through the compiled plans' statements as through Tortoise's own query,
 in the same number of statements; the text is matched literally."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest_asyncio
 
 from tests.api.conftest import Account, LiveServer, StatementCounter
 from vidgen.graphql import pagination
-from vidgen.graphql.fastpath import page_sql
+from vidgen.graphql.compiled import statements
 from vidgen.models import Video
 from vidgen.runtime import Runtime
 from vidgen.services import videos
@@ -62,16 +62,15 @@ CASES = {
 
 
 async def test_search_ignores_case_beyond_ascii(made: dict[str, Video], alice: Account) -> None:
-    page_sql._PAGE_SQL.clear()
     for text, expected in CASES.items():
         listed = videos.video_list(viewer=alice.user, search=text)
         slow = await pagination.fetch_page(listed.queryset(), first=10, after=None)
-        for _ in range(2):  # built by Tortoise, then through the kept statement
-            fast = await page_sql.fetch_list_page(listed, first=10, after=None)
-            assert sorted(v.prompt for v in fast.rows) == expected, text
+        where = statements.video_filters(listed)
+        rows = await statements.page('v."prompt"', "", where, None, 11, with_count=True)
+        assert sorted(row[0] for row in rows) == expected, text
+        assert all(row[1] == len(expected) for row in rows), text
         assert sorted(v.prompt for v in slow.rows) == expected, text
         assert await listed.count() == len(expected), text
-    assert page_sql._PAGE_SQL and all(sql is not None for sql in page_sql._PAGE_SQL.values())
 
 
 async def test_search_over_graphql_in_as_many_statements(

@@ -70,13 +70,9 @@ class Page:
 
     rows: list[Any]
     has_next_page: bool
-    # What ``count()`` counts every page (a QuerySet, or the ListSource of
-    # fastpath.page_sql); None for a page of a batch (fetch_pages)
+    # What ``count()`` counts every page (a QuerySet); None for a page of a batch
+    # (fetch_pages)
     count_query: Any = None
-    # Rows of the to-one relations read with the page (page_sql.fetch_list_page's joins): for
-    # each join's column, the related row (or None: no such row) by the column's value.
-    # None when they were not read.
-    related: dict[str, dict[Any, Any]] | None = None
 
 
 def page_query(query: QuerySet[Any], cursor: tuple[dt.datetime, int] | None, first: int) -> Any:

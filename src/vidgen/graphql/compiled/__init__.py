@@ -22,20 +22,22 @@ What falls back to Strawberry, for the whole request:
   story's ``project``); documents that do not parse or validate;
 - requests whose answer would hold an error, decided per request (:class:`~.values.Fallback`):
   not signed in, bad variables or arguments, a bad cursor or page size, a value a scalar
-  cannot represent, text with NUL characters; and a non-ASCII search on SQLite.
+  cannot represent, text with NUL characters, a database error.
 
 Plans never write, so a fallback just runs the request through Strawberry, which answers
 exactly as it would have. ``tests/api/test_compiled_differential.py`` runs generated
 documents both ways, as four viewers, on both databases, and compares the JSON.
 
+The shortcuts that served the root ``videos`` list in Strawberry's path are gone: its
+statement kept per filter shape (``fastpath/page_sql``, with the services' statement keys)
+and the page's relation preloads (``types``' ``_fill``, re-implementing ``load_many``).
 What remains outside this package, and why:
 
 - ``graphql/fastpath/`` (inline field execution in graphql-core's executor, input plans,
-  the list page's kept SQL and relation preloads), ``db.RowBuilder``, the loaders'
-  ``KeyedQuery`` and ``types`` relations' ``now_or_later``: they still serve every
-  document that falls back (mutations, nested connections, documents with directives,
-  subscriptions' events), each pinned by its own test. Removing them would slow those
-  documents down, and ``webhooks_out/outbox.py`` builds its rows with ``db.row_builder``;
+  ``now_or_later``), the loaders' ``KeyedQuery`` and ``db.RowBuilder``: they serve every
+  document that falls back (mutations such as ``generateVideo``, nested connections,
+  documents with directives, WebSocket operations, subscription events), each pinned by
+  its own test. ``webhooks_out/outbox.py`` also builds its rows with ``db.row_builder``;
 - the transaction entry repaired in ``db.py``: it fixes Tortoise for every writer, not
   for GraphQL;
 - the view's own guards (CSRF, body limit, the operation-name check, the outage answer):
@@ -48,6 +50,7 @@ import (:mod:`.pins`).
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections import OrderedDict
 from typing import Any
@@ -74,6 +77,8 @@ from vidgen.graphql.compiled.values import Fallback  # noqa: E402
 from vidgen.graphql.observability import operation_label  # noqa: E402
 from vidgen.models import User  # noqa: E402
 from vidgen.settings import Settings  # noqa: E402
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["CompiledPlans", "Fallback", "Unsupported", "plans_for"]
 
@@ -168,6 +173,9 @@ class CompiledPlans:
         try:
             return await plan.data(self.schema, variables, Request(viewer, self.settings))
         except Fallback:
+            return None
+        except Exception:  # noqa: BLE001 - a database failure, say: Strawberry reports it
+            logger.debug("compiled plan failed; Strawberry answers", exc_info=True)
             return None
 
     async def response(

@@ -167,8 +167,6 @@ class VideoList:
         except Exception as exc:  # noqa: BLE001 - the plain path reports it
             raise values.Fallback from exc
         where = statements.video_filters(listed)
-        if where is None:
-            raise values.Fallback  # a filter only the ORM writes (see statements)
         raw = await statements.page(
             self.select, self.joins, where, cursor, size + 1, with_count=self.count
         )

@@ -6,9 +6,9 @@ are :class:`~vidgen.services.videos.listing.VideoList`'s, checked by the service
 here as the ORM writes them for ``VideoList.queryset()``; authorization is the
 ``owner_id`` condition inside the statement (absent for an admin, as in the service).
 
-One filter is left to the ORM: a search for non-ASCII text on SQLite (a Python regular
-expression function there; see ``services/videos/search.py``). :func:`video_filters`
-returns None for it and the request runs through Strawberry.
+The search filter is the services' choice (``services/videos/search.py``): LIKE ignoring
+ASCII case, or on SQLite for non-ASCII text Tortoise's ``MATCH`` (a Python regular
+expression ignoring case, installed on each SQLite connection).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from vidgen import dialect, models
+from vidgen import models
 from vidgen.dialect import Params
+from vidgen.services.videos.search import search_terms
 
 Where = Callable[[Params], str]
 
@@ -28,11 +29,9 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def video_filters(listed: Any) -> Where | None:
-    """``listed.queryset()``'s WHERE clause (a ``VideoList``), or None (see the module)."""
+def video_filters(listed: Any) -> Where:
+    """``listed.queryset()``'s WHERE clause (``listed`` is a ``VideoList``)."""
     search = listed.search
-    if search is not None and not search.isascii() and not dialect.is_postgres():
-        return None
 
     def where(p: Params) -> str:
         parts = []
@@ -59,12 +58,22 @@ def video_filters(listed: Any) -> Where | None:
                 f'ON vt."tag_id" = tg."id" WHERE tg."name_key" = {p(listed.tag_key)})'
             )
         if search is not None:
-            text = f"%{_escape_like(search)}%"
-            pattern = p(text)
-            again = pattern if p.postgres else p(text)  # numbered placeholders can repeat
+            # The services choose the match (search_terms): LIKE, or on SQLite for
+            # non-ASCII text Tortoise's MATCH (a Python regular expression ignoring case).
+            (prompt_key, text), _ = search_terms(search)
+            if prompt_key.endswith("__iposix_regex"):
+                test = "COALESCE(CAST(v.\"{column}\" AS VARCHAR),'') MATCH {value}"
+            else:
+                test = "UPPER(CAST(v.\"{column}\" AS VARCHAR)) LIKE UPPER({value}) ESCAPE '\\'"
+                text = f"%{_escape_like(text)}%"
+            first = p(text)
+            again = first if p.postgres else p(text)  # numbered placeholders can repeat
             parts.append(
-                f"(UPPER(CAST(v.\"prompt\" AS VARCHAR)) LIKE UPPER({pattern}) ESCAPE '\\' OR "
-                f"UPPER(CAST(v.\"caption\" AS VARCHAR)) LIKE UPPER({again}) ESCAPE '\\')"
+                "("
+                + test.format(column="prompt", value=first)
+                + " OR "
+                + test.format(column="caption", value=again)
+                + ")"
             )
         return " AND ".join(parts) if parts else "1=1"
 

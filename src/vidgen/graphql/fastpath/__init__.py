@@ -7,15 +7,14 @@ gives (a test compares the two for each), only cheaper.
   (``tests/api/test_fast_execution.py``);
 - :mod:`.inputs`: input objects built from a plan made once per input type
   (``tests/api/test_input_plans.py``);
-- :mod:`.page_sql`: the root ``videos`` page's statement kept per shape of filters, with
-  its to-one relations joined (``tests/api/test_list_fast.py``);
-- :mod:`.preload`: that page's selected relations loaded before its fields resolve, so
-  the relation resolvers return values instead of awaitables;
+- :mod:`.preload`: relation values a loader already holds returned as values, not
+  awaitables (``now_or_later``);
 - :mod:`.keyed_query`: the loaders' SQL built once per number of keys.
 
+The root ``videos`` list and ``viewer`` are answered by ``vidgen.graphql.compiled`` when
+their documents allow (docs/graphql-execution.md); these serve everything that falls back.
 Outside this package, because they belong to their own layer: ``vidgen.db.row_builder``
-(model instances from raw rows, as Tortoise's ``_init_from_db``), the hooks of
-``services.videos.VideoList`` that :mod:`.page_sql` reads (``shape``, ``params`` and the
-source with other values), ``web.app.serving_gc`` (the collector while serving), and the
-view's JSON encoder and HTTP entry point (``graphql.view.GraphQLView``).
+(model instances from raw rows, as Tortoise's ``_init_from_db``), ``web.app.serving_gc``
+(the collector while serving), and the view's JSON encoder and HTTP entry point
+(``graphql.view.GraphQLView``).
 """

@@ -3,7 +3,7 @@ and the inputs of the video mutations and the ``videos`` filter.
 
 Most Video fields are :func:`~vidgen.graphql.fastpath.field_plans.direct` resolvers: pure
 functions of the row and the context, which the inline executor calls without an ``Info``.
-The relations return the loaded row itself when the page's preload put it in the loader
+The relations return the loaded row itself when the loader already holds it
 (:func:`~vidgen.graphql.fastpath.preload.now_or_later`), else the loader's awaitable.
 """
 
@@ -23,7 +23,6 @@ from strawberry.types import Info
 from vidgen import models
 from vidgen.graphql import dataloaders, pagination
 from vidgen.graphql.context import context_of
-from vidgen.graphql.fastpath import page_sql, preload
 from vidgen.graphql.fastpath.field_plans import direct
 from vidgen.graphql.fastpath.preload import now_or_later
 from vidgen.graphql.types import connections, user, webhooks
@@ -119,8 +118,8 @@ class Video(relay.Node):
     def input_image_url(root: Any, context: Context) -> str | None:
         return _signed(context, root.input_image)
 
-    # The relations: the row itself when the page's preload has loaded it, else the
-    # loader's awaitable (see now_or_later).
+    # The relations: the row itself when the loader holds it, else the loader's
+    # awaitable (see now_or_later).
     @strawberry.field
     @direct
     def theme(root: Any, context: Context) -> Annotated[Theme, strawberry.lazy(_CATALOG)] | None:
@@ -249,13 +248,14 @@ class VideoConnection(relay.Connection[Video]):
 
 
 async def video_connection(
-    info: Info, videos: page_sql.ListSource, first: int | None, after: str | None
+    info: Info, videos: Any, first: int | None, after: str | None
 ) -> VideoConnection:
-    """The root ``videos`` connection (``videos`` is a ``services.videos.VideoList``): the
-    only one of its operation, so its page's relations are preloaded at once (nested
-    connections go through :func:`nested_video_connection` instead)."""
+    """The root ``videos`` connection (``videos`` is a ``services.videos.VideoList``) when
+    Strawberry executes it (see vidgen.graphql.compiled for the documents it does not)."""
     size = connections.page_size(info, first)
-    return VideoConnection.of(await preload.video_list_page(info, videos, first=size, after=after))
+    return VideoConnection.of(
+        await pagination.fetch_page(videos.queryset(), first=size, after=after)
+    )
 
 
 async def nested_video_connection(

@@ -1,8 +1,7 @@
 """Videos: generate, change, cancel, retry, delete and restore them; list what a viewer sees.
 
 - :mod:`.access`: which videos a viewer may see (another user's is NotFound);
-- :mod:`.listing`: a viewer's list, its filters checked once (:mod:`.search`, and
-  :mod:`.statement_keys` for the GraphQL layer's statement cache);
+- :mod:`.listing`: a viewer's list, its filters checked once (:mod:`.search`);
 - :mod:`.generation`: ``generateVideo``, checked in full first (:mod:`.request_checks`,
   :mod:`.named_rows`), then written by the lifecycle in one statement;
 - :mod:`.changes`: edit, cancel, retry, delete, restore.

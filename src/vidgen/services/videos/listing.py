@@ -14,7 +14,6 @@ from vidgen import errors
 from vidgen.models import Tag, User, Video, VideoStatus
 from vidgen.services import catalog
 from vidgen.services.videos.search import MAX_SEARCH, search_terms
-from vidgen.services.videos.statement_keys import StatementKeys
 
 logger = logging.getLogger(__name__)
 
@@ -80,12 +79,12 @@ def _provider_filter(provider: str | None) -> str | None:
 
 
 @dataclass(frozen=True)
-class VideoList(StatementKeys):
+class VideoList:
     """The videos matching checked filters (made by :func:`video_list`).
 
-    :meth:`queryset` is :func:`list_videos`'s QuerySet. The GraphQL layer's page-statement
-    cache reads :class:`~vidgen.services.videos.statement_keys.StatementKeys` (``shape``,
-    ``params()``, ``with_other_values()``).
+    :meth:`queryset` is :func:`list_videos`'s QuerySet. The GraphQL layer's compiled plans
+    write the same filters as SQL from these fields (``vidgen/graphql/compiled/statements.py``;
+    a test compares both).
     """
 
     owner_id: int | None  # None: every owner's (an admin's list)
