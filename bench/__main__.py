@@ -303,7 +303,9 @@ def parse_api(stdout: str, data: dict[str, Any] | None) -> tuple[list[Row], list
         "list": "list page `videos(first: 50)` + 5 relations (req/s; baseline Starlette+asyncpg)",
         "enqueue": "enqueue `generateVideo` (rows/s; baseline asyncpg INSERTs)",
     }
-    for key in ("list", "enqueue"):
+    labels["ids"] = "`videos(first: 50) { edges { node { id } } }` (req/s; baseline asyncpg)"
+    labels["viewer"] = "`{ viewer { id } }` (req/s; baseline: the token check alone)"
+    for key in ("list", "enqueue", "ids", "viewer"):
         c = data.get(key)
         if not c:
             continue
@@ -315,6 +317,16 @@ def parse_api(stdout: str, data: dict[str, Any] | None) -> tuple[list[Row], list
                 f"{c['ratio']:.2f}",
                 f"≥ {c['target']:.2f}",
                 "pass" if c["passed"] else "FAIL",
+            )
+        )
+    d = data.get("documents")
+    if d:
+        rows.append(
+            Row(
+                f"{len(d['results'])} random list documents (seed {d['seed']}): median / worst",
+                ratio=f"{d['median']:.2f} / {d['worst']:.2f}",
+                target="≥ 0.50 / ≥ 0.33",
+                result="pass" if d["passed"] else "FAIL",
             )
         )
     s = data.get("statements")
