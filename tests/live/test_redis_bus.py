@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from pathlib import Path
 
 import pytest
@@ -177,6 +178,25 @@ async def test_start_while_redis_is_down_then_connects(tmp_path: Path):
                 assert bus.stats.reconnects == 0 and bus.stats.connects == 1
             finally:
                 server.stop()
+    finally:
+        await bus.close()
+
+
+async def test_a_starved_loop_is_not_taken_for_a_dead_redis(redis_server: RedisServer):
+    """Delivery work that holds the loop longer than the liveness timeout, again and again,
+    must not make the bus declare Redis lost: Redis answered, the loop was just late."""
+    bus = fast_bus(redis_server.url, health_interval=0.2, liveness_timeout=1.0)
+    await bus.start()
+    try:
+        async with bus.subscribe("vidgen:x") as sub:
+            for n in range(3):
+                await asyncio.sleep(0.3)  # a health PING goes out ...
+                time.sleep(1.5)  # noqa: ASYNC251 - ... and the loop is starved past the timeout
+                await bus.publish("vidgen:x", {"n": n})
+                assert await next_data(sub) == {"n": n}
+            stats = bus.stats
+            assert stats.connection_errors == 0 and stats.reconnects == 0, stats
+            assert bus.connected and await bus.ping()
     finally:
         await bus.close()
 
