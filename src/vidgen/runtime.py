@@ -49,7 +49,12 @@ class Runtime:
         from vidgen.media.storage import create_storage
         from vidgen.providers.registry import build_providers
 
-        bus = bus or create_bus(settings.redis_url, namespace=settings.redis_namespace)
+        bus = bus or create_bus(
+            settings.redis_url,
+            namespace=settings.redis_namespace,
+            publish_wait=settings.redis_publish_wait_seconds,
+            publish_backlog=settings.redis_publish_backlog,
+        )
         storage = create_storage(settings)
         if providers is None:
             providers = build_providers(settings)

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     ws_subscription_queue: int = 256
     ws_compression: bool = True
     redis_namespace: str | None = None
+    # Publishing on Redis (docs/live.md): how long a publish that must go out at once waits
+    # for a pooled connection, and how many messages are kept for retry during an outage.
+    redis_publish_wait_seconds: float = Field(default=5.0, gt=0)
+    redis_publish_backlog: int = Field(default=100_000, ge=1)
     max_request_bytes: int = 25 * 1024 * 1024
     max_query_depth: int = 12
     max_query_tokens: int = 2000

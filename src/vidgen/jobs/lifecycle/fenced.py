@@ -20,7 +20,12 @@ from vidgen import dialect
 from vidgen.events.bus import EventBus
 from vidgen.events.messages import VideoEvent
 from vidgen.jobs.lifecycle import outbox
-from vidgen.jobs.lifecycle.publishing import EVENT_COLUMNS, event_from_row, publish
+from vidgen.jobs.lifecycle.publishing import (
+    EVENT_COLUMNS,
+    STATE_COLUMNS,
+    event_from_row,
+    publish,
+)
 from vidgen.jobs.lifecycle.rules import (
     Change,
     IllegalTransition,
@@ -226,7 +231,7 @@ async def store_prediction(
         rows = await (runner or _run_alone)(
             "WITH v AS (UPDATE videos SET prediction_id = $1, version = version + 1,"
             " updated_at = $2 WHERE id = $3 AND attempt = $4 AND status = 'processing'"
-            f" RETURNING {EVENT_COLUMNS}),"
+            f" RETURNING {EVENT_COLUMNS}, {STATE_COLUMNS}),"
             " a AS (UPDATE video_attempts SET prediction_id = $1 WHERE video_id = $3"
             " AND attempt = $4 AND EXISTS (SELECT 1 FROM v))"
             " SELECT * FROM v",
@@ -238,7 +243,7 @@ async def store_prediction(
             rows = await tx.execute_query_dict(
                 "UPDATE videos SET prediction_id = ?, version = version + 1, updated_at = ?"
                 " WHERE id = ? AND attempt = ? AND status = 'processing'"
-                f" RETURNING {EVENT_COLUMNS}",
+                f" RETURNING {EVENT_COLUMNS}, {STATE_COLUMNS}",
                 [prediction_id, stamp, video_id, attempt],
             )
             if rows:

@@ -14,7 +14,13 @@ from vidgen import dialect, errors
 from vidgen.events.bus import EventBus
 from vidgen.events.messages import VideoEvent
 from vidgen.jobs.lifecycle import outbox
-from vidgen.jobs.lifecycle.publishing import EVENT_COLUMNS, event_for, event_from_row, publish
+from vidgen.jobs.lifecycle.publishing import (
+    EVENT_COLUMNS,
+    STATE_COLUMNS,
+    event_for,
+    event_from_row,
+    publish,
+)
 from vidgen.jobs.lifecycle.rules import (
     Admission,
     Change,
@@ -222,7 +228,7 @@ async def touch(
         where.append(f"status = {p(VideoStatus(status))}")
     rows = await Video._meta.db.execute_query_dict(
         f"UPDATE videos SET {', '.join(sets)} WHERE {' AND '.join(where)}"
-        f" RETURNING {EVENT_COLUMNS}",
+        f" RETURNING {EVENT_COLUMNS}, {STATE_COLUMNS}",
         p.values,
     )
     if not rows:
