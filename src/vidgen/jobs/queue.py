@@ -45,9 +45,11 @@ def _pick_sql(
     providers: Collection[str] | None,
     excluded: Collection[str],
     columns: str = "id",
+    params: dialect.Params | None = None,
 ) -> tuple[str, list[Any]]:
-    """The ``SELECT id`` of the next due jobs, with its parameters."""
-    p = dialect.Params()
+    """The ``SELECT id`` of the next due jobs, with its parameters (``params``: go on
+    numbering those of a statement this is part of)."""
+    p = params or dialect.Params()
     where = [
         "status = 'queued'",
         "deleted_at IS NULL",
@@ -66,6 +68,43 @@ def _pick_sql(
     sql = f"SELECT {columns} FROM videos WHERE {' AND '.join(where)} {_ORDER} LIMIT {p(limit)}"
     if p.postgres:
         sql += " FOR UPDATE SKIP LOCKED"
+    return sql, p.values
+
+
+def _capped_pick_sql(
+    *,
+    limit: int,
+    stamp: dt.datetime,
+    providers: Collection[str],
+    caps: Mapping[str, int],
+) -> tuple[str, list[Any]]:
+    """PostgreSQL: the pick of :func:`_pick_sql` with at most ``caps[name]`` jobs of each
+    capped provider (a worker's own limit: no lock needed), still ONE statement. Each
+    provider group is picked (and locked) in queue order by its own CTE, and the union is
+    cut to ``limit`` in queue order; rows locked but not taken are free again when the
+    statement ends."""
+    p = dialect.Params()
+    columns = "id, priority, fair_rank, COALESCE(scheduled_at, created_at) AS due"
+    free = [name for name in providers if name not in caps]
+    parts = []
+    if free:
+        parts.append(
+            _pick_sql(
+                limit=limit, stamp=stamp, providers=free, excluded=(), columns=columns, params=p
+            )[0]
+        )
+    for name, cap in sorted(caps.items()):
+        parts.append(
+            _pick_sql(
+                limit=cap, stamp=stamp, providers=[name], excluded=(), columns=columns, params=p
+            )[0]
+        )
+    ctes = ", ".join(f"g{i} AS ({sql})" for i, sql in enumerate(parts))
+    union = " UNION ALL ".join(f"SELECT * FROM g{i}" for i in range(len(parts)))
+    sql = (
+        f"WITH {ctes} SELECT id FROM ({union}) AS u"
+        f" ORDER BY priority DESC, fair_rank, due, id LIMIT {p(limit)}"
+    )
     return sql, p.values
 
 
@@ -129,10 +168,15 @@ async def claim(
         mine = {name: n for name, n in mine.items() if n > 0}
         if not providers:
             return []
-    if dialect.is_postgres() and not limits and not mine:
+    if dialect.is_postgres() and not limits and (not mine or providers is not None):
         # One statement (pick, claim, history and attempt rows): atomic on its own, so no
         # BEGIN/COMMIT round trips on the hottest path.
-        pick, params = _pick_sql(limit=limit, stamp=stamp, providers=providers, excluded=())
+        if mine and providers is not None:
+            pick, params = _capped_pick_sql(
+                limit=limit, stamp=stamp, providers=providers, caps=mine
+            )
+        else:
+            pick, params = _pick_sql(limit=limit, stamp=stamp, providers=providers, excluded=())
         claimed = await lifecycle.apply_claim(
             Video._meta.db,
             pick_sql=pick,

@@ -65,6 +65,11 @@ logger = logging.getLogger(__name__)
 # it on, as if the worker had been killed.
 ID_WRITE_WAIT_SECONDS = 5.0
 
+# The least time between two claims while the queue is drained (the last claim found fewer
+# due jobs than free slots): a burst of wake-ups costs a few claim statements, not one each.
+# A worker whose every slot was filled claims again as soon as one frees.
+CLAIM_SPACING_SECONDS = 0.2
+
 
 @dataclass
 class _Running:
@@ -250,14 +255,26 @@ class Worker:
     async def _claim_loop(self) -> None:
         poll = self.settings.worker_poll_seconds
         failures = 0
+        loop = asyncio.get_running_loop()
+        last_claim, drained = -CLAIM_SPACING_SECONDS, False
         while not self._stopping:
+            if drained:
+                # The last claim found fewer due jobs than free slots: wake-ups that come in
+                # a burst (enqueues, jobs ending) share the next claim instead of one each.
+                gap = last_claim + CLAIM_SPACING_SECONDS - loop.time()
+                if gap > 0:
+                    await asyncio.sleep(gap)
+                    if self._stopping:
+                        break
             self._wake.clear()
             timeout = poll
             try:
                 if self._adopt:
                     await self._adopt_orphans()
                 started = now()
-                await self._claim_free_slots()
+                last_claim = loop.time()
+                free = self.concurrency - self._busy_slots()
+                drained = len(await self._claim_free_slots()) < free
                 # Slots left free (nothing claimed, or fewer jobs due than slots): wake when
                 # the next scheduled or backed-off job is due, not at the safety poll.
                 if self._busy_slots() < self.concurrency:
