@@ -46,8 +46,11 @@ class Runtime:
         providers: dict[str, Provider] | None = None,
     ) -> Runtime:
         """Build the bus, providers and storage (nothing is connected yet: see open())."""
+        from vidgen.jobs import cpu
         from vidgen.media.storage import create_storage
         from vidgen.providers.registry import build_providers
+
+        cpu.configure(settings.cpu_workers)
 
         bus = bus or create_bus(
             settings.redis_url,
