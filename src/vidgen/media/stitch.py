@@ -24,6 +24,7 @@ import collections
 import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -92,6 +93,7 @@ def stitch(
         raise ValueError(f"unknown output format {fmt!r}")
     rate = frame_rate(fps)
     out_fps = float(rate)
+    time_base = 1 / rate
     fade = max(1, round(FADE_SECONDS * out_fps / 2))
     counts: list[int] = []
     with Encoder(dest, fmt=fmt, width=width, height=height, fps=out_fps) as encoder:
@@ -121,16 +123,16 @@ def stitch(
                     if len(held) <= part_fade:
                         continue
                     frame = held.popleft()
-                _emit(encoder, (frame))
+                _emit(encoder, frame, time_base)
             if last is None:
                 raise ValueError(f"clip {index} has no video frames")
             tail = min(len(held), count // 4)
             while len(held) > tail:
-                _emit(encoder, (held.popleft()))
+                _emit(encoder, held.popleft(), time_base)
             for j, frame in enumerate(held):
                 assert next_first is not None
                 weight = (j + 1) / (2 * tail + 1)
-                _emit(encoder, (Image.blend(_image(frame), next_first, weight)))
+                _emit(encoder, Image.blend(_image(frame), next_first, weight), time_base)
             previous_last = _image(last)
             counts.append(count)
             if progress is not None:
@@ -208,22 +210,17 @@ def _image(frame: Image.Image | av.VideoFrame) -> Image.Image:
     return frame.to_image()
 
 
-def _emit(encoder: Encoder, frame: Image.Image | av.VideoFrame) -> None:
+def _emit(encoder: Encoder, frame: Image.Image | av.VideoFrame, time_base: Fraction) -> None:
     if isinstance(frame, Image.Image):
-        encoder.add_frame(av.VideoFrame.from_image(frame))
+        frame = av.VideoFrame.from_image(frame)
     else:
-        encoder.add_frame(_fresh(frame))
-
-
-def _fresh(frame: av.VideoFrame) -> av.VideoFrame:
-    """A new frame with ``frame``'s pixels only. A decoded frame carries its clip's timing
-    and coding properties, which made the encoder write packets the muxer refused."""
-    copy = av.VideoFrame(frame.width, frame.height, frame.format.name)
-    for mine, theirs in zip(copy.planes, frame.planes, strict=True):
-        if mine.line_size != theirs.line_size:  # not laid out alike: convert instead
-            return av.VideoFrame.from_image(frame.to_image())
-        mine.update(theirs)
-    return copy
+        # A decoded (or scaled) frame keeps its clip's time base and picture type: PyAV would
+        # rescale the film's frame numbers from that time base (packets the muxer refuses),
+        # and the encoder would force the type. The film's own time base makes the first a
+        # no-op; the second is dropped.
+        frame.time_base = time_base
+        frame.pict_type = av.video.frame.PictureType.NONE
+    encoder.add_frame(frame)
 
 
 def _first_frame(path: Path, width: int, height: int, caption: Image.Image | None) -> Image.Image:
