@@ -75,6 +75,11 @@ async def test_render_story_returns_a_queued_film_then_story_shows_it(
         {"kind": "CLIP", "status": "COMPLETED", "paragraphIndex": 0, "prompt": "succeed one"},
         {"kind": "CLIP", "status": "COMPLETED", "paragraphIndex": 1, "prompt": "succeed two"},
     ]
+    listed = await live_server.gql(
+        "{ videos(first: 10) { edges { node { id kind paragraphIndex } } } }", token=alice.token
+    )
+    kinds = [e["node"]["kind"] for e in listed["data"]["videos"]["edges"]]
+    assert sorted(kinds) == ["CLIP", "CLIP", "FILM"]
     # The film's media are served like any video's (signed, on the public URL).
     for name in ("videoUrl", "thumbnailUrl"):
         media = urlsplit(after["film"][name])

@@ -236,3 +236,44 @@ async def test_bad_requests_write_nothing(runtime: Runtime, user: User) -> None:
         await _render(runtime, other, story)
     assert await Video.all().count() == 0
     assert await FilmClip.all().count() == 0
+
+
+async def test_the_film_is_live_like_any_job_and_counts_as_one_for_quotas(
+    runtime: Runtime, user: User
+) -> None:
+    from vidgen.events.channels import owner_channel
+    from vidgen.models import WebhookDelivery
+
+    runtime.settings.webhook_allow_private = True
+    user.max_active_jobs = 1  # renderStory needs one free slot, whatever the story's length
+    await user.save()
+    story = await _story(user, ["succeed one", "succeed two", "succeed three"])
+    async with runtime.bus.subscribe(owner_channel(user.id), maxsize=256) as sub:
+        film = await _render(
+            runtime,
+            user,
+            story,
+            provider="test",
+            resolution="64x64",
+            webhook_url="http://127.0.0.1:9/hook",
+        )
+        # Its clips are the user's active jobs: nothing more fits until they end.
+        with pytest.raises(errors.QuotaExceeded):
+            await _render(runtime, user, story, provider="test", resolution="256x256")
+        with pytest.raises(errors.QuotaExceeded):
+            await videos.generate_video(
+                runtime=runtime, viewer=user, prompt="succeed", provider="test"
+            )
+        await _run(runtime)
+        seen = []
+        while not sub.queue.empty():
+            message = await sub.get()
+            seen.append(message)
+    film_statuses = [m["status"] for m in seen if m.get("video_id") == film.id]
+    assert film_statuses == ["queued", "processing", "completed"], seen
+    clip_ids = set(await films.film_clip_ids(film.id))
+    assert {m["video_id"] for m in seen} == clip_ids | {film.id}
+    # Its status changes go to its webhook, as generateVideo's do.
+    rows = await WebhookDelivery.filter(video_id=film.id).order_by("version")
+    assert [r.video_status for r in rows] == ["queued", "processing", "completed"]
+    assert not await WebhookDelivery.filter(video_id__in=clip_ids).exists()
