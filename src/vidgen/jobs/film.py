@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from vidgen.jobs import outcomes
+from vidgen.jobs import lifecycle, outcomes
 from vidgen.jobs.job_context import JobContext
 from vidgen.media import ingest, stitch
 from vidgen.media.render import CONTENT_TYPES, RenderCancelled
@@ -38,6 +39,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 S = VideoStatus
 DEFAULT_FPS = 24.0
+PROGRESS_SECONDS = 0.5  # the stitch's progress is written at most this often
 
 # The CPU pool: stitches (and other CPU-bound work handed to run_cpu) run at most one per
 # core at once in this process. One semaphore per event loop (tests run several loops).
@@ -154,6 +156,8 @@ async def run_film(ctx: JobContext) -> AttemptOutcome:
                 for path, clip in zip(paths, clips, strict=True)
             ]
 
+            progress = _Progress()
+
             def fetch(dest: Path) -> str:
                 stitch.stitch(
                     parts,
@@ -163,14 +167,21 @@ async def run_film(ctx: JobContext) -> AttemptOutcome:
                     height=height,
                     fps=fps,
                     cancelled=lambda: job.abandoned or ctx.cancel_requested,
+                    progress=progress.set,
                 )
                 return CONTENT_TYPES[spec.output_format]
 
+            reporter = asyncio.create_task(progress.report(ctx))
             try:
                 stored = await run_cpu(job.run, fetch)
             except asyncio.CancelledError:
                 job.abandon()
+                reporter.cancel()
                 raise
+            finally:
+                # Its last progress write lands before the film's last write is sent.
+                progress.done.set()
+                await asyncio.gather(reporter, return_exceptions=True)
     except RenderCancelled:
         return await _canceled(ctx)
     finally:
@@ -200,6 +211,38 @@ async def run_film(ctx: JobContext) -> AttemptOutcome:
         extra={**ctx.log_extra, "action": "film.completed", "clips": len(clips)},
     )
     return AttemptOutcome.SUCCEEDED
+
+
+class _Progress:
+    """The stitch's progress, set from its thread and written (fenced, published) from the
+    event loop at most every :data:`PROGRESS_SECONDS`."""
+
+    def __init__(self) -> None:
+        self.value = 0.0
+        self.done = asyncio.Event()
+
+    def set(self, fraction: float) -> None:
+        self.value = fraction  # one float: the loop reads whole values
+
+    async def report(self, ctx: JobContext) -> None:
+        written = 0.0
+        while not self.done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.done.wait(), PROGRESS_SECONDS)
+            value = min(self.value, 0.99)  # 1.0 is the completing write's
+            if self.done.is_set() or value - written < 0.01:
+                continue
+            written = value
+            await ctx.db(
+                "report progress",
+                functools.partial(
+                    lifecycle.report_progress,
+                    ctx.video_id,
+                    value,
+                    attempt=ctx.attempt,
+                    bus=ctx.runtime.bus,
+                ),
+            )
 
 
 async def _canceled(ctx: JobContext) -> AttemptOutcome:

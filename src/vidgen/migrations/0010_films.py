@@ -8,6 +8,18 @@ from vidgen.models import Transition, VideoKind
 # Films (docs/films.md): a video's kind (clip or film), and a film's clips in order with the
 # caption and transition each gets. The claim looks a film's clips up by film_id (the unique
 # (film_id, position) index); a clip's films are found by clip_id.
+#
+# The kind column gets a database default ('clip'), which Tortoise's AddField does not give
+# it: the videos already there become clips, and INSERTs written by hand that name no kind
+# (the lifecycle's name every column, but tests, benchmarks and other tools do not) still
+# work.
+KIND_COLUMN = "ALTER TABLE videos ADD COLUMN kind VARCHAR(8) NOT NULL DEFAULT 'clip'"
+
+
+class AddKindWithDefault(ops.AddField):
+    async def database_forward(self, app_label, old_state, new_state, state_editor=None):
+        if state_editor:
+            await state_editor._run_sql(KIND_COLUMN)
 
 
 class Migration(migrations.Migration):
@@ -67,7 +79,7 @@ class Migration(migrations.Migration):
             },
             bases=["Model"],
         ),
-        ops.AddField(
+        AddKindWithDefault(
             model_name="Video",
             name="kind",
             field=fields.CharEnumField(
