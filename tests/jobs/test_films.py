@@ -277,3 +277,25 @@ async def test_the_film_is_live_like_any_job_and_counts_as_one_for_quotas(
     rows = await WebhookDelivery.filter(video_id=film.id).order_by("version")
     assert [r.video_status for r in rows] == ["queued", "processing", "completed"]
     assert not await WebhookDelivery.filter(video_id__in=clip_ids).exists()
+
+
+async def test_a_film_whose_worker_died_is_stitched_by_the_next(
+    runtime: Runtime, user: User
+) -> None:
+    import asyncio
+
+    story = await _story(user, ["succeed one", "succeed two"])
+    await _render(runtime, user, story, provider="test", resolution="64x64")
+    assert await _run(runtime) == 3
+    # The clips are done: a captioned film of them is due at once, and a worker that dies
+    # right after claiming it leaves it processing until its lease runs out.
+    film = await _render(runtime, user, story, provider="test", resolution="64x64", captions=True)
+    await Video.filter(id=film.id).update(max_retries=3)  # this runtime's default is 0
+    claimed = await queue.claim(worker_id="doomed", limit=5, lease_seconds=0.05)
+    assert [c.video_id for c in claimed] == [film.id]
+    assert claimed[0].spec is not None and claimed[0].spec.kind == "film"
+    await asyncio.sleep(0.2)
+    assert await _run(runtime) == 1  # swept back to the queue, then stitched
+    await film.refresh_from_db()
+    assert film.status == S.COMPLETED and film.rescue_count == 1
+    assert await VideoAttempt.filter(video_id=film.id).count() == 2
