@@ -34,7 +34,7 @@ import threading
 from typing import Any
 
 from vidgen.events.channels import job_channel
-from vidgen.jobs import lifecycle, media_stage, outcomes, provider_request, transient
+from vidgen.jobs import film, lifecycle, media_stage, outcomes, provider_request, transient
 from vidgen.jobs.job_context import JobContext, retrieve_error
 from vidgen.jobs.lifecycle import JobSpec, StaleAttempt
 from vidgen.jobs.outcomes import DeadPrediction
@@ -100,6 +100,8 @@ async def _run(ctx: JobContext) -> AttemptOutcome:
     spec = await ctx.read_spec()
     ctx.spec = spec
     ctx.cancel_requested = ctx.cancel_requested or spec.cancel_requested
+    if spec.kind == "film":  # stitched from its clips (docs/films.md), no provider call
+        return await film.run_film(ctx)
     provider = ctx.runtime.providers.get(ctx.claimed.provider)
     if provider is None or not provider.available:
         raise ProviderError(

@@ -6,6 +6,7 @@
   and moves them to ``processing`` through :func:`vidgen.jobs.lifecycle.apply_claim`. On
   PostgreSQL the pick is ``FOR UPDATE SKIP LOCKED`` and the whole claim is one statement; on
   SQLite it is one ``UPDATE … RETURNING`` (SQLite serialises writers).
+- A film waits for its clips: the pick skips it while one of them is queued or processing.
 - :func:`next_due_at` says when the next scheduled job becomes due (a worker's wake-up).
 
 Claimed jobs are kept by their leases (:mod:`vidgen.jobs.leases`).
@@ -37,6 +38,14 @@ S = VideoStatus
 # and id. idx_videos_fair_claim (migration 0009) holds exactly this order.
 _ORDER = "ORDER BY priority DESC, fair_rank, COALESCE(scheduled_at, created_at), id"
 
+# A film (docs/films.md) is due only once none of its clips is queued or processing: then
+# its worker stitches them, or fails it naming the clip that did not complete.
+_FILM_READY = (
+    "(kind = 'clip' OR NOT EXISTS (SELECT 1 FROM film_clips AS fc"
+    " JOIN videos AS c ON c.id = fc.clip_id"
+    " WHERE fc.film_id = videos.id AND c.status IN ('queued', 'processing')))"
+)
+
 
 def _pick_sql(
     *,
@@ -54,6 +63,7 @@ def _pick_sql(
         "status = 'queued'",
         "deleted_at IS NULL",
         f"(scheduled_at IS NULL OR scheduled_at <= {p(stamp)})",
+        _FILM_READY,
     ]
     if p.postgres:
         if providers is not None:

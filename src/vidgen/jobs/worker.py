@@ -232,6 +232,10 @@ class Worker:
                     continue
                 tasks = [r.task for r in self._jobs.values() if not r.task.done()]
                 if not tasks:
+                    if self._wake.is_set():
+                        # A job ended while the claim ran, which may have made another job
+                        # due (a film waiting for its last clip): claim once more.
+                        continue
                     break
                 # Until a job ends or one starts its last write (its slot is free then).
                 woken = asyncio.ensure_future(self._wake.wait())

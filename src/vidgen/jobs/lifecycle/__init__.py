@@ -34,6 +34,7 @@ The operations, by module:
 - :mod:`.fenced`: the worker's hot path, ONE statement each on PostgreSQL:
   :func:`store_prediction` and :func:`finish` (processing → completed | failed |
   canceled | queued, history row, attempt row closed);
+- :mod:`.films`: :func:`link_clips`, a new film's clips (with the film's creation);
 - :mod:`.rules` (the transitions, the errors) and :mod:`.publishing` (a change's event).
 """
 
@@ -41,6 +42,7 @@ from vidgen.jobs.lifecycle.claim import Claimed, JobSpec, apply_claim, claimed_b
 from vidgen.jobs.lifecycle.create import record_created
 from vidgen.jobs.lifecycle.edits import edit, locked, restore, soft_delete
 from vidgen.jobs.lifecycle.fenced import CANCELED_INSTEAD, Runner, finish, store_prediction
+from vidgen.jobs.lifecycle.films import FilmPart, link_clips
 from vidgen.jobs.lifecycle.publishing import event_for, publish
 from vidgen.jobs.lifecycle.rules import (
     Admission,
@@ -65,6 +67,7 @@ __all__ = [
     "AttemptEnd",
     "Change",
     "Claimed",
+    "FilmPart",
     "IllegalTransition",
     "JobSpec",
     "NotAdmitted",
@@ -76,6 +79,7 @@ __all__ = [
     "edit",
     "event_for",
     "finish",
+    "link_clips",
     "locked",
     "now",
     "publish",

@@ -41,6 +41,7 @@ class JobSpec:
     retry_count: int
     max_retries: int
     webhook_url: str | None = None  # its status changes are POSTed there (the outbox)
+    kind: str = "clip"  # a film is stitched from its clips, not sent to a provider
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> JobSpec:
@@ -58,6 +59,7 @@ class JobSpec:
             retry_count=row["retry_count"],
             max_retries=row["max_retries"],
             webhook_url=row["webhook_url"],
+            kind=str(row.get("kind") or "clip"),
         )
 
 
@@ -123,7 +125,7 @@ _CLAIM_RETURNING = (
     " COALESCE({v}scheduled_at, {v}created_at) AS due,"
     " {v}prompt, {v}resolution, {v}output_format, {v}duration_seconds, {v}model,"
     " {v}input_image, {v}video_style, {v}seed, {v}cancel_requested, {v}retry_count,"
-    " {v}max_retries, {v}webhook_url"
+    " {v}max_retries, {v}webhook_url, {v}kind"
 )
 
 
