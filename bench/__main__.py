@@ -48,6 +48,7 @@ BENCHES = (
         300,
     ),
     Bench("api", "api_bench", ["--json"], ["--json", "--quick"], 300),
+    Bench("film", "film_bench", ["--json"], ["--json", "--rounds", "1"], 600),
     Bench(
         "storage",
         "storage_bench",
@@ -392,12 +393,48 @@ def parse_storage(stdout: str, data: dict[str, Any] | None) -> tuple[list[Row], 
     return rows, []
 
 
+def parse_film(stdout: str, data: dict[str, Any] | None) -> tuple[list[Row], list[str]]:
+    if not (data and data.get("name") == "film"):
+        return [], []
+    rows = []
+    labels = {
+        "cut": "stitch a {n}-clip 1280x720 film, mixed sizes and rates, cut (s; baseline PyAV"
+        " re-encoding the same frames alone)",
+        "captions+crossfade": "the same film with captions and crossfades (s; same baseline)",
+    }
+    for key, label in labels.items():
+        row = data.get(key)
+        if isinstance(row, dict) and {"stitch_s", "baseline_s", "ratio"} <= row.keys():
+            rows.append(
+                Row(
+                    label.format(n=data.get("clips", 10)),
+                    fmt(row["stitch_s"], 2),
+                    fmt(row["baseline_s"], 2),
+                    f"{row['ratio']:.2f}",
+                    result=f"reported (worst round {row.get('worst', row['ratio']):.2f})",
+                )
+            )
+    rss = data.get("rss_mib") or {}
+    if {"floor", "clips", "double"} <= rss.keys():
+        rows.append(
+            Row(
+                "stitcher peak RSS, {n} clips / the same twice (MiB; baseline the process's"
+                " imports alone)".format(n=data.get("clips", 10)),
+                f"{rss['clips']:.0f} / {rss['double']:.0f}",
+                f"{rss['floor']:.0f}",
+                result="reported",
+            )
+        )
+    return rows, [f"film: seed {data.get('seed')}"]
+
+
 PARSERS = {
     "render": parse_render,
     "engine": parse_engine,
     "subscriptions": parse_subscriptions,
     "api": parse_api,
     "storage": parse_storage,
+    "film": parse_film,
 }
 
 

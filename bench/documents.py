@@ -49,6 +49,7 @@ VIDEO_FIELDS = {
     "status": ("status", "enum"),
     "statusMessage": ("status_message", "status_message"),
     "outputFormat": ("output_format", "enum"),
+    "kind": ("kind", "enum"),
     "eventCursor": ("", "event_cursor"),
 }
 

@@ -1,5 +1,5 @@
 """The ``vidgen`` command line: serve, worker, migrate, createuser, export-schema, generate,
-purge, storage. Output meant for people goes to stdout; logs go to stderr."""
+render-story, purge, storage. Output meant for people goes to stdout; logs go to stderr."""
 
 from __future__ import annotations
 
@@ -144,6 +144,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return generate_command(args)
 
 
+def cmd_render_story(args: argparse.Namespace) -> int:
+    from vidgen.client import render_story_command
+
+    return render_story_command(args)
+
+
 def cmd_purge(args: argparse.Namespace) -> int:
     from vidgen.media.retention import purge_command
 
@@ -229,6 +235,22 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--url", default=None, help="server URL (env VIDGEN_URL)")
     generate.add_argument("--token", default=None, help="API token (env VIDGEN_TOKEN)")
     generate.set_defaults(func=cmd_generate)
+
+    render = sub.add_parser(
+        "render-story", help="render a story into one film on a running server (docs/films.md)"
+    )
+    render.add_argument("story_id", help="the story's id (global, or its number)")
+    render.add_argument("--provider", default=None)
+    render.add_argument("--resolution", default=None)
+    render.add_argument("--format", dest="output_format", choices=["mp4", "webm"], default=None)
+    render.add_argument("--duration", type=float, default=None, help="seconds per paragraph")
+    render.add_argument("--captions", action="store_true", help="burn each paragraph's text in")
+    render.add_argument("--crossfade", action="store_true", help="crossfade between clips")
+    render.add_argument("--webhook-url", default=None)
+    render.add_argument("--wait", action="store_true", help="follow live status until done")
+    render.add_argument("--url", default=None, help="server URL (env VIDGEN_URL)")
+    render.add_argument("--token", default=None, help="API token (env VIDGEN_TOKEN)")
+    render.set_defaults(func=cmd_render_story)
 
     purge = sub.add_parser("purge", help="remove videos deleted longer ago than the retention")
     purge.add_argument("--dry-run", action="store_true")

@@ -1,9 +1,10 @@
-"""``vidgen generate``: submit a video to a running server and, with ``--wait``, watch it.
+"""``vidgen generate`` and ``vidgen render-story``: submit a video (or a story's film) to a
+running server and, with ``--wait``, watch it.
 
-The command talks to the public API only: ``generateVideo`` over HTTP (a multipart request
-when an input image is sent, with ``Apollo-Require-Preflight: true``), then ``videoUpdated``
-over the ``graphql-transport-ws`` WebSocket protocol. The subscription yields the current
-state at once, so a dropped socket is simply reopened: nothing is missed.
+The commands talk to the public API only: ``generateVideo`` (or ``renderStory``) over HTTP
+(a multipart request when an input image is sent, with ``Apollo-Require-Preflight: true``),
+then ``videoUpdated`` over the ``graphql-transport-ws`` WebSocket protocol. The subscription
+yields the current state at once, so a dropped socket is simply reopened: nothing is missed.
 
 Exit codes: 0 completed (or submitted, without ``--wait``), 1 failed or canceled, 2 the
 request could not be made (configuration, network, authentication, bad input).
@@ -38,6 +39,12 @@ VIDEO_FIELDS = "id status progress version errorMessage videoUrl"
 GENERATE_MUTATION = f"""
 mutation Generate($input: GenerateVideoInput!) {{
   generateVideo(input: $input) {{ {VIDEO_FIELDS} }}
+}}
+"""
+
+RENDER_STORY_MUTATION = f"""
+mutation Render($story: ID!, $input: RenderStoryInput) {{
+  renderStory(storyId: $story, input: $input) {{ {VIDEO_FIELDS} }}
 }}
 """
 
@@ -89,15 +96,18 @@ def submit(
     variables: dict[str, Any],
     image: Path | None = None,
     timeout: float = 60.0,
+    query: str = GENERATE_MUTATION,
+    field: str = "generateVideo",
 ) -> dict[str, Any]:
-    """Run ``generateVideo`` and return the new Video (the fields in ``VIDEO_FIELDS``)."""
+    """Run ``generateVideo`` (or another mutation ``query`` returning a Video as ``field``)
+    and return the new Video (the fields in ``VIDEO_FIELDS``)."""
     headers = {"Authorization": f"Bearer {token}"}
     try:
         with httpx.Client(timeout=timeout) as http:
             if image is None:
                 response = http.post(
                     graphql_http_url(url),
-                    json={"query": GENERATE_MUTATION, "variables": variables},
+                    json={"query": query, "variables": variables},
                     headers=headers,
                 )
             else:
@@ -120,7 +130,7 @@ def submit(
     except ValueError as exc:
         raise ClientError(f"HTTP {response.status_code} from {url}: {response.text[:200]}") from exc
     _raise_for_errors(body)
-    video = (body.get("data") or {}).get("generateVideo")
+    video = (body.get("data") or {}).get(field)
     if not video:
         raise ClientError(f"HTTP {response.status_code}: no video in the response")
     return video
@@ -315,7 +325,14 @@ def generate_command(
     except ClientError as exc:
         print(f"error: {exc}", file=err)
         return 2
-    if not getattr(args, "wait", False):
+    return _follow(url, token, video, wait=bool(getattr(args, "wait", False)), out=out, err=err)
+
+
+def _follow(
+    url: str, token: str, video: dict[str, Any], *, wait: bool, out: TextIO, err: TextIO
+) -> int:
+    """Print the new video's id, or with ``wait`` follow it and print its URL."""
+    if not wait:
         print(video["id"], file=out)
         return 0
     print(f"submitted {video['id']}", file=err)
@@ -338,3 +355,60 @@ def generate_command(
     state = str(status or "unknown").lower()
     print(f"{state}: {final.get('errorMessage') or 'no error message'}", file=err)
     return 1
+
+
+def render_story_input(args: argparse.Namespace) -> dict[str, Any]:
+    """``RenderStoryInput`` from ``vidgen render-story``'s options."""
+    fields: dict[str, Any] = {
+        "provider": getattr(args, "provider", None),
+        "resolution": getattr(args, "resolution", None),
+        "durationSecondsPerParagraph": getattr(args, "duration", None),
+        "webhookUrl": getattr(args, "webhook_url", None),
+    }
+    output_format = getattr(args, "output_format", None)
+    if output_format:
+        fields["outputFormat"] = output_format.upper()
+    if getattr(args, "captions", False):
+        fields["captions"] = True
+    if getattr(args, "crossfade", False):
+        fields["transition"] = "CROSSFADE"
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def story_id(value: str) -> str:
+    """A story's global id; a bare number is taken as the story's database id."""
+    if value.isdigit():
+        import base64
+
+        return base64.b64encode(f"Story:{value}".encode()).decode()
+    return value
+
+
+def render_story_command(
+    args: argparse.Namespace,
+    *,
+    environ: Mapping[str, str] | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Run ``vidgen render-story`` (exit codes as ``vidgen generate``'s)."""
+    env = os.environ if environ is None else environ
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    url = (getattr(args, "url", None) or env.get("VIDGEN_URL") or DEFAULT_URL).rstrip("/")
+    token = getattr(args, "token", None) or env.get("VIDGEN_TOKEN")
+    if not token:
+        print("error: no API token: pass --token or set VIDGEN_TOKEN", file=err)
+        return 2
+    try:
+        film = submit(
+            url=url,
+            token=token,
+            variables={"story": story_id(args.story_id), "input": render_story_input(args)},
+            query=RENDER_STORY_MUTATION,
+            field="renderStory",
+        )
+    except ClientError as exc:
+        print(f"error: {exc}", file=err)
+        return 2
+    return _follow(url, token, film, wait=bool(getattr(args, "wait", False)), out=out, err=err)

@@ -45,6 +45,20 @@ class OutputFormat(enum.StrEnum):
     WEBM = "webm"
 
 
+class VideoKind(enum.StrEnum):
+    """A clip is one generation; a film is a story's clips stitched together (docs/films.md)."""
+
+    CLIP = "clip"
+    FILM = "film"
+
+
+class Transition(enum.StrEnum):
+    """How a film passes from one clip to the next."""
+
+    CUT = "cut"
+    CROSSFADE = "crossfade"
+
+
 class AttemptOutcome(enum.StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -246,6 +260,9 @@ class Video(Model):
     max_retries = fields.IntField(default=3)
     rescue_count = fields.IntField(default=0)
     priority = fields.IntField(default=0)
+    # The job's turn among its owner's queued jobs of its priority (set when it is queued;
+    # the claim's order after priority: docs/jobs.md, "Claiming").
+    fair_rank = fields.BigIntField(default=0)
     scheduled_at = fields.DatetimeField(null=True)
     attempt = fields.IntField(default=0)  # fencing number, +1 per claim
     lease_expires_at = fields.DatetimeField(null=True)
@@ -259,6 +276,8 @@ class Video(Model):
     # last asked (created, or retried); while failed or canceled they count for nothing.
     requested_seconds = fields.FloatField(null=True)
     requested_at = fields.DatetimeField(null=True)
+    # A film's job waits for its clips (FilmClip) and then stitches them.
+    kind = fields.CharEnumField(VideoKind, max_length=8, default=VideoKind.CLIP)
 
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
@@ -268,9 +287,10 @@ class Video(Model):
     class Meta:
         table = "videos"
         unique_together = (("owner_id", "idempotency_key"),)
-        # Also partial indexes (SQL in migrations 0002, 0004 and 0007): the claim's queue
-        # order, running jobs (by provider), scheduled jobs by due time, project, story,
-        # prediction id, a user's videos that count against the quotas.
+        # Also partial indexes (SQL in migrations 0004, 0005, 0007 and 0009): the claim's
+        # queue order, each owner's queued ranks, each worker's running jobs, running jobs
+        # (by provider), scheduled jobs by due time, project, story, prediction id, a user's
+        # videos that count against the quotas.
         indexes = (
             Index(fields=("owner_id", "created_at")),
             Index(fields=("created_at",)),
@@ -382,6 +402,31 @@ class VideoAttempt(Model):
     class Meta:
         table = "video_attempts"
         unique_together = (("video_id", "attempt"),)
+
+
+class FilmClip(Model):
+    """One clip of a film, in paragraph order, with what the film does with it.
+
+    Written with the film by vidgen.jobs.lifecycle.films (docs/films.md). The queue claims a
+    film only once none of its clips is queued or processing.
+    """
+
+    id = fields.IntField(primary_key=True)
+    film: fields.ForeignKeyRelation[Video] = fields.ForeignKeyField(
+        "models.Video", related_name="film_clips", on_delete=fields.CASCADE
+    )
+    clip: fields.ForeignKeyRelation[Video] = fields.ForeignKeyField(
+        "models.Video", related_name="in_films", on_delete=fields.CASCADE
+    )
+    position = fields.IntField()  # the paragraph index when the film was asked for
+    caption = fields.TextField(null=True)  # burned in when set (the paragraph's text)
+    # Into the next clip (the last clip's is unused).
+    transition = fields.CharEnumField(Transition, max_length=16, default=Transition.CUT)
+
+    class Meta:
+        table = "film_clips"
+        unique_together = (("film_id", "position"),)
+        indexes = (Index(fields=("clip_id",)),)
 
 
 class DeliveryState(enum.StrEnum):

@@ -51,6 +51,7 @@ TABLES = (
     "video_status_events",
     "video_attempts",
     "webhook_deliveries",
+    "film_clips",
 )
 
 

@@ -171,7 +171,7 @@ def test_the_pins_are_checked_with_a_clear_error() -> None:
 
 
 EVENT_FIELDS = """
-  __typename id prompt status statusMessage outputFormat progress provider model caption
+  __typename id prompt status statusMessage kind outputFormat progress provider model caption
   videoStyle resolution durationSeconds frameRate fileSize width height paragraphIndex
   predictionId errorMessage retryCount priority scheduledAt version createdAt updatedAt
   completedAt deletedAt videoUrl thumbnailUrl inputImageUrl ...on Video { again: status }

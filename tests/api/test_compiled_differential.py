@@ -42,7 +42,7 @@ UNCOVERED = {
     "User": ("limits", "usage"),
     "Video": ("webhookDeliveries",),
     "Project": ("videos",),
-    "Story": ("videos", "project"),
+    "Story": ("videos", "project", "film", "clips"),
 }
 
 SCHEMA_OBJECT = build_schema()
@@ -69,7 +69,7 @@ HAND_WRITTEN = [
       __typename id name } } owner { id email isAdmin webhookSecret } tags { __typename id name }
       owner { __typename } } } } }
     fragment Fields on Video {
-      id prompt status statusMessage outputFormat progress provider model caption videoStyle
+      id prompt status statusMessage kind outputFormat progress provider model caption videoStyle
       resolution durationSeconds frameRate fileSize width height paragraphIndex predictionId
       errorMessage retryCount priority scheduledAt version createdAt updatedAt completedAt
       deletedAt videoUrl thumbnailUrl inputImageUrl eventCursor

@@ -125,3 +125,39 @@ def test_progress_bar_on_a_terminal_redraws_one_line():
     text = stream.getvalue()
     assert text.count("\r") == 3 and text.endswith("\n")
     assert "[#####-----]  50% processing" in text
+
+
+async def test_render_story_wait_follows_the_film_and_prints_its_url(live, accounts, worker):
+    from vidgen.services import catalog
+
+    alice = await accounts("alice@example.com")
+    story = await catalog.create_story(
+        viewer=alice.user, title="Fox", paragraphs=["succeed one", "succeed two"]
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "vidgen.cli",
+        "render-story",
+        str(story.id),
+        "--provider",
+        "test",
+        "--resolution",
+        "64x64",
+        "--captions",
+        "--crossfade",
+        "--wait",
+        "--url",
+        live.url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={"PATH": "/usr/bin:/bin", "VIDGEN_TOKEN": alice.token},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    url = urlsplit(out.decode().strip())
+    assert url.path.startswith("/media/")
+    assert (await live.client.get(f"{url.path}?{url.query}")).status_code == 200
+    film = await models.Video.get(kind=models.VideoKind.FILM)
+    assert film.status == models.VideoStatus.COMPLETED and film.story_id == story.id
+    assert err.decode().splitlines()[-1].endswith("completed")

@@ -13,7 +13,7 @@ from vidgen import errors
 from vidgen.graphql import types
 from vidgen.graphql.context import context_of
 from vidgen.graphql.permissions import IsAdmin, IsAuthenticated
-from vidgen.services import KEEP, catalog, quotas, users, videos
+from vidgen.services import KEEP, catalog, films, quotas, users, videos
 from vidgen.web.client_address import client_address
 
 AUTH = [IsAuthenticated]
@@ -209,6 +209,29 @@ class Mutation:
             scheduled_at=input.scheduled_at,
             idempotency_key=input.idempotency_key,
             webhook_url=input.webhook_url,
+        )
+
+    @strawberry.mutation(
+        permission_classes=AUTH,
+        description="Queue one film of the whole story: a clip per paragraph (completed ones "
+        "reused), stitched in order once all are done.",
+    )
+    async def render_story(
+        self, info: Info, story_id: strawberry.ID, input: types.RenderStoryInput | None = None
+    ) -> types.Video:
+        context = context_of(info)
+        options = input or types.RenderStoryInput()
+        return await films.render_story(
+            runtime=context.runtime,
+            viewer=context.require_viewer(),
+            story_id=_target(story_id, "Story"),
+            provider=options.provider,
+            resolution=options.resolution,
+            output_format=options.output_format.value if options.output_format else None,
+            duration_seconds_per_paragraph=options.duration_seconds_per_paragraph,
+            captions=bool(options.captions),
+            transition=options.transition.value if options.transition else None,
+            webhook_url=options.webhook_url,
         )
 
     @strawberry.mutation(permission_classes=AUTH, description="Change caption, style, theme, tags.")

@@ -19,7 +19,7 @@ What falls back to Strawberry, for the whole request:
   (``@skip``, ``@include``, ``@defer``...), root fields other than ``viewer``, ``videos``
   and ``__typename``, and fields resolved by code that needs ``info`` or arguments
   (``limits``, ``usage``, ``webhookDeliveries``, the nested ``videos`` connections, a
-  story's ``project``); documents that do not parse or validate;
+  story's ``project``, ``film`` and ``clips``); documents that do not parse or validate;
 - requests whose answer would hold an error, decided per request (:class:`~.values.Fallback`):
   not signed in, bad variables or arguments, a bad cursor or page size, a value a scalar
   cannot represent, text with NUL characters, a database error.

@@ -16,11 +16,12 @@ How each field is compiled, from its GraphQL type and how vidgen resolves it:
 - Relay's ``id`` encodes the ``id`` column; ``__typename`` is a constant;
 - the fields vidgen resolves in code are compiled by hand below, each equal to its
   resolver (the differential test compares them over generated documents): a video's
-  ``status``, ``statusMessage``, ``outputFormat``, the signed URLs, ``eventCursor``,
+  ``status``, ``statusMessage``, ``kind``, ``outputFormat``, the signed URLs, ``eventCursor``,
   ``webhookSecret``, the relations (to-one: joined into the row's statement; to-many:
   one batched statement per relation, see :class:`Batch`);
 - any other field (one with arguments, ``limits``, ``usage``, ``webhookDeliveries``, the
-  nested ``videos`` connections, a story's ``project``) makes the document
+  nested ``videos`` connections, a story's ``project``, ``film`` and ``clips``) makes
+  the document
   :class:`~.selection.Unsupported`.
 """
 
@@ -50,7 +51,7 @@ from tortoise.models import Model
 from vidgen import dialect, models
 from vidgen.graphql.compiled import values
 from vidgen.graphql.compiled.selection import Unsupported, collect, sub_selections
-from vidgen.graphql.types.enums import OutputFormatEnum, VideoStatusEnum
+from vidgen.graphql.types.enums import OutputFormatEnum, VideoKindEnum, VideoStatusEnum
 from vidgen.media.signing import signed_url
 
 MODELS: dict[str, type[Model]] = {
@@ -67,6 +68,7 @@ MODELS: dict[str, type[Model]] = {
 # the same key.
 STATUS_NAMES = {member.value: member.name for member in VideoStatusEnum}
 FORMAT_NAMES = {member.value: member.name for member in OutputFormatEnum}
+KIND_NAMES = {member.value: member.name for member in VideoKindEnum}
 
 
 def _fb() -> Any:
@@ -353,6 +355,10 @@ def _output_format(c: Compiler, nodes: list[FieldNode], gfield: GraphQLField, s:
     return c.enum(FORMAT_NAMES, s.column("output_format"))
 
 
+def _kind(c: Compiler, nodes: list[FieldNode], gfield: GraphQLField, s: Source) -> str:
+    return c.enum(KIND_NAMES, s.column("kind"))
+
+
 def _signed_url(file_column: str, url_column: str | None) -> Make:
     """``Video.videoUrl``/``thumbnailUrl``/``inputImageUrl``: the stored file's signed URL,
     else the provider's URL (when the field has one)."""
@@ -408,6 +414,7 @@ _SPECIAL: dict[str, dict[str, Make]] = {
         "status": _status("status"),
         "statusMessage": _status_message,
         "outputFormat": _output_format,
+        "kind": _kind,
         "videoUrl": _signed_url("video_file", "video_url"),
         "thumbnailUrl": _signed_url("thumbnail_file", "thumbnail_url"),
         "inputImageUrl": _signed_url("input_image", None),

@@ -7,7 +7,7 @@
 - :mod:`.limits`: ``User.limits`` and ``User.usage``, ``setUserLimits``'s input;
 - :mod:`.provider`: ``ProviderInfo``;
 - :mod:`.webhooks`: ``WebhookDelivery`` (a video's outgoing webhook events);
-- :mod:`.enums`: ``VideoStatus`` and ``OutputFormat``;
+- :mod:`.enums`: ``VideoStatus``, ``OutputFormat``, ``VideoKind`` and ``Transition``;
 - :mod:`.ids`: global ids read back (``decode_id``);
 - :mod:`.connections` and :mod:`.rows`: what the connections and the row-backed types share.
 
@@ -30,13 +30,19 @@ from vidgen.graphql.types.catalog import (
     UpdateStoryInput,
 )
 from vidgen.graphql.types.connections import fetch_page
-from vidgen.graphql.types.enums import OutputFormatEnum, VideoStatusEnum
+from vidgen.graphql.types.enums import (
+    OutputFormatEnum,
+    TransitionEnum,
+    VideoKindEnum,
+    VideoStatusEnum,
+)
 from vidgen.graphql.types.ids import decode_id, parse_global_id, require_id
 from vidgen.graphql.types.limits import UserLimitsInput
 from vidgen.graphql.types.provider import ProviderInfo
 from vidgen.graphql.types.user import AuthPayload, LoginInput, RegisterInput, User
 from vidgen.graphql.types.video import (
     GenerateVideoInput,
+    RenderStoryInput,
     StatusChange,
     UpdateVideoInput,
     Video,
@@ -56,7 +62,10 @@ __all__ = [
     "ProjectConnection",
     "ProviderInfo",
     "RegisterInput",
+    "RenderStoryInput",
     "StatusChange",
+    "TransitionEnum",
+    "VideoKindEnum",
     "Story",
     "StoryConnection",
     "Tag",

@@ -17,6 +17,7 @@ from vidgen.graphql import pagination
 from vidgen.graphql.context import context_of
 from vidgen.graphql.types import connections, video
 from vidgen.graphql.types.rows import accepts
+from vidgen.services import films
 
 
 @strawberry.type(description="A label on videos; names are unique per user, ignoring case.")
@@ -79,6 +80,16 @@ class Story(relay.Node):
         if root.project_id is None:
             return None
         return await context_of(info).loaders.project_by_id.load(root.project_id)
+
+    @strawberry.field(description="The story's latest completed film (renderStory).")
+    async def film(self, root: strawberry.Parent[Any], info: Info) -> video.Video | None:
+        return await films.story_film(root)  # type: ignore[return-value]
+
+    @strawberry.field(
+        description="The latest clip of each paragraph, in paragraph order (none: left out)."
+    )
+    async def clips(self, root: strawberry.Parent[Any], info: Info) -> list[video.Video]:
+        return await films.story_clips(root)  # type: ignore[return-value]
 
     @strawberry.field(description="The story's videos, newest first (deleted ones left out).")
     async def videos(

@@ -31,3 +31,21 @@ class OutputFormatEnum(enum.Enum):
     @classmethod
     def of(cls, value: Any) -> OutputFormatEnum:
         return cls(str(getattr(value, "value", value)))
+
+
+@strawberry.enum(
+    name="VideoKind", description="A clip is one generation; a film stitches a story's clips."
+)
+class VideoKindEnum(enum.Enum):
+    CLIP = "clip"
+    FILM = "film"
+
+    @classmethod
+    def of(cls, value: Any) -> VideoKindEnum:
+        return cls(str(getattr(value, "value", value)))
+
+
+@strawberry.enum(name="Transition", description="How a film passes from one clip to the next.")
+class TransitionEnum(enum.Enum):
+    CUT = "cut"
+    CROSSFADE = "crossfade"

@@ -26,7 +26,12 @@ from vidgen.graphql.context import context_of
 from vidgen.graphql.fastpath.field_plans import direct
 from vidgen.graphql.fastpath.preload import now_or_later
 from vidgen.graphql.types import connections, user, webhooks
-from vidgen.graphql.types.enums import OutputFormatEnum, VideoStatusEnum
+from vidgen.graphql.types.enums import (
+    OutputFormatEnum,
+    TransitionEnum,
+    VideoKindEnum,
+    VideoStatusEnum,
+)
 from vidgen.graphql.types.rows import accepts
 from vidgen.media.signing import signed_url
 
@@ -97,6 +102,11 @@ class Video(relay.Node):
         if root.status != models.VideoStatus.PROCESSING:
             return None
         return root.status_message
+
+    @strawberry.field(description="CLIP, or FILM: a story's clips stitched (renderStory).")
+    @direct
+    def kind(root: Any, context: Context) -> VideoKindEnum:
+        return VideoKindEnum.of(root.kind)
 
     @strawberry.field
     @direct
@@ -323,6 +333,25 @@ class GenerateVideoInput:
         default=None,
         description="Every status change is POSTed here, signed with viewer.webhookSecret "
         "(Standard Webhooks). https on a public address.",
+    )
+
+
+@strawberry.input(description="How renderStory makes each clip and joins them (docs/films.md).")
+class RenderStoryInput:
+    provider: str | None = "local"
+    resolution: str | None = strawberry.field(
+        default=None, description="The film's and every clip's; default as in generateVideo."
+    )
+    output_format: OutputFormatEnum | None = OutputFormatEnum.MP4
+    duration_seconds_per_paragraph: float | None = strawberry.field(
+        default=None, description="Each clip's duration; default the provider's."
+    )
+    captions: bool | None = strawberry.field(
+        default=False, description="Burn each paragraph's text into its clip."
+    )
+    transition: TransitionEnum | None = TransitionEnum.CUT
+    webhook_url: str | None = strawberry.field(
+        default=None, description="The film's status changes are POSTed here, as generateVideo's."
     )
 
 

@@ -24,7 +24,8 @@ The operations, by module:
   and tag links (one statement on PostgreSQL);
 - :mod:`.transitions`: :func:`transition` (a status change: the API, the sweeper, releases;
   it may close the attempt row), :func:`touch` (columns of a running job that keep the
-  status: the cancel flag) and :func:`report_progress`;
+  status: the cancel flag), :func:`report_progress` and :func:`report_progress_many` (a
+  worker's batch of them in one statement);
 - :mod:`.edits`: :func:`edit`, :func:`soft_delete`, :func:`restore` (changes that keep the
   status, logged with what they replaced: :mod:`vidgen.events.history`), and
   :func:`locked`;
@@ -33,6 +34,7 @@ The operations, by module:
 - :mod:`.fenced`: the worker's hot path, ONE statement each on PostgreSQL:
   :func:`store_prediction` and :func:`finish` (processing → completed | failed |
   canceled | queued, history row, attempt row closed);
+- :mod:`.films`: :func:`link_clips`, a new film's clips (with the film's creation);
 - :mod:`.rules` (the transitions, the errors) and :mod:`.publishing` (a change's event).
 """
 
@@ -40,6 +42,7 @@ from vidgen.jobs.lifecycle.claim import Claimed, JobSpec, apply_claim, claimed_b
 from vidgen.jobs.lifecycle.create import record_created
 from vidgen.jobs.lifecycle.edits import edit, locked, restore, soft_delete
 from vidgen.jobs.lifecycle.fenced import CANCELED_INSTEAD, Runner, finish, store_prediction
+from vidgen.jobs.lifecycle.films import FilmPart, link_clips
 from vidgen.jobs.lifecycle.publishing import event_for, publish
 from vidgen.jobs.lifecycle.rules import (
     Admission,
@@ -50,7 +53,13 @@ from vidgen.jobs.lifecycle.rules import (
     StoryChanged,
     now,
 )
-from vidgen.jobs.lifecycle.transitions import AttemptEnd, report_progress, touch, transition
+from vidgen.jobs.lifecycle.transitions import (
+    AttemptEnd,
+    report_progress,
+    report_progress_many,
+    touch,
+    transition,
+)
 
 __all__ = [
     "CANCELED_INSTEAD",
@@ -58,6 +67,7 @@ __all__ = [
     "AttemptEnd",
     "Change",
     "Claimed",
+    "FilmPart",
     "IllegalTransition",
     "JobSpec",
     "NotAdmitted",
@@ -69,11 +79,13 @@ __all__ = [
     "edit",
     "event_for",
     "finish",
+    "link_clips",
     "locked",
     "now",
     "publish",
     "record_created",
     "report_progress",
+    "report_progress_many",
     "restore",
     "soft_delete",
     "store_prediction",

@@ -20,8 +20,8 @@ from tortoise.transactions import in_transaction
 
 from vidgen import errors
 from vidgen.jobs import control, lifecycle
-from vidgen.models import User, Video, VideoStatus
-from vidgen.services import KEEP, Keep, catalog, quotas
+from vidgen.models import User, Video, VideoKind, VideoStatus
+from vidgen.services import KEEP, Keep, catalog, films, quotas
 from vidgen.services.videos.access import actor_of, get_video
 from vidgen.services.videos.request_checks import MAX_CAPTION, MAX_STYLE, optional_text
 
@@ -99,7 +99,14 @@ async def cancel_video(*, runtime: Runtime, viewer: User, video_id: int) -> Vide
         NotFound: not the viewer's. Conflict: already completed, failed or canceled.
     """
     video = await get_video(viewer=viewer, video_id=video_id)
-    return await _cancel_job(runtime=runtime, video=video, actor=actor_of(viewer))
+    canceled = await _cancel_job(runtime=runtime, video=video, actor=actor_of(viewer))
+    if video.kind == VideoKind.FILM:
+        # Its clips still to come are of no use now (docs/films.md).
+        await films.cancel_film_clips(runtime=runtime, film=video, actor=actor_of(viewer))
+    elif video.story_id is not None:
+        # A film waiting for this clip may be due now (it fails, naming the clip).
+        await control.wake_workers(runtime.bus)
+    return canceled
 
 
 async def _cancel_job(*, runtime: Runtime, video: Video, actor: str) -> Video:
@@ -138,7 +145,12 @@ async def retry_video(*, runtime: Runtime, viewer: User, video_id: int) -> Video
     if video.deleted_at is not None:
         raise errors.Conflict("This video is deleted; restore it first.")
     owner = viewer if video.owner_id == viewer.id else await User.get(id=video.owner_id)
-    seconds = video.requested_seconds or video.duration_seconds or 0.0
+    if video.kind == VideoKind.FILM and video.status in (VideoStatus.FAILED, VideoStatus.CANCELED):
+        # Only its failed or canceled clips run again, before it (docs/films.md).
+        await films.retry_film_clips(runtime=runtime, film=video, actor=actor_of(viewer))
+        seconds = 0.0
+    else:
+        seconds = video.requested_seconds or video.duration_seconds or 0.0
     quota = quotas.request(owner, runtime.settings, seconds)
     try:
         return await control.retry(
