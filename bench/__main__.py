@@ -49,6 +49,7 @@ BENCHES = (
     ),
     Bench("api", "api_bench", ["--json"], ["--json", "--quick"], 300),
     Bench("film", "film_bench", ["--json"], ["--json", "--rounds", "1"], 600),
+    Bench("ws_compression", "ws_compression_bench", ["--json"], ["--json", "--quick"], 120),
     Bench(
         "storage",
         "storage_bench",
@@ -416,7 +417,32 @@ def parse_film(stdout: str, data: dict[str, Any] | None) -> tuple[list[Row], lis
     return rows, [f"film: seed {data.get('seed')}"]
 
 
+def parse_ws_compression(stdout: str, data: dict[str, Any] | None) -> tuple[list[Row], list[str]]:
+    if not (data and data.get("name") == "ws_compression"):
+        return [], []
+    return [
+        Row(
+            f"permessage-deflate, CPU per delivery (us; baseline plain framing; seed "
+            f"{data['seed']}, worst round x{data['cpu_ratio_worst']:.1f})",
+            fmt(data["deflate_us"], 2),
+            fmt(data["plain_us"], 2),
+            f"{data['cpu_ratio']:.1f}",
+            "decides the default",
+            "off by default",
+        ),
+        Row(
+            "permessage-deflate, bytes per delivery (baseline plain); zlib KiB per socket",
+            f"{data['bytes_deflate']:.0f}; {data['kib_per_socket']:.1f}",
+            f"{data['bytes_plain']:.0f}",
+            f"{data['bytes_ratio']:.2f}",
+            "—",
+            "reported",
+        ),
+    ], []
+
+
 PARSERS = {
+    "ws_compression": parse_ws_compression,
     "render": parse_render,
     "engine": parse_engine,
     "subscriptions": parse_subscriptions,
