@@ -332,16 +332,24 @@ async def cancel_film_clips(*, runtime: Runtime, film: Video, actor: str) -> Non
             pass  # it ended (or went) meanwhile: nothing left to stop
 
 
-async def retry_film_clips(*, runtime: Runtime, film: Video, actor: str) -> None:
-    """Before a film's retry: queue again its clips that failed or were canceled (the
-    completed ones are kept). They are queued before the film, so the film waits for them.
+async def retry_film(
+    *,
+    runtime: Runtime,
+    film: Video,
+    actor: str,
+    admission: lifecycle.Admission | None,
+    fields: dict[str, Any],
+) -> Video:
+    """``retryVideo`` on a film: the film and its failed or canceled clips queued again
+    together (the completed clips are kept); the film waits for the retried clips.
 
     Raises:
-        Conflict: such a clip is deleted (restore it, or render the story again).
+        Conflict: such a clip is deleted (restore it, or render the story again); nothing
+            changed. NotAdmitted, IllegalTransition: as for any retry.
     """
     ids = await film_clip_ids(film.id)
     ended = await Video.filter(id__in=ids, status__in=[S.FAILED, S.CANCELED]).values(
-        "id", "requested_seconds", "duration_seconds", "deleted_at", "paragraph_index"
+        "id", "deleted_at", "paragraph_index"
     )
     for row in ended:
         if row["deleted_at"] is not None:
@@ -349,19 +357,14 @@ async def retry_film_clips(*, runtime: Runtime, film: Video, actor: str) -> None
                 f"The clip of paragraph {row['paragraph_index']} is deleted; restore it or "
                 "render the story again."
             )
-    for row in ended:
-        try:
-            await control.retry(
-                row["id"],
-                actor=actor,
-                bus=runtime.bus,
-                fields={
-                    "requested_at": lifecycle.now(),
-                    "requested_seconds": row["requested_seconds"] or row["duration_seconds"],
-                },
-            )
-        except lifecycle.IllegalTransition:
-            pass  # queued again meanwhile (its own retry)
+    return await control.retry_film(
+        film.id,
+        [row["id"] for row in ended],
+        actor=actor,
+        bus=runtime.bus,
+        admission=admission,
+        fields=fields,
+    )
 
 
 async def story_film(story: Story) -> Video | None:
