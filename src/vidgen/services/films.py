@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tortoise.transactions import in_transaction
@@ -369,32 +370,48 @@ async def retry_film(
 
 async def story_film(story: Story) -> Video | None:
     """The story's latest completed film (deleted ones left out)."""
-    return (
-        await Video.filter(
-            owner_id=story.owner_id,
-            story_id=story.id,
-            kind=VideoKind.FILM,
-            status=S.COMPLETED,
-            deleted_at=None,
-        )
-        .order_by("-completed_at", "-id")
-        .first()
-    )
+    return (await latest_films([(story.id, story.owner_id)])).get(story.id)
 
 
 async def story_clips(story: Story) -> list[Video]:
     """The story's latest clip of each paragraph, in paragraph order (a paragraph without
     one is left out; deleted clips too)."""
-    count = len(story.paragraphs or [])
+    key = (story.id, story.owner_id, len(story.paragraphs or []))
+    return (await latest_clips([key])).get(story.id, [])
+
+
+async def latest_films(stories: Sequence[tuple[int, int]]) -> dict[int, Video]:
+    """Story id → its latest completed film, for (story id, owner id) pairs: one query."""
+    owners = dict(stories)
+    if not owners:
+        return {}
     rows = await Video.filter(
-        owner_id=story.owner_id,
-        story_id=story.id,
-        kind=VideoKind.CLIP,
+        story_id__in=list(owners),
+        kind=VideoKind.FILM,
+        status=S.COMPLETED,
         deleted_at=None,
-        paragraph_index__lt=count,
-    ).order_by("-id")
-    latest: dict[int, Video] = {}
+    ).order_by("-completed_at", "-id")
+    found: dict[int, Video] = {}
     for video in rows:
-        if video.paragraph_index is not None:
-            latest.setdefault(video.paragraph_index, video)
-    return [latest[index] for index in sorted(latest)]
+        if video.story_id is not None and video.owner_id == owners.get(video.story_id):
+            found.setdefault(video.story_id, video)
+    return found
+
+
+async def latest_clips(stories: Sequence[tuple[int, int, int]]) -> dict[int, list[Video]]:
+    """Story id → its latest clip of each paragraph in paragraph order, for (story id,
+    owner id, paragraph count) triples: one query."""
+    shape = {story_id: (owner, count) for story_id, owner, count in stories}
+    if not shape:
+        return {}
+    rows = await Video.filter(
+        story_id__in=list(shape), kind=VideoKind.CLIP, deleted_at=None
+    ).order_by("-id")
+    latest: dict[int, dict[int, Video]] = {story_id: {} for story_id in shape}
+    for video in rows:
+        owner, count = shape.get(video.story_id or 0, (None, 0))
+        index = video.paragraph_index
+        if video.owner_id != owner or index is None or not 0 <= index < count:
+            continue
+        latest[video.story_id].setdefault(index, video)  # type: ignore[index]
+    return {story_id: [by[i] for i in sorted(by)] for story_id, by in latest.items()}
