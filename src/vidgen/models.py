@@ -260,6 +260,9 @@ class Video(Model):
     max_retries = fields.IntField(default=3)
     rescue_count = fields.IntField(default=0)
     priority = fields.IntField(default=0)
+    # The job's turn among its owner's queued jobs of its priority (set when it is queued;
+    # the claim's order after priority: docs/jobs.md, "Claiming").
+    fair_rank = fields.BigIntField(default=0)
     scheduled_at = fields.DatetimeField(null=True)
     attempt = fields.IntField(default=0)  # fencing number, +1 per claim
     lease_expires_at = fields.DatetimeField(null=True)
@@ -284,9 +287,10 @@ class Video(Model):
     class Meta:
         table = "videos"
         unique_together = (("owner_id", "idempotency_key"),)
-        # Also partial indexes (SQL in migrations 0002, 0004 and 0007): the claim's queue
-        # order, running jobs (by provider), scheduled jobs by due time, project, story,
-        # prediction id, a user's videos that count against the quotas.
+        # Also partial indexes (SQL in migrations 0004, 0005, 0007 and 0009): the claim's
+        # queue order, each owner's queued ranks, each worker's running jobs, running jobs
+        # (by provider), scheduled jobs by due time, project, story, prediction id, a user's
+        # videos that count against the quotas.
         indexes = (
             Index(fields=("owner_id", "created_at")),
             Index(fields=("created_at",)),

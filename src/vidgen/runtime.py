@@ -46,10 +46,18 @@ class Runtime:
         providers: dict[str, Provider] | None = None,
     ) -> Runtime:
         """Build the bus, providers and storage (nothing is connected yet: see open())."""
+        from vidgen.jobs import cpu
         from vidgen.media.storage import create_storage
         from vidgen.providers.registry import build_providers
 
-        bus = bus or create_bus(settings.redis_url, namespace=settings.redis_namespace)
+        cpu.configure(settings.cpu_workers)
+
+        bus = bus or create_bus(
+            settings.redis_url,
+            namespace=settings.redis_namespace,
+            publish_wait=settings.redis_publish_wait_seconds,
+            publish_backlog=settings.redis_publish_backlog,
+        )
         storage = create_storage(settings)
         if providers is None:
             providers = build_providers(settings)

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     ws_subscription_queue: int = 256
     ws_compression: bool = True
     redis_namespace: str | None = None
+    # Publishing on Redis (docs/live.md): how long a publish that must go out at once waits
+    # for a pooled connection, and how many messages are kept for retry during an outage.
+    redis_publish_wait_seconds: float = Field(default=5.0, gt=0)
+    redis_publish_backlog: int = Field(default=100_000, ge=1)
     max_request_bytes: int = 25 * 1024 * 1024
     max_query_depth: int = 12
     max_query_tokens: int = 2000
@@ -91,7 +95,20 @@ class Settings(BaseSettings):
 
     # --- job engine -------------------------------------------------------------------
     embedded_worker: bool | None = None
-    worker_concurrency: int = 4
+    # Jobs one worker process holds at once (docs/jobs.md, "Capacity"). A remote job waiting
+    # at its provider costs a task and a few KB, not a CPU: the default is sized by memory
+    # (about 40 KB each), file descriptors (polls share provider_max_connections) and one
+    # heartbeat statement, not by cores. VIDGEN_WORKER_CONCURRENCY is its deprecated alias.
+    worker_max_in_flight: int = Field(
+        default=1000,
+        ge=1,
+        validation_alias=AliasChoices(
+            "VIDGEN_WORKER_MAX_IN_FLIGHT", "VIDGEN_WORKER_CONCURRENCY", "worker_max_in_flight"
+        ),
+    )
+    # CPU-bound work (local renders, probing and thumbnailing outputs) runs on this many
+    # threads per process (vidgen.jobs.cpu); unset: the machine's cores.
+    cpu_workers: int | None = Field(default=None, ge=1)
     worker_poll_seconds: float = 5.0
     lease_seconds: float = 60.0
     heartbeat_seconds: float = 10.0
@@ -173,7 +190,7 @@ class Settings(BaseSettings):
     retention_days: float = 30.0
     purge_interval_seconds: float = 3600.0
     local_frame_rate: float = 24.0
-    render_workers: int = 2
+    render_workers: int | None = None  # the local renderer's threads; None: cpu_workers
 
     # --- providers ----------------------------------------------------------------------
     provider_timeout_seconds: float = 30.0

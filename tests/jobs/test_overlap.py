@@ -21,7 +21,7 @@ import pytest
 from tortoise.expressions import F
 
 from tests.jobs.conftest import make_video, wait_until
-from vidgen.jobs import lifecycle
+from vidgen.jobs import cpu, lifecycle
 from vidgen.jobs.worker import Worker
 from vidgen.media import ingest
 from vidgen.models import Video, VideoAttempt, VideoStatus, VideoStatusEvent
@@ -409,8 +409,9 @@ async def test_job_canceled_while_its_held_commit_waits_for_a_thread_leaves_no_f
     blocker = threading.Event()
     try:
         await wait_until(lambda: _true(stage.returned))  # held
-        loop.set_default_executor(pool)
-        busy = loop.run_in_executor(None, blocker.wait, 10)  # every thread busy
+        # The media stage runs on the CPU pool (vidgen.jobs.cpu): make it this one-thread pool.
+        monkeypatch.setattr(cpu, "executor", lambda: pool)
+        busy = loop.run_in_executor(pool, blocker.wait, 10)  # every thread busy
         store.gate.set()
         await asyncio.sleep(0.1)  # the write is back: the commit waits for a thread
         worker._jobs[video.id].task.cancel()
@@ -422,7 +423,6 @@ async def test_job_canceled_while_its_held_commit_waits_for_a_thread_leaves_no_f
     finally:
         blocker.set()
         store.gate.set()
-        loop.set_default_executor(concurrent.futures.ThreadPoolExecutor())
         pool.shutdown(wait=False)
     assert not runtime.storage.path(keys(user.id, video.id)[0]).exists()
 

@@ -124,3 +124,32 @@ async def test_no_connection_fails_every_waiter_instead_of_hanging(db, user, mon
     monkeypatch.undo()  # the database is back: each waiter's retry goes through
     await asyncio.gather(*(_finish(writer, j) for j in jobs))
     assert await Video.filter(status=S.COMPLETED).count() == 3
+
+
+@pytest.mark.postgres_only
+async def test_prediction_ids_of_many_jobs_go_as_one_combined_statement_fenced(db, user) -> None:
+    for _ in range(10):
+        await make_video(user)
+    jobs = await queue.claim(worker_id="w", limit=10, lease_seconds=30)
+    stale = jobs[0]
+    await Video.filter(id=stale.video_id).update(attempt=stale.attempt + 1)  # taken over
+    writer = GroupWriter()
+    results = await asyncio.gather(
+        *(
+            lifecycle.store_prediction(j.video_id, j.attempt, f"p-{j.video_id}", runner=writer.run)
+            for j in jobs
+        ),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], lifecycle.StaleAttempt)
+    # Ten jobs' writes, at most two statements: the ones that waited together are ONE
+    # statement over arrays.
+    assert writer.combined >= 1 and writer.statements <= 2
+    for job, event in zip(jobs[1:], results[1:], strict=True):
+        video = await Video.get(id=job.video_id)
+        assert (video.prediction_id, video.version) == (f"p-{job.video_id}", event.version)
+        attempt = await VideoAttempt.get(video_id=job.video_id, attempt=job.attempt)
+        assert attempt.prediction_id == f"p-{job.video_id}"
+    untouched = await Video.get(id=stale.video_id)
+    assert untouched.prediction_id is None
+    assert (await VideoAttempt.get(video_id=stale.video_id)).prediction_id is None

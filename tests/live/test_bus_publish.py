@@ -150,13 +150,19 @@ async def test_batches_survive_a_redis_restart_and_a_script_flush(
             assert (await next_data(sub))["n"] == 2
 
             redis_server.stop()
-            await enqueue_like(bus, 3)  # dropped and counted, not raised
-            assert bus.stats.publish_errors == 3
+            await enqueue_like(bus, 3)  # kept for retry, not raised
+            assert bus.stats.publish_errors >= 3
             redis_server.start()  # an empty script cache
             assert await asyncio.wait_for(sub.get(), 10) is RESYNC
             await enqueue_like(bus, 4)
-            assert (await next_data(sub))["n"] == 4
-            assert bus.stats.published == 9 and bus.stats.publish_errors == 3
+            got = await next_data(sub)
+            if got["n"] == 3:  # the batch kept during the outage, sent late
+                got = await next_data(sub)
+            assert got["n"] == 4
+            # The late batch went out before the next one: 3 + 3 + 3 late + 3. Whether the
+            # fourth batch also counts as late depends on whether it was queued before the
+            # retry of the third had drained (timing), so only a lower bound is fixed.
+            assert bus.stats.published == 12 and bus.stats.published_late >= 3
     finally:
         await bus.close()
 

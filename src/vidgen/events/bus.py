@@ -72,13 +72,16 @@ async def publish_or_raise(bus: EventBus, channel: str, message: dict[str, Any])
     await bus.publish(channel, message)
 
 
-def create_bus(redis_url: str | None, *, namespace: str | None = None) -> EventBus:
+def create_bus(
+    redis_url: str | None, *, namespace: str | None = None, **redis_options: Any
+) -> EventBus:
     """The Redis bus when a URL is set, else the in-process one. ``namespace`` prefixes the
-    Redis channels so deployments sharing one Redis never hear each other."""
+    Redis channels so deployments sharing one Redis never hear each other;
+    ``redis_options`` go to :class:`~vidgen.events.redis.RedisBus` (publishing's bounds)."""
     if redis_url:
         from vidgen.events.redis import RedisBus
 
-        return RedisBus(redis_url, namespace=namespace)
+        return RedisBus(redis_url, namespace=namespace, **redis_options)
     from vidgen.events.memory import MemoryBus
 
     return MemoryBus()

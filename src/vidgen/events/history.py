@@ -27,7 +27,25 @@ from vidgen.models import Video, VideoStatus, VideoStatusEvent
 UNDOABLE = frozenset({"caption", "video_style", "theme_id", "deleted_at"})
 
 # Columns kept as ISO text in a note (JSON has no datetime), and read back as datetimes.
-_DATETIMES = frozenset({"deleted_at"})
+_DATETIMES = frozenset({"deleted_at", "updated_at"})
+
+#: The columns a bus event of a change without an event-log row carries as its ``state``
+#: (what that change may set: see ``vidgen.jobs.lifecycle.publishing.STATE_COLUMNS``).
+EVENT_STATE = frozenset({"updated_at", "status_message", "prediction_id"})
+
+#: The output of a finished job: set only by the change to ``completed``, so every older
+#: version had none.
+OUTPUT = (
+    "video_file",
+    "video_url",
+    "thumbnail_file",
+    "thumbnail_url",
+    "file_size",
+    "frame_rate",
+    "width",
+    "height",
+    "codec",
+)
 
 
 def change_note(change: str, before: Mapping[str, Any]) -> str:
@@ -66,6 +84,7 @@ def view_at(
     *,
     status: str | None = None,
     progress: float | None = None,
+    state: Mapping[str, Any] | None = None,
 ) -> Video:
     """A copy of ``video`` as of ``version`` (older than its own), from its event log.
 
@@ -77,6 +96,8 @@ def view_at(
             default: the last status change at or before it.
         progress: the progress at that version when known (a bus event); default: as
             loaded, or 0 for a queued video.
+        state: the columns of :data:`EVENT_STATE` as committed at that version, when the
+            bus event of a change without an event-log row carries them.
     """
     upto = [h for h in history if h.version <= version]
     entry = upto[-1] if upto else None
@@ -91,6 +112,14 @@ def view_at(
         past.updated_at = entry.at
     if past.status is not VideoStatus.COMPLETED:
         past.completed_at = None
+        for name in OUTPUT:
+            setattr(past, name, None)
+    if state:
+        for name, value in state.items():
+            if name in EVENT_STATE:
+                if name in _DATETIMES and isinstance(value, str):
+                    value = dt.datetime.fromisoformat(value)
+                setattr(past, name, value)
     # Undo the later changes that kept the status, newest first, from their rows.
     for later in reversed(history):
         if later.version <= version:

@@ -27,10 +27,13 @@ class VideoEvent:
     event_id: int | None = None  # event-log row id (the resume cursor), None for progress
     project_id: int | None = None
     story_id: int | None = None
+    # A change without an event-log row: the columns it may have changed, as committed at
+    # this version (``updated_at`` as ISO text), so no subscriber shows a newer row's.
+    state: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a dict, in declaration order (``asdict`` without its deep copy:
-        every field is a scalar)."""
+        every field is a scalar or a flat dict of scalars)."""
         return {name: getattr(self, name) for name in _VIDEO_EVENT_FIELDS}
 
     @classmethod

@@ -23,11 +23,23 @@ Why it looks like this:
 - On connection loss the reader retries with capped exponential backoff and jitter
   (:mod:`vidgen.backoff`), for ever, without a process restart; :meth:`RedisBus.ping`
   reports False meanwhile (readiness).
-- Publishers use their own small pool with a short retry. A publish that still fails is
-  logged and counted, never raised: the change it describes is already committed and
-  subscribers recover it on RESYNC. :meth:`RedisBus.publish_or_raise` is the exception,
-  for a caller that can still have its sender retry (a webhook answered 503): it raises
-  :class:`~vidgen.events.bus.PublishFailed` and leaves the logging to that caller.
+- Publishing never drops a change for lack of a pooled connection. Every ``publish`` goes
+  to one ordered outbox in the process, and ONE flusher task sends whatever has gathered
+  there as one command: a hundred jobs reporting progress at once make a handful of round
+  trips on one connection, not a hundred connections (the pool once had 50 and publishes
+  beyond it were dropped). A caller waits for its message's first attempt only.
+- A publish that fails (Redis down) stays in the outbox, in order, and the flusher retries
+  it with backoff until Redis answers; then it goes out late rather than never. The outbox
+  holds at most ``publish_backlog`` messages: beyond that the oldest are dropped (logged
+  once per outage) and subscribers recover them from the database on RESYNC.
+  :meth:`RedisBus.publish_or_raise` is the exception, for a caller that can still have its
+  sender retry (a webhook answered 503): it sends at once on the pool (waiting up to
+  ``publish_wait`` for a connection), raises :class:`~vidgen.events.bus.PublishFailed`
+  and leaves the logging to that caller.
+- Liveness is judged by Redis, not by the clock of a busy event loop: the connection is
+  declared dead only when a PING has gone unanswered for ``liveness_timeout`` AND a read
+  started after that found nothing. A loop starved by delivery work for 15 s reads the
+  PONG waiting in its socket and carries on.
 - Several messages published together (a video event on its three channels plus the
   workers' wake-up) go as ONE command: a small Lua script PUBLISHes the (channel, payload)
   pairs in order (EVALSHA; EVAL when Redis lost its script cache, e.g. after a restart; a
@@ -42,6 +54,7 @@ import hashlib
 import json
 import logging
 import time
+from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -80,7 +93,9 @@ class BusStats:
     reconnects: int = 0  # successful subscriptions after a lost connection
     connection_errors: int = 0  # reader failures (each one starts a backoff)
     published: int = 0
-    publish_errors: int = 0  # publishes given up (logged, not raised)
+    publish_errors: int = 0  # failed attempts to send a message (kept for retry)
+    publish_dropped: int = 0  # messages given up (outbox full, or closed during an outage)
+    published_late: int = 0  # messages sent on a retry after an outage
     received: int = 0  # messages read from Redis
     delivered: int = 0  # message x local subscriber deliveries
     overflows: int = 0  # local subscribers dropped for being too slow
@@ -103,6 +118,9 @@ class RedisBus(SubscribeLocally):
         start_timeout: how long :meth:`start` waits for the first subscription before it
             returns anyway (the reader keeps trying in the background).
         publish_retries: extra attempts of one publish on a connection error.
+        publish_wait: how long :meth:`publish_or_raise` waits for a pooled connection.
+        publish_backlog: messages kept for retry while Redis is unreachable.
+        max_connections: the publishing pool's size (the flusher uses one of them).
         client_name: Redis ``CLIENT SETNAME`` prefix (``<name>:sub`` / ``<name>:pub``).
     """
 
@@ -119,6 +137,9 @@ class RedisBus(SubscribeLocally):
         connect_timeout: float = 2.0,
         start_timeout: float = 5.0,
         publish_retries: int = 2,
+        publish_wait: float = 5.0,
+        publish_backlog: int = 100_000,
+        max_connections: int = 50,
         client_name: str = "vidgen",
     ) -> None:
         self.url = url
@@ -132,6 +153,9 @@ class RedisBus(SubscribeLocally):
         self.connect_timeout = connect_timeout
         self.start_timeout = start_timeout
         self.publish_retries = publish_retries
+        self.publish_wait = publish_wait
+        self.publish_backlog = publish_backlog
+        self.max_connections = max_connections
         self.client_name = client_name
         self._local = LocalSubscribers()
         self._stats = BusStats()
@@ -141,6 +165,11 @@ class RedisBus(SubscribeLocally):
         self._connected = asyncio.Event()
         self._closing = False
         self._scripts = True  # False once Redis refused EVAL (ACL, disabled)
+        self._outbox: deque[_Pending] = deque()
+        self._outbox_messages = 0
+        self._outbox_ready = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._failing = False  # the last send failed: callers do not wait for a retry
 
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -152,13 +181,18 @@ class RedisBus(SubscribeLocally):
         if self._reader is not None:
             return
         self._closing = False
-        self._publisher = aioredis.Redis.from_url(
-            self.url,
-            socket_connect_timeout=self.connect_timeout,
-            socket_timeout=max(self.connect_timeout, 2.0),
-            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), self.publish_retries),
-            client_name=f"{self.client_name}:pub",
-            max_connections=50,
+        # A blocking pool: a publish waits (up to publish_wait) for a connection instead of
+        # failing with "Too many connections".
+        self._publisher = aioredis.Redis.from_pool(
+            aioredis.BlockingConnectionPool.from_url(
+                self.url,
+                socket_connect_timeout=self.connect_timeout,
+                socket_timeout=max(self.connect_timeout, 2.0),
+                retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), self.publish_retries),
+                client_name=f"{self.client_name}:pub",
+                max_connections=self.max_connections,
+                timeout=self.publish_wait,
+            )
         )
         # No silent retries on the listening connection: the supervisor must see every loss.
         self._listener = aioredis.Redis.from_url(
@@ -172,6 +206,7 @@ class RedisBus(SubscribeLocally):
             protocol=2,
         )
         self._reader = asyncio.create_task(self._supervise(), name="vidgen-redis-bus-reader")
+        self._flusher = asyncio.create_task(self._flush_forever(), name="vidgen-redis-bus-flusher")
         try:
             await asyncio.wait_for(self._connected.wait(), self.start_timeout)
         except TimeoutError:
@@ -180,8 +215,25 @@ class RedisBus(SubscribeLocally):
                 extra={"action": "bus_start_degraded"},
             )
 
-    async def close(self) -> None:
-        """Stop the reader and close both connections. Safe to call twice."""
+    async def close(self, *, drain: float = 2.0) -> None:
+        """Send what the outbox still holds (for up to ``drain`` seconds), stop the reader
+        and close both connections. Safe to call twice."""
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None:
+            if self._outbox and not self._failing:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._drained(), drain)
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            if self._outbox_messages:
+                self._stats.publish_dropped += self._outbox_messages
+                logger.warning(
+                    "event bus: closing with %d unpublished message(s) (subscribers resync)",
+                    self._outbox_messages,
+                    extra={"action": "bus_publish_dropped"},
+                )
+            self._release_all()
         self._closing = True
         reader, self._reader = self._reader, None
         if reader is not None:
@@ -209,30 +261,122 @@ class RedisBus(SubscribeLocally):
     async def publish_many(
         self, items: list[tuple[str, dict[str, Any]]], *, raise_errors: bool = False
     ) -> None:
-        """Publish several messages in one round trip, in order (same guarantees as
-        publish; ``raise_errors`` as :meth:`publish_or_raise`). A message object listed
-        for several channels is encoded once."""
+        """Publish several messages, in order (a message object listed for several channels
+        is encoded once). They join the outbox behind everything published before them and
+        go out with it in one round trip; this returns once they were sent, or once their
+        first attempt failed (then they stay queued for retry). ``raise_errors``: as
+        :meth:`publish_or_raise`, sent at once and never queued."""
         if not items:
             return
-        client = self._publisher
-        if client is None:
+        if self._publisher is None:
             raise RuntimeError("RedisBus.publish() before start()")
-        try:
-            if len(items) == 1:
-                channel, message = items[0]
-                await client.publish(self._ns + channel, _encode(message))
-            else:
-                await self._publish_batch(client, self._batch_args(items))
-            self._stats.published += len(items)
-        except CONNECTION_ERRORS as exc:
-            self._stats.publish_errors += len(items)
-            if raise_errors:
+        args = self._batch_args(items)
+        if raise_errors:
+            try:
+                await self._send(args)
+            except CONNECTION_ERRORS as exc:
+                self._stats.publish_errors += len(items)
                 raise PublishFailed(str(exc)) from exc
+            self._stats.published += len(items)
+            return
+        pending = _Pending(args, asyncio.get_running_loop().create_future())
+        self._outbox.append(pending)
+        self._outbox_messages += len(items)
+        self._trim_outbox()
+        self._outbox_ready.set()
+        if self._failing:
+            return  # Redis is down: the retry is the flusher's, the caller goes on
+        await asyncio.shield(pending.done)
+
+    def _trim_outbox(self) -> None:
+        """Drop the oldest messages beyond ``publish_backlog`` (subscribers resync)."""
+        dropped = 0
+        while self._outbox_messages > self.publish_backlog and len(self._outbox) > 1:
+            old = self._outbox.popleft()
+            n = len(old.args) // 2
+            self._outbox_messages -= n
+            dropped += n
+            old.release()
+        if dropped:
+            self._stats.publish_dropped += dropped
             logger.warning(
-                "event bus: publish failed, event dropped (subscribers resync): %s",
-                exc,
-                extra={"action": "bus_publish_failed", "channel": items[0][0]},
+                "event bus: publish outbox full (%d), %d oldest message(s) dropped "
+                "(subscribers resync from the database)",
+                self.publish_backlog,
+                dropped,
+                extra={"action": "bus_publish_dropped"},
             )
+
+    async def _drained(self) -> None:
+        """Wait until the last queued message was sent (or its first attempt failed)."""
+        if self._outbox:
+            await asyncio.shield(self._outbox[-1].done)
+
+    def _release_all(self) -> None:
+        while self._outbox:
+            self._outbox.popleft().release()
+        self._outbox_messages = 0
+
+    async def _flush_forever(self) -> None:
+        """The one sender of the outbox: everything queued goes out as one command (up to
+        :data:`FLUSH_MAX` messages), oldest first; a failed send is retried with backoff."""
+        failures = 0
+        while True:
+            if not self._outbox:
+                self._outbox_ready.clear()
+                await self._outbox_ready.wait()
+                continue
+            batch: list[_Pending] = []
+            args: list[str] = []
+            for pending in self._outbox:
+                if batch and len(args) + len(pending.args) > 2 * FLUSH_MAX:
+                    break
+                batch.append(pending)
+                args.extend(pending.args)
+            count = len(args) // 2
+            try:
+                await self._send(args)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the flusher must never die
+                self._stats.publish_errors += count
+                if not self._failing:
+                    self._failing = True
+                    logger.warning(
+                        "event bus: publish failed (%s); %d message(s) kept, retrying until "
+                        "Redis answers",
+                        exc,
+                        self._outbox_messages,
+                        extra={"action": "bus_publish_failed"},
+                    )
+                for pending in self._outbox:  # nobody waits for a retry
+                    pending.release()
+                delay = backoff.delay(failures, base=self.backoff_base, cap=self.backoff_cap)
+                failures += 1
+                await asyncio.sleep(delay)
+                continue
+            for _ in batch:
+                self._outbox.popleft().release()
+            self._outbox_messages -= count
+            self._stats.published += count
+            if self._failing:
+                self._stats.published_late += count
+                if not self._outbox:
+                    self._failing = False
+                    failures = 0
+                    logger.info(
+                        "event bus: publishing again after an outage (%d message(s) sent late)",
+                        self._stats.published_late,
+                        extra={"action": "bus_publish_resumed"},
+                    )
+
+    async def _send(self, args: list[str]) -> None:
+        client = self._publisher
+        assert client is not None
+        if len(args) == 2:
+            await client.publish(args[0], args[1])
+        else:
+            await self._publish_batch(client, args)
 
     def _batch_args(self, items: list[tuple[str, dict[str, Any]]]) -> list[str]:
         """channel, payload, channel, payload, ... (namespaced channels, encoded payloads)."""
@@ -378,19 +522,26 @@ class RedisBus(SubscribeLocally):
         raise ConnectionError("no reply to PSUBSCRIBE/PING from Redis")
 
     async def _read(self, pubsub: Any) -> None:
-        last_reply = time.monotonic()
-        next_ping = last_reply + self.health_interval
+        """Read and dispatch until the connection fails. Dead means: a PING unanswered for
+        ``liveness_timeout`` AND a read that started after that deadline found nothing (a
+        starved loop that gets to read late still finds the PONG, and goes on)."""
+        ping_sent: float | None = None  # an unanswered PING, when it was sent
+        next_ping = time.monotonic() + self.health_interval
         while not self._closing:
+            started = time.monotonic()
             message = await pubsub.get_message(timeout=self.read_timeout)
             now = time.monotonic()
             if message is not None:
-                last_reply = now
+                ping_sent = None  # any reply proves the connection alive
+                next_ping = now + self.health_interval
                 if message["type"] == "pmessage":
                     self._dispatch(message)
-            if now - last_reply > self.liveness_timeout:
-                raise ConnectionError(f"no reply from Redis for {now - last_reply:.1f}s")
-            if now >= next_ping:
-                next_ping = now + self.health_interval
+                    await asyncio.sleep(0)  # let delivery run between messages
+                continue
+            if ping_sent is not None and started - ping_sent > self.liveness_timeout:
+                raise ConnectionError(f"no reply from Redis for {now - ping_sent:.1f}s")
+            if ping_sent is None and now >= next_ping:
+                ping_sent = now
                 await pubsub.ping("health")
 
     def _dispatch(self, message: dict[str, Any]) -> None:
@@ -412,6 +563,24 @@ class RedisBus(SubscribeLocally):
             return
         # One decoded dict shared by every local subscriber: treat it as read-only.
         self._stats.delivered += self._local.dispatch(channel, payload)
+
+
+#: The most messages one flush sends in one command.
+FLUSH_MAX = 512
+
+
+class _Pending:
+    """Messages of one ``publish_many`` call waiting in the outbox, and their caller."""
+
+    __slots__ = ("args", "done")
+
+    def __init__(self, args: list[str], done: asyncio.Future[None]) -> None:
+        self.args = args
+        self.done = done
+
+    def release(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
 
 
 # What json.dumps(message, separators=(",", ":"), default=str) builds on every call.

@@ -71,15 +71,23 @@ class VideoState:
         ]
 
     def at_version(
-        self, version: int, *, status: str | None = None, progress: float | None = None
+        self,
+        version: int,
+        *,
+        status: str | None = None,
+        progress: float | None = None,
+        state: dict[str, Any] | None = None,
     ) -> Video:
-        """The video as of ``version`` (``status``/``progress`` from the event when known)."""
+        """The video as of ``version`` (``status``/``progress``/``state`` from the event
+        when known)."""
         if version >= self.version:
             return self.video
         past = self._views.get(version)
         if past is not None:
             return past
-        past = view_at(self.video, self.history, version, status=status, progress=progress)
+        past = view_at(
+            self.video, self.history, version, status=status, progress=progress, state=state
+        )
         self._views[version] = past
         return past
 
@@ -90,6 +98,7 @@ class VideoState:
             int(message.get("version") or 0),
             status=message.get("status"),
             progress=message.get("progress"),
+            state=message.get("state"),
         )
 
 

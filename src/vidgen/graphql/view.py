@@ -43,9 +43,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketDisconnected as StarletteDisconnected
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.schema import BaseSchema
 from strawberry.schema.exceptions import CannotGetOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
@@ -188,10 +190,40 @@ def _message_problem(message: Any) -> str | None:
     return None
 
 
+def _client_gone(error: BaseException) -> bool:
+    """A send failed because the client already went away: not an error of ours. (Strawberry
+    turns Starlette's ``WebSocketDisconnect`` into its ``WebSocketDisconnected``; Starlette
+    raises its own ``WebSocketDisconnected`` for a send after the socket was closed, and
+    uvicorn an ``OSError`` subclass when the peer is gone.)"""
+    return isinstance(
+        error, WebSocketDisconnected | WebSocketDisconnect | StarletteDisconnected | OSError
+    )
+
+
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws with every message's shape checked first: a malformed one
     closes the socket with 4400 and the reason, as the protocol asks. Every operation
-    starts as the viewer the socket's token names now (:meth:`Context.refresh_viewer`)."""
+    starts as the viewer the socket's token names now (:meth:`Context.refresh_viewer`).
+
+    A client that goes away while its operations still send is not an error: no traceback,
+    one DEBUG line per socket (however many operations it had); uvicorn's "connection
+    closed" is the socket's one INFO line. Ten thousand sockets closing at once used to log
+    thousands of "Exception in worker task" tracebacks.
+    """
+
+    _gone_logged = False
+
+    async def handle_task_exception(self, error: Exception) -> None:
+        if not _client_gone(error):
+            await super().handle_task_exception(error)
+            return
+        if not self._gone_logged:
+            self._gone_logged = True
+            logger.debug(
+                "websocket closed by the client while sending (%s)",
+                type(error).__name__,
+                extra={"action": "ws_client_gone", "operations": len(self.operations)},
+            )
 
     async def handle_message(self, message: Any) -> None:
         problem = _message_problem(message)

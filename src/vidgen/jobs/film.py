@@ -18,16 +18,14 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 import shutil
 import tempfile
-import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from vidgen.jobs import lifecycle, outcomes
+from vidgen.jobs import cpu, lifecycle, outcomes
 from vidgen.jobs.job_context import JobContext
 from vidgen.media import ingest, stitch
 from vidgen.media.render import CONTENT_TYPES, RenderCancelled
@@ -41,25 +39,14 @@ S = VideoStatus
 DEFAULT_FPS = 24.0
 PROGRESS_SECONDS = 0.5  # the stitch's progress is written at most this often
 
-# The CPU pool: stitches (and other CPU-bound work handed to run_cpu) run at most one per
-# core at once in this process. One semaphore per event loop (tests run several loops).
-_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-    weakref.WeakKeyDictionary()
-)
-
 
 async def run_cpu(fn: Callable[..., T], *args: Any) -> T:
-    """Run the CPU-bound ``fn(*args)`` in a worker thread, at most one per core at once.
+    """Run the CPU-bound ``fn(*args)`` on the process's CPU pool (:mod:`vidgen.jobs.cpu`,
+    ``VIDGEN_CPU_WORKERS`` threads), which the local renderer and the media stage share.
 
-    The one hook through which a film's stitch reaches the CPU; a cancel while it runs
-    leaves the thread to finish (``fn`` should poll a flag and stop early).
+    A cancel while it runs leaves the thread to finish (``fn`` polls a flag and stops early).
     """
-    loop = asyncio.get_running_loop()
-    slots = _slots.get(loop)
-    if slots is None:
-        slots = _slots[loop] = asyncio.Semaphore(max(1, os.cpu_count() or 1))
-    async with slots:
-        return await asyncio.to_thread(fn, *args)
+    return await cpu.run(fn, *args)
 
 
 @dataclass(frozen=True)

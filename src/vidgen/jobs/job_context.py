@@ -19,6 +19,7 @@ from vidgen.media import ingest
 from vidgen.models import Video, VideoStatus
 
 if TYPE_CHECKING:
+    from vidgen.jobs.progress import ProgressBatcher
     from vidgen.runtime import Runtime
 
 T = TypeVar("T")
@@ -37,8 +38,11 @@ class JobContext:
         worker_id: str,
         runner: lifecycle.Runner | None = None,
         on_last_write: Callable[[], None] | None = None,
+        progress: ProgressBatcher | None = None,
     ) -> None:
         self.runtime = runtime
+        # The worker's batch of progress reports (None: each report is a write of its own).
+        self.progress = progress
         self.runner = runner  # sends the job's fenced writes (the worker's group writer)
         # Called once the attempt's last write starts: the worker may fill the slot now.
         self.on_last_write = on_last_write

@@ -1,7 +1,8 @@
 """Leases: a claimed job is its worker's only while the worker keeps extending its lease.
 
-- :func:`extend_leases` is the heartbeat: it extends the leases of the jobs a worker still
-  owns (fenced on ``attempt``) and reports lost ones and cancel requests.
+- :func:`extend_worker_leases` is the heartbeat: ONE statement extends the leases of every
+  job a worker holds (by its worker id, whatever their number) and reports lost ones and
+  cancel requests. :func:`extend_leases` does the same for a list of jobs.
 - :func:`sweep` returns expired leases to ``queued`` (a rescue, counting the attempt) or to
   ``failed`` when the retries or rescues are spent (or ``canceled`` when a cancel was asked).
   Every worker runs it (:mod:`vidgen.jobs.upkeep`); concurrent sweepers are safe because
@@ -50,6 +51,43 @@ class LeaseReport:
 
     lost: set[int] = field(default_factory=set)
     cancel_requested: set[int] = field(default_factory=set)
+    # Processing under this worker's id but not among its jobs (a claim whose reply was lost).
+    unknown: set[int] = field(default_factory=set)
+
+
+async def extend_worker_leases(
+    worker_id: str, jobs: Mapping[int, int], *, lease_seconds: float
+) -> LeaseReport:
+    """The heartbeat: extend the lease of every job processing under ``worker_id`` in ONE
+    statement, however many there are (``idx_videos_worker`` finds them; the lease is in no
+    index, so on PostgreSQL each row's new version can be a HOT update).
+
+    ``jobs`` (video id → attempt) are the jobs the worker runs. One of them whose row is no
+    longer this attempt under this worker (swept, released, canceled, finished elsewhere) is
+    reported lost: its worker must stop touching it. The fence is the worker id and the
+    attempt together: a job swept and claimed again by the same worker has a new attempt.
+    """
+    report = LeaseReport()
+    if not jobs:
+        return report
+    p = dialect.Params()
+    lease_until = now() + dt.timedelta(seconds=lease_seconds)
+    rows = await Video._meta.db.execute_query_dict(
+        f"UPDATE videos SET lease_expires_at = {p(lease_until)}"
+        f" WHERE processed_by = {p(worker_id)} AND status = 'processing'"
+        " RETURNING id, attempt, cancel_requested",
+        p.values,
+    )
+    alive: set[int] = set()
+    for row in rows:
+        if jobs.get(row["id"]) == row["attempt"]:
+            alive.add(row["id"])
+            if row["cancel_requested"]:
+                report.cancel_requested.add(row["id"])
+        else:
+            report.unknown.add(row["id"])
+    report.lost = set(jobs) - alive
+    return report
 
 
 async def extend_leases(jobs: Mapping[int, int], *, lease_seconds: float) -> LeaseReport:

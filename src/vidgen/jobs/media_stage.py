@@ -1,5 +1,6 @@
 """The job's media stage: download the provider's output, probe it, make its thumbnail and
-store both durably, in worker threads (see :mod:`vidgen.media.ingest`)."""
+store both durably, on the CPU pool's threads (:mod:`vidgen.jobs.cpu`; see
+:mod:`vidgen.media.ingest`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from vidgen.jobs import cpu
 from vidgen.jobs.job_context import JobContext
 from vidgen.jobs.lifecycle import JobSpec
 from vidgen.media import ingest
@@ -78,12 +80,13 @@ async def _fetch_and_store(
 
 
 async def _in_thread(job: ingest.Ingest, fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` in a worker thread. Canceled before it started, it never runs; canceled
+    """``fn(*args)`` on the CPU pool (a burst of outputs queues there, bounded by the
+    cores, instead of starving the event loop). Canceled before it started, it never runs; canceled
     while it runs, it runs on but commits nothing it has not started committing; canceled
     with the stage held (ready, waiting to commit), its files are removed."""
     loop = asyncio.get_running_loop()
     try:
-        return await loop.run_in_executor(None, fn, *args)
+        return await loop.run_in_executor(cpu.executor(), fn, *args)
     except asyncio.CancelledError:
         if job.abandon():
             loop.run_in_executor(None, job.discard)  # held: nobody else would

@@ -7,7 +7,7 @@
          no ─▶ submit ─▶ store prediction_id at once (fenced; when the submission is
                          already done, the result is fetched and the output stored while
                          that write is in flight, committed only once it succeeded)
-    poll with the provider's floor and backoff, woken early by the job channel
+    poll with the provider's floor, backoff and jitter, woken early by the job channel
     (a cancel at once; a webhook as soon as the provider's minimum poll interval
     since the previous poll allows) ─▶ report progress
     succeeded ─▶ download ─▶ probe + thumbnail (one pass) ─▶ save both ─▶ completed
@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import random
 import threading
 from typing import Any
 
@@ -50,6 +51,7 @@ S = VideoStatus
 POLL_BACKOFF = 1.5
 MAX_POLL_ERRORS = 3  # consecutive retryable poll errors tolerated inside one attempt
 PROGRESS_STEP = 0.02
+POLL_JITTER = 0.2  # each poll's wait: the pace ± 20 %
 
 
 async def run_job(ctx: JobContext) -> AttemptOutcome | None:
@@ -229,21 +231,27 @@ async def _wait_for_result(
         if progressed or said:
             last_progress = result.progress if progressed else last_progress
             last_message = result.message if said else last_message
-            await ctx.db(
-                "report progress",
-                functools.partial(
-                    lifecycle.report_progress,
-                    ctx.video_id,
-                    result.progress if progressed else None,
-                    attempt=ctx.attempt,
-                    bus=ctx.runtime.bus,
-                    message=result.message if said else None,
-                ),
-            )
-        await ctx.wait(
-            max(caps.min_poll_interval, delay, result.poll_after or 0.0),
-            floor=caps.min_poll_interval,
-        )
+            progress = result.progress if progressed else None
+            message = result.message if said else None
+            if ctx.progress is not None:  # the worker's batch: one statement for all its jobs
+                ctx.progress.report(ctx.video_id, ctx.attempt, progress, message)
+            else:
+                await ctx.db(
+                    "report progress",
+                    functools.partial(
+                        lifecycle.report_progress,
+                        ctx.video_id,
+                        progress,
+                        attempt=ctx.attempt,
+                        bus=ctx.runtime.bus,
+                        message=message,
+                    ),
+                )
+        # Jittered, so that jobs claimed together do not poll (nor report) together: each
+        # wait is drawn from ±POLL_JITTER around the pace, never under the provider's floor.
+        jitter = random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
+        pace = max(delay, result.poll_after or 0.0) * jitter
+        await ctx.wait(max(caps.min_poll_interval, pace), floor=caps.min_poll_interval)
         delay = min(caps.max_poll_interval, delay * POLL_BACKOFF)
         if await ctx.cancel_wanted():
             return None

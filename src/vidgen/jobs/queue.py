@@ -1,7 +1,8 @@
 """The durable queue: the ``videos`` table itself. The pick of due jobs lives here.
 
 - :func:`claim` picks due jobs (``queued``, ``scheduled_at`` passed or empty, not deleted) in
-  order of priority (high first), then due time (``scheduled_at``, else creation), then id,
+  order of priority (high first), then the owners' turns (``fair_rank``: within a priority,
+  owners alternate), then due time (``scheduled_at``, else creation), then id,
   and moves them to ``processing`` through :func:`vidgen.jobs.lifecycle.apply_claim`. On
   PostgreSQL the pick is ``FOR UPDATE SKIP LOCKED`` and the whole claim is one statement; on
   SQLite it is one ``UPDATE … RETURNING`` (SQLite serialises writers).
@@ -33,7 +34,9 @@ logger = logging.getLogger(__name__)
 
 S = VideoStatus
 
-_ORDER = "ORDER BY priority DESC, COALESCE(scheduled_at, created_at), id"
+# Priority first; within it the owners' turns (fair_rank, set at enqueue), then the due time
+# and id. idx_videos_fair_claim (migration 0009) holds exactly this order.
+_ORDER = "ORDER BY priority DESC, fair_rank, COALESCE(scheduled_at, created_at), id"
 
 # A film (docs/films.md) is due only once none of its clips is queued or processing: then
 # its worker stitches them, or fails it naming the clip that did not complete.
@@ -51,9 +54,11 @@ def _pick_sql(
     providers: Collection[str] | None,
     excluded: Collection[str],
     columns: str = "id",
+    params: dialect.Params | None = None,
 ) -> tuple[str, list[Any]]:
-    """The ``SELECT id`` of the next due jobs, with its parameters."""
-    p = dialect.Params()
+    """The ``SELECT id`` of the next due jobs, with its parameters (``params``: go on
+    numbering those of a statement this is part of)."""
+    p = params or dialect.Params()
     where = [
         "status = 'queued'",
         "deleted_at IS NULL",
@@ -76,6 +81,43 @@ def _pick_sql(
     return sql, p.values
 
 
+def _capped_pick_sql(
+    *,
+    limit: int,
+    stamp: dt.datetime,
+    providers: Collection[str],
+    caps: Mapping[str, int],
+) -> tuple[str, list[Any]]:
+    """PostgreSQL: the pick of :func:`_pick_sql` with at most ``caps[name]`` jobs of each
+    capped provider (a worker's own limit: no lock needed), still ONE statement. Each
+    provider group is picked (and locked) in queue order by its own CTE, and the union is
+    cut to ``limit`` in queue order; rows locked but not taken are free again when the
+    statement ends."""
+    p = dialect.Params()
+    columns = "id, priority, fair_rank, COALESCE(scheduled_at, created_at) AS due"
+    free = [name for name in providers if name not in caps]
+    parts = []
+    if free:
+        parts.append(
+            _pick_sql(
+                limit=limit, stamp=stamp, providers=free, excluded=(), columns=columns, params=p
+            )[0]
+        )
+    for name, cap in sorted(caps.items()):
+        parts.append(
+            _pick_sql(
+                limit=cap, stamp=stamp, providers=[name], excluded=(), columns=columns, params=p
+            )[0]
+        )
+    ctes = ", ".join(f"g{i} AS ({sql})" for i, sql in enumerate(parts))
+    union = " UNION ALL ".join(f"SELECT * FROM g{i}" for i in range(len(parts)))
+    sql = (
+        f"WITH {ctes} SELECT id FROM ({union}) AS u"
+        f" ORDER BY priority DESC, fair_rank, due, id LIMIT {p(limit)}"
+    )
+    return sql, p.values
+
+
 def _ids_sql(ids: list[int]) -> tuple[str, list[Any]]:
     if dialect.is_postgres():
         return "SELECT unnest($1::int[]) AS id", [ids]
@@ -94,6 +136,7 @@ async def claim(
     lease_seconds: float,
     providers: Collection[str] | None = None,
     provider_limits: Mapping[str, int] | None = None,
+    worker_limits: Mapping[str, int] | None = None,
     bus: EventBus | None = None,
 ) -> list[Claimed]:
     """Claim up to ``limit`` due jobs for one worker.
@@ -106,6 +149,8 @@ async def claim(
         provider_limits: provider name → max jobs ``processing`` at once across all workers.
             Counted at claim time under a per-provider advisory lock on PostgreSQL (SQLite
             serialises writers anyway).
+        worker_limits: provider name → at most this many more jobs for this worker alone
+            (a CPU-bound provider: as many as the worker has free render threads).
         bus: publish the claims' status events after the commit.
 
     Returns:
@@ -120,10 +165,28 @@ async def claim(
         for name, n in (provider_limits or {}).items()
         if providers is None or name in providers
     }
-    if dialect.is_postgres() and not limits:
+    # The worker's own limits: one that cannot bind (as many as the claim takes) is left
+    # out; a provider with none left is left out of the pick, which can then stay one
+    # statement.
+    mine = {
+        name: n
+        for name, n in (worker_limits or {}).items()
+        if (providers is None or name in providers) and n < limit
+    }
+    if providers is not None and mine:
+        providers = [name for name in providers if mine.get(name, 1) > 0]
+        mine = {name: n for name, n in mine.items() if n > 0}
+        if not providers:
+            return []
+    if dialect.is_postgres() and not limits and (not mine or providers is not None):
         # One statement (pick, claim, history and attempt rows): atomic on its own, so no
         # BEGIN/COMMIT round trips on the hottest path.
-        pick, params = _pick_sql(limit=limit, stamp=stamp, providers=providers, excluded=())
+        if mine and providers is not None:
+            pick, params = _capped_pick_sql(
+                limit=limit, stamp=stamp, providers=providers, caps=mine
+            )
+        else:
+            pick, params = _pick_sql(limit=limit, stamp=stamp, providers=providers, excluded=())
         claimed = await lifecycle.apply_claim(
             Video._meta.db,
             pick_sql=pick,
@@ -139,6 +202,7 @@ async def claim(
             lease_until=lease_until,
             providers=providers,
             limits=limits,
+            mine=mine,
         )
     if claimed:
         await lifecycle.publish(bus, [c.event for c in claimed])
@@ -157,8 +221,10 @@ async def _claim_in_transaction(
     lease_until: dt.datetime,
     providers: Collection[str] | None,
     limits: Mapping[str, int],
+    mine: Mapping[str, int],
 ) -> list[Claimed]:
-    """The claim with per-provider limits (PostgreSQL), or on SQLite (several statements)."""
+    """The claim with per-provider limits (PostgreSQL), or on SQLite (several statements).
+    ``mine``: the worker's own per-provider limits, which need no lock (its own jobs)."""
     async with in_transaction() as conn:
         quotas: dict[str, int] = {}
         if limits:
@@ -167,6 +233,8 @@ async def _claim_in_transaction(
                     await conn.execute_query("SELECT pg_advisory_xact_lock($1)", [_lock_key(name)])
             running = await _count_processing(conn, list(limits))
             quotas = {name: max(0, n - running.get(name, 0)) for name, n in limits.items()}
+        for name, n in mine.items():
+            quotas[name] = min(quotas.get(name, n), n)
         excluded = [name for name, quota in quotas.items() if quota == 0]
         if providers is not None and set(providers) <= set(excluded):
             return []

@@ -21,19 +21,38 @@ from vidgen.runtime import Runtime
 logger = logging.getLogger(__name__)
 
 
-async def sweep_once(runtime: Runtime, *, worker_id: str) -> bool:
-    """Handle the expired leases of one sweep; stop the predictions of the jobs that ended
-    failed or canceled. Returns True when a job went back to the queue (claim again)."""
-    swept = await leases.sweep(
-        max_rescues=runtime.settings.max_rescues, actor=f"sweeper:{worker_id}", bus=runtime.bus
-    )
+# A worker that held a thousand jobs in flight leaves a thousand expired leases when it
+# dies: a sweep takes batch after batch (each of leases.SWEEP_BATCH) until one comes back
+# short, up to this many, instead of one batch per sweep interval.
+MAX_SWEEP_BATCHES = 50
+
+
+async def sweep_once(
+    runtime: Runtime, *, worker_id: str, wake: Callable[[], None] | None = None
+) -> bool:
+    """Handle the expired leases (batch after batch while batches come back full); stop the
+    predictions of the jobs that ended failed or canceled. ``wake`` is called after each
+    batch that re-queued a job, so the claims overlap the rest of the sweep. Returns True
+    when a job went back to the queue (claim again)."""
     requeued = False
-    for item in swept:
-        JOB_RESCUES.inc()
-        if item.to_status is VideoStatus.QUEUED:
-            requeued = True
-            continue
-        await cancel_upstream(runtime, item.video_id, item.provider, item.prediction_id)
+    for _ in range(MAX_SWEEP_BATCHES):
+        swept = await leases.sweep(
+            max_rescues=runtime.settings.max_rescues,
+            actor=f"sweeper:{worker_id}",
+            bus=runtime.bus,
+        )
+        batch_requeued = False
+        for item in swept:
+            JOB_RESCUES.inc()
+            if item.to_status is VideoStatus.QUEUED:
+                batch_requeued = True
+                continue
+            await cancel_upstream(runtime, item.video_id, item.provider, item.prediction_id)
+        if batch_requeued and wake is not None:
+            wake()
+        requeued = requeued or batch_requeued
+        if len(swept) < leases.SWEEP_BATCH:
+            break
     return requeued
 
 
@@ -43,7 +62,7 @@ async def sweep_loop(runtime: Runtime, *, worker_id: str, wake: Callable[[], Non
     failures = 0
     while True:
         try:
-            if await sweep_once(runtime, worker_id=worker_id):
+            if await sweep_once(runtime, worker_id=worker_id, wake=wake):
                 wake()
             failures = 0
             delay = interval

@@ -1,4 +1,9 @@
-"""Workers: run up to N jobs at once in one process, keep their leases, sweep lost ones.
+"""Workers: hold up to N jobs in flight in one process, keep their leases, sweep lost ones.
+
+A job in flight is a task: waiting at a remote provider costs no CPU, so a worker holds
+hundreds (``worker_max_in_flight``, default 1000). CPU-bound work runs on the process's CPU
+pool (:mod:`vidgen.jobs.cpu`), sized to the cores, and a worker claims no more jobs of a
+CPU-bound provider (the ``local`` renderer) than it has render threads.
 
 A :class:`Worker` has five loops:
 
@@ -6,8 +11,9 @@ A :class:`Worker` has five loops:
   on :data:`~vidgen.events.channels.WAKEUP_CHANNEL`, a finished job, the next scheduled job, or
   the slow safety poll (``worker_poll_seconds``), whichever comes first. A job frees its
   slot when its last write (one fenced statement) starts, so the next claim overlaps it;
-- the heartbeat (every ``heartbeat_seconds``): extends the leases of its running jobs,
-  stops the ones it no longer owns and passes on cancel requests;
+- the heartbeat (every ``heartbeat_seconds``): ONE statement extends the leases of all its
+  running jobs (by worker id, :func:`~vidgen.jobs.leases.extend_worker_leases`), stops the
+  ones it no longer owns and passes on cancel requests;
 - the sweeper: returns other workers' expired leases to the queue, and the purge (every
   ``purge_interval_seconds``, 0 or less: never): removes expired soft-deleted videos and
   orphaned files (:mod:`vidgen.jobs.upkeep`; both safe in every worker);
@@ -44,8 +50,10 @@ from vidgen.events.local import BusSubscription, SubscriberOverflow
 from vidgen.jobs import leases, lifecycle, pipeline, queue, transient, upkeep
 from vidgen.jobs.job_context import JobContext
 from vidgen.jobs.lifecycle import Claimed, now
+from vidgen.jobs.progress import ProgressBatcher
 from vidgen.jobs.writer import GroupWriter
 from vidgen.models import Video, VideoStatus
+from vidgen.providers.local import render_slots as local_slots
 from vidgen.runtime import Runtime
 from vidgen.settings import Settings
 from vidgen.webhooks_out import delivery as webhooks
@@ -56,6 +64,11 @@ logger = logging.getLogger(__name__)
 # back by then (the database is down) is not released: its lease expires and a sweeper hands
 # it on, as if the worker had been killed.
 ID_WRITE_WAIT_SECONDS = 5.0
+
+# The least time between two claims while the queue is drained (the last claim found fewer
+# due jobs than free slots): a burst of wake-ups costs a few claim statements, not one each.
+# A worker whose every slot was filled claims again as soon as one frees.
+CLAIM_SPACING_SECONDS = 0.2
 
 
 @dataclass
@@ -75,7 +88,7 @@ class Worker:
 
     Args:
         runtime: the process's shared resources (settings, bus, providers, storage).
-        concurrency: jobs run at once.
+        concurrency: jobs in flight at once (``worker_max_in_flight``).
         worker_id: written to ``processed_by``; default ``host:pid:random``.
     """
 
@@ -85,6 +98,13 @@ class Worker:
         self.runtime = runtime
         self.settings = runtime.settings
         self.concurrency = concurrency
+        # Providers whose jobs are this process's CPU (the local renderer): claimed no more
+        # than their own threads can run, or the rest would hold leases while they wait.
+        self.cpu_slots = {
+            name: local_slots(self.settings)
+            for name, p in runtime.providers.items()
+            if getattr(p, "cpu_bound", False)
+        }
         self.worker_id = worker_id or default_worker_id()
         self.grace_seconds = self.settings.shutdown_grace_seconds
         self._jobs: dict[int, _Running] = {}
@@ -92,6 +112,8 @@ class Worker:
         # last write (StaleAttempt awaits them): not running a job, but not to be lost either.
         self._retired: set[asyncio.Task[object]] = set()
         self.writer = GroupWriter()  # group commit of the jobs' last writes
+        # The jobs' progress reports, one statement per flush for all of them.
+        self.progress = ProgressBatcher(runtime.bus, worker_id=self.worker_id)
         self._wake = asyncio.Event()
         self._stopping = False
         self._release_now = asyncio.Event()  # a second stop request: stop waiting
@@ -150,6 +172,7 @@ class Worker:
                         task.cancel()
                     await asyncio.gather(*helpers, return_exceptions=True)
         finally:
+            await self.progress.close()
             self._running = False
             self._done.set()
             logger.info(
@@ -230,19 +253,32 @@ class Worker:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+            await self.progress.close()
 
     # --- claiming --------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
         poll = self.settings.worker_poll_seconds
         failures = 0
+        loop = asyncio.get_running_loop()
+        last_claim, drained = -CLAIM_SPACING_SECONDS, False
         while not self._stopping:
+            if drained:
+                # The last claim found fewer due jobs than free slots: wake-ups that come in
+                # a burst (enqueues, jobs ending) share the next claim instead of one each.
+                gap = last_claim + CLAIM_SPACING_SECONDS - loop.time()
+                if gap > 0:
+                    await asyncio.sleep(gap)
+                    if self._stopping:
+                        break
             self._wake.clear()
             timeout = poll
             try:
                 if self._adopt:
                     await self._adopt_orphans()
                 started = now()
-                await self._claim_free_slots()
+                last_claim = loop.time()
+                free = self.concurrency - self._busy_slots()
+                drained = len(await self._claim_free_slots()) < free
                 # Slots left free (nothing claimed, or fewer jobs due than slots): wake when
                 # the next scheduled or backed-off job is due, not at the safety poll.
                 if self._busy_slots() < self.concurrency:
@@ -287,6 +323,7 @@ class Worker:
             worker_id=self.worker_id,
             runner=self.writer.run,
             on_last_write=self._wake.set,
+            progress=self.progress,
         )
         task = asyncio.create_task(self._run_one(ctx), name=f"job {job.video_id}")
         older = self._jobs.get(job.video_id)
@@ -312,9 +349,18 @@ class Worker:
         free = self.concurrency - self._busy_slots()
         if free <= 0 or self._stopping:
             return []
+        worker_limits = None
+        if self.cpu_slots:
+            running: dict[str, int] = {}
+            for r in self._jobs.values():
+                if not r.ctx.slot_free:
+                    name = r.ctx.claimed.provider
+                    running[name] = running.get(name, 0) + 1
+            worker_limits = {n: max(0, k - running.get(n, 0)) for n, k in self.cpu_slots.items()}
         claimed = await queue.claim(
             worker_id=self.worker_id,
             limit=free,
+            worker_limits=worker_limits,
             lease_seconds=self.settings.lease_seconds,
             # Only the providers configured here (with their keys): another worker may run
             # the rest, and a job claimed here would fail as "not available".
@@ -345,6 +391,7 @@ class Worker:
         except Exception:  # run_job handles its errors; this is the last line of defence
             logger.exception("job task failed", extra=ctx.log_extra)
         finally:
+            self.progress.forget(ctx.video_id, ctx.attempt)
             running = self._jobs.get(ctx.video_id)
             if running is not None and running.ctx is ctx and not self._stopping:
                 del self._jobs[ctx.video_id]
@@ -378,7 +425,13 @@ class Worker:
         jobs = {vid: r.ctx.attempt for vid, r in self._jobs.items() if not r.lost}
         if not jobs:
             return
-        report = await leases.extend_leases(jobs, lease_seconds=self.settings.lease_seconds)
+        report = await leases.extend_worker_leases(
+            self.worker_id, jobs, lease_seconds=self.settings.lease_seconds
+        )
+        if report.unknown:
+            # Processing under our id but not running here: a claim whose reply was lost.
+            self._adopt = True
+            self._wake.set()
         for video_id in report.lost:
             running = self._jobs.get(video_id)
             if running is None or running.task.done() or running.ctx.finished:
@@ -490,7 +543,7 @@ async def start_embedded(runtime: Runtime, *, concurrency: int | None = None) ->
     """Start a worker inside this process (the API's embedded mode); ``await worker.stop()``."""
     worker = Worker(
         runtime,
-        concurrency=concurrency or runtime.settings.worker_concurrency,
+        concurrency=concurrency or runtime.settings.worker_max_in_flight,
         worker_id=default_worker_id("embedded"),
     )
     worker.start()
@@ -503,7 +556,7 @@ async def run_worker(settings: Settings, *, concurrency: int | None = None) -> N
 
     await db.init(settings)
     runtime = await Runtime.start(settings)
-    worker = Worker(runtime, concurrency=concurrency or settings.worker_concurrency)
+    worker = Worker(runtime, concurrency=concurrency or settings.worker_max_in_flight)
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT)
     for sig in signals:

@@ -9,6 +9,9 @@ pipelined batch (``fetchmany``: one round trip, one transaction) per statement s
     job ─┼─▶ run(sql, params) ─▶│  one fetchmany each; rows handed back by video id
     job ─┘   (awaits its rows)  └─ the next batch forms while this one runs
 
+A statement registered with :func:`combinable` (the prediction id's write) goes further: a
+batch of it is ONE statement over arrays (``unnest``), not one statement per job.
+
 There is no timer: the first request is sent at once, and the ones that arrive while it is
 in flight make the next batch, so an idle worker adds no latency and a busy one amortises.
 The writer keeps its pool connection while batches keep coming (no wait for a free
@@ -35,6 +38,19 @@ logger = logging.getLogger(__name__)
 
 MAX_BATCH = 64
 
+# Statements that have a form for many rows at once (:func:`combinable`).
+_COMBINED: dict[str, str] = {}
+
+
+def combinable(sql: str, combined: str) -> str:
+    """Register ``combined``, the change of ``sql`` for many rows as ONE statement: its k-th
+    parameter is the array of every request's k-th value, and it returns the rows that
+    matched (each with its ``id``). A batch of two or more such requests is then sent as
+    that one statement instead of one statement per request (a worker with hundreds of
+    jobs in flight stores their prediction ids together). Returns ``sql``."""
+    _COMBINED[sql] = combined
+    return sql
+
 
 @dataclass
 class _Request:
@@ -52,6 +68,7 @@ class GroupWriter:
         self._flusher: asyncio.Task[None] | None = None
         self.batches = 0  # flushed batches (for tests and tuning)
         self.statements = 0
+        self.combined = 0  # batches sent as one combined statement
 
     async def run(self, sql: str, params: list[Any], *, key: int) -> list[dict[str, Any]]:
         """Run ``sql`` (returning at most one row, with an ``id`` column equal to ``key``).
@@ -107,6 +124,30 @@ class GroupWriter:
     async def _send(self, connection: Any, sql: str, requests: list[_Request]) -> bool:
         """Send one batch and settle its requests; False when the connection may be broken."""
         conn = Video._meta.db
+        combined = _COMBINED.get(sql) if len(requests) > 1 else None
+        if combined is not None:
+            columns = [list(values) for values in zip(*(r.params for r in requests), strict=True)]
+            try:
+                records = await connection.fetch(combined, *columns)
+            except Exception as exc:
+                if transient.is_transient(exc):
+                    for request in requests:
+                        _settle(request, exc=exc)
+                    return False
+                # Not a blink (one bad value?): the batch below, then one by one.
+                logger.warning(
+                    "combined write failed; sending its statements as a batch",
+                    extra={"action": "writer.split", "count": len(requests), "error": repr(exc)},
+                )
+            else:
+                self.batches += 1
+                self.statements += 1
+                self.combined += 1
+                by_key = {record["id"]: dict(record) for record in records}
+                for request in requests:
+                    row = by_key.get(request.key)
+                    _settle(request, rows=[row] if row is not None else [])
+                return True
         try:
             records = await connection.fetchmany(sql, [r.params for r in requests])
         except Exception as exc:

@@ -23,7 +23,7 @@ class AddKindWithDefault(ops.AddField):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("models", "0008_webhook_outbox")]
+    dependencies = [("models", "0009_fair_claims")]
 
     initial = False
 

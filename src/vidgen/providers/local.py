@@ -84,6 +84,9 @@ class LocalProvider:
     """
 
     name = "local"
+    # Its work is this process's CPU, not a wait at a remote service: a worker claims at most
+    # render_slots() of its jobs at once (the rest stay queued for other workers).
+    cpu_bound = True
 
     def __init__(self, settings: Settings, *, storage_tmp: Path | None = None) -> None:
         self.settings = settings
@@ -106,7 +109,7 @@ class LocalProvider:
             max_poll_interval=2.0,
         )
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max(1, settings.render_workers), thread_name_prefix="vidgen-render"
+            max_workers=render_slots(settings), thread_name_prefix="vidgen-render"
         )
         self._renders: dict[str, _Render] = {}
         self._closed = False
@@ -325,6 +328,14 @@ class LocalProvider:
             if job.finished_at is not None and job.finished_at < cutoff:
                 self._renders.pop(job.id, None)
                 job.dest.unlink(missing_ok=True)
+
+
+def render_slots(settings: Settings) -> int:
+    """Renders at once in one process: ``VIDGEN_RENDER_WORKERS``, else the CPU pool's size
+    (``VIDGEN_CPU_WORKERS``, else the cores; :mod:`vidgen.jobs.cpu`)."""
+    from vidgen.jobs import cpu
+
+    return max(1, settings.render_workers or cpu.size(settings.cpu_workers))
 
 
 def _move(src: Path, dest: Path) -> None:

@@ -24,7 +24,8 @@ The operations, by module:
   and tag links (one statement on PostgreSQL);
 - :mod:`.transitions`: :func:`transition` (a status change: the API, the sweeper, releases;
   it may close the attempt row), :func:`touch` (columns of a running job that keep the
-  status: the cancel flag) and :func:`report_progress`;
+  status: the cancel flag), :func:`report_progress` and :func:`report_progress_many` (a
+  worker's batch of them in one statement);
 - :mod:`.edits`: :func:`edit`, :func:`soft_delete`, :func:`restore` (changes that keep the
   status, logged with what they replaced: :mod:`vidgen.events.history`), and
   :func:`locked`;
@@ -52,7 +53,13 @@ from vidgen.jobs.lifecycle.rules import (
     StoryChanged,
     now,
 )
-from vidgen.jobs.lifecycle.transitions import AttemptEnd, report_progress, touch, transition
+from vidgen.jobs.lifecycle.transitions import (
+    AttemptEnd,
+    report_progress,
+    report_progress_many,
+    touch,
+    transition,
+)
 
 __all__ = [
     "CANCELED_INSTEAD",
@@ -78,6 +85,7 @@ __all__ = [
     "publish",
     "record_created",
     "report_progress",
+    "report_progress_many",
     "restore",
     "soft_delete",
     "store_prediction",

@@ -121,7 +121,8 @@ RETURNING {returning}
 # Everything the pipeline needs to run the job (see JobSpec), returned by the claim.
 _CLAIM_RETURNING = (
     "{v}id, {v}owner_id, {v}project_id, {v}story_id, {v}provider, {v}prediction_id, {v}attempt,"
-    " {v}version, {v}progress, {v}priority, COALESCE({v}scheduled_at, {v}created_at) AS due,"
+    " {v}version, {v}progress, {v}priority, {v}fair_rank,"
+    " COALESCE({v}scheduled_at, {v}created_at) AS due,"
     " {v}prompt, {v}resolution, {v}output_format, {v}duration_seconds, {v}model,"
     " {v}input_image, {v}video_style, {v}seed, {v}cancel_requested, {v}retry_count,"
     " {v}max_retries, {v}webhook_url, {v}kind"
@@ -204,8 +205,8 @@ async def apply_claim(
             if r["webhook_url"] is not None:
                 await outbox.record(conn, r["id"], history[0]["id"], stamp)
             claimed.append((dict(r), history[0]["id"]))
-    # RETURNING does not keep the pick order: restore it (priority, due time, age).
-    claimed.sort(key=lambda pair: (-pair[0]["priority"], pair[0]["due"], pair[0]["id"]))
+    # RETURNING does not keep the pick order: restore it (priority, turn, due time, age).
+    claimed.sort(key=lambda p: (-p[0]["priority"], p[0]["fair_rank"], p[0]["due"], p[0]["id"]))
     return [_claimed(r, event_id) for r, event_id in claimed]
 
 

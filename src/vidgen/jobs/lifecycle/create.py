@@ -39,13 +39,46 @@ _STORY_GUARD = {
 }
 
 
+# A new queued video's turn (fair_rank, docs/jobs.md "Claiming"): one more than its owner's
+# last queued video of the same priority, and never less than the rank at the head of that
+# priority's queue (a newcomer goes straight to the head's turn, an owner with a backlog
+# stays behind it). Two index probes (idx_videos_owner_queue, idx_videos_fair_claim), no
+# scan. The value passed for the column is the floor (0). Two requests of one owner racing
+# may share a rank; the claim then orders them by age.
+_FAIR_RANK = (
+    "{max}({floor}, COALESCE((SELECT q.fair_rank + 1 FROM videos AS q"
+    " WHERE q.owner_id = {owner} AND q.priority = {priority}"
+    " AND q.status = 'queued' AND q.deleted_at IS NULL"
+    " ORDER BY q.fair_rank DESC LIMIT 1), 0),"
+    " COALESCE((SELECT q.fair_rank FROM videos AS q WHERE q.priority = {priority}"
+    " AND q.status = 'queued' AND q.deleted_at IS NULL"
+    " ORDER BY q.priority DESC, q.fair_rank LIMIT 1), 0))"
+)
+
+
+def _insert_marks(columns: tuple[str, ...], mark: Any) -> list[str]:
+    """Each column's placeholder (``mark(i)`` for the i-th, from 1); ``fair_rank``'s is
+    the expression that computes it from the row's owner and priority."""
+    marks = [mark(i) for i in range(1, len(columns) + 1)]
+    if "fair_rank" in columns and "owner_id" in columns and "priority" in columns:
+        at = columns.index
+        postgres = mark(1).startswith("$")
+        marks[at("fair_rank")] = _FAIR_RANK.format(
+            max="GREATEST" if postgres else "max",
+            floor=f"{marks[at('fair_rank')]}::bigint" if postgres else marks[at("fair_rank")],
+            owner=marks[at("owner_id")],
+            priority=marks[at("priority")],
+        )
+    return marks
+
+
 def _pg_insert(
     columns: tuple[str, ...], sources: tuple[str, ...] = (), returning: str = "id"
 ) -> str:
     """PostgreSQL's INSERT of a video's ``columns`` (``$1..$n``), returning its id (or
     ``returning``); with ``sources``, a row only while each of those CTEs finds one: the
     story guard ``s`` (:func:`_pg_guard`), the admission ``a`` (:func:`_pg_admission`)."""
-    marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    marks = ", ".join(_insert_marks(columns, lambda i: f"${i}"))
     names = ", ".join(f'"{column}"' for column in columns)
     if sources:
         return (
@@ -168,7 +201,9 @@ async def _insert_alone(
             sql = f"WITH {', '.join(ctes)} {sql}"
     else:
         columns = ", ".join(f'"{column}"' for column in values)
-        marks = ", ".join("?" for _ in values)
+        # Numbered: the rank's expression repeats the owner's and the priority's values
+        # (the plain ? of the guard and admission after them number on from the last).
+        marks = ", ".join(_insert_marks(tuple(values), lambda i: f"?{i}"))
         conditions = [f"EXISTS ({_STORY_GUARD[dialect.SQLITE]})"] if guard else []
         if admission is not None:
             conditions.append(f"({admission.sql.format(*('?' for _ in extra))})")

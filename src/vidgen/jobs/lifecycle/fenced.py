@@ -19,8 +19,14 @@ from tortoise.transactions import in_transaction
 from vidgen import dialect
 from vidgen.events.bus import EventBus
 from vidgen.events.messages import VideoEvent
+from vidgen.jobs import writer
 from vidgen.jobs.lifecycle import outbox
-from vidgen.jobs.lifecycle.publishing import EVENT_COLUMNS, event_from_row, publish
+from vidgen.jobs.lifecycle.publishing import (
+    EVENT_COLUMNS,
+    STATE_COLUMNS,
+    event_from_row,
+    publish,
+)
 from vidgen.jobs.lifecycle.rules import (
     Change,
     IllegalTransition,
@@ -204,6 +210,27 @@ async def finish(
     return change
 
 
+_PG_STORE_PREDICTION = writer.combinable(
+    "WITH v AS (UPDATE videos SET prediction_id = $1, version = version + 1,"
+    " updated_at = $2 WHERE id = $3 AND attempt = $4 AND status = 'processing'"
+    f" RETURNING {EVENT_COLUMNS}, {STATE_COLUMNS}),"
+    " a AS (UPDATE video_attempts SET prediction_id = $1 WHERE video_id = $3"
+    " AND attempt = $4 AND EXISTS (SELECT 1 FROM v))"
+    " SELECT * FROM v",
+    # The same for many jobs at once (the group writer's batch: vidgen.jobs.writer).
+    "WITH j AS (SELECT * FROM unnest($1::varchar[], $2::timestamptz[], $3::int[], $4::int[])"
+    " AS j(pid, at, vid, att)),"
+    " v AS (UPDATE videos SET prediction_id = j.pid, version = videos.version + 1,"
+    " updated_at = j.at FROM j WHERE videos.id = j.vid AND videos.attempt = j.att"
+    " AND videos.status = 'processing' RETURNING "
+    + ", ".join(f"videos.{c.strip()}" for c in f"{EVENT_COLUMNS}, {STATE_COLUMNS}".split(","))
+    + "),"
+    " a AS (UPDATE video_attempts AS t SET prediction_id = j.pid FROM j JOIN v ON v.id = j.vid"
+    " WHERE t.video_id = j.vid AND t.attempt = j.att)"
+    " SELECT * FROM v",
+)
+
+
 async def store_prediction(
     video_id: int,
     attempt: int,
@@ -224,12 +251,7 @@ async def store_prediction(
     stamp = now()
     if dialect.is_postgres():
         rows = await (runner or _run_alone)(
-            "WITH v AS (UPDATE videos SET prediction_id = $1, version = version + 1,"
-            " updated_at = $2 WHERE id = $3 AND attempt = $4 AND status = 'processing'"
-            f" RETURNING {EVENT_COLUMNS}),"
-            " a AS (UPDATE video_attempts SET prediction_id = $1 WHERE video_id = $3"
-            " AND attempt = $4 AND EXISTS (SELECT 1 FROM v))"
-            " SELECT * FROM v",
+            _PG_STORE_PREDICTION,
             [prediction_id, stamp, video_id, attempt],
             key=video_id,
         )
@@ -238,7 +260,7 @@ async def store_prediction(
             rows = await tx.execute_query_dict(
                 "UPDATE videos SET prediction_id = ?, version = version + 1, updated_at = ?"
                 " WHERE id = ? AND attempt = ? AND status = 'processing'"
-                f" RETURNING {EVENT_COLUMNS}",
+                f" RETURNING {EVENT_COLUMNS}, {STATE_COLUMNS}",
                 [prediction_id, stamp, video_id, attempt],
             )
             if rows:

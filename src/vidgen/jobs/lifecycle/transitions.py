@@ -3,7 +3,7 @@ visible changes of a running job that keep its status (progress, the cancel flag
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +14,13 @@ from vidgen import dialect, errors
 from vidgen.events.bus import EventBus
 from vidgen.events.messages import VideoEvent
 from vidgen.jobs.lifecycle import outbox
-from vidgen.jobs.lifecycle.publishing import EVENT_COLUMNS, event_for, event_from_row, publish
+from vidgen.jobs.lifecycle.publishing import (
+    EVENT_COLUMNS,
+    STATE_COLUMNS,
+    event_for,
+    event_from_row,
+    publish,
+)
 from vidgen.jobs.lifecycle.rules import (
     Admission,
     Change,
@@ -222,7 +228,7 @@ async def touch(
         where.append(f"status = {p(VideoStatus(status))}")
     rows = await Video._meta.db.execute_query_dict(
         f"UPDATE videos SET {', '.join(sets)} WHERE {' AND '.join(where)}"
-        f" RETURNING {EVENT_COLUMNS}",
+        f" RETURNING {EVENT_COLUMNS}, {STATE_COLUMNS}",
         p.values,
     )
     if not rows:
@@ -257,3 +263,56 @@ async def report_progress(
     if not fields:
         return None
     return await touch(video_id, fields=fields, attempt=attempt, status=S.PROCESSING, bus=bus)
+
+
+async def report_progress_many(
+    reports: Sequence[tuple[int, int, float | None, str | None]], *, bus: EventBus | None
+) -> list[VideoEvent]:
+    """Record many running jobs' progress and/or status messages in ONE statement, each
+    fenced on its attempt (``(video_id, attempt, progress, message)``; None keeps a value).
+
+    A report whose job is no longer that attempt, or no longer processing, changes nothing
+    and is left out of the result (its worker's heartbeat finds the loss). Publishes the
+    changes' events (no ``event_id``: not kept in the status history).
+    """
+    if not reports:
+        return []
+    stamp = now()
+    ids = [r[0] for r in reports]
+    attempts = [r[1] for r in reports]
+    values = [None if r[2] is None else min(1.0, max(0.0, float(r[2]))) for r in reports]
+    messages = [None if r[3] is None else r[3][:500] for r in reports]
+    sets = (
+        "progress = COALESCE(j.jprogress, {v}progress),"
+        " status_message = COALESCE(j.jmessage, {v}status_message),"
+        " version = {v}version + 1, updated_at = {stamp}"
+    )
+    if dialect.is_postgres():
+        # The state columns too: each event carries its own version's values (docs/live.md).
+        returning = ", ".join(
+            f"v.{c.strip()}" for c in f"{EVENT_COLUMNS}, {STATE_COLUMNS}".split(",")
+        )
+        rows = await Video._meta.db.execute_query_dict(
+            f"UPDATE videos AS v SET {sets.format(v='v.', stamp='$1')}"
+            " FROM unnest($2::int[], $3::int[], $4::float8[], $5::text[])"
+            " AS j(jid, jattempt, jprogress, jmessage)"
+            " WHERE v.id = j.jid AND v.attempt = j.jattempt AND v.status = 'processing'"
+            f" RETURNING {returning}",
+            [stamp, ids, attempts, values, messages],
+        )
+    else:
+        marks = ", ".join("(?, ?, ?, ?)" for _ in reports)
+        params: list[Any] = []
+        for row in zip(ids, attempts, values, messages, strict=True):
+            params += row
+        rows = await Video._meta.db.execute_query_dict(
+            f"WITH j(jid, jattempt, jprogress, jmessage) AS (VALUES {marks})"
+            f" UPDATE videos SET {sets.format(v='videos.', stamp='?')} FROM j"
+            " WHERE videos.id = j.jid AND videos.attempt = j.jattempt"
+            " AND videos.status = 'processing'"
+            f" RETURNING {EVENT_COLUMNS}, {STATE_COLUMNS}",
+            [*params, stamp],
+        )
+    events = [event_from_row(row, None) for row in rows]
+    await publish(bus, events)
+    return events

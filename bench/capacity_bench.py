@@ -1,0 +1,465 @@
+"""Engine capacity: thousands of remote generations in flight on ONE worker process.
+
+    .venv/bin/python -m bench.capacity_bench [--jobs 2000] [--seconds 60] [--seed N] [--quick]
+
+``--jobs`` remote jobs that each take ``--seconds`` at the provider run on one ``vidgen
+worker`` process (its own process, as deployed; ``VIDGEN_WORKER_MAX_IN_FLIGHT`` set to
+``--in-flight``, default ``--jobs``) against a provider simulator (its own process, serving
+Runway's task API over real HTTP: the real ``runway`` adapter submits, polls every 5 s or
+more with its backoff, and downloads a small real MP4 that the worker probes and
+thumbnails). PostgreSQL (a fresh database on VIDGEN_BENCH_PG_URL, dropped after) and Redis
+(VIDGEN_BENCH_REDIS_URL: the API's wake-ups reach the worker) as in production. This process
+plays the API: it queues the jobs through the videos service (``generateVideo``'s own code),
+for owners drawn at random from the printed seed, as fast as it can.
+
+Measured, each against a baseline from the same run:
+
+- wall: from the first enqueue until the last job completed, against the ideal (the job's
+  time at the provider plus the time the enqueues took). Target <= 1.2.
+- statements per in-flight job-minute: every statement the worker process sent to
+  PostgreSQL (counted inside it, at asyncpg's connection methods: each statement of a
+  pipelined batch counts, as do BEGIN and COMMIT), over the minutes its jobs were in flight
+  (each attempt's start to end, from the attempt rows). Heartbeats, claims, sweeps, the
+  webhook outbox's polls, progress: everything. Target <= 2. Printed by kind as well.
+- RSS per in-flight job: the worker's peak resident memory while the most jobs were in
+  flight, less its resident memory just before the first enqueue, over that many jobs.
+  Target <= 50 KB.
+- CPU: the worker's CPU seconds (user + system, all threads) over the run, per job.
+- submissions: the simulator counts the submissions of each job; more than one is a
+  second payment (must be 0).
+
+``--quick``: 300 jobs of 20 s. The last line is a JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ADMIN_URL = os.environ.get("VIDGEN_BENCH_PG_URL", "postgres://root@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("VIDGEN_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+ROOT = Path(__file__).resolve().parent.parent
+TARGETS = {"wall_ratio": 1.2, "statements_per_job_minute": 2.0, "rss_kb_per_job": 50.0}
+
+
+# --- the provider simulator (its own process) -------------------------------------------
+def simulator_app(seconds: float) -> Any:
+    """Runway's task API, every task succeeding ``seconds`` after its creation."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    from vidgen.providers.testing import tiny_video
+
+    video = tiny_video("mp4")
+    created: dict[str, float] = {}
+    submissions: collections.Counter[str] = collections.Counter()
+    polls = [0]
+
+    async def create(request: Request) -> Response:
+        body = await request.json()
+        task_id = uuid.uuid4().hex
+        created[task_id] = time.monotonic()
+        submissions[str(body.get("promptText"))] += 1
+        return JSONResponse({"id": task_id})
+
+    async def task(request: Request) -> Response:
+        polls[0] += 1
+        task_id = request.path_params["id"]
+        if task_id not in created:
+            return JSONResponse({"error": "Task not found"}, status_code=404)
+        elapsed = time.monotonic() - created[task_id]
+        body: dict[str, Any] = {"id": task_id, "createdAt": "2026-01-01T00:00:00Z"}
+        if elapsed < seconds:
+            body.update(status="RUNNING", progress=round(elapsed / seconds, 2))
+        else:
+            base = f"{request.url.scheme}://{request.url.netloc}"
+            body.update(status="SUCCEEDED", output=[f"{base}/files/{task_id}.mp4"])
+        return JSONResponse(body)
+
+    async def delete(request: Request) -> Response:
+        created.pop(request.path_params["id"], None)
+        return Response(status_code=204)
+
+    async def file(request: Request) -> Response:
+        return Response(video, media_type="video/mp4")
+
+    async def stats(request: Request) -> Response:
+        twice = sum(1 for n in submissions.values() if n > 1)
+        return JSONResponse(
+            {"submissions": sum(submissions.values()), "twice": twice, "polls": polls[0]}
+        )
+
+    return Starlette(
+        routes=[
+            Route("/v1/text_to_video", create, methods=["POST"]),
+            Route("/v1/tasks/{id}", task, methods=["GET"]),
+            Route("/v1/tasks/{id}", delete, methods=["DELETE"]),
+            Route("/files/{name}", file),
+            Route("/stats", stats),
+        ]
+    )
+
+
+def serve_simulator(port: int, seconds: float) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        simulator_app(seconds),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        backlog=4096,
+    )
+
+
+# --- the worker process: vidgen worker, with its statements counted ----------------------
+def statement_kind(query: str) -> str:
+    words = " ".join(query.split())
+    if words.upper().startswith("WITH"):  # name the CTE statement by what it changes
+        for verb in ("UPDATE videos", "INSERT INTO videos", "UPDATE video_attempts"):
+            if verb in words:
+                return f"WITH … {verb}"
+    return words[:40]
+
+
+def run_worker_process(counts_file: Path) -> None:
+    """``vidgen worker`` in this process, with every statement it sends counted into
+    ``counts_file`` (rewritten every 0.5 s)."""
+    import asyncpg.connection
+
+    from vidgen import eventloop, logs
+    from vidgen.jobs.worker import run_worker
+    from vidgen.settings import Settings
+
+    counts: collections.Counter[str] = collections.Counter()
+    many = {"executemany", "fetchmany"}
+
+    def wrap(name: str) -> None:
+        original = getattr(asyncpg.connection.Connection, name)
+
+        async def counted(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+            n = len(args[0]) if name in many and args else 1
+            counts[statement_kind(query)] += n
+            counts["(round trips)"] += 1
+            return await original(self, query, *args, **kwargs)
+
+        setattr(asyncpg.connection.Connection, name, counted)
+
+    for name in ("execute", "fetch", "fetchrow", "fetchval", "executemany", "fetchmany"):
+        if hasattr(asyncpg.connection.Connection, name):
+            wrap(name)
+
+    def dump() -> None:
+        while True:
+            tmp = counts_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(dict(counts)))
+            tmp.replace(counts_file)
+            time.sleep(0.5)
+
+    threading.Thread(target=dump, daemon=True).start()
+    settings = Settings()
+    logs.configure(settings.log_level, json_lines=settings.log_json)
+    eventloop.run(run_worker(settings), settings.event_loop)
+    counts_file.write_text(json.dumps(dict(counts)))
+
+
+# --- the run --------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def read_counts(path: Path) -> collections.Counter[str]:
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        return collections.Counter(json.loads(path.read_text()))
+    return collections.Counter()
+
+
+async def wait_http(url: str, seconds: float = 20.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    async with httpx.AsyncClient() as client:
+        while True:
+            try:
+                await client.get(url)
+                return
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    import asyncpg
+    import httpx
+
+    from vidgen import db as vdb
+    from vidgen.models import User, Video, VideoAttempt, VideoStatus
+    from vidgen.runtime import Runtime
+    from vidgen.services import videos
+    from vidgen.settings import Settings
+
+    rng = random.Random(args.seed)
+    name = f"vidgen_capacity_{uuid.uuid4().hex[:8]}"
+    url = f"{ADMIN_URL.rpartition('/')[0]}/{name}"
+    admin = await asyncpg.connect(ADMIN_URL)
+    await admin.execute(f"CREATE DATABASE {name}")
+    scratch = Path(tempfile.mkdtemp(prefix="vidgen-capacity-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        await vdb.migrate_database(url)
+        port = free_port()
+        sim_url = f"http://127.0.0.1:{port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VIDGEN_")}
+        env.update(
+            VIDGEN_DATABASE_URL=url,
+            VIDGEN_REDIS_URL=REDIS_URL,
+            VIDGEN_REDIS_NAMESPACE=name,
+            VIDGEN_DATA_DIR=str(scratch / "data"),
+            VIDGEN_MEDIA_ROOT=str(scratch / "media"),
+            VIDGEN_SECRET_KEY="capacity-bench",
+            VIDGEN_RUNWAY_API_KEY="sim-key",
+            VIDGEN_RUNWAY_BASE_URL=sim_url,
+            VIDGEN_WORKER_MAX_IN_FLIGHT=str(args.in_flight or args.jobs),
+            VIDGEN_LOG_LEVEL="WARNING",
+            VIDGEN_LOG_JSON="true",
+        )
+        procs.append(
+            subprocess.Popen(  # noqa: ASYNC220 - started once, before the timed part
+                [sys.executable, "-m", "bench.capacity_bench", "--serve-simulator", str(port)]
+                + ["--seconds", str(args.seconds)],
+                cwd=ROOT,
+                env=env,
+            )
+        )
+        await wait_http(f"{sim_url}/stats")
+        counts_file = scratch / "statements.json"
+        worker = subprocess.Popen(  # noqa: ASYNC220 - started once, before the timed part
+            [sys.executable, "-m", "bench.capacity_bench", "--worker-process", str(counts_file)],
+            cwd=ROOT,
+            env=env,
+            stderr=(scratch / "worker.log").open("wb"),
+        )
+        procs.append(worker)
+
+        settings = Settings(
+            _env_file=None,
+            database_url=url,
+            redis_url=REDIS_URL,
+            redis_namespace=name,
+            data_dir=scratch / "api",
+            media_root=scratch / "media",
+            secret_key="capacity-bench",
+            runway_api_key="sim-key",
+            runway_base_url=sim_url,
+            embedded_worker=False,
+        )
+        await vdb.init(settings)
+        runtime = await Runtime.start(settings)
+        try:
+            owners = [
+                await User.create(email=f"owner{i}@example.com", password_hash="x")
+                for i in range(args.owners)
+            ]
+            await asyncio.sleep(3.0)  # the worker starts, connects, runs its first loops
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited: see {scratch / 'worker.log'}")
+            rss_idle = proc_rss_kb(worker.pid)
+            cpu_start = proc_cpu_seconds(worker.pid)
+            counts_start = read_counts(counts_file)
+            peak = {"in_flight": 0, "rss": rss_idle, "rss_at_peak": rss_idle}
+            done = asyncio.Event()
+
+            async def sample() -> None:
+                while not done.is_set():
+                    n = await Video.filter(status=VideoStatus.PROCESSING).count()
+                    rss = proc_rss_kb(worker.pid)
+                    peak["rss"] = max(peak["rss"], rss)
+                    if n >= peak["in_flight"]:
+                        peak["in_flight"], peak["rss_at_peak"] = n, max(rss, peak["rss_at_peak"])
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(done.wait(), 0.5)
+
+            sampler = asyncio.create_task(sample())
+            started = time.monotonic()
+            ids = []
+            for i in range(args.jobs):
+                owner = rng.choice(owners)
+                words = " ".join(rng.choice(WORDS) for _ in range(6))
+                video = await videos.generate_video(
+                    runtime=runtime, viewer=owner, prompt=f"{words} #{i}", provider="runway"
+                )
+                ids.append(video.id)
+            enqueued = time.monotonic() - started
+            ideal = args.seconds + enqueued
+            while True:
+                completed = await Video.filter(status=VideoStatus.COMPLETED).count()
+                if completed == args.jobs:
+                    break
+                if time.monotonic() - started > 3 * ideal + 60:
+                    raise RuntimeError(f"only {completed} of {args.jobs} completed")
+                if worker.poll() is not None:
+                    raise RuntimeError(f"the worker exited: see {scratch / 'worker.log'}")
+                await asyncio.sleep(0.2)
+            wall = time.monotonic() - started
+            done.set()
+            await sampler
+            cpu = proc_cpu_seconds(worker.pid) - cpu_start
+            await asyncio.sleep(1.0)  # the counts file catches up
+            counts = read_counts(counts_file)
+            counts.subtract(counts_start)
+            spans = await VideoAttempt.filter(video_id__in=ids).values_list(
+                "started_at", "finished_at"
+            )
+            job_minutes = sum((end - start).total_seconds() for start, end in spans if end) / 60
+            async with httpx.AsyncClient() as client:
+                sim = (await client.get(f"{sim_url}/stats")).json()
+        finally:
+            await runtime.close()
+            await vdb.close()
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        with contextlib.suppress(Exception):
+            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.close()
+
+    statements = sum(n for kind, n in counts.items() if kind != "(round trips)")
+    per_job_minute = statements / job_minutes
+    rss_kb = (peak["rss_at_peak"] - rss_idle) / max(1, peak["in_flight"])
+    return {
+        "name": "capacity",
+        "seed": args.seed,
+        "jobs": args.jobs,
+        "seconds": args.seconds,
+        "in_flight_cap": args.in_flight or args.jobs,
+        "enqueue_seconds": round(enqueued, 2),
+        "wall_seconds": round(wall, 2),
+        "ideal_seconds": round(ideal, 2),
+        "wall_ratio": round(wall / ideal, 3),
+        "peak_in_flight": peak["in_flight"],
+        "statements": statements,
+        "round_trips": counts["(round trips)"],
+        "job_minutes": round(job_minutes, 1),
+        "statements_per_job_minute": round(per_job_minute, 3),
+        "statements_by_kind": dict(
+            (k, n) for k, n in counts.most_common(12) if k != "(round trips)"
+        ),
+        "rss_idle_kb": rss_idle,
+        "rss_peak_kb": peak["rss_at_peak"],
+        "rss_kb_per_job": round(rss_kb, 1),
+        "worker_cpu_seconds": round(cpu, 2),
+        "worker_cpu_ms_per_job": round(cpu / args.jobs * 1e3, 2),
+        "submissions": sim["submissions"],
+        "submitted_twice": sim["twice"],
+        "provider_polls_per_job": round(sim["polls"] / args.jobs, 2),
+    }
+
+
+WORDS = (
+    "fox snow lighthouse dusk river city night rain forest drone orbit desert neon"
+    " harbor storm meadow glacier market train bridge"
+).split()
+
+
+def report(result: dict[str, Any]) -> None:
+    checks = {
+        "wall_ratio": result["wall_ratio"] <= TARGETS["wall_ratio"],
+        "statements_per_job_minute": result["statements_per_job_minute"]
+        <= TARGETS["statements_per_job_minute"],
+        "rss_kb_per_job": result["rss_kb_per_job"] <= TARGETS["rss_kb_per_job"],
+        "no_second_submit": result["submitted_twice"] == 0
+        and result["submissions"] == result["jobs"],
+    }
+    print(f"seed {result['seed']}: {result['jobs']} remote jobs of {result['seconds']:g} s")
+    print(
+        f"wall {result['wall_seconds']:.1f} s against the ideal {result['ideal_seconds']:.1f} s"
+        f" ({result['seconds']:g} s + {result['enqueue_seconds']:.1f} s of enqueues):"
+        f" {result['wall_ratio']:.3f} (target <= 1.2)"
+    )
+    print(
+        f"statements {result['statements']} ({result['round_trips']} round trips) over"
+        f" {result['job_minutes']:.0f} in-flight job-minutes:"
+        f" {result['statements_per_job_minute']:.3f} per job-minute (target <= 2)"
+    )
+    for kind, n in result["statements_by_kind"].items():
+        print(f"    {n:>7}  {kind}")
+    print(
+        f"RSS {result['rss_idle_kb'] / 1024:.1f} MB idle, {result['rss_peak_kb'] / 1024:.1f} MB"
+        f" with {result['peak_in_flight']} in flight: {result['rss_kb_per_job']:.1f} KB per job"
+        " (target <= 50)"
+    )
+    print(
+        f"worker CPU {result['worker_cpu_seconds']:.1f} s ({result['worker_cpu_ms_per_job']:.1f}"
+        f" ms per job); provider polls per job {result['provider_polls_per_job']};"
+        f" submissions {result['submissions']}, of a job twice: {result['submitted_twice']}"
+    )
+    result["passed"] = all(checks.values())
+    result["checks"] = checks
+    print(json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--owners", type=int, default=50)
+    parser.add_argument("--in-flight", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--quick", action="store_true", help="300 jobs of 20 s")
+    parser.add_argument("--serve-simulator", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-process", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_simulator is not None:
+        serve_simulator(args.serve_simulator, args.seconds)
+        return
+    if args.worker_process is not None:
+        run_worker_process(args.worker_process)
+        return
+    if args.quick:
+        args.jobs, args.seconds = 300, 20.0
+    if args.seed is None:
+        args.seed = random.randrange(1_000_000)
+    report(asyncio.run(run(args)))
+
+
+if __name__ == "__main__":
+    main()

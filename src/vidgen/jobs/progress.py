@@ -1,0 +1,90 @@
+"""Progress batching: the progress and status messages of all of a worker's jobs, written
+as ONE statement per flush instead of one per report.
+
+A job that waits at a remote provider reports what the provider says (a percentage, a
+queue position) a few times a minute. With hundreds of jobs in flight, one statement per
+report would be most of the worker's database work while it waits. Jobs hand their latest
+values to the worker's :class:`ProgressBatcher` instead; it keeps only the newest values per
+job, and a flush (at most every :data:`FLUSH_SECONDS`, only when something is pending) writes
+them all in one fenced statement (:func:`vidgen.jobs.lifecycle.report_progress_many`) and
+publishes their events. A report therefore reaches subscribers up to a second later, and
+a job whose status changes first (it completed, failed or was taken over) keeps its status:
+the fence leaves its report out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from vidgen.events.bus import EventBus
+from vidgen.jobs import lifecycle, transient
+
+logger = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 1.0
+
+
+class ProgressBatcher:
+    """Collects running jobs' progress reports and writes them in one statement per flush."""
+
+    def __init__(self, bus: EventBus | None, *, worker_id: str, every: float = FLUSH_SECONDS):
+        self.bus = bus
+        self.worker_id = worker_id
+        self.every = every
+        # video id → (attempt, progress, message); newest values win, None keeps the old one.
+        self._pending: dict[int, tuple[int, float | None, str | None]] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self.statements = 0  # flushes sent (tests, the capacity benchmark)
+
+    def report(
+        self, video_id: int, attempt: int, progress: float | None, message: str | None
+    ) -> None:
+        """Queue a job's new progress and/or message (never blocks, never raises)."""
+        old = self._pending.get(video_id)
+        if old is not None and old[0] == attempt:
+            progress = progress if progress is not None else old[1]
+            message = message if message is not None else old[2]
+        self._pending[video_id] = (attempt, progress, message)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_soon(), name="progress flush")
+
+    def forget(self, video_id: int, attempt: int) -> None:
+        """The attempt ended: its unsent report would be fenced out anyway."""
+        old = self._pending.get(video_id)
+        if old is not None and old[0] == attempt:
+            del self._pending[video_id]
+
+    async def _flush_soon(self) -> None:
+        failures = 0
+        while self._pending:
+            await asyncio.sleep(self.every)
+            batch, self._pending = self._pending, {}
+            reports = [(vid, a, p, m) for vid, (a, p, m) in batch.items()]
+            try:
+                await lifecycle.report_progress_many(reports, bus=self.bus)
+                self.statements += 1
+                failures = 0
+            except Exception as exc:
+                # Progress is not worth a job: keep the newest values and try at the next
+                # flush (a database outage); anything else is logged and dropped.
+                if transient.is_transient(exc):
+                    for vid, values in batch.items():
+                        self._pending.setdefault(vid, values)
+                transient.loop_failed("progress", exc, failures, self.worker_id)
+                failures += 1
+
+    async def close(self) -> None:
+        """Stop flushing, sending what is pending once (best effort: progress is not kept
+        across a failure, the next report or the job's end carries the news)."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        batch, self._pending = self._pending, {}
+        if batch:
+            try:
+                await lifecycle.report_progress_many(
+                    [(vid, a, p, m) for vid, (a, p, m) in batch.items()], bus=self.bus
+                )
+            except Exception as exc:
+                transient.loop_failed("progress", exc, 0, self.worker_id)
