@@ -28,6 +28,7 @@ from tortoise.models import Model
 from vidgen import db, models
 from vidgen.graphql import pagination
 from vidgen.graphql.fastpath.keyed_query import KeyedQuery
+from vidgen.services import films
 from vidgen.services import videos as video_service
 
 
@@ -250,6 +251,28 @@ class VideoCountByStoryIdLoader(_VideoCountByParentLoader):
     parent_field = "story_id"
 
 
+class FilmByStoryLoader(DataLoader[tuple[int, int], models.Video | None]):
+    """A story's latest completed film, by (story id, owner id)."""
+
+    def __init__(self) -> None:
+        super().__init__(load_fn=self._load)
+
+    async def _load(self, keys: Sequence[tuple[int, int]]) -> list[models.Video | None]:
+        found = await films.latest_films(keys)
+        return [found.get(story_id) for story_id, _ in keys]
+
+
+class ClipsByStoryLoader(DataLoader[tuple[int, int, int], list[models.Video]]):
+    """A story's latest clip of each paragraph, by (story id, owner id, paragraph count)."""
+
+    def __init__(self) -> None:
+        super().__init__(load_fn=self._load)
+
+    async def _load(self, keys: Sequence[tuple[int, int, int]]) -> list[list[models.Video]]:
+        found = await films.latest_clips(keys)
+        return [found.get(story_id, []) for story_id, _, _ in keys]
+
+
 class Loaders:
     """Every loader of one operation, each made on first use: an operation uses a few of
     them, and one Loaders lives as long as its operation (a subscription's lasts as long as
@@ -323,6 +346,14 @@ class Loaders:
     @cached_property
     def video_count_by_story_id(self) -> VideoCountByStoryIdLoader:
         return self._made("video_count_by_story_id", VideoCountByStoryIdLoader())
+
+    @cached_property
+    def film_by_story(self) -> FilmByStoryLoader:
+        return FilmByStoryLoader()
+
+    @cached_property
+    def clips_by_story(self) -> ClipsByStoryLoader:
+        return ClipsByStoryLoader()
 
     def prime_video(self, video: models.Video) -> None:
         """Seed the video loader with a row already in hand."""
