@@ -234,6 +234,9 @@ async def _wait_for_result(
             progress = result.progress if progressed else None
             message = result.message if said else None
             if ctx.progress is not None:  # the worker's batch: one statement for all its jobs
+                # After the job's own write in flight (its prediction id), so the batch's
+                # version never overtakes that write's publish (vidgen.jobs.progress).
+                await ctx.settle_pending()
                 ctx.progress.report(ctx.video_id, ctx.attempt, progress, message)
             else:
                 await ctx.db(
