@@ -152,14 +152,18 @@ class RedisBus(SubscribeLocally):
         if self._reader is not None:
             return
         self._closing = False
-        self._publisher = aioredis.Redis.from_url(
+        # A blocking pool: a worker with a thousand jobs in flight publishes in bursts, and a
+        # publish beyond the 50 connections waits for one rather than failing at once.
+        pool = aioredis.BlockingConnectionPool.from_url(
             self.url,
             socket_connect_timeout=self.connect_timeout,
             socket_timeout=max(self.connect_timeout, 2.0),
             retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), self.publish_retries),
             client_name=f"{self.client_name}:pub",
             max_connections=50,
+            timeout=max(self.connect_timeout, 2.0) * 2,
         )
+        self._publisher = aioredis.Redis.from_pool(pool)  # the pool closes with the client
         # No silent retries on the listening connection: the supervisor must see every loss.
         self._listener = aioredis.Redis.from_url(
             self.url,

@@ -114,7 +114,9 @@ class GroupWriter:
         batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
         batch = [r for r in batch if not r.future.done()]  # its job was canceled
         groups: dict[str, list[_Request]] = {}
-        for request in batch:
+        # In id order: every statement that changes many job rows at once locks them in
+        # that order (the heartbeat, progress), so no two of them can deadlock.
+        for request in sorted(batch, key=lambda r: r.key):
             groups.setdefault(request.sql, []).append(request)
         healthy = True
         for sql, requests in groups.items():
