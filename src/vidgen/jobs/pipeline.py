@@ -53,6 +53,7 @@ MAX_POLL_ERRORS = 3  # consecutive retryable poll errors tolerated inside one at
 PROGRESS_STEP = 0.02
 POLL_JITTER = 0.2  # each poll's wait: the pace ± 20 %
 MIN_ETA_PROGRESS = 0.05  # less progress than this predicts nothing
+ETA_MARGIN_SECONDS = 0.5
 
 
 async def run_job(ctx: JobContext) -> AttemptOutcome | None:
@@ -255,7 +256,8 @@ async def _wait_for_result(
         if eta is not None and eta < pace:
             # The provider's progress says it is done sooner than the backoff would look:
             # look just after that (the backoff alone sees a job of a minute up to 30 s late).
-            pace = eta * random.uniform(1.02, 1.1)
+            # (A little after it: a poll just before the end would wait the floor again.)
+            pace = eta * random.uniform(1.05, 1.15) + ETA_MARGIN_SECONDS
         pace = max(caps.min_poll_interval, pace, result.poll_after or 0.0)
         await ctx.wait(pace, floor=caps.min_poll_interval)
         delay = min(caps.max_poll_interval, delay * POLL_BACKOFF)
