@@ -21,6 +21,7 @@ import uuid
 import asyncpg
 
 from vidgen import db as vdb
+from vidgen import dialect
 from vidgen.jobs import queue
 from vidgen.jobs.lifecycle import claim as claim_sql
 from vidgen.jobs.lifecycle import create
@@ -50,15 +51,19 @@ async def main(args: argparse.Namespace) -> None:
                 " output_format, retry_count, max_retries, rescue_count, priority, attempt,"
                 " cancel_requested, version, fair_rank, created_at, updated_at)"
                 " SELECT u, 'a prompt', 'runway', 'queued', 0, '1280x720', 'mp4', 0, 3, 0, 0,"
-                " 0, false, 1, n, now() - interval '1 hour' + (n * $2 + u) * interval '1 ms',"
-                " now() FROM generate_series(1, $2) AS u, generate_series(0, $3 - 1) AS n",
+                " 0, false, 1, n, now() - interval '1 hour' + (n * $1 + u) * interval '1 ms',"
+                " now() FROM generate_series(1, $1) AS u, generate_series(0, $2 - 1) AS n",
                 args.users,
                 per_user,
             )
             await conn.execute("ANALYZE videos")
             stamp = dt.datetime.now(dt.UTC)
             pick, params = queue._pick_sql(
-                limit=args.limit, stamp=stamp, providers=["runway", "local"], excluded=()
+                limit=args.limit,
+                stamp=stamp,
+                providers=["runway", "local"],
+                excluded=(),
+                params=dialect.Params(postgres=True),
             )
             k = len(params)
             sql = claim_sql._PG_CLAIM.format(
