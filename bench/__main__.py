@@ -40,6 +40,7 @@ class Bench:
 BENCHES = (
     Bench("render", "render_bench", [], ["--frames", "48", "--repeat", "1"], 180),
     Bench("engine", "engine_bench", [], ["--jobs", "300", "--rounds", "1"], 240),
+    Bench("capacity", "capacity_bench", [], ["--quick"], 600),
     Bench(
         "subscriptions",
         "subscriptions_bench",
@@ -49,6 +50,7 @@ BENCHES = (
     ),
     Bench("api", "api_bench", ["--json"], ["--json", "--quick"], 300),
     Bench("film", "film_bench", ["--json"], ["--json", "--rounds", "1"], 600),
+    Bench("ws_compression", "ws_compression_bench", ["--json"], ["--json", "--quick"], 120),
     Bench(
         "storage",
         "storage_bench",
@@ -428,11 +430,84 @@ def parse_film(stdout: str, data: dict[str, Any] | None) -> tuple[list[Row], lis
     return rows, [f"film: seed {data.get('seed')}"]
 
 
+def parse_ws_compression(stdout: str, data: dict[str, Any] | None) -> tuple[list[Row], list[str]]:
+    if not (data and data.get("name") == "ws_compression"):
+        return [], []
+    return [
+        Row(
+            f"permessage-deflate, CPU per delivery (us; baseline plain framing; seed "
+            f"{data['seed']}, worst round x{data['cpu_ratio_worst']:.1f})",
+            fmt(data["deflate_us"], 2),
+            fmt(data["plain_us"], 2),
+            f"{data['cpu_ratio']:.1f}",
+            "decides the default",
+            "off by default",
+        ),
+        Row(
+            "permessage-deflate, bytes per delivery (baseline plain); zlib KiB per socket",
+            f"{data['bytes_deflate']:.0f}; {data['kib_per_socket']:.1f}",
+            f"{data['bytes_plain']:.0f}",
+            f"{data['bytes_ratio']:.2f}",
+            "—",
+            "reported",
+        ),
+    ], []
+
+
+def parse_capacity(stdout: str, data: dict[str, Any] | None) -> tuple[list[Row], list[str]]:
+    if not (data and data.get("name") == "capacity"):
+        return [], []
+    checks = data.get("checks") or {}
+    jobs, seconds = data["jobs"], data["seconds"]
+
+    def verdict(name: str) -> str:
+        return "pass" if checks.get(name) else "FAIL"
+
+    rows = [
+        Row(
+            f"{jobs:,} remote jobs of {seconds:g} s on one worker: wall (s; baseline the ideal,"
+            f" {seconds:g} s + the enqueues; seed {data['seed']})",
+            fmt(data["wall_seconds"]),
+            fmt(data["ideal_seconds"]),
+            f"{data['wall_ratio']:.2f}",
+            "≤ 1.20",
+            verdict("wall_ratio"),
+        ),
+        Row(
+            "the same: worker statements per in-flight job-minute (baseline: job-minutes)",
+            fmt(data["statements"], 0),
+            fmt(data["job_minutes"]),
+            f"{data['statements_per_job_minute']:.2f}",
+            "≤ 2",
+            verdict("statements_per_job_minute"),
+        ),
+        Row(
+            "the same: worker RSS per in-flight job (KB; baseline the idle worker's MB)",
+            fmt(data["rss_kb_per_job"]),
+            fmt(data["rss_idle_kb"] / 1024),
+            "—",
+            "≤ 50 KB",
+            verdict("rss_kb_per_job"),
+        ),
+        Row(
+            "the same: worker CPU ms per job; jobs submitted twice",
+            fmt(data["worker_cpu_ms_per_job"]),
+            str(data["submitted_twice"]),
+            "—",
+            "0 twice",
+            verdict("no_second_submit"),
+        ),
+    ]
+    return rows, []
+
+
 PARSERS = {
+    "ws_compression": parse_ws_compression,
     "render": parse_render,
     "engine": parse_engine,
     "subscriptions": parse_subscriptions,
     "api": parse_api,
+    "capacity": parse_capacity,
     "storage": parse_storage,
     "film": parse_film,
 }

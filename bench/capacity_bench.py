@@ -71,6 +71,7 @@ def simulator_app(seconds: float) -> Any:
     created: dict[str, float] = {}
     submissions: collections.Counter[str] = collections.Counter()
     polls = [0]
+    seen_done: dict[str, float] = {}
 
     async def create(request: Request) -> Response:
         body = await request.json()
@@ -89,6 +90,8 @@ def simulator_app(seconds: float) -> Any:
         if elapsed < seconds:
             body.update(status="RUNNING", progress=round(elapsed / seconds, 2))
         else:
+            if task_id not in seen_done:
+                seen_done[task_id] = elapsed - seconds  # how late the first look came
             base = f"{request.url.scheme}://{request.url.netloc}"
             body.update(status="SUCCEEDED", output=[f"{base}/files/{task_id}.mp4"])
         return JSONResponse(body)
@@ -102,8 +105,15 @@ def simulator_app(seconds: float) -> Any:
 
     async def stats(request: Request) -> Response:
         twice = sum(1 for n in submissions.values() if n > 1)
+        late = sorted(seen_done.values()) or [0.0]
         return JSONResponse(
-            {"submissions": sum(submissions.values()), "twice": twice, "polls": polls[0]}
+            {
+                "submissions": sum(submissions.values()),
+                "twice": twice,
+                "polls": polls[0],
+                "seen_late_median": late[len(late) // 2],
+                "seen_late_max": late[-1],
+            }
         )
 
     return Starlette(
@@ -329,6 +339,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 if completed == args.jobs:
                     break
                 if time.monotonic() - started > 3 * ideal + 60:
+                    errors = collections.Counter(
+                        await Video.exclude(error_message=None).values_list(
+                            "error_message", flat=True
+                        )
+                    )
+                    for message, n in errors.most_common(5):
+                        print(f"{n:>6}  {message[:200]}")
                     raise RuntimeError(f"only {completed} of {args.jobs} completed")
                 if worker.poll() is not None:
                     raise RuntimeError(f"the worker exited: see {scratch / 'worker.log'}")
@@ -344,6 +361,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "started_at", "finished_at"
             )
             job_minutes = sum((end - start).total_seconds() for start, end in spans if end) / 60
+            lags = sorted(
+                (claimed - created).total_seconds()
+                for created, claimed in await VideoAttempt.filter(video_id__in=ids).values_list(
+                    "video__created_at", "started_at"
+                )
+            )
             async with httpx.AsyncClient() as client:
                 sim = (await client.get(f"{sim_url}/stats")).json()
         finally:
@@ -388,6 +411,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "rss_kb_per_job": round(rss_kb, 1),
         "worker_cpu_seconds": round(cpu, 2),
         "worker_cpu_ms_per_job": round(cpu / args.jobs * 1e3, 2),
+        "claim_lag_median": round(lags[len(lags) // 2], 2),
+        "claim_lag_max": round(lags[-1], 2),
+        "seen_late_median": round(sim["seen_late_median"], 2),
+        "seen_late_max": round(sim["seen_late_max"], 2),
         "submissions": sim["submissions"],
         "submitted_twice": sim["twice"],
         "provider_polls_per_job": round(sim["polls"] / args.jobs, 2),
@@ -426,6 +453,11 @@ def report(result: dict[str, Any]) -> None:
         f"RSS {result['rss_idle_kb'] / 1024:.1f} MB idle, {result['rss_peak_kb'] / 1024:.1f} MB"
         f" with {result['peak_in_flight']} in flight: {result['rss_kb_per_job']:.1f} KB per job"
         " (target <= 50)"
+    )
+    print(
+        f"from enqueue to claim: median {result['claim_lag_median']:.2f} s, worst"
+        f" {result['claim_lag_max']:.2f} s; a finished prediction first seen: median"
+        f" {result['seen_late_median']:.1f} s late, worst {result['seen_late_max']:.1f} s"
     )
     print(
         f"worker CPU {result['worker_cpu_seconds']:.1f} s ({result['worker_cpu_ms_per_job']:.1f}"

@@ -23,9 +23,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import multiprocessing as mp
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -65,6 +67,40 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
+def family(pid: int) -> list[int]:
+    """``pid`` and its descendants (``serve --workers N``: the supervisor and N APIs)."""
+    pids, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                children = (task / "children").read_text().split()
+                todo.extend(int(c) for c in children)
+    return pids
+
+
+def api_rss_mb(pid: int) -> tuple[float, float]:
+    """RSS (current, peak) summed over the API's processes."""
+    now = peak = 0.0
+    for member in family(pid):
+        with contextlib.suppress(OSError, KeyError):
+            a, b = rss_mb(member)
+            now, peak = now + a, peak + b
+    return now, peak
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by these processes."""
+    total = 0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
@@ -83,6 +119,7 @@ async def _clients(args: dict[str, Any], conn: Any) -> None:
     from websockets.asyncio.client import connect
 
     receipts: list[tuple[str, int, float]] = []
+    out_of_order = 0
     ready = 0
     done = 0
     total = args["sockets"] * args["per_socket"]
@@ -90,7 +127,7 @@ async def _clients(args: dict[str, Any], conn: Any) -> None:
     all_done = asyncio.Event()
 
     async def one_socket(index: int) -> None:
-        nonlocal ready, done
+        nonlocal ready, done, out_of_order
         async with connect(
             args["ws_url"], subprotocols=["graphql-transport-ws"], open_timeout=60, max_queue=None
         ) as ws:
@@ -109,6 +146,7 @@ async def _clients(args: dict[str, Any], conn: Any) -> None:
                 payload = {"query": WATCH, "variables": {"id": video}}
                 await ws.send(json.dumps({"id": str(k), "type": "subscribe", "payload": payload}))
             seen_first: set[str] = set()
+            last: dict[str, int] = {}  # subscription id -> last version received
             completed = 0
             async for raw in ws:
                 now = time.time()
@@ -119,6 +157,9 @@ async def _clients(args: dict[str, Any], conn: Any) -> None:
                     if not data:
                         raise RuntimeError(f"subscription error: {message}")
                     video = data["videoUpdated"]
+                    if video["version"] <= last.get(message["id"], 0):
+                        out_of_order += 1
+                    last[message["id"]] = video["version"]
                     if message["id"] not in seen_first:  # the initial state, not an event
                         seen_first.add(message["id"])
                         ready += 1
@@ -136,7 +177,8 @@ async def _clients(args: dict[str, Any], conn: Any) -> None:
                 elif kind == "error":
                     raise RuntimeError(f"subscription error: {message}")
 
-    tasks = [asyncio.create_task(one_socket(i)) for i in range(args["sockets"])]
+    first = args.get("first_socket", 0)
+    tasks = [asyncio.create_task(one_socket(i)) for i in range(first, first + args["sockets"])]
     try:
         await asyncio.wait_for(all_ready.wait(), 120)
         conn.send(("ready", total))
@@ -147,7 +189,7 @@ async def _clients(args: dict[str, Any], conn: Any) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    conn.send(("receipts", receipts, done))
+    conn.send(("receipts", receipts, done, out_of_order))
 
 
 # --- the servers -------------------------------------------------------------------------------
@@ -198,8 +240,12 @@ async def admin(sql: str) -> None:
         await conn.close()
 
 
-def start_api(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_api(
+    env: dict[str, str], port: int, log: Path, processes: int = 1
+) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "vidgen.cli", "serve", "--no-worker", "--port", str(port)]
+    if processes > 1:
+        command += ["--workers", str(processes)]
     profile = os.environ.get("BENCH_PROFILE")  # a file: profile the API with pyinstrument
     if profile:
         command[1:3] = [
@@ -241,14 +287,19 @@ async def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> N
 # --- the driver --------------------------------------------------------------------------------
 
 
-def schedule(video_ids: list[int], steady: int, burst: int) -> list[tuple[int, str, float, str]]:
-    """Round-robin over the videos: processing and progress ticks (the steady phase), more
-    ticks and completed (the burst phase). Items: (video, kind, progress, phase)."""
+def schedule(
+    video_ids: list[int], steady: int, burst: int, rng: random.Random
+) -> list[tuple[int, str, float, str]]:
+    """Every video once per step, in an order drawn from ``rng`` each step: processing and
+    progress ticks (the steady phase), more ticks and completed (the burst phase). Items:
+    (video, kind, progress, phase)."""
     plan = []
     total = steady + burst
     for step in range(total):
         phase = "steady" if step < steady else "burst"
-        for video_id in video_ids:
+        order = list(video_ids)
+        rng.shuffle(order)
+        for video_id in order:
             if step == 0:
                 plan.append((video_id, "processing", 0.0, phase))
             elif step == total - 1:
@@ -332,7 +383,9 @@ async def run(args: argparse.Namespace) -> None:
     name = f"vg_bench_{uuid.uuid4().hex[:8]}"
     await admin(f"CREATE DATABASE {name}")
     api = None
-    client = None
+    clients: list[Any] = []
+    seed = args.seed if args.seed is not None else random.randrange(2**32)
+    rng = random.Random(seed)
     try:
         url = pg_url(name)
         settings = Settings(
@@ -366,45 +419,65 @@ async def run(args: argparse.Namespace) -> None:
             VIDGEN_PUBLIC_URL=f"http://127.0.0.1:{port}",
         )
         log = workdir / "api.log"
-        api = start_api(env, port, log)
+        api = start_api(env, port, log, args.api_processes)
         await wait_ready(f"http://127.0.0.1:{port}", api, log)
-        rss_idle, _ = rss_mb(api.pid)
+        await asyncio.sleep(1 if args.api_processes > 1 else 0)  # every process up
+        rss_idle, _ = api_rss_mb(api.pid)
 
         gids = [base64.b64encode(f"Video:{v}".encode()).decode() for v in video_ids]
-        parent, child = mp.get_context("spawn").Pipe()
-        client = mp.get_context("spawn").Process(
-            target=client_main,
-            args=(
-                {
-                    "ws_url": f"ws://127.0.0.1:{port}/graphql",
-                    "token": token,
-                    "videos": gids,
-                    "sockets": args.sockets,
-                    "per_socket": args.per_socket,
-                    "timeout": args.timeout,
-                },
-                child,
-            ),
-        )
+        pipes = []
+        share = -(-args.sockets // args.clients)
+        for first in range(0, args.sockets, share):
+            parent, child = mp.get_context("spawn").Pipe()
+            process = mp.get_context("spawn").Process(
+                target=client_main,
+                args=(
+                    {
+                        "ws_url": f"ws://127.0.0.1:{port}/graphql",
+                        "token": token,
+                        "videos": gids,
+                        "first_socket": first,
+                        "sockets": min(share, args.sockets - first),
+                        "per_socket": args.per_socket,
+                        "timeout": args.timeout,
+                    },
+                    child,
+                ),
+            )
+            pipes.append((parent, process))
+        clients = [process for _, process in pipes]
         subscribed_at = time.monotonic()
-        client.start()
-        kind, count = await asyncio.to_thread(parent.recv)
-        assert kind == "ready" and count == total
+        for process in clients:
+            process.start()
+        for parent, _ in pipes:
+            kind, _count = await asyncio.to_thread(parent.recv)
+            assert kind == "ready"
         subscribe_seconds = time.monotonic() - subscribed_at
         await asyncio.sleep(1)  # let the server settle before measuring memory
-        rss_subscribed, _ = rss_mb(api.pid)
+        rss_subscribed, _ = api_rss_mb(api.pid)
 
         bus = RedisBus(redis.url)
         await bus.start()
-        plan = schedule(video_ids, args.steady, args.burst)
+        plan = schedule(video_ids, args.steady, args.burst, rng)
+        client_pids = [p.pid for p in clients if p.pid is not None]
+        api_pids = family(api.pid)
+        cpu_before = (cpu_seconds(client_pids), cpu_seconds(api_pids), time.monotonic())
         commits = await drive(plan, bus, args.rate)
-        kind, receipts, completed = await asyncio.to_thread(parent.recv)
-        rss_after, rss_peak = rss_mb(api.pid)
+        receipts, completed, out_of_order = [], 0, 0
+        for parent, _ in pipes:
+            _kind, got, done, disorder = await asyncio.to_thread(parent.recv)
+            receipts += got
+            completed += done
+            out_of_order += disorder
+        wall = time.monotonic() - cpu_before[2]
+        client_cpu = (cpu_seconds(client_pids) - cpu_before[0]) / wall
+        api_cpu = (cpu_seconds(api_pids) - cpu_before[1]) / wall
+        rss_after, rss_peak = api_rss_mb(api.pid)
         await bus.close()
         await db.close()
     finally:
-        if client is not None:
-            client.join(10)
+        for process in clients:
+            process.join(10)
         if api is not None:
             api.send_signal(2)  # SIGINT: a graceful stop (and a written profile)
             api.wait(15)
@@ -415,7 +488,13 @@ async def run(args: argparse.Namespace) -> None:
     by_video = {gid: vid for gid, vid in zip(gids, video_ids, strict=True)}
     per_video = total // args.videos
     rows = [
-        ("API process", "1 x uvicorn (vidgen serve --no-worker), Redis bus, PostgreSQL"),
+        ("seed", f"{seed} (the order of the videos in each step)"),
+        (
+            "API processes",
+            f"{args.api_processes} x uvicorn (vidgen serve --no-worker"
+            f"{f' --workers {args.api_processes}' if args.api_processes > 1 else ''}), "
+            "Redis bus, PostgreSQL",
+        ),
         (
             "subscriptions",
             f"{total} videoUpdated = {args.sockets} sockets x {args.per_socket} "
@@ -425,6 +504,12 @@ async def run(args: argparse.Namespace) -> None:
         *phase_rows("steady", plan, commits, receipts, by_video, per_video),
         *phase_rows("burst", plan, commits, receipts, by_video, per_video),
         ("completed", f"{completed}/{total} subscriptions ended after the terminal status"),
+        ("in order", f"{out_of_order} deliveries not newer than the one before (0 = in order)"),
+        (
+            "CPU while driving",
+            f"clients ({args.clients} processes) {client_cpu:.2f} cores, API {api_cpu:.2f} "
+            f"cores, of {os.cpu_count()}",
+        ),
         ("API RSS idle", f"{rss_idle:.0f} MiB"),
         (
             f"API RSS, {total} subs",
@@ -451,6 +536,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="shorter phases (5 + 8 changes)")
     parser.add_argument("--rate", type=float, default=10.0, help="steady commits per second")
     parser.add_argument("--timeout", type=float, default=90.0)
+    parser.add_argument("--clients", type=int, default=1, help="client processes")
+    parser.add_argument("--api-processes", type=int, default=1, help="serve --workers N")
+    parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args()
     if args.steady is None:
         args.steady = 5 if args.quick else 10

@@ -57,13 +57,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     settings.check()
+    workers = int(getattr(args, "workers", None) or 1)
+    if workers > 1 and (settings.redis_url is None or settings.is_sqlite):
+        # Each process would have its own in-process bus: a change made through one would
+        # never reach the subscribers of another (docs/live.md#several-api-processes).
+        return _fail("--workers above 1 needs PostgreSQL and VIDGEN_REDIS_URL")
     if problem := _storage_error(settings):
         return _fail(problem)
     eventloop.loop_factory(settings.event_loop)  # VIDGEN_EVENT_LOOP=uvloop without uvloop
-    app = create_app(settings)
     print(f"vidgen: GraphiQL at http://{settings.host}:{settings.port}/graphql", flush=True)
-    uvicorn.run(
-        app,
+    options: dict[str, object] = dict(
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -76,7 +79,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # from any local process.
         proxy_headers=False,
     )
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
+        return 0
+    # Several processes on one listening socket, each building its own app (and its one
+    # Redis subscription) from the same settings: uvicorn's supervisor starts them, and
+    # they inherit this process's environment, where the command line's overrides go.
+    _export_overrides(settings)
+    uvicorn.run(
+        "vidgen.cli:serving_app",
+        factory=True,
+        workers=workers,
+        **options,  # type: ignore[arg-type]
+    )
     return 0
+
+
+def _export_overrides(settings: Settings) -> None:
+    """Put what the command line overrode into the environment the API processes inherit
+    (Settings reads it back there)."""
+    import os
+
+    os.environ["VIDGEN_HOST"] = settings.host
+    os.environ["VIDGEN_PORT"] = str(settings.port)
+    os.environ["VIDGEN_EMBEDDED_WORKER"] = str(settings.run_embedded_worker).lower()
+
+
+def serving_app() -> object:
+    """The app of one of ``serve --workers N``'s processes (an import-string factory)."""
+    from vidgen.web.app import create_app
+
+    return create_app(_settings(argparse.Namespace()))
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -203,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     group = serve.add_mutually_exclusive_group()
     group.add_argument("--worker", dest="worker", action="store_true", default=None)
     group.add_argument("--no-worker", dest="worker", action="store_false")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="API processes on the one port (needs PostgreSQL and Redis); default 1",
+    )
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", help="run a job worker")

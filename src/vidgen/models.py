@@ -262,7 +262,7 @@ class Video(Model):
     priority = fields.IntField(default=0)
     # The job's turn among its owner's queued jobs of its priority (set when it is queued;
     # the claim's order after priority: docs/jobs.md, "Claiming").
-    fair_rank = fields.BigIntField(default=0)
+    fair_rank = fields.BigIntField(default=0, db_default=0)
     scheduled_at = fields.DatetimeField(null=True)
     attempt = fields.IntField(default=0)  # fencing number, +1 per claim
     lease_expires_at = fields.DatetimeField(null=True)

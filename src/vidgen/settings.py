@@ -79,7 +79,9 @@ class Settings(BaseSettings):
     legacy_graphql_ws: bool = False
     ws_reauth_seconds: float = 15.0
     ws_subscription_queue: int = 256
-    ws_compression: bool = True
+    # permessage-deflate: off by default, it costs ~10x the CPU of a live-status delivery
+    # to save ~150 bytes of it (bench/ws_compression_bench.py, docs/live.md).
+    ws_compression: bool = False
     redis_namespace: str | None = None
     # Publishing on Redis (docs/live.md): how long a publish that must go out at once waits
     # for a pooled connection, and how many messages are kept for retry during an outage.

@@ -118,3 +118,41 @@ async def test_bad_requests_are_refused_with_a_code_and_nothing_written(
     body = await live_server.gql(RENDER, {"story": gid("Story", story.id)})
     assert d.only_error(body)["extensions"]["code"] == "UNAUTHENTICATED"
     assert await row_counts() == before
+
+
+STORIES = """
+{ stories(first: 10) { edges { node { title film { id kind } clips { paragraphIndex } } } } }
+"""
+
+
+async def test_story_films_and_clips_load_in_one_query_each_for_a_page(
+    live_server: LiveServer, alice: Account, count_statements
+) -> None:
+    from vidgen.services import films
+
+    async def counted() -> tuple[dict, int]:
+        with count_statements.counting() as counter:
+            counter.reset()
+            body = await live_server.gql(STORIES, token=alice.token)
+        assert "errors" not in body, body
+        return body["data"]["stories"]["edges"], counter.count
+
+    story = await catalog.create_story(viewer=alice.user, title="One", paragraphs=["succeed"])
+    await films.render_story(
+        runtime=live_server.runtime,
+        viewer=alice.user,
+        story_id=story.id,
+        provider="test",
+        resolution="64x64",
+    )
+    await Worker(live_server.runtime, concurrency=2).run_until_idle()
+    await counted()  # the first request of a token also notes its use
+    _, one = await counted()
+    for title in ("Two", "Three"):
+        await catalog.create_story(viewer=alice.user, title=title, paragraphs=["a", "b"])
+    edges, three = await counted()
+    assert three == one
+    by_title = {e["node"]["title"]: e["node"] for e in edges}
+    assert by_title["One"]["film"]["kind"] == "FILM"
+    assert by_title["One"]["clips"] == [{"paragraphIndex": 0}]
+    assert by_title["Two"] == {"title": "Two", "film": None, "clips": []}

@@ -179,6 +179,9 @@ async def test_a_failed_clip_fails_the_film_and_retry_reruns_only_it(
     assert film.error_message is not None and "paragraph 1" in film.error_message
     assert f"video {clips[1].id}" in film.error_message
 
+    # The film's retry is one job for the quotas, whatever clips it retries.
+    user.max_active_jobs = 1
+    await user.save()
     retried = await videos.retry_video(runtime=runtime, viewer=user, video_id=film.id)
     assert retried.status == S.QUEUED
     assert [c.status for c in await _clips_of(film)] == [S.COMPLETED, S.QUEUED, S.COMPLETED]
@@ -299,3 +302,39 @@ async def test_a_film_whose_worker_died_is_stitched_by_the_next(
     await film.refresh_from_db()
     assert film.status == S.COMPLETED and film.rescue_count == 1
     assert await VideoAttempt.filter(video_id=film.id).count() == 2
+
+
+async def test_cancelling_a_film_while_it_is_stitched_stops_the_stitch(
+    runtime: Runtime, user: User
+) -> None:
+    import asyncio
+
+    from tests.jobs.conftest import wait_until
+
+    # A large film: its stitch takes long enough to be canceled midway.
+    story = await _story(user, PARAGRAPHS)
+    film = await _render(
+        runtime, user, story, resolution="1280x720", duration_seconds_per_paragraph=3.0
+    )
+    worker = Worker(runtime, concurrency=2)
+    worker.start()
+    try:
+
+        async def stitching() -> bool:
+            return await Video.filter(id=film.id, status=S.PROCESSING).exists()
+
+        await wait_until(stitching, seconds=120)
+        await videos.cancel_video(runtime=runtime, viewer=user, video_id=film.id)
+
+        async def ended() -> bool:
+            await film.refresh_from_db()
+            return film.status != S.PROCESSING
+
+        await wait_until(ended, seconds=30)
+    finally:
+        await worker.stop()
+    assert film.status == S.CANCELED, film.error_message
+    assert film.video_file is None
+    assert [c.status for c in await _clips_of(film)] == [S.COMPLETED] * 3
+    media = runtime.settings.resolved_media_root
+    assert not await asyncio.to_thread(lambda: list(media.rglob("*.part")))  # nothing left

@@ -128,9 +128,9 @@ async def test_no_connection_fails_every_waiter_instead_of_hanging(db, user, mon
 
 @pytest.mark.postgres_only
 async def test_prediction_ids_of_many_jobs_go_as_one_combined_statement_fenced(db, user) -> None:
-    for _ in range(10):
+    for _ in range(20):
         await make_video(user)
-    jobs = await queue.claim(worker_id="w", limit=10, lease_seconds=30)
+    jobs = await queue.claim(worker_id="w", limit=20, lease_seconds=30)
     stale = jobs[0]
     await Video.filter(id=stale.video_id).update(attempt=stale.attempt + 1)  # taken over
     writer = GroupWriter()
@@ -142,7 +142,7 @@ async def test_prediction_ids_of_many_jobs_go_as_one_combined_statement_fenced(d
         return_exceptions=True,
     )
     assert isinstance(results[0], lifecycle.StaleAttempt)
-    # Ten jobs' writes, at most two statements: the ones that waited together are ONE
+    # Twenty jobs' writes, at most two statements: the ones that waited together are ONE
     # statement over arrays.
     assert writer.combined >= 1 and writer.statements <= 2
     for job, event in zip(jobs[1:], results[1:], strict=True):

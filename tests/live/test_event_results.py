@@ -198,6 +198,7 @@ async def test_one_execution_per_event_for_all_subscribers(live: LiveServer, acc
             await ws.next_data(op, "videoUpdated")  # the current state (a fresh read each)
 
         before = memo.executions
+        encoded, spliced = memo.encodings, memo.spliced
         bus = live.runtime.bus
         await lifecycle.transition(video.id, VideoStatus.PROCESSING, actor="t", bus=bus)
         await lifecycle.touch(video.id, fields={"progress": 0.5}, bus=bus)
@@ -216,6 +217,8 @@ async def test_one_execution_per_event_for_all_subscribers(live: LiveServer, acc
         assert small[0] == [{"id": full[0][0]["id"], "version": v} for v in (2, 3)]
         # 2 events x 2 documents, whatever the number of subscribers
         assert memo.executions - before == 4, (memo.executions, memo.shared)
+        # ... and as many JSON encodings: the other 12 next messages splice in their id.
+        assert (memo.encodings - encoded, memo.spliced - spliced) == (4, 12)
     finally:
         for ws in sockets:
             await ws.close()
@@ -238,6 +241,7 @@ async def test_results_stay_per_viewer(live: LiveServer, accounts) -> None:
         for ws, op in ops:
             await ws.next_data(op, "videoUpdated")
         before = memo.executions
+        encoded = memo.encodings
         await lifecycle.transition(
             video.id, VideoStatus.PROCESSING, actor="t", bus=live.runtime.bus
         )
@@ -250,6 +254,7 @@ async def test_results_stay_per_viewer(live: LiveServer, accounts) -> None:
         assert listed == [alice_sees, admin_sees, admin_sees, alice_sees]
         assert [seen["project"]["videos"]["totalCount"] for seen in got] == [1, 2, 2, 1]
         assert memo.executions - before == 2  # one for alice, one for every admin
+        assert memo.encodings - encoded == 2  # and one encoding each: never the other's
     finally:
         for ws in sockets:
             await ws.close()

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from tests.live.processes import ApiProcess, WorkerProcess, process_env
-from tests.live.redis_server import RedisServer
+from tests.live.processes import ApiProcess, Process, WorkerProcess, process_env
+from tests.live.redis_server import RedisServer, free_port
 from tests.live.wsclient import GraphQLWS
 from vidgen.services import users
 from vidgen.settings import Settings
@@ -95,4 +96,79 @@ async def test_two_api_processes_deliver_a_third_process_change(
         for ws in sockets:
             await ws.close()
         for process in [*apis, *([worker] if worker else [])]:
+            await asyncio.to_thread(process.stop)
+
+
+class TwoProcessApi(ApiProcess):
+    """``vidgen serve --workers 2``: two API processes on one port."""
+
+    def __init__(self, env: dict, workdir: Path) -> None:  # noqa: D107
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}/graphql"
+        env = {**env, "VIDGEN_PORT": str(self.port), "VIDGEN_PUBLIC_URL": self.url}
+        args = [sys.executable, "-m", "vidgen.cli", "serve", "--no-worker", "--workers", "2"]
+        Process.__init__(self, args, env, workdir / "api-workers.log")
+
+
+async def test_serve_with_two_workers_runs_two_processes_one_subscription_each(
+    db: Settings, redis_server: RedisServer, tmp_path: Path
+):
+    user = await users.create_user(email="bob@example.com", password="password123")
+    token, _ = await users.issue_token(user=user, name="test")
+    env = process_env(
+        database_url=db.resolved_database_url, redis_url=redis_server.url, data_dir=tmp_path
+    )
+    api = TwoProcessApi(env, tmp_path)
+    worker = None
+    sockets: list[GraphQLWS] = []
+    try:
+        await asyncio.to_thread(api.wait_ready)
+        for _ in range(100):  # both processes up: one pattern subscription each
+            if await subscriber_connections(redis_server.url) == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert await subscriber_connections(redis_server.url) == 2
+        async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
+            response = await http.post(
+                "/graphql",
+                json={
+                    "query": GENERATE,
+                    "variables": {
+                        "input": {"prompt": "sleep:1 progress succeed", "provider": "test"}
+                    },
+                },
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        video_id = response.json()["data"]["generateVideo"]["id"]
+        ops = []
+        for _ in range(20):  # accepted by either process
+            ws = await GraphQLWS.open(api.ws_url)
+            sockets.append(ws)
+            await ws.init({"Authorization": f"Bearer {token}"})
+            op = await ws.subscribe(WATCH, {"id": video_id})
+            assert (await ws.next_data(op, "videoUpdated"))["status"] == "QUEUED"
+            ops.append((ws, op))
+        worker = WorkerProcess(env, tmp_path)
+        seen = []
+        for ws, op in ops:
+            versions = [1]
+            while True:
+                got = await ws.next_data(op, "videoUpdated", within=30)
+                versions.append(got["version"])
+                if got["status"] == "COMPLETED":
+                    break
+            seen.append(versions)
+        # Every socket, whichever process holds it, got every version in order.
+        assert all(v == list(range(1, v[-1] + 1)) for v in seen), seen
+        assert len({tuple(v) for v in seen}) == 1
+        assert await subscriber_connections(redis_server.url) == 3  # 2 API + the worker
+    except BaseException:
+        for process in [api, *([worker] if worker else [])]:
+            print(f"--- {process.log.name}\n{process.output()[-4000:]}")
+        raise
+    finally:
+        for ws in sockets:
+            await ws.close()
+        for process in [api, *([worker] if worker else [])]:
             await asyncio.to_thread(process.stop)

@@ -10,7 +10,9 @@ from tests.api.conftest import StatementCounter
 from vidgen.jobs import lifecycle
 from vidgen.models import Story, Tag, User, Video, VideoStatusEvent
 
-COMPARED_AWAY = {"id", "created_at", "updated_at", "idempotency_key"}
+# fair_rank: the insert computes the turn (save() writes the default, 0; the inserted
+# video comes after the saved one of the same owner and priority: 1).
+COMPARED_AWAY = {"id", "created_at", "updated_at", "idempotency_key", "fair_rank"}
 
 
 async def make_user() -> User:
@@ -40,7 +42,8 @@ async def test_the_row_is_the_one_save_writes(db) -> None:
     for field in Video._meta.fields_db_projection:
         if field not in COMPARED_AWAY:
             assert getattr(a, field) == getattr(b, field), field
-    # The instance carries what its row says (timestamps included).
+    assert (a.fair_rank, b.fair_rank) == (0, 1)
+    # The instance carries what its row says (timestamps and its turn included).
     for field in Video._meta.fields_db_projection:
         assert getattr(inserted, field) == getattr(b, field), field
 

@@ -1,13 +1,17 @@
 """Issue 20, what the other storage tests leave open: ``vidgen migrate`` creates no bucket
-(only ``vidgen storage init`` does), and wrong credentials make ``/readyz`` not ready,
-naming the store, and make ``vidgen serve`` and ``vidgen worker`` refuse to start."""
+(only ``vidgen storage init`` does); wrong credentials make ``/readyz`` not ready, naming
+the store, and make ``vidgen serve`` and ``vidgen worker`` refuse to start; and media served
+by redirect go to presigned URLs that live no longer than the signed link."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -16,11 +20,13 @@ from starlette.applications import Starlette
 from tests.s3_server import S3Server, new_bucket_name
 from vidgen import cli
 from vidgen.events.memory import MemoryBus
+from vidgen.media import signing
 from vidgen.media.storage import StorageUnavailable
 from vidgen.media.storage.s3 import S3Storage
 from vidgen.runtime import Runtime
 from vidgen.settings import Settings
 from vidgen.web.health import health_routes
+from vidgen.web.media import media_routes
 
 pytestmark = pytest.mark.sqlite_only  # the store is under test here, not the database
 
@@ -152,3 +158,42 @@ async def _readyz(runtime: Runtime) -> httpx.Response:
         transport=httpx.ASGITransport(app=app), base_url="http://test"
     ) as http:
         return await http.get("/readyz")
+
+
+async def test_redirected_media_go_to_a_presigned_url_that_lives_no_longer_than_the_link(
+    s3: S3Storage,
+) -> None:
+    """``VIDGEN_MEDIA_REDIRECT``: a valid link answers 302 to the store's presigned URL,
+    valid no longer than the link itself, and the store then answers ranges; a bad or
+    expired link, or a missing object, gets no presigned URL at all."""
+    data = os.urandom(300_000)
+    key = "u/1/v/7/video.mp4"
+    await s3.save_bytes(key, data)
+    secret = "redirect-secret"
+    app = Starlette(routes=media_routes(s3, secret, redirect=True))
+    now = time.time()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api"
+    ) as api:
+        link = signing.signed_url("http://api", key, ttl=120, secret=secret, now=now)
+        moved = await api.get(link, headers={"Range": "bytes=10-19"})
+        tampered = await api.get(link.replace("sig=", "sig=x"))
+        expired = await api.get(signing.signed_url("http://api", key, ttl=-5, secret=secret))
+        missing = await api.get(
+            signing.signed_url("http://api", "u/1/v/8/video.mp4", ttl=120, secret=secret)
+        )
+    assert moved.status_code == 302
+    assert moved.headers["cache-control"].startswith("private, max-age=")
+    location = urlsplit(moved.headers["location"])
+    assert f"{location.scheme}://{location.netloc}" == s3.endpoint_url
+    assert location.path == f"/{s3.bucket}/media/{key}"
+    lifetime = int(parse_qs(location.query)["X-Amz-Expires"][0])
+    assert 1 <= lifetime <= 120  # never longer than what is left of the link
+    for refused, status in ((tampered, 403), (expired, 403), (missing, 404)):
+        assert refused.status_code == status and "location" not in refused.headers
+
+    async with httpx.AsyncClient(timeout=30) as store:
+        ranged = await store.get(moved.headers["location"], headers={"Range": "bytes=10-19"})
+        whole = await store.get(moved.headers["location"])
+    assert ranged.status_code == 206 and ranged.content == data[10:20]
+    assert whole.status_code == 200 and whole.content == data

@@ -20,7 +20,7 @@ import uvicorn
 
 from tests.api.conftest import _Server
 from tests.webhooks_out.conftest import deliveries, generate, secret_of
-from tests.webhooks_out.receiver import Receiver
+from tests.webhooks_out.receiver import Receiver, receiving
 from tests.webhooks_out.running import delivering, settled
 from tests.webhooks_out.standard_webhooks import verify
 
@@ -155,6 +155,9 @@ async def test_a_name_that_stops_resolving_is_retried_never_delivered(
         # One public address beside a private one is no way around the rule.
         (["1.1.1.1", "192.168.4.2"], "192.168.4.2 is a loopback, private"),
         (["169.254.169.254"], "169.254.169.254 is a cloud metadata address"),
+        # A private IPv4 address inside an IPv6 one is still that private address.
+        (["::ffff:10.0.0.7"], "10.0.0.7 is a loopback, private"),
+        (["64:ff9b::a9fe:a9fe"], "169.254.169.254 is a cloud metadata address"),
     ],
 )
 async def test_a_name_turned_private_is_refused_at_send_time(
@@ -172,3 +175,25 @@ async def test_a_name_turned_private_is_refused_at_send_time(
     assert (seen["status"], seen["attempts"]) == ("FAILED", 1)  # refused, not retried
     assert seen["deliveredAt"] is None and seen["nextAttemptAt"] is None
     assert seen["lastError"].startswith(f"refused: {NAME} resolves to {says}"), seen
+
+
+async def test_a_redirect_is_not_followed_and_ends_the_event(server, alice) -> None:
+    """A receiver answering 3xx: the event is given up (not retried), and the place it
+    points to never gets a request (it could be anywhere, a private address included)."""
+    async with receiving() as target, receiving() as receiver:
+        receiver.answer((307, {"location": target.url}), (302, {"location": target.url}))
+        first = await generate(server, alice, prompt="succeed", webhookUrl=receiver.url)
+        second = await generate(server, alice, prompt="succeed", webhookUrl=receiver.url)
+        async with delivering(server.runtime):
+            await receiver.wait_for(2)
+            await settled()
+        assert target.requests == []
+    errors = []
+    for video in (first, second):  # either may have been sent first
+        [seen] = (await deliveries(server, alice, video["id"]))["webhookDeliveries"]
+        assert (seen["status"], seen["attempts"]) == ("FAILED", 1)
+        errors.append(seen["lastError"])
+    assert sorted(errors) == [
+        "HTTP 302: no (redirects are not followed)",
+        "HTTP 307: no (redirects are not followed)",
+    ]

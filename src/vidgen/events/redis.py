@@ -183,17 +183,16 @@ class RedisBus(SubscribeLocally):
         self._closing = False
         # A blocking pool: a publish waits (up to publish_wait) for a connection instead of
         # failing with "Too many connections".
-        self._publisher = aioredis.Redis.from_pool(
-            aioredis.BlockingConnectionPool.from_url(
-                self.url,
-                socket_connect_timeout=self.connect_timeout,
-                socket_timeout=max(self.connect_timeout, 2.0),
-                retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), self.publish_retries),
-                client_name=f"{self.client_name}:pub",
-                max_connections=self.max_connections,
-                timeout=self.publish_wait,
-            )
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.url,
+            socket_connect_timeout=self.connect_timeout,
+            socket_timeout=max(self.connect_timeout, 2.0),
+            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), self.publish_retries),
+            client_name=f"{self.client_name}:pub",
+            max_connections=self.max_connections,
+            timeout=self.publish_wait,
         )
+        self._publisher = aioredis.Redis.from_pool(pool)  # the pool closes with the client
         # No silent retries on the listening connection: the supervisor must see every loss.
         self._listener = aioredis.Redis.from_url(
             self.url,

@@ -63,6 +63,12 @@ if TYPE_CHECKING:
     from vidgen.runtime import Runtime
     from vidgen.settings import Settings
 
+
+def _prime_viewer(name: str, loader: Any, viewer: User) -> None:
+    if name == "user_by_id":
+        loader.prime(viewer.id, viewer)
+
+
 # (context, loaders) for the current task; see Context.fresh_loaders.
 _operation_loaders: contextvars.ContextVar[tuple[Context, Loaders] | None] = contextvars.ContextVar(
     "vidgen_operation_loaders", default=None
@@ -117,8 +123,9 @@ class Context:
     def fresh_loaders(self) -> Loaders:
         """New loaders for the current task (operation); returned and used from now on."""
         loaders = Loaders()
-        if self.viewer is not None:  # as authenticate() primes the connection's loaders
-            loaders.user_by_id.prime(self.viewer.id, self.viewer)
+        viewer = self.viewer
+        if viewer is not None:  # as authenticate() primes the connection's loaders
+            loaders.add_primer(lambda name, loader: _prime_viewer(name, loader, viewer))
         _operation_loaders.set((self, loaders))
         return loaders
 

@@ -15,7 +15,7 @@ connections (``Project.videos``, ``Story.videos``) list through
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -28,6 +28,7 @@ from tortoise.models import Model
 from vidgen import db, models
 from vidgen.graphql import pagination
 from vidgen.graphql.fastpath.keyed_query import KeyedQuery
+from vidgen.services import films
 from vidgen.services import videos as video_service
 
 
@@ -250,62 +251,109 @@ class VideoCountByStoryIdLoader(_VideoCountByParentLoader):
     parent_field = "story_id"
 
 
+class FilmByStoryLoader(DataLoader[tuple[int, int], models.Video | None]):
+    """A story's latest completed film, by (story id, owner id)."""
+
+    def __init__(self) -> None:
+        super().__init__(load_fn=self._load)
+
+    async def _load(self, keys: Sequence[tuple[int, int]]) -> list[models.Video | None]:
+        found = await films.latest_films(keys)
+        return [found.get(story_id) for story_id, _ in keys]
+
+
+class ClipsByStoryLoader(DataLoader[tuple[int, int, int], list[models.Video]]):
+    """A story's latest clip of each paragraph, by (story id, owner id, paragraph count)."""
+
+    def __init__(self) -> None:
+        super().__init__(load_fn=self._load)
+
+    async def _load(self, keys: Sequence[tuple[int, int, int]]) -> list[list[models.Video]]:
+        found = await films.latest_clips(keys)
+        return [found.get(story_id, []) for story_id, _, _ in keys]
+
+
 class Loaders:
     """Every loader of one operation, each made on first use: an operation uses a few of
     them, and one Loaders lives as long as its operation (a subscription's lasts as long as
-    the subscription, with most of its loaders never touched)."""
+    the subscription, with most of its loaders never touched).
+
+    Rows already in hand are handed over by primers (:meth:`add_primer`), applied to each
+    loader when it is made: a subscription's event primes only the loaders its document
+    actually uses, not all of them for every subscriber and event."""
+
+    def add_primer(self, primer: Callable[[str, Any], None]) -> None:
+        """Call ``primer(name, loader)`` for each loader: now for those already made, and
+        for every other one when it is first used."""
+        self.__dict__.setdefault("_primers", []).append(primer)
+        for name, value in list(self.__dict__.items()):
+            if name != "_primers" and isinstance(value, DataLoader):
+                primer(name, value)
+
+    def _made(self, name: str, loader: Any) -> Any:
+        for primer in self.__dict__.get("_primers", ()):
+            primer(name, loader)
+        return loader
 
     @cached_property
     def user_by_id(self) -> UserByIdLoader:
-        return UserByIdLoader()
+        return self._made("user_by_id", UserByIdLoader())
 
     @cached_property
     def project_by_id(self) -> ProjectByIdLoader:
-        return ProjectByIdLoader()
+        return self._made("project_by_id", ProjectByIdLoader())
 
     @cached_property
     def story_by_id(self) -> StoryByIdLoader:
-        return StoryByIdLoader()
+        return self._made("story_by_id", StoryByIdLoader())
 
     @cached_property
     def theme_by_id(self) -> ThemeByIdLoader:
-        return ThemeByIdLoader()
+        return self._made("theme_by_id", ThemeByIdLoader())
 
     @cached_property
     def video_by_id(self) -> VideoByIdLoader:
-        return VideoByIdLoader()
+        return self._made("video_by_id", VideoByIdLoader())
 
     @cached_property
     def tags_by_video_id(self) -> TagsByVideoIdLoader:
-        return TagsByVideoIdLoader()
+        return self._made("tags_by_video_id", TagsByVideoIdLoader())
 
     @cached_property
     def status_history_by_video_id(self) -> StatusHistoryByVideoIdLoader:
-        return StatusHistoryByVideoIdLoader()
+        return self._made("status_history_by_video_id", StatusHistoryByVideoIdLoader())
 
     @cached_property
     def latest_event_id_by_video_id(self) -> LatestEventIdByVideoIdLoader:
-        return LatestEventIdByVideoIdLoader()
+        return self._made("latest_event_id_by_video_id", LatestEventIdByVideoIdLoader())
 
     @cached_property
     def webhook_deliveries_by_video_id(self) -> WebhookDeliveriesByVideoIdLoader:
-        return WebhookDeliveriesByVideoIdLoader()
+        return self._made("webhook_deliveries_by_video_id", WebhookDeliveriesByVideoIdLoader())
 
     @cached_property
     def video_page_by_project_id(self) -> VideoPageByProjectIdLoader:
-        return VideoPageByProjectIdLoader()
+        return self._made("video_page_by_project_id", VideoPageByProjectIdLoader())
 
     @cached_property
     def video_page_by_story_id(self) -> VideoPageByStoryIdLoader:
-        return VideoPageByStoryIdLoader()
+        return self._made("video_page_by_story_id", VideoPageByStoryIdLoader())
 
     @cached_property
     def video_count_by_project_id(self) -> VideoCountByProjectIdLoader:
-        return VideoCountByProjectIdLoader()
+        return self._made("video_count_by_project_id", VideoCountByProjectIdLoader())
 
     @cached_property
     def video_count_by_story_id(self) -> VideoCountByStoryIdLoader:
-        return VideoCountByStoryIdLoader()
+        return self._made("video_count_by_story_id", VideoCountByStoryIdLoader())
+
+    @cached_property
+    def film_by_story(self) -> FilmByStoryLoader:
+        return FilmByStoryLoader()
+
+    @cached_property
+    def clips_by_story(self) -> ClipsByStoryLoader:
+        return ClipsByStoryLoader()
 
     def prime_video(self, video: models.Video) -> None:
         """Seed the video loader with a row already in hand."""

@@ -71,6 +71,7 @@ class _Entry:
     stored_at: float
     data: dict[str, Any] | None = None
     pending: asyncio.Future[dict[str, Any] | None] | None = None
+    text: str | None = None  # ``data`` as JSON, encoded once for every subscriber
 
 
 def _shareable(result: Any) -> dict[str, Any] | None:
@@ -87,6 +88,8 @@ class EventResults:
     Attributes:
         executions: Selection sets executed by subscribers that went through the memo.
         shared: Deliveries served with a result another subscriber's execution made.
+        encodings: Shared results encoded as JSON (once each: see :meth:`encoded`).
+        spliced: ``next`` messages written with an encoding made for another subscriber.
     """
 
     maxsize: int = CACHE_SIZE
@@ -94,13 +97,44 @@ class EventResults:
     clock: Callable[[], float] = time.monotonic
     executions: int = 0
     shared: int = 0
+    encodings: int = 0
+    spliced: int = 0
     _entries: OrderedDict[Hashable, _Entry] = field(default_factory=OrderedDict)
+    _by_data: dict[int, _Entry] = field(default_factory=dict)  # id(entry.data) -> entry
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def clear(self) -> None:
         self._entries.clear()
+        self._by_data.clear()
+
+    def encoded(self, data: Any, encode: Callable[[Any], str]) -> str | None:
+        """``data`` as JSON when it is a shared result held here: encoded by the first
+        subscriber's send, the same text for every other one (their ``next`` messages differ
+        only in the subscription id, which the caller splices in). None for any other data
+        (not shared, or evicted): the caller encodes it as usual.
+
+        The key of a result already holds the viewer's scope, so subscribers with another
+        view never share an encoding, as they never share a result.
+        """
+        entry = self._by_data.get(id(data))
+        if entry is None or entry.data is not data:
+            return None
+        if entry.text is None:
+            entry.text = encode(data)
+            self.encodings += 1
+        else:
+            self.spliced += 1
+        return entry.text
+
+    def _forget(self, entry: _Entry) -> None:
+        if entry.data is not None and self._by_data.get(id(entry.data)) is entry:
+            del self._by_data[id(entry.data)]
+
+    def _settle(self, entry: _Entry, data: dict[str, Any]) -> None:
+        entry.data = data
+        self._by_data[id(data)] = entry
 
     def run(
         self,
@@ -132,12 +166,15 @@ class EventResults:
                 assert entry.pending is not None
                 return self._join(entry.pending, execute, is_awaitable)
             del self._entries[key]
+            self._forget(entry)
         self.executions += 1
         result = execute()
         if not is_awaitable(result):
             data = _shareable(result)
             if data is not None:
-                self._put(key, _Entry(root=root, stored_at=self.clock(), data=data))
+                entry = _Entry(root=root, stored_at=self.clock())
+                self._settle(entry, data)
+                self._put(key, entry)
             return result
         loop = asyncio.get_running_loop()
         entry = _Entry(root=root, stored_at=self.clock(), pending=loop.create_future())
@@ -145,10 +182,13 @@ class EventResults:
         return self._lead(key, entry, result)
 
     def _put(self, key: Hashable, entry: _Entry) -> None:
+        old = self._entries.get(key)
+        if old is not None and old is not entry:
+            self._forget(old)
         self._entries[key] = entry
         self._entries.move_to_end(key)
         while len(self._entries) > self.maxsize:
-            self._entries.popitem(last=False)
+            self._forget(self._entries.popitem(last=False)[1])
 
     async def _lead(self, key: Hashable, entry: _Entry, result: Awaitable[Any]) -> Any:
         data = None
@@ -163,7 +203,10 @@ class EventResults:
                 if self._entries.get(key) is entry:
                     del self._entries[key]
             else:
-                entry.data = data
+                if self._entries.get(key) is entry:
+                    self._settle(entry, data)
+                else:
+                    entry.data = data  # evicted meanwhile: shared with its waiters only
                 entry.stored_at = self.clock()
             if pending is not None and not pending.done():
                 pending.set_result(data)

@@ -86,21 +86,43 @@ class SubscriptionDropped(errors.VidgenError):
 
 
 def _prime(loaders: Loaders, state: VideoState, video: models.Video) -> None:
-    """Fill one operation's loaders for ``video`` (``state`` at some version) so no nested
-    field needs a query."""
-    history = state.history_at(int(video.version))
-    loaders.prime_video(video)
-    if state.owner is not None:
-        loaders.user_by_id.prime(state.owner.id, state.owner)
-    if state.theme is not None:
-        loaders.theme_by_id.prime(state.theme.id, state.theme)
-    if state.project is not None:
-        loaders.project_by_id.prime(state.project.id, state.project)
-    if state.story is not None:
-        loaders.story_by_id.prime(state.story.id, state.story)
-    loaders.tags_by_video_id.prime(video.id, state.tags)
-    loaders.status_history_by_video_id.prime(video.id, history)
-    loaders.latest_event_id_by_video_id.prime(video.id, history[-1].id if history else None)
+    """Hand one operation's loaders the rows of ``state`` for ``video`` (``state`` at some
+    version), so no nested field needs a query. Each loader is primed when the document
+    first uses it (most documents use none): a subscriber's event makes no loader it does
+    not need."""
+    loaders.add_primer(_Primer(state, video))
+
+
+class _Primer:
+    """What each loader of one event's operation is primed with (see :func:`_prime`)."""
+
+    __slots__ = ("state", "video")
+
+    def __init__(self, state: VideoState, video: models.Video) -> None:
+        self.state = state
+        self.video = video
+
+    def __call__(self, name: str, loader: Any) -> None:
+        state, video = self.state, self.video
+        if name == "video_by_id":
+            loader.prime(video.id, video)
+        elif name == "user_by_id":
+            if state.owner is not None:
+                loader.prime(state.owner.id, state.owner)
+        elif name in _RELATIONS:
+            row = getattr(state, _RELATIONS[name])
+            if row is not None:
+                loader.prime(row.id, row)
+        elif name == "tags_by_video_id":
+            loader.prime(video.id, state.tags)
+        elif name == "status_history_by_video_id":
+            loader.prime(video.id, state.history_at(int(video.version)))
+        elif name == "latest_event_id_by_video_id":
+            history = state.history_at(int(video.version))
+            loader.prime(video.id, history[-1].id if history else None)
+
+
+_RELATIONS = {"theme_by_id": "theme", "project_by_id": "project", "story_by_id": "story"}
 
 
 # --- token re-checks, shared per token ---------------------------------------------------------

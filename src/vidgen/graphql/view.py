@@ -62,6 +62,7 @@ from strawberry.types.unset import UNSET
 from vidgen.graphql import subscriptions
 from vidgen.graphql.compiled import plans_for
 from vidgen.graphql.context import Context
+from vidgen.graphql.event_results import results_for
 from vidgen.graphql.schema import build_schema
 from vidgen.jobs import transient
 from vidgen.runtime import Runtime
@@ -319,8 +320,19 @@ class GraphQLView(GraphQL):
         # Hot documents answered from compiled plans (vidgen.graphql.compiled), the rest by
         # Strawberry; None: every request through Strawberry.
         self.compiled = plans_for(schema, settings) if compiled else None
+        self._event_results = results_for(schema._schema)  # type: ignore[attr-defined]
 
     def encode_json(self, data: object) -> str:
+        # A subscription's ``next`` whose data is a shared event result (graphql/
+        # event_results.py): that data is encoded once for all its subscribers and only
+        # the subscription id differs, spliced in here. Anything else is encoded as usual.
+        if type(data) is dict and data.get("type") == "next":
+            payload = data.get("payload")
+            if type(payload) is dict and len(payload) == 1 and payload.get("data") is not None:
+                text = self._event_results.encoded(payload["data"], _JSON.encode)
+                if text is not None:
+                    op_id = _JSON.encode(data["id"])
+                    return f'{{"id":{op_id},"type":"next","payload":{{"data":{text}}}}}'
         return _JSON.encode(data)
 
     async def render_graphql_ide(self, request: Request) -> Response:  # type: ignore[override]

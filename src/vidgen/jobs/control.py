@@ -8,7 +8,10 @@ here). Provider webhooks are routed by :mod:`vidgen.jobs.webhooks`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
+
+from tortoise.transactions import in_transaction
 
 from vidgen import errors
 from vidgen.events import channels, messages
@@ -119,6 +122,60 @@ async def retry(
         )
     except lifecycle.StaleAttempt as exc:
         raise errors.Conflict("This video is deleted; restore it first.") from exc
+    await wake_workers(bus)
+    return video
+
+
+async def retry_film(
+    film_id: int,
+    clip_ids: Sequence[int],
+    *,
+    actor: str | None,
+    bus: EventBus | None,
+    admission: lifecycle.Admission | None = None,
+    fields: dict[str, Any] | None = None,
+) -> Video:
+    """Re-queue a failed or canceled film with its failed or canceled clips (``clip_ids``),
+    in ONE transaction (docs/films.md): the queue sees the film only with those clips queued
+    again, so it waits for them; and the film's ``admission`` is checked before its clips
+    count as active jobs again.
+
+    Raises:
+        NotFound, IllegalTransition (the film or a clip is not failed or canceled), Conflict
+        (one of them is deleted), NotAdmitted: nothing changed.
+    """
+    changes = []
+    try:
+        async with in_transaction():
+            video, change = await lifecycle.transition(
+                film_id,
+                S.QUEUED,
+                actor=actor,
+                message="retry requested",
+                expect=[S.FAILED, S.CANCELED],
+                where={"deleted_at__isnull": True},
+                fields={**_RETRY_FIELDS, **(fields or {})},
+                fields_if={S.CANCELED: {"prediction_id": None}},
+                admission=admission,
+            )
+            changes.append(change)
+            for clip_id in clip_ids:
+                _, clip_change = await lifecycle.transition(
+                    clip_id,
+                    S.QUEUED,
+                    actor=actor,
+                    message="retry requested (its film was retried)",
+                    expect=[S.FAILED, S.CANCELED],
+                    where={"deleted_at__isnull": True},
+                    fields={**_RETRY_FIELDS, "requested_at": lifecycle.now()},
+                    fields_if={S.CANCELED: {"prediction_id": None}},
+                )
+                changes.append(clip_change)
+    except lifecycle.StaleAttempt as exc:
+        raise errors.Conflict(
+            "This video or one of its clips is deleted; restore it first."
+        ) from exc
+    await lifecycle.publish(bus, [change.event for change in changes])
     await wake_workers(bus)
     return video
 

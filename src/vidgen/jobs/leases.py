@@ -72,12 +72,24 @@ async def extend_worker_leases(
         return report
     p = dialect.Params()
     lease_until = now() + dt.timedelta(seconds=lease_seconds)
-    rows = await Video._meta.db.execute_query_dict(
-        f"UPDATE videos SET lease_expires_at = {p(lease_until)}"
-        f" WHERE processed_by = {p(worker_id)} AND status = 'processing'"
-        " RETURNING id, attempt, cancel_requested",
-        p.values,
-    )
+    if p.postgres:
+        # Rows locked in id order, as every statement that changes many job rows at once
+        # does (progress, prediction ids, the group writer's batches): no deadlocks.
+        sql = (
+            "WITH l AS (SELECT id FROM videos"
+            f" WHERE processed_by = {p(worker_id)} AND status = 'processing'"
+            " ORDER BY id FOR UPDATE)"
+            f" UPDATE videos AS v SET lease_expires_at = {p(lease_until)} FROM l"
+            " WHERE v.id = l.id AND v.status = 'processing'"
+            " RETURNING v.id, v.attempt, v.cancel_requested"
+        )
+    else:
+        sql = (
+            f"UPDATE videos SET lease_expires_at = {p(lease_until)}"
+            f" WHERE processed_by = {p(worker_id)} AND status = 'processing'"
+            " RETURNING id, attempt, cancel_requested"
+        )
+    rows = await Video._meta.db.execute_query_dict(sql, p.values)
     alive: set[int] = set()
     for row in rows:
         if jobs.get(row["id"]) == row["attempt"]:

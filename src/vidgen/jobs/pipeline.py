@@ -52,6 +52,8 @@ POLL_BACKOFF = 1.5
 MAX_POLL_ERRORS = 3  # consecutive retryable poll errors tolerated inside one attempt
 PROGRESS_STEP = 0.02
 POLL_JITTER = 0.2  # each poll's wait: the pace ± 20 %
+MIN_ETA_PROGRESS = 0.05  # less progress than this predicts nothing
+ETA_MARGIN_SECONDS = 0.5
 
 
 async def run_job(ctx: JobContext) -> AttemptOutcome | None:
@@ -204,6 +206,8 @@ async def _wait_for_result(
     caps = provider.capabilities
     policy = RetryPolicy.from_settings(ctx.runtime.settings)
     delay = caps.min_poll_interval
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     last_progress = -1.0
     last_message: str | None = None
     while True:
@@ -234,6 +238,9 @@ async def _wait_for_result(
             progress = result.progress if progressed else None
             message = result.message if said else None
             if ctx.progress is not None:  # the worker's batch: one statement for all its jobs
+                # After the job's own write in flight (its prediction id), so the batch's
+                # version never overtakes that write's publish (vidgen.jobs.progress).
+                await ctx.settle_pending()
                 ctx.progress.report(ctx.video_id, ctx.attempt, progress, message)
             else:
                 await ctx.db(
@@ -249,9 +256,15 @@ async def _wait_for_result(
                 )
         # Jittered, so that jobs claimed together do not poll (nor report) together: each
         # wait is drawn from ±POLL_JITTER around the pace, never under the provider's floor.
-        jitter = random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
-        pace = max(delay, result.poll_after or 0.0) * jitter
-        await ctx.wait(max(caps.min_poll_interval, pace), floor=caps.min_poll_interval)
+        pace = delay * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
+        eta = _eta(result.progress, loop.time() - started)
+        if eta is not None and eta < pace:
+            # The provider's progress says it is done sooner than the backoff would look:
+            # look just after that (the backoff alone sees a job of a minute up to 30 s late).
+            # (A little after it: a poll just before the end would wait the floor again.)
+            pace = eta * random.uniform(1.05, 1.15) + ETA_MARGIN_SECONDS
+        pace = max(caps.min_poll_interval, pace, result.poll_after or 0.0)
+        await ctx.wait(pace, floor=caps.min_poll_interval)
         delay = min(caps.max_poll_interval, delay * POLL_BACKOFF)
         if await ctx.cancel_wanted():
             return None
@@ -264,6 +277,16 @@ async def _wait_for_result(
         except ProviderError as exc:
             errors_in_a_row += 1
             delay = max(delay, _tolerable(ctx, exc, errors_in_a_row, policy))
+
+
+def _eta(progress: float | None, waited: float) -> float | None:
+    """Seconds until the provider's progress (0..1) reaches 1 at the pace it reached it over
+    ``waited`` seconds (of this attempt's wait: a resumed prediction is seen sooner, never
+    later); 0 when it says all is done but the prediction is still running (finishing);
+    None when it says too little to go by."""
+    if progress is None or progress < MIN_ETA_PROGRESS:
+        return None
+    return max(0.0, waited * (1.0 - progress) / progress)
 
 
 def _tolerable(ctx: JobContext, exc: ProviderError, errors_in_a_row: int, policy: Any) -> float:

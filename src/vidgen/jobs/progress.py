@@ -10,6 +10,13 @@ them all in one fenced statement (:func:`vidgen.jobs.lifecycle.report_progress_m
 publishes their events. A report therefore reaches subscribers up to a second later, and
 a job whose status changes first (it completed, failed or was taken over) keeps its status:
 the fence leaves its report out.
+
+A flush's version of a video must also reach subscribers before the job's next write's
+(docs/live.md: every version, in order). Between a flush's statement and its publish, the
+job's own next write (its completion) could commit and publish first, and subscribers would
+see the newer version before the older one. So a job waits for a flush that holds its video
+(:meth:`ProgressBatcher.settled`, called by ``JobContext.db`` before each of the job's
+writes), and a report made while the job's own write is in flight waits for that write.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ class ProgressBatcher:
         # video id → (attempt, progress, message); newest values win, None keeps the old one.
         self._pending: dict[int, tuple[int, float | None, str | None]] = {}
         self._flusher: asyncio.Task[None] | None = None
+        # video id → the future of the flush that is writing and publishing its report.
+        self._inflight: dict[int, asyncio.Future[None]] = {}
         self.statements = 0  # flushes sent (tests, the capacity benchmark)
 
     def report(
@@ -49,6 +58,28 @@ class ProgressBatcher:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_soon(), name="progress flush")
 
+    async def settled(self, video_id: int) -> None:
+        """Wait until no flush is between writing and publishing ``video_id``'s report."""
+        flushing = self._inflight.get(video_id)
+        if flushing is not None:
+            await asyncio.shield(flushing)
+
+    async def _write(self, batch: dict[int, tuple[int, float | None, str | None]]) -> None:
+        """One statement for ``batch`` and its events' publish, with its videos marked in
+        flight meanwhile (see :meth:`settled`)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for vid in batch:
+            self._inflight[vid] = done
+        try:
+            await lifecycle.report_progress_many(
+                [(vid, a, p, m) for vid, (a, p, m) in batch.items()], bus=self.bus
+            )
+        finally:
+            for vid in batch:
+                if self._inflight.get(vid) is done:
+                    del self._inflight[vid]
+            done.set_result(None)
+
     def forget(self, video_id: int, attempt: int) -> None:
         """The attempt ended: its unsent report would be fenced out anyway."""
         old = self._pending.get(video_id)
@@ -60,9 +91,8 @@ class ProgressBatcher:
         while self._pending:
             await asyncio.sleep(self.every)
             batch, self._pending = self._pending, {}
-            reports = [(vid, a, p, m) for vid, (a, p, m) in batch.items()]
             try:
-                await lifecycle.report_progress_many(reports, bus=self.bus)
+                await self._write(batch)
                 self.statements += 1
                 failures = 0
             except Exception as exc:
@@ -83,8 +113,6 @@ class ProgressBatcher:
         batch, self._pending = self._pending, {}
         if batch:
             try:
-                await lifecycle.report_progress_many(
-                    [(vid, a, p, m) for vid, (a, p, m) in batch.items()], bus=self.bus
-                )
+                await self._write(batch)
             except Exception as exc:
                 transient.loop_failed("progress", exc, 0, self.worker_id)

@@ -10,7 +10,8 @@ pipelined batch (``fetchmany``: one round trip, one transaction) per statement s
     job ─┘   (awaits its rows)  └─ the next batch forms while this one runs
 
 A statement registered with :func:`combinable` (the prediction id's write) goes further: a
-batch of it is ONE statement over arrays (``unnest``), not one statement per job.
+batch of :data:`MIN_COMBINED` or more of it is ONE statement over arrays (``unnest``), not
+one statement per job.
 
 There is no timer: the first request is sent at once, and the ones that arrive while it is
 in flight make the next batch, so an idle worker adds no latency and a busy one amortises.
@@ -37,6 +38,11 @@ from vidgen.models import Video
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 64
+
+# A batch this big or bigger of a statement that has a combined form goes as that one
+# statement; a smaller one as a pipelined batch, which the database runs faster than the
+# combined form's arrays and joins when there are only a few rows.
+MIN_COMBINED = 16
 
 # Statements that have a form for many rows at once (:func:`combinable`).
 _COMBINED: dict[str, str] = {}
@@ -114,7 +120,9 @@ class GroupWriter:
         batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
         batch = [r for r in batch if not r.future.done()]  # its job was canceled
         groups: dict[str, list[_Request]] = {}
-        for request in batch:
+        # In id order: every statement that changes many job rows at once locks them in
+        # that order (the heartbeat, progress), so no two of them can deadlock.
+        for request in sorted(batch, key=lambda r: r.key):
             groups.setdefault(request.sql, []).append(request)
         healthy = True
         for sql, requests in groups.items():
@@ -124,7 +132,7 @@ class GroupWriter:
     async def _send(self, connection: Any, sql: str, requests: list[_Request]) -> bool:
         """Send one batch and settle its requests; False when the connection may be broken."""
         conn = Video._meta.db
-        combined = _COMBINED.get(sql) if len(requests) > 1 else None
+        combined = _COMBINED.get(sql) if len(requests) >= MIN_COMBINED else None
         if combined is not None:
             columns = [list(values) for values in zip(*(r.params for r in requests), strict=True)]
             try:

@@ -46,7 +46,7 @@ class Migration(migrations.Migration):
         ops.AddField(
             model_name="Video",
             name="fair_rank",
-            field=fields.BigIntField(default=0),
+            field=fields.BigIntField(default=0, db_default=0),
         ),
         # The new indexes first: no moment without a lookup path.
         ops.RunSQL(

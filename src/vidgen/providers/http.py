@@ -346,6 +346,10 @@ class HttpProvider:
                 f"{self.auth_scheme} {self.api_key}".strip(),
                 (host_of(self.base_url), *self.auth_hosts),
             )
+        # Requests in flight at once, at most the client's connections: the rest wait here,
+        # in order. httpx's own pool queue rescans every waiting request at each change,
+        # which with a thousand jobs in flight took most of the worker's CPU.
+        self._gate = asyncio.Semaphore(max(1, settings.provider_max_connections))
         self.client = client or build_client(
             settings, self.name, auth=auth, headers=self.extra_headers
         )
@@ -429,15 +433,16 @@ class HttpProvider:
                 code="prediction_failed",
             )
         headers = result.extra.get("download_headers") or {}
-        return await download_to(
-            self.client,
-            result.output_url,
-            dest,
-            max_bytes=max_bytes,
-            errors=self.errors,
-            headers=headers,  # type: ignore[arg-type]
-            api_hosts=self.api_hosts,
-        )
+        async with self._gate:
+            return await download_to(
+                self.client,
+                result.output_url,
+                dest,
+                max_bytes=max_bytes,
+                errors=self.errors,
+                headers=headers,  # type: ignore[arg-type]
+                api_hosts=self.api_hosts,
+            )
 
     async def parse_webhook(
         self, headers: Mapping[str, str], body: bytes, *, now: float
@@ -454,7 +459,8 @@ class HttpProvider:
         """One request, classified: returns only a 2xx response (body read)."""
         self._require_available()
         with self.errors.translating(action, lost_on_404=lost_on_404):
-            response = await self.client.request(method, url, **kwargs)  # type: ignore[arg-type]
+            async with self._gate:
+                response = await self.client.request(method, url, **kwargs)  # type: ignore[arg-type]
             response.raise_for_status()
         return response
 
@@ -464,7 +470,7 @@ class HttpProvider:
     ) -> AsyncIterator[httpx.Response]:
         self._require_available()
         with self.errors.translating(action, lost_on_404=action == "poll"):
-            async with self.client.stream(method, url, **kwargs) as response:  # type: ignore[arg-type]
+            async with self._gate, self.client.stream(method, url, **kwargs) as response:  # type: ignore[arg-type]
                 if not response.is_success:
                     await response.aread()
                     response.raise_for_status()

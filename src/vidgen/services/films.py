@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tortoise.transactions import in_transaction
@@ -332,16 +333,24 @@ async def cancel_film_clips(*, runtime: Runtime, film: Video, actor: str) -> Non
             pass  # it ended (or went) meanwhile: nothing left to stop
 
 
-async def retry_film_clips(*, runtime: Runtime, film: Video, actor: str) -> None:
-    """Before a film's retry: queue again its clips that failed or were canceled (the
-    completed ones are kept). They are queued before the film, so the film waits for them.
+async def retry_film(
+    *,
+    runtime: Runtime,
+    film: Video,
+    actor: str,
+    admission: lifecycle.Admission | None,
+    fields: dict[str, Any],
+) -> Video:
+    """``retryVideo`` on a film: the film and its failed or canceled clips queued again
+    together (the completed clips are kept); the film waits for the retried clips.
 
     Raises:
-        Conflict: such a clip is deleted (restore it, or render the story again).
+        Conflict: such a clip is deleted (restore it, or render the story again); nothing
+            changed. NotAdmitted, IllegalTransition: as for any retry.
     """
     ids = await film_clip_ids(film.id)
     ended = await Video.filter(id__in=ids, status__in=[S.FAILED, S.CANCELED]).values(
-        "id", "requested_seconds", "duration_seconds", "deleted_at", "paragraph_index"
+        "id", "deleted_at", "paragraph_index"
     )
     for row in ended:
         if row["deleted_at"] is not None:
@@ -349,49 +358,60 @@ async def retry_film_clips(*, runtime: Runtime, film: Video, actor: str) -> None
                 f"The clip of paragraph {row['paragraph_index']} is deleted; restore it or "
                 "render the story again."
             )
-    for row in ended:
-        try:
-            await control.retry(
-                row["id"],
-                actor=actor,
-                bus=runtime.bus,
-                fields={
-                    "requested_at": lifecycle.now(),
-                    "requested_seconds": row["requested_seconds"] or row["duration_seconds"],
-                },
-            )
-        except lifecycle.IllegalTransition:
-            pass  # queued again meanwhile (its own retry)
+    return await control.retry_film(
+        film.id,
+        [row["id"] for row in ended],
+        actor=actor,
+        bus=runtime.bus,
+        admission=admission,
+        fields=fields,
+    )
 
 
 async def story_film(story: Story) -> Video | None:
     """The story's latest completed film (deleted ones left out)."""
-    return (
-        await Video.filter(
-            owner_id=story.owner_id,
-            story_id=story.id,
-            kind=VideoKind.FILM,
-            status=S.COMPLETED,
-            deleted_at=None,
-        )
-        .order_by("-completed_at", "-id")
-        .first()
-    )
+    return (await latest_films([(story.id, story.owner_id)])).get(story.id)
 
 
 async def story_clips(story: Story) -> list[Video]:
     """The story's latest clip of each paragraph, in paragraph order (a paragraph without
     one is left out; deleted clips too)."""
-    count = len(story.paragraphs or [])
+    key = (story.id, story.owner_id, len(story.paragraphs or []))
+    return (await latest_clips([key])).get(story.id, [])
+
+
+async def latest_films(stories: Sequence[tuple[int, int]]) -> dict[int, Video]:
+    """Story id → its latest completed film, for (story id, owner id) pairs: one query."""
+    owners = dict(stories)
+    if not owners:
+        return {}
     rows = await Video.filter(
-        owner_id=story.owner_id,
-        story_id=story.id,
-        kind=VideoKind.CLIP,
+        story_id__in=list(owners),
+        kind=VideoKind.FILM,
+        status=S.COMPLETED,
         deleted_at=None,
-        paragraph_index__lt=count,
-    ).order_by("-id")
-    latest: dict[int, Video] = {}
+    ).order_by("-completed_at", "-id")
+    found: dict[int, Video] = {}
     for video in rows:
-        if video.paragraph_index is not None:
-            latest.setdefault(video.paragraph_index, video)
-    return [latest[index] for index in sorted(latest)]
+        if video.story_id is not None and video.owner_id == owners.get(video.story_id):
+            found.setdefault(video.story_id, video)
+    return found
+
+
+async def latest_clips(stories: Sequence[tuple[int, int, int]]) -> dict[int, list[Video]]:
+    """Story id → its latest clip of each paragraph in paragraph order, for (story id,
+    owner id, paragraph count) triples: one query."""
+    shape = {story_id: (owner, count) for story_id, owner, count in stories}
+    if not shape:
+        return {}
+    rows = await Video.filter(
+        story_id__in=list(shape), kind=VideoKind.CLIP, deleted_at=None
+    ).order_by("-id")
+    latest: dict[int, dict[int, Video]] = {story_id: {} for story_id in shape}
+    for video in rows:
+        owner, count = shape.get(video.story_id or 0, (None, 0))
+        index = video.paragraph_index
+        if video.owner_id != owner or index is None or not 0 <= index < count:
+            continue
+        latest[video.story_id].setdefault(index, video)  # type: ignore[index]
+    return {story_id: [by[i] for i in sorted(by)] for story_id, by in latest.items()}

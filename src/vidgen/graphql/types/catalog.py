@@ -17,7 +17,6 @@ from vidgen.graphql import pagination
 from vidgen.graphql.context import context_of
 from vidgen.graphql.types import connections, video
 from vidgen.graphql.types.rows import accepts
-from vidgen.services import films
 
 
 @strawberry.type(description="A label on videos; names are unique per user, ignoring case.")
@@ -83,13 +82,16 @@ class Story(relay.Node):
 
     @strawberry.field(description="The story's latest completed film (renderStory).")
     async def film(self, root: strawberry.Parent[Any], info: Info) -> video.Video | None:
-        return await films.story_film(root)  # type: ignore[return-value]
+        loader = context_of(info).loaders.film_by_story
+        return await loader.load((root.id, root.owner_id))  # type: ignore[return-value]
 
     @strawberry.field(
         description="The latest clip of each paragraph, in paragraph order (none: left out)."
     )
     async def clips(self, root: strawberry.Parent[Any], info: Info) -> list[video.Video]:
-        return await films.story_clips(root)  # type: ignore[return-value]
+        loader = context_of(info).loaders.clips_by_story
+        key = (root.id, root.owner_id, len(root.paragraphs or []))
+        return await loader.load(key)  # type: ignore[return-value]
 
     @strawberry.field(description="The story's videos, newest first (deleted ones left out).")
     async def videos(

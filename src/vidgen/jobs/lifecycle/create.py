@@ -136,7 +136,9 @@ def _created_sql(
     video is inserted only while it holds). Either refusing, the statement returns no row.
     With ``hook`` (a new video with a webhook URL), its outbox row too."""
     if columns is not None:
-        returning = f"id, owner_id, version, status, progress, {outbox.SNAPSHOT}" if hook else "id"
+        returning = "id, fair_rank"  # the turn the insert computed
+        if hook:
+            returning += f", owner_id, version, status, progress, {outbox.SNAPSHOT}"
         source = f"v AS ({_pg_insert(columns, _sources(guard, admission), returning)})"
         n = len(columns)
     else:
@@ -170,7 +172,8 @@ def _created_sql(
     ctes = _pg_conditions(after, guard, admission) if columns is not None else []
     if ctes:
         sql = f"WITH {', '.join(ctes)}, " + sql.removeprefix("WITH ")
-    return sql + " SELECT v.id, h.id AS event_id FROM v, h"
+    turn = "v.fair_rank" if columns is not None else "NULL::bigint AS fair_rank"
+    return sql + f" SELECT v.id, {turn}, h.id AS event_id FROM v, h"
 
 
 def _refused(admission: Admission | None) -> Exception:
@@ -185,9 +188,9 @@ def _shape(admission: Admission | None) -> tuple[str, int] | None:
 
 async def _insert_alone(
     conn: Any, values: Mapping[str, Any], guard: list[Any], admission: Admission | None = None
-) -> int:
+) -> tuple[int, int]:
     """Insert a video's row by itself (guarded and admitted as :func:`record_created`'s
-    own insert); returns its id.
+    own insert); returns its id and its turn (``fair_rank``, computed by the insert).
 
     Raises:
         StoryChanged: the guard found the story without that paragraph; nothing written.
@@ -195,7 +198,7 @@ async def _insert_alone(
     """
     extra = list(admission.params) if admission is not None else []
     if dialect.is_postgres():
-        sql = _pg_insert(tuple(values), _sources(bool(guard), _shape(admission)))
+        sql = _pg_insert(tuple(values), _sources(bool(guard), _shape(admission)), "id, fair_rank")
         ctes = _pg_conditions(len(values) + 1, bool(guard), _shape(admission))
         if ctes:
             sql = f"WITH {', '.join(ctes)} {sql}"
@@ -210,14 +213,14 @@ async def _insert_alone(
         if conditions:
             sql = (
                 f"INSERT INTO videos ({columns}) SELECT {marks}"
-                f" WHERE {' AND '.join(conditions)} RETURNING id"
+                f" WHERE {' AND '.join(conditions)} RETURNING id, fair_rank"
             )
         else:
-            sql = f"INSERT INTO videos ({columns}) VALUES ({marks}) RETURNING id"
+            sql = f"INSERT INTO videos ({columns}) VALUES ({marks}) RETURNING id, fair_rank"
     inserted = await conn.execute_query_dict(sql, [*values.values(), *guard, *extra])
     if not inserted:
         raise _refused(admission)
-    return int(inserted[0]["id"])
+    return int(inserted[0]["id"]), int(inserted[0]["fair_rank"])
 
 
 async def record_created(
@@ -270,7 +273,7 @@ async def record_created(
     if with_id is not None:
         if not new:
             raise ValueError("with_id is for a video that is not inserted yet")
-        video.id = await _insert_alone(conn, values, guard, admission)
+        video.id, video.fair_rank = await _insert_alone(conn, values, guard, admission)
         video._saved_in_db = True
         await _set_columns(conn, video, await with_id(video.id))
         new, values, guard, admission = False, {}, [], None
@@ -293,9 +296,14 @@ async def record_created(
         if not rows:
             raise _refused(admission)
         video_id, event_id = rows[0]["id"], rows[0]["event_id"]
+        if rows[0]["fair_rank"] is not None:
+            video.fair_rank = rows[0]["fair_rank"]
     else:
         async with in_transaction() as tx:
-            video_id = await _insert_alone(tx, values, guard, admission) if new else video.id
+            if new:
+                video_id, video.fair_rank = await _insert_alone(tx, values, guard, admission)
+            else:
+                video_id = video.id
             rows = await tx.execute_query_dict(
                 "INSERT INTO video_status_events (video_id, owner_id, from_status, to_status,"
                 " version, at, message, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",

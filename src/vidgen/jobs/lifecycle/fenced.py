@@ -220,9 +220,12 @@ _PG_STORE_PREDICTION = writer.combinable(
     # The same for many jobs at once (the group writer's batch: vidgen.jobs.writer).
     "WITH j AS (SELECT * FROM unnest($1::varchar[], $2::timestamptz[], $3::int[], $4::int[])"
     " AS j(pid, at, vid, att)),"
+    # Locked in id order first, as every statement changing many job rows does.
+    " l AS (SELECT q.id FROM videos AS q JOIN j ON q.id = j.vid WHERE q.attempt = j.att"
+    " AND q.status = 'processing' ORDER BY q.id FOR UPDATE OF q),"
     " v AS (UPDATE videos SET prediction_id = j.pid, version = videos.version + 1,"
-    " updated_at = j.at FROM j WHERE videos.id = j.vid AND videos.attempt = j.att"
-    " AND videos.status = 'processing' RETURNING "
+    " updated_at = j.at FROM j, l WHERE videos.id = j.vid AND l.id = videos.id"
+    " AND videos.attempt = j.att AND videos.status = 'processing' RETURNING "
     + ", ".join(f"videos.{c.strip()}" for c in f"{EVENT_COLUMNS}, {STATE_COLUMNS}".split(","))
     + "),"
     " a AS (UPDATE video_attempts AS t SET prediction_id = j.pid FROM j JOIN v ON v.id = j.vid"

@@ -292,11 +292,17 @@ async def report_progress_many(
         returning = ", ".join(
             f"v.{c.strip()}" for c in f"{EVENT_COLUMNS}, {STATE_COLUMNS}".split(",")
         )
+        # The rows are locked in id order first, as by every statement that changes many
+        # job rows at once (the heartbeat, the group writer): no deadlocks between them.
         rows = await Video._meta.db.execute_query_dict(
-            f"UPDATE videos AS v SET {sets.format(v='v.', stamp='$1')}"
-            " FROM unnest($2::int[], $3::int[], $4::float8[], $5::text[])"
-            " AS j(jid, jattempt, jprogress, jmessage)"
-            " WHERE v.id = j.jid AND v.attempt = j.jattempt AND v.status = 'processing'"
+            "WITH j AS (SELECT * FROM unnest($2::int[], $3::int[], $4::float8[], $5::text[])"
+            " AS j(jid, jattempt, jprogress, jmessage)),"
+            " l AS (SELECT q.id FROM videos AS q JOIN j ON q.id = j.jid"
+            " WHERE q.attempt = j.jattempt AND q.status = 'processing' ORDER BY q.id"
+            " FOR UPDATE OF q)"
+            f" UPDATE videos AS v SET {sets.format(v='v.', stamp='$1')} FROM j, l"
+            " WHERE v.id = j.jid AND l.id = v.id AND v.attempt = j.jattempt"
+            " AND v.status = 'processing'"
             f" RETURNING {returning}",
             [stamp, ids, attempts, values, messages],
         )

@@ -145,20 +145,27 @@ async def retry_video(*, runtime: Runtime, viewer: User, video_id: int) -> Video
     if video.deleted_at is not None:
         raise errors.Conflict("This video is deleted; restore it first.")
     owner = viewer if video.owner_id == viewer.id else await User.get(id=video.owner_id)
-    if video.kind == VideoKind.FILM and video.status in (VideoStatus.FAILED, VideoStatus.CANCELED):
-        # Only its failed or canceled clips run again, before it (docs/films.md).
-        await films.retry_film_clips(runtime=runtime, film=video, actor=actor_of(viewer))
-        seconds = 0.0
-    else:
-        seconds = video.requested_seconds or video.duration_seconds or 0.0
+    film = video.kind == VideoKind.FILM
+    # A film asks for one place and no seconds: its retried clips carry theirs.
+    seconds = 0.0 if film else video.requested_seconds or video.duration_seconds or 0.0
     quota = quotas.request(owner, runtime.settings, seconds)
+    fields = {"requested_at": quota.at, "requested_seconds": seconds}
     try:
+        if film:
+            # With its failed or canceled clips, in one transaction (docs/films.md).
+            return await films.retry_film(
+                runtime=runtime,
+                film=video,
+                actor=actor_of(viewer),
+                admission=quotas.admission(quota),
+                fields=fields,
+            )
         return await control.retry(
             video.id,
             actor=actor_of(viewer),
             bus=runtime.bus,
             admission=quotas.admission(quota),
-            fields={"requested_at": quota.at, "requested_seconds": seconds},
+            fields=fields,
         )
     except lifecycle.NotAdmitted as exc:
         raise (await quotas.refusal(quota) or quotas.just_freed()) from exc

@@ -1,0 +1,73 @@
+"""A job's batched progress reaches subscribers before the job's next write does.
+
+The worker's progress batch writes a version of the video, then publishes it. A write of
+the job itself made between the two (its completion, another report) must not publish its
+newer version first, or a subscriber sees versions out of order and drops one
+(docs/live.md). The bus here holds the batch's publish, as a busy loop would."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import Any
+
+from vidgen.events.memory import MemoryBus
+from vidgen.jobs import lifecycle, queue
+from vidgen.jobs.job_context import JobContext
+from vidgen.jobs.progress import ProgressBatcher
+from vidgen.models import User, Video
+from vidgen.runtime import Runtime
+from vidgen.settings import Settings
+
+
+class HeldBus(MemoryBus):
+    """The in-process bus, recording what it sends; its first publish waits for a release."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holding = asyncio.Event()
+        self.release = asyncio.Event()
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    async def publish_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        if not self.holding.is_set():
+            self.holding.set()
+            await self.release.wait()
+        self.sent += items
+        await super().publish_many(items)
+
+
+async def test_a_jobs_write_waits_until_its_batched_progress_is_published(db: Settings) -> None:
+    owner = await User.create(email="order@example.com", password_hash="x")
+    await lifecycle.record_created(
+        Video(owner=owner, prompt="succeed", provider="test", resolution="64x64"), actor="test"
+    )
+    [claimed] = await queue.claim(worker_id="w:1:o", limit=1, lease_seconds=30)
+    bus = HeldBus()
+    batcher = ProgressBatcher(bus, worker_id="w:1:o", every=0.01)
+    ctx = JobContext(Runtime.create(db, bus=bus), claimed, worker_id="w:1:o", progress=batcher)
+
+    batcher.report(claimed.video_id, claimed.attempt, 0.5, None)
+    await asyncio.wait_for(bus.holding.wait(), 10)  # written, its publish held
+    write = asyncio.create_task(
+        ctx.db(
+            "report progress",
+            functools.partial(
+                lifecycle.report_progress,
+                claimed.video_id,
+                0.9,
+                attempt=claimed.attempt,
+                bus=bus,
+            ),
+        )
+    )
+    await asyncio.sleep(0.3)
+    assert not write.done()  # it waits for the batch's publish
+    bus.release.set()
+    await asyncio.wait_for(write, 10)
+    await batcher.close()
+
+    versions = [m["version"] for _, m in bus.sent if m.get("version") is not None]
+    assert versions and versions == sorted(versions), versions
+    row = await Video.get(id=claimed.video_id)
+    assert max(versions) == row.version and row.progress == 0.9
