@@ -38,7 +38,9 @@ their own; if it fails or is cancelled they execute for themselves. Memory is bo
 LRU of :data:`CACHE_SIZE` results, each kept at most :data:`MAX_AGE` seconds.
 
 Hooked into the schema's executor class (:class:`SharedEventResults` is a mixin), nowhere
-else: queries and mutations are not touched.
+else: queries and mutations are not touched. An event whose selection the compiled plans
+cover (:func:`compiled_event`) is built from the row by its plan instead of graphql-core's
+executor; the memo shares it the same way.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ from typing import Any
 
 from graphql import ExecutionResult, GraphQLSchema
 from tortoise.models import Model
+
+from vidgen.models import Video
 
 #: Results kept per schema (a few events of every video being watched).
 CACHE_SIZE = 512
@@ -292,12 +296,37 @@ class SharedEventResults:
         parent = super()
         if self._shared_operation_key is None:
             return parent.execute_operation(serially)  # type: ignore[misc]
+
+        def execute() -> Any:
+            # The compiled plan's answer when it has one (same data), else graphql-core's.
+            data = compiled_event(self)
+            if data is not None:
+                return ExecutionResult(data, None)
+            return parent.execute_operation(serially)  # type: ignore[misc]
+
         key = event_key(self, self._shared_operation_key)
         if key is None:
-            return parent.execute_operation(serially)  # type: ignore[misc]
+            return execute()
         return results_for(self.schema).run(  # type: ignore[attr-defined]
             key,
             self.root_value,  # type: ignore[attr-defined]
-            lambda: parent.execute_operation(serially),  # type: ignore[misc]
+            execute,
             self.is_awaitable,  # type: ignore[attr-defined]
         )
+
+
+def compiled_event(executor: Any) -> dict[str, Any] | None:
+    """One event's ``data`` from the compiled plans (docs/graphql-execution.md): the
+    subscription's selection built straight from the yielded video row, or None when
+    graphql-core must execute it (a relation, a directive, an error...)."""
+    from vidgen.graphql.compiled import plans_for  # it imports the types, built after this
+
+    root = executor.root_value
+    settings = getattr(executor.context_value, "settings", None)
+    operation = executor.operation
+    if not isinstance(root, Video) or settings is None or operation.loc is None:
+        return None
+    name = operation.name.value if operation.name is not None else None
+    viewer = getattr(executor.context_value, "viewer", None)
+    plans = plans_for(executor.schema, settings)
+    return plans.event_result(operation.loc.source.body, name, None, viewer, root)
