@@ -56,8 +56,10 @@ def address_key(address: str) -> str:
 
 
 def _wait_text(seconds: float) -> str:
-    minutes = math.ceil(seconds / 60)
-    return f"{math.ceil(seconds)} seconds" if seconds < 120 else f"{minutes} minutes"
+    if seconds >= 120:
+        return f"{math.ceil(seconds / 60)} minutes"
+    whole = max(1, math.ceil(seconds))
+    return "1 second" if whole == 1 else f"{whole} seconds"
 
 
 class Throttle:
