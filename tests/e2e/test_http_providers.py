@@ -176,7 +176,11 @@ async def test_provider_progress_reaches_the_row_and_the_live_events(
         while not sub.queue.empty():
             events.append(await sub.get())
     running = [e["progress"] for e in events if e["status"] == "processing" and e["progress"]]
-    assert running == pytest.approx([0.25, 0.5, 0.75]), events
+    # The worker writes its jobs' progress in batches (docs/jobs.md, "Capacity"): a report
+    # after a quiet second at once, the ones within the next second together, so ticks may
+    # coalesce into the newest (or be fenced out by the completion).
+    assert running and running == sorted(running), events
+    assert set(running) <= {0.25, 0.5, 0.75}, events
     assert events[-1]["status"] == "completed" and events[-1]["progress"] == 1.0
     assert (await Video.get(id=video_id)).progress == 1.0
 

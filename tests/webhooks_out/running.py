@@ -39,7 +39,10 @@ async def working(runtime: Runtime) -> AsyncIterator[Worker]:
 
 async def settled(seconds: float = 30.0) -> None:
     """Until no event is pending (each delivered or given up); fails after ``seconds``."""
-    for _ in range(int(seconds / 0.02)):
+    # Bounded by the clock, not by a count of loops: on a loaded machine each query can take
+    # far longer than the sleep between them.
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
         if not await WebhookDelivery.filter(state=DeliveryState.PENDING).exists():
             return
         await asyncio.sleep(0.02)

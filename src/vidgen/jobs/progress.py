@@ -5,11 +5,12 @@ A job that waits at a remote provider reports what the provider says (a percenta
 queue position) a few times a minute. With hundreds of jobs in flight, one statement per
 report would be most of the worker's database work while it waits. Jobs hand their latest
 values to the worker's :class:`ProgressBatcher` instead; it keeps only the newest values per
-job, and a flush (at most every :data:`FLUSH_SECONDS`, only when something is pending) writes
-them all in one fenced statement (:func:`vidgen.jobs.lifecycle.report_progress_many`) and
-publishes their events. A report therefore reaches subscribers up to a second later, and
-a job whose status changes first (it completed, failed or was taken over) keeps its status:
-the fence leaves its report out.
+job, and a flush writes them all in one fenced statement
+(:func:`vidgen.jobs.lifecycle.report_progress_many`) and publishes their events: the first
+report after a quiet second at once, the ones that follow within the second together. A
+report therefore reaches subscribers up to a second later, and a job whose status changes
+first (it completed, failed or was taken over) keeps its status: the fence leaves its report
+out.
 
 A flush's version of a video must also reach subscribers before the job's next write's
 (docs/live.md: every version, in order). Between a flush's statement and its publish, the
@@ -44,6 +45,7 @@ class ProgressBatcher:
         self._flusher: asyncio.Task[None] | None = None
         # video id → the future of the flush that is writing and publishing its report.
         self._inflight: dict[int, asyncio.Future[None]] = {}
+        self._last_flush = -every  # by the loop's clock
         self.statements = 0  # flushes sent (tests, the capacity benchmark)
 
     def report(
@@ -88,8 +90,12 @@ class ProgressBatcher:
 
     async def _flush_soon(self) -> None:
         failures = 0
+        loop = asyncio.get_running_loop()
         while self._pending:
-            await asyncio.sleep(self.every)
+            # A report after a quiet second goes out at once; the ones that follow it within
+            # the second share the next flush.
+            await asyncio.sleep(max(0.0, self._last_flush + self.every - loop.time()))
+            self._last_flush = loop.time()
             batch, self._pending = self._pending, {}
             try:
                 await self._write(batch)
