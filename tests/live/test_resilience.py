@@ -207,3 +207,69 @@ async def test_malformed_id_is_bad_user_input(live, accounts):
         assert error["extensions"]["code"] == "BAD_USER_INPUT"
     finally:
         await ws.close()
+
+
+LIGHT_WATCH = "subscription W($id: ID!) { videoUpdated(id: $id) { status version progress } }"
+
+
+@pytest.mark.parametrize("bus_kind", ["redis"])
+async def test_redis_restart_under_two_thousand_subscriptions_loses_no_version(
+    live, accounts, redis_server
+):
+    """2,000 subscriptions (100 sockets x 20, 100 per video): changes made while Redis is
+    down are lost on the bus; after the restart every subscriber re-reads from its last
+    version: each gets every logged version, then the current state, in order, then the
+    rest live."""
+    alice = await accounts("alice@example.com")
+    videos = [await make_video(alice.user, f"v{i}") for i in range(20)]
+    bus = live.runtime.bus
+    sockets = [await GraphQLWS.open(live.ws_url) for _ in range(100)]
+    try:
+        for ws in sockets:
+            await ws.init(bearer(alice.token))
+        ops = [
+            (ws, await ws.subscribe(LIGHT_WATCH, {"id": gid("Video", video.id)}), video.id)
+            for ws in sockets
+            for video in videos
+        ]
+        got: dict[tuple[int, str], list[dict]] = {}
+
+        async def read(ws: GraphQLWS, op: str, count: int) -> None:
+            for _ in range(count):
+                got.setdefault((id(ws), op), []).append(
+                    await ws.next_data(op, "videoUpdated", within=60)
+                )
+
+        await asyncio.gather(*(read(ws, op, 1) for ws, op, _ in ops))
+        for video in videos:
+            await lifecycle.transition(video.id, S.PROCESSING, actor="t", bus=bus)
+        await asyncio.gather(*(read(ws, op, 1) for ws, op, _ in ops))
+
+        redis_server.stop()
+        await until(lambda: not bus.connected)
+        for video in videos:  # logged (v3, v4), then a progress tick (v5, no history row)
+            await lifecycle.transition(video.id, S.QUEUED, actor="t", bus=bus)
+            await lifecycle.transition(video.id, S.PROCESSING, actor="t", bus=bus)
+            await lifecycle.touch(video.id, fields={"progress": 0.5}, bus=bus)
+        redis_server.start()  # same port
+        await asyncio.gather(*(read(ws, op, 3) for ws, op, _ in ops))
+        for video in videos:
+            await lifecycle.transition(video.id, S.COMPLETED, actor="t", bus=bus)
+        await asyncio.gather(*(read(ws, op, 1) for ws, op, _ in ops))
+
+        assert len(got) == 2000
+        for payloads in got.values():
+            assert [p["version"] for p in payloads] == [1, 2, 3, 4, 5, 6]
+            assert [p["status"] for p in payloads] == [
+                "QUEUED",
+                "PROCESSING",
+                "QUEUED",
+                "PROCESSING",
+                "PROCESSING",
+                "COMPLETED",
+            ]
+            assert payloads[4]["progress"] == 0.5
+        assert bus.stats.reconnects == 1 and bus.stats.overflows == 0
+    finally:
+        for ws in sockets:
+            await ws.close()

@@ -1,8 +1,15 @@
-"""Local delivery, shared by both buses: each subscriber's bounded queue, and the registry
-of channels to subscriptions that a published (or received) message is handed to.
+"""Local delivery, shared by both buses: one bounded log per channel with a read position
+per subscriber, and the registry of channels that a published (or received) message is
+handed to.
 
-A subscription is a bounded local queue. A subscriber that cannot keep up is not allowed to
-slow the hub or grow memory: its queue is closed with :data:`OVERFLOW` and it must resync.
+A message for a channel is appended once to that channel's log, whatever the number of
+subscribers; each subscriber keeps only the index of the next entry it will read. Only the
+subscribers that had read everything (they are the ones waiting) are woken. The log keeps
+the entries that some subscriber has not read yet, and no more.
+
+Each subscriber is bounded (``maxsize`` unread entries). One that cannot keep up is not
+allowed to slow the others or grow memory: it is cut off (its reader gets
+:class:`SubscriberOverflow`, and must resync) and stops holding the log back.
 After the bus reconnects (Redis restarted) every open subscription receives :data:`RESYNC`,
 meaning "events may have been missed: re-read the current state". At shutdown it receives
 :data:`CLOSED`.
@@ -11,6 +18,7 @@ meaning "events may have been missed: re-read the current state". At shutdown it
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -39,11 +47,113 @@ class SubscriberOverflow(Exception):
     """The subscriber fell too far behind and was dropped; reconnect to get the state."""
 
 
+class _ChannelLog:
+    """One channel's unread entries and where its readers are.
+
+    ``log[i]`` is entry ``base + i``, a pair (sequence number, message): the sequence is
+    shared by every channel of one :class:`LocalSubscribers`, so a subscription of several
+    channels reads their entries in the order they were dispatched. ``at`` maps an entry
+    index to the readers whose next entry it is; ``head`` is the index the next append gets.
+    """
+
+    __slots__ = ("at", "base", "callbacks", "limits", "log")
+
+    def __init__(self) -> None:
+        self.log: deque[tuple[int, Any]] = deque()
+        self.base = 0
+        self.at: dict[int, set[BusSubscription]] = {}
+        self.limits: dict[int, int] = {}  # a reader bound -> how many readers have it
+        self.callbacks: set[BusSubscription] = set()
+
+    @property
+    def head(self) -> int:
+        return self.base + len(self.log)
+
+    def __bool__(self) -> bool:
+        return bool(self.at) or bool(self.callbacks)
+
+    def readers(self) -> int:
+        return sum(len(readers) for readers in self.at.values())
+
+    def join(self, sub: BusSubscription) -> int:
+        head = self.head
+        self.at.setdefault(head, set()).add(sub)
+        self.limits[sub.maxsize] = self.limits.get(sub.maxsize, 0) + 1
+        return head
+
+    def leave(self, sub: BusSubscription, position: int) -> None:
+        readers = self.at.get(position)
+        if readers is None or sub not in readers:
+            return
+        readers.discard(sub)
+        left = self.limits[sub.maxsize] - 1
+        if left:
+            self.limits[sub.maxsize] = left
+        else:
+            del self.limits[sub.maxsize]
+        if not readers:
+            del self.at[position]
+            self._trim()
+
+    def move(self, sub: BusSubscription, old: int, new: int) -> None:
+        readers = self.at[old]
+        readers.discard(sub)
+        self.at.setdefault(new, set()).add(sub)
+        if not readers:
+            del self.at[old]
+            if old == self.base:
+                self._trim()
+
+    def _trim(self) -> None:
+        """Forget the entries that no reader has still to read."""
+        log, at = self.log, self.at
+        while log and self.base not in at:
+            log.popleft()
+            self.base += 1
+
+    def entry(self, index: int) -> tuple[int, Any]:
+        return self.log[index - self.base]
+
+    def append(self, seq: int, message: Any) -> list[BusSubscription]:
+        """Add one entry; return the readers it pushes past their bound (to be cut off).
+        Wakes the readers that were waiting for it."""
+        head = self.head
+        waiting = self.at.get(head)
+        if not self.at:
+            return []  # nobody reads: nothing to keep
+        self.log.append((seq, message))
+        if waiting:
+            for sub in waiting:
+                sub._wake()
+        over: list[BusSubscription] = []
+        for limit in self.limits:
+            if limit <= 0:
+                continue
+            # A reader that already had ``limit`` unread entries now has one too many.
+            behind = self.at.get(head - limit)
+            if behind:
+                over.extend(sub for sub in behind if sub.maxsize == limit)
+        return over
+
+
 class BusSubscription:
-    """A bounded queue of messages for one local subscriber; or, with ``on_message``, each
+    """A bounded position in the log of each of its channels; or, with ``on_message``, each
     message (a dict, RESYNC, then CLOSED at the end) is handed to that function as it is
-    dispatched, on the event loop, and nothing is queued (:meth:`get` refuses). It must be
+    dispatched, on the event loop, and nothing is kept (:meth:`get` refuses). It must be
     quick; an exception it raises is logged and goes no further."""
+
+    __slots__ = (
+        "_closed_read",
+        "_logs",
+        "_positions",
+        "_seq",
+        "_waiter",
+        "channels",
+        "closed",
+        "maxsize",
+        "on_message",
+        "overflowed",
+    )
 
     def __init__(
         self,
@@ -53,14 +163,15 @@ class BusSubscription:
     ) -> None:
         self.channels = channels
         self.maxsize = maxsize
-        # A bare deque and at most one waiting future: an asyncio.Queue (three deques, an
-        # Event) per subscriber was a tenth of a subscription's memory, and is idle nearly
-        # always. Made on first use.
-        self._items: deque[Any] | None = None
-        self._waiter: asyncio.Future[None] | None = None
         self.on_message = on_message
         self.overflowed = False
         self.closed = False
+        self._closed_read = False
+        # The logs of its channels and, for each, the index of the next entry to read.
+        self._logs: list[_ChannelLog] = []
+        self._positions: list[int] = []
+        self._seq = -1  # the sequence number of the last entry read
+        self._waiter: asyncio.Future[None] | None = None
 
     @property
     def queue(self) -> _Backlog:
@@ -68,32 +179,56 @@ class BusSubscription:
         ``get_nowait``): for callers that drain without waiting."""
         return _Backlog(self)
 
-    def _push(self, message: Any) -> None:
-        if self._items is None:
-            self._items = deque()
-        self._items.append(message)
+    def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _clear(self) -> None:
-        if self._items is not None:
-            self._items.clear()
+    def _attach(self, log: _ChannelLog) -> None:
+        self._logs.append(log)
+        self._positions.append(log.join(self))
 
-    def deliver(self, message: Any) -> None:
-        """Never blocks: on a full queue the subscriber is marked overflowed and cut off."""
+    def _detach(self) -> None:
+        for log, position in zip(self._logs, self._positions, strict=True):
+            log.leave(self, position)
+        self._logs = []
+        self._positions = []
+
+    def _cut_off(self) -> None:
+        """Too slow: stop reading, free what it held back, tell its reader at once."""
+        self.overflowed = True
+        self._detach()
+        self._wake()
+
+    def _unread(self) -> int:
         if self.overflowed or self.closed:
-            return
-        if self.on_message is not None:
-            self._call(message)
-            return
-        if self._items is not None and 0 < self.maxsize <= len(self._items):
-            self.overflowed = True
-            # Drop what is queued so the reader learns at once why it stops.
-            self._clear()
-            self._push(OVERFLOW)
-            return
-        self._push(message)
+            return 0
+        return sum(
+            log.head - position for log, position in zip(self._logs, self._positions, strict=True)
+        )
+
+    def _take(self) -> Any:
+        """The next unread message, oldest first across its channels; ``_NOTHING`` if none."""
+        while True:
+            best = -1
+            best_seq = 0
+            for i, log in enumerate(self._logs):
+                position = self._positions[i]
+                if position < log.head:
+                    seq = log.entry(position)[0]
+                    if best < 0 or seq < best_seq:
+                        best, best_seq = i, seq
+            if best < 0:
+                return _NOTHING
+            log = self._logs[best]
+            position = self._positions[best]
+            message = log.entry(position)[1]
+            self._positions[best] = position + 1
+            log.move(self, position, position + 1)
+            if best_seq == self._seq:
+                continue  # the same broadcast (RESYNC) heard on another of its channels
+            self._seq = best_seq
+            return message
 
     def close(self) -> None:
         """End this subscription from outside (shutdown): the reader gets :data:`CLOSED`
@@ -104,8 +239,8 @@ class BusSubscription:
         if self.on_message is not None:
             self._call(CLOSED)
             return
-        self._clear()
-        self._push(CLOSED)
+        self._detach()
+        self._wake()
 
     def _call(self, message: Any) -> None:
         """Hand ``message`` to ``on_message``. A bug there must not reach the publisher (a
@@ -120,20 +255,31 @@ class BusSubscription:
                 extra={"action": "bus.callback_failed", "channels": list(self.channels)},
             )
 
+    def _next_now(self) -> Any:
+        """The next message without waiting: OVERFLOW or CLOSED once, else an entry, else
+        ``_NOTHING``."""
+        if self.overflowed or self.closed:
+            if self._closed_read:
+                return _NOTHING
+            self._closed_read = True
+            return OVERFLOW if self.overflowed else CLOSED
+        return self._take()
+
     async def get(self) -> Any:
         """Next message (a dict, RESYNC, CLOSED). Raises SubscriberOverflow when dropped."""
         if self.on_message is not None:
             raise TypeError("a callback subscription queues nothing: there is nothing to get")
-        while not self._items:
+        while True:
+            if self.overflowed:
+                raise SubscriberOverflow("subscriber too slow: dropped; resubscribe for the state")
+            message = self._next_now()
+            if message is not _NOTHING:
+                return message
             waiter = self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await waiter
             finally:
                 self._waiter = None
-        message = self._items.popleft()
-        if message is OVERFLOW:
-            raise SubscriberOverflow("subscriber too slow: dropped; resubscribe for the state")
-        return message
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._iterate()
@@ -141,6 +287,9 @@ class BusSubscription:
     async def _iterate(self) -> AsyncIterator[Any]:
         while True:
             yield await self.get()
+
+
+_NOTHING = _Signal("NOTHING")
 
 
 class _Backlog:
@@ -152,69 +301,90 @@ class _Backlog:
         self._sub = sub
 
     def qsize(self) -> int:
-        return len(self._sub._items or ())
+        return self._sub._unread()
 
     def empty(self) -> bool:
-        return not self._sub._items
+        return self._sub._unread() == 0
 
     def get_nowait(self) -> Any:
-        if not self._sub._items:
+        message = self._sub._take() if self._sub._unread() else _NOTHING
+        if message is _NOTHING:
             raise asyncio.QueueEmpty
-        return self._sub._items.popleft()
+        return message
 
 
 class LocalSubscribers:
-    """Channel → local subscriptions, shared by both buses: a published (or received)
-    message is handed to each subscription of its channel here."""
+    """Channel → its log and local subscriptions, shared by both buses: a published (or
+    received) message is appended once to its channel's log here."""
 
     def __init__(self) -> None:
-        self._subs: dict[str, set[BusSubscription]] = {}
+        self._logs: dict[str, _ChannelLog] = {}
+        self._seq = itertools.count()
         self.overflows = 0  # subscribers dropped for being too slow (a counter for metrics)
 
     def add(self, sub: BusSubscription) -> None:
         for channel in sub.channels:
-            self._subs.setdefault(channel, set()).add(sub)
+            log = self._logs.get(channel)
+            if log is None:
+                log = self._logs[channel] = _ChannelLog()
+            if sub.on_message is not None:
+                log.callbacks.add(sub)
+            else:
+                sub._attach(log)
 
     def remove(self, sub: BusSubscription) -> None:
+        sub._detach()
         for channel in sub.channels:
-            subs = self._subs.get(channel)
-            if subs is not None:
-                subs.discard(sub)
-                if not subs:
-                    del self._subs[channel]
+            log = self._logs.get(channel)
+            if log is None:
+                continue
+            log.callbacks.discard(sub)
+            if not log:
+                del self._logs[channel]
 
     def has(self, channel: str) -> bool:
-        return channel in self._subs
+        return channel in self._logs
 
     def dispatch(self, channel: str, message: Any) -> int:
         """Hand ``message`` to every subscriber of ``channel``; returns how many."""
-        subs = self._subs.get(channel)
-        if not subs:
+        log = self._logs.get(channel)
+        if log is None:
             return 0
-        for sub in tuple(subs):
-            self._deliver(sub, message)
-        return len(subs)
+        count = log.readers() if log.at else 0
+        self._append(log, next(self._seq), message)
+        return count + len(log.callbacks)
 
     def broadcast(self, message: Any) -> None:
         """Hand ``message`` (e.g. RESYNC) to every subscriber once."""
-        seen: set[int] = set()
-        for subs in tuple(self._subs.values()):
-            for sub in tuple(subs):
-                if id(sub) not in seen:
-                    seen.add(id(sub))
-                    self._deliver(sub, message)
+        seq = next(self._seq)
+        called: set[int] = set()
+        for log in tuple(self._logs.values()):
+            self._append(log, seq, message, called)
 
-    def _deliver(self, sub: BusSubscription, message: Any) -> None:
-        if sub.overflowed:
-            return
-        sub.deliver(message)
-        if sub.overflowed:
-            self.overflows += 1
-            metrics.BUS_DROPPED_SUBSCRIBERS.inc()
+    def _append(
+        self, log: _ChannelLog, seq: int, message: Any, called: set[int] | None = None
+    ) -> None:
+        for sub in tuple(log.callbacks):
+            if called is not None:
+                if id(sub) in called:
+                    continue
+                called.add(id(sub))
+            if not sub.closed:
+                sub._call(message)
+        for sub in log.append(seq, message):
+            if not sub.overflowed:
+                sub._cut_off()
+                self.overflows += 1
+                metrics.BUS_DROPPED_SUBSCRIBERS.inc()
 
     @property
     def count(self) -> int:
-        return len({id(s) for subs in self._subs.values() for s in subs})
+        subs: set[int] = set()
+        for log in self._logs.values():
+            subs.update(id(s) for s in log.callbacks)
+            for readers in log.at.values():
+                subs.update(id(s) for s in readers)
+        return len(subs)
 
 
 class SubscribeLocally:
