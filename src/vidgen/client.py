@@ -295,6 +295,12 @@ def _absolute(url: str, media: str | None) -> str | None:
     return urljoin(url.rstrip("/") + "/", media)
 
 
+def _server(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, str | None]:
+    """The API's base URL and the token, from the command line or the environment."""
+    url = (getattr(args, "url", None) or env.get("VIDGEN_URL") or DEFAULT_URL).rstrip("/")
+    return url, getattr(args, "token", None) or env.get("VIDGEN_TOKEN")
+
+
 def generate_command(
     args: argparse.Namespace,
     *,
@@ -303,11 +309,9 @@ def generate_command(
     stderr: TextIO | None = None,
 ) -> int:
     """Run ``vidgen generate`` (see the module docstring for the exit codes)."""
-    env = os.environ if environ is None else environ
     out = stdout or sys.stdout
     err = stderr or sys.stderr
-    url = (getattr(args, "url", None) or env.get("VIDGEN_URL") or DEFAULT_URL).rstrip("/")
-    token = getattr(args, "token", None) or env.get("VIDGEN_TOKEN")
+    url, token = _server(args, os.environ if environ is None else environ)
     if not token:
         print("error: no API token: pass --token or set VIDGEN_TOKEN", file=err)
         return 2
@@ -392,11 +396,9 @@ def render_story_command(
     stderr: TextIO | None = None,
 ) -> int:
     """Run ``vidgen render-story`` (exit codes as ``vidgen generate``'s)."""
-    env = os.environ if environ is None else environ
     out = stdout or sys.stdout
     err = stderr or sys.stderr
-    url = (getattr(args, "url", None) or env.get("VIDGEN_URL") or DEFAULT_URL).rstrip("/")
-    token = getattr(args, "token", None) or env.get("VIDGEN_TOKEN")
+    url, token = _server(args, os.environ if environ is None else environ)
     if not token:
         print("error: no API token: pass --token or set VIDGEN_TOKEN", file=err)
         return 2
