@@ -175,23 +175,12 @@ async def run_film(ctx: JobContext) -> AttemptOutcome:
         ctx.ingest = None
     if stored is None:  # only a held stage returns None, and this one has no hold
         raise RuntimeError("the film's media stage did not commit")
-    info = stored.info
     await outcomes.finish(
         ctx,
         S.COMPLETED,
         AttemptOutcome.SUCCEEDED,
         message="completed",
-        fields={
-            "video_file": stored.video_key,
-            "thumbnail_file": stored.thumbnail_key,
-            "duration_seconds": info.duration_seconds,
-            "frame_rate": info.frame_rate,
-            "width": info.width,
-            "height": info.height,
-            "codec": info.codec,
-            "file_size": info.file_size or stored.file_size,
-            "error_message": None,
-        },
+        fields=outcomes.completed_fields(stored),
     )
     logger.info(
         "film completed",

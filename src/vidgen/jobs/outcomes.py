@@ -8,7 +8,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vidgen.jobs import lifecycle
 from vidgen.jobs.job_context import JobContext
@@ -17,6 +17,9 @@ from vidgen.jobs.retry import OUTAGE_CODES, RetryPolicy, is_outage, is_rate_limi
 from vidgen.metrics import JOB_DURATION, JOB_RETRIES
 from vidgen.models import AttemptOutcome, VideoAttempt, VideoStatus
 from vidgen.providers.base import PredictionLost, Provider, ProviderError
+
+if TYPE_CHECKING:
+    from vidgen.media.ingest import Stored
 
 logger = logging.getLogger(__name__)
 
@@ -248,3 +251,19 @@ def _observe(ctx: JobContext, outcome: AttemptOutcome) -> None:
     )
     if outcome is AttemptOutcome.RETRY:
         JOB_RETRIES.labels(provider=provider).inc()
+
+
+def completed_fields(stored: Stored) -> dict[str, Any]:
+    """The columns a completing write sets from a stored output (a provider's or a film's)."""
+    info = stored.info
+    return {
+        "video_file": stored.video_key,
+        "thumbnail_file": stored.thumbnail_key,
+        "duration_seconds": info.duration_seconds,
+        "frame_rate": info.frame_rate,
+        "width": info.width,
+        "height": info.height,
+        "codec": info.codec,
+        "file_size": info.file_size or stored.file_size,
+        "error_message": None,
+    }

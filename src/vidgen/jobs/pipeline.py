@@ -331,20 +331,12 @@ async def _complete(
             retryable=False,
             code="bad_output",
         ) from exc
-    info = stored.info
-    fields = {
-        "video_file": stored.video_key,
-        "thumbnail_file": stored.thumbnail_key,
-        "duration_seconds": info.duration_seconds,
-        "frame_rate": info.frame_rate,
-        "width": info.width,
-        "height": info.height,
-        "codec": info.codec,
-        "file_size": info.file_size or stored.file_size,
-        "error_message": None,
-    }
     await outcomes.finish(
-        ctx, S.COMPLETED, AttemptOutcome.SUCCEEDED, message="completed", fields=fields
+        ctx,
+        S.COMPLETED,
+        AttemptOutcome.SUCCEEDED,
+        message="completed",
+        fields=outcomes.completed_fields(stored),
     )
     logger.info("job completed", extra={**ctx.log_extra, "action": "job.completed"})
     return AttemptOutcome.SUCCEEDED
