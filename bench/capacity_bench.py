@@ -72,12 +72,15 @@ def simulator_app(seconds: float) -> Any:
     submissions: collections.Counter[str] = collections.Counter()
     polls = [0]
     seen_done: dict[str, float] = {}
+    # per task, for the phase breakdown: prompt, created, first seen done (epoch seconds)
+    tasks: dict[str, dict[str, Any]] = {}
 
     async def create(request: Request) -> Response:
         body = await request.json()
         task_id = uuid.uuid4().hex
         created[task_id] = time.monotonic()
         submissions[str(body.get("promptText"))] += 1
+        tasks[task_id] = {"prompt": str(body.get("promptText")), "created": time.time()}
         return JSONResponse({"id": task_id})
 
     async def task(request: Request) -> Response:
@@ -86,12 +89,15 @@ def simulator_app(seconds: float) -> Any:
         if task_id not in created:
             return JSONResponse({"error": "Task not found"}, status_code=404)
         elapsed = time.monotonic() - created[task_id]
+        tasks[task_id]["polls"] = tasks[task_id].get("polls", 0) + 1
         body: dict[str, Any] = {"id": task_id, "createdAt": "2026-01-01T00:00:00Z"}
         if elapsed < seconds:
             body.update(status="RUNNING", progress=round(elapsed / seconds, 2))
+            tasks[task_id]["before"] = seconds - elapsed  # the last look before the end
         else:
             if task_id not in seen_done:
                 seen_done[task_id] = elapsed - seconds  # how late the first look came
+                tasks[task_id]["seen"] = time.time()
             base = f"{request.url.scheme}://{request.url.netloc}"
             body.update(status="SUCCEEDED", output=[f"{base}/files/{task_id}.mp4"])
         return JSONResponse(body)
@@ -101,6 +107,9 @@ def simulator_app(seconds: float) -> Any:
         return Response(status_code=204)
 
     async def file(request: Request) -> Response:
+        task_id = request.path_params["name"].partition(".")[0]
+        if task_id in tasks:
+            tasks[task_id].setdefault("fetched", time.time())
         return Response(video, media_type="video/mp4")
 
     async def stats(request: Request) -> Response:
@@ -116,6 +125,9 @@ def simulator_app(seconds: float) -> Any:
             }
         )
 
+    async def task_log(request: Request) -> Response:
+        return JSONResponse(list(tasks.values()))
+
     return Starlette(
         routes=[
             Route("/v1/text_to_video", create, methods=["POST"]),
@@ -123,6 +135,7 @@ def simulator_app(seconds: float) -> Any:
             Route("/v1/tasks/{id}", delete, methods=["DELETE"]),
             Route("/files/{name}", file),
             Route("/stats", stats),
+            Route("/tasks", task_log),
         ]
     )
 
@@ -144,9 +157,17 @@ def serve_simulator(port: int, seconds: float) -> None:
 def statement_kind(query: str) -> str:
     words = " ".join(query.split())
     if words.upper().startswith("WITH"):  # name the CTE statement by what it changes
-        for verb in ("UPDATE videos", "INSERT INTO videos", "UPDATE video_attempts"):
+        for verb, what in (
+            ("SET prediction_id", "a prediction id"),
+            ("unnest($1::varchar[]", "prediction ids"),
+            ("jprogress", "progress"),
+            ("FOR UPDATE SKIP LOCKED", "claim"),
+            ("SET status", "a transition"),
+            ("UPDATE videos", "videos"),
+            ("UPDATE video_attempts", "attempts"),
+        ):
             if verb in words:
-                return f"WITH … {verb}"
+                return f"WITH … ({what})"
     return words[:40]
 
 
@@ -308,6 +329,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 raise RuntimeError(f"the worker exited: see {scratch / 'worker.log'}")
             rss_idle = proc_rss_kb(worker.pid)
             cpu_start = proc_cpu_seconds(worker.pid)
+            sim_cpu_start = proc_cpu_seconds(procs[0].pid)
             counts_start = read_counts(counts_file)
             peak = {"in_flight": 0, "rss": rss_idle, "rss_at_peak": rss_idle}
             done = asyncio.Event()
@@ -324,6 +346,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             sampler = asyncio.create_task(sample())
             started = time.monotonic()
+            started_wall = time.time()
             ids = []
             for i in range(args.jobs):
                 owner = rng.choice(owners)
@@ -354,6 +377,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             done.set()
             await sampler
             cpu = proc_cpu_seconds(worker.pid) - cpu_start
+            sim_cpu = proc_cpu_seconds(procs[0].pid) - sim_cpu_start
             await asyncio.sleep(1.0)  # the counts file catches up
             counts = read_counts(counts_file)
             counts.subtract(counts_start)
@@ -369,6 +393,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             async with httpx.AsyncClient() as client:
                 sim = (await client.get(f"{sim_url}/stats")).json()
+                task_log = (await client.get(f"{sim_url}/tasks")).json()
+            rows = await VideoAttempt.filter(video_id__in=ids).values_list(
+                "video__prompt", "video__created_at", "started_at", "finished_at"
+            )
+            phases = phase_breakdown(
+                rows, task_log, start=started_wall, seconds=args.seconds, enqueued=enqueued
+            )
         finally:
             await runtime.close()
             await vdb.close()
@@ -411,6 +442,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "rss_kb_per_job": round(rss_kb, 1),
         "worker_cpu_seconds": round(cpu, 2),
         "worker_cpu_ms_per_job": round(cpu / args.jobs * 1e3, 2),
+        "simulator_cpu_seconds": round(sim_cpu, 2),
         "claim_lag_median": round(lags[len(lags) // 2], 2),
         "claim_lag_max": round(lags[-1], 2),
         "seen_late_median": round(sim["seen_late_median"], 2),
@@ -418,7 +450,70 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "submissions": sim["submissions"],
         "submitted_twice": sim["twice"],
         "provider_polls_per_job": round(sim["polls"] / args.jobs, 2),
+        "phases": phases,
     }
+
+
+PHASES = ("enqueue", "claim", "submit", "late", "fetch", "store")
+
+
+def phase_breakdown(
+    rows: list[tuple[str, Any, Any, Any]],
+    task_log: list[dict[str, Any]],
+    *,
+    start: float,
+    seconds: float,
+    enqueued: float,
+) -> dict[str, Any]:
+    """Where each job's time went, in seconds: ``enqueue`` (its enqueue, from the first),
+    ``claim`` (enqueue → claimed), ``submit`` (claimed → the provider's task created),
+    ``late`` (the task done → its first poll that saw it done), ``fetch`` (that poll → the
+    output's download started), ``store`` (→ the completing write); ``before``: how long
+    before the task's end its last poll that saw it running came (one closer than the
+    provider's floor makes the next one late). A job's end less the
+    ideal is ``enqueue - enqueued + claim + submit + late + fetch + store``; the excess of
+    the run is that of the job that ended last. Percentiles over all jobs, and the phases of
+    the last 20 jobs to end (median), which set the wall time."""
+    by_prompt = {t["prompt"]: t for t in task_log}
+    jobs = []
+    for prompt, created, claimed, finished in rows:
+        task = by_prompt.get(prompt)
+        if task is None or finished is None or "seen" not in task:
+            continue
+        fetched = task.get("fetched", task["seen"])
+        jobs.append(
+            {
+                "enqueue": created.timestamp() - start,
+                "claim": (claimed - created).total_seconds(),
+                "submit": task["created"] - claimed.timestamp(),
+                "late": task["seen"] - task["created"] - seconds,
+                "fetch": fetched - task["seen"],
+                "store": finished.timestamp() - fetched,
+                "before": task.get("before", 0.0),
+                "end": finished.timestamp() - start,
+                "polls": task.get("polls", 0),
+            }
+        )
+    if not jobs:
+        return {}
+
+    def pct(values: list[float], q: float) -> float:
+        values = sorted(values)
+        return round(values[min(len(values) - 1, int(q * len(values)))], 2)
+
+    out: dict[str, Any] = {}
+    for phase in (*PHASES, "before", "polls"):
+        values = [j[phase] for j in jobs]
+        out[phase] = {"p50": pct(values, 0.5), "p90": pct(values, 0.9), "max": pct(values, 1.0)}
+    last = sorted(jobs, key=lambda j: j["end"])[-20:]
+    out["last_20"] = {phase: pct([j[phase] for j in last], 0.5) for phase in (*PHASES, "end")}
+    ideal = seconds + enqueued
+    out["excess"] = round(max(j["end"] for j in jobs) - ideal, 2)
+    # the ends' spread: how many jobs completed in the last 5 s and 10 s of the run
+    end = max(j["end"] for j in jobs)
+    out["ended_last_5s"] = sum(1 for j in jobs if j["end"] > end - 5)
+    out["ended_last_10s"] = sum(1 for j in jobs if j["end"] > end - 10)
+    return out
 
 
 WORDS = (
@@ -461,9 +556,24 @@ def report(result: dict[str, Any]) -> None:
     )
     print(
         f"worker CPU {result['worker_cpu_seconds']:.1f} s ({result['worker_cpu_ms_per_job']:.1f}"
-        f" ms per job); provider polls per job {result['provider_polls_per_job']};"
+        f" ms per job; the simulator's {result['simulator_cpu_seconds']:.1f} s);"
+        f" provider polls per job {result['provider_polls_per_job']};"
         f" submissions {result['submissions']}, of a job twice: {result['submitted_twice']}"
     )
+    phases = result.get("phases") or {}
+    if phases:
+        print(f"excess over the ideal {phases['excess']:.1f} s; per job (p50 / p90 / max, s):")
+        for phase in (*PHASES, "before", "polls"):
+            q = phases[phase]
+            print(f"    {phase:<8} {q['p50']:>7.2f} {q['p90']:>7.2f} {q['max']:>7.2f}")
+        print(
+            "    the last 20 jobs to end (median): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in phases["last_20"].items())
+        )
+        print(
+            f"    jobs ending in the run's last 5 s: {phases['ended_last_5s']},"
+            f" last 10 s: {phases['ended_last_10s']}"
+        )
     result["passed"] = all(checks.values())
     result["checks"] = checks
     print(json.dumps(result))

@@ -149,7 +149,8 @@ async def test_output_is_stored_while_the_prediction_id_write_is_in_flight(
 async def test_output_ready_before_the_write_is_back_commits_at_once_when_it_is_back(
     runtime, user, provider, monkeypatch
 ) -> None:
-    # The write comes back before the stage is ready: one thread call commits everything.
+    # The write comes back before the stage is ready: the stage stops before its commit as
+    # always (the inspection's thread call), and the commit follows at once on the I/O pool.
     store = GatedStore(monkeypatch)
     go = threading.Event()
     stage = StageSpy(monkeypatch, go=go)
@@ -167,8 +168,8 @@ async def test_output_ready_before_the_write_is_back_commits_at_once_when_it_is_
         run.cancel()
     done = await Video.get(id=video.id)
     assert done.status == S.COMPLETED
-    [stored] = stage.returned
-    assert isinstance(stored, ingest.Stored) and stored.video_key == done.video_file
+    assert stage.returned == [None]  # ready, committed by the call after it
+    assert runtime.storage.path(done.video_file).stat().st_size == done.file_size > 0
 
 
 @pytest.mark.parametrize("stage_first", [True, False], ids=["stage-held", "write-back-first"])
@@ -409,8 +410,9 @@ async def test_job_canceled_while_its_held_commit_waits_for_a_thread_leaves_no_f
     blocker = threading.Event()
     try:
         await wait_until(lambda: _true(stage.returned))  # held
-        # The media stage runs on the CPU pool (vidgen.jobs.cpu): make it this one-thread pool.
-        monkeypatch.setattr(cpu, "executor", lambda: pool)
+        # The stage's commit runs on the I/O pool (vidgen.jobs.cpu): make it this one-thread
+        # pool.
+        monkeypatch.setattr(cpu, "io_executor", lambda: pool)
         busy = loop.run_in_executor(pool, blocker.wait, 10)  # every thread busy
         store.gate.set()
         await asyncio.sleep(0.1)  # the write is back: the commit waits for a thread

@@ -153,3 +153,38 @@ async def test_prediction_ids_of_many_jobs_go_as_one_combined_statement_fenced(d
     untouched = await Video.get(id=stale.video_id)
     assert untouched.prediction_id is None
     assert (await VideoAttempt.get(video_id=stale.video_id)).prediction_id is None
+
+
+@pytest.mark.postgres_only
+async def test_ids_of_predictions_still_running_combine_from_two_up(db, user) -> None:
+    # A few jobs submitted together (one claim's worth): their ids go as a pipelined batch
+    # when the job waits on the write, as one statement when the prediction is still running.
+    for _ in range(7):
+        await make_video(user)
+    jobs = await queue.claim(worker_id="w", limit=7, lease_seconds=30)
+    stale = jobs[0]
+    await Video.filter(id=stale.video_id).update(attempt=stale.attempt + 1)  # taken over
+    for running, statements in ((False, 7), (True, 1)):
+        writer = GroupWriter()
+        results = await asyncio.gather(
+            *(
+                lifecycle.store_prediction(
+                    j.video_id,
+                    j.attempt,
+                    f"p{running}-{j.video_id}",
+                    runner=writer.run,
+                    running=running,
+                )
+                for j in jobs
+            ),
+            return_exceptions=True,
+        )
+        assert isinstance(results[0], lifecycle.StaleAttempt)
+        # The seven writes that waited together: seven statements pipelined, or one.
+        assert writer.batches == 1 and writer.statements == statements
+        for job in jobs[1:]:
+            video = await Video.get(id=job.video_id)
+            assert video.prediction_id == f"p{running}-{job.video_id}"
+            attempt = await VideoAttempt.get(video_id=job.video_id, attempt=job.attempt)
+            assert attempt.prediction_id == f"p{running}-{job.video_id}"
+    assert (await Video.get(id=stale.video_id)).prediction_id is None

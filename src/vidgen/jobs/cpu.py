@@ -10,6 +10,12 @@ Any code may use it::
 
     info = await cpu.run(probe, path)
 
+Blocking I/O that only waits (a finished output's fsyncs and renames, creating its folder)
+runs on a second pool, :func:`io_executor`, sized for waiting rather than for the cores
+(:data:`IO_WORKERS` threads): an fsync holds no core, and several at once share the disk's
+journal commits, so a burst of outputs finishing together neither queues its fsyncs one
+core at a time nor holds the CPU pool's threads while the disk works.
+
 The pool is one per process (the API's embedded worker and its requests share it). The
 local renderer sizes its own render threads with :func:`size` too, and a worker claims no
 more local jobs than that (see docs/jobs.md, "Capacity").
@@ -30,6 +36,9 @@ T = TypeVar("T")
 _lock = threading.Lock()
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
 _size: int | None = None  # configured size; None: the cores
+_io_pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+IO_WORKERS = 16  # threads of the I/O pool: fsyncs in flight at once
 
 
 def cores() -> int:
@@ -73,3 +82,15 @@ async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``fn(*args, **kwargs)`` on the CPU pool; waits for a free thread first."""
     call = functools.partial(fn, *args, **kwargs)
     return await asyncio.get_running_loop().run_in_executor(executor(), call)
+
+
+def io_executor() -> concurrent.futures.ThreadPoolExecutor:
+    """The I/O pool (for ``loop.run_in_executor``): blocking calls that wait on the disk
+    and use no CPU to speak of (see the module docstring), created on first use."""
+    global _io_pool
+    with _lock:
+        if _io_pool is None:
+            _io_pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=IO_WORKERS, thread_name_prefix="vidgen-io"
+            )
+        return _io_pool

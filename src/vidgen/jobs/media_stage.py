@@ -1,6 +1,8 @@
 """The job's media stage: download the provider's output, probe it, make its thumbnail and
-store both durably, on the CPU pool's threads (:mod:`vidgen.jobs.cpu`; see
-:mod:`vidgen.media.ingest`)."""
+store both durably (see :mod:`vidgen.media.ingest`). Probing and thumbnailing run on the
+CPU pool's threads; creating the download's file and the commit (fsyncs, renames) only wait
+on the disk, so they run on the I/O pool (:mod:`vidgen.jobs.cpu`): a burst of outputs
+finishing together keeps the cores busy inspecting while their fsyncs overlap elsewhere."""
 
 from __future__ import annotations
 
@@ -26,11 +28,11 @@ async def store_output(
 ) -> ingest.Stored:
     """Download, probe, thumbnail and store durably (see :mod:`vidgen.media.ingest`).
 
-    One worker-thread call for the whole stage when the provider can download without the
-    event loop; otherwise one before and one after its async download. With the prediction
-    id's write still in flight the stage commits only once that write succeeded (a job
-    taken over meanwhile stores nothing): when the write is not back by then, the stage
-    stops before committing and one more thread call commits after it.
+    One CPU-pool call for the download, probe and thumbnail when the provider can download
+    without the event loop; otherwise an I/O-pool call that opens the file, the provider's
+    async download, and a CPU-pool call. The stage always stops before committing, and one
+    I/O-pool call commits: with the prediction id's write still in flight, only once that
+    write succeeded (a job taken over meanwhile stores nothing).
     """
     pending = ctx.pending_write
     job = ingest.Ingest(
@@ -41,18 +43,19 @@ async def store_output(
         thumbnail_width=settings.thumbnail_width,
         thumbnail_format=settings.thumbnail_format,
         hold=ctx.write_done if pending is not None else None,
+        commit_apart=True,
     )
     ctx.ingest = job
     job.abandoned = ctx.write_error is not None
     try:
         stored = await _fetch_and_store(job, provider, result, max_bytes=settings.max_output_bytes)
-        if stored is None:  # held: wait for the write, then commit
+        if stored is None:  # ready: wait for the write in flight, if any, then commit
             try:
                 await ctx.settle_pending()
             except BaseException:
                 await asyncio.shield(asyncio.to_thread(job.discard))
                 raise
-            stored = await _in_thread(job, job.commit)
+            stored = await _in_thread(job, job.commit, io=True)
         return stored
     except ingest.Abandoned:
         if ctx.write_error is not None:  # not canceled: the id's write went wrong
@@ -70,7 +73,7 @@ async def _fetch_and_store(
     if download_blocking is not None:
         fetch = functools.partial(download_blocking, result, max_bytes=max_bytes)
         return await _in_thread(job, job.run, fetch)
-    dest = await _in_thread(job, job.open)
+    dest = await _in_thread(job, job.open, io=True)
     try:
         content_type = await provider.download(result, dest, max_bytes=max_bytes)
     except BaseException:
@@ -79,14 +82,16 @@ async def _fetch_and_store(
     return await _in_thread(job, job.finish, content_type)
 
 
-async def _in_thread(job: ingest.Ingest, fn: Callable[..., T], *args: Any) -> T:
+async def _in_thread(job: ingest.Ingest, fn: Callable[..., T], *args: Any, io: bool = False) -> T:
     """``fn(*args)`` on the CPU pool (a burst of outputs queues there, bounded by the
-    cores, instead of starving the event loop). Canceled before it started, it never runs; canceled
-    while it runs, it runs on but commits nothing it has not started committing; canceled
-    with the stage held (ready, waiting to commit), its files are removed."""
+    cores, instead of starving the event loop), or on the I/O pool with ``io``. Canceled
+    before it started, it never runs; canceled while it runs, it runs on but commits nothing
+    it has not started committing; canceled with the stage held (ready, waiting to commit),
+    its files are removed."""
     loop = asyncio.get_running_loop()
+    pool = cpu.io_executor() if io else cpu.executor()
     try:
-        return await loop.run_in_executor(cpu.executor(), fn, *args)
+        return await loop.run_in_executor(pool, fn, *args)
     except asyncio.CancelledError:
         if job.abandon():
             loop.run_in_executor(None, job.discard)  # held: nobody else would

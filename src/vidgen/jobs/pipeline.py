@@ -35,6 +35,7 @@ from typing import Any
 
 from vidgen.events.channels import job_channel
 from vidgen.jobs import film, lifecycle, media_stage, outcomes, provider_request, transient
+from vidgen.jobs.finish_estimate import FinishEstimate
 from vidgen.jobs.job_context import JobContext, retrieve_error
 from vidgen.jobs.lifecycle import JobSpec, StaleAttempt
 from vidgen.jobs.outcomes import DeadPrediction
@@ -152,7 +153,9 @@ async def _run(ctx: JobContext) -> AttemptOutcome:
                 # A write in flight that this task's cancellation cannot stop (see
                 # _settle_pending): a worker shutting down waits for it before it releases
                 # the job, or the id would be lost and the next attempt would pay again.
-                ctx.pending_write = asyncio.create_task(_store_prediction(ctx, prediction_id))
+                ctx.pending_write = asyncio.create_task(
+                    _store_prediction(ctx, prediction_id, running=True)
+                )
                 ctx.pending_write.add_done_callback(retrieve_error)
                 await ctx.settle_pending()
                 result = PollResult(state=submission.state, progress=submission.progress)
@@ -208,6 +211,7 @@ async def _wait_for_result(
     delay = caps.min_poll_interval
     loop = asyncio.get_running_loop()
     started = loop.time()
+    estimate = FinishEstimate()
     last_progress = -1.0
     last_message: str | None = None
     while True:
@@ -257,12 +261,18 @@ async def _wait_for_result(
         # Jittered, so that jobs claimed together do not poll (nor report) together: each
         # wait is drawn from ±POLL_JITTER around the pace, never under the provider's floor.
         pace = delay * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
-        eta = _eta(result.progress, loop.time() - started)
-        if eta is not None and eta < pace:
-            # The provider's progress says it is done sooner than the backoff would look:
-            # look just after that (the backoff alone sees a job of a minute up to 30 s late).
-            # (A little after it: a poll just before the end would wait the floor again.)
-            pace = eta * random.uniform(1.05, 1.15) + ETA_MARGIN_SECONDS
+        now = loop.time()
+        aim = estimate.seconds_left(now)
+        if aim is None:  # one report so far: its progress over this attempt's wait
+            eta = _eta(result.progress, now - started)
+            if eta is not None:
+                aim = eta * random.uniform(1.05, 1.15) + ETA_MARGIN_SECONDS
+        if aim is not None and aim - caps.min_poll_interval < pace:
+            # The provider's progress says it is done sooner than the backoff would look, or
+            # so soon after it that the poll after would have to wait the provider's floor
+            # past the end: look just after the end instead (the backoff alone sees a job of
+            # a minute up to 30 s late; a poll just before the end, up to a floor late).
+            pace = aim
         pace = max(caps.min_poll_interval, pace, result.poll_after or 0.0)
         await ctx.wait(pace, floor=caps.min_poll_interval)
         delay = min(caps.max_poll_interval, delay * POLL_BACKOFF)
@@ -270,7 +280,9 @@ async def _wait_for_result(
             return None
         try:
             ctx.polled()
+            sent = loop.time()
             result = await provider.poll(prediction_id)
+            estimate.observe(sent, loop.time(), result.progress)
             errors_in_a_row = 0
         except PredictionLost:
             raise
@@ -283,7 +295,8 @@ def _eta(progress: float | None, waited: float) -> float | None:
     """Seconds until the provider's progress (0..1) reaches 1 at the pace it reached it over
     ``waited`` seconds (of this attempt's wait: a resumed prediction is seen sooner, never
     later); 0 when it says all is done but the prediction is still running (finishing);
-    None when it says too little to go by."""
+    None when it says too little to go by. Used until two polls of the attempt give a pace
+    of their own (:mod:`vidgen.jobs.finish_estimate`), which needs no start time."""
     if progress is None or progress < MIN_ETA_PROGRESS:
         return None
     return max(0.0, waited * (1.0 - progress) / progress)
@@ -302,19 +315,28 @@ def _tolerable(ctx: JobContext, exc: ProviderError, errors_in_a_row: int, policy
     return least or 0.0
 
 
-async def _store_prediction(ctx: JobContext, prediction_id: str | None) -> None:
+async def _store_prediction(
+    ctx: JobContext, prediction_id: str | None, *, running: bool = False
+) -> None:
     """Keep the prediction id at once (fenced) so a rescue resumes instead of resubmitting.
 
     Always a write of its own, before the output is fetched, even when the submission is
     already finished: folding it into the completing write would leave the download, the
     probe and the thumbnail (seconds for a real video) between the provider taking our money
     and the id being durable, and a worker killed in that window would make its rescuer pay
-    again. One statement is the price of never paying twice.
+    again. One statement is the price of never paying twice. ``running``: the prediction
+    is still running, so the group writer may combine this write with other jobs' (see
+    :func:`vidgen.jobs.lifecycle.store_prediction`).
     """
     await ctx.db(
         "store prediction",
         lambda: lifecycle.store_prediction(
-            ctx.video_id, ctx.attempt, prediction_id, bus=ctx.runtime.bus, runner=ctx.runner
+            ctx.video_id,
+            ctx.attempt,
+            prediction_id,
+            bus=ctx.runtime.bus,
+            runner=ctx.runner,
+            running=running,
         ),
     )
     ctx.prediction_id = prediction_id

@@ -10,7 +10,8 @@ pipelined batch (``fetchmany``: one round trip, one transaction) per statement s
     job ─┘   (awaits its rows)  └─ the next batch forms while this one runs
 
 A statement registered with :func:`combinable` (the prediction id's write) goes further: a
-batch of :data:`MIN_COMBINED` or more of it is ONE statement over arrays (``unnest``), not
+batch of :data:`MIN_COMBINED` or more of it (two or more, for a write that nothing waits on
+soon: the id of a prediction still running) is ONE statement over arrays (``unnest``), not
 one statement per job.
 
 There is no timer: the first request is sent at once, and the ones that arrive while it is
@@ -44,17 +45,20 @@ MAX_BATCH = 64
 # combined form's arrays and joins when there are only a few rows.
 MIN_COMBINED = 16
 
-# Statements that have a form for many rows at once (:func:`combinable`).
-_COMBINED: dict[str, str] = {}
+# Statements that have a form for many rows at once (:func:`combinable`): sql → (that form,
+# the fewest requests sent as it).
+_COMBINED: dict[str, tuple[str, int]] = {}
 
 
-def combinable(sql: str, combined: str) -> str:
+def combinable(sql: str, combined: str, *, min_rows: int = MIN_COMBINED) -> str:
     """Register ``combined``, the change of ``sql`` for many rows as ONE statement: its k-th
     parameter is the array of every request's k-th value, and it returns the rows that
-    matched (each with its ``id``). A batch of two or more such requests is then sent as
-    that one statement instead of one statement per request (a worker with hundreds of
-    jobs in flight stores their prediction ids together). Returns ``sql``."""
-    _COMBINED[sql] = combined
+    matched (each with its ``id``). A batch of ``min_rows`` or more such requests is then
+    sent as that one statement instead of one statement per request (a worker with hundreds
+    of jobs in flight stores their prediction ids together). A write that nothing waits on
+    soon can take ``min_rows=2``: fewer statements, for a little more time in the database
+    than a small pipelined batch. Returns ``sql``."""
+    _COMBINED[sql] = (combined, max(2, min_rows))
     return sql
 
 
@@ -132,8 +136,8 @@ class GroupWriter:
     async def _send(self, connection: Any, sql: str, requests: list[_Request]) -> bool:
         """Send one batch and settle its requests; False when the connection may be broken."""
         conn = Video._meta.db
-        combined = _COMBINED.get(sql) if len(requests) >= MIN_COMBINED else None
-        if combined is not None:
+        combined, min_rows = _COMBINED.get(sql, (None, 0))
+        if combined is not None and len(requests) >= min_rows:
             columns = [list(values) for values in zip(*(r.params for r in requests), strict=True)]
             try:
                 records = await connection.fetch(combined, *columns)

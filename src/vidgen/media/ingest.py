@@ -68,6 +68,9 @@ class Ingest:
         thumbnail_format: ``jpeg``/``jpg``/``webp``.
         hold: commit only once this is set; until then :meth:`run`/:meth:`finish` stop
             before committing and return None (see the module docstring).
+        commit_apart: :meth:`run`/:meth:`finish` always stop before committing and return
+            None, as when held: the caller commits (:meth:`commit`) in a call of its own,
+            so that the commit's fsyncs can run on another thread than the inspection.
 
     Raises:
         ValueError: an unknown thumbnail format or a width below 1.
@@ -83,9 +86,11 @@ class Ingest:
         thumbnail_width: int,
         thumbnail_format: str,
         hold: threading.Event | None = None,
+        commit_apart: bool = False,
     ) -> None:
         self.storage = storage
         self.hold = hold
+        self.commit_apart = commit_apart
         self.owner_id = owner_id
         self.video_id = video_id
         self.output_format = output_format
@@ -170,7 +175,7 @@ class Ingest:
         with self._lock:
             if self.abandoned:
                 raise Abandoned()
-            if self.hold is not None and not self.hold.is_set():
+            if self.commit_apart or (self.hold is not None and not self.hold.is_set()):
                 self._held = True
                 return None
         return self._commit()

@@ -120,9 +120,13 @@ def build_client(
         auth=auth,
         headers={"User-Agent": USER_AGENT, **(headers or {})},
         timeout=httpx.Timeout(seconds, connect=min(seconds, CONNECT_TIMEOUT_CAP)),
+        # Every connection may stay open: httpcore's pool compares its keep-alive limit with
+        # ALL its connections, not the idle ones, so with a lower limit and more connections
+        # busy than it, each request that ends closed its connection and the next one opened
+        # a new one (a TCP connect per request, with hundreds of jobs polling).
         limits=httpx.Limits(
             max_connections=limit,
-            max_keepalive_connections=max(1, limit // 2),
+            max_keepalive_connections=limit,
             keepalive_expiry=30.0,
         ),
         follow_redirects=False,

@@ -210,14 +210,16 @@ async def finish(
     return change
 
 
-_PG_STORE_PREDICTION = writer.combinable(
+_PG_STORE_PREDICTION_SQL = (
     "WITH v AS (UPDATE videos SET prediction_id = $1, version = version + 1,"
     " updated_at = $2 WHERE id = $3 AND attempt = $4 AND status = 'processing'"
     f" RETURNING {EVENT_COLUMNS}, {STATE_COLUMNS}),"
     " a AS (UPDATE video_attempts SET prediction_id = $1 WHERE video_id = $3"
     " AND attempt = $4 AND EXISTS (SELECT 1 FROM v))"
-    " SELECT * FROM v",
-    # The same for many jobs at once (the group writer's batch: vidgen.jobs.writer).
+    " SELECT * FROM v"
+)
+# The same for many jobs at once (the group writer's batch: vidgen.jobs.writer).
+_PG_STORE_PREDICTIONS = (
     "WITH j AS (SELECT * FROM unnest($1::varchar[], $2::timestamptz[], $3::int[], $4::int[])"
     " AS j(pid, at, vid, att)),"
     # Locked in id order first, as every statement changing many job rows does.
@@ -230,7 +232,14 @@ _PG_STORE_PREDICTION = writer.combinable(
     + "),"
     " a AS (UPDATE video_attempts AS t SET prediction_id = j.pid FROM j JOIN v ON v.id = j.vid"
     " WHERE t.video_id = j.vid AND t.attempt = j.att)"
-    " SELECT * FROM v",
+    " SELECT * FROM v"
+)
+_PG_STORE_PREDICTION = writer.combinable(_PG_STORE_PREDICTION_SQL, _PG_STORE_PREDICTIONS)
+# A prediction still running: the job's next step is a poll floor away, so nothing waits on
+# this write's latency and two or more of them go as one statement (a worker submitting
+# hundreds of jobs sends a statement per batch, not per job).
+_PG_STORE_RUNNING_PREDICTION = writer.combinable(
+    _PG_STORE_PREDICTION_SQL + " -- running", _PG_STORE_PREDICTIONS, min_rows=2
 )
 
 
@@ -241,12 +250,15 @@ async def store_prediction(
     *,
     bus: EventBus | None = None,
     runner: Runner | None = None,
+    running: bool = False,
 ) -> VideoEvent:
     """Keep a running job's prediction id on the video and its attempt row, fenced.
 
     One statement on PostgreSQL. Call it as soon as the provider accepted the submission:
     a job rescued after this point resumes the prediction instead of paying for a new one.
-    ``runner`` sends the PostgreSQL statement as in :func:`finish`.
+    ``runner`` sends the PostgreSQL statement as in :func:`finish`. ``running``: the
+    prediction is still running (nothing of the job waits on this write soon), so the
+    group writer combines it with others from two up.
 
     Raises:
         StaleAttempt: the video is no longer processing under this attempt (nothing written).
@@ -254,7 +266,7 @@ async def store_prediction(
     stamp = now()
     if dialect.is_postgres():
         rows = await (runner or _run_alone)(
-            _PG_STORE_PREDICTION,
+            _PG_STORE_RUNNING_PREDICTION if running else _PG_STORE_PREDICTION,
             [prediction_id, stamp, video_id, attempt],
             key=video_id,
         )
