@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import contextlib
 import functools
 import hashlib
@@ -132,6 +133,61 @@ def build_client(
         follow_redirects=False,
         verify=tls_context(),
     )
+
+
+class Gate:
+    """At most ``size`` requests to a provider at once; the rest wait their turn in order,
+    submissions ahead of the others.
+
+    A submission starts the provider's clock: a second it waits here is a second later
+    that its video is done. A poll or a download that waits a second costs that second at
+    most once, at the job's end. So when hundreds of jobs are submitted while earlier ones
+    poll (a batch queued at once), the submissions go first.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._free = max(1, size)
+        # The waiting requests: submissions, then the others; each a future set when its
+        # turn comes (the slot is handed over, never freed in between).
+        self._waiting: tuple[collections.deque[asyncio.Future[None]], ...] = (
+            collections.deque(),
+            collections.deque(),
+        )
+
+    @contextlib.asynccontextmanager
+    async def turn(self, *, first: bool = False) -> AsyncIterator[None]:
+        """Hold one of the slots for the block; ``first``: a submission."""
+        await self._acquire(first)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, first: bool) -> None:
+        if self._free > 0 and not any(self._waiting):
+            self._free -= 1
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._waiting[0 if first else 1]
+        queue.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self._release()  # handed the slot as it was canceled: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    queue.remove(turn)
+            raise
+
+    def _release(self) -> None:
+        for queue in self._waiting:
+            while queue:
+                turn = queue.popleft()
+                if not turn.done():
+                    turn.set_result(None)
+                    return
+        self._free += 1
 
 
 def host_of(url: str) -> str:
@@ -353,7 +409,8 @@ class HttpProvider:
         # Requests in flight at once, at most the client's connections: the rest wait here,
         # in order. httpx's own pool queue rescans every waiting request at each change,
         # which with a thousand jobs in flight took most of the worker's CPU.
-        self._gate = asyncio.Semaphore(max(1, settings.provider_max_connections))
+        # Submissions go ahead of the waiting polls and downloads (see Gate).
+        self._gate = Gate(settings.provider_max_connections)
         self.client = client or build_client(
             settings, self.name, auth=auth, headers=self.extra_headers
         )
@@ -437,7 +494,7 @@ class HttpProvider:
                 code="prediction_failed",
             )
         headers = result.extra.get("download_headers") or {}
-        async with self._gate:
+        async with self._gate.turn():
             return await download_to(
                 self.client,
                 result.output_url,
@@ -463,7 +520,7 @@ class HttpProvider:
         """One request, classified: returns only a 2xx response (body read)."""
         self._require_available()
         with self.errors.translating(action, lost_on_404=lost_on_404):
-            async with self._gate:
+            async with self._gate.turn(first=action == "submit"):
                 response = await self.client.request(method, url, **kwargs)  # type: ignore[arg-type]
             response.raise_for_status()
         return response
@@ -474,7 +531,10 @@ class HttpProvider:
     ) -> AsyncIterator[httpx.Response]:
         self._require_available()
         with self.errors.translating(action, lost_on_404=action == "poll"):
-            async with self._gate, self.client.stream(method, url, **kwargs) as response:  # type: ignore[arg-type]
+            async with (
+                self._gate.turn(first=action == "submit"),
+                self.client.stream(method, url, **kwargs) as response,  # type: ignore[arg-type]
+            ):
                 if not response.is_success:
                     await response.aread()
                     response.raise_for_status()
