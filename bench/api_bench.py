@@ -33,8 +33,9 @@ connections, one request in flight each) in this process: warm-up, then a fixed 
 window; rounds alternate which server goes first and the best round of each counts. The
 servers' and the client's CPU use in the window is reported, so a client-bound run shows.
 
-``--profile DIR`` runs the app in-process under pyinstrument for a few hundred list and
-enqueue requests and writes ``list.html``/``list.txt``/``enqueue.html``/``enqueue.txt``.
+``--profile DIR`` runs the app in-process under pyinstrument for a few hundred list, enqueue
+and ``{ viewer { id } }`` requests and writes ``DIR/list.html``, ``DIR/list.txt`` and the
+same for ``enqueue`` and ``viewer``.
 With ``--json`` the last line printed is a JSON object with every figure.
 """
 
@@ -288,7 +289,7 @@ async def count_statements(settings: Any, runtime: Any, seed: Seed) -> dict[str,
 
 
 async def profile(settings: Any, runtime: Any, seed: Seed, folder: Path, requests: int) -> None:
-    """pyinstrument over ``requests`` list and enqueue requests, 8 at a time, in-process."""
+    """pyinstrument over ``requests`` list, enqueue and viewer requests, 8 at a time, in-process."""
     from pyinstrument import Profiler
 
     await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
@@ -296,6 +297,7 @@ async def profile(settings: Any, runtime: Any, seed: Seed, folder: Path, request
         for name, make in (
             ("list", lambda i: (LIST_QUERY, {"first": 50})),
             ("enqueue", lambda i: (GENERATE_MUTATION, {"input": enqueue_input(seed, "prof", i)})),
+            ("viewer", lambda i: (VIEWER_QUERY, {})),
         ):
             for i in range(20):  # warm-up
                 await gql(client, seed, *make(-1 - i if name == "list" else 10_000 + i))

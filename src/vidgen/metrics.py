@@ -8,6 +8,8 @@ process reports the same truth whichever process did the work.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -112,3 +114,21 @@ WEBHOOK_FAILURES = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+
+
+# (counter, label values) -> the counter's child, for the counters bumped on every request.
+_children: dict[tuple[Counter, tuple[str, ...]], Any] = {}
+_CHILDREN_MAX = 4096
+
+
+def count(counter: Counter, *values: str) -> None:
+    """``counter.labels(*values).inc()``, with the child looked up once per label values
+    (``labels`` validates and locks on every call; a request bumps two counters). The
+    children of a counter live as long as it does (these are never cleared)."""
+    key = (counter, values)
+    child = _children.get(key)
+    if child is None:
+        child = counter.labels(*values)
+        if len(_children) < _CHILDREN_MAX:
+            _children[key] = child
+    child.inc()

@@ -148,6 +148,33 @@ async def test_requests_and_operations_are_counted(live_server: LiveServer, alic
     assert moved("vidgen_graphql_errors_total", operation="Counted") == 0
 
 
+async def test_every_response_carries_a_request_id(live_server: LiveServer, alice) -> None:
+    # The same layer that counts requests: a sane id of the client's is echoed, any other
+    # is replaced by a new one; a 404 and a 413 carry one too.
+    query = {"query": "{ viewer { id } }"}
+    headers = live_server.headers(alice.token)
+    mine = await live_server.client.post(
+        "/graphql", json=query, headers={**headers, "X-Request-ID": "abc-123"}
+    )
+    assert mine.status_code == 200 and mine.headers["x-request-id"] == "abc-123"
+    ids = set()
+    for bad in ("x" * 65, ""):
+        response = await live_server.client.post(
+            "/graphql", json=query, headers={**headers, "X-Request-ID": bad}
+        )
+        assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
+        ids.add(response.headers["x-request-id"])
+    assert len(ids) == 2
+    missing = await live_server.client.get("/no/such/page")
+    assert missing.status_code == 404 and missing.headers["x-request-id"]
+    big = await live_server.client.post(
+        "/graphql",
+        content=b"{" + b" " * (live_server.settings.max_request_bytes + 1) + b"}",
+        headers={**headers, "content-type": "application/json"},
+    )
+    assert big.status_code == 413 and big.headers["x-request-id"]
+
+
 async def test_job_figures_follow_the_jobs(live_server: LiveServer, alice) -> None:
     # The database gauges are this test's database's figures; the counters are compared.
     before = await scrape(live_server)

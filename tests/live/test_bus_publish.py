@@ -235,3 +235,50 @@ async def test_a_publish_batch_sends_in_order_on_any_bus() -> None:
         await batch.send(memory)
         assert [await sub.get(), await sub.get()] == [{"n": 1}, {"n": 2}]
     await batch.send(None)  # no bus: nothing to do
+
+
+async def test_queued_batches_return_at_once_and_go_out_in_order_with_waited_ones(
+    redis_server: RedisServer,
+) -> None:
+    # A mutation's batch (``send(wait=False)``) returns once it is in the outbox, before
+    # any round trip; it still goes out in order with the publishes around it, and like
+    # them it survives an outage (sent late, not dropped).
+    bus = fast_bus(redis_server.url)
+    await bus.start()
+    try:
+        async with bus.subscribe(WAKEUP_CHANNEL) as sub:
+            flushes = 0
+            send = bus._send
+
+            async def counting_send(args: list[str]) -> None:
+                nonlocal flushes
+                flushes += 1
+                await send(args)
+
+            bus._send = counting_send  # type: ignore[method-assign]
+            for n in range(3):
+                batch = PublishBatch()
+                batch.add(WAKEUP_CHANNEL, {"type": "wakeup", "n": n})
+                await batch.send(bus, wait=False)
+            assert flushes == 0  # nothing sent yet: the callers did not wait
+            await bus.publish(WAKEUP_CHANNEL, {"type": "wakeup", "n": 3})  # waits, after them
+            assert [(await next_data(sub))["n"] for _ in range(4)] == [0, 1, 2, 3]
+            assert flushes == 1  # the three queued batches and the publish: one command
+
+            redis_server.stop()
+            await publish_all(bus, [(WAKEUP_CHANNEL, {"type": "wakeup", "n": 4})], wait=False)
+            await asyncio.sleep(0.3)  # the flusher's first attempts fail meanwhile
+            assert bus.stats.publish_errors >= 1
+            redis_server.start()
+            for _ in range(200):  # kept and sent late (before or after the resubscription)
+                if bus.stats.published_late:
+                    break
+                await asyncio.sleep(0.05)
+            assert bus.stats.published_late == 1 and bus.stats.publish_dropped == 0
+    finally:
+        await bus.close()
+
+    memory = MemoryBus()  # a bus without an outbox publishes as usual
+    async with memory.subscribe("a") as sub:
+        await publish_all(memory, [("a", {"n": 1})], wait=False)
+        assert sub.queue.get_nowait() == {"n": 1}

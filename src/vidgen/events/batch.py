@@ -32,8 +32,9 @@ class PublishBatch:
         for event in events:
             self.items.extend(video_event_items(event))
 
-    async def send(self, bus: EventBus | None) -> None:
-        """Publish what was collected, in order, and forget it (call after the commit)."""
+    async def send(self, bus: EventBus | None, *, wait: bool = True) -> None:
+        """Publish what was collected, in order, and forget it (call after the commit).
+        ``wait=False``: return once queued in the bus's outbox (see ``publish_all``)."""
         items, self.items = self.items, []
         if bus is not None and items:
-            await publish_all(bus, items)
+            await publish_all(bus, items, wait=wait)

@@ -46,9 +46,19 @@ class EventBus(Protocol):
         ...
 
 
-async def publish_all(bus: EventBus, items: list[tuple[str, Any]]) -> None:
+async def publish_all(bus: EventBus, items: list[tuple[str, Any]], *, wait: bool = True) -> None:
     """Publish ``(channel, message)`` pairs in order: in one round trip on a bus that can
-    batch (``publish_many``), one by one on any other."""
+    batch (``publish_many``), one by one on any other.
+
+    ``wait=False``: on a bus with an outbox (``enqueue_many``: the Redis bus) return once
+    the messages are queued there, in order, rather than once they were sent (the outbox
+    keeps the order and retries through an outage either way); any other bus publishes as
+    usual."""
+    if not wait:
+        enqueue_many = getattr(bus, "enqueue_many", None)
+        if enqueue_many is not None:
+            enqueue_many(items)
+            return
     publish_many = getattr(bus, "publish_many", None)
     if publish_many is not None:
         await publish_many(items)

@@ -27,7 +27,10 @@ Why it looks like this:
   to one ordered outbox in the process, and ONE flusher task sends whatever has gathered
   there as one command: a hundred jobs reporting progress at once make a handful of round
   trips on one connection, not a hundred connections (the pool once had 50 and publishes
-  beyond it were dropped). A caller waits for its message's first attempt only.
+  beyond it were dropped). A caller of ``publish`` waits for its message's first attempt
+  only; a caller of :meth:`RedisBus.enqueue_many` (a mutation, which answers its client once
+  its change is committed) does not wait at all: its messages are queued in the same order
+  and go out on the flusher's next command.
 - A publish that fails (Redis down) stays in the outbox, in order, and the flusher retries
   it with backoff until Redis answers; then it goes out late rather than never. The outbox
   holds at most ``publish_backlog`` messages: beyond that the oldest are dropped (logged
@@ -278,14 +281,31 @@ class RedisBus(SubscribeLocally):
                 raise PublishFailed(str(exc)) from exc
             self._stats.published += len(items)
             return
-        pending = _Pending(args, asyncio.get_running_loop().create_future())
-        self._outbox.append(pending)
-        self._outbox_messages += len(items)
-        self._trim_outbox()
-        self._outbox_ready.set()
+        pending = self._queue(args, len(items))
         if self._failing:
             return  # Redis is down: the retry is the flusher's, the caller goes on
         await asyncio.shield(pending.done)
+
+    def enqueue_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        """Queue several messages in the outbox, in order, and return at once: they go out
+        with the flusher's next command, behind everything published before them, exactly
+        as :meth:`publish_many` sends them (ordered, retried through an outage, never
+        dropped short of ``publish_backlog``); only the caller does not wait for the round
+        trip. For a request that answers its client once its change is committed (a
+        mutation): the event follows within the flusher's round trip."""
+        if not items:
+            return
+        if self._publisher is None:
+            raise RuntimeError("RedisBus.enqueue_many() before start()")
+        self._queue(self._batch_args(items), len(items))
+
+    def _queue(self, args: list[str], count: int) -> _Pending:
+        pending = _Pending(args, asyncio.get_running_loop().create_future())
+        self._outbox.append(pending)
+        self._outbox_messages += count
+        self._trim_outbox()
+        self._outbox_ready.set()
+        return pending
 
     def _trim_outbox(self) -> None:
         """Drop the oldest messages beyond ``publish_backlog`` (subscribers resync)."""

@@ -154,8 +154,11 @@ class Context:
             self.auth_error = REVOKED
         else:
             logs.user_id.set(self.viewer.id)  # every log line of this request names the user
-            # The viewer owns most of what it lists: `owner` then costs no query.
-            self._loaders.user_by_id.prime(self.viewer.id, self.viewer)
+            # The viewer owns most of what it lists: `owner` then costs no query. Primed
+            # when the loader is first made (a DataLoader costs more to make than most
+            # requests that never use it, e.g. the compiled ones).
+            viewer = self.viewer
+            self._loaders.add_primer(lambda name, loader: _prime_viewer(name, loader, viewer))
         return self.viewer
 
     async def reauthenticate(self) -> User | None:

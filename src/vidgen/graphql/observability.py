@@ -41,7 +41,7 @@ class OperationMetrics(SchemaExtension):
             kind = context.operation_type.value
         except Exception:  # noqa: BLE001 - no type when the document did not parse
             kind = "unknown"
-        metrics.GRAPHQL_OPERATIONS.labels(operation=name, type=kind).inc()
+        metrics.count(metrics.GRAPHQL_OPERATIONS, name, kind)
         errors = []
         if context.result is not None and context.result.errors:
             errors = context.result.errors

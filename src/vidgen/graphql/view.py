@@ -40,10 +40,10 @@ import orjson
 from cross_web import HTTPException
 from graphql import GraphQLError, OperationDefinitionNode, parse
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketDisconnected as StarletteDisconnected
 from strawberry.asgi import GraphQL
@@ -93,12 +93,9 @@ class CsrfGuard:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("method") == "POST":
+        if scope["type"] == "http" and scope.get("method") == "POST" and _multipart(scope):
             headers = {k.decode("latin-1").lower(): v for k, v in scope.get("headers", [])}
-            content_type = headers.get("content-type", b"").decode("latin-1").lower()
-            if content_type.startswith("multipart/") and not any(
-                headers.get(name, b"").strip() for name in PREFLIGHT_HEADERS
-            ):
+            if not any(headers.get(name, b"").strip() for name in PREFLIGHT_HEADERS):
                 body = {
                     "errors": [
                         {
@@ -114,6 +111,15 @@ class CsrfGuard:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def _multipart(scope: Scope) -> bool:
+    """Whether the request's (last) Content-Type is ``multipart/…``, any case."""
+    content_type = b""
+    for name, value in scope.get("headers", ()):
+        if len(name) == 12 and name.lower() == b"content-type":
+            content_type = value
+    return content_type[:10].lower() == b"multipart/"
 
 
 class _TokenCheckFailed(Exception):
@@ -349,7 +355,7 @@ class GraphQLView(GraphQL):
         try:
             response = None
             if self.compiled is not None and scope.get("method") == "POST":
-                response = await self._run_compiled(request)
+                response, request = await self._run_compiled(request)
             if response is None:
                 response = await self.run(request)
         except HTTPException as exc:
@@ -358,20 +364,22 @@ class GraphQLView(GraphQL):
             response = _unavailable_response(exc)
         await response(scope, receive, send)
 
-    async def _run_compiled(self, request: Request) -> Response | None:
+    async def _run_compiled(self, request: Request) -> tuple[Response | None, Request]:
         """The response from the document's compiled plan, or None: Strawberry answers
-        (then with the body already read and the viewer already checked, see get_context).
-        Only JSON bodies of the expected shape; anything else is Strawberry's to answer."""
+        (then with the body already read and the viewer already checked, see get_context),
+        through the returned request. Only JSON bodies of the expected shape; anything else
+        is Strawberry's to answer."""
         assert self.compiled is not None
         content_type = request.headers.get("content-type", "")
         if content_type.partition(";")[0].strip().lower() != "application/json":
-            return None
+            return None, request
+        raw = await _read_body(request.receive)
         try:
-            body = orjson.loads(await request.body())
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            return None
+            return None, _replaying(request, raw)
         if not isinstance(body, dict):
-            return None
+            return None, _replaying(request, raw)
         query = body.get("query")
         operation_name = body.get("operationName")
         variables = body.get("variables")
@@ -381,13 +389,13 @@ class GraphQLView(GraphQL):
             or not isinstance(variables, dict | None)
             or self.compiled.plan(query, operation_name) is None
         ):
-            return None
+            return None, _replaying(request, raw)
         context = await self._context(request, None)
         request.scope["vidgen.context"] = context
         answer = await self.compiled.response(query, operation_name, variables, context.viewer)
         if answer is None:
-            return None
-        return Response(answer, media_type="application/json")
+            return None, _replaying(request, raw)
+        return Response(answer, media_type="application/json"), request
 
     def decode_json(self, data: str | bytes) -> object:
         try:
@@ -488,6 +496,37 @@ class GraphQLView(GraphQL):
                 {"message": context.auth_error or "Invalid token.", "code": "UNAUTHENTICATED"}
             )
         return UNSET
+
+
+async def _read_body(receive: Receive) -> bytes:
+    """The whole request body, read from ``receive`` (not through ``Request.body()``: an
+    async generator per request, registered with the event loop; a GraphQL request's body
+    is usually one message)."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # http.disconnect
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _replaying(request: Request, body: bytes) -> Request:
+    """A request like ``request`` whose ``receive`` hands out ``body`` (already read) once,
+    as one message, then passes on to the server's (a disconnect): for Strawberry, when it
+    answers after all."""
+    receive = request.receive
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(request.scope, replay)
 
 
 def _operation_type(query: str, operation_name: str | None) -> str | None:

@@ -180,7 +180,7 @@ async def render_story(
     batch = PublishBatch()
     batch.add_video_events([change.event for change in changes])
     batch.add(*messages.wakeup())
-    await batch.send(runtime.bus)
+    await batch.send(runtime.bus, wait=False)
     return film
 
 

@@ -17,16 +17,19 @@ import asyncio
 import datetime as dt
 import functools
 import hashlib
+import logging
 import re
 import secrets
 import unicodedata
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from tortoise.backends.asyncpg import AsyncpgDBClient
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from vidgen import dialect, errors
+from vidgen import db, dialect, errors
 from vidgen.models import ApiToken, User
 from vidgen.services.throttle import Throttle
 from vidgen.webhooks_out.signing import new_secret
@@ -224,10 +227,11 @@ async def login(
 @functools.cache
 def _authenticate_sql(dialect: str) -> tuple[str, tuple[str, ...]]:
     """:func:`authenticate`'s statement for ``dialect`` and the user columns it selects
-    (after the token's id, revoked_at, expires_at and last_used_at)."""
+    (after the token's id, revoked_at, expires_at and last_used_at), each named
+    ``USER_PREFIX + column``."""
     columns = tuple(sorted(User._meta.db_fields))
     mark = "$1" if dialect == "postgres" else "?"
-    selected = ", ".join(f'u."{column}"' for column in columns)
+    selected = ", ".join(f'u."{column}" AS "{USER_PREFIX}{column}"' for column in columns)
     sql = (
         f't."id", t."revoked_at", t."expires_at", t."last_used_at", {selected}'
         f' FROM "{ApiToken._meta.db_table}" t JOIN "{User._meta.db_table}" u'
@@ -236,20 +240,43 @@ def _authenticate_sql(dialect: str) -> tuple[str, tuple[str, ...]]:
     return "SELECT " + sql, columns
 
 
+USER_PREFIX = "u_"
+
+
 async def authenticate(token: str) -> User | None:
     """The user a token belongs to, or None when it is unknown, revoked or expired.
 
     One prebuilt SELECT joining the token and its user (this runs on every request); the
-    user is built from the row as Tortoise builds a fetched one.
+    user is built from the row as Tortoise builds a fetched one. On PostgreSQL, outside a
+    transaction, the statement goes straight to the pool's connection (``Pool.fetchrow``:
+    one prepared statement, asyncpg's own errors, which the callers' outage handling knows),
+    logged like the ORM's statements, without the ORM's per-statement wrappers. Nothing is
+    cached: a revoked token is refused by the very next request, in every process.
     """
     if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
     conn = ApiToken._meta.db
     sql, columns = _authenticate_sql(dialect.name())
-    _, rows = await conn.execute_query(sql, [hash_token(token)])
-    if not rows:
-        return None
-    token_id, revoked_at, expires_at, last_used_at, *user_values = tuple(rows[0])
+    hashed = hash_token(token)
+    pool = getattr(conn, "_pool", None) if type(conn) is AsyncpgDBClient else None
+    if pool is not None:
+        if conn.log.isEnabledFor(logging.DEBUG):
+            conn.log.debug("%s: %s", sql, [hashed])
+        row = await pool.fetchrow(sql, hashed)
+        if row is None:
+            return None
+        token_id, revoked_at, expires_at, last_used_at = row[0], row[1], row[2], row[3]
+        build: Any = db.row_builder(User, USER_PREFIX)
+    else:
+        _, rows = await conn.execute_query(sql, [hashed])
+        if not rows:
+            return None
+        row = rows[0]
+        token_id, revoked_at, expires_at, last_used_at, *user_values = tuple(row)
+
+        def build(_: Any) -> User:
+            return User._init_from_db(**dict(zip(columns, user_values, strict=True)))
+
     if revoked_at is not None:
         return None
     now = _now()
@@ -268,7 +295,7 @@ async def authenticate(token: str) -> User | None:
         else:
             query = query.filter(last_used_at__lt=now - LAST_USED_RESOLUTION)
         await query.update(last_used_at=now)
-    return User._init_from_db(**dict(zip(columns, user_values, strict=True)))
+    return build(row)  # type: ignore[no-any-return]
 
 
 async def revoke_token(*, token: str) -> bool:

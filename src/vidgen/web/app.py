@@ -5,19 +5,19 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import uuid
+import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vidgen import db, logs
 from vidgen.runtime import Runtime
 from vidgen.settings import Settings
-from vidgen.web.metrics import RequestMetricsMiddleware
+from vidgen.web.metrics import count_request, route_template
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def create_app(
     app = Starlette(
         routes=build_routes(runtime),
         lifespan=lifespan,
-        middleware=[Middleware(RequestContextMiddleware), Middleware(RequestMetricsMiddleware)],
+        middleware=[Middleware(RequestMiddleware)],
     )
     app.state.runtime = runtime
     app.state.settings = settings
@@ -133,9 +133,11 @@ def build_routes(runtime: Runtime) -> list[BaseRoute]:
     from vidgen.web.webhooks import webhook_routes
 
     settings = runtime.settings
+    # /graphql first: the router tries the routes in order, and nearly every request is
+    # for it (no other route's path overlaps it).
     routes: list[BaseRoute] = []
-    routes += health_routes(runtime)
     routes += graphql_routes(runtime)
+    routes += health_routes(runtime)
     routes += webhook_routes(runtime)
     routes += media_routes(
         runtime.storage, settings.resolved_secret_key, redirect=settings.media_redirect
@@ -145,31 +147,49 @@ def build_routes(runtime: Runtime) -> list[BaseRoute]:
     return routes
 
 
-class RequestContextMiddleware:
-    """Gives every request an id (X-Request-ID when the client sent a sane one) for the logs,
-    and echoes it in the response."""
+class RequestMiddleware:
+    """Around every request, as one pure ASGI layer (one call and one ``send`` wrapper per
+    request, not one per concern):
+
+    - an id for the logs (X-Request-ID when the client sent a sane one), echoed in the
+      response;
+    - the count of HTTP requests by route template, method and status (500 when the app
+      raised before answering), for ``/metrics``.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
-        rid = incoming if incoming.isascii() and 0 < len(incoming) <= 64 else uuid.uuid4().hex
+        incoming = b""
+        for name, value in scope.get("headers") or ():
+            if name == b"x-request-id":
+                incoming = value  # the last one, as a dict of the headers would keep
+        text = incoming.decode("latin-1")
+        rid = text if 0 < len(text) <= 64 and text.isascii() else os.urandom(16).hex()
+        header = (b"x-request-id", rid.encode())
         token = logs.request_id.set(rid)
+        # Before the app runs: routing may change the scope (a mount's root_path).
+        route = route_template(scope) if kind == "http" else ""
+        status = 500
 
-        async def send_with_id(message: dict) -> None:
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
             logs.request_id.reset(token)
+            if kind == "http":
+                count_request(route, scope.get("method", ""), status)
 
 
 def app_from_env() -> Starlette:

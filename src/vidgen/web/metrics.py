@@ -1,4 +1,5 @@
-"""GET /metrics in the Prometheus text format, plus the request-counting middleware."""
+"""GET /metrics in the Prometheus text format, and the counting of HTTP requests (done by
+``vidgen.web.app.RequestMiddleware``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 from tortoise.expressions import Q
 from tortoise.functions import Count, Min
 
@@ -74,37 +75,39 @@ def metrics_routes(runtime: Runtime) -> list[Route]:
     return [Route("/metrics", endpoint, methods=["GET"])]
 
 
-class RequestMetricsMiddleware:
-    """Counts HTTP requests by route template (never the raw path: ids would explode labels)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        route = _route_template(scope)
-        status = {"code": 500}
-
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            metrics.HTTP_REQUESTS.labels(
-                route=route, method=scope.get("method", ""), status=str(status["code"])
-            ).inc()
+def count_request(route: str, method: str, status: int) -> None:
+    """Count one finished HTTP request by route template (:func:`route_template`, never the
+    raw path: ids would explode labels), method and status."""
+    metrics.count(metrics.HTTP_REQUESTS, route, method, str(status))
 
 
-def _route_template(scope: Scope) -> str:
+#: How many (path, method) pairs an app remembers the route template of.
+STATIC_ROUTES_MAX = 256
+
+
+def route_template(scope: Scope) -> str:
+    """The template of the route ``scope`` matches, ``"unmatched"`` when none does.
+
+    A path that is a route's whole template (no parameters, e.g. ``/graphql``) is
+    remembered per app, so it is not matched against every route again on each request.
+    """
     app = scope.get("app")
+    key = (scope.get("path", ""), scope.get("method", ""))
+    known: dict[tuple[str, str], str] | None = getattr(app, "_vidgen_static_routes", None)
+    if known is not None:
+        found = known.get(key)
+        if found is not None:
+            return found
     router = getattr(app, "router", None)
     for route in getattr(router, "routes", ()):
         match, _ = route.matches(scope)
         if match is Match.FULL:
-            return getattr(route, "path", "other")
+            template = getattr(route, "path", "other")
+            if template == key[0] and app is not None:
+                if known is None:
+                    known = {}
+                    app._vidgen_static_routes = known  # type: ignore[attr-defined]
+                if len(known) < STATIC_ROUTES_MAX:
+                    known[key] = template
+            return template
     return "unmatched"

@@ -198,7 +198,7 @@ class CompiledPlans:
         self.compiled += 1
         plan = self.plan(query, operation_name)
         name = plan.operation.name.value if plan and plan.operation.name else operation_name
-        metrics.GRAPHQL_OPERATIONS.labels(operation=operation_label(name), type="query").inc()
+        metrics.count(metrics.GRAPHQL_OPERATIONS, operation_label(name), "query")
         return orjson.dumps({"data": data})
 
 

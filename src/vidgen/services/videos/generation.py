@@ -231,11 +231,12 @@ async def generate_video(
             "provider": checked.provider,
         },
     )
-    # The change and the workers' wake-up leave together: one round trip to the bus.
+    # The change and the workers' wake-up leave together, one command to the bus, queued in
+    # its outbox behind earlier events: the client is answered without waiting for it.
     batch = PublishBatch()
     batch.add_video_events([change.event])
     batch.add(*messages.wakeup())
-    await batch.send(runtime.bus)
+    await batch.send(runtime.bus, wait=False)
     return video
 
 
