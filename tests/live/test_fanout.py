@@ -127,13 +127,14 @@ async def test_a_socket_that_stops_reading_is_dropped_alone(live, accounts, monk
         (channel,) = fanout.channels.values()
         blocked = asyncio.Event()
         (conn,) = (r.conn for r in channel.records.values() if r.id == slow_op)
-        original = conn.handler.websocket.ws.send_text
+        scope = conn.handler.websocket.ws.scope
+        original = scope["vidgen.ws_send"]  # the server's send, which the writer uses
 
-        async def stuck(text: str) -> None:
+        async def stuck(message: dict) -> None:
             await blocked.wait()
-            await original(text)
+            await original(message)
 
-        monkeypatch.setattr(conn.handler.websocket.ws, "send_text", stuck)
+        monkeypatch.setitem(scope, "vidgen.ws_send", stuck)
         bus = live.runtime.bus
         for n in range(1, 9):  # the other socket gets each change while this one is stuck
             await lifecycle.touch(video.id, fields={"progress": n / 10}, bus=bus)

@@ -166,7 +166,8 @@ class _Conn:
             self.writer = asyncio.get_running_loop().create_task(self._write())
 
     async def _write(self) -> None:
-        send = self.handler.websocket.ws.send_text
+        websocket = self.handler.websocket.ws
+        raw = websocket.scope.get("vidgen.ws_send")  # the server's send (web/app.py)
         queue = self.queue
         try:
             while queue:
@@ -175,7 +176,10 @@ class _Conn:
                     record.pending -= 1
                     if record.state == CANCELLED:
                         continue
-                await send(text)
+                if raw is None:
+                    await websocket.send_text(text)
+                else:
+                    await raw({"type": "websocket.send", "text": text})
                 self.fanout.written += 1
         except Exception as exc:  # noqa: BLE001 - the socket's loop sees the close and ends us
             self.gone = True

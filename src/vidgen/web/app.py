@@ -159,6 +159,10 @@ class RequestContextMiddleware:
         incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
         rid = incoming if incoming.isascii() and 0 < len(incoming) <= 64 else uuid.uuid4().hex
         token = logs.request_id.set(rid)
+        if scope["type"] == "websocket":
+            # The server's own send, for the live fan-out's writer (graphql/live_fanout.py):
+            # its messages skip the wrappers below, which only look at HTTP responses.
+            scope["vidgen.ws_send"] = send
 
         async def send_with_id(message: dict) -> None:
             if message["type"] == "http.response.start":
