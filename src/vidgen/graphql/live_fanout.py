@@ -40,6 +40,7 @@ from vidgen import errors, metrics, models
 from vidgen.events.channels import video_channel
 from vidgen.events.local import CLOSED, RESYNC
 from vidgen.graphql import guards, types
+from vidgen.graphql.compiled import plans_for
 from vidgen.graphql.compiled.plan import EventPlan, Request
 from vidgen.graphql.compiled.values import Fallback
 from vidgen.graphql.context import REVOKED
@@ -172,14 +173,15 @@ class _Conn:
         try:
             while queue:
                 record, text = queue.popleft()
-                if record is not None:
+                if record is not None and record.state == CANCELLED:
                     record.pending -= 1
-                    if record.state == CANCELLED:
-                        continue
+                    continue
                 if raw is None:
                     await websocket.send_text(text)
                 else:
                     await raw({"type": "websocket.send", "text": text})
+                if record is not None:  # counted until written: queued or being written
+                    record.pending -= 1
                 self.fanout.written += 1
         except Exception as exc:  # noqa: BLE001 - the socket's loop sees the close and ends us
             self.gone = True
@@ -420,6 +422,7 @@ class _Channel:
             data = {plan.key: plan.build(video, Request(viewer, self.fanout.settings))}
             text: str | None = _JSON.encode(data)
             self.fanout.encodings += 1
+            self.fanout.plans.events += 1  # an event answered from a compiled plan
         except Fallback:
             text = None
         except Exception:  # noqa: BLE001 - not the row the plan expects: executed instead
@@ -481,6 +484,8 @@ class FanOut:
         self.settings = settings
         self.schema = schema
         self.channels: dict[int, _Channel] = {}
+        # The plans of the schema's events, whose ``events`` count the answered events.
+        self.plans = plans_for(getattr(schema, "_schema", schema), settings)
         self.tasks: set[asyncio.Task[None]] = set()
         self.joined = self.handed_off = self.deliveries = self.written = 0
         self.encodings = self.dropped = 0
