@@ -309,30 +309,44 @@ def schedule(
     return plan
 
 
-async def drive(plan, bus, rate: float) -> dict[tuple[int, int], tuple[float, str]]:
+async def drive(
+    plan, bus, rate: float, writers: int = 1
+) -> dict[tuple[int, int], tuple[float, str]]:
     """Commit each change, note the time, publish. Steady items are paced at ``rate``;
-    burst items go as fast as the database allows."""
-    from vidgen.jobs import lifecycle
-    from vidgen.models import VideoStatus
-
+    burst items go as fast as the database allows, from ``writers`` committers at once
+    (each with its own share of the videos, so each video's changes stay in order)."""
     commits: dict[tuple[int, int], tuple[float, str]] = {}
     loop = asyncio.get_running_loop()
     start = loop.time()
-    for n, (video_id, kind, progress, phase) in enumerate(plan):
-        if phase == "steady":
-            delay = start + n / rate - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        if kind == "progress":
-            event = await lifecycle.touch(video_id, fields={"progress": progress}, bus=None)
-        else:
-            _, change = await lifecycle.transition(
-                video_id, VideoStatus(kind), actor="bench", bus=None
-            )
-            event = change.event
-        commits[(video_id, event.version)] = (time.time(), phase)  # committed: clock starts
-        await lifecycle.publish(bus, [event])
+    steady = [item for item in plan if item[3] == "steady"]
+    for n, item in enumerate(steady):
+        delay = start + n / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await commit(item, bus, commits)
+    burst = [item for item in plan if item[3] != "steady"]
+    shares = [[item for item in burst if item[0] % writers == w] for w in range(writers)]
+
+    async def write(share: list) -> None:
+        for item in share:
+            await commit(item, bus, commits)
+
+    await asyncio.gather(*(write(share) for share in shares))
     return commits
+
+
+async def commit(item, bus, commits: dict[tuple[int, int], tuple[float, str]]) -> None:
+    from vidgen.jobs import lifecycle
+    from vidgen.models import VideoStatus
+
+    video_id, kind, progress, phase = item
+    if kind == "progress":
+        event = await lifecycle.touch(video_id, fields={"progress": progress}, bus=None)
+    else:
+        _, change = await lifecycle.transition(video_id, VideoStatus(kind), actor="bench", bus=None)
+        event = change.event
+    commits[(video_id, event.version)] = (time.time(), phase)  # committed: clock starts
+    await lifecycle.publish(bus, [event])
 
 
 def phase_rows(name: str, plan, commits, receipts, by_video, per_video: int) -> list:
@@ -368,6 +382,39 @@ def phase_rows(name: str, plan, commits, receipts, by_video, per_video: int) -> 
             f"x {per_video} subscribers (first commit -> last receipt {window:.1f} s)",
         ),
     ]
+
+
+async def sample_cpu(
+    client_pids: list[int], api_pids: list[int], into: list[tuple[float, float, float, float]]
+) -> None:
+    """Every 0.25 s: (wall clock, CPU seconds of the clients, of the API, of this driver)."""
+    while True:
+        into.append((time.time(), cpu_seconds(client_pids), cpu_seconds(api_pids), process_cpu()))
+        await asyncio.sleep(0.25)
+
+
+def process_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def burst_cpu_row(plan, commits, receipts, by_video, samples, clients: int) -> tuple[str, str]:
+    """The cores each side used from the burst's first commit to its last receipt."""
+    burst = [at for gid, version, at in receipts if commits[(by_video[gid], version)][1] == "burst"]
+    starts = [c for c, phase in commits.values() if phase == "burst"]
+    if not burst or not starts or len(samples) < 2:
+        return ("CPU during the burst", "not measured")
+    first, last = min(starts), max(burst)
+    inside = [s for s in samples if first - 0.25 <= s[0] <= last + 0.25]
+    if len(inside) < 2:
+        return ("CPU during the burst", "too short to measure")
+    span = inside[-1][0] - inside[0][0]
+    share = [(inside[-1][i] - inside[0][i]) / span for i in (1, 2, 3)]
+    return (
+        "CPU during the burst",
+        f"clients ({clients} processes) {share[0]:.2f} cores, API {share[1]:.2f}, driver "
+        f"{share[2]:.2f} (commits and publishes), of {os.cpu_count()}; {span:.1f} s sampled",
+    )
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -462,13 +509,16 @@ async def run(args: argparse.Namespace) -> None:
         client_pids = [p.pid for p in clients if p.pid is not None]
         api_pids = family(api.pid)
         cpu_before = (cpu_seconds(client_pids), cpu_seconds(api_pids), time.monotonic())
-        commits = await drive(plan, bus, args.rate)
+        samples: list[tuple[float, float, float, float]] = []
+        sampler = asyncio.create_task(sample_cpu(client_pids, api_pids, samples))
+        commits = await drive(plan, bus, args.rate, args.burst_writers)
         receipts, completed, out_of_order = [], 0, 0
         for parent, _ in pipes:
             _kind, got, done, disorder = await asyncio.to_thread(parent.recv)
             receipts += got
             completed += done
             out_of_order += disorder
+        sampler.cancel()
         wall = time.monotonic() - cpu_before[2]
         client_cpu = (cpu_seconds(client_pids) - cpu_before[0]) / wall
         api_cpu = (cpu_seconds(api_pids) - cpu_before[1]) / wall
@@ -510,6 +560,7 @@ async def run(args: argparse.Namespace) -> None:
             f"clients ({args.clients} processes) {client_cpu:.2f} cores, API {api_cpu:.2f} "
             f"cores, of {os.cpu_count()}",
         ),
+        burst_cpu_row(plan, commits, receipts, by_video, samples, args.clients),
         ("API RSS idle", f"{rss_idle:.0f} MiB"),
         (
             f"API RSS, {total} subs",
@@ -539,6 +590,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1, help="client processes")
     parser.add_argument("--api-processes", type=int, default=1, help="serve --workers N")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--burst-writers",
+        type=int,
+        default=1,
+        help="burst committers at once (each its own videos, in order per video)",
+    )
     args = parser.parse_args()
     if args.steady is None:
         args.steady = 5 if args.quick else 10

@@ -85,7 +85,7 @@ class SubscriptionDropped(errors.VidgenError):
 # --- priming one operation's loaders from a shared state ---------------------------------
 
 
-def _prime(loaders: Loaders, state: VideoState, video: models.Video) -> None:
+def prime(loaders: Loaders, state: VideoState, video: models.Video) -> None:
     """Hand one operation's loaders the rows of ``state`` for ``video`` (``state`` at some
     version), so no nested field needs a query. Each loader is primed when the document
     first uses it (most documents use none): a subscriber's event makes no loader it does
@@ -94,7 +94,7 @@ def _prime(loaders: Loaders, state: VideoState, video: models.Video) -> None:
 
 
 class _Primer:
-    """What each loader of one event's operation is primed with (see :func:`_prime`)."""
+    """What each loader of one event's operation is primed with (see :func:`prime`)."""
 
     __slots__ = ("state", "video")
 
@@ -172,19 +172,26 @@ class ActiveSubscriptions:
     def __len__(self) -> int:
         return len(self._subs)
 
-    @contextlib.contextmanager
-    def track(self, sub: BusSubscription, field: str) -> Any:
+    def hold(self, sub: BusSubscription) -> None:
+        """Close ``sub`` at shutdown (its owner counts its own subscriptions)."""
         self._subs.add(sub)
         self._idle.clear()
+
+    def release(self, sub: BusSubscription) -> None:
+        self._subs.discard(sub)
+        if not self._subs:
+            self._idle.set()
+
+    @contextlib.contextmanager
+    def track(self, sub: BusSubscription, field: str) -> Any:
+        self.hold(sub)
         gauge = metrics.ACTIVE_SUBSCRIPTIONS.labels(field=field)
         gauge.inc()
         try:
             yield sub
         finally:
             gauge.dec()
-            self._subs.discard(sub)
-            if not self._subs:
-                self._idle.set()
+            self.release(sub)
 
     async def close_all(self, wait: float = SHUTDOWN_WAIT) -> None:
         """Finish every subscription (clients get ``complete``) and wait for them."""
@@ -215,6 +222,11 @@ def shared_for(owner: Any) -> _Shared:
     if found is None:
         found = _shared[owner] = _Shared(VideoStates(), TokenChecks(), ActiveSubscriptions())
     return found
+
+
+def shared_of(context: Context) -> _Shared:
+    """:func:`shared_for` the context's bus; the app's graceful shutdown closes them."""
+    return _shared_of(context)
 
 
 def _shared_of(context: Context) -> _Shared:
@@ -278,7 +290,7 @@ class _Watcher:
 
     def bind(self, state: VideoState, video: models.Video) -> None:
         """Give the operation fresh loaders, primed for the video about to be yielded."""
-        _prime(self.context.fresh_loaders(), state, video)
+        prime(self.context.fresh_loaders(), state, video)
 
 
 def _queue_size(context: Context) -> int:

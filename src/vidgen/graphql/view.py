@@ -30,6 +30,7 @@ with malformed bodies and messages, and why it is answered here: docs/library-no
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
@@ -54,12 +55,13 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
-from vidgen.graphql import subscriptions
+from vidgen.graphql import live_fanout, subscriptions
 from vidgen.graphql.compiled import plans_for
 from vidgen.graphql.context import Context
 from vidgen.graphql.event_results import results_for
@@ -221,11 +223,25 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """
 
     _gone_logged = False
+    # ``videoUpdated`` subscriptions served by the process's fan-out (graphql/live_fanout.py)
+    # instead of an operation task each: their records by id, and the socket's writer.
+    _fast: dict[str, Any] | None = None
+    _conn: Any = None
 
     async def handle_task_exception(self, error: Exception) -> None:
         if not _client_gone(error):
             await super().handle_task_exception(error)
             return
+        self._log_gone(error)
+
+    def note_send_failure(self, error: Exception) -> None:
+        """The fan-out's writer could not write to this socket."""
+        if _client_gone(error):
+            self._log_gone(error)
+        else:
+            logger.error("websocket send failed", exc_info=error, extra={"action": "ws_send"})
+
+    def _log_gone(self, error: Exception) -> None:
         if not self._gone_logged:
             self._gone_logged = True
             logger.debug(
@@ -246,6 +262,78 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             await super().handle_connection_init(message)
         except _TokenCheckFailed as exc:
             await self.websocket.close(*_ws_close(exc))
+
+    async def handle_subscribe(self, message: Any) -> None:
+        op_id = message["id"]
+        if not self.connection_acknowledged or op_id in self.operations:
+            await super().handle_subscribe(message)  # 4401, 4409
+            return
+        if self._fast and op_id in self._fast:
+            await self.websocket.close(code=4409, reason=f"Subscriber for {op_id} already exists")
+            return
+        limit = self.max_subscriptions_per_connection
+        if limit is not None and len(self.operations) + len(self._fast or ()) >= limit:
+            error = GraphQLError("Subscription limit reached")  # as the base handler answers
+            await self.send_message({"id": op_id, "type": "error", "payload": [error.formatted]})
+            return
+        if not self._fan_out(message):
+            await super().handle_subscribe(message)
+
+    def _fan_out(self, message: Any) -> bool:
+        """Serve this subscribe from the process's fan-out when it can (see
+        graphql/live_fanout.py); False: it runs as a Strawberry operation."""
+        view = self.view
+        plans = getattr(view, "compiled", None)
+        if plans is None:
+            return False
+        payload = message["payload"]
+        query = payload["query"]
+        if "videoUpdated" not in query:  # cheap check first
+            return False
+        name = payload.get("operationName")
+        variables = payload.get("variables")
+        plan = plans.event_plan(query, name)
+        if plan is None:
+            return False
+        video_id = live_fanout.video_id_of(plan, variables)
+        if video_id is None:
+            return False
+        fanout = view.fanout(self.context)
+        if self._conn is None:
+            self._conn = fanout.connection(self)
+            self._fast = {}
+        op_id = message["id"]
+        record = live_fanout.Record(self._conn, op_id, plan, video_id, query, name, variables)
+        assert self._fast is not None
+        self._fast[record.id] = record
+        fanout.join(record)
+        return True
+
+    def fast_ended(self, op_id: str) -> None:
+        if self._fast is not None:
+            self._fast.pop(op_id, None)
+
+    def start_operation(
+        self, op_id: str, query: str, variables: Any, operation_name: str | None
+    ) -> None:
+        """Run a subscription the fan-out handed back as a Strawberry operation (as the
+        base handler starts one)."""
+        operation = Operation(self, op_id, query, variables, operation_name)
+        operation.task = asyncio.create_task(self.run_operation(operation))
+        operation.task.add_done_callback(self._task_done)
+        self.operations[op_id] = operation
+
+    async def handle_complete(self, message: Any) -> None:
+        record = self._fast.get(message["id"]) if self._fast else None
+        if record is not None:
+            record.conn.fanout.cancel(record)
+            return
+        await super().handle_complete(message)
+
+    async def shutdown(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        await super().shutdown()
 
     async def run_operation(self, operation: Any) -> None:
         # Runs in the operation's own task: a due token re-check holds up this operation
@@ -327,6 +415,16 @@ class GraphQLView(GraphQL):
         # Strawberry; None: every request through Strawberry.
         self.compiled = plans_for(schema, settings) if compiled else None
         self._event_results = results_for(schema._schema)  # type: ignore[attr-defined]
+        self._fanout: live_fanout.FanOut | None = None
+
+    def fanout(self, context: Context) -> live_fanout.FanOut:
+        """The process's fan-out of ``videoUpdated`` subscriptions (graphql/live_fanout.py)."""
+        shared = subscriptions.shared_of(context)
+        if self._fanout is None or self._fanout.shared is not shared:
+            self._fanout = live_fanout.fanout_for(
+                self.runtime.bus, shared, self.runtime.settings, self.schema
+            )
+        return self._fanout
 
     def encode_json(self, data: object) -> str:
         # A subscription's ``next`` whose data is a shared event result (graphql/

@@ -176,6 +176,10 @@ class RequestMiddleware:
         # Before the app runs: routing may change the scope (a mount's root_path).
         route = route_template(scope) if kind == "http" else ""
         status = 500
+        if kind == "websocket":
+            # The server's own send, for the live fan-out's writer (graphql/live_fanout.py):
+            # its messages skip the wrappers below, which only look at HTTP responses.
+            scope["vidgen.ws_send"] = send
 
         async def send_with_id(message: Message) -> None:
             nonlocal status

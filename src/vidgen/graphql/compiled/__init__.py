@@ -131,6 +131,16 @@ class CompiledPlans:
         except Unsupported:
             return _NONE
 
+    def event_plan(self, query: str, operation_name: str | None) -> EventPlan | None:
+        """The event plan of a subscription document, or None (Strawberry executes it)."""
+        key = ("event", dialect.name(), query, operation_name)
+        found = self._plans.get(key)
+        if found is None:
+            found = self._plans[key] = self._compile(query, operation_name, event=True)
+            if len(self._plans) > CACHE_SIZE:
+                self._plans.popitem(last=False)
+        return None if found is _NONE else found  # type: ignore[no-any-return]
+
     def event_result(
         self,
         query: str,
@@ -142,17 +152,11 @@ class CompiledPlans:
         """A subscription event's ``data`` for ``video`` (a ``models.Video`` row at the
         event's version, already checked visible to ``viewer``), or None: Strawberry must
         execute it. Covers the selections of Video fields that need no statement."""
-        key = ("event", dialect.name(), query, operation_name)
-        found = self._plans.get(key)
-        if found is None:
-            found = self._plans[key] = self._compile(query, operation_name, event=True)
-            if len(self._plans) > CACHE_SIZE:
-                self._plans.popitem(last=False)
-        if found is _NONE:
+        plan = self.event_plan(query, operation_name)
+        if plan is None:
             return None
         if variables and guards.find_bad_text(None, variables) is not None:
             return None
-        plan: EventPlan = found
         try:
             data = {plan.key: plan.build(video, Request(viewer, self.settings))}
         except Fallback:

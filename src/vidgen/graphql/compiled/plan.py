@@ -280,6 +280,8 @@ class EventPlan:
 
     key: str
     build: Callable[..., Any]
+    field: str = ""  # the root field: videoUpdated or videoUpdates
+    arguments: tuple[Any, ...] = ()  # its argument nodes, as written in the document
 
 
 def compile_event(
@@ -301,7 +303,8 @@ def compile_event(
     if nodes[0].name.value not in ("videoUpdated", "videoUpdates"):
         raise Unsupported(nodes[0].name.value)
     body = compiler.object("Video", nodes, Source(models.Video, compiler.code, "video"))
-    return EventPlan(key, compiler.code.function("video, request", body))
+    build = compiler.code.function("video, request", body)
+    return EventPlan(key, build, nodes[0].name.value, tuple(nodes[0].arguments or ()))
 
 
 def _operation(document: DocumentNode, operation_name: str | None) -> OperationDefinitionNode:
