@@ -27,6 +27,10 @@ Measured, each against a baseline from the same run:
 - CPU: the worker's CPU seconds (user + system, all threads) over the run, per job.
 - submissions: the simulator counts the submissions of each job; more than one is a
   second payment (must be 0).
+- where the time goes: each job's time split into phases (its enqueue from the first,
+  enqueue → claim, claim → the provider's task, the task's end → the poll that saw it,
+  that poll → the download, the download → the completing write), as percentiles over all
+  jobs and for the 20 that ended last (they set the wall time).
 
 ``--quick``: 300 jobs of 20 s. The last line is a JSON summary.
 """

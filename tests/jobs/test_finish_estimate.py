@@ -9,14 +9,14 @@ from vidgen.jobs.finish_estimate import FinishEstimate
 
 def _reports(estimate: FinishEstimate, *points: tuple[float, float]) -> None:
     for at, progress in points:
-        estimate.observe(at, at + 0.05, progress)
+        estimate.observe(at + 0.05, progress)
 
 
 def test_one_report_or_too_little_progress_says_nothing() -> None:
     estimate = FinishEstimate()
     assert estimate.seconds_left(0.0) is None
-    estimate.observe(5.0, 5.1, None)
-    estimate.observe(5.0, 5.1, 0.0)  # queued: no progress yet
+    estimate.observe(5.1, None)
+    estimate.observe(5.1, 0.0)  # queued: no progress yet
     _reports(estimate, (10.0, 0.10))
     assert estimate.seconds_left(10.1) is None
     _reports(estimate, (11.0, 0.12))  # 0.02 of progress: too little to go by
@@ -24,7 +24,7 @@ def test_one_report_or_too_little_progress_says_nothing() -> None:
 
 
 @pytest.mark.parametrize("offset", [0.0, 1.5, 4.0])
-def test_the_pace_between_two_polls_needs_no_start_time_and_errs_late(offset: float) -> None:
+def test_the_pace_between_two_polls_needs_no_start_time(offset: float) -> None:
     # A prediction of 60 s created ``offset`` seconds before the job began waiting (its
     # claim and its id's write): progress rounded to two decimals, as Runway's.
     def progress(t: float) -> float:
@@ -32,7 +32,7 @@ def test_the_pace_between_two_polls_needs_no_start_time_and_errs_late(offset: fl
 
     estimate = FinishEstimate()
     for t in (5.0, 12.5, 23.7, 40.6 - offset):
-        estimate.observe(t, t + 0.05, progress(t))
+        estimate.observe(t + 0.05, progress(t))
     now = 40.7 - offset
     end = 60.0 - offset
     poll_at = now + estimate.seconds_left(now)

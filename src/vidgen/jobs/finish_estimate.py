@@ -12,19 +12,21 @@ BETWEEN two of its own polls instead, which needs no start time:
     pace = (p_last - p_first) / (t_last - t_first)
     done at  t_last + (1 - p_last) / pace
 
-It errs late rather than early on every count it can: the first report is dated when its
-poll was sent and the last when its answer arrived (the provider answered in between), and
-the aim adds the reports' resolution (a percentage, or two decimals: 0.01 of progress over
-the span, half of it at the last report) and a small margin. Progress that is
-not linear makes any estimate wrong; then an early poll waits the provider's floor, as it
-would without an estimate.
+Each report is dated when its answer arrived. A poll may wait its turn for a connection
+(submissions go first, see :class:`vidgen.providers.http.Gate`) for longer than the
+provider takes to answer, so the time it was sent says little about when the provider
+looked; the answer's arrival is late by the answer's own way back, alike at both ends of
+the span. The aim adds the reports' resolution (a percentage, or two decimals: 0.01 of
+progress over the span, half of it at the last report) and a margin for the difference
+between those ways back. Progress that is not linear makes any estimate wrong; then an
+early poll waits the provider's floor, as it would without an estimate.
 """
 
 from __future__ import annotations
 
 RESOLUTION = 0.01  # how finely providers report progress (a percentage, two decimals)
 MIN_SPAN = 0.05  # less progress than this between two reports predicts nothing
-MARGIN_SECONDS = 0.25  # after the estimated end, for the answer's own way back
+MARGIN_SECONDS = 0.25  # after the estimated end: the answers' ways back differ
 
 
 class FinishEstimate:
@@ -32,17 +34,17 @@ class FinishEstimate:
     until it is done, or None when they say too little."""
 
     def __init__(self) -> None:
-        self._first: tuple[float, float] | None = None  # (sent, progress)
-        self._last: tuple[float, float] | None = None  # (received, progress)
+        self._first: tuple[float, float] | None = None  # (answered, progress)
+        self._last: tuple[float, float] | None = None
 
-    def observe(self, sent: float, received: float, progress: float | None) -> None:
-        """A poll sent at ``sent`` answered at ``received`` with ``progress`` (0-1)."""
+    def observe(self, answered: float, progress: float | None) -> None:
+        """A poll's answer arrived at ``answered`` with ``progress`` (0-1)."""
         if progress is None or progress <= 0.0:
             return
         if self._first is None or progress < self._first[1]:
             # The first report of progress, or the provider started over: measure from here.
-            self._first = (sent, progress)
-        self._last = (received, progress)
+            self._first = (answered, progress)
+        self._last = (answered, progress)
 
     def seconds_left(self, now: float) -> float | None:
         """Seconds from ``now`` until the last poll should be sent (the estimated end, its

@@ -280,9 +280,8 @@ async def _wait_for_result(
             return None
         try:
             ctx.polled()
-            sent = loop.time()
             result = await provider.poll(prediction_id)
-            estimate.observe(sent, loop.time(), result.progress)
+            estimate.observe(loop.time(), result.progress)
             errors_in_a_row = 0
         except PredictionLost:
             raise
