@@ -6,7 +6,7 @@ document has a compiled event plan (:meth:`~.compiled.CompiledPlans.event_plan`)
 ``videoUpdated`` and its ``id`` is given plainly (a literal, or a variable holding a
 string). Everything else, and every subscription whose start would answer an error (no
 viewer, a video it may not see, a value the plan cannot build), runs as a Strawberry
-operation exactly as before: :meth:`_Conn.hand_off` starts that operation, which checks
+operation exactly as before: :meth:`.live_sockets.Conn.hand_off` starts that operation, which checks
 and answers everything itself. So errors at the start are Strawberry's own.
 
 What one subscription costs here is a :class:`Record` (its id, the plan, the last
@@ -16,8 +16,8 @@ the channel's messages in order, as each subscriber's loop in :mod:`.subscriptio
 does (version filter, gap repair from the status history, RESYNC, terminal status,
 shutdown), but for all its records at once: each distinct (plan, viewer scope, version)
 is built and encoded once, and each record's ``next`` is that text with its id in front.
-Per socket, one :class:`_Conn` writes the messages in order from a deque, in a task that
-runs while there is something to write. A record with ``ws_subscription_queue`` messages
+Per socket, one :class:`.live_sockets.Conn` writes the messages in order from a deque, in
+a task that runs while there is something to write. A record with ``ws_subscription_queue`` messages
 unwritten is dropped with the "fell behind" error, as a slow reader of the bus is; the
 channel never waits for a socket. The socket's token is re-checked every
 ``ws_reauth_seconds`` (one check per socket, shared per token): a revoked token ends the
@@ -27,14 +27,13 @@ socket's records with UNAUTHENTICATED.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import weakref
 from collections import deque
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
-from graphql import GraphQLError, IntValueNode, StringValueNode, VariableNode
+from graphql import IntValueNode, StringValueNode, VariableNode
 
 from vidgen import errors, metrics, models
 from vidgen.events.channels import video_channel
@@ -43,18 +42,13 @@ from vidgen.graphql import guards, types
 from vidgen.graphql.compiled import plans_for
 from vidgen.graphql.compiled.plan import EventPlan, Request
 from vidgen.graphql.compiled.values import Fallback
-from vidgen.graphql.context import REVOKED
-from vidgen.graphql.errors import format_error, log_errors
-from vidgen.graphql.observability import operation_label
+from vidgen.graphql.live_sockets import JOINING, JSON, LIVE, Conn, Record, error_message
 from vidgen.services import videos as video_service
 
 if TYPE_CHECKING:
     from vidgen.graphql.subscriptions import _Shared
 
 logger = logging.getLogger(__name__)
-
-# As the view encodes every message (compact, no circular-reference bookkeeping).
-_JSON = json.JSONEncoder(separators=(",", ":"), check_circular=False)
 
 
 def video_id_of(plan: EventPlan, variables: dict[str, Any] | None) -> int | None:
@@ -81,198 +75,6 @@ def video_id_of(plan: EventPlan, variables: dict[str, Any] | None) -> int | None
         return types.decode_id(value, "Video") or None
     except errors.VidgenError:
         return None
-
-
-class Record:
-    """One subscription served here (see the module docstring)."""
-
-    __slots__ = (
-        "conn",
-        "id",
-        "last",
-        "operation_name",
-        "pending",
-        "plan",
-        "prefix",
-        "query",
-        "state",
-        "variables",
-        "video_id",
-    )
-
-    def __init__(
-        self,
-        conn: _Conn,
-        op_id: str,
-        plan: EventPlan,
-        video_id: int,
-        query: str,
-        operation_name: str | None,
-        variables: dict[str, Any] | None,
-    ) -> None:
-        self.conn = conn
-        self.id = op_id
-        self.plan = plan
-        self.video_id = video_id
-        self.query = query
-        self.operation_name = operation_name
-        self.variables = variables
-        self.last = -1  # the version last sent
-        self.pending = 0  # messages queued on its socket, not yet written
-        self.state = JOINING
-        self.prefix = '{"id":' + _JSON.encode(op_id) + ',"type":"next","payload":{"data":'
-
-
-JOINING, LIVE, ENDED, CANCELLED = 0, 1, 2, 3
-
-
-def _error_message(op_id: str, exc: Exception, operation_name: str | None) -> str:
-    """An error raised mid-stream, as Strawberry sends it: a ``next`` whose payload is
-    ``data: null`` and the formatted error (then ``complete``)."""
-    error = GraphQLError(str(exc), original_error=exc)
-    log_errors([error], lambda: operation_name)
-    formatted = format_error(error)
-    code = (formatted.extensions or {}).get("code", "INTERNAL")
-    label = operation_label(operation_name)
-    metrics.GRAPHQL_ERRORS.labels(operation=label, code=str(code)).inc()
-    payload = {"data": None, "errors": [formatted.formatted]}
-    return _JSON.encode({"id": op_id, "type": "next", "payload": payload})
-
-
-class _Conn:
-    """One socket's records, its ordered writer and its token re-checks."""
-
-    def __init__(self, handler: Any, fanout: FanOut) -> None:
-        self.handler = handler
-        self.fanout = fanout
-        self.context = handler.context
-        self.records: dict[str, Record] = {}
-        self.queue: deque[tuple[Record | None, str]] = deque()
-        self.writer: asyncio.Task[None] | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.gone = False
-        settings = fanout.settings
-        self.maxsize = int(settings.ws_subscription_queue)
-        self.reauth_every = float(settings.ws_reauth_seconds)
-
-    # --- writing -----------------------------------------------------------------------------
-
-    def put(self, record: Record | None, text: str) -> None:
-        if self.gone:
-            return
-        if record is not None:
-            record.pending += 1
-        self.queue.append((record, text))
-        if self.writer is None:
-            self.writer = asyncio.get_running_loop().create_task(self._write())
-
-    async def _write(self) -> None:
-        websocket = self.handler.websocket.ws
-        raw = websocket.scope.get("vidgen.ws_send")  # the server's send (web/app.py)
-        queue = self.queue
-        try:
-            while queue:
-                record, text = queue.popleft()
-                if record is not None and record.state == CANCELLED:
-                    record.pending -= 1
-                    continue
-                if raw is None:
-                    await websocket.send_text(text)
-                else:
-                    await raw({"type": "websocket.send", "text": text})
-                if record is not None:  # counted until written: queued or being written
-                    record.pending -= 1
-                self.fanout.written += 1
-        except Exception as exc:  # noqa: BLE001 - the socket's loop sees the close and ends us
-            self.gone = True
-            queue.clear()
-            self.handler.note_send_failure(exc)
-        finally:
-            self.writer = None
-
-    # --- the life of a record ---------------------------------------------------------------
-
-    def add(self, record: Record) -> None:
-        self.records[record.id] = record
-        metrics.ACTIVE_SUBSCRIPTIONS.labels(field="videoUpdated").inc()
-        if self.timer is None and self.reauth_every > 0:
-            loop = asyncio.get_running_loop()
-            self.timer = loop.call_later(self.reauth_every, self._recheck_due)
-
-    def end(self, record: Record, message: str | None = None, *, cancel: bool = False) -> None:
-        """Finish a record: ``message`` (an error) then ``complete`` are sent, unless the
-        client cancelled it (its unwritten messages are then dropped)."""
-        if record.state in (ENDED, CANCELLED):
-            return
-        joined = record.state != JOINING or cancel
-        record.state = CANCELLED if cancel else ENDED
-        if self.records.pop(record.id, None) is not None:
-            metrics.ACTIVE_SUBSCRIPTIONS.labels(field="videoUpdated").dec()
-        self.handler.fast_ended(record.id)
-        channel = self.fanout.channels.get(record.video_id)
-        if channel is not None:
-            channel.forget(record)
-        if not cancel:
-            if message is not None:
-                self.put(None, message)
-            self.put(None, _JSON.encode({"id": record.id, "type": "complete"}))
-            if joined:
-                label = operation_label(record.operation_name)
-                metrics.GRAPHQL_OPERATIONS.labels(operation=label, type="subscription").inc()
-        if not self.records and self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
-    def hand_off(self, record: Record) -> None:
-        """Start the subscription as a Strawberry operation instead (nothing was sent)."""
-        if record.state != JOINING:
-            return
-        record.state = ENDED
-        if self.records.pop(record.id, None) is not None:
-            metrics.ACTIVE_SUBSCRIPTIONS.labels(field="videoUpdated").dec()
-        self.fanout.handed_off += 1
-        self.handler.start_operation(
-            record.id, record.query, record.variables, record.operation_name
-        )
-
-    def close(self) -> None:
-        """The socket is gone: every record ends, nothing more is written."""
-        for record in tuple(self.records.values()):
-            self.end(record, cancel=True)
-        self.gone = True
-        self.queue.clear()
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
-    # --- token re-checks --------------------------------------------------------------------
-
-    def _recheck_due(self) -> None:
-        self.timer = None
-        if self.records and not self.gone:
-            task = asyncio.get_running_loop().create_task(self._recheck())
-            self.fanout.tasks.add(task)
-            task.add_done_callback(self.fanout.tasks.discard)
-
-    async def _recheck(self) -> None:
-        again = self.reauth_every
-        try:
-            viewer = await self.context.reauthenticate()
-        except Exception:  # noqa: BLE001 - a database blip must not drop everyone
-            logger.warning(
-                "token re-check failed; keeping the subscription, retrying soon",
-                exc_info=True,
-                extra={"action": "ws_reauth_failed"},
-            )
-            again = min(self.reauth_every, 1.0)
-        else:
-            if viewer is None:
-                exc = errors.Unauthenticated(self.context.auth_error or REVOKED)
-                for record in tuple(self.records.values()):
-                    if record.state == LIVE:
-                        self.end(record, _error_message(record.id, exc, record.operation_name))
-        if self.records and not self.gone and self.timer is None:
-            self.timer = asyncio.get_running_loop().call_later(again, self._recheck_due)
 
 
 class _Channel:
@@ -324,7 +126,7 @@ class _Channel:
         except Exception as exc:
             logger.exception("live fan-out failed", extra={"action": "ws_fanout_failed"})
             for record in (*self.records.values(), *self.joining):
-                record.conn.end(record, _error_message(record.id, exc, record.operation_name))
+                record.conn.end(record, error_message(record.id, exc, record.operation_name))
         finally:
             if fanout.channels.get(self.video_id) is self:
                 del fanout.channels[self.video_id]
@@ -420,7 +222,7 @@ class _Channel:
         try:
             plan = record.plan
             data = {plan.key: plan.build(video, Request(viewer, self.fanout.settings))}
-            text: str | None = _JSON.encode(data)
+            text: str | None = JSON.encode(data)
             self.fanout.encodings += 1
             self.fanout.plans.events += 1  # an event answered from a compiled plan
         except Fallback:
@@ -448,7 +250,7 @@ class _Channel:
         if record.pending >= record.conn.maxsize:
             self._drop(record)
             return
-        record.conn.put(record, _JSON.encode({"id": record.id, "type": "next", "payload": payload}))
+        record.conn.put(record, JSON.encode({"id": record.id, "type": "next", "payload": payload}))
         self.fanout.deliveries += 1
 
     def _drop(self, record: Record) -> None:
@@ -457,7 +259,7 @@ class _Channel:
         self.records.pop(id(record), None)
         self.fanout.dropped += 1
         metrics.BUS_DROPPED_SUBSCRIBERS.inc()
-        message = _error_message(record.id, SubscriptionDropped(), record.operation_name)
+        message = error_message(record.id, SubscriptionDropped(), record.operation_name)
         record.conn.end(record, message)
 
     def _finish(self, record: Record) -> None:
@@ -490,8 +292,8 @@ class FanOut:
         self.joined = self.handed_off = self.deliveries = self.written = 0
         self.encodings = self.dropped = 0
 
-    def connection(self, handler: Any) -> _Conn:
-        return _Conn(handler, self)
+    def connection(self, handler: Any) -> Conn:
+        return Conn(handler, self)
 
     def join(self, record: Record) -> None:
         self.joined += 1
