@@ -4,8 +4,11 @@ complete before the film does."""
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.live.conftest import gid
 from tests.live.wsclient import GraphQLWS
+from vidgen.graphql import subscriptions
 from vidgen.jobs.worker import start_embedded
 from vidgen.services import catalog, films
 
@@ -32,6 +35,12 @@ async def test_film_and_clips_are_live_on_the_subscriptions(live, accounts) -> N
     try:
         await ws.init({"Authorization": f"Bearer {alice.token}"})
         feed = await ws.subscribe(STORY_FEED, {"story": gid("Story", story.id)})
+        # The feed replays nothing (no cursor): wait until it listens before anything runs.
+        active = subscriptions.shared_for(live.runtime.bus).active
+        for _ in range(200):
+            if len(active):
+                break
+            await asyncio.sleep(0.05)
         film = await films.render_story(
             runtime=live.runtime,
             viewer=alice.user,
