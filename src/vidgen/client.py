@@ -158,7 +158,8 @@ async def subscribe(
     ) as ws:
         await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
         while True:
-            message = json.loads(await asyncio.wait_for(ws.recv(), open_timeout))
+            async with asyncio.timeout(open_timeout):
+                message = json.loads(await ws.recv())
             if message.get("type") == "connection_ack":
                 break
             if message.get("type") == "ping":

@@ -49,3 +49,19 @@ def run(main: Coroutine[Any, Any, T], choice: EventLoopChoice = "auto") -> T:
         raise
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)
+
+
+async def wait_event(event: asyncio.Event, seconds: float | None) -> bool:
+    """Wait until ``event`` is set, for ``seconds`` at most (None: no limit); True when set.
+
+    Every timed wait in vidgen goes through :func:`asyncio.timeout`, never
+    ``asyncio.wait_for``: on Python 3.11, ``wait_for`` returns normally when the task
+    running it is canceled just as the awaited thing completes, and a loop that waits for
+    a wake-up this way then never ends (``tests/test_eventloop.py`` shows it).
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        return event.is_set()
+    return True

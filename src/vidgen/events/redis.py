@@ -66,7 +66,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import NoPermissionError, NoScriptError, RedisError, ResponseError
 
-from vidgen import backoff, metrics
+from vidgen import backoff, eventloop, metrics
 from vidgen.events.bus import PublishFailed
 from vidgen.events.channels import PREFIX
 from vidgen.events.local import RESYNC, LocalSubscribers, SubscribeLocally
@@ -209,9 +209,7 @@ class RedisBus(SubscribeLocally):
         )
         self._reader = asyncio.create_task(self._supervise(), name="vidgen-redis-bus-reader")
         self._flusher = asyncio.create_task(self._flush_forever(), name="vidgen-redis-bus-flusher")
-        try:
-            await asyncio.wait_for(self._connected.wait(), self.start_timeout)
-        except TimeoutError:
+        if not await eventloop.wait_event(self._connected, self.start_timeout):
             logger.warning(
                 "event bus: Redis not reachable yet, continuing (readiness reports it)",
                 extra={"action": "bus_start_degraded"},
@@ -224,7 +222,8 @@ class RedisBus(SubscribeLocally):
         if flusher is not None:
             if self._outbox and not self._failing:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._drained(), drain)
+                    async with asyncio.timeout(drain):
+                        await self._drained()
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
@@ -445,7 +444,8 @@ class RedisBus(SubscribeLocally):
         if not self._connected.is_set() or self._publisher is None:
             return False
         try:
-            return bool(await asyncio.wait_for(self._publisher.ping(), self.connect_timeout))
+            async with asyncio.timeout(self.connect_timeout):
+                return bool(await self._publisher.ping())
         except (TimeoutError, *CONNECTION_ERRORS):
             return False
 
@@ -465,11 +465,7 @@ class RedisBus(SubscribeLocally):
 
     async def wait_connected(self, within: float | None = None) -> bool:
         """Wait until the subscription is live (tests, start-up scripts)."""
-        try:
-            await asyncio.wait_for(self._connected.wait(), within)
-            return True
-        except TimeoutError:
-            return False
+        return await eventloop.wait_event(self._connected, within)
 
     # --- the reader --------------------------------------------------------------------
     async def _supervise(self) -> None:
@@ -627,4 +623,5 @@ async def _discard(pubsub: Any) -> None:
     if pubsub is None:
         return
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(pubsub.aclose(), 2.0)
+        async with asyncio.timeout(2.0):
+            await pubsub.aclose()

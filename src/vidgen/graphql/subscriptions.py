@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import strawberry
 from strawberry.types import Info
 
-from vidgen import errors, metrics, models
+from vidgen import errors, eventloop, metrics, models
 from vidgen.events.channels import owner_channel, video_channel
 from vidgen.events.feed import Feed
 from vidgen.events.local import CLOSED, RESYNC, BusSubscription, SubscriberOverflow
@@ -201,8 +201,7 @@ class ActiveSubscriptions:
             logger.info(
                 "closing %d subscription(s)", len(self._subs), extra={"action": "ws_shutdown"}
             )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), wait)
+        await eventloop.wait_event(self._idle, wait)
 
 
 # One set of shared state per runtime (= per process in production; tests build several).

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from vidgen import eventloop
 from vidgen.jobs import cpu, lifecycle, outcomes
 from vidgen.jobs.job_context import JobContext
 from vidgen.media import ingest, stitch
@@ -203,8 +204,7 @@ class _Progress:
     async def report(self, ctx: JobContext) -> None:
         written = 0.0
         while not self.done.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.done.wait(), PROGRESS_SECONDS)
+            await eventloop.wait_event(self.done, PROGRESS_SECONDS)
             value = min(self.value, 0.99)  # 1.0 is the completing write's
             if self.done.is_set() or value - written < 0.01:
                 continue

@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from vidgen import eventloop
 from vidgen.events import channels
 from vidgen.events.local import RESYNC
 from vidgen.jobs import lifecycle, transient
@@ -101,9 +102,7 @@ class JobContext:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
-            try:
-                await asyncio.wait_for(self._nudge.wait(), timeout=remaining)
-            except TimeoutError:
+            if not await eventloop.wait_event(self._nudge, remaining):
                 break
             self._nudge.clear()
             if self.cancel_hint or self.cancel_requested:

@@ -44,7 +44,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from vidgen import backoff
+from vidgen import backoff, eventloop
 from vidgen.events.channels import WAKEUP_CHANNEL
 from vidgen.events.local import BusSubscription, SubscriberOverflow
 from vidgen.jobs import leases, lifecycle, pipeline, queue, transient, upkeep
@@ -297,8 +297,7 @@ class Worker:
                 continue
             if self._stopping:
                 break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+            await eventloop.wait_event(self._wake, timeout)
 
     async def _adopt_orphans(self) -> None:
         orphans = await lifecycle.claimed_by(
@@ -380,8 +379,7 @@ class Worker:
             if left <= 0:
                 return
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=left)
+            await eventloop.wait_event(self._wake, left)
 
     async def _run_one(self, ctx: JobContext) -> None:
         try:

@@ -20,7 +20,8 @@ STORAGE_CHECK_TIMEOUT = 5.0  # a PUT to an object store, which may retry once
 
 async def database_ready() -> bool:
     try:
-        await asyncio.wait_for(get_connection("default").execute_query("SELECT 1"), CHECK_TIMEOUT)
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            await get_connection("default").execute_query("SELECT 1")
         return True
     except Exception:  # noqa: BLE001 - readiness reports, it does not raise
         logger.warning("readiness: database unreachable", exc_info=True)
@@ -29,7 +30,8 @@ async def database_ready() -> bool:
 
 async def bus_ready(runtime: Runtime) -> bool:
     try:
-        return bool(await asyncio.wait_for(runtime.bus.ping(), CHECK_TIMEOUT))
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            return bool(await runtime.bus.ping())
     except Exception:  # noqa: BLE001
         logger.warning("readiness: event bus unreachable", exc_info=True)
         return False
@@ -38,7 +40,8 @@ async def bus_ready(runtime: Runtime) -> bool:
 async def storage_ready(runtime: Runtime) -> bool:
     """The media store exists and takes a write (a probe object or file)."""
     try:
-        await asyncio.wait_for(runtime.storage.check(), STORAGE_CHECK_TIMEOUT)
+        async with asyncio.timeout(STORAGE_CHECK_TIMEOUT):
+            await runtime.storage.check()
         return True
     except Exception as exc:  # noqa: BLE001
         logger.warning("readiness: media storage unusable: %s", exc)

@@ -22,13 +22,12 @@ after the timeout and a margin.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import time
 from typing import Any
 
-from vidgen import backoff
+from vidgen import backoff, eventloop
 from vidgen.jobs import transient
 from vidgen.metrics import WEBHOOK_DELIVERIES, WEBHOOK_FAILURES, WEBHOOK_RETRIES
 from vidgen.models import WebhookDelivery
@@ -90,8 +89,7 @@ class Deliveries:
                         continue
                     if started == free:  # as many were due as there were slots: maybe more
                         continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), settings.webhook_poll_seconds)
+                await eventloop.wait_event(self._wake, settings.webhook_poll_seconds)
         finally:
             await self._hand_back()
 
@@ -123,7 +121,8 @@ class Deliveries:
         await asyncio.gather(*left, return_exceptions=True)
         if rows:
             try:
-                await asyncio.wait_for(outbox.release(rows), RELEASE_SECONDS)
+                async with asyncio.timeout(RELEASE_SECONDS):
+                    await outbox.release(rows)
             except Exception:  # noqa: BLE001 - their leases run out instead
                 logger.warning("could not hand webhook attempts back", exc_info=True)
 
