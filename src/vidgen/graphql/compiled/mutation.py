@@ -54,6 +54,7 @@ class MutationPlan:
     node: FieldNode
     gfield: GraphQLField
     build: Callable[..., Any]  # (video, request) -> the field's value
+    field: Any = None  # Strawberry's generateVideo field, found on first use
 
     def arguments(self, schema: GraphQLSchema, strawberry: Any, raw: dict[str, Any] | None) -> Any:
         """The converted ``input`` (a ``GenerateVideoInput``); raises :class:`Fallback`."""
@@ -68,7 +69,9 @@ class MutationPlan:
             args = get_argument_values(self.gfield, self.node, coerced)
         except GraphQLError as exc:
             raise values.Fallback from exc
-        field = strawberry.get_field_for_type(ROOT, "Mutation")
+        field = self.field
+        if field is None:
+            field = self.field = strawberry.get_field_for_type(ROOT, "Mutation")
         try:
             kwargs = convert_arguments(
                 args,
