@@ -107,6 +107,10 @@ class Context:
     # WebSocket: the process's shared token checks, and when the token was last checked.
     token_checks: TokenChecks | None = None
     checked_at: float | None = None
+    # (result, error) of a root mutation field the compiled path already ran before
+    # handing the request to Strawberry; its resolver answers with it instead of running
+    # again (vidgen.graphql.compiled.mutation).
+    answered: tuple[Any, BaseException | None] | None = None
     _loaders: Loaders = field(default_factory=Loaders)
 
     @property

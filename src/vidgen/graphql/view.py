@@ -490,7 +490,9 @@ class GraphQLView(GraphQL):
             return None, _replaying(request, raw)
         context = await self._context(request, None)
         request.scope["vidgen.context"] = context
-        answer = await self.compiled.response(query, operation_name, variables, context.viewer)
+        answer = await self.compiled.response(
+            query, operation_name, variables, context.viewer, context
+        )
         if answer is None:
             return None, _replaying(request, raw)
         return Response(answer, media_type="application/json"), request

@@ -2,10 +2,12 @@
 
 The compiled path reads a few things that are not public API: graphql-core's
 ``get_variable_values``/``get_argument_values`` (public names, but their error behaviour is
-what the fallback relies on) and Strawberry's schema attributes (``_schema``, the
-definition back-reference on each GraphQL type). A different version may change them
-without notice, so ``pyproject.toml`` pins both exactly, and a mismatch fails at import with
-a message saying what to do, instead of answers that silently differ.
+what the fallback relies on), Strawberry's schema attributes (``_schema``, the
+definition back-reference on each GraphQL type) and its input conversion
+(``convert_arguments`` with ``schema_converter.scalar_registry``, for ``generateVideo``).
+A different version may change them without notice, so ``pyproject.toml`` pins both
+exactly, and a mismatch fails at import with a message saying what to do, instead of
+answers that silently differ.
 """
 
 from __future__ import annotations
