@@ -118,7 +118,7 @@ def client_main(args: dict[str, Any], conn: Any) -> None:
 async def _clients(args: dict[str, Any], conn: Any) -> None:
     from websockets.asyncio.client import connect
 
-    receipts: list[tuple[str, int, float]] = []
+    receipts: list[tuple[str, int, float, int]] = []  # (video, version, time, subscription)
     out_of_order = 0
     ready = 0
     done = 0
@@ -166,7 +166,8 @@ async def _clients(args: dict[str, Any], conn: Any) -> None:
                         if ready == total:
                             all_ready.set()
                         continue
-                    receipts.append((video["id"], video["version"], now))
+                    sub = index * args["per_socket"] + int(message["id"])
+                    receipts.append((video["id"], video["version"], now, sub))
                 elif kind == "complete":
                     completed += 1
                     done += 1
@@ -196,9 +197,17 @@ async def _clients(args: dict[str, Any], conn: Any) -> None:
 
 
 class RedisProcess:
+    """The bench's own ``redis-server`` on a free port (never the shared one on 6379), which
+    ``--redis-restart`` kills and starts again on the same port."""
+
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.workdir = workdir
+        self.start()
+
+    def start(self) -> None:
+        workdir = self.workdir
         self.process = subprocess.Popen(
             [
                 shutil.which("redis-server") or "redis-server",
@@ -218,11 +227,16 @@ class RedisProcess:
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server on port {self.port} exited at start")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         raise RuntimeError("redis-server did not start")
 
     def stop(self) -> None:
@@ -309,21 +323,37 @@ def schedule(
     return plan
 
 
+async def restart_redis(redis: RedisProcess, after: float, down: float, into: dict) -> None:
+    """Kill the bench's redis-server ``after`` seconds into the steady phase, keep it down
+    for ``down`` seconds, start it again on the same port (empty: no saved state)."""
+    await asyncio.sleep(after)
+    into["killed"] = time.time()
+    await asyncio.to_thread(redis.stop)
+    await asyncio.sleep(down)
+    await asyncio.to_thread(redis.start)
+    into["started"] = time.time()
+
+
 async def drive(
-    plan, bus, rate: float, writers: int = 1
+    plan, bus, rate: float, writers: int = 1, restart: Any = None
 ) -> dict[tuple[int, int], tuple[float, str]]:
     """Commit each change, note the time, publish. Steady items are paced at ``rate``;
     burst items go as fast as the database allows, from ``writers`` committers at once
-    (each with its own share of the videos, so each video's changes stay in order)."""
+    (each with its own share of the videos, so each video's changes stay in order).
+    ``restart``: a coroutine run beside the steady phase (the Redis restart), awaited
+    before the burst."""
     commits: dict[tuple[int, int], tuple[float, str]] = {}
     loop = asyncio.get_running_loop()
     start = loop.time()
     steady = [item for item in plan if item[3] == "steady"]
+    restarting = asyncio.create_task(restart) if restart is not None else None
     for n, item in enumerate(steady):
         delay = start + n / rate - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
         await commit(item, bus, commits)
+    if restarting is not None:
+        await restarting
     burst = [item for item in plan if item[3] != "steady"]
     shares = [[item for item in burst if item[0] % writers == w] for w in range(writers)]
 
@@ -349,10 +379,78 @@ async def commit(item, bus, commits: dict[tuple[int, int], tuple[float, str]]) -
     await lifecycle.publish(bus, [event])
 
 
+def restart_rows(commits, receipts, by_video, logged, outage, total: int) -> list:
+    """What a Redis restart cost, per subscription. A change with a history row (status
+    changes here) must reach every subscription, in order; a progress tick has none, so a
+    tick published while the bus was away reaches nobody and the RESYNC's current state
+    (newer, with the latest progress) stands for it. A missing tick is "represented" when it
+    was committed between 1 s before the kill and that subscription's first delivery after
+    the restart; any other missing version is lost."""
+    if "started" not in outage:
+        return [("redis restart", "did not happen (steady phase too short?)")]
+    killed, started = outage["killed"], outage["started"]
+    versions: dict[int, list[int]] = {}
+    for video_id, version in commits:
+        versions.setdefault(video_id, []).append(version)
+    got: dict[int, list[tuple[int, float]]] = {}
+    video_of: dict[int, int] = {}
+    for gid, version, at, sub in receipts:
+        got.setdefault(sub, []).append((version, at))
+        video_of[sub] = by_video[gid]
+    logged_expected = logged_missing = ticks_represented = lost = ended_final = 0
+    first_after = []
+    for sub in range(total):
+        video_id = video_of.get(sub)
+        if video_id is None:
+            lost += 1
+            continue
+        mine = got[sub]
+        seen = {version for version, _ in mine}
+        after = [at for _, at in mine if at >= started]
+        resumed = min(after) if after else float("inf")
+        if after:
+            first_after.append(resumed - started)
+        if max(seen) == max(versions[video_id]):
+            ended_final += 1
+        for version in versions[video_id]:
+            is_logged = version in logged.get(video_id, ())
+            logged_expected += is_logged
+            if version in seen:
+                continue
+            if is_logged:
+                logged_missing += 1
+            elif killed - 1.0 <= commits[(video_id, version)][0] <= resumed:
+                ticks_represented += 1
+            else:
+                lost += 1
+    first_after.sort()
+    return [
+        (
+            "redis restart",
+            f"killed {killed - min(c for c, _ in commits.values()):.1f} s into the steady phase, "
+            f"down {started - killed:.1f} s; first delivery after it at +"
+            f"{first_after[0] if first_after else float('nan'):.1f} s, last subscription's "
+            f"first at +{first_after[-1] if first_after else float('nan'):.1f} s",
+        ),
+        (
+            "restart: logged versions",
+            f"{logged_expected - logged_missing} of {logged_expected} delivered "
+            "(every status change with a history row, per subscription)",
+        ),
+        (
+            "restart: progress ticks",
+            f"{ticks_represented} (subscription x tick) not delivered, each committed around "
+            "the outage and superseded by the RESYNC's current state; "
+            f"{lost} other versions lost (0 = nothing lost)",
+        ),
+        ("restart: final state", f"{ended_final}/{total} subscriptions got the final version"),
+    ]
+
+
 def phase_rows(name: str, plan, commits, receipts, by_video, per_video: int) -> list:
     items = [p for p in plan if p[3] == name]
     mine = []
-    for gid, version, at in receipts:
+    for gid, version, at, _sub in receipts:
         committed, phase = commits[(by_video[gid], version)]
         if phase == name:
             mine.append((committed, at))
@@ -367,8 +465,10 @@ def phase_rows(name: str, plan, commits, receipts, by_video, per_video: int) -> 
         (
             f"{name}: events",
             f"{len(items)} commits in {last_commit - first_commit:.1f} s "
-            f"({len(items) / max(last_commit - first_commit, 1e-9):.0f}/s), "
-            f"each to {per_video} subscribers",
+            f"({len(items) / max(last_commit - first_commit, 1e-9):.0f}/s offered), "
+            f"each to {per_video} subscribers: at most "
+            f"{len(items) * per_video / max(last_commit - first_commit, 1e-9):,.0f} deliveries/s "
+            "possible",
         ),
         (f"{name}: deliveries", f"{len(mine)} of {len(items) * per_video} expected"),
         (
@@ -400,7 +500,9 @@ def process_cpu() -> float:
 
 def burst_cpu_row(plan, commits, receipts, by_video, samples, clients: int) -> tuple[str, str]:
     """The cores each side used from the burst's first commit to its last receipt."""
-    burst = [at for gid, version, at in receipts if commits[(by_video[gid], version)][1] == "burst"]
+    burst = [
+        at for gid, version, at, _ in receipts if commits[(by_video[gid], version)][1] == "burst"
+    ]
     starts = [c for c, phase in commits.values() if phase == "burst"]
     if not burst or not starts or len(samples) < 2:
         return ("CPU during the burst", "not measured")
@@ -511,7 +613,13 @@ async def run(args: argparse.Namespace) -> None:
         cpu_before = (cpu_seconds(client_pids), cpu_seconds(api_pids), time.monotonic())
         samples: list[tuple[float, float, float, float]] = []
         sampler = asyncio.create_task(sample_cpu(client_pids, api_pids, samples))
-        commits = await drive(plan, bus, args.rate, args.burst_writers)
+        outage: dict[str, float] = {}
+        restart = None
+        if args.redis_restart:
+            # halfway through the steady phase
+            steady_seconds = args.steady * args.videos / args.rate
+            restart = restart_redis(redis, steady_seconds / 2, args.outage, outage)
+        commits = await drive(plan, bus, args.rate, args.burst_writers, restart)
         receipts, completed, out_of_order = [], 0, 0
         for parent, _ in pipes:
             _kind, got, done, disorder = await asyncio.to_thread(parent.recv)
@@ -523,6 +631,11 @@ async def run(args: argparse.Namespace) -> None:
         client_cpu = (cpu_seconds(client_pids) - cpu_before[0]) / wall
         api_cpu = (cpu_seconds(api_pids) - cpu_before[1]) / wall
         rss_after, rss_peak = api_rss_mb(api.pid)
+        logged: dict[int, set[int]] = {}
+        for row in await models.VideoStatusEvent.filter(video_id__in=video_ids).values(
+            "video_id", "version"
+        ):
+            logged.setdefault(row["video_id"], set()).add(row["version"])
         await bus.close()
         await db.close()
     finally:
@@ -550,9 +663,20 @@ async def run(args: argparse.Namespace) -> None:
             f"{total} videoUpdated = {args.sockets} sockets x {args.per_socket} "
             f"(graphql-transport-ws), {per_video} per video x {args.videos} videos",
         ),
+        (
+            "driver",
+            f"steady {args.rate:g} commits/s paced; burst unpaced from {args.burst_writers} "
+            "writers at once (each its own videos)"
+            + ("; Redis killed and restarted mid-steady" if args.redis_restart else ""),
+        ),
         ("subscribe time", f"{subscribe_seconds:.1f} s for all {total}, connects included"),
         *phase_rows("steady", plan, commits, receipts, by_video, per_video),
         *phase_rows("burst", plan, commits, receipts, by_video, per_video),
+        *(
+            restart_rows(commits, receipts, by_video, logged, outage, total)
+            if args.redis_restart
+            else []
+        ),
         ("completed", f"{completed}/{total} subscriptions ended after the terminal status"),
         ("in order", f"{out_of_order} deliveries not newer than the one before (0 = in order)"),
         (
@@ -593,9 +717,17 @@ def main() -> None:
     parser.add_argument(
         "--burst-writers",
         type=int,
-        default=1,
-        help="burst committers at once (each its own videos, in order per video)",
+        default=4,
+        help="burst committers at once (each its own videos, in order per video); enough "
+        "that the offered commits x subscribers per video exceed what the server delivers",
     )
+    parser.add_argument(
+        "--redis-restart",
+        action="store_true",
+        help="kill the bench's own redis-server halfway through the steady phase and start "
+        "it again on the same port; then check every subscription got every logged version",
+    )
+    parser.add_argument("--outage", type=float, default=2.0, help="seconds Redis stays down")
     args = parser.parse_args()
     if args.steady is None:
         args.steady = 5 if args.quick else 10
