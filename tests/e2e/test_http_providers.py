@@ -33,6 +33,7 @@ from tests.e2e.conftest import (
     one_backend,
     png_bytes,
     running_worker,
+    set_poll_floor,
     wait_for_prediction,
     wait_for_status,
     wait_until,
@@ -169,6 +170,10 @@ async def test_provider_progress_reaches_the_row_and_the_live_events(
 ) -> None:
     """Runway says 0-1, OpenAI-compatible 0-100, Replicate a percentage in its logs."""
     sims[name].scenario.running_polls = 3  # upstream progress 25 %, 50 %, 75 %, done
+    # Polls 0.4 s apart, so the running phase outlasts the batch's second (docs/jobs.md,
+    # "Capacity"): with faster polls every tick may land in the completion's last second
+    # and be fenced out by it, which is right, but then nothing here would be shown.
+    set_poll_floor(runtime.providers[name], 0.4)
     video_id, _ = await generate_for(server, token, name)
     async with runtime.bus.subscribe(video_channel(video_id)) as sub:
         assert await Worker(runtime, concurrency=1).run_until_idle() == 1
