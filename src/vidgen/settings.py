@@ -197,6 +197,9 @@ class Settings(BaseSettings):
     # --- providers ----------------------------------------------------------------------
     provider_timeout_seconds: float = 30.0
     provider_max_connections: int = 20
+    # Output downloads from one provider at once, per process (their own connections, apart
+    # from the API's provider_max_connections).
+    provider_download_connections: int = Field(default=20, ge=1)
     runway_api_key: str | None = None
     runway_base_url: str = DEFAULT_BASE_URLS["runway"]
     runway_poll_seconds: float = 5.0

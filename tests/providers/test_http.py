@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import ssl
 import time
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.providers.conftest import KEYS, provider_settings
@@ -20,7 +21,7 @@ from tests.providers.helpers import poll_to_end
 from tests.simulators.common import standard_webhook_headers
 from tests.simulators.server import aserve
 from vidgen import __version__
-from vidgen.providers.base import PredictionLost, ProviderError, WebhookRejected
+from vidgen.providers.base import PollResult, PredictionLost, ProviderError, State, WebhookRejected
 from vidgen.providers.http import build_client, verify_standard_webhook
 from vidgen.providers.runway import RunwayProvider
 
@@ -73,6 +74,34 @@ async def test_key_goes_only_to_the_providers_own_host() -> None:
     assert own["authorization"] == f"Bearer {KEYS['runway']}"
     assert own["x-runway-version"] == "2024-11-06"
     assert "authorization" not in other  # e.g. an output file on a CDN
+
+
+async def test_downloads_have_their_own_connections(tmp_path: Path) -> None:
+    """Outputs come from a file host: a download never waits for one of the API's
+    connections, so when many jobs end together their final polls do not queue behind the
+    downloads."""
+
+    async def video(request: Request) -> Response:
+        return Response(b"v" * 100, media_type="video/mp4")
+
+    app = Starlette(routes=[Route("/files/out.mp4", video)])
+    async with aserve(app) as url:
+        settings = provider_settings(
+            "runway", url, provider_max_connections=1, provider_download_connections=3
+        )
+        provider = RunwayProvider(settings)
+        try:
+            assert provider.download_client is not provider.client
+            pool = provider.download_client._transport._pool  # type: ignore[attr-defined]
+            assert pool._max_connections == 3
+            result = PollResult(state=State.SUCCEEDED, output_url=f"{url}/files/out.mp4")
+            # Every API connection busy: the download goes all the same.
+            async with provider._gate.turn(), asyncio.timeout(10):
+                kind = await provider.download(result, tmp_path / "out.mp4", max_bytes=1000)
+        finally:
+            await provider.aclose()
+    assert kind == "video/mp4"
+    assert (tmp_path / "out.mp4").read_bytes() == b"v" * 100
 
 
 # --- webhook signatures: garbage is a rejection, never a crash --------------------------------

@@ -1,9 +1,10 @@
-"""What every HTTP adapter shares: its one client, downloads, signatures, a base class.
+"""What every HTTP adapter shares: its clients, downloads, signatures, a base class.
 
-* :func:`build_client` makes the one ``httpx.AsyncClient`` per provider per process, with
-  explicit timeouts and connection limits, ``User-Agent: vidgen/<version>`` and the
-  provider's base URL. Credentials go in through :class:`HostAuth`, which sends them only to
-  the provider's own hosts, never to a CDN that serves an output file.
+* :func:`build_client` makes a provider's ``httpx.AsyncClient`` (two per provider per
+  process: one for its API, one for downloading outputs), with explicit timeouts and
+  connection limits, ``User-Agent: vidgen/<version>`` and the provider's base URL.
+  Credentials go in through :class:`HostAuth`, which sends them only to the provider's own
+  hosts, never to a CDN that serves an output file.
 * :func:`download_to` streams a response into a file, capped at ``max_bytes``; a file host
   that refuses an output URL (403/404/410: a signed URL expired) is a retryable
   ``output_expired``, after which the engine polls again for a fresh URL.
@@ -107,15 +108,17 @@ def build_client(
     auth: httpx.Auth | None = None,
     headers: Mapping[str, str] | None = None,
     base_url: str | None = None,
+    max_connections: int | None = None,
 ) -> httpx.AsyncClient:
-    """The one shared client for ``provider`` in this process.
+    """A shared client for ``provider`` in this process.
 
     Timeouts: ``provider_timeout_seconds`` for reads, writes and pool waits; connecting gets at
-    most 10 s. Limits: ``provider_max_connections``. Redirects are not followed (Runway and
-    Replicate document that they never redirect; a redirect means a misconfigured base URL).
+    most 10 s. Limits: ``max_connections``, by default ``provider_max_connections``.
+    Redirects are not followed (Runway and Replicate document that they never redirect; a
+    redirect means a misconfigured base URL).
     """
     seconds = settings.provider_timeout_seconds
-    limit = settings.provider_max_connections
+    limit = max_connections or settings.provider_max_connections
     return httpx.AsyncClient(
         base_url=(base_url or settings.provider_base_url(provider) or "").rstrip("/"),
         auth=auth,
@@ -409,10 +412,19 @@ class HttpProvider:
         # Requests in flight at once, at most the client's connections: the rest wait here,
         # in order. httpx's own pool queue rescans every waiting request at each change,
         # which with a thousand jobs in flight took most of the worker's CPU.
-        # Submissions go ahead of the waiting polls and downloads (see Gate).
+        # Submissions go ahead of the waiting polls (see Gate).
         self._gate = Gate(settings.provider_max_connections)
         self.client = client or build_client(
             settings, self.name, auth=auth, headers=self.extra_headers
+        )
+        # Outputs come from a file host (a CDN, signed storage URLs), whose limits are not the
+        # API's: downloads have their own client and connections, so that when many jobs end
+        # together their final polls never wait behind the downloads of the ones before. A
+        # given client (tests, a caller sharing one) serves both.
+        downloads = settings.provider_download_connections
+        self._download_gate = Gate(downloads)
+        self.download_client = client or build_client(
+            settings, self.name, auth=auth, headers=self.extra_headers, max_connections=downloads
         )
 
     forbidden_is_policy = False
@@ -494,9 +506,9 @@ class HttpProvider:
                 code="prediction_failed",
             )
         headers = result.extra.get("download_headers") or {}
-        async with self._gate.turn():
+        async with self._download_gate.turn():
             return await download_to(
-                self.client,
+                self.download_client,
                 result.output_url,
                 dest,
                 max_bytes=max_bytes,
@@ -513,6 +525,8 @@ class HttpProvider:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        if self.download_client is not self.client:
+            await self.download_client.aclose()
 
     async def _send(
         self, method: str, url: str, action: str, *, lost_on_404: bool = False, **kwargs: object
