@@ -108,17 +108,8 @@ async def retry(
         NotAdmitted: ``admission`` refused it; nothing changed.
     """
     try:
-        video, _change = await lifecycle.transition(
-            video_id,
-            S.QUEUED,
-            actor=actor,
-            message="retry requested",
-            expect=[S.FAILED, S.CANCELED],
-            where={"deleted_at__isnull": True},
-            fields={**_RETRY_FIELDS, **(fields or {})},
-            fields_if={S.CANCELED: {"prediction_id": None}},
-            bus=bus,
-            admission=admission,
+        video, _change = await _requeue(
+            video_id, actor, "retry requested", fields, bus=bus, admission=admission
         )
     except lifecycle.StaleAttempt as exc:
         raise errors.Conflict("This video is deleted; restore it first.") from exc
@@ -147,28 +138,16 @@ async def retry_film(
     changes = []
     try:
         async with in_transaction():
-            video, change = await lifecycle.transition(
-                film_id,
-                S.QUEUED,
-                actor=actor,
-                message="retry requested",
-                expect=[S.FAILED, S.CANCELED],
-                where={"deleted_at__isnull": True},
-                fields={**_RETRY_FIELDS, **(fields or {})},
-                fields_if={S.CANCELED: {"prediction_id": None}},
-                admission=admission,
+            video, change = await _requeue(
+                film_id, actor, "retry requested", fields, admission=admission
             )
             changes.append(change)
             for clip_id in clip_ids:
-                _, clip_change = await lifecycle.transition(
+                _, clip_change = await _requeue(
                     clip_id,
-                    S.QUEUED,
-                    actor=actor,
-                    message="retry requested (its film was retried)",
-                    expect=[S.FAILED, S.CANCELED],
-                    where={"deleted_at__isnull": True},
-                    fields={**_RETRY_FIELDS, "requested_at": lifecycle.now()},
-                    fields_if={S.CANCELED: {"prediction_id": None}},
+                    actor,
+                    "retry requested (its film was retried)",
+                    {"requested_at": lifecycle.now()},
                 )
                 changes.append(clip_change)
     except lifecycle.StaleAttempt as exc:
@@ -191,6 +170,31 @@ _RETRY_FIELDS: dict[str, Any] = {
     "processed_by": None,
     "completed_at": None,
 }
+
+
+async def _requeue(
+    video_id: int,
+    actor: str | None,
+    message: str,
+    fields: dict[str, Any] | None,
+    *,
+    bus: EventBus | None = None,
+    admission: lifecycle.Admission | None = None,
+) -> tuple[Video, lifecycle.Change]:
+    """The retry transition of one video: failed or canceled, not deleted, back to queued
+    with :data:`_RETRY_FIELDS` and ``fields`` (a canceled one also drops its prediction)."""
+    return await lifecycle.transition(
+        video_id,
+        S.QUEUED,
+        actor=actor,
+        message=message,
+        expect=[S.FAILED, S.CANCELED],
+        where={"deleted_at__isnull": True},
+        fields={**_RETRY_FIELDS, **(fields or {})},
+        fields_if={S.CANCELED: {"prediction_id": None}},
+        bus=bus,
+        admission=admission,
+    )
 
 
 async def wake_workers(bus: EventBus | None) -> None:
