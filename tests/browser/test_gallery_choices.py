@@ -5,6 +5,7 @@ model) can do, as the ``providers`` query describes it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,6 +23,7 @@ from tests.browser.conftest import (
     make_user,
     sign_in,
     sqlite_backend,
+    wait_status,
 )
 from vidgen.events.memory import MemoryBus
 from vidgen.providers.http import tls_context
@@ -37,6 +39,7 @@ STORY = (
     ' createStory(input: {title: $t, projectId: $p, paragraphs: ["one"]}) { id } }'
 )
 GENERATE = "mutation($i: GenerateVideoInput!) { generateVideo(input: $i) { id } }"
+CAPTION = "mutation($id: ID!, $c: String) { updateVideo(id: $id, input: {caption: $c}) { id } }"
 PROVIDERS = """
 { providers { name available imageToVideo resolutions outputFormats minDurationSeconds
   maxDurationSeconds defaultModel
@@ -139,6 +142,40 @@ async def test_the_project_and_tag_filters_narrow_the_cards(
     await _until_shown(page, [arrived, harbour, waves])
     await page.select_option("#filter-project", "")
     await _until_shown(page, [arrived, passed_over, *everything])
+    await browser.assert_clean()
+
+
+async def test_a_change_arriving_while_the_list_loads_keeps_newest_first(
+    server: LiveServer, browser: Browser
+) -> None:
+    """Changing a filter reloads the list; a video whose change arrives live before the
+    list's answer gets its card first, and the list's videos go around it in their order,
+    not after it (the oldest video here would otherwise be shown first)."""
+    email = await make_user("gil@example.com")
+    api = await _api(server, email)
+    oldest, middle, newest = [await api.video(f"clip {n}") for n in range(3)]
+    page = await browser.new_page()
+    await sign_in(page, server.url, email)
+    for video in (oldest, middle, newest):
+        await wait_status(page, video, "COMPLETED")
+    await _until_shown(page, [newest, middle, oldest])
+
+    asked, answer = asyncio.Event(), asyncio.Event()
+
+    async def hold_the_list(route) -> None:  # noqa: ANN001
+        if "query Videos" in (route.request.post_data or ""):
+            asked.set()
+            await answer.wait()
+        await route.continue_()
+
+    await page.route("**/graphql", hold_the_list)
+    await page.check("#filter-deleted")  # a filter changed: the list is read again
+    await asyncio.wait_for(asked.wait(), 30)
+    await api(CAPTION, {"id": oldest, "c": "changed while the list loads"})
+    await page.wait_for_selector(card(oldest))  # its card came from the live change
+    answer.set()
+    await _until_shown(page, [newest, middle, oldest])
+    await page.unroute("**/graphql", hold_the_list)
     await browser.assert_clean()
 
 

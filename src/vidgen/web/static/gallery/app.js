@@ -232,13 +232,27 @@ function place(video) {
     return true;
   }
   if (!matches(video)) return false;
-  const before = [...state.cards.values()].find((c) => newer(video, c.video));
+  const before = firstOlder(video);
   if (!before && state.hasNext) return false; // it belongs to a page not loaded yet
+  addCard(video, before);
+  updateCount();
+  return true;
+}
+
+/** The card that a card for ``video`` goes before: the newest of those older than it (the
+ * cards are shown newest first; the map's order is the order they were added in). */
+function firstOlder(video) {
+  let found = null;
+  for (const c of state.cards.values()) {
+    if (newer(video, c.video) && (!found || newer(c.video, found.video))) found = c;
+  }
+  return found;
+}
+
+function addCard(video, before) {
   const fresh = new Card(video, { onAction: act, onOpen: openPlayer });
   state.cards.set(video.id, fresh);
   $("cards").insertBefore(fresh.root, before ? before.root : null);
-  updateCount();
-  return true;
 }
 
 async function loadVideos({ reset }) {
@@ -267,9 +281,9 @@ async function loadVideos({ reset }) {
       else {
         seen(node);
         knowTags(node);
-        const fresh = new Card(node, { onAction: act, onOpen: openPlayer });
-        state.cards.set(node.id, fresh);
-        $("cards").append(fresh.root);
+        // Not always at the end: a video that arrived live while this page was loading
+        // already has its card, and may be older than some of the page's videos.
+        addCard(node, firstOlder(node));
       }
     }
   } catch (error) {
