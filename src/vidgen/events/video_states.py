@@ -8,6 +8,10 @@ How a bus event becomes a video at every subscriber, with ONE database read per 
                                           ▼  + event log, read once
     each subscriber: the VideoState, shared (never mutated), as of the event's version
 
+The loads started in one pass of the event loop are read together (:func:`load_states`),
+for whichever videos they are: a burst of events over many videos costs three reads per
+pass, not three per video.
+
 A state may be newer than the event being delivered (several changes committed before the
 load ran): :meth:`VideoState.at_version` then rebuilds the video as of the event's version
 from the event log (:func:`vidgen.events.history.view_at`), and :meth:`VideoState.between`
