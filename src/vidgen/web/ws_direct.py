@@ -57,7 +57,7 @@ def frame_head(size: int) -> bytes:
             head = b"\x81\x7e" + size.to_bytes(2, "big")
         else:
             head = b"\x81\x7f" + size.to_bytes(8, "big")
-        if size < 65536:  # the usual sizes of a socket's messages, kept
+        if size < 4096:  # the usual sizes of a live message, kept (at most 4,096 entries)
             _HEADS[size] = head
     return head
 
