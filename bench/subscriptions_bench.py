@@ -38,6 +38,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -112,7 +114,218 @@ def percentile(values: list[float], q: float) -> float:
 
 def client_main(args: dict[str, Any], conn: Any) -> None:
     """Open the sockets and subscriptions; report ready; record every receipt; send them."""
-    asyncio.run(_clients(args, conn))
+    if args.get("client") == "websockets":
+        asyncio.run(_clients(args, conn))
+        return
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a vidgen dependency
+        asyncio.run(_raw_clients(args, conn))
+    else:
+        uvloop.run(_raw_clients(args, conn))
+
+
+class _Tally:
+    """What every client socket of a process adds to (one client process)."""
+
+    def __init__(self, total: int) -> None:
+        self.receipts: list[tuple[str, int, float, int]] = []  # (video, version, time, sub)
+        self.out_of_order = 0
+        self.ready = 0
+        self.done = 0
+        self.total = total
+        self.all_ready = asyncio.Event()
+        self.all_done = asyncio.Event()
+
+
+class _RawSocket(asyncio.Protocol):
+    """One graphql-transport-ws client on a plain TCP socket: the WebSocket handshake, then
+    a frame parser for what a server sends (unmasked, unfragmented: uvicorn never fragments;
+    anything else fails the run), masked frames out, pongs to the server's pings. Every
+    ``next`` is decoded and checked exactly as the ``websockets`` client's loop does."""
+
+    def __init__(self, tally: _Tally, base: int, per_socket: int) -> None:
+        self.tally = tally
+        self.base = base  # this socket's first subscription number
+        self.per_socket = per_socket
+        self.buffer = bytearray()
+        self.opened = False
+        self.transport: asyncio.Transport | None = None
+        loop = asyncio.get_running_loop()
+        self.handshake: asyncio.Future[None] = loop.create_future()
+        self.first: asyncio.Future[dict] = loop.create_future()  # the connection_ack
+        self.finished: asyncio.Future[None] = loop.create_future()
+        self.seen_first: set[str] = set()
+        self.last: dict[str, int] = {}  # subscription id -> last version received
+        self.completed = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for future in (self.handshake, self.first, self.finished):
+            if not future.done():
+                future.set_exception(ConnectionError(f"socket closed: {exc}"))
+
+    def send(self, message: dict) -> None:
+        """One masked text frame (RFC 6455 5.3: every client frame is masked)."""
+        data = json.dumps(message).encode()
+        key = os.urandom(4)
+        n = len(data)
+        if n < 126:
+            head = bytes((0x81, 0x80 | n))
+        elif n < 65536:
+            head = bytes((0x81, 0x80 | 126)) + n.to_bytes(2, "big")
+        else:
+            head = bytes((0x81, 0x80 | 127)) + n.to_bytes(8, "big")
+        self.transport.write(head + key + _masked(data, key))  # type: ignore[union-attr]
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        if not self.opened:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not buffer.startswith(b"HTTP/1.1 101"):
+                self.handshake.set_exception(RuntimeError(bytes(buffer[:200]).decode("latin-1")))
+                return
+            del buffer[: end + 4]
+            self.opened = True
+            self.handshake.set_result(None)
+        pos, size = 0, len(buffer)
+        while size - pos >= 2:
+            first, second = buffer[pos], buffer[pos + 1]
+            length, head = second & 0x7F, 2
+            if length == 126:
+                if size - pos < 4:
+                    break
+                length, head = int.from_bytes(buffer[pos + 2 : pos + 4], "big"), 4
+            elif length == 127:
+                if size - pos < 10:
+                    break
+                length, head = int.from_bytes(buffer[pos + 2 : pos + 10], "big"), 10
+            end = pos + head + length
+            if end > size:
+                break
+            if second & 0x80 or not first & 0x80:
+                self._fail(RuntimeError("a masked or fragmented frame from the server"))
+                self.transport.close()  # type: ignore[union-attr]
+                return
+            payload = bytes(buffer[pos + head : end])
+            pos = end
+            opcode = first & 0x0F
+            if opcode == 1:
+                self.on_message(payload)
+            elif opcode == 9:  # ping: the pong carries its payload back
+                key = os.urandom(4)
+                frame = bytes((0x8A, 0x80 | len(payload))) + key + _masked(payload, key)
+                self.transport.write(frame)  # type: ignore[union-attr]
+            elif opcode == 8:
+                self.transport.close()  # type: ignore[union-attr]
+                break
+        del buffer[:pos]
+
+    def on_message(self, raw: bytes) -> None:
+        now = time.time()
+        message = orjson.loads(raw)
+        kind = message["type"]
+        tally = self.tally
+        if kind == "next":
+            data = message["payload"].get("data")
+            if not data:
+                self._fail(RuntimeError(f"subscription error: {message}"))
+                return
+            video = data["videoUpdated"]
+            op_id = message["id"]
+            if video["version"] <= self.last.get(op_id, 0):
+                tally.out_of_order += 1
+            self.last[op_id] = video["version"]
+            if op_id not in self.seen_first:  # the initial state, not an event
+                self.seen_first.add(op_id)
+                tally.ready += 1
+                if tally.ready == tally.total:
+                    tally.all_ready.set()
+                return
+            tally.receipts.append((video["id"], video["version"], now, self.base + int(op_id)))
+        elif kind == "complete":
+            self.completed += 1
+            tally.done += 1
+            if tally.done == tally.total:
+                tally.all_done.set()
+            if self.completed == self.per_socket and not self.finished.done():
+                self.finished.set_result(None)
+        elif kind == "error":
+            self._fail(RuntimeError(f"subscription error: {message}"))
+        elif not self.first.done():
+            self.first.set_result(message)
+
+    def _fail(self, exc: Exception) -> None:
+        if not self.finished.done():
+            self.finished.set_exception(exc)
+
+
+def _masked(data: bytes, key: bytes) -> bytes:
+    n = len(data)
+    mask = int.from_bytes((key * (n // 4 + 1))[:n], "big")
+    return (int.from_bytes(data, "big") ^ mask).to_bytes(n, "big")
+
+
+async def _raw_clients(args: dict[str, Any], conn: Any) -> None:
+    """The sockets of ``_clients`` on :class:`_RawSocket`: the same checks, a fraction of
+    the client CPU (the load generator should leave the cores to the server)."""
+    total = args["sockets"] * args["per_socket"]
+    tally = _Tally(total)
+    host, port = args["ws_url"].split("/")[2].split(":")
+    loop = asyncio.get_running_loop()
+
+    async def one_socket(index: int) -> None:
+        per_socket = args["per_socket"]
+        transport, proto = await loop.create_connection(
+            lambda: _RawSocket(tally, index * per_socket, per_socket), host, int(port)
+        )
+        try:
+            key = base64.b64encode(os.urandom(16)).decode()
+            transport.write(
+                (
+                    f"GET /graphql HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                    f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                    "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: graphql-transport-ws"
+                    "\r\n\r\n"
+                ).encode()
+            )
+            await proto.handshake
+            proto.send(
+                {
+                    "type": "connection_init",
+                    "payload": {"Authorization": f"Bearer {args['token']}"},
+                }
+            )
+            assert (await proto.first)["type"] == "connection_ack"
+            for k in range(per_socket):
+                n = index * per_socket + k
+                video = args["videos"][n % len(args["videos"])]
+                payload = {"query": WATCH, "variables": {"id": video}}
+                proto.send({"id": str(k), "type": "subscribe", "payload": payload})
+            await proto.finished
+        finally:
+            transport.close()
+
+    first = args.get("first_socket", 0)
+    tasks = [asyncio.create_task(one_socket(i)) for i in range(first, first + args["sockets"])]
+    try:
+        async with asyncio.timeout(120):
+            await tally.all_ready.wait()
+        conn.send(("ready", total))
+        async with asyncio.timeout(args["timeout"]):
+            await tally.all_done.wait()
+    except TimeoutError:
+        pass
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    conn.send(("receipts", tally.receipts, tally.done, tally.out_of_order))
 
 
 async def _clients(args: dict[str, Any], conn: Any) -> None:
@@ -545,10 +758,12 @@ def burst_cpu_row(plan, commits, receipts, by_video, samples, clients: int) -> t
         return ("CPU during the burst", "too short to measure")
     span = inside[-1][0] - inside[0][0]
     share = [(inside[-1][i] - inside[0][i]) / span for i in (1, 2, 3)]
+    per_delivery = [(inside[-1][i] - inside[0][i]) / len(burst) * 1e6 for i in (1, 2)]
     return (
         "CPU during the burst",
         f"clients ({clients} processes) {share[0]:.2f} cores, API {share[1]:.2f}, driver "
-        f"{share[2]:.2f} (commits and publishes), of {os.cpu_count()}; {span:.1f} s sampled",
+        f"{share[2]:.2f} (commits and publishes), of {os.cpu_count()}; {span:.1f} s sampled; "
+        f"per delivery: API {per_delivery[1]:.0f} µs, clients {per_delivery[0]:.0f} µs",
     )
 
 
@@ -622,6 +837,7 @@ async def run(args: argparse.Namespace) -> None:
                         "sockets": min(share, args.sockets - first),
                         "per_socket": args.per_socket,
                         "timeout": args.timeout,
+                        "client": args.client,
                     },
                     child,
                 ),
@@ -759,6 +975,13 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10.0, help="steady commits per second")
     parser.add_argument("--timeout", type=float, default=90.0)
     parser.add_argument("--clients", type=int, default=1, help="client processes")
+    parser.add_argument(
+        "--client",
+        choices=("raw", "websockets"),
+        default="raw",
+        help="the client sockets: a minimal WebSocket frame parser on plain asyncio sockets "
+        "(uvloop), or the websockets library's client (several times the client CPU)",
+    )
     parser.add_argument("--api-processes", type=int, default=1, help="serve --workers N")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument(

@@ -73,6 +73,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         lifespan="on",
         # Compression costs CPU on every subscription message; a setting decides.
         ws_per_message_deflate=settings.ws_compression,
+        # What "auto" picks with websockets installed, named: the live fan-out writes
+        # pre-framed messages to these sockets (vidgen/web/ws_direct.py).
+        ws="websockets-sansio",
         loop=settings.event_loop,  # the worker's loop too (see vidgen.eventloop)
         # The client's address is vidgen's to work out (VIDGEN_TRUSTED_PROXIES, see
         # vidgen.web.client_address): uvicorn's own rewrite would believe X-Forwarded-For

@@ -110,8 +110,12 @@ class _Server(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serve(app: Any, *, host: str = "127.0.0.1") -> AsyncIterator[str]:
-    """Run ``app`` under uvicorn in this loop; yields ``http://host:port``."""
+async def serve(
+    app: Any, *, host: str = "127.0.0.1", ws_per_message_deflate: bool = False
+) -> AsyncIterator[str]:
+    """Run ``app`` under uvicorn in this loop; yields ``http://host:port``. WebSockets as
+    ``vidgen serve`` runs them by default: no permessage-deflate (``VIDGEN_WS_COMPRESSION``),
+    so the live fan-out writes pre-framed (web/ws_direct.py)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
@@ -124,6 +128,7 @@ async def serve(app: Any, *, host: str = "127.0.0.1") -> AsyncIterator[str]:
         log_config=None,
         access_log=False,
         ws="websockets-sansio",
+        ws_per_message_deflate=ws_per_message_deflate,
         timeout_graceful_shutdown=3,
         proxy_headers=False,  # as `vidgen serve` runs it: the peer is the real one
     )

@@ -329,3 +329,44 @@ async def test_a_loaded_state_holds_every_history_row_up_to_its_version(db) -> N
     for state in states:
         expected = [h.id for h in full if h.version <= state.version]
         assert [h.id for h in state.history] == expected, state.version
+
+
+async def test_batched_loads_equal_single_loads(db) -> None:
+    """load_states (the loads of one loop pass read together) gives each video what
+    load_state gives it: the row and relations, the tags in their order, the history; a
+    video that does not exist is left out. The same holds under concurrent status changes."""
+    from vidgen.events.video_states import load_state, load_states
+
+    owner = await models.User.create(email="batch@example.com", password_hash="!")
+    videos = [await make_video(owner) for _ in range(3)]
+    names = ["zebra", "Äpfel", "apple", "a-b", "ab", "b"]
+    tags = [await models.Tag.create(owner=owner, name=n, name_key=n.lower()) for n in names]
+    await videos[0].tags.add(*tags)
+    await videos[1].tags.add(tags[2])
+    await lifecycle.transition(videos[0].id, VideoStatus.PROCESSING, actor="t")
+    await lifecycle.touch(videos[0].id, fields={"progress": 0.5})
+    ids = [v.id for v in videos]
+    batched = await load_states([*ids, 10**9])
+    assert sorted(batched) == sorted(ids)
+    for video_id in ids:
+        one, many = await load_state(video_id), batched[video_id]
+        assert one is not None
+        assert many.version == one.version and many.video.status == one.video.status
+        assert [t.id for t in many.tags] == [t.id for t in one.tags]
+        assert [h.id for h in many.history] == [h.id for h in one.history]
+        assert many.owner.id == one.owner.id
+    assert len(batched[ids[0]].tags) == len(names) and batched[ids[2]].tags == []
+
+
+async def test_states_loaded_together_are_each_videos_own(db) -> None:
+    """VideoStates reads the loads started in one loop pass together (one batch)."""
+    from vidgen.events.video_states import VideoStates
+
+    owner = await models.User.create(email="pass@example.com", password_hash="!")
+    videos = [await make_video(owner) for _ in range(4)]
+    await lifecycle.touch(videos[1].id, fields={"progress": 0.5})
+    states = VideoStates()
+    found = await asyncio.gather(*(states.at_least(v.id, 1) for v in videos))
+    assert [s.video.id for s in found] == [v.id for v in videos]
+    assert found[1].version == 2 and found[0].version == 1
+    assert states.loads == 4

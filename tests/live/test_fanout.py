@@ -12,6 +12,7 @@ from vidgen import models
 from vidgen.graphql import live_fanout
 from vidgen.jobs import lifecycle
 from vidgen.models import VideoStatus
+from vidgen.web import ws_direct
 
 WATCH = "subscription W($id: ID!) { videoUpdated(id: $id) { id status version progress } }"
 # owner { email } needs a statement: no compiled event plan, so Strawberry serves it.
@@ -149,6 +150,44 @@ async def test_a_socket_that_stops_reading_is_dropped_alone(live, accounts, monk
         (error,) = messages[-1]["payload"]["errors"]
         assert error["extensions"]["code"] == "RATE_LIMITED"
         assert "fell behind" in error["message"]
+        assert (await slow.receive(slow_op))["type"] == "complete"
+    finally:
+        for ws in (slow, fast):
+            await ws.close()
+
+
+async def test_a_paused_socket_waits_and_is_dropped_alone(live, accounts, monkeypatch):
+    """The pre-framed writes (web/ws_direct.py) keep uvicorn's flow control: while a
+    socket's transport is paused (its buffer over the high-water mark: paused here by hand,
+    as the transport does), its messages wait, counted, and past ``ws_subscription_queue``
+    the subscription is dropped; the other socket gets every change meanwhile."""
+    monkeypatch.setattr(live.runtime.settings, "ws_subscription_queue", 3)
+    alice = await accounts("alice@example.com")
+    video = await make_video(alice.user)
+    slow, fast = await opened(live, alice.token), await opened(live, alice.token)
+    try:
+        slow_op = await slow.subscribe(WATCH, {"id": gid("Video", video.id)})
+        fast_op = await fast.subscribe(WATCH, {"id": gid("Video", video.id)})
+        for ws, op in ((slow, slow_op), (fast, fast_op)):
+            assert (await ws.next_data(op, "videoUpdated"))["version"] == 1
+        fanout = fanout_of(live)
+        (channel,) = fanout.channels.values()
+        (conn,) = (r.conn for r in channel.records.values() if r.id == slow_op)
+        send = conn.handler.websocket.ws.scope["vidgen.ws_send"]
+        assert ws_direct.direct_socket(send) is not None  # uvicorn's own send: direct writes
+        protocol = send.__self__
+        protocol.pause_writing()
+        bus = live.runtime.bus
+        for n in range(1, 9):
+            await lifecycle.touch(video.id, fields={"progress": n / 10}, bus=bus)
+            seen = await fast.next_data(fast_op, "videoUpdated", within=5)
+            assert seen["version"] == n + 1
+        assert fanout.dropped == 1
+        protocol.resume_writing()
+        messages = [await slow.receive(slow_op) for _ in range(4)]  # the 3 queued, the error
+        assert [m["payload"]["data"]["videoUpdated"]["version"] for m in messages[:3]] == [2, 3, 4]
+        (error,) = messages[-1]["payload"]["errors"]
+        assert error["extensions"]["code"] == "RATE_LIMITED"
         assert (await slow.receive(slow_op))["type"] == "complete"
     finally:
         for ws in (slow, fast):

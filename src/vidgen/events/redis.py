@@ -554,7 +554,17 @@ class RedisBus(SubscribeLocally):
                 next_ping = now + self.health_interval
                 if message["type"] == "pmessage":
                     self._dispatch(message)
-                    await asyncio.sleep(0)  # let delivery run between messages
+                    # What Redis already sent goes out too before delivery runs (up to
+                    # READ_BATCH): in a burst, subscribers then serve several events per
+                    # turn, and the live fan-out writes each socket's messages of a turn
+                    # at once (graphql/live_fanout.py).
+                    for _ in range(READ_BATCH - 1):
+                        more = await pubsub.get_message(timeout=0)
+                        if more is None:
+                            break
+                        if more["type"] == "pmessage":
+                            self._dispatch(more)
+                    await asyncio.sleep(0)  # let delivery run between batches
                 continue
             if ping_sent is not None and started - ping_sent > self.liveness_timeout:
                 raise ConnectionError(f"no reply from Redis for {now - ping_sent:.1f}s")
@@ -582,6 +592,10 @@ class RedisBus(SubscribeLocally):
         # One decoded dict shared by every local subscriber: treat it as read-only.
         self._stats.delivered += self._local.dispatch(channel, payload)
 
+
+#: The most messages the reader dispatches before letting delivery run (already received
+#: ones only: it never waits to fill a batch).
+READ_BATCH = 64
 
 #: The most messages one flush sends in one command.
 FLUSH_MAX = 512

@@ -8,6 +8,10 @@ How a bus event becomes a video at every subscriber, with ONE database read per 
                                           ▼  + event log, read once
     each subscriber: the VideoState, shared (never mutated), as of the event's version
 
+The loads started in one pass of the event loop are read together (:func:`load_states`),
+for whichever videos they are: a burst of events over many videos costs three reads per
+pass, not three per video.
+
 A state may be newer than the event being delivered (several changes committed before the
 load ran): :meth:`VideoState.at_version` then rebuilds the video as of the event's version
 from the event log (:func:`vidgen.events.history.view_at`), and :meth:`VideoState.between`
@@ -22,6 +26,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from tortoise.query_utils import Prefetch
 
 from vidgen.events.history import view_at
 from vidgen.models import Project, Story, Tag, Theme, User, Video, VideoStatusEvent
@@ -133,6 +139,40 @@ async def load_state(video_id: int) -> VideoState | None:
     )
 
 
+#: The most videos one batched load reads (its ``IN`` lists).
+LOAD_BATCH = 256
+
+
+async def load_states(video_ids: list[int]) -> dict[int, VideoState]:
+    """:func:`load_state` for several videos with the same three reads, each for all of
+    them: the rows first (their tags prefetched right after), then the history. The same
+    order as one video's, so the same guarantee: a video's history holds every row up to
+    its row's ``version``. Videos not found are left out."""
+    rows = (
+        await Video.filter(id__in=video_ids)
+        .select_related("owner", "theme", "project", "story")
+        .prefetch_related(Prefetch("tags", queryset=Tag.all().order_by("name_key", "id")))
+    )
+    if not rows:
+        return {}
+    history: dict[int, list[VideoStatusEvent]] = {row.id: [] for row in rows}
+    for event in await VideoStatusEvent.filter(video_id__in=list(history)).order_by("id"):
+        history[event.video_id].append(event)  # type: ignore[attr-defined]
+    states = {}
+    for found in rows:
+        version = int(found.version)
+        states[found.id] = VideoState(
+            video=found,
+            owner=found.owner,
+            theme=found.theme,
+            project=found.project,
+            story=found.story,
+            tags=list(found.tags),
+            history=[h for h in history[found.id] if h.version <= version],
+        )
+    return states
+
+
 @dataclass(eq=False)
 class _Load:
     task: asyncio.Task[VideoState | None]
@@ -154,15 +194,19 @@ class VideoStates:
 
     def __init__(
         self,
-        loader: Callable[[int], Awaitable[VideoState | None]] = load_state,
+        loader: Callable[[int], Awaitable[VideoState | None]] | None = None,
         maxsize: int = STATE_CACHE_SIZE,
     ) -> None:
-        self._loader = loader
+        # None: the loads started in one pass of the event loop are read together
+        # (load_states), as a burst of events for many videos asks for them.
+        self._loader = loader or self._batched
         self._maxsize = maxsize
         self._cache: OrderedDict[int, VideoState] = OrderedDict()
         self._loading: dict[int, _Load] = {}
         self._tick = 0
         self.loads = 0  # database loads started (for tests and metrics)
+        self._batch: dict[int, asyncio.Future[VideoState | None]] = {}
+        self._reads: set[asyncio.Task[None]] = set()
 
     def tick(self) -> int:
         """A point in time: loads started later are guaranteed to be newer."""
@@ -192,6 +236,42 @@ class VideoStates:
         self._loading[video_id] = load
         task.add_done_callback(lambda t: self._finished(video_id, load, t))
         return await asyncio.shield(task)
+
+    async def _batched(self, video_id: int) -> VideoState | None:
+        future = self._batch.get(video_id)
+        if future is None:
+            loop = asyncio.get_running_loop()
+            if not self._batch:
+                loop.call_soon(self._read_batch)
+            future = self._batch[video_id] = loop.create_future()
+        return await asyncio.shield(future)
+
+    def _read_batch(self) -> None:
+        batch, self._batch = self._batch, {}
+        ids = list(batch)
+        for start in range(0, len(ids), LOAD_BATCH):
+            part = {video_id: batch[video_id] for video_id in ids[start : start + LOAD_BATCH]}
+            task = asyncio.get_running_loop().create_task(self._read(part))
+            self._reads.add(task)
+            task.add_done_callback(self._reads.discard)
+
+    async def _read(self, batch: dict[int, asyncio.Future[VideoState | None]]) -> None:
+        try:
+            states = await load_states(list(batch))
+        except BaseException as exc:
+            for future in batch.values():
+                if future.done():
+                    continue
+                if isinstance(exc, asyncio.CancelledError):
+                    future.cancel()
+                else:
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for video_id, future in batch.items():
+            if not future.done():
+                future.set_result(states.get(video_id))
 
     def _finished(self, video_id: int, load: _Load, task: asyncio.Task[Any]) -> None:
         if self._loading.get(video_id) is load:

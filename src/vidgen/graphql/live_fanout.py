@@ -16,10 +16,12 @@ the channel's messages in order, as each subscriber's loop in :mod:`.subscriptio
 does (version filter, gap repair from the status history, RESYNC, terminal status,
 shutdown), but for all its records at once: each distinct (plan, viewer scope, version)
 is built and encoded once, and each record's ``next`` is that text with its id in front.
-Per socket, one :class:`.live_sockets.Conn` writes the messages in order from a deque, in
-a task that runs while there is something to write. A record with ``ws_subscription_queue`` messages
-unwritten is dropped with the "fell behind" error, as a slow reader of the bus is; the
-channel never waits for a socket. The socket's token is re-checked every
+A channel serves up to :data:`ROUND` queued events per turn (one state load for them);
+per socket, one :class:`.live_sockets.Conn` gathers the turn's messages and writes them
+at the end of the loop pass, pre-framed in one transport write (``web/ws_direct.py``), or
+from a backlog when the socket is not taking writes. A record with ``ws_subscription_queue``
+messages in that backlog is dropped with the "fell behind" error, as a slow reader of the
+bus is; the channel never waits for a socket. The socket's token is re-checked every
 ``ws_reauth_seconds`` (one check per socket, shared per token): a revoked token ends the
 socket's records with UNAUTHENTICATED.
 """
@@ -49,6 +51,10 @@ if TYPE_CHECKING:
     from vidgen.graphql.subscriptions import _Shared
 
 logger = logging.getLogger(__name__)
+
+# A channel serves at most this many queued messages before the other channels' turn: in a
+# burst, the messages of a round share a state load and their sockets' writes.
+ROUND = 32
 
 
 def video_id_of(plan: EventPlan, variables: dict[str, Any] | None) -> int | None:
@@ -117,8 +123,8 @@ class _Channel:
                     batch, self.joining = self.joining, []
                     await self._join(batch)
                 elif self.inbox:
-                    await self._event(self.inbox.popleft())
-                    await asyncio.sleep(0)  # the sockets' writers run between two events
+                    await self._events()
+                    await asyncio.sleep(0)  # other channels, and the writes, between rounds
                 else:
                     self.wake = asyncio.get_running_loop().create_future()
                     await self.wake
@@ -149,7 +155,7 @@ class _Channel:
             except Exception:  # noqa: BLE001 - Strawberry's operation answers it
                 viewers[id(conn)] = None
         state = await states.current(self.video_id, since=since)
-        texts: dict[Hashable, str | None] = {}
+        texts: dict[Hashable, bytes | None] = {}
         for record in batch:
             if record.state != JOINING:
                 continue
@@ -168,7 +174,25 @@ class _Channel:
             if models.VideoStatus(state.video.status).terminal:
                 self._finish(record)
 
-    async def _event(self, message: Any) -> None:
+    async def _events(self) -> None:
+        """Up to :data:`ROUND` queued messages, in order. Bus events in a row share one
+        state load, the newest's (an older event's view is built from that state, as when
+        a load lands after later commits); and each socket gets the round's messages in
+        one write (the flush runs after the round)."""
+        inbox = self.inbox
+        taken = [inbox.popleft() for _ in range(min(len(inbox), ROUND))]
+        newest = 0
+        for message in taken:
+            if message is CLOSED or message is RESYNC:
+                break
+            newest = max(newest, int(message.get("version") or 0))
+        found = None
+        if newest and any(record.last < newest for record in self.records.values()):
+            found = await self.fanout.shared.states.at_least(self.video_id, newest)
+        for message in taken:
+            await self._event(message, found)
+
+    async def _event(self, message: Any, loaded: Any = None) -> None:
         states = self.fanout.shared.states
         if message is CLOSED:
             for record in tuple(self.records.values()):
@@ -181,7 +205,9 @@ class _Channel:
             version = int(message.get("version") or 0)
             if all(record.last >= version for record in self.records.values()):
                 return
-            found = await states.at_least(self.video_id, version)
+            found = loaded
+            if found is None or found.version < version:
+                found = await states.at_least(self.video_id, version)
             view = found.event_view(message) if found is not None else None
         if found is None or view is None:  # purged
             for record in tuple(self.records.values()):
@@ -190,7 +216,7 @@ class _Channel:
         version = view.version
         terminal = models.VideoStatus(view.status).terminal
         missed: dict[int, list[models.Video]] = {}
-        texts: dict[Hashable, str | None] = {}
+        texts: dict[Hashable, bytes | None] = {}
         for record in tuple(self.records.values()):
             if record.last >= version or record.state != LIVE:
                 continue
@@ -210,10 +236,11 @@ class _Channel:
                 self._finish(record)
 
     def _text(
-        self, record: Record, video: models.Video, texts: dict[Hashable, str | None]
-    ) -> str | None:
-        """The JSON of the record's ``data`` for ``video``: built and encoded once per
-        (plan, viewer scope, video object); None when the plan cannot build it."""
+        self, record: Record, video: models.Video, texts: dict[Hashable, bytes | None]
+    ) -> bytes | None:
+        """The JSON of the record's ``data`` for ``video`` and the message's closing
+        braces, as UTF-8: built and encoded once per (plan, viewer scope, video object);
+        None when the plan cannot build it."""
         viewer = record.conn.context.viewer
         scope = None if viewer is None else ("admin" if viewer.is_admin else viewer.id)
         key = (id(record.plan), scope, id(video))
@@ -222,7 +249,7 @@ class _Channel:
         try:
             plan = record.plan
             data = {plan.key: plan.build(video, Request(viewer, self.fanout.settings))}
-            text: str | None = JSON.encode(data)
+            text: bytes | None = (JSON.encode(data) + "}}").encode()
             self.fanout.encodings += 1
             self.fanout.plans.events += 1  # an event answered from a compiled plan
         except Fallback:
@@ -233,12 +260,12 @@ class _Channel:
         texts[key] = text
         return text
 
-    def _send(self, record: Record, text: str) -> None:
+    def _send(self, record: Record, text: bytes) -> None:
         conn = record.conn
         if record.pending >= conn.maxsize:
             self._drop(record)
             return
-        conn.put(record, record.prefix + text + "}}")
+        conn.put(record, record.prefix + text)
         self.fanout.deliveries += 1
 
     async def _send_fallback(self, record: Record, state: Any, video: models.Video) -> None:
@@ -250,7 +277,8 @@ class _Channel:
         if record.pending >= record.conn.maxsize:
             self._drop(record)
             return
-        record.conn.put(record, JSON.encode({"id": record.id, "type": "next", "payload": payload}))
+        message = JSON.encode({"id": record.id, "type": "next", "payload": payload})
+        record.conn.put(record, message.encode())
         self.fanout.deliveries += 1
 
     def _drop(self, record: Record) -> None:
@@ -289,8 +317,28 @@ class FanOut:
         # The plans of the schema's events, whose ``events`` count the answered events.
         self.plans = plans_for(getattr(schema, "_schema", schema), settings)
         self.tasks: set[asyncio.Task[None]] = set()
+        self.dirty: list[Conn] = []  # sockets with messages of this loop pass
+        self.flushing = False
         self.joined = self.handed_off = self.deliveries = self.written = 0
         self.encodings = self.dropped = 0
+
+    def flush_soon(self, conn: Conn) -> None:
+        """Have ``conn`` write its messages at the end of this loop pass, with every other
+        socket's (one callback for all of them)."""
+        self.dirty.append(conn)
+        if not self.flushing:
+            self.flushing = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self.flushing = False
+        dirty, self.dirty = self.dirty, []
+        for conn in dirty:
+            try:
+                conn.flush()
+            except Exception as exc:  # noqa: BLE001 - that socket only; the others still get theirs
+                conn.gone = True
+                conn.handler.note_send_failure(exc)
 
     def connection(self, handler: Any) -> Conn:
         return Conn(handler, self)

@@ -2,9 +2,15 @@
 subscription it serves, and per socket one :class:`Conn` that writes the queued messages
 in order and re-checks the socket's token.
 
-A record counts its messages not yet written (queued, or being written); the fan-out cuts
-it off at ``ws_subscription_queue`` of them. The writer runs as a task only while there is
-something to write, with the server's own ASGI send (``web/app.py`` puts it in the scope).
+Writing: the messages a socket gets during one pass of the event loop are gathered, and at
+the end of the pass (one callback for all sockets, :meth:`.live_fanout.FanOut.flush_soon`)
+written pre-framed in one transport write (``web/ws_direct.py``: uvicorn's websockets-sansio
+socket, no compression). When the socket is not taking writes (the transport's buffer is
+over its high-water mark, where uvicorn's ``send`` would wait), or another server or a
+compressed socket is behind the scope's send, they go to a backlog that a writer task
+drains (pre-framed once writable again, else one ASGI send each). A record counts its
+messages in that backlog; the fan-out cuts it off at ``ws_subscription_queue`` of them.
+The server's ASGI send is in the scope (``web/app.py`` puts it there).
 The token is re-checked every ``ws_reauth_seconds`` by one timer per socket; a revoked
 token ends the socket's records with UNAUTHENTICATED, as a subscription task's own check
 does.
@@ -24,6 +30,8 @@ from vidgen import errors, metrics
 from vidgen.graphql.context import REVOKED
 from vidgen.graphql.errors import format_error, log_errors
 from vidgen.graphql.observability import operation_label
+from vidgen.web import ws_direct
+from vidgen.web.ws_direct import DirectSocket, frame_head
 
 if TYPE_CHECKING:
     from vidgen.graphql.compiled.plan import EventPlan
@@ -72,7 +80,8 @@ class Record:
         self.last = -1  # the version last sent
         self.pending = 0  # messages queued on its socket, not yet written
         self.state = JOINING
-        self.prefix = '{"id":' + JSON.encode(op_id) + ',"type":"next","payload":{"data":'
+        prefix = '{"id":' + JSON.encode(op_id) + ',"type":"next","payload":{"data":'
+        self.prefix = prefix.encode()
 
 
 JOINING, LIVE, ENDED, CANCELLED = 0, 1, 2, 3
@@ -99,7 +108,10 @@ class Conn:
         self.fanout = fanout
         self.context = handler.context
         self.records: dict[str, Record] = {}
-        self.queue: deque[tuple[Record | None, str]] = deque()
+        self.out: list[tuple[Record | None, bytes]] = []  # this loop pass's messages
+        self.queue: deque[tuple[Record | None, bytes]] = deque()  # the backlog
+        self._send: Any = None  # the server's send, and its direct socket (or None)
+        self._socket: DirectSocket | None = None
         self.writer: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.gone = False
@@ -109,29 +121,92 @@ class Conn:
 
     # --- writing -----------------------------------------------------------------------------
 
-    def put(self, record: Record | None, text: str) -> None:
+    def put(self, record: Record | None, payload: bytes) -> None:
+        """Queue one message (its UTF-8 text): written at the end of this loop pass with
+        the socket's other messages of the pass, or, behind a backlog, by the writer."""
         if self.gone:
+            return
+        if self.writer is None:
+            out = self.out
+            if not out:
+                self.fanout.flush_soon(self)
+            out.append((record, payload))
             return
         if record is not None:
             record.pending += 1
-        self.queue.append((record, text))
+        self.queue.append((record, payload))
+
+    def flush(self) -> None:
+        """Write this pass's messages: pre-framed in one transport write when the socket
+        takes them now (web/ws_direct.py), else through the writer (a backlog)."""
+        out = self.out
+        if not out:
+            return
+        self.out = []
+        if self.gone:
+            return
+        if self.writer is None:
+            direct = self._direct()
+            if direct is not None and direct.writable():
+                parts = []
+                for record, payload in out:
+                    if record is None or record.state != CANCELLED:
+                        parts.append(frame_head(len(payload)))
+                        parts.append(payload)
+                direct.write(b"".join(parts))
+                self.fanout.written += len(parts) >> 1
+                return
+        queue = self.queue
+        for record, payload in out:
+            if record is not None:
+                record.pending += 1
+            queue.append((record, payload))
         if self.writer is None:
             self.writer = asyncio.get_running_loop().create_task(self._write())
 
+    def _direct(self) -> DirectSocket | None:
+        send = self.handler.websocket.ws.scope.get("vidgen.ws_send")  # web/app.py
+        if send is not self._send:
+            self._send = send
+            self._socket = ws_direct.direct_socket(send)
+        socket = self._socket
+        if socket is not None and not socket.open():
+            socket = self._socket = None
+        return socket
+
     async def _write(self) -> None:
+        """Write the backlog in order: pre-framed once the socket takes writes again, else
+        (another server, a closing socket) one ASGI send per message."""
         websocket = self.handler.websocket.ws
-        raw = websocket.scope.get("vidgen.ws_send")  # the server's send (web/app.py)
         queue = self.queue
         try:
             while queue:
-                record, text = queue.popleft()
+                direct = self._direct()
+                if direct is not None:
+                    if not direct.writable():
+                        await direct.wait_writable()
+                        continue
+                    parts = []
+                    while queue:
+                        record, payload = queue.popleft()
+                        if record is not None:
+                            record.pending -= 1
+                            if record.state == CANCELLED:
+                                continue
+                        parts.append(frame_head(len(payload)))
+                        parts.append(payload)
+                    direct.write(b"".join(parts))
+                    self.fanout.written += len(parts) >> 1
+                    continue
+                record, payload = queue.popleft()
                 if record is not None and record.state == CANCELLED:
                     record.pending -= 1
                     continue
+                raw = websocket.scope.get("vidgen.ws_send")  # the server's send (web/app.py)
                 if raw is None:
-                    await websocket.send_text(text)
+                    await websocket.send_text(payload.decode())
                 else:
-                    await raw({"type": "websocket.send", "text": text})
+                    await raw({"type": "websocket.send", "text": payload.decode()})
                 if record is not None:  # counted until written: queued or being written
                     record.pending -= 1
                 self.fanout.written += 1
@@ -141,6 +216,8 @@ class Conn:
             self.handler.note_send_failure(exc)
         finally:
             self.writer = None
+        if self.out:  # put behind the backlog while it was written
+            self.fanout.flush_soon(self)
 
     # --- the life of a record ---------------------------------------------------------------
 
@@ -166,8 +243,8 @@ class Conn:
             channel.forget(record)
         if not cancel:
             if message is not None:
-                self.put(None, message)
-            self.put(None, JSON.encode({"id": record.id, "type": "complete"}))
+                self.put(None, message.encode())
+            self.put(None, JSON.encode({"id": record.id, "type": "complete"}).encode())
             if joined:
                 label = operation_label(record.operation_name)
                 metrics.GRAPHQL_OPERATIONS.labels(operation=label, type="subscription").inc()
@@ -193,6 +270,7 @@ class Conn:
             self.end(record, cancel=True)
         self.gone = True
         self.queue.clear()
+        self.out.clear()
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
