@@ -157,7 +157,7 @@ async def generate_video(
             if new_tags:
                 created = await catalog.create_tags(owner_id=viewer.id, labels=new_tags)
                 tag_ids.update((name_key, tag.id) for name_key, tag in created.items())
-            video = Video(
+            video = Video.new(
                 owner_id=viewer.id,
                 created_by_id=viewer.id,
                 prompt=checked.prompt,
