@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import copy
 import datetime as dt
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -551,13 +552,76 @@ def new_row_builder(model: type[Model]) -> NewRowBuilder:
 # --- one statement, straight to the pool ---------------------------------------------------
 
 
+class _Held:
+    """The pool connection a :func:`one_connection` scope holds (taken on first use)."""
+
+    __slots__ = ("pool", "connection", "open")
+
+    def __init__(self) -> None:
+        self.pool: Any = None
+        self.connection: Any = None
+        self.open = True
+
+
+_held: contextvars.ContextVar[_Held | None] = contextvars.ContextVar("vidgen_db_held", default=None)
+
+
+@contextlib.asynccontextmanager
+async def one_connection() -> AsyncIterator[None]:
+    """A scope whose statements sent straight to the pool (:func:`fetch`,
+    ``users.authenticate``: see :func:`pooled`) share ONE pool connection, taken by the
+    first of them and given back when the scope ends: one acquire and release for a
+    request's few statements instead of one per statement (about 55 us of CPU each).
+
+    For a short request whose statements run one after the other. Code inside that is about
+    to wait for another connection of the same pool (an ORM query, a transaction) calls
+    :func:`release_held` first: a scope never waits for the pool while holding one of its
+    connections, so requests holding connections cannot starve each other of the rest.
+    """
+    held = _Held()
+    token = _held.set(held)
+    try:
+        yield
+    finally:
+        _held.reset(token)
+        await _release(held)
+
+
+async def release_held() -> None:
+    """Give back the connection of the current :func:`one_connection` scope, if any; the
+    scope's later statements take pool connections one by one, as outside it."""
+    held = _held.get()
+    if held is not None:
+        await _release(held)
+
+
+async def _release(held: _Held) -> None:
+    held.open = False
+    connection, held.connection = held.connection, None
+    if connection is not None:
+        await held.pool.release(connection)
+
+
+async def pooled(pool: Any) -> Any:
+    """Where a statement for ``pool`` (an asyncpg pool) runs: the connection of the current
+    :func:`one_connection` scope (taken now if it has none yet), or the pool itself."""
+    held = _held.get()
+    if held is None or not held.open:
+        return pool
+    if held.connection is None:
+        held.connection = await pool.acquire()
+        held.pool = pool
+    return held.connection if held.pool is pool else pool
+
+
 async def fetch(conn: Any, sql: str, params: Sequence[Any]) -> Sequence[Any]:
     """The rows of one statement on ``conn`` (a Tortoise client), each readable by column
     name (``row["id"]``), as ``conn.execute_query_dict`` returns them.
 
     On PostgreSQL outside a transaction the statement goes straight to the pool
     (``Pool.fetch``: one prepared statement from asyncpg's cache, without the ORM's
-    per-statement wrappers), logged like the ORM's statements and with its errors translated
+    per-statement wrappers; the scope's connection inside :func:`one_connection`), logged
+    like the ORM's statements and with its errors translated
     as Tortoise translates them (``IntegrityError``, ``OperationalError``,
     ``TransactionManagementError``). Anywhere else (SQLite, a transaction's connection)
     through ``execute_query_dict``.
@@ -568,7 +632,7 @@ async def fetch(conn: Any, sql: str, params: Sequence[Any]) -> Sequence[Any]:
     if conn.log.isEnabledFor(logging.DEBUG):
         conn.log.debug("%s: %s", sql, params)
     try:
-        return await pool.fetch(sql, *params)  # type: ignore[no-any-return]
+        return await (await pooled(pool)).fetch(sql, *params)  # type: ignore[no-any-return]
     except (asyncpg.SyntaxOrAccessError, asyncpg.exceptions.DataError) as exc:
         raise OperationalError(exc) from exc
     except asyncpg.IntegrityConstraintViolationError as exc:

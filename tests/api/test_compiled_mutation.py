@@ -270,3 +270,29 @@ async def test_the_direct_coercion_equals_graphql_cores(db, document: str, direc
     for value in ODD_INPUTS:
         for raw in ({"input": value, "i": value}, {"i": value, "x": 3}, None, {}):
             assert _arguments(plan, schema, raw) == _arguments(general, schema, raw), raw
+
+
+async def test_more_compiled_requests_than_pool_connections_all_finish(
+    live_server: LiveServer, alice: Account
+) -> None:
+    # Each compiled generateVideo holds one pool connection for its statements
+    # (vidgen.db.one_connection) and gives it back before a transaction (new tags) or an
+    # ORM query (a repeated key): three times the pool's size of such requests at once
+    # all finish.
+    import asyncio
+
+    plans = _view(live_server).compiled
+    assert plans is not None
+    document = DOCUMENTS[0][0]
+    count = 3 * live_server.settings.db_pool_max
+    before = plans.compiled
+
+    async def one(i: int) -> dict[str, Any]:
+        given = {"prompt": f"p{i}", "tags": [f"new-{i}"], "idempotencyKey": f"k{i % 7}"}
+        return await live_server.gql(document, {"input": given}, token=alice.token)
+
+    async with asyncio.timeout(120):
+        bodies = await asyncio.gather(*(one(i) for i in range(count)))
+    assert all("errors" not in body for body in bodies)
+    assert len({body["data"]["generateVideo"]["id"] for body in bodies}) == 7
+    assert plans.compiled == before + count
