@@ -1,4 +1,10 @@
-"""Database set-up: the Tortoise config, start-up with migrations, and shutdown."""
+"""Database set-up: the Tortoise config, start-up with migrations, and shutdown; and the
+few places that reach under the ORM for speed, each checked against Tortoise's own way by a
+test: the raw-row builder (:class:`RowBuilder`, tests/api/test_list_fast.py), the new-row
+builder (:class:`NewRowBuilder`, tests/models/test_video_insert.py: both rely on Tortoise
+1.1's instance layout, its ``__dict__`` and bookkeeping attributes), and statements sent
+straight to asyncpg's pool (:func:`fetch`, :func:`one_connection`,
+tests/models/test_db_pool.py)."""
 
 from __future__ import annotations
 

@@ -3,8 +3,10 @@
 A :class:`MutationPlan` covers an operation whose only root field is ``generateVideo``
 (aliased or not) with a selection of Video fields that need no statement (the fields a
 subscription event plan covers, :func:`~.plan.compile_event`), with no directive. Per
-request it coerces the variables and the ``input`` argument as graphql-core does, converts
-``input`` as Strawberry does (``convert_arguments``), then calls the function the resolver
+request it coerces the variables and the ``input`` argument as graphql-core does (directly
+with ``coerce_input_value`` when ``input`` is the operation's one variable:
+:func:`direct_variable`), converts ``input`` as Strawberry does (``convert_arguments``),
+then calls the function the resolver
 calls (:func:`vidgen.graphql.mutations.run_generate_video`: the same checks, quotas,
 errors and writes) and builds the response from the plan's field encoders.
 
