@@ -207,3 +207,92 @@ async def test_a_compiled_generate_video_runs_three_statements(
         assert "errors" not in body and plans.compiled == before + 1
         counts.append(counter.count)
     assert counts[0] == counts[1] == counts[2]
+
+
+# Inputs for the argument coercion alone (no request): odd JSON values of every kind.
+ODD_INPUTS: list[Any] = [
+    {"prompt": "p"},
+    {"prompt": "p", "durationSeconds": 3, "priority": 2.0, "paragraphIndex": 1.5},
+    {"prompt": "p", "priority": True, "durationSeconds": False},
+    {"prompt": "p", "priority": 2**31, "durationSeconds": 1e308},
+    {"prompt": "p", "tags": "solo", "projectId": 12, "storyId": None},
+    {"prompt": "p", "tags": [["nested"]], "theme": ["x"]},
+    {"prompt": "p", "tags": [None], "caption": None, "model": None},
+    {"prompt": "p", "tags": [], "outputFormat": "mp4", "provider": None},
+    {"prompt": "p", "outputFormat": "WEBM", "scheduledAt": "2031-01-02T03:04:05+00:00"},
+    {"prompt": "p", "scheduledAt": "yesterday", "idempotencyKey": 5},
+    {"prompt": "p", "unknown": 1},
+    {"prompt": "p", "inputImage": None, "webhookUrl": "https://example.com/h"},
+    {"prompt": 5},
+    {"prompt": None},
+    {},
+    None,
+    "not an object",
+    [{"prompt": "p"}],
+]
+
+
+def _arguments(plan: Any, schema: Any, raw: Any) -> Any:
+    from vidgen.graphql.compiled.values import Fallback
+
+    try:
+        return plan.arguments(schema._schema, schema, raw)
+    except Fallback:
+        return "fallback"
+
+
+@pytest.mark.parametrize(
+    ("document", "direct"),
+    [
+        (VARIABLE.format("id"), True),
+        ("mutation G($i: GenerateVideoInput!, $x: Int) { generateVideo(input: $i) { id } }", False),
+        ('mutation { generateVideo(input: { prompt: "literal" }) { id } }', False),
+        (
+            'mutation G($i: GenerateVideoInput! = { prompt: "d" }) '
+            "{ generateVideo(input: $i) { id } }",
+            False,
+        ),
+    ],
+)
+async def test_the_direct_coercion_equals_graphql_cores(db, document: str, direct: bool) -> None:
+    from graphql import parse
+
+    from vidgen.graphql.compiled.mutation import compile_mutation
+    from vidgen.graphql.schema import build_schema
+    from vidgen.settings import Settings
+
+    schema = build_schema(Settings(_env_file=None))
+    parsed = parse(document)
+    plan = compile_mutation(schema._schema, parsed, parsed.definitions[0])  # type: ignore[arg-type]
+    assert (plan.direct is not None) is direct
+    general = compile_mutation(schema._schema, parsed, parsed.definitions[0])  # type: ignore[arg-type]
+    general.direct = None
+    for value in ODD_INPUTS:
+        for raw in ({"input": value, "i": value}, {"i": value, "x": 3}, None, {}):
+            assert _arguments(plan, schema, raw) == _arguments(general, schema, raw), raw
+
+
+async def test_more_compiled_requests_than_pool_connections_all_finish(
+    live_server: LiveServer, alice: Account
+) -> None:
+    # Each compiled generateVideo holds one pool connection for its statements
+    # (vidgen.db.one_connection) and gives it back before a transaction (new tags) or an
+    # ORM query (a repeated key): three times the pool's size of such requests at once
+    # all finish.
+    import asyncio
+
+    plans = _view(live_server).compiled
+    assert plans is not None
+    document = DOCUMENTS[0][0]
+    count = 3 * live_server.settings.db_pool_max
+    before = plans.compiled
+
+    async def one(i: int) -> dict[str, Any]:
+        given = {"prompt": f"p{i}", "tags": [f"new-{i}"], "idempotencyKey": f"k{i % 7}"}
+        return await live_server.gql(document, {"input": given}, token=alice.token)
+
+    async with asyncio.timeout(120):
+        bodies = await asyncio.gather(*(one(i) for i in range(count)))
+    assert all("errors" not in body for body in bodies)
+    assert len({body["data"]["generateVideo"]["id"] for body in bodies}) == 7
+    assert plans.compiled == before + count

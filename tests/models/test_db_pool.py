@@ -113,3 +113,50 @@ def test_migrations_run_without_the_timeouts(settings: Settings) -> None:
     serving = vdb.tortoise_config(url, settings, timeouts=True)["connections"]["default"]
     assert "command_timeout" not in migrating and "server_settings" not in migrating
     assert serving["credentials"]["command_timeout"] == 30.0
+
+
+async def test_one_connection_serves_a_scope_and_goes_back(db: Settings) -> None:
+    pool = await _pool()
+    idle = pool.get_idle_size()
+    conn = get_connection("default")
+    assert await vdb.pooled(pool) is pool  # outside a scope: the pool itself
+    async with vdb.one_connection():
+        first = await vdb.pooled(pool)
+        assert first is not pool and await vdb.pooled(pool) is first
+        rows = await vdb.fetch(conn, "SELECT pg_backend_pid() AS pid", [])
+        again = await vdb.fetch(conn, "SELECT pg_backend_pid() AS pid", [])
+        assert rows[0]["pid"] == again[0]["pid"] == await first.fetchval("SELECT pg_backend_pid()")
+        # Given back early: later statements take pool connections one by one again.
+        await vdb.release_held()
+        assert await vdb.pooled(pool) is pool
+    assert pool.get_idle_size() >= idle
+
+
+async def test_a_scope_never_waits_for_the_pool_holding_a_connection(db: Settings) -> None:
+    # More scopes than the pool has connections, each holding one and then doing an ORM
+    # query after release_held (as generate_video does): every scope finishes.
+    pool = await _pool()
+    size = pool.get_max_size()
+    conn = get_connection("default")
+
+    async def scope(i: int) -> None:
+        async with vdb.one_connection():
+            await vdb.fetch(conn, "SELECT 1 AS one", [])
+            await asyncio.sleep(0.01)  # every scope holds its connection at once
+            await vdb.release_held()
+            await User.filter(id=-i).exists()
+
+    async with asyncio.timeout(30):
+        await asyncio.gather(*(scope(i) for i in range(size * 3)))
+
+
+async def test_an_error_inside_a_scope_gives_the_connection_back(db: Settings) -> None:
+    pool = await _pool()
+    conn = get_connection("default")
+    with contextlib.suppress(vdb.OperationalError):
+        async with vdb.one_connection():
+            await vdb.fetch(conn, "SELECT no_such_column FROM users", [])
+    async with asyncio.timeout(10):
+        for _ in range(pool.get_max_size() + 1):  # all of them can be taken again
+            async with vdb.one_connection():
+                await vdb.fetch(conn, "SELECT 1 AS one", [])

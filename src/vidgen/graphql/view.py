@@ -35,6 +35,7 @@ import json
 import logging
 import sys
 import uuid
+from contextlib import nullcontext
 from typing import Any
 
 import orjson
@@ -61,8 +62,10 @@ from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWS
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
+from vidgen import db
 from vidgen.graphql import live_fanout, subscriptions
 from vidgen.graphql.compiled import plans_for
+from vidgen.graphql.compiled.mutation import MutationPlan
 from vidgen.graphql.context import Context
 from vidgen.graphql.event_results import results_for
 from vidgen.graphql.schema import build_schema
@@ -485,14 +488,20 @@ class GraphQLView(GraphQL):
             not isinstance(query, str)
             or not isinstance(operation_name, str | None)
             or not isinstance(variables, dict | None)
-            or self.compiled.plan(query, operation_name) is None
         ):
             return None, _replaying(request, raw)
-        context = await self._context(request, None)
-        request.scope["vidgen.context"] = context
-        answer = await self.compiled.response(
-            query, operation_name, variables, context.viewer, context
-        )
+        plan = self.compiled.plan(query, operation_name)
+        if plan is None:
+            return None, _replaying(request, raw)
+        # A compiled generateVideo's statements (the token check, the lookup, the insert)
+        # share one pool connection, given back before the response is sent.
+        scope = db.one_connection() if isinstance(plan, MutationPlan) else nullcontext()
+        async with scope:
+            context = await self._context(request, None)
+            request.scope["vidgen.context"] = context
+            answer = await self.compiled.response(
+                query, operation_name, variables, context.viewer, context
+            )
         if answer is None:
             return None, _replaying(request, raw)
         return Response(answer, media_type="application/json"), request

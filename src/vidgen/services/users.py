@@ -248,7 +248,8 @@ async def authenticate(token: str) -> User | None:
 
     One prebuilt SELECT joining the token and its user (this runs on every request); the
     user is built from the row as Tortoise builds a fetched one. On PostgreSQL, outside a
-    transaction, the statement goes straight to the pool's connection (``Pool.fetchrow``:
+    transaction, the statement goes straight to the pool's connection (``Pool.fetchrow``, or
+    the connection of the request's ``db.one_connection`` scope:
     one prepared statement, asyncpg's own errors, which the callers' outage handling knows),
     logged like the ORM's statements, without the ORM's per-statement wrappers. Nothing is
     cached: a revoked token is refused by the very next request, in every process.
@@ -262,7 +263,7 @@ async def authenticate(token: str) -> User | None:
     if pool is not None:
         if conn.log.isEnabledFor(logging.DEBUG):
             conn.log.debug("%s: %s", sql, [hashed])
-        row = await pool.fetchrow(sql, hashed)
+        row = await (await db.pooled(pool)).fetchrow(sql, hashed)
         if row is None:
             return None
         token_id, revoked_at, expires_at, last_used_at = row[0], row[1], row[2], row[3]
@@ -289,6 +290,7 @@ async def authenticate(token: str) -> User | None:
         last_used_at = fields["last_used_at"].to_python_value(last_used_at)
     if last_used_at is None or now - last_used_at >= LAST_USED_RESOLUTION:
         # A conditional UPDATE: concurrent requests within the minute write nothing more.
+        await db.release_held()  # an ORM statement: never wait for the pool holding one
         query = ApiToken.filter(id=token_id)
         if last_used_at is None:
             query = query.filter(last_used_at__isnull=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from vidgen import dialect
+from vidgen import db, dialect
 from vidgen.jobs.lifecycle import outbox
 from vidgen.jobs.lifecycle.publishing import event_for
 from vidgen.jobs.lifecycle.rules import (
@@ -292,7 +292,7 @@ async def record_created(
         sql = _created_sql(
             tuple(values) if new else None, bool(tag_ids), bool(guard), _shape(admission), hook
         )
-        rows = await conn.execute_query_dict(sql, params)
+        rows = await db.fetch(conn, sql, params)
         if not rows:
             raise _refused(admission)
         video_id, event_id = rows[0]["id"], rows[0]["event_id"]

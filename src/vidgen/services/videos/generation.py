@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from vidgen import errors
+from vidgen import db, errors
 from vidgen.events import messages
 from vidgen.events.batch import PublishBatch
 from vidgen.jobs import lifecycle
@@ -43,8 +43,14 @@ logger = logging.getLogger(__name__)
 
 MAX_IDEMPOTENCY_KEY = 255
 
+# _HELD: in a request that holds one pool connection for its statements
+# (vidgen.db.one_connection: the compiled generateVideo), it is given back before anything
+# here that takes another connection (an ORM query, a transaction): a request never waits
+# for the pool while holding one of its connections.
+
 
 async def _earlier(viewer: User, key: str) -> Video | None:
+    await db.release_held()  # an ORM query (see _HELD)
     return await Video.get_or_none(owner_id=viewer.id, idempotency_key=key)
 
 
@@ -151,13 +157,15 @@ async def generate_video(
         # A new tag or theme, or a stored image, takes several statements: one transaction.
         # Otherwise record_created's single statement is atomic on its own.
         several = bool(new_tags) or new_theme is not None or input_image is not None
+        if several:
+            await db.release_held()  # the transaction takes a connection (see _HELD)
         async with in_transaction() if several else nullcontext():
             if new_theme is not None:
                 theme_id = (await catalog.ensure_theme(owner_id=viewer.id, name=new_theme)).id
             if new_tags:
                 created = await catalog.create_tags(owner_id=viewer.id, labels=new_tags)
                 tag_ids.update((name_key, tag.id) for name_key, tag in created.items())
-            video = Video(
+            video = Video.new(
                 owner_id=viewer.id,
                 created_by_id=viewer.id,
                 prompt=checked.prompt,
@@ -190,6 +198,7 @@ async def generate_video(
                 admission=quotas.admission(quota),
             )
     except BaseException as exc:
+        await db.release_held()  # what follows may query through the ORM (see _HELD)
         if image is not None and image.key is not None:
             await _remove_file(runtime, image.key)
         if isinstance(exc, IntegrityError | lifecycle.NotAdmitted):

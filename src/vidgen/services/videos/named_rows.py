@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
-from vidgen import dialect, errors
+from vidgen import db, dialect, errors
 from vidgen.models import Video
 from vidgen.services.videos.request_checks import CheckedRequest
 
@@ -73,7 +73,7 @@ async def find_named_rows(*, owner_id: int, checked: CheckedRequest, key: str | 
             + f" FROM videos WHERE owner_id = {p(owner_id)} AND idempotency_key = {p(key)}"
         )
     sql = " UNION ALL ".join(parts)
-    rows = await Video._meta.db.execute_query_dict(sql, p.values) if parts else []
+    rows = await db.fetch(Video._meta.db, sql, p.values) if parts else []
     found: dict[str, dict[str, Any]] = {}
     tag_ids: dict[str, int] = {}
     for row in rows:
