@@ -32,7 +32,14 @@ Measured, each against a baseline from the same run:
   that poll → the download, the download → the completing write), as percentiles over all
   jobs and for the 20 that ended last (they set the wall time).
 
-``--quick``: 300 jobs of 20 s. The last line is a JSON summary.
+- cores over the ends: from the first job's end at the provider to the last completion, the
+  cores used by the worker's event-loop thread, its other threads (probe, thumbnail, fsyncs),
+  the simulator and everything else on the machine (from ``/proc``): a worker short of its
+  own CPU shows its loop near 1.0, one starved by other work shows the rest high.
+
+``--quick``: 300 jobs of 20 s. ``--profile FILE``: cProfile of the worker's event-loop thread
+(its CPU time) from the first job's completion to the end, the top functions printed
+(``--sort``). The last line is a JSON summary.
 """
 
 from __future__ import annotations

@@ -18,9 +18,11 @@ checked when it is taken (expired, or closed by the server meanwhile: dropped, t
 one tried), a new connection while there are fewer than ``max_connections``, otherwise a
 wait in line (``pool`` timeout). :class:`AsyncioBackend` gives those connections sockets
 from the event loop's own transports (TLS through ``loop.start_tls``), under
-``asyncio.timeout``. A request costs about a third of httpx's default transport's CPU on
-the worker's loop (``bench/README.md``). httpcore's errors become httpx's, as with httpx's
-own transport, so callers (:mod:`vidgen.providers.errors`) see no difference.
+``asyncio.timeout``. A poll or a download costs about 0.4 of the CPU it costs through
+httpx's default transport (``bench/http_client_bench.py``), and the worker's loop spends
+about 40% less CPU over a capacity run (``bench/README.md``). httpcore's errors become
+httpx's, as with httpx's own transport, so callers (:mod:`vidgen.providers.errors`) see no
+difference.
 
 Public APIs only: ``httpx.AsyncBaseTransport``, ``httpcore.AsyncHTTPConnection`` and
 ``httpcore.AsyncNetworkBackend``/``AsyncNetworkStream``, asyncio's protocols. HTTP/1.1 only
