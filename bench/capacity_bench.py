@@ -32,7 +32,14 @@ Measured, each against a baseline from the same run:
   that poll → the download, the download → the completing write), as percentiles over all
   jobs and for the 20 that ended last (they set the wall time).
 
-``--quick``: 300 jobs of 20 s. The last line is a JSON summary.
+- cores over the ends: from the first job's end at the provider to the last completion, the
+  cores used by the worker's event-loop thread, its other threads (probe, thumbnail, fsyncs),
+  the simulator and everything else on the machine (from ``/proc``): a worker short of its
+  own CPU shows its loop near 1.0, one starved by other work shows the rest high.
+
+``--quick``: 300 jobs of 20 s. ``--profile FILE``: cProfile of the worker's event-loop thread
+(its CPU time) from the first job's completion to the end, the top functions printed
+(``--sort``). The last line is a JSON summary.
 """
 
 from __future__ import annotations
@@ -41,8 +48,10 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import cProfile
 import json
 import os
+import pstats
 import random
 import signal
 import socket
@@ -210,10 +219,19 @@ def run_worker_process(counts_file: Path) -> None:
             time.sleep(0.5)
 
     threading.Thread(target=dump, daemon=True).start()
+    # --profile: cProfile of the event loop's thread (CPU time, not wall time), switched on
+    # by SIGUSR1 (sent when the first job completed: the jobs' ends) and written at exit.
+    profile_to = os.environ.get("VIDGEN_BENCH_PROFILE")
+    profiler = cProfile.Profile(time.thread_time) if profile_to else None
+    if profiler is not None:
+        signal.signal(signal.SIGUSR1, lambda *_: profiler.enable())
     settings = Settings()
     logs.configure(settings.log_level, json_lines=settings.log_json)
     eventloop.run(run_worker(settings), settings.event_loop)
     counts_file.write_text(json.dumps(dict(counts)))
+    if profiler is not None and profile_to:
+        profiler.disable()
+        profiler.dump_stats(profile_to)
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -223,9 +241,44 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def proc_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+def proc_cpu_seconds(pid: int, *, thread: int | None = None) -> float:
+    """A process's CPU seconds (all its threads), or one thread's (``thread``: its id)."""
+    path = f"/proc/{pid}/task/{thread}/stat" if thread is not None else f"/proc/{pid}/stat"
+    fields = Path(path).read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent not idle (all cores, from /proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def cores_used(
+    samples: list[tuple[float, float, float, float, float]], start: float, end: float
+) -> dict[str, float]:
+    """Cores used between ``start`` and ``end`` (monotonic): the worker's event-loop thread,
+    the worker's other threads, the simulator, and everything else on the machine."""
+    inside = [s for s in samples if start <= s[0] <= end]
+    if len(inside) < 2:
+        return {}
+    (t0, l0, w0, s0, m0), (t1, l1, w1, s1, m1) = inside[0], inside[-1]
+    span = t1 - t0
+    loop, worker, sim, machine = (
+        (l1 - l0) / span,
+        (w1 - w0) / span,
+        (s1 - s0) / span,
+        (m1 - m0) / span,
+    )
+    return {
+        "seconds": round(span, 1),
+        "worker_loop": round(loop, 2),
+        "worker_threads": round(worker - loop, 2),
+        "simulator": round(sim, 2),
+        "rest": round(max(0.0, machine - worker - sim), 2),
+        "idle": round(max(0.0, os.cpu_count() or 1) - machine, 2),
+    }
 
 
 def proc_rss_kb(pid: int) -> int:
@@ -291,6 +344,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             VIDGEN_LOG_LEVEL="WARNING",
             VIDGEN_LOG_JSON="true",
         )
+        if args.profile:
+            env["VIDGEN_BENCH_PROFILE"] = args.profile
         procs.append(
             subprocess.Popen(  # noqa: ASYNC220 - started once, before the timed part
                 [sys.executable, "-m", "bench.capacity_bench", "--serve-simulator", str(port)]
@@ -333,13 +388,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 raise RuntimeError(f"the worker exited: see {scratch / 'worker.log'}")
             rss_idle = proc_rss_kb(worker.pid)
             cpu_start = proc_cpu_seconds(worker.pid)
+            loop_cpu_start = proc_cpu_seconds(worker.pid, thread=worker.pid)
             sim_cpu_start = proc_cpu_seconds(procs[0].pid)
             counts_start = read_counts(counts_file)
             peak = {"in_flight": 0, "rss": rss_idle, "rss_at_peak": rss_idle}
             done = asyncio.Event()
 
+            # CPU over time: (monotonic, worker loop thread, worker all, simulator, machine busy)
+            cpu_samples: list[tuple[float, float, float, float, float]] = []
+
             async def sample() -> None:
                 while not done.is_set():
+                    cpu_samples.append(
+                        (
+                            time.monotonic(),
+                            proc_cpu_seconds(worker.pid, thread=worker.pid),
+                            proc_cpu_seconds(worker.pid),
+                            proc_cpu_seconds(procs[0].pid),
+                            machine_busy_seconds(),
+                        )
+                    )
                     n = await Video.filter(status=VideoStatus.PROCESSING).count()
                     rss = proc_rss_kb(worker.pid)
                     peak["rss"] = max(peak["rss"], rss)
@@ -361,8 +429,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 ids.append(video.id)
             enqueued = time.monotonic() - started
             ideal = args.seconds + enqueued
+            profiling = False
             while True:
                 completed = await Video.filter(status=VideoStatus.COMPLETED).count()
+                if completed and args.profile and not profiling:
+                    worker.send_signal(signal.SIGUSR1)  # the jobs' ends: profile from here
+                    profiling = True
                 if completed == args.jobs:
                     break
                 if time.monotonic() - started > 3 * ideal + 60:
@@ -381,6 +453,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             done.set()
             await sampler
             cpu = proc_cpu_seconds(worker.pid) - cpu_start
+            loop_cpu = proc_cpu_seconds(worker.pid, thread=worker.pid) - loop_cpu_start
             sim_cpu = proc_cpu_seconds(procs[0].pid) - sim_cpu_start
             await asyncio.sleep(1.0)  # the counts file catches up
             counts = read_counts(counts_file)
@@ -404,6 +477,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             phases = phase_breakdown(
                 rows, task_log, start=started_wall, seconds=args.seconds, enqueued=enqueued
             )
+            # From the first job's end at the provider to the last job's completion.
+            ends = cores_used(cpu_samples, started + args.seconds, started + wall)
         finally:
             await runtime.close()
             await vdb.close()
@@ -446,6 +521,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "rss_kb_per_job": round(rss_kb, 1),
         "worker_cpu_seconds": round(cpu, 2),
         "worker_cpu_ms_per_job": round(cpu / args.jobs * 1e3, 2),
+        "worker_loop_cpu_seconds": round(loop_cpu, 2),
         "simulator_cpu_seconds": round(sim_cpu, 2),
         "claim_lag_median": round(lags[len(lags) // 2], 2),
         "claim_lag_max": round(lags[-1], 2),
@@ -455,6 +531,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "submitted_twice": sim["twice"],
         "provider_polls_per_job": round(sim["polls"] / args.jobs, 2),
         "phases": phases,
+        "cores_over_the_ends": ends,
     }
 
 
@@ -560,7 +637,8 @@ def report(result: dict[str, Any]) -> None:
     )
     print(
         f"worker CPU {result['worker_cpu_seconds']:.1f} s ({result['worker_cpu_ms_per_job']:.1f}"
-        f" ms per job; the simulator's {result['simulator_cpu_seconds']:.1f} s);"
+        f" ms per job, {result['worker_loop_cpu_seconds']:.1f} s on the event loop's thread;"
+        f" the simulator's {result['simulator_cpu_seconds']:.1f} s);"
         f" provider polls per job {result['provider_polls_per_job']};"
         f" submissions {result['submissions']}, of a job twice: {result['submitted_twice']}"
     )
@@ -578,6 +656,14 @@ def report(result: dict[str, Any]) -> None:
             f"    jobs ending in the run's last 5 s: {phases['ended_last_5s']},"
             f" last 10 s: {phases['ended_last_10s']}"
         )
+    ends = result.get("cores_over_the_ends") or {}
+    if ends:
+        print(
+            f"cores used over the ends ({ends['seconds']:.0f} s from the first job's end at the"
+            f" provider): worker event loop {ends['worker_loop']:.2f}, worker's other threads"
+            f" {ends['worker_threads']:.2f}, simulator {ends['simulator']:.2f}, everything else"
+            f" {ends['rest']:.2f}, idle {ends['idle']:.2f}"
+        )
     result["passed"] = all(checks.values())
     result["checks"] = checks
     print(json.dumps(result))
@@ -591,6 +677,14 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="300 jobs of 20 s")
+    parser.add_argument(
+        "--profile",
+        default=None,
+        metavar="FILE",
+        help="cProfile the worker's event-loop thread (its CPU time) from the first job's"
+        " completion to the end; write the stats to FILE and print the top functions",
+    )
+    parser.add_argument("--sort", default="tottime", help="the profile's order (pstats keys)")
     parser.add_argument("--serve-simulator", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-process", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -604,7 +698,12 @@ def main() -> None:
         args.jobs, args.seconds = 300, 20.0
     if args.seed is None:
         args.seed = random.randrange(1_000_000)
+    if args.profile:
+        args.profile = os.path.abspath(args.profile)  # the worker runs in another directory
     report(asyncio.run(run(args)))
+    if args.profile:
+        stats = pstats.Stats(args.profile)
+        stats.sort_stats(args.sort).print_stats(40)
 
 
 if __name__ == "__main__":

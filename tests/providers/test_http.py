@@ -24,6 +24,7 @@ from vidgen import __version__
 from vidgen.providers.base import PollResult, PredictionLost, ProviderError, State, WebhookRejected
 from vidgen.providers.http import build_client, verify_standard_webhook
 from vidgen.providers.runway import RunwayProvider
+from vidgen.providers.transport import PooledTransport
 
 
 async def echo(request: Request) -> JSONResponse:
@@ -38,8 +39,9 @@ async def test_client_is_configured_explicitly() -> None:
         assert client.timeout.connect == min(settings.provider_timeout_seconds, 10.0)
         assert client.headers["user-agent"] == f"vidgen/{__version__}"
         assert str(client.base_url).rstrip("/") == "http://127.0.0.1:1"
-        pool = client._transport._pool  # type: ignore[attr-defined]
-        assert pool._max_connections == 7
+        pool = client._transport  # type: ignore[attr-defined]
+        assert isinstance(pool, PooledTransport)
+        assert pool.max_connections == 7
     finally:
         await client.aclose()
 
@@ -51,7 +53,7 @@ async def test_clients_share_one_verifying_tls_context() -> None:
         for name in ("runway", "replicate")
     ]
     try:
-        contexts = [c._transport._pool._ssl_context for c in clients]  # type: ignore[attr-defined]
+        contexts = [c._transport.ssl_context for c in clients]  # type: ignore[attr-defined]
         assert contexts[0] is contexts[1]
         assert contexts[0].verify_mode is ssl.CERT_REQUIRED
         assert contexts[0].check_hostname
@@ -92,8 +94,8 @@ async def test_downloads_have_their_own_connections(tmp_path: Path) -> None:
         provider = RunwayProvider(settings)
         try:
             assert provider.download_client is not provider.client
-            pool = provider.download_client._transport._pool  # type: ignore[attr-defined]
-            assert pool._max_connections == 3
+            pool = provider.download_client._transport  # type: ignore[attr-defined]
+            assert pool.max_connections == 3
             result = PollResult(state=State.SUCCEEDED, output_url=f"{url}/files/out.mp4")
             # Every API connection busy: the download goes all the same.
             async with provider._gate.turn(), asyncio.timeout(10):
