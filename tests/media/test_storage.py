@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -264,16 +266,35 @@ def test_commit_refuses_a_key_that_links_outside(storage: LocalStorage, tmp_path
     assert outside.read_text() == "keep"
 
 
-def test_part_names_differ_in_a_forked_child(storage: LocalStorage, tmp_path: Path) -> None:
-    out = tmp_path / "child.txt"
-    pid = os.fork()
-    if pid == 0:  # the child names its next part file and exits at once
-        try:
-            out.write_text(storage.part_path("u1/v2/video.mp4").name)
-        finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
-    assert out.read_text() != storage.part_path("u1/v2/video.mp4").name
+def test_part_names_differ_in_a_forked_child(tmp_path: Path) -> None:
+    """A forked child names its part files with a prefix of its own (its counter starts where
+    the parent's was, so only the prefix tells them apart). The fork happens in a fresh
+    interpreter: forking the test process itself, with the threads of earlier tests running,
+    can leave the child waiting forever on a lock one of them held at the fork."""
+    script = """
+import os, sys
+from pathlib import Path
+from vidgen.media.storage import LocalStorage
+storage = LocalStorage(Path(sys.argv[1]))
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.write(write, storage.part_path("u1/v2/video.mp4").name.encode())
+    os._exit(0)
+os.close(write)
+os.waitpid(pid, 0)
+print(os.read(read, 4096).decode(), storage.part_path("u1/v2/video.mp4").name)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "media")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    child, parent = done.stdout.split()
+    assert child.startswith(".video.mp4.") and child.endswith(".part")
+    assert len(child) == len(parent) and child != parent
 
 
 def test_folder_creates_a_missing_root_and_its_parents(tmp_path: Path) -> None:
