@@ -21,8 +21,12 @@ serve: $(STAMP)
 worker: $(STAMP)
 	$(BIN)/vidgen worker
 
+# Two test processes (pytest-xdist), each taking whole files: the suite mostly waits on
+# sockets and subprocesses, so two share the 2 cores well. TEST_WORKERS=0 runs it in one.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: $(STAMP)
 	VIDGEN_TEST_BACKENDS=sqlite $(BIN)/pytest -x -q

@@ -141,14 +141,16 @@ class _DatabasePool:
     event loop keeps up to ``ready`` copies made by ``workers`` admin connections (two
     measured no faster than one on 2 cores), so a test takes one at once and the next ones
     are made while tests run; returned databases are dropped there too (``WITH (FORCE)``: a
-    test may leave connections, also from subprocesses). Each test still gets a database of
+    test may leave connections, also from subprocesses), but only once ``ready`` copies wait:
+    a run of quick tests drains a short stock faster than one connection refills it, so the
+    stock is deep and refilling it comes before dropping. Each test still gets a database of
     its own that nothing used before. Names carry the session id; :meth:`close` drops every
     one of them, including after Ctrl-C (pytest still tears session fixtures down).
 
     When PostgreSQL is down, :meth:`take` raises the connection error (the test ERRORs).
     """
 
-    def __init__(self, template: str, *, ready: int = 2, workers: int = 1) -> None:
+    def __init__(self, template: str, *, ready: int = 6, workers: int = 1) -> None:
         self.template = template
         self.target = ready
         self.prefix = f"vg_t_{_SESSION}_"
@@ -218,10 +220,10 @@ class _DatabasePool:
         self._waiters = deque(w for w in self._waiters if not w.done())
         if len(self._waiters) > self._creating:
             return "create", f"{self.prefix}{next(self._numbers)}"
-        if self._drops:
-            return "drop", self._drops.popleft()
         if self._healthy and len(self._ready) + self._creating < self.target:
             return "create", f"{self.prefix}{next(self._numbers)}"
+        if self._drops:
+            return "drop", self._drops.popleft()
         return None
 
     async def _work(self) -> None:
