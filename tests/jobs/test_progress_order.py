@@ -71,3 +71,49 @@ async def test_a_jobs_write_waits_until_its_batched_progress_is_published(db: Se
     assert versions and versions == sorted(versions), versions
     row = await Video.get(id=claimed.video_id)
     assert max(versions) == row.version and row.progress == 0.9
+
+
+async def test_a_flush_leaves_out_a_video_whose_jobs_write_is_in_flight(db: Settings) -> None:
+    """The other order: the job's write has committed and its publish is held when the next
+    report comes. A flush then would write and publish a newer version before the held one;
+    it waits in the batch until the write is published."""
+    owner = await User.create(email="order2@example.com", password_hash="x")
+    await lifecycle.record_created(
+        Video(owner=owner, prompt="succeed", provider="test", resolution="64x64"), actor="test"
+    )
+    [claimed] = await queue.claim(worker_id="w:1:o", limit=1, lease_seconds=30)
+    bus = HeldBus()
+    batcher = ProgressBatcher(bus, worker_id="w:1:o", every=0.01)
+    ctx = JobContext(Runtime.create(db, bus=bus), claimed, worker_id="w:1:o", progress=batcher)
+
+    write = asyncio.create_task(
+        ctx.db(
+            "report progress",
+            functools.partial(
+                lifecycle.report_progress,
+                claimed.video_id,
+                0.5,
+                attempt=claimed.attempt,
+                bus=bus,
+            ),
+        )
+    )
+    await asyncio.wait_for(bus.holding.wait(), 10)  # the job's write committed, publish held
+    committed = (await Video.get(id=claimed.video_id)).version
+    batcher.report(claimed.video_id, claimed.attempt, 0.9, None)
+    await asyncio.sleep(0.3)  # thirty flush intervals
+    assert batcher.statements == 0 and not bus.sent
+    assert (await Video.get(id=claimed.video_id)).version == committed  # nothing written
+    bus.release.set()
+    await asyncio.wait_for(write, 10)
+    for _ in range(500):  # the report goes out at the next flush
+        if batcher.statements:
+            break
+        await asyncio.sleep(0.01)
+    await batcher.close()
+
+    versions = [m["version"] for _, m in bus.sent if m.get("version") is not None]
+    # (Each change goes out on more than one channel.)
+    assert versions == sorted(versions) and set(versions) == {committed, committed + 1}, versions
+    row = await Video.get(id=claimed.video_id)
+    assert row.version == committed + 1 and row.progress == 0.9

@@ -163,9 +163,12 @@ class JobContext:
         """
         if self.pending_write is not None and self.pending_write is not asyncio.current_task():
             await self.settle_pending()
-        if self.progress is not None:  # a batched report of this job is published first
-            await self.progress.settled(self.video_id)
-        return await transient.retrying(operation, what=what, extra=self.log_extra)
+        if self.progress is None:
+            return await transient.retrying(operation, what=what, extra=self.log_extra)
+        # A batched report of this job is published first, and none is flushed meanwhile.
+        await self.progress.settled(self.video_id)
+        with self.progress.writing(self.video_id):
+            return await transient.retrying(operation, what=what, extra=self.log_extra)
 
     async def settle_pending(self) -> None:
         """Wait for the job's write in flight, if any; its error (StaleAttempt) is raised here.

@@ -17,13 +17,18 @@ A flush's version of a video must also reach subscribers before the job's next w
 job's own next write (its completion) could commit and publish first, and subscribers would
 see the newer version before the older one. So a job waits for a flush that holds its video
 (:meth:`ProgressBatcher.settled`, called by ``JobContext.db`` before each of the job's
-writes), and a report made while the job's own write is in flight waits for that write.
+writes). The other way round, a flush leaves out the videos whose job has a write in flight
+(:meth:`ProgressBatcher.writing`, held by ``JobContext.db`` around each of them): their
+reports wait in the batch for the next flush. So a flush and a write of the same job never
+overlap, and each publishes its version before the other writes the next one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Iterator
 
 from vidgen.events.bus import EventBus
 from vidgen.jobs import lifecycle, transient
@@ -45,6 +50,8 @@ class ProgressBatcher:
         self._flusher: asyncio.Task[None] | None = None
         # video id → the future of the flush that is writing and publishing its report.
         self._inflight: dict[int, asyncio.Future[None]] = {}
+        # video id → how many of its job's own writes are in flight (see writing()).
+        self._writing: dict[int, int] = {}
         self._last_flush = -every  # by the loop's clock
         self.statements = 0  # flushes sent (tests, the capacity benchmark)
 
@@ -62,9 +69,23 @@ class ProgressBatcher:
 
     async def settled(self, video_id: int) -> None:
         """Wait until no flush is between writing and publishing ``video_id``'s report."""
-        flushing = self._inflight.get(video_id)
-        if flushing is not None:
+        while (flushing := self._inflight.get(video_id)) is not None:
             await asyncio.shield(flushing)
+
+    @contextlib.contextmanager
+    def writing(self, video_id: int) -> Iterator[None]:
+        """Mark a write of ``video_id``'s job as in flight (from its statement to its
+        publish): flushes meanwhile leave that video's report for later. Enter it right
+        after :meth:`settled`, with no ``await`` between the two."""
+        self._writing[video_id] = self._writing.get(video_id, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._writing[video_id] - 1
+            if left:
+                self._writing[video_id] = left
+            else:
+                del self._writing[video_id]
 
     async def _write(self, batch: dict[int, tuple[int, float | None, str | None]]) -> None:
         """One statement for ``batch`` and its events' publish, with its videos marked in
@@ -96,7 +117,14 @@ class ProgressBatcher:
             # the second share the next flush.
             await asyncio.sleep(max(0.0, self._last_flush + self.every - loop.time()))
             self._last_flush = loop.time()
-            batch, self._pending = self._pending, {}
+            if self._writing:  # those jobs' writes publish first; their reports wait
+                batch = {v: r for v, r in self._pending.items() if v not in self._writing}
+                for vid in batch:
+                    del self._pending[vid]
+                if not batch:
+                    continue
+            else:
+                batch, self._pending = self._pending, {}
             try:
                 await self._write(batch)
                 self.statements += 1
