@@ -1,8 +1,11 @@
 """The job's media stage: download the provider's output, probe it, make its thumbnail and
-store both durably (see :mod:`vidgen.media.ingest`). Probing and thumbnailing run on the
-CPU pool's threads; creating the download's file and the commit (fsyncs, renames) only wait
-on the disk, so they run on the I/O pool (:mod:`vidgen.jobs.cpu`): a burst of outputs
-finishing together keeps the cores busy inspecting while their fsyncs overlap elsewhere."""
+store both durably (see :mod:`vidgen.media.ingest`). The stage's steps run on the CPU pool's
+threads, and its probe + thumbnail in the media processes
+(:func:`vidgen.jobs.cpu.run_in_process`), so that the worker's event loop does not wait for
+the interpreter's lock meanwhile. Creating the download's file and the commit (fsyncs,
+renames) only wait on the disk, so they run on the I/O pool (:mod:`vidgen.jobs.cpu`): a
+burst of outputs finishing together keeps the cores busy inspecting while their fsyncs
+overlap elsewhere."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from typing import Any, TypeVar
 from vidgen.jobs import cpu
 from vidgen.jobs.job_context import JobContext
 from vidgen.jobs.lifecycle import JobSpec
-from vidgen.media import ingest
+from vidgen.media import ingest, inspect
 from vidgen.providers.base import PollResult, Provider
 
 logger = logging.getLogger(__name__)
@@ -44,6 +47,7 @@ async def store_output(
         thumbnail_format=settings.thumbnail_format,
         hold=ctx.write_done if pending is not None else None,
         commit_apart=True,
+        inspector=_inspect_in_process,
     )
     ctx.ingest = job
     job.abandoned = ctx.write_error is not None
@@ -64,6 +68,11 @@ async def store_output(
         raise
     finally:
         ctx.ingest = None
+
+
+def _inspect_in_process(video: Any, **options: Any) -> tuple[Any, bytes]:
+    """:func:`vidgen.media.inspect.read` in the media processes (called on a CPU thread)."""
+    return cpu.run_in_process(inspect.read, video, **options)
 
 
 async def _fetch_and_store(
