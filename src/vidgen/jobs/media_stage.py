@@ -33,9 +33,10 @@ async def store_output(
 
     One CPU-pool call for the download, probe and thumbnail when the provider can download
     without the event loop; otherwise an I/O-pool call that opens the file, the provider's
-    async download, and a CPU-pool call. The stage always stops before committing, and one
-    I/O-pool call commits: with the prediction id's write still in flight, only once that
-    write succeeded (a job taken over meanwhile stores nothing).
+    async download, and a call that probes and thumbnails (on the I/O pool when that waits
+    for the media processes, else on the CPU pool). The stage always stops before committing,
+    and one I/O-pool call commits: with the prediction id's write still in flight, only once
+    that write succeeded (a job taken over meanwhile stores nothing).
     """
     pending = ctx.pending_write
     job = ingest.Ingest(
@@ -88,7 +89,10 @@ async def _fetch_and_store(
     except BaseException:
         await asyncio.shield(asyncio.to_thread(job.discard))
         raise
-    return await _in_thread(job, job.finish, content_type)
+    # With the probe in the media processes, this call mostly waits for them: on the I/O
+    # pool, the outputs of a burst queue at the processes (keeping each busy) instead of
+    # waiting for one of the CPU pool's few threads.
+    return await _in_thread(job, job.finish, content_type, io=cpu.processes() > 0)
 
 
 async def _in_thread(job: ingest.Ingest, fn: Callable[..., T], *args: Any, io: bool = False) -> T:
