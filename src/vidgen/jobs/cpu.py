@@ -10,11 +10,12 @@ Any code may use it::
 
     info = await cpu.run(probe, path)
 
-Blocking I/O that only waits (a finished output's fsyncs and renames, creating its folder)
-runs on a second pool, :func:`io_executor`, sized for waiting rather than for the cores
-(:data:`IO_WORKERS` threads): an fsync holds no core, and several at once share the disk's
-journal commits, so a burst of outputs finishing together neither queues its fsyncs one
-core at a time nor holds the CPU pool's threads while the disk works.
+Blocking I/O that only waits (a finished output's fsyncs and renames, creating its folder,
+a call waiting for the media processes below) runs on a second pool, :func:`io_executor`,
+sized for waiting rather than for the cores (:data:`IO_WORKERS` threads): an fsync holds
+no core, and several at once share the disk's journal commits, so a burst of outputs
+finishing together neither queues its fsyncs one core at a time nor holds the CPU pool's
+threads while the disk works.
 
 The pool is one per process (the API's embedded worker and its requests share it). The
 local renderer sizes its own render threads with :func:`size` too, and a worker claims no
