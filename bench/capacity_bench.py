@@ -40,9 +40,10 @@ Measured, each against a baseline from the same run:
   and everything else on the machine (from ``/proc``): a worker short of its
   own CPU shows its loop near 1.0, one starved by other work shows the rest high.
 
-``--quick``: 300 jobs of 20 s. ``--profile FILE``: cProfile of the worker's event-loop thread
-(its CPU time) from the first job's completion to the end, the top functions printed
-(``--sort``). The last line is a JSON summary.
+``--quick``: 300 jobs of 20 s. ``--worker-env KEY=VALUE`` (repeatable): a setting for the
+worker process, e.g. ``VIDGEN_PROVIDER_MAX_CONNECTIONS=100``. ``--profile FILE``: cProfile
+of the worker's event-loop thread (its CPU time) from the first job's completion to the end,
+the top functions printed (``--sort``). The last line is a JSON summary.
 """
 
 from __future__ import annotations
@@ -371,6 +372,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             VIDGEN_LOG_LEVEL="WARNING",
             VIDGEN_LOG_JSON="true",
         )
+        for pair in args.worker_env:  # e.g. VIDGEN_PROVIDER_MAX_CONNECTIONS=100
+            key, _, value = pair.partition("=")
+            env[key] = value
         if args.profile:
             env["VIDGEN_BENCH_PROFILE"] = args.profile
         procs.append(
@@ -722,6 +726,14 @@ def main() -> None:
         " completion to the end; write the stats to FILE and print the top functions",
     )
     parser.add_argument("--sort", default="tottime", help="the profile's order (pstats keys)")
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting for the worker process (repeatable), e.g."
+        " VIDGEN_PROVIDER_MAX_CONNECTIONS=100",
+    )
     parser.add_argument("--serve-simulator", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-process", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
