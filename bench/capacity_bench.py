@@ -24,7 +24,9 @@ Measured, each against a baseline from the same run:
 - RSS per in-flight job: the worker's peak resident memory while the most jobs were in
   flight, less its resident memory just before the first enqueue, over that many jobs.
   Target <= 50 KB.
-- CPU: the worker's CPU seconds (user + system, all threads) over the run, per job.
+- CPU: the worker's CPU seconds (user + system, all threads) over the run, per job, and
+  that of its media processes (its child processes: probe + thumbnail,
+  ``VIDGEN_MEDIA_PROCESSES``) apart.
 - submissions: the simulator counts the submissions of each job; more than one is a
   second payment (must be 0).
 - where the time goes: each job's time split into phases (its enqueue from the first,
@@ -33,13 +35,15 @@ Measured, each against a baseline from the same run:
   jobs and for the 20 that ended last (they set the wall time).
 
 - cores over the ends: from the first job's end at the provider to the last completion, the
-  cores used by the worker's event-loop thread, its other threads (probe, thumbnail, fsyncs),
-  the simulator and everything else on the machine (from ``/proc``): a worker short of its
+  cores used by the worker's event-loop thread, its other threads (downloads' files, fsyncs,
+  waiting on the media processes), its media processes (probe + thumbnail), the simulator
+  and everything else on the machine (from ``/proc``): a worker short of its
   own CPU shows its loop near 1.0, one starved by other work shows the rest high.
 
-``--quick``: 300 jobs of 20 s. ``--profile FILE``: cProfile of the worker's event-loop thread
-(its CPU time) from the first job's completion to the end, the top functions printed
-(``--sort``). The last line is a JSON summary.
+``--quick``: 300 jobs of 20 s. ``--worker-env KEY=VALUE`` (repeatable): a setting for the
+worker process, e.g. ``VIDGEN_PROVIDER_MAX_CONNECTIONS=100``. ``--profile FILE``: cProfile
+of the worker's event-loop thread (its CPU time) from the first job's completion to the end,
+the top functions printed (``--sort``). The last line is a JSON summary.
 """
 
 from __future__ import annotations
@@ -248,6 +252,27 @@ def proc_cpu_seconds(pid: int, *, thread: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_cpu_seconds(pid: int) -> float:
+    """The CPU seconds of a process's live child processes (the worker's media processes)."""
+    total = 0.0
+    for children in Path(f"/proc/{pid}").glob("task/*/children"):
+        with contextlib.suppress(OSError):
+            for child in children.read_text().split():
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    total += proc_cpu_seconds(int(child))
+    return total
+
+
+def children_rss_kb(pid: int) -> int:
+    total = 0
+    for children in Path(f"/proc/{pid}").glob("task/*/children"):
+        with contextlib.suppress(OSError):
+            for child in children.read_text().split():
+                with contextlib.suppress(OSError, ValueError):
+                    total += proc_rss_kb(int(child))
+    return total
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds the whole machine spent not idle (all cores, from /proc/stat)."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -256,27 +281,30 @@ def machine_busy_seconds() -> float:
 
 
 def cores_used(
-    samples: list[tuple[float, float, float, float, float]], start: float, end: float
+    samples: list[tuple[float, float, float, float, float, float]], start: float, end: float
 ) -> dict[str, float]:
     """Cores used between ``start`` and ``end`` (monotonic): the worker's event-loop thread,
-    the worker's other threads, the simulator, and everything else on the machine."""
+    the worker's other threads, its media processes, the simulator, and everything else on
+    the machine."""
     inside = [s for s in samples if start <= s[0] <= end]
     if len(inside) < 2:
         return {}
-    (t0, l0, w0, s0, m0), (t1, l1, w1, s1, m1) = inside[0], inside[-1]
+    (t0, l0, w0, s0, m0, c0), (t1, l1, w1, s1, m1, c1) = inside[0], inside[-1]
     span = t1 - t0
-    loop, worker, sim, machine = (
+    loop, worker, sim, machine, media = (
         (l1 - l0) / span,
         (w1 - w0) / span,
         (s1 - s0) / span,
         (m1 - m0) / span,
+        max(0.0, c1 - c0) / span,
     )
     return {
         "seconds": round(span, 1),
         "worker_loop": round(loop, 2),
         "worker_threads": round(worker - loop, 2),
+        "worker_media_processes": round(media, 2),
         "simulator": round(sim, 2),
-        "rest": round(max(0.0, machine - worker - sim), 2),
+        "rest": round(max(0.0, machine - worker - media - sim), 2),
         "idle": round(max(0.0, os.cpu_count() or 1) - machine, 2),
     }
 
@@ -344,6 +372,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             VIDGEN_LOG_LEVEL="WARNING",
             VIDGEN_LOG_JSON="true",
         )
+        for pair in args.worker_env:  # e.g. VIDGEN_PROVIDER_MAX_CONNECTIONS=100
+            key, _, value = pair.partition("=")
+            env[key] = value
         if args.profile:
             env["VIDGEN_BENCH_PROFILE"] = args.profile
         procs.append(
@@ -388,14 +419,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 raise RuntimeError(f"the worker exited: see {scratch / 'worker.log'}")
             rss_idle = proc_rss_kb(worker.pid)
             cpu_start = proc_cpu_seconds(worker.pid)
+            media_cpu_start = children_cpu_seconds(worker.pid)
             loop_cpu_start = proc_cpu_seconds(worker.pid, thread=worker.pid)
             sim_cpu_start = proc_cpu_seconds(procs[0].pid)
             counts_start = read_counts(counts_file)
             peak = {"in_flight": 0, "rss": rss_idle, "rss_at_peak": rss_idle}
             done = asyncio.Event()
 
-            # CPU over time: (monotonic, worker loop thread, worker all, simulator, machine busy)
-            cpu_samples: list[tuple[float, float, float, float, float]] = []
+            # CPU over time: (monotonic, worker loop thread, worker all, simulator, machine busy,
+            # the worker's media processes)
+            cpu_samples: list[tuple[float, float, float, float, float, float]] = []
 
             async def sample() -> None:
                 while not done.is_set():
@@ -406,11 +439,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                             proc_cpu_seconds(worker.pid),
                             proc_cpu_seconds(procs[0].pid),
                             machine_busy_seconds(),
+                            children_cpu_seconds(worker.pid),
                         )
                     )
                     n = await Video.filter(status=VideoStatus.PROCESSING).count()
                     rss = proc_rss_kb(worker.pid)
                     peak["rss"] = max(peak["rss"], rss)
+                    peak["media_rss"] = max(peak.get("media_rss", 0), children_rss_kb(worker.pid))
                     if n >= peak["in_flight"]:
                         peak["in_flight"], peak["rss_at_peak"] = n, max(rss, peak["rss_at_peak"])
                     with contextlib.suppress(TimeoutError):
@@ -453,6 +488,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             done.set()
             await sampler
             cpu = proc_cpu_seconds(worker.pid) - cpu_start
+            media_cpu = children_cpu_seconds(worker.pid) - media_cpu_start
             loop_cpu = proc_cpu_seconds(worker.pid, thread=worker.pid) - loop_cpu_start
             sim_cpu = proc_cpu_seconds(procs[0].pid) - sim_cpu_start
             await asyncio.sleep(1.0)  # the counts file catches up
@@ -522,6 +558,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "worker_cpu_seconds": round(cpu, 2),
         "worker_cpu_ms_per_job": round(cpu / args.jobs * 1e3, 2),
         "worker_loop_cpu_seconds": round(loop_cpu, 2),
+        "media_processes_cpu_seconds": round(media_cpu, 2),
+        "media_processes_rss_kb": peak.get("media_rss", 0),
         "simulator_cpu_seconds": round(sim_cpu, 2),
         "claim_lag_median": round(lags[len(lags) // 2], 2),
         "claim_lag_max": round(lags[-1], 2),
@@ -638,6 +676,8 @@ def report(result: dict[str, Any]) -> None:
     print(
         f"worker CPU {result['worker_cpu_seconds']:.1f} s ({result['worker_cpu_ms_per_job']:.1f}"
         f" ms per job, {result['worker_loop_cpu_seconds']:.1f} s on the event loop's thread;"
+        f" its media processes {result['media_processes_cpu_seconds']:.1f} s more, RSS"
+        f" {result['media_processes_rss_kb'] / 1024:.0f} MB;"
         f" the simulator's {result['simulator_cpu_seconds']:.1f} s);"
         f" provider polls per job {result['provider_polls_per_job']};"
         f" submissions {result['submissions']}, of a job twice: {result['submitted_twice']}"
@@ -661,8 +701,9 @@ def report(result: dict[str, Any]) -> None:
         print(
             f"cores used over the ends ({ends['seconds']:.0f} s from the first job's end at the"
             f" provider): worker event loop {ends['worker_loop']:.2f}, worker's other threads"
-            f" {ends['worker_threads']:.2f}, simulator {ends['simulator']:.2f}, everything else"
-            f" {ends['rest']:.2f}, idle {ends['idle']:.2f}"
+            f" {ends['worker_threads']:.2f}, its media processes"
+            f" {ends['worker_media_processes']:.2f}, simulator {ends['simulator']:.2f},"
+            f" everything else {ends['rest']:.2f}, idle {ends['idle']:.2f}"
         )
     result["passed"] = all(checks.values())
     result["checks"] = checks
@@ -685,6 +726,14 @@ def main() -> None:
         " completion to the end; write the stats to FILE and print the top functions",
     )
     parser.add_argument("--sort", default="tottime", help="the profile's order (pstats keys)")
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting for the worker process (repeatable), e.g."
+        " VIDGEN_PROVIDER_MAX_CONNECTIONS=100",
+    )
     parser.add_argument("--serve-simulator", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-process", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()

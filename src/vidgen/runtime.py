@@ -51,6 +51,7 @@ class Runtime:
         from vidgen.providers.registry import build_providers
 
         cpu.configure(settings.cpu_workers)
+        cpu.configure_processes(settings.media_processes)
 
         bus = bus or create_bus(
             settings.redis_url,

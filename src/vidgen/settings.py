@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     # CPU-bound work (local renders, probing and thumbnailing outputs) runs on this many
     # threads per process (vidgen.jobs.cpu); unset: the machine's cores.
     cpu_workers: int | None = Field(default=None, ge=1)
+    # Probing and thumbnailing outputs run in this many processes of their own, so that the
+    # worker's event loop keeps the interpreter's lock (vidgen.jobs.cpu); unset: as many as
+    # cpu_workers, 0: on the CPU threads instead.
+    media_processes: int | None = Field(default=None, ge=0)
     worker_poll_seconds: float = 5.0
     lease_seconds: float = 60.0
     heartbeat_seconds: float = 10.0

@@ -83,16 +83,17 @@ class StageSpy:
 
 
 def block_the_stage(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
-    """The media stage stops inside its probe until ``go``; ``inside`` says it got there."""
+    """The media stage stops at its probe until ``go``; ``inside`` says it got there (its
+    CPU thread, about to hand the probe to the media processes)."""
     inside, go = threading.Event(), threading.Event()
-    real_read = ingest.inspect.read
+    real_run = cpu.run_in_process
 
-    def read(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def run_in_process(*args, **kwargs):  # type: ignore[no-untyped-def]
         inside.set()
         assert go.wait(10)
-        return real_read(*args, **kwargs)
+        return real_run(*args, **kwargs)
 
-    monkeypatch.setattr(ingest.inspect, "read", read)
+    monkeypatch.setattr(cpu, "run_in_process", run_in_process)
     return inside, go
 
 

@@ -10,15 +10,28 @@ Any code may use it::
 
     info = await cpu.run(probe, path)
 
-Blocking I/O that only waits (a finished output's fsyncs and renames, creating its folder)
-runs on a second pool, :func:`io_executor`, sized for waiting rather than for the cores
-(:data:`IO_WORKERS` threads): an fsync holds no core, and several at once share the disk's
-journal commits, so a burst of outputs finishing together neither queues its fsyncs one
-core at a time nor holds the CPU pool's threads while the disk works.
+Blocking I/O that only waits (a finished output's fsyncs and renames, creating its folder,
+a call waiting for the media processes below) runs on a second pool, :func:`io_executor`,
+sized for waiting rather than for the cores (:data:`IO_WORKERS` threads): an fsync holds
+no core, and several at once share the disk's journal commits, so a burst of outputs
+finishing together neither queues its fsyncs one core at a time nor holds the CPU pool's
+threads while the disk works.
 
 The pool is one per process (the API's embedded worker and its requests share it). The
 local renderer sizes its own render threads with :func:`size` too, and a worker claims no
 more local jobs than that (see docs/jobs.md, "Capacity").
+
+Inspecting a finished output (probe + thumbnail, :func:`vidgen.media.inspect.read`) holds the
+interpreter's lock for much of its time, and a worker with hundreds of jobs in flight needs
+that lock for its event loop. So that work runs in a small pool of processes of its own
+(:func:`run_in_process`, ``VIDGEN_MEDIA_PROCESSES``; unset: the CPU pool's size, 0: in the
+calling thread instead). The processes are started on first use, with the ``spawn`` method
+(never ``fork``: the worker has threads, and a child forked while one of them holds a lock
+can hang on it); they ignore SIGINT and SIGTERM, so a signal sent to the whole process group
+stops the worker gracefully instead of killing the calls it is still waiting for, and
+:func:`shutdown` ends them. A process that dies under a call (killed, out of memory) fails
+that call and every call waiting in the pool with :class:`ProcessLost`; the next call starts
+a fresh pool.
 """
 
 from __future__ import annotations
@@ -26,12 +39,19 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import logging
+import multiprocessing
 import os
+import signal
 import threading
+import time
 from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -39,6 +59,16 @@ _size: int | None = None  # configured size; None: the cores
 _io_pool: concurrent.futures.ThreadPoolExecutor | None = None
 
 IO_WORKERS = 16  # threads of the I/O pool: fsyncs in flight at once
+
+_processes: int | None = None  # configured process count; None: size(), 0: no processes
+_process_pool: concurrent.futures.ProcessPoolExecutor | None = None
+# How long shutdown() waits for the processes' calls to end before it kills them.
+SHUTDOWN_SECONDS = 5.0
+
+
+class ProcessLost(Exception):
+    """A process of the pool ended while it held or queued this call (killed, out of memory):
+    the call's result is unknown and nothing of it was returned. Running it again is safe."""
 
 
 def cores() -> int:
@@ -94,3 +124,115 @@ def io_executor() -> concurrent.futures.ThreadPoolExecutor:
                 max_workers=IO_WORKERS, thread_name_prefix="vidgen-io"
             )
         return _io_pool
+
+
+# --- the process pool ------------------------------------------------------------------------
+def processes() -> int:
+    """How many processes the pool has: the configured count, else :func:`size`; 0: none."""
+    return size() if _processes is None else _processes
+
+
+def configure_processes(count: int | None) -> None:
+    """Set the process pool's size (``VIDGEN_MEDIA_PROCESSES``; None: :func:`size`; 0: run
+    the calls in the calling thread). A pool of another size already running is shut down
+    without waiting: its calls still running end on their processes."""
+    global _process_pool, _processes
+    with _lock:
+        if count == _processes:
+            return
+        _processes = count
+        old, _process_pool = _process_pool, None
+    if old is not None:
+        old.shutdown(wait=False)
+
+
+def process_executor() -> concurrent.futures.ProcessPoolExecutor | None:
+    """The process pool, created on first use (its processes start as calls need them);
+    None when it is switched off (0 processes)."""
+    global _process_pool
+    with _lock:
+        if _process_pool is None:
+            count = processes()
+            if count < 1:
+                return None
+            _process_pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=count,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_process,
+            )
+        return _process_pool
+
+
+def run_in_process(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` in the process pool, blocking until it returns: call it from a
+    thread (the CPU pool's), never the event loop. ``fn`` and its arguments and result must
+    pickle. With the pool switched off, the call runs here. Exceptions of ``fn`` are raised
+    here as they were raised there.
+
+    Raises:
+        ProcessLost: the process died under the call, or the pool broke while it waited.
+    """
+    pool = process_executor()
+    if pool is None:
+        return fn(*args, **kwargs)
+    try:
+        future = pool.submit(fn, *args, **kwargs)
+    except (BrokenProcessPool, RuntimeError):
+        # Broken by an earlier call, or shut down meanwhile: this call never started, so it
+        # goes to a fresh pool (RuntimeError: "cannot schedule new futures after shutdown").
+        _drop(pool)
+        pool = process_executor()
+        if pool is None:
+            return fn(*args, **kwargs)
+        future = pool.submit(fn, *args, **kwargs)
+    try:
+        return future.result()
+    except BrokenProcessPool as exc:
+        _drop(pool)
+        raise ProcessLost(f"a media process ended under the call: {exc}") from exc
+    except concurrent.futures.CancelledError as exc:  # shut down before it started
+        raise ProcessLost("the media processes were shut down before the call ran") from exc
+
+
+def _drop(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    """Forget a broken pool (unless another thread replaced it already)."""
+    global _process_pool
+    with _lock:
+        if _process_pool is not pool:
+            return
+        _process_pool = None
+    logger.warning("media process pool broken; starting a new one", extra={"action": "cpu.pool"})
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def shutdown(timeout: float = SHUTDOWN_SECONDS) -> None:
+    """End the process pool (blocking; from a thread in async code): calls not started are
+    canceled (their callers get :class:`ProcessLost`), calls running get ``timeout`` seconds
+    to end, and processes still alive after that are killed. The next call starts a new pool.
+    """
+    global _process_pool
+    with _lock:
+        pool, _process_pool = _process_pool, None
+    if pool is None:
+        return
+    children = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + timeout
+    for child in children:
+        child.join(max(0.0, deadline - time.monotonic()))
+    for child in children:
+        if child.is_alive():
+            logger.warning(
+                "media process did not end in time; killing it",
+                extra={"action": "cpu.kill", "pid": child.pid},
+            )
+            child.kill()
+            child.join(1.0)
+
+
+def _start_process() -> None:
+    """In each pool process: leave SIGINT and SIGTERM to the parent, which ends the pool
+    (see the module docstring), and import the media code before the first call needs it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    import vidgen.media.inspect  # noqa: F401

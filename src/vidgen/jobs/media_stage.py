@@ -1,8 +1,11 @@
 """The job's media stage: download the provider's output, probe it, make its thumbnail and
-store both durably (see :mod:`vidgen.media.ingest`). Probing and thumbnailing run on the
-CPU pool's threads; creating the download's file and the commit (fsyncs, renames) only wait
-on the disk, so they run on the I/O pool (:mod:`vidgen.jobs.cpu`): a burst of outputs
-finishing together keeps the cores busy inspecting while their fsyncs overlap elsewhere."""
+store both durably (see :mod:`vidgen.media.ingest`). The stage's steps run on the CPU pool's
+threads, and its probe + thumbnail in the media processes
+(:func:`vidgen.jobs.cpu.run_in_process`), so that the worker's event loop does not wait for
+the interpreter's lock meanwhile. Creating the download's file and the commit (fsyncs,
+renames) only wait on the disk, so they run on the I/O pool (:mod:`vidgen.jobs.cpu`): a
+burst of outputs finishing together keeps the cores busy inspecting while their fsyncs
+overlap elsewhere."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from typing import Any, TypeVar
 from vidgen.jobs import cpu
 from vidgen.jobs.job_context import JobContext
 from vidgen.jobs.lifecycle import JobSpec
-from vidgen.media import ingest
+from vidgen.media import ingest, inspect
 from vidgen.providers.base import PollResult, Provider
 
 logger = logging.getLogger(__name__)
@@ -30,9 +33,10 @@ async def store_output(
 
     One CPU-pool call for the download, probe and thumbnail when the provider can download
     without the event loop; otherwise an I/O-pool call that opens the file, the provider's
-    async download, and a CPU-pool call. The stage always stops before committing, and one
-    I/O-pool call commits: with the prediction id's write still in flight, only once that
-    write succeeded (a job taken over meanwhile stores nothing).
+    async download, and a call that probes and thumbnails (on the I/O pool when that waits
+    for the media processes, else on the CPU pool). The stage always stops before committing,
+    and one I/O-pool call commits: with the prediction id's write still in flight, only once
+    that write succeeded (a job taken over meanwhile stores nothing).
     """
     pending = ctx.pending_write
     job = ingest.Ingest(
@@ -44,6 +48,7 @@ async def store_output(
         thumbnail_format=settings.thumbnail_format,
         hold=ctx.write_done if pending is not None else None,
         commit_apart=True,
+        inspector=_inspect_in_process,
     )
     ctx.ingest = job
     job.abandoned = ctx.write_error is not None
@@ -66,6 +71,11 @@ async def store_output(
         ctx.ingest = None
 
 
+def _inspect_in_process(video: Any, **options: Any) -> tuple[Any, bytes]:
+    """:func:`vidgen.media.inspect.read` in the media processes (called on a CPU thread)."""
+    return cpu.run_in_process(inspect.read, video, **options)
+
+
 async def _fetch_and_store(
     job: ingest.Ingest, provider: Provider, result: PollResult, *, max_bytes: int
 ) -> ingest.Stored | None:
@@ -79,7 +89,10 @@ async def _fetch_and_store(
     except BaseException:
         await asyncio.shield(asyncio.to_thread(job.discard))
         raise
-    return await _in_thread(job, job.finish, content_type)
+    # With the probe in the media processes, this call mostly waits for them: on the I/O
+    # pool, the outputs of a burst queue at the processes (keeping each busy) instead of
+    # waiting for one of the CPU pool's few threads.
+    return await _in_thread(job, job.finish, content_type, io=cpu.processes() > 0)
 
 
 async def _in_thread(job: ingest.Ingest, fn: Callable[..., T], *args: Any, io: bool = False) -> T:

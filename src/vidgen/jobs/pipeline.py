@@ -34,7 +34,7 @@ import threading
 from typing import Any
 
 from vidgen.events.channels import job_channel
-from vidgen.jobs import film, lifecycle, media_stage, outcomes, provider_request, transient
+from vidgen.jobs import cpu, film, lifecycle, media_stage, outcomes, provider_request, transient
 from vidgen.jobs.finish_estimate import FinishEstimate
 from vidgen.jobs.job_context import JobContext, retrieve_error
 from vidgen.jobs.lifecycle import JobSpec, StaleAttempt
@@ -351,6 +351,14 @@ async def _complete(
             f"The provider's output is not a readable video: {exc}",
             retryable=False,
             code="bad_output",
+        ) from exc
+    except cpu.ProcessLost as exc:
+        # Killed under the probe (by an operator, or out of memory): nothing was stored and
+        # the prediction is kept, so the next attempt downloads and inspects it again.
+        raise ProviderError(
+            f"The media process inspecting the output ended: {exc}",
+            retryable=True,
+            code="media_process_lost",
         ) from exc
     await outcomes.finish(
         ctx,

@@ -47,7 +47,7 @@ from typing import Any
 from vidgen import backoff, eventloop
 from vidgen.events.channels import WAKEUP_CHANNEL
 from vidgen.events.local import BusSubscription, SubscriberOverflow
-from vidgen.jobs import leases, lifecycle, pipeline, queue, transient, upkeep
+from vidgen.jobs import cpu, leases, lifecycle, pipeline, queue, transient, upkeep
 from vidgen.jobs.job_context import JobContext
 from vidgen.jobs.lifecycle import Claimed, now
 from vidgen.jobs.progress import ProgressBatcher
@@ -564,5 +564,7 @@ async def run_worker(settings: Settings, *, concurrency: int | None = None) -> N
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
+        # Its jobs have ended or been handed back: nothing waits on the media processes.
+        await asyncio.to_thread(cpu.shutdown)
         await runtime.close()
         await db.close()

@@ -9,7 +9,8 @@ The files go through the storage's :class:`~vidgen.media.storage.Staging`::
     the download, written to the staging's local file for the video
       (a local folder: a dot-named .part file beside the key, its folder created once;
        an object store: a scratch file)
-      ─▶ probe + thumbnail in one pass (vidgen.media.inspect.read; the image stays in memory)
+      ─▶ probe + thumbnail in one pass (vidgen.media.inspect.read, or the ``inspector``
+         given, e.g. the same in another process; the image stays in memory)
       ─▶ the thumbnail's local file
       ─▶ prepare: an object store uploads a large video's parts now (nothing visible yet)
       ─▶ commit: a local folder fsyncs both, renames both over their keys, fsyncs the folder
@@ -71,6 +72,9 @@ class Ingest:
         commit_apart: :meth:`run`/:meth:`finish` always stop before committing and return
             None, as when held: the caller commits (:meth:`commit`) in a call of its own,
             so that the commit's fsyncs can run on another thread than the inspection.
+        inspector: probes the download and encodes its thumbnail, as
+            :func:`vidgen.media.inspect.read` (the default) does: the job pipeline passes
+            one that runs it in the media processes (:func:`vidgen.jobs.cpu.run_in_process`).
 
     Raises:
         ValueError: an unknown thumbnail format or a width below 1.
@@ -87,10 +91,12 @@ class Ingest:
         thumbnail_format: str,
         hold: threading.Event | None = None,
         commit_apart: bool = False,
+        inspector: Callable[..., tuple[VideoInfo, bytes]] = inspect.read,
     ) -> None:
         self.storage = storage
         self.hold = hold
         self.commit_apart = commit_apart
+        self.inspector = inspector
         self.owner_id = owner_id
         self.video_id = video_id
         self.output_format = output_format
@@ -158,7 +164,7 @@ class Ingest:
         ext = ext or self.output_format
         video_key = make_key(self.owner_id, self.video_id, "video", ext)
         thumbnail_key = make_key(self.owner_id, self.video_id, "thumbnail", self.thumbnail_ext)
-        info, image = inspect.read(
+        info, image = self.inspector(
             download,
             width=self.thumbnail_width,
             fmt=self.thumbnail_format,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -15,6 +16,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vidgen import db, logs
+from vidgen.jobs import cpu
 from vidgen.runtime import Runtime
 from vidgen.settings import Settings
 from vidgen.web.metrics import count_request, route_template
@@ -63,6 +65,8 @@ def create_app(
         finally:
             if worker is not None:
                 await worker.stop()
+                # Its jobs have ended or been handed back: end the media processes too.
+                await asyncio.to_thread(cpu.shutdown)
             await _close_subscriptions(app)
             await runtime.close()
             if manage_database:
