@@ -194,9 +194,13 @@ async def load_states(video_ids: list[int]) -> dict[int, VideoState]:
         return {}
     postgres = dialect.is_postgres()
     rows_sql, tags_sql, history_sql = _statements(postgres)
-    rows = await _fetch_for(rows_sql, video_ids, postgres)
-    if not rows:
-        return {}
+    async with db.one_connection():  # PostgreSQL: one pool acquire for the three reads
+        rows = await _fetch_for(rows_sql, video_ids, postgres)
+        if not rows:
+            return {}
+        found = [row["id"] for row in rows]
+        tag_rows = await _fetch_for(tags_sql, found, postgres)
+        history_rows = await _fetch_for(history_sql, found, postgres)
     build_video = db.row_builder(Video)
     related = [
         (f"_{name}", prefix + "id", db.row_builder(model, prefix))
@@ -208,9 +212,6 @@ async def load_states(video_ids: list[int]) -> dict[int, VideoState]:
         for attr, key, build in related:
             _set(video, attr, None if row[key] is None else build(row))
         videos[video.id] = video
-    found = list(videos)
-    tag_rows = await _fetch_for(tags_sql, found, postgres)
-    history_rows = await _fetch_for(history_sql, found, postgres)
     tags: dict[int, list[Tag]] = {video_id: [] for video_id in found}
     if tag_rows:
         build_tag = db.row_builder(Tag)
