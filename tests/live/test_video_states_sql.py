@@ -9,6 +9,7 @@ its owner, theme, project and story (or None), its tags in their order (and
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
@@ -18,7 +19,7 @@ from tortoise.query_utils import Prefetch
 
 from tests.live.conftest import make_video
 from vidgen import models
-from vidgen.events.video_states import VideoState, load_state, load_states
+from vidgen.events.video_states import VideoState, VideoStates, load_state, load_states
 from vidgen.jobs import lifecycle
 from vidgen.models import VideoStatus
 
@@ -150,3 +151,43 @@ async def test_sql_states_equal_the_orms(db) -> None:
         assert_states_same(one, orm[video_id])
     assert await load_state(10**9) is None
     assert await load_states([]) == {}
+
+
+async def test_loads_asked_for_during_a_read_are_read_together(db, monkeypatch) -> None:
+    """One read in flight at a time: the loads asked for while it runs, in any number of
+    loop passes, make ONE next read; each still gets its own video, as of after it was
+    asked for."""
+    from vidgen.events import video_states
+
+    owner = await models.User.create(email="reads@example.com", password_hash="!")
+    videos = [await make_video(owner) for _ in range(4)]
+    gate = asyncio.Event()
+    real = video_states.load_states
+    reads: list[list[int]] = []
+
+    async def gated(video_ids: list[int]) -> dict[int, VideoState]:
+        reads.append(sorted(video_ids))
+        if len(reads) == 1:
+            await gate.wait()  # the first read stays in flight
+        return await real(video_ids)
+
+    monkeypatch.setattr(video_states, "load_states", gated)
+    states = VideoStates()
+    first = asyncio.create_task(states.at_least(videos[0].id, 1))
+    await asyncio.sleep(0.01)
+    assert reads == [[videos[0].id]]
+    waiting = []
+    for video in videos[1:]:  # each in its own loop passes, while the first read runs
+        await lifecycle.touch(video.id, fields={"progress": 0.5})  # version 2
+        waiting.append(asyncio.create_task(states.at_least(video.id, 2)))
+        await asyncio.sleep(0.01)
+    assert len(reads) == 1 and not any(task.done() for task in waiting)
+    gate.set()
+    found = await asyncio.gather(first, *waiting)
+    assert [s.video.id for s in found] == [v.id for v in videos]
+    assert [s.version for s in found] == [1, 2, 2, 2]
+    assert reads == [[videos[0].id], sorted(v.id for v in videos[1:])]
+    assert states.reads == 2 and states.loads == 4
+
+    await states.at_least(videos[0].id, 5)  # idle: read at once, alone
+    assert states.reads == 3 and len(reads) == 3

@@ -272,14 +272,16 @@ class VideoStates:
         loader: Callable[[int], Awaitable[VideoState | None]] | None = None,
         maxsize: int = STATE_CACHE_SIZE,
     ) -> None:
-        # None: the loads started in one pass of the event loop are read together
-        # (load_states), as a burst of events for many videos asks for them.
+        # None: the loads asked for while a read is in flight, or in one pass of the
+        # event loop, are read together (load_states), as a burst of events for many
+        # videos asks for them.
         self._loader = loader or self._batched
         self._maxsize = maxsize
         self._cache: OrderedDict[int, VideoState] = OrderedDict()
         self._loading: dict[int, _Load] = {}
         self._tick = 0
         self.loads = 0  # database loads started (for tests and metrics)
+        self.reads = 0  # batched reads (load_states calls) made for them
         self._batch: dict[int, asyncio.Future[VideoState | None]] = {}
         self._reads: set[asyncio.Task[None]] = set()
 
@@ -313,10 +315,14 @@ class VideoStates:
         return await asyncio.shield(task)
 
     async def _batched(self, video_id: int) -> VideoState | None:
+        """Join the next read. One read (of up to :data:`LOAD_BATCH` videos per statement)
+        is in flight at a time: loads asked for meanwhile wait for it to end and are then
+        read together, so the more events arrive per read's time, the more each read
+        serves. Idle, a load is read in the pass it was asked for."""
         future = self._batch.get(video_id)
         if future is None:
             loop = asyncio.get_running_loop()
-            if not self._batch:
+            if not self._batch and not self._reads:
                 loop.call_soon(self._read_batch)
             future = self._batch[video_id] = loop.create_future()
         return await asyncio.shield(future)
@@ -327,8 +333,14 @@ class VideoStates:
         for start in range(0, len(ids), LOAD_BATCH):
             part = {video_id: batch[video_id] for video_id in ids[start : start + LOAD_BATCH]}
             task = asyncio.get_running_loop().create_task(self._read(part))
+            self.reads += 1
             self._reads.add(task)
-            task.add_done_callback(self._reads.discard)
+            task.add_done_callback(self._read_done)
+
+    def _read_done(self, task: asyncio.Task[None]) -> None:
+        self._reads.discard(task)
+        if not self._reads and self._batch:
+            self._read_batch()  # what was asked for while it ran
 
     async def _read(self, batch: dict[int, asyncio.Future[VideoState | None]]) -> None:
         try:
