@@ -22,13 +22,16 @@ either order), so each change is still delivered in order.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tortoise.query_utils import Prefetch
+from tortoise.fields.relational import ManyToManyRelation
+from tortoise.models import Model
 
+from vidgen import db, dialect
 from vidgen.events.history import view_at
 from vidgen.models import Project, Story, Tag, Theme, User, Video, VideoStatusEvent
 
@@ -109,68 +112,140 @@ class VideoState:
 
 
 async def load_state(video_id: int) -> VideoState | None:
-    """Read one video, then its tags and status history (those two run together).
-
-    The video row is read first, on purpose. The reads are separate statements (separate
-    snapshots on PostgreSQL), and a status change commits its history row together with
-    the version it bumps: a history read that starts after the row was read holds every
-    history row up to the row's ``version`` (newer rows are cut off by ``history_at``).
-    Run all three at once and the row could come back newer than the history, and the
-    event for that version would go out without its own history entry.
-    """
-    found = (
-        await Video.filter(id=video_id).select_related("owner", "theme", "project", "story").first()
-    )
-    if found is None:
-        return None
-    tags_q = Tag.filter(videos__id=video_id).order_by("name_key", "id")
-    history_q = VideoStatusEvent.filter(video_id=video_id).order_by("id")
-    tags, history = await asyncio.gather(tags_q, history_q)
-    version = int(found.version)
-    history = [h for h in history if h.version <= version]  # changes newer than the row
-    return VideoState(
-        video=found,
-        owner=found.owner,
-        theme=found.theme,
-        project=found.project,
-        story=found.story,
-        tags=list(tags),
-        history=history,
-    )
+    """One video's :class:`VideoState` (:func:`load_states` for one id), or None when it
+    does not exist."""
+    return (await load_states([video_id])).get(video_id)
 
 
 #: The most videos one batched load reads (its ``IN`` lists).
 LOAD_BATCH = 256
 
+#: Column-name prefixes of the joined relations in the row statement (``o_id``, ...).
+_RELATIONS: tuple[tuple[str, type[Model], str, str], ...] = (
+    ("owner", User, "users", "o_"),
+    ("theme", Theme, "themes", "t_"),
+    ("project", Project, "projects", "p_"),
+    ("story", Story, "stories", "s_"),
+)
+_TAG_VIDEO = "_vt_video_id"  # the tag rows' video id (not a Tag column)
+
+
+def _columns(model: type[Model]) -> list[str]:
+    return list(model._meta.fields_db_projection.values())
+
+
+@functools.cache
+def _statements(postgres: bool) -> tuple[str, str, str]:
+    """The three reads of :func:`load_states` with ``{ids}`` for the ids' condition: the
+    video rows joined with their owner, theme, project and story (each relation's columns
+    named with its prefix), the tags with their video's id, the history."""
+    select = [f'v."{c}"' for c in _columns(Video)]
+    joins = []
+    for name, model, table, prefix in _RELATIONS:
+        alias = prefix[0]
+        select += [f'{alias}."{c}" AS "{prefix}{c}"' for c in _columns(model)]
+        joins.append(f'LEFT OUTER JOIN "{table}" {alias} ON {alias}."id" = v."{name}_id"')
+    rows = f'SELECT {", ".join(select)} FROM "videos" v {" ".join(joins)} WHERE v."id" {{ids}}'
+    tag_columns = ", ".join(f't."{c}"' for c in _columns(Tag))
+    link = Video._meta.fields_map["tags"]  # the link table and its columns
+    video_key = f'vt."{link.backward_key}"'  # type: ignore[attr-defined]
+    tags = (
+        f'SELECT {tag_columns}, {video_key} AS "{_TAG_VIDEO}"'
+        f' FROM "tags" t JOIN "{link.through}" vt'  # type: ignore[attr-defined]
+        f' ON vt."{link.forward_key}" = t."id"'  # type: ignore[attr-defined]
+        f' WHERE {video_key} {{ids}} ORDER BY t."name_key", t."id"'
+    )
+    history_columns = ", ".join(f'"{c}"' for c in _columns(VideoStatusEvent))
+    history = (
+        f'SELECT {history_columns} FROM "video_status_events"'
+        ' WHERE "video_id" {ids} ORDER BY "id"'
+    )
+    return rows, tags, history
+
+
+async def _fetch_for(template: str, video_ids: list[int], postgres: bool) -> Sequence[Any]:
+    if postgres:  # one prepared statement whatever the number of ids
+        sql, params = template.format(ids="= ANY($1::int[])"), [video_ids]
+    else:
+        sql, params = template.format(ids=f"IN ({', '.join('?' * len(video_ids))})"), video_ids
+    return await db.fetch(Video._meta.db, sql, params)
+
 
 async def load_states(video_ids: list[int]) -> dict[int, VideoState]:
-    """:func:`load_state` for several videos with the same three reads, each for all of
-    them: the rows first (their tags prefetched right after), then the history. The same
-    order as one video's, so the same guarantee: a video's history holds every row up to
-    its row's ``version``. Videos not found are left out."""
-    rows = (
-        await Video.filter(id__in=video_ids)
-        .select_related("owner", "theme", "project", "story")
-        .prefetch_related(Prefetch("tags", queryset=Tag.all().order_by("name_key", "id")))
-    )
-    if not rows:
+    """The :class:`VideoState` of each video, with three reads for all of them, one after
+    the other: the video rows (joined with owner, theme, project and story), then their
+    tags, then their status history. Videos not found are left out.
+
+    The rows are read first, on purpose. The reads are separate statements (separate
+    snapshots on PostgreSQL), and a status change commits its history row together with
+    the version it bumps: a history read that starts after the row was read holds every
+    history row up to the row's ``version`` (newer rows are cut off here). Read them the
+    other way round, or at once, and a row could come back newer than its history, and the
+    event for that version would go out without its own history entry.
+
+    The statements are written here and the instances built from the raw rows
+    (:func:`vidgen.db.row_builder`), as the ORM builds them for
+    ``Video.filter(id__in=...).select_related("owner", "theme", "project", "story")
+    .prefetch_related("tags")`` and the history query: equal objects, field by field
+    (tests/live/test_video_states_sql.py), for a fraction of the CPU. Loads happen per
+    event batch, and with few events per batch they are most of what an event costs.
+    """
+    if not video_ids:
         return {}
-    history: dict[int, list[VideoStatusEvent]] = {row.id: [] for row in rows}
-    for event in await VideoStatusEvent.filter(video_id__in=list(history)).order_by("id"):
-        history[event.video_id].append(event)  # type: ignore[attr-defined]
+    postgres = dialect.is_postgres()
+    rows_sql, tags_sql, history_sql = _statements(postgres)
+    async with db.one_connection():  # PostgreSQL: one pool acquire for the three reads
+        rows = await _fetch_for(rows_sql, video_ids, postgres)
+        if not rows:
+            return {}
+        found = [row["id"] for row in rows]
+        tag_rows = await _fetch_for(tags_sql, found, postgres)
+        history_rows = await _fetch_for(history_sql, found, postgres)
+    build_video = db.row_builder(Video)
+    related = [
+        (f"_{name}", prefix + "id", db.row_builder(model, prefix))
+        for name, model, _, prefix in _RELATIONS
+    ]
+    videos: dict[int, Video] = {}
+    for row in rows:
+        video = build_video(row)
+        for attr, key, build in related:
+            _set(video, attr, None if row[key] is None else build(row))
+        videos[video.id] = video
+    tags: dict[int, list[Tag]] = {video_id: [] for video_id in found}
+    if tag_rows:
+        build_tag = db.row_builder(Tag)
+        shared: dict[int, Tag] = {}  # a tag on several videos is one instance, as prefetched
+        for row in tag_rows:
+            tag = shared.get(row["id"])
+            if tag is None:
+                tag = shared[row["id"]] = build_tag(row)
+            tags[row[_TAG_VIDEO]].append(tag)
+    history: dict[int, list[VideoStatusEvent]] = {video_id: [] for video_id in found}
+    if history_rows:
+        build_event = db.row_builder(VideoStatusEvent)
+        for row in history_rows:
+            history[row["video_id"]].append(build_event(row))
+    tags_field = Video._meta.fields_map["tags"]
     states = {}
-    for found in rows:
-        version = int(found.version)
-        states[found.id] = VideoState(
-            video=found,
-            owner=found.owner,
-            theme=found.theme,
-            project=found.project,
-            story=found.story,
-            tags=list(found.tags),
-            history=[h for h in history[found.id] if h.version <= version],
+    for video_id, video in videos.items():
+        version = int(video.version)
+        relation = ManyToManyRelation(video, tags_field)  # what ``video.tags`` gives
+        relation._set_result_for_query(tags[video_id])
+        _set(video, "_tags", relation)
+        states[video_id] = VideoState(
+            video=video,
+            owner=video._owner,  # type: ignore[attr-defined]
+            theme=video._theme,  # type: ignore[attr-defined]
+            project=video._project,  # type: ignore[attr-defined]
+            story=video._story,  # type: ignore[attr-defined]
+            tags=list(tags[video_id]),
+            history=[h for h in history[video_id] if h.version <= version],
         )
     return states
+
+
+_set = object.__setattr__
 
 
 @dataclass(eq=False)
@@ -197,14 +272,16 @@ class VideoStates:
         loader: Callable[[int], Awaitable[VideoState | None]] | None = None,
         maxsize: int = STATE_CACHE_SIZE,
     ) -> None:
-        # None: the loads started in one pass of the event loop are read together
-        # (load_states), as a burst of events for many videos asks for them.
+        # None: the loads asked for while a read is in flight, or in one pass of the
+        # event loop, are read together (load_states), as a burst of events for many
+        # videos asks for them.
         self._loader = loader or self._batched
         self._maxsize = maxsize
         self._cache: OrderedDict[int, VideoState] = OrderedDict()
         self._loading: dict[int, _Load] = {}
         self._tick = 0
         self.loads = 0  # database loads started (for tests and metrics)
+        self.reads = 0  # batched reads (load_states calls) made for them
         self._batch: dict[int, asyncio.Future[VideoState | None]] = {}
         self._reads: set[asyncio.Task[None]] = set()
 
@@ -238,10 +315,14 @@ class VideoStates:
         return await asyncio.shield(task)
 
     async def _batched(self, video_id: int) -> VideoState | None:
+        """Join the next read. One read (of up to :data:`LOAD_BATCH` videos per statement)
+        is in flight at a time: loads asked for meanwhile wait for it to end and are then
+        read together, so the more events arrive per read's time, the more each read
+        serves. Idle, a load is read in the pass it was asked for."""
         future = self._batch.get(video_id)
         if future is None:
             loop = asyncio.get_running_loop()
-            if not self._batch:
+            if not self._batch and not self._reads:
                 loop.call_soon(self._read_batch)
             future = self._batch[video_id] = loop.create_future()
         return await asyncio.shield(future)
@@ -252,8 +333,14 @@ class VideoStates:
         for start in range(0, len(ids), LOAD_BATCH):
             part = {video_id: batch[video_id] for video_id in ids[start : start + LOAD_BATCH]}
             task = asyncio.get_running_loop().create_task(self._read(part))
+            self.reads += 1
             self._reads.add(task)
-            task.add_done_callback(self._reads.discard)
+            task.add_done_callback(self._read_done)
+
+    def _read_done(self, task: asyncio.Task[None]) -> None:
+        self._reads.discard(task)
+        if not self._reads and self._batch:
+            self._read_batch()  # what was asked for while it ran
 
     async def _read(self, batch: dict[int, asyncio.Future[VideoState | None]]) -> None:
         try:
