@@ -163,6 +163,11 @@ class RedisBus(SubscribeLocally):
         self._local = LocalSubscribers()
         self._stats = BusStats()
         self._publisher: aioredis.Redis | None = None
+        # The flusher's own connection (see _send_held): from a pool of one, without
+        # redis-py's per-command socket timeout (the flusher bounds each send itself).
+        self._held_pool: aioredis.ConnectionPool | None = None
+        self._held: Any = None
+        self._held_timeout = max(connect_timeout, 2.0)
         self._listener: aioredis.Redis | None = None
         self._reader: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
@@ -196,6 +201,14 @@ class RedisBus(SubscribeLocally):
             timeout=self.publish_wait,
         )
         self._publisher = aioredis.Redis.from_pool(pool)  # the pool closes with the client
+        self._held_pool = aioredis.ConnectionPool.from_url(
+            self.url,
+            socket_connect_timeout=self.connect_timeout,
+            socket_timeout=None,
+            retry=Retry(NoBackoff(), 0),
+            client_name=f"{self.client_name}:pub",
+            max_connections=1,
+        )
         # No silent retries on the listening connection: the supervisor must see every loss.
         self._listener = aioredis.Redis.from_url(
             self.url,
@@ -243,6 +256,11 @@ class RedisBus(SubscribeLocally):
                 await reader
         self._connected.clear()
         self._stats.connected = False
+        await self._drop_held()
+        if self._held_pool is not None:
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await self._held_pool.aclose()
+            self._held_pool = None
         for client in (self._publisher, self._listener):
             if client is not None:
                 with contextlib.suppress(*CONNECTION_ERRORS):
@@ -274,7 +292,7 @@ class RedisBus(SubscribeLocally):
         args = self._batch_args(items)
         if raise_errors:
             try:
-                await self._send(args)
+                await self._send_pooled(args)
             except CONNECTION_ERRORS as exc:
                 self._stats.publish_errors += len(items)
                 raise PublishFailed(str(exc)) from exc
@@ -392,6 +410,64 @@ class RedisBus(SubscribeLocally):
                     )
 
     async def _send(self, args: list[str]) -> None:
+        """The flusher's send: on the one connection it holds (:meth:`_send_held`), or
+        through the pool (:meth:`_send_pooled`) while it has none, once Redis refused
+        scripts, and to retry a command the held connection failed (with redis-py's own
+        retries, as every send had before)."""
+        if self._scripts:
+            try:
+                if await self._send_held(args):
+                    return
+            except CONNECTION_ERRORS:
+                pass  # the held connection is closed; the pool retries on a fresh one
+        await self._send_pooled(args)
+
+    async def _send_held(self, args: list[str]) -> bool:
+        """Send one flush on the flusher's own connection, packed here: one write and one
+        reply, none of the pool's checks and bookkeeping around each command (a flush per
+        mutation, so it counts). False when the command must go through the pool instead
+        (scripts refused). The connection is closed and dropped on any failure but a
+        script-cache miss, which EVAL answers on it."""
+        conn = self._held
+        if conn is None:
+            assert self._held_pool is not None
+            conn = self._held = await self._held_pool.get_connection()
+        if len(args) == 2:
+            command = _pack(("PUBLISH", *args))
+        else:
+            command = _pack(("EVALSHA", _PUBLISH_SHA, "0", *args))
+        done = False
+        try:
+            async with asyncio.timeout(self._held_timeout):
+                await conn.send_packed_command(command, check_health=False)
+                try:
+                    await conn.read_response()
+                except NoScriptError:
+                    # Not cached yet, or Redis restarted / SCRIPT FLUSH: EVAL caches it.
+                    await conn.send_packed_command(
+                        _pack(("EVAL", _PUBLISH_SCRIPT, "0", *args)), check_health=False
+                    )
+                    await conn.read_response()
+            done = True
+        except ResponseError as exc:
+            done = True  # an error reply, read in full: the connection is fine
+            if not _scripts_refused(exc):
+                raise
+            return False  # the pool's way finds out and switches to pipelines
+        finally:
+            if not done:  # cancelled, timed out or lost: what is left unread is unknown
+                await self._drop_held()
+        return True
+
+    async def _drop_held(self) -> None:
+        conn, self._held = self._held, None
+        if conn is not None and self._held_pool is not None:
+            with contextlib.suppress(Exception):
+                await conn.disconnect(nowait=True)
+            with contextlib.suppress(Exception):
+                await self._held_pool.release(conn)
+
+    async def _send_pooled(self, args: list[str]) -> None:
         client = self._publisher
         assert client is not None
         if len(args) == 2:
@@ -621,6 +697,15 @@ _encoder = json.JSONEncoder(separators=(",", ":"), default=str)
 
 def _encode(message: dict[str, Any]) -> str:
     return _encoder.encode(message)
+
+
+def _pack(parts: tuple[str, ...]) -> bytes:
+    """A command in RESP (an array of bulk strings, UTF-8), as redis-py packs it."""
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        data = part.encode()
+        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(out)
 
 
 def _scripts_refused(exc: ResponseError) -> bool:
