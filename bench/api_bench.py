@@ -655,6 +655,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             if use_redis:
                 env["VIDGEN_REDIS_URL"] = REDIS_URL
+                # Its own channels: the shared Redis also carries other processes' events
+                # (tests, other benchmarks), which the server would otherwise read and drop.
+                env["VIDGEN_REDIS_NAMESPACE"] = name
             else:
                 env.pop("VIDGEN_REDIS_URL", None)
                 os.environ.pop("VIDGEN_REDIS_URL", None)
