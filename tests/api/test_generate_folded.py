@@ -99,7 +99,9 @@ async def _outcome(
     runtime: Runtime, account: Account, rows: dict[str, int], request: dict[str, Any]
 ) -> Any:
     """What a request gives, in terms that do not depend on the user's own ids."""
-    ids = {v: k for k, v in rows.items()}
+    # Ids by table (a project's and a story's ids may be equal).
+    projects = {rows[k]: k for k in ("project", "other_project", "theirs")}
+    stories = {rows[k]: k for k in ("story", "loose", "their_story")}
     try:
         video = await videos.generate_video(
             runtime=runtime, viewer=account.user, **_arguments(request, rows)
@@ -114,8 +116,8 @@ async def _outcome(
     )
     return (
         "video",
-        ids.get(video.project_id, video.project_id),
-        ids.get(video.story_id, video.story_id),
+        projects.get(video.project_id, video.project_id),
+        stories.get(video.story_id, video.story_id),
         theme.name if theme is not None else None,
         tags,
         video.status,
