@@ -13,7 +13,8 @@ Why it looks like this:
   go without any Redis command, so subscribing costs nothing and a subscriber registered
   locally is live at once (no gap between "subscribed" and "listening").
 - The reader owns every read of the pub/sub connection (redis-py is not safe with two
-  readers). It polls ``get_message(timeout=…)`` and sends its own PING every
+  readers). It reads the connection's replies with a timeout (``read_response``, not
+  ``PubSub.get_message``: see :meth:`RedisBus._read`) and sends its own PING every
   ``health_interval`` seconds; a connection that answers nothing for ``liveness_timeout``
   seconds (a half-open TCP peer) is treated as lost.
 - redis-py's own silent reconnect is switched off for the pub/sub connection: a reconnect
@@ -116,7 +117,8 @@ class RedisBus(SubscribeLocally):
         backoff_cap: the longest reconnect delay.
         health_interval: seconds between the reader's PINGs on the pub/sub connection.
         liveness_timeout: seconds without any reply after which the connection is dead.
-        read_timeout: how long one ``get_message`` waits (bounds shutdown and health checks).
+        read_timeout: how long one read of the subscription waits (bounds shutdown and
+            health checks).
         connect_timeout: TCP connect timeout for both connections.
         start_timeout: how long :meth:`start` waits for the first subscription before it
             returns anyway (the reader keeps trying in the background).
@@ -621,25 +623,31 @@ class RedisBus(SubscribeLocally):
         starved loop that gets to read late still finds the PONG, and goes on)."""
         ping_sent: float | None = None  # an unanswered PING, when it was sent
         next_ping = time.monotonic() + self.health_interval
+        # Replies are read straight from the subscription's connection (RESP2 arrays:
+        # ``[b"pmessage", pattern, channel, data]``, ``[b"pong", data]``), not through
+        # ``PubSub.get_message``: its health check, retry wrapper and message dict cost
+        # more than the message itself, and it would reconnect a closed connection
+        # silently, where this raises and the supervisor resubscribes and resyncs.
+        read = pubsub.connection.read_response
         while not self._closing:
             started = time.monotonic()
-            message = await pubsub.get_message(timeout=self.read_timeout)
+            reply = await read(timeout=self.read_timeout, disconnect_on_error=False)
             now = time.monotonic()
-            if message is not None:
+            if reply is not None:
                 ping_sent = None  # any reply proves the connection alive
                 next_ping = now + self.health_interval
-                if message["type"] == "pmessage":
-                    self._dispatch(message)
+                if _is_message(reply):
+                    self._dispatch_reply(reply)
                     # What Redis already sent goes out too before delivery runs (up to
                     # READ_BATCH): in a burst, subscribers then serve several events per
                     # turn, and the live fan-out writes each socket's messages of a turn
                     # at once (graphql/live_fanout.py).
                     for _ in range(READ_BATCH - 1):
-                        more = await pubsub.get_message(timeout=0)
+                        more = await read(timeout=0, disconnect_on_error=False)
                         if more is None:
                             break
-                        if more["type"] == "pmessage":
-                            self._dispatch(more)
+                        if _is_message(more):
+                            self._dispatch_reply(more)
                     await asyncio.sleep(0)  # let delivery run between batches
                 continue
             if ping_sent is not None and started - ping_sent > self.liveness_timeout:
@@ -647,6 +655,10 @@ class RedisBus(SubscribeLocally):
             if ping_sent is None and now >= next_ping:
                 ping_sent = now
                 await pubsub.ping("health")
+
+    def _dispatch_reply(self, reply: list[Any]) -> None:
+        """A ``pmessage`` reply: ``[b"pmessage", pattern, channel, data]``."""
+        self._dispatch({"channel": reply[2], "data": reply[3]})
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         self._stats.received += 1
@@ -712,6 +724,11 @@ def _scripts_refused(exc: ResponseError) -> bool:
     """EVAL itself is not allowed (ACL, renamed/disabled command), as opposed to a failure of
     this particular call. (redis-py strips the "ERR " of the reply.)"""
     return isinstance(exc, NoPermissionError) or str(exc).lower().startswith("unknown command")
+
+
+def _is_message(reply: Any) -> bool:
+    """Whether a reply read from the subscription is a published message."""
+    return type(reply) is list and len(reply) == 4 and reply[0] in (b"pmessage", "pmessage")
 
 
 def _text(value: Any) -> str:
