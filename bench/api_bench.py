@@ -644,6 +644,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             finally:
                 await runtime.close()
                 await vdb.close()
+            # The seed's status updates leave dead row versions in the queue's indexes, and
+            # its tables have no statistics yet: a deployment's autovacuum takes care of
+            # both, so both sides start from the state it leaves.
+            conn = await asyncpg.connect(url)
+            try:
+                await conn.execute("VACUUM (ANALYZE)")
+            finally:
+                await conn.close()
 
             env = {
                 "VIDGEN_DATABASE_URL": url,
@@ -655,6 +663,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             if use_redis:
                 env["VIDGEN_REDIS_URL"] = REDIS_URL
+                # Its own channels: the shared Redis also carries other processes' events
+                # (tests, other benchmarks), which the server would otherwise read and drop.
+                env["VIDGEN_REDIS_NAMESPACE"] = name
             else:
                 env.pop("VIDGEN_REDIS_URL", None)
                 os.environ.pop("VIDGEN_REDIS_URL", None)

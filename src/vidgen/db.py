@@ -19,21 +19,34 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import asyncpg
-from tortoise.backends.asyncpg.client import AsyncpgDBClient
-from tortoise.backends.base.client import TransactionContextPooled
-from tortoise.backends.base.config_generator import expand_db_url
-from tortoise.backends.base.executor import EXECUTOR_CACHE
-from tortoise.backends.sqlite.client import SqliteTransactionContext
-from tortoise.connection import get_connections
-from tortoise.context import TortoiseContext
-from tortoise.exceptions import IntegrityError, OperationalError, TransactionManagementError
-from tortoise.fields.data import CharEnumFieldInstance, DatetimeField
-from tortoise.migrations.api.migrate import migrate as tortoise_migrate
-from tortoise.models import Model
-from tortoise.timezone import get_default_timezone, get_use_tz
 
-from vidgen import dialect
-from vidgen.settings import Settings
+from vidgen import pins
+
+#: Tortoise, whose internals this module relies on (the instance layout the row builders
+#: write, the transaction entry it repairs, the pooled client's ``_pool``), at the one
+#: version they were checked against; pinned the same in ``pyproject.toml``.
+PINNED = {"tortoise-orm": "1.1.9"}
+pins.check(
+    PINNED,
+    module="vidgen.db",
+    relies_on="Tortoise ORM's internals (its instance layout, transaction entry and pool)",
+)
+
+from tortoise.backends.asyncpg.client import AsyncpgDBClient  # noqa: E402 - after the check
+from tortoise.backends.base.client import TransactionContextPooled  # noqa: E402
+from tortoise.backends.base.config_generator import expand_db_url  # noqa: E402
+from tortoise.backends.base.executor import EXECUTOR_CACHE  # noqa: E402
+from tortoise.backends.sqlite.client import SqliteTransactionContext  # noqa: E402
+from tortoise.connection import get_connections  # noqa: E402
+from tortoise.context import TortoiseContext  # noqa: E402
+from tortoise.exceptions import IntegrityError, OperationalError, TransactionManagementError  # noqa: E402
+from tortoise.fields.data import CharEnumFieldInstance, DatetimeField  # noqa: E402
+from tortoise.migrations.api.migrate import migrate as tortoise_migrate  # noqa: E402
+from tortoise.models import Model  # noqa: E402
+from tortoise.timezone import get_default_timezone, get_use_tz  # noqa: E402
+
+from vidgen import dialect  # noqa: E402
+from vidgen.settings import Settings  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

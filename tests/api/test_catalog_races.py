@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 
 from tests.api.conftest import Account, LiveServer, StatementCounter, row_counts
-from vidgen import errors
+from vidgen import dialect, errors
 from vidgen.models import Project, Story, Tag, Theme, Video
 from vidgen.runtime import Runtime
 from vidgen.services import catalog, videos
@@ -101,16 +101,23 @@ async def test_generate_video_with_new_tags_runs_few_statements(
     runtime: Runtime, alice: Account, count_statements: StatementCounter
 ) -> None:
     """New tags cost two statements together (insert them, read them back), not several
-    per tag."""
+    per tag; on PostgreSQL also the insert of the video by itself, since the statement that
+    inserts a video and finds the tags it names (one in all without new tags) wrote nothing
+    when it found some missing."""
     await _generate(runtime, alice, tags=["old"])  # the viewer's first writes are done
     with count_statements.counting() as counter:
+        counter.reset()
+        await _generate(runtime, alice, tags=["old", "one"])
+        with_one_new = counter.count
         counter.reset()
         await _generate(runtime, alice, tags=["old", *(f"new{i}" for i in range(8))])
         with_new = counter.count
         counter.reset()
         await _generate(runtime, alice, tags=["old", *(f"new{i}" for i in range(8))])
         without_new = counter.count
-    assert with_new <= without_new + 2, count_statements.statements
+    assert with_new == with_one_new, count_statements.statements
+    extra = 3 if dialect.is_postgres() else 2
+    assert with_new <= without_new + extra, count_statements.statements
 
 
 # --- 2. concurrent tag changes on one video -----------------------------------------------

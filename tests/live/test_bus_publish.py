@@ -282,3 +282,34 @@ async def test_queued_batches_return_at_once_and_go_out_in_order_with_waited_one
     async with memory.subscribe("a") as sub:
         await publish_all(memory, [("a", {"n": 1})], wait=False)
         assert sub.queue.get_nowait() == {"n": 1}
+
+
+async def test_the_flusher_sends_on_one_held_connection_and_survives_losing_it(
+    redis_server: RedisServer,
+) -> None:
+    # The flusher keeps one connection of its own (no pool round per command). When Redis
+    # closes that connection under it (CLIENT KILL, an idle timeout), the next batch still
+    # goes out on time, in order, on a fresh connection: no error, nothing late.
+    bus = fast_bus(redis_server.url)
+    await bus.start()
+    admin = aioredis.Redis.from_url(redis_server.url)
+    try:
+        async with bus.subscribe(WAKEUP_CHANNEL, maxsize=100) as sub:
+            for n in range(5):
+                await bus.publish_many([(WAKEUP_CHANNEL, {"n": n}), (WAKEUP_CHANNEL, {"n": -n})])
+            assert [(await next_data(sub))["n"] for _ in range(10)] == [
+                v for n in range(5) for v in (n, -n)
+            ]
+            assert bus._held is not None  # the five batches went out on it
+            clients = [c for c in await admin.client_list() if c["name"] == "vidgen:pub"]
+            assert len(clients) == 1, clients  # and on it alone
+            assert await admin.client_kill_filter(_id=clients[0]["id"]) == 1
+            for n in range(5, 8):
+                await bus.publish_many([(WAKEUP_CHANNEL, {"n": n}), (WAKEUP_CHANNEL, {"n": -n})])
+            assert [(await next_data(sub))["n"] for _ in range(6)] == [5, -5, 6, -6, 7, -7]
+            assert bus.stats.publish_errors == 0 and bus.stats.published_late == 0
+            again = [c for c in await admin.client_list() if c["name"] == "vidgen:pub"]
+            assert [c["id"] for c in again] != [clients[0]["id"]], again  # a new connection
+    finally:
+        await admin.aclose()
+        await bus.close()

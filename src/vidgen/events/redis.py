@@ -13,7 +13,8 @@ Why it looks like this:
   go without any Redis command, so subscribing costs nothing and a subscriber registered
   locally is live at once (no gap between "subscribed" and "listening").
 - The reader owns every read of the pub/sub connection (redis-py is not safe with two
-  readers). It polls ``get_message(timeout=…)`` and sends its own PING every
+  readers). It reads the connection's replies with a timeout (``read_response``, not
+  ``PubSub.get_message``: see :meth:`RedisBus._read`) and sends its own PING every
   ``health_interval`` seconds; a connection that answers nothing for ``liveness_timeout``
   seconds (a half-open TCP peer) is treated as lost.
 - redis-py's own silent reconnect is switched off for the pub/sub connection: a reconnect
@@ -116,7 +117,8 @@ class RedisBus(SubscribeLocally):
         backoff_cap: the longest reconnect delay.
         health_interval: seconds between the reader's PINGs on the pub/sub connection.
         liveness_timeout: seconds without any reply after which the connection is dead.
-        read_timeout: how long one ``get_message`` waits (bounds shutdown and health checks).
+        read_timeout: how long one read of the subscription waits (bounds shutdown and
+            health checks).
         connect_timeout: TCP connect timeout for both connections.
         start_timeout: how long :meth:`start` waits for the first subscription before it
             returns anyway (the reader keeps trying in the background).
@@ -163,6 +165,11 @@ class RedisBus(SubscribeLocally):
         self._local = LocalSubscribers()
         self._stats = BusStats()
         self._publisher: aioredis.Redis | None = None
+        # The flusher's own connection (see _send_held): from a pool of one, without
+        # redis-py's per-command socket timeout (the flusher bounds each send itself).
+        self._held_pool: aioredis.ConnectionPool | None = None
+        self._held: Any = None
+        self._held_timeout = max(connect_timeout, 2.0)
         self._listener: aioredis.Redis | None = None
         self._reader: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
@@ -196,6 +203,14 @@ class RedisBus(SubscribeLocally):
             timeout=self.publish_wait,
         )
         self._publisher = aioredis.Redis.from_pool(pool)  # the pool closes with the client
+        self._held_pool = aioredis.ConnectionPool.from_url(
+            self.url,
+            socket_connect_timeout=self.connect_timeout,
+            socket_timeout=None,
+            retry=Retry(NoBackoff(), 0),
+            client_name=f"{self.client_name}:pub",
+            max_connections=1,
+        )
         # No silent retries on the listening connection: the supervisor must see every loss.
         self._listener = aioredis.Redis.from_url(
             self.url,
@@ -243,6 +258,11 @@ class RedisBus(SubscribeLocally):
                 await reader
         self._connected.clear()
         self._stats.connected = False
+        await self._drop_held()
+        if self._held_pool is not None:
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await self._held_pool.aclose()
+            self._held_pool = None
         for client in (self._publisher, self._listener):
             if client is not None:
                 with contextlib.suppress(*CONNECTION_ERRORS):
@@ -274,7 +294,7 @@ class RedisBus(SubscribeLocally):
         args = self._batch_args(items)
         if raise_errors:
             try:
-                await self._send(args)
+                await self._send_pooled(args)
             except CONNECTION_ERRORS as exc:
                 self._stats.publish_errors += len(items)
                 raise PublishFailed(str(exc)) from exc
@@ -392,6 +412,64 @@ class RedisBus(SubscribeLocally):
                     )
 
     async def _send(self, args: list[str]) -> None:
+        """The flusher's send: on the one connection it holds (:meth:`_send_held`), or
+        through the pool (:meth:`_send_pooled`) while it has none, once Redis refused
+        scripts, and to retry a command the held connection failed (with redis-py's own
+        retries, as every send had before)."""
+        if self._scripts:
+            try:
+                if await self._send_held(args):
+                    return
+            except CONNECTION_ERRORS:
+                pass  # the held connection is closed; the pool retries on a fresh one
+        await self._send_pooled(args)
+
+    async def _send_held(self, args: list[str]) -> bool:
+        """Send one flush on the flusher's own connection, packed here: one write and one
+        reply, none of the pool's checks and bookkeeping around each command (a flush per
+        mutation, so it counts). False when the command must go through the pool instead
+        (scripts refused). The connection is closed and dropped on any failure but a
+        script-cache miss, which EVAL answers on it."""
+        conn = self._held
+        if conn is None:
+            assert self._held_pool is not None
+            conn = self._held = await self._held_pool.get_connection()
+        if len(args) == 2:
+            command = _pack(("PUBLISH", *args))
+        else:
+            command = _pack(("EVALSHA", _PUBLISH_SHA, "0", *args))
+        done = False
+        try:
+            async with asyncio.timeout(self._held_timeout):
+                await conn.send_packed_command(command, check_health=False)
+                try:
+                    await conn.read_response()
+                except NoScriptError:
+                    # Not cached yet, or Redis restarted / SCRIPT FLUSH: EVAL caches it.
+                    await conn.send_packed_command(
+                        _pack(("EVAL", _PUBLISH_SCRIPT, "0", *args)), check_health=False
+                    )
+                    await conn.read_response()
+            done = True
+        except ResponseError as exc:
+            done = True  # an error reply, read in full: the connection is fine
+            if not _scripts_refused(exc):
+                raise
+            return False  # the pool's way finds out and switches to pipelines
+        finally:
+            if not done:  # cancelled, timed out or lost: what is left unread is unknown
+                await self._drop_held()
+        return True
+
+    async def _drop_held(self) -> None:
+        conn, self._held = self._held, None
+        if conn is not None and self._held_pool is not None:
+            with contextlib.suppress(Exception):
+                await conn.disconnect(nowait=True)
+            with contextlib.suppress(Exception):
+                await self._held_pool.release(conn)
+
+    async def _send_pooled(self, args: list[str]) -> None:
         client = self._publisher
         assert client is not None
         if len(args) == 2:
@@ -545,25 +623,31 @@ class RedisBus(SubscribeLocally):
         starved loop that gets to read late still finds the PONG, and goes on)."""
         ping_sent: float | None = None  # an unanswered PING, when it was sent
         next_ping = time.monotonic() + self.health_interval
+        # Replies are read straight from the subscription's connection (RESP2 arrays:
+        # ``[b"pmessage", pattern, channel, data]``, ``[b"pong", data]``), not through
+        # ``PubSub.get_message``: its health check, retry wrapper and message dict cost
+        # more than the message itself, and it would reconnect a closed connection
+        # silently, where this raises and the supervisor resubscribes and resyncs.
+        read = pubsub.connection.read_response
         while not self._closing:
             started = time.monotonic()
-            message = await pubsub.get_message(timeout=self.read_timeout)
+            reply = await read(timeout=self.read_timeout, disconnect_on_error=False)
             now = time.monotonic()
-            if message is not None:
+            if reply is not None:
                 ping_sent = None  # any reply proves the connection alive
                 next_ping = now + self.health_interval
-                if message["type"] == "pmessage":
-                    self._dispatch(message)
+                if _is_message(reply):
+                    self._dispatch_reply(reply)
                     # What Redis already sent goes out too before delivery runs (up to
                     # READ_BATCH): in a burst, subscribers then serve several events per
                     # turn, and the live fan-out writes each socket's messages of a turn
                     # at once (graphql/live_fanout.py).
                     for _ in range(READ_BATCH - 1):
-                        more = await pubsub.get_message(timeout=0)
+                        more = await read(timeout=0, disconnect_on_error=False)
                         if more is None:
                             break
-                        if more["type"] == "pmessage":
-                            self._dispatch(more)
+                        if _is_message(more):
+                            self._dispatch_reply(more)
                     await asyncio.sleep(0)  # let delivery run between batches
                 continue
             if ping_sent is not None and started - ping_sent > self.liveness_timeout:
@@ -571,6 +655,10 @@ class RedisBus(SubscribeLocally):
             if ping_sent is None and now >= next_ping:
                 ping_sent = now
                 await pubsub.ping("health")
+
+    def _dispatch_reply(self, reply: list[Any]) -> None:
+        """A ``pmessage`` reply: ``[b"pmessage", pattern, channel, data]``."""
+        self._dispatch({"channel": reply[2], "data": reply[3]})
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         self._stats.received += 1
@@ -623,10 +711,24 @@ def _encode(message: dict[str, Any]) -> str:
     return _encoder.encode(message)
 
 
+def _pack(parts: tuple[str, ...]) -> bytes:
+    """A command in RESP (an array of bulk strings, UTF-8), as redis-py packs it."""
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        data = part.encode()
+        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(out)
+
+
 def _scripts_refused(exc: ResponseError) -> bool:
     """EVAL itself is not allowed (ACL, renamed/disabled command), as opposed to a failure of
     this particular call. (redis-py strips the "ERR " of the reply.)"""
     return isinstance(exc, NoPermissionError) or str(exc).lower().startswith("unknown command")
+
+
+def _is_message(reply: Any) -> bool:
+    """Whether a reply read from the subscription is a published message."""
+    return type(reply) is list and len(reply) == 4 and reply[0] in (b"pmessage", "pmessage")
 
 
 def _text(value: Any) -> str:

@@ -39,7 +39,7 @@ The operations, by module:
 """
 
 from vidgen.jobs.lifecycle.claim import Claimed, JobSpec, apply_claim, claimed_by
-from vidgen.jobs.lifecycle.create import record_created
+from vidgen.jobs.lifecycle.create import Named, NotFound, record_created
 from vidgen.jobs.lifecycle.edits import edit, locked, restore, soft_delete
 from vidgen.jobs.lifecycle.fenced import CANCELED_INSTEAD, Runner, finish, store_prediction
 from vidgen.jobs.lifecycle.films import FilmPart, link_clips
@@ -70,7 +70,9 @@ __all__ = [
     "FilmPart",
     "IllegalTransition",
     "JobSpec",
+    "Named",
     "NotAdmitted",
+    "NotFound",
     "Runner",
     "StaleAttempt",
     "StoryChanged",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from tortoise.transactions import in_transaction
@@ -20,6 +21,134 @@ from vidgen.jobs.lifecycle.rules import (
     now,
 )
 from vidgen.models import Video, VideoStatus
+
+
+@dataclass(frozen=True)
+class Named:
+    """The rows a new video names, found by the statement that inserts it (PostgreSQL): the
+    video is inserted only when each is the owner's (a story in the project, when both are
+    given), every tag and the theme exist, and no video of the idempotency key does; its
+    ``project_id`` (the story's when only a story is given) and ``theme_id`` and its tag
+    links come from them. Otherwise nothing is written and :class:`NotFound` is raised: the
+    caller then looks them up itself, for its errors, new tags or an earlier video.
+
+    For a request without a paragraph index (whose story is guarded otherwise).
+    """
+
+    owner_id: int
+    project_id: int | None
+    story_id: int | None
+    theme_key: str | None
+    tag_keys: tuple[str, ...]
+    idempotency_key: str | None
+
+    @property
+    def shape(self) -> tuple[bool, bool, bool, bool, bool]:
+        return (
+            self.project_id is not None,
+            self.story_id is not None,
+            self.theme_key is not None,
+            bool(self.tag_keys),
+            self.idempotency_key is not None,
+        )
+
+    def params(self) -> list[Any]:
+        """The statement's values for :func:`_pg_named`, in its order."""
+        values: list[Any] = [self.owner_id] if any(self.shape) else []
+        if self.project_id is not None:
+            values.append(self.project_id)
+        if self.story_id is not None:
+            values.append(self.story_id)
+        if self.theme_key is not None:
+            values.append(self.theme_key)
+        if self.tag_keys:
+            values.append(list(self.tag_keys))
+        if self.idempotency_key is not None:
+            values.append(self.idempotency_key)
+        return values
+
+
+class NotFound(Exception):
+    """A :class:`Named` row was missing (or not as asked, or an earlier video of the key
+    exists), or the statement refused the video for another reason (an admission): nothing
+    was written. ``found``: what the statement found (the columns of :data:`FOUND`), for
+    the caller to tell which."""
+
+    def __init__(self, found: Mapping[str, Any]) -> None:
+        super().__init__("a named row is missing, or the video was not admitted")
+        self.found = found
+
+
+def _pg_named(first: int, shape: NamedShape) -> str:
+    """The CTEs of a :class:`Named` of ``shape``: ``l``, always one row, what was found
+    (the columns of :data:`FOUND`, as :func:`vidgen.services.videos.named_rows.
+    find_named_rows` finds them), and ``n``, the insert's source: one row (the video's
+    ``project_id``, ``theme_id`` and ``tag_ids``) while every named row is as asked, none
+    otherwise. Its values are parameters ``$first`` onwards, in :meth:`Named.params`
+    order."""
+    project, story, theme, tags, key = shape
+    at = iter(range(first, first + 6))
+    owner = f"${next(at)}" if any(shape) else ""  # (a parameter must be used)
+    found = dict.fromkeys(FOUND, "NULL::int")
+    found.update(l_project="false", l_story="false", l_earlier="false")
+    found.update(l_tag_keys="ARRAY[]::text[]", l_tag_ids="ARRAY[]::int[]")
+    conditions = []
+    project_id = "NULL::int"
+    if project:
+        project_id = f"${next(at)}::int"  # typed: a bare parameter in a select list is text
+        found["l_project"] = (
+            f"EXISTS (SELECT 1 FROM projects WHERE id = {project_id} AND owner_id = {owner})"
+        )
+        conditions.append("l.l_project")
+    if story:
+        story_id = f"${next(at)}::int"
+        one = f"FROM stories WHERE id = {story_id} AND owner_id = {owner}"
+        found["l_story"] = f"EXISTS (SELECT 1 {one})"
+        found["l_story_project"] = f"(SELECT project_id {one})"
+        found["l_paragraphs"] = (
+            "(SELECT CASE WHEN jsonb_typeof(paragraphs) = 'array'"
+            f" THEN jsonb_array_length(paragraphs) ELSE 0 END {one})"
+        )
+        conditions.append("l.l_story")
+        if project:  # the story must be in that very project
+            conditions.append(f"l.l_story_project = {project_id}")
+        else:  # the video goes into the story's project
+            project_id = "l.l_story_project"
+    if theme:
+        found["l_theme"] = (
+            f"(SELECT id FROM themes WHERE owner_id = {owner} AND name_key = ${next(at)})"
+        )
+        conditions.append("l.l_theme IS NOT NULL")
+    if tags:
+        keys = f"${next(at)}::text[]"
+        matched = (
+            f"FROM unnest({keys}) WITH ORDINALITY AS k(key, i)"
+            f" JOIN tags AS t ON t.owner_id = {owner} AND t.name_key = k.key ORDER BY k.i"
+        )
+        found["l_tag_keys"] = f"ARRAY(SELECT t.name_key {matched})"
+        found["l_tag_ids"] = f"ARRAY(SELECT t.id {matched})"
+        conditions.append(f"cardinality(l.l_tag_ids) = cardinality({keys})")  # all found
+    if key:
+        found["l_earlier"] = (
+            f"EXISTS (SELECT 1 FROM videos WHERE owner_id = {owner}"
+            f" AND idempotency_key = ${next(at)})"
+        )
+        conditions.append("NOT l.l_earlier")
+    lookup = ", ".join(f"{value} AS {name}" for name, value in found.items())
+    insert = (
+        f"SELECT {project_id} AS project_id, l.l_theme AS theme_id, l.l_tag_ids AS tag_ids FROM l"
+    )
+    if conditions:
+        insert += f" WHERE {' AND '.join(conditions)}"
+    return f"l AS (SELECT {lookup}), n AS ({insert})"
+
+
+#: What the statement of a :class:`Named` found (see :func:`_pg_named`), in every case.
+FOUND = (
+    "l_project", "l_story", "l_story_project", "l_paragraphs", "l_theme", "l_tag_keys",
+    "l_tag_ids", "l_earlier",
+)  # fmt: skip
+
 
 # The story row a new video's paragraph index points into, share-locked by the inserting
 # statement and re-checked on the row as it is when the lock is granted (PostgreSQL
@@ -73,12 +202,23 @@ def _insert_marks(columns: tuple[str, ...], mark: Any) -> list[str]:
 
 
 def _pg_insert(
-    columns: tuple[str, ...], sources: tuple[str, ...] = (), returning: str = "id"
+    columns: tuple[str, ...],
+    sources: tuple[str, ...] = (),
+    returning: str = "id",
+    named: bool = False,
 ) -> str:
     """PostgreSQL's INSERT of a video's ``columns`` (``$1..$n``), returning its id (or
     ``returning``); with ``sources``, a row only while each of those CTEs finds one: the
-    story guard ``s`` (:func:`_pg_guard`), the admission ``a`` (:func:`_pg_admission`)."""
-    marks = ", ".join(_insert_marks(columns, lambda i: f"${i}"))
+    story guard ``s`` (:func:`_pg_guard`), the admission ``a`` (:func:`_pg_admission`),
+    the named rows ``n`` (:func:`_pg_named`; with ``named``, whose ``project_id`` and
+    ``theme_id`` the row takes, its own values standing in only where those are null: the
+    caller passes the request's project id, or null, and a null theme)."""
+    listed = _insert_marks(columns, lambda i: f"${i}")
+    if named:
+        for column in ("project_id", "theme_id"):
+            at = columns.index(column)
+            listed[at] = f"COALESCE(n.{column}, {listed[at]})"
+    marks = ", ".join(listed)
     names = ", ".join(f'"{column}"' for column in columns)
     if sources:
         return (
@@ -104,20 +244,37 @@ def _pg_admission(template: str, first: int, count: int) -> str:
     return f"a AS (SELECT 1 WHERE {condition})"
 
 
-def _sources(guard: bool, admission: tuple[str, int] | None) -> tuple[str, ...]:
-    return (("s",) if guard else ()) + (("a",) if admission is not None else ())
+def _sources(
+    guard: bool, admission: tuple[str, int] | None, named: NamedShape | None = None
+) -> tuple[str, ...]:
+    return (
+        (("s",) if guard else ())
+        + (("a",) if admission is not None else ())
+        + (("n",) if named is not None else ())
+    )
 
 
-def _pg_conditions(first: int, guard: bool, admission: tuple[str, int] | None) -> list[str]:
+def _pg_conditions(
+    first: int,
+    guard: bool,
+    admission: tuple[str, int] | None,
+    named: NamedShape | None = None,
+) -> list[str]:
     """The CTEs of :func:`_sources`, their parameters numbered from ``first``: the story
-    guard's three, then the admission's."""
+    guard's three, then the admission's, then the named rows'."""
     ctes = []
     if guard:
         ctes.append(_pg_guard(first))
         first += 3
     if admission is not None:
         ctes.append(_pg_admission(admission[0], first, admission[1]))
+        first += admission[1]
+    if named is not None:
+        ctes.append(_pg_named(first, named))
     return ctes
+
+
+NamedShape = tuple[bool, bool, bool, bool, bool]  # Named.shape
 
 
 @functools.cache
@@ -127,6 +284,7 @@ def _created_sql(
     guard: bool = False,
     admission: tuple[str, int] | None = None,
     hook: bool = False,
+    named: NamedShape | None = None,
 ) -> str:
     """:func:`record_created`'s PostgreSQL statement; its parameters: the video's values
     (or its id when ``columns`` is None, the video being saved already), the 7 history
@@ -134,12 +292,22 @@ def _created_sql(
     and paragraph index when ``guard`` (the video is inserted only while that story has the
     paragraph), then the values of ``admission`` (its SQL, how many values) when given (the
     video is inserted only while it holds). Either refusing, the statement returns no row.
-    With ``hook`` (a new video with a webhook URL), its outbox row too."""
+    With ``hook`` (a new video with a webhook URL), its outbox row too. With ``named`` (the
+    shape of a :class:`Named`), its values come last, the video takes its project, theme
+    and tags from them (``tags`` is then False), and the statement also returns the
+    video's ``project_id`` and ``theme_id``."""
+    if named is not None and (columns is None or tags):
+        raise ValueError("named rows are for a new video, whose tags they name")
     if columns is not None:
         returning = "id, fair_rank"  # the turn the insert computed
+        if named is not None:
+            returning += ", project_id, theme_id"
         if hook:
             returning += f", owner_id, version, status, progress, {outbox.SNAPSHOT}"
-        source = f"v AS ({_pg_insert(columns, _sources(guard, admission), returning)})"
+        insert = _pg_insert(
+            columns, _sources(guard, admission, named), returning, named=named is not None
+        )
+        source = f"v AS ({insert})"
         n = len(columns)
     else:
         source = "v AS (SELECT $1::int AS id)"
@@ -169,10 +337,21 @@ def _created_sql(
             f" SELECT v.id, u.tag FROM v, unnest(${after}::int[]) AS u(tag))"
         )
         after += 1
-    ctes = _pg_conditions(after, guard, admission) if columns is not None else []
+    elif named is not None and named[3]:  # the tags the named rows found
+        sql += (
+            ", t AS (INSERT INTO video_tags (videos_id, tag_id)"
+            " SELECT v.id, u.tag FROM v, n, unnest(n.tag_ids) AS u(tag))"
+        )
+    ctes = _pg_conditions(after, guard, admission, named) if columns is not None else []
     if ctes:
         sql = f"WITH {', '.join(ctes)}, " + sql.removeprefix("WITH ")
     turn = "v.fair_rank" if columns is not None else "NULL::bigint AS fair_rank"
+    if named is not None:  # one row either way: what was found, and the video if inserted
+        found = ", ".join(f"l.{name}" for name in FOUND)
+        return (
+            sql + f" SELECT v.id, {turn}, h.id AS event_id, v.project_id, v.theme_id, {found}"
+            " FROM l LEFT JOIN (v CROSS JOIN h) ON true"
+        )
     return sql + f" SELECT v.id, {turn}, h.id AS event_id FROM v, h"
 
 
@@ -232,6 +411,7 @@ async def record_created(
     paragraph_count: int | None = None,
     with_id: Callable[[int], Awaitable[Mapping[str, Any]]] | None = None,
     admission: Admission | None = None,
+    named: Named | None = None,
 ) -> Change:
     """Write the first history row of a new ``queued`` video, and its tag links.
 
@@ -254,6 +434,10 @@ async def record_created(
             call it inside a transaction (the caller's, which then covers the file too).
         admission: the video is inserted only while this holds, checked by the inserting
             statement itself (a user's quota: :mod:`vidgen.services.quotas`).
+        named: PostgreSQL only, for a new video without a paragraph index, ``tag_ids``
+            or ``with_id``: the rows the request names, found by the inserting statement
+            itself (:class:`Named`); the video's ``project_id`` and ``theme_id`` are set
+            from them.
 
     Raises:
         ValidationError: the unsaved video failed its checks; nothing was written.
@@ -261,8 +445,16 @@ async def record_created(
         StoryChanged: the story lost that paragraph (or was deleted); nothing was written.
         NotAdmitted: the admission refused the video (or, with it, the story guard);
             nothing was written.
+        NotFound: with ``named``, the statement wrote nothing (a named row is missing, or
+            the admission refused); the caller looks for itself.
     """
     new = not video._saved_in_db
+    if named is not None and (
+        not new or tag_ids or with_id is not None or video.paragraph_index is not None
+    ):
+        raise ValueError("named rows are for a new video without tags, paragraph or image")
+    if named is not None and not dialect.is_postgres():
+        raise ValueError("named rows are found by PostgreSQL's statement only")
     values = await video.insert_values(paragraph_count=paragraph_count) if new else {}
     guard = (
         [video.story_id, video.owner_id, video.paragraph_index]
@@ -288,14 +480,25 @@ async def record_created(
         params += guard
         if admission is not None:
             params += admission.params
+        if named is not None:
+            params += named.params()
         hook = video.webhook_url is not None
         sql = _created_sql(
-            tuple(values) if new else None, bool(tag_ids), bool(guard), _shape(admission), hook
+            tuple(values) if new else None,
+            bool(tag_ids),
+            bool(guard),
+            _shape(admission),
+            hook,
+            named.shape if named is not None else None,
         )
         rows = await db.fetch(conn, sql, params)
+        if named is not None and rows[0]["id"] is None:
+            raise NotFound(rows[0])
         if not rows:
             raise _refused(admission)
         video_id, event_id = rows[0]["id"], rows[0]["event_id"]
+        if named is not None:
+            video.project_id, video.theme_id = rows[0]["project_id"], rows[0]["theme_id"]
         if rows[0]["fair_rank"] is not None:
             video.fair_rank = rows[0]["fair_rank"]
     else:

@@ -8,6 +8,13 @@ any new tags and theme or a stored input image. The same statement checks the us
 quotas (:mod:`vidgen.services.quotas`): over them, nothing is written (QUOTA_EXCEEDED).
 Only after the commit is the change published and the workers woken (one round trip). Bad
 input writes nothing and stores no file.
+
+On PostgreSQL the usual request (no paragraph index, no input image) has no lookup of its
+own: the inserting statement finds the rows the request names and writes the video only
+when all are there as asked (:func:`_insert_folded`). When it writes nothing, what it found
+takes the lookup's place, and the request goes on the way above: new tags and theme are
+created, an earlier video of the key is the answer, an error is raised, all as if the
+lookup had run first.
 """
 
 from __future__ import annotations
@@ -20,10 +27,10 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tortoise.exceptions import IntegrityError
+from tortoise.exceptions import IntegrityError, ValidationError
 from tortoise.transactions import in_transaction
 
-from vidgen import db, errors
+from vidgen import db, dialect, errors
 from vidgen.events import messages
 from vidgen.events.batch import PublishBatch
 from vidgen.jobs import lifecycle
@@ -32,7 +39,11 @@ from vidgen.models import OutputFormat, User, Video, VideoStatus
 from vidgen.services import catalog, quotas
 from vidgen.services.videos import named_rows
 from vidgen.services.videos.access import actor_of
-from vidgen.services.videos.request_checks import check_input_image, check_request
+from vidgen.services.videos.request_checks import (
+    CheckedRequest,
+    check_input_image,
+    check_request,
+)
 from vidgen.webhooks_out import addresses
 
 if TYPE_CHECKING:
@@ -134,11 +145,128 @@ async def generate_video(
         if earlier is not None:
             return earlier
         raise
-    found = await named_rows.find_named_rows(owner_id=viewer.id, checked=checked, key=key)
+    # The quota is checked by the statement that inserts the video (no round trip of its own).
+    quota = quotas.request(viewer, runtime.settings, checked.duration_seconds)
+    folded: tuple[Video, lifecycle.Change] | named_rows.NamedRows | None = None
+    if input_image is None and checked.paragraph_index is None and dialect.is_postgres():
+        folded = await _insert_folded(runtime, viewer, checked, key, webhook_url, quota)
+    if isinstance(folded, tuple):
+        video, change = folded
+    else:
+        video, found = await _insert_looked_up(
+            runtime, viewer, checked, key, webhook_url, quota, input_image, folded
+        )
+        if found is None:  # an earlier video of the idempotency key
+            return video
+        change = found
+    logger.info(
+        "video queued",
+        extra={
+            "action": "video.created",
+            "video_id": video.id,
+            "user_id": viewer.id,
+            "provider": checked.provider,
+        },
+    )
+    # The change and the workers' wake-up leave together, one command to the bus, queued in
+    # its outbox behind earlier events: the client is answered without waiting for it.
+    batch = PublishBatch()
+    batch.add_video_events([change.event])
+    batch.add(*messages.wakeup())
+    await batch.send(runtime.bus, wait=False)
+    return video
+
+
+def _new_video(
+    runtime: Runtime,
+    viewer: User,
+    checked: CheckedRequest,
+    key: str | None,
+    webhook_url: str | None,
+    quota: quotas.Request,
+    theme_id: int | None,
+) -> Video:
+    return Video.new(
+        owner_id=viewer.id,
+        created_by_id=viewer.id,
+        prompt=checked.prompt,
+        provider=checked.provider,
+        model=checked.model,
+        status=VideoStatus.QUEUED,
+        resolution=checked.resolution,
+        output_format=checked.output_format,
+        duration_seconds=checked.duration_seconds,
+        project_id=checked.project_id,
+        story_id=checked.story_id,
+        paragraph_index=checked.paragraph_index,
+        caption=checked.caption,
+        video_style=checked.video_style,
+        theme_id=theme_id,
+        priority=checked.priority,
+        scheduled_at=checked.scheduled_at,
+        max_retries=runtime.settings.max_retries,
+        idempotency_key=key,
+        requested_seconds=checked.duration_seconds,
+        requested_at=quota.at,
+        webhook_url=webhook_url,
+    )
+
+
+async def _insert_folded(
+    runtime: Runtime,
+    viewer: User,
+    checked: CheckedRequest,
+    key: str | None,
+    webhook_url: str | None,
+    quota: quotas.Request,
+) -> tuple[Video, lifecycle.Change] | named_rows.NamedRows | None:
+    """The usual request (PostgreSQL, no paragraph index, no image) in ONE statement: the
+    rows it names are found by the statement that inserts the video (a
+    :class:`~vidgen.jobs.lifecycle.Named`), which writes it only when every one is there as
+    asked, no video of the idempotency key exists and the quota admits it. When it wrote
+    nothing, what it found (as :func:`.named_rows.find_named_rows` finds it), or None when
+    it could not tell (a validator refused a value before, a race broke a constraint):
+    then :func:`_insert_looked_up` goes on the way that finds out why (its own lookup
+    when given none), with the same answers and errors."""
+    named = lifecycle.Named(
+        owner_id=viewer.id,
+        project_id=checked.project_id,
+        story_id=checked.story_id,
+        theme_key=checked.theme[1] if checked.theme is not None else None,
+        tag_keys=tuple(name_key for _, name_key in checked.tags),
+        idempotency_key=key,
+    )
+    video = _new_video(runtime, viewer, checked, key, webhook_url, quota, None)
+    try:
+        change = await lifecycle.record_created(
+            video, actor=actor_of(viewer), admission=quotas.admission(quota), named=named
+        )
+    except lifecycle.NotFound as missing:
+        return named_rows.from_found(missing.found)  # nothing was written
+    except (IntegrityError, ValidationError):
+        return None  # nothing was written
+    return video, change
+
+
+async def _insert_looked_up(
+    runtime: Runtime,
+    viewer: User,
+    checked: CheckedRequest,
+    key: str | None,
+    webhook_url: str | None,
+    quota: quotas.Request,
+    input_image: bytes | None,
+    found: named_rows.NamedRows | None = None,
+) -> tuple[Video, lifecycle.Change | None]:
+    """The named rows looked up first (:mod:`.named_rows`; ``found`` when the caller's
+    statement just did), new tags and a new theme created, then the video inserted;
+    ``(earlier video, None)`` for a repeated idempotency key."""
+    if found is None:
+        found = await named_rows.find_named_rows(owner_id=viewer.id, checked=checked, key=key)
     if found.earlier and key is not None:
         earlier = await _earlier(viewer, key)
         if earlier is not None:
-            return earlier
+            return earlier, None
     checked = named_rows.check_grouping(checked, found)
     checked = await check_input_image(runtime, checked, input_image)
 
@@ -151,8 +279,6 @@ async def generate_video(
     image = None
     if input_image is not None and checked.image_ext is not None:
         image = _InputImage(runtime, viewer.id, input_image, checked.image_ext)
-    # The quota is checked by the statement that inserts the video (no round trip of its own).
-    quota = quotas.request(viewer, runtime.settings, checked.duration_seconds)
     try:
         # A new tag or theme, or a stored image, takes several statements: one transaction.
         # Otherwise record_created's single statement is atomic on its own.
@@ -165,30 +291,7 @@ async def generate_video(
             if new_tags:
                 created = await catalog.create_tags(owner_id=viewer.id, labels=new_tags)
                 tag_ids.update((name_key, tag.id) for name_key, tag in created.items())
-            video = Video.new(
-                owner_id=viewer.id,
-                created_by_id=viewer.id,
-                prompt=checked.prompt,
-                provider=checked.provider,
-                model=checked.model,
-                status=VideoStatus.QUEUED,
-                resolution=checked.resolution,
-                output_format=checked.output_format,
-                duration_seconds=checked.duration_seconds,
-                project_id=checked.project_id,
-                story_id=checked.story_id,
-                paragraph_index=checked.paragraph_index,
-                caption=checked.caption,
-                video_style=checked.video_style,
-                theme_id=theme_id,
-                priority=checked.priority,
-                scheduled_at=checked.scheduled_at,
-                max_retries=runtime.settings.max_retries,
-                idempotency_key=key,
-                requested_seconds=checked.duration_seconds,
-                requested_at=quota.at,
-                webhook_url=webhook_url,
-            )
+            video = _new_video(runtime, viewer, checked, key, webhook_url, quota, theme_id)
             change = await lifecycle.record_created(
                 video,
                 actor=actor_of(viewer),
@@ -207,7 +310,7 @@ async def generate_video(
                 # answer), or it filled the quota this request would have fitted.
                 earlier = await _earlier(viewer, key)
                 if earlier is not None:
-                    return earlier
+                    return earlier, None
         if isinstance(exc, lifecycle.NotAdmitted):
             refused = await quotas.refusal(quota)
             if refused is not None:
@@ -230,23 +333,7 @@ async def generate_video(
                     field="paragraphIndex",
                 ) from exc
         raise
-
-    logger.info(
-        "video queued",
-        extra={
-            "action": "video.created",
-            "video_id": video.id,
-            "user_id": viewer.id,
-            "provider": checked.provider,
-        },
-    )
-    # The change and the workers' wake-up leave together, one command to the bus, queued in
-    # its outbox behind earlier events: the client is answered without waiting for it.
-    batch = PublishBatch()
-    batch.add_video_events([change.event])
-    batch.add(*messages.wakeup())
-    await batch.send(runtime.bus, wait=False)
-    return video
+    return video, change
 
 
 async def check_webhook_url(runtime: Runtime, url: str) -> str | None:

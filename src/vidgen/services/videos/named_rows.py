@@ -4,6 +4,7 @@ of its idempotency key), found in ONE query, and the checks of its grouping agai
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -91,6 +92,22 @@ async def find_named_rows(*, owner_id: int, checked: CheckedRequest, key: str | 
         theme_id=theme["id"] if theme else None,
         tag_ids=tag_ids,
         earlier="video" in found,
+    )
+
+
+def from_found(found: Mapping[str, Any]) -> NamedRows:
+    """The :class:`NamedRows` of a request from what the statement that tried to insert
+    its video found (``l_*`` columns: :func:`vidgen.jobs.lifecycle.create._pg_named`),
+    equal to what :func:`find_named_rows` returns for it."""
+    story = bool(found["l_story"])
+    return NamedRows(
+        project=bool(found["l_project"]),
+        story=story,
+        story_project_id=found["l_story_project"] if story else None,
+        paragraph_count=int(found["l_paragraphs"] or 0) if story else 0,
+        theme_id=found["l_theme"],
+        tag_ids=dict(zip(found["l_tag_keys"], found["l_tag_ids"], strict=True)),
+        earlier=bool(found["l_earlier"]),
     )
 
 
