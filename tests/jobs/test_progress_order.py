@@ -37,7 +37,8 @@ class HeldBus(MemoryBus):
         await super().publish_many(items)
 
 
-async def test_a_jobs_write_waits_until_its_batched_progress_is_published(db: Settings) -> None:
+async def _running_job(db: Settings) -> tuple[Any, HeldBus, ProgressBatcher, JobContext]:
+    """A claimed job of a new video, its held bus, a fast progress batch and its context."""
     owner = await User.create(email="order@example.com", password_hash="x")
     await lifecycle.record_created(
         Video(owner=owner, prompt="succeed", provider="test", resolution="64x64"), actor="test"
@@ -46,21 +47,29 @@ async def test_a_jobs_write_waits_until_its_batched_progress_is_published(db: Se
     bus = HeldBus()
     batcher = ProgressBatcher(bus, worker_id="w:1:o", every=0.01)
     ctx = JobContext(Runtime.create(db, bus=bus), claimed, worker_id="w:1:o", progress=batcher)
+    return claimed, bus, batcher, ctx
+
+
+def _report(ctx: JobContext, bus: HeldBus, progress: float) -> Any:
+    """The job's own progress write, through ``ctx.db`` as the pipeline sends it."""
+    return ctx.db(
+        "report progress",
+        functools.partial(
+            lifecycle.report_progress,
+            ctx.video_id,
+            progress,
+            attempt=ctx.attempt,
+            bus=bus,
+        ),
+    )
+
+
+async def test_a_jobs_write_waits_until_its_batched_progress_is_published(db: Settings) -> None:
+    claimed, bus, batcher, ctx = await _running_job(db)
 
     batcher.report(claimed.video_id, claimed.attempt, 0.5, None)
     await asyncio.wait_for(bus.holding.wait(), 10)  # written, its publish held
-    write = asyncio.create_task(
-        ctx.db(
-            "report progress",
-            functools.partial(
-                lifecycle.report_progress,
-                claimed.video_id,
-                0.9,
-                attempt=claimed.attempt,
-                bus=bus,
-            ),
-        )
-    )
+    write = asyncio.create_task(_report(ctx, bus, 0.9))
     await asyncio.sleep(0.3)
     assert not write.done()  # it waits for the batch's publish
     bus.release.set()
@@ -77,27 +86,9 @@ async def test_a_flush_leaves_out_a_video_whose_jobs_write_is_in_flight(db: Sett
     """The other order: the job's write has committed and its publish is held when the next
     report comes. A flush then would write and publish a newer version before the held one;
     it waits in the batch until the write is published."""
-    owner = await User.create(email="order2@example.com", password_hash="x")
-    await lifecycle.record_created(
-        Video(owner=owner, prompt="succeed", provider="test", resolution="64x64"), actor="test"
-    )
-    [claimed] = await queue.claim(worker_id="w:1:o", limit=1, lease_seconds=30)
-    bus = HeldBus()
-    batcher = ProgressBatcher(bus, worker_id="w:1:o", every=0.01)
-    ctx = JobContext(Runtime.create(db, bus=bus), claimed, worker_id="w:1:o", progress=batcher)
+    claimed, bus, batcher, ctx = await _running_job(db)
 
-    write = asyncio.create_task(
-        ctx.db(
-            "report progress",
-            functools.partial(
-                lifecycle.report_progress,
-                claimed.video_id,
-                0.5,
-                attempt=claimed.attempt,
-                bus=bus,
-            ),
-        )
-    )
+    write = asyncio.create_task(_report(ctx, bus, 0.5))
     await asyncio.wait_for(bus.holding.wait(), 10)  # the job's write committed, publish held
     committed = (await Video.get(id=claimed.video_id)).version
     batcher.report(claimed.video_id, claimed.attempt, 0.9, None)
