@@ -455,7 +455,11 @@ class GraphQLView(GraphQL):
         request = Request(scope=scope, receive=receive)
         try:
             response = None
-            if self.compiled is not None and scope.get("method") == "POST":
+            if (
+                self.compiled is not None
+                and scope.get("method") == "POST"
+                and "vidgen.planless" not in scope
+            ):
                 response, request = await self._run_compiled(request)
             if response is None:
                 response = await self.run(request)
@@ -470,17 +474,78 @@ class GraphQLView(GraphQL):
         (then with the body already read and the viewer already checked, see get_context),
         through the returned request. Only JSON bodies of the expected shape; anything else
         is Strawberry's to answer."""
-        assert self.compiled is not None
         content_type = request.headers.get("content-type", "")
         if content_type.partition(";")[0].strip().lower() != "application/json":
             return None, request
         raw = await _read_body(request.receive)
+        found = self._planned(raw)
+        if found is None:
+            return None, _replaying(request, raw)
+        answer = await self._answer(request, found, request.headers.get("authorization"))
+        if answer is None:
+            return None, _replaying(request, raw)
+        return Response(answer, media_type="application/json"), request
+
+    async def answer_json(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        authorization: str | None,
+        extra_header: tuple[bytes, bytes],
+    ) -> tuple[int | None, Receive]:
+        """Answer a JSON POST to ``/graphql`` from its document's plan, straight to the
+        server: the lane of :class:`vidgen.web.app.RequestMiddleware`, taken only when the
+        request says ``Content-Type: application/json`` and a ``Content-Length`` within
+        ``max_request_bytes`` (so neither the CSRF guard nor the body limit has anything to
+        refuse). Returns the status sent, or None and a ``receive`` that hands out the body
+        already read: the whole app then answers (Strawberry, with the viewer already
+        checked when a plan was found, as after :meth:`_run_compiled`).
+
+        ``extra_header`` is added to the response's headers (the request id)."""
+        if self.compiled is None:  # plans turned off (tests compare with Strawberry)
+            return None, receive
+        raw = await _read_body(receive)
+        replay = _replayer(receive, raw)
+        found = self._planned(raw)
+        if found is None:
+            scope["vidgen.planless"] = True  # the view need not look again
+            return None, replay
+        request = Request(scope, replay)
+        try:
+            answer = await self._answer(request, found, authorization)
+        except _TokenCheckFailed as exc:
+            response = _unavailable_response(exc)
+            response.raw_headers.append(extra_header)
+            await response(scope, replay, send)
+            return response.status_code, replay
+        if answer is None:
+            scope["vidgen.planless"] = True
+            return None, replay
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-length", str(len(answer)).encode()),
+                    (b"content-type", b"application/json"),
+                    extra_header,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": answer})
+        return 200, replay
+
+    def _planned(self, raw: bytes) -> tuple[Any, str, str | None, dict[str, Any] | None] | None:
+        """(plan, query, operationName, variables) of a JSON body whose document has a
+        plan, else None."""
+        assert self.compiled is not None
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            return None, _replaying(request, raw)
+            return None
         if not isinstance(body, dict):
-            return None, _replaying(request, raw)
+            return None
         query = body.get("query")
         operation_name = body.get("operationName")
         variables = body.get("variables")
@@ -489,22 +554,31 @@ class GraphQLView(GraphQL):
             or not isinstance(operation_name, str | None)
             or not isinstance(variables, dict | None)
         ):
-            return None, _replaying(request, raw)
+            return None
         plan = self.compiled.plan(query, operation_name)
         if plan is None:
-            return None, _replaying(request, raw)
+            return None
+        return plan, query, operation_name, variables
+
+    async def _answer(
+        self,
+        request: Request,
+        found: tuple[Any, str, str | None, dict[str, Any] | None],
+        authorization: str | None,
+    ) -> bytes | None:
+        """The response body from a found plan, or None (the request's context, viewer
+        checked, is then in its scope for Strawberry)."""
+        assert self.compiled is not None
+        plan, query, operation_name, variables = found
         # A compiled generateVideo's statements (the token check, the lookup, the insert)
         # share one pool connection, given back before the response is sent.
         scope = db.one_connection() if isinstance(plan, MutationPlan) else nullcontext()
         async with scope:
-            context = await self._context(request, None)
+            context = await self._context(request, None, authorization)
             request.scope["vidgen.context"] = context
-            answer = await self.compiled.response(
+            return await self.compiled.response(
                 query, operation_name, variables, context.viewer, context
             )
-        if answer is None:
-            return None, _replaying(request, raw)
-        return Response(answer, media_type="application/json"), request
 
     def decode_json(self, data: str | bytes) -> object:
         try:
@@ -568,7 +642,10 @@ class GraphQLView(GraphQL):
         return await self._context(request, response)
 
     async def _context(
-        self, request: Request | WebSocket, response: Response | WebSocket | None
+        self,
+        request: Request | WebSocket,
+        response: Response | WebSocket | None,
+        authorization: str | None = None,
     ) -> Context:
         context = Context(
             runtime=self.runtime,
@@ -577,7 +654,9 @@ class GraphQLView(GraphQL):
         )
         if isinstance(request, Request):
             try:
-                await context.authenticate(request.headers.get("authorization"))
+                if authorization is None:
+                    authorization = request.headers.get("authorization")
+                await context.authenticate(authorization)
             except Exception as exc:  # noqa: BLE001 - answered 503 by __call__, logged here
                 raise _token_check_failed("HTTP") from exc
         else:  # one check per token at a time in the process, shared with subscriptions
@@ -625,7 +704,12 @@ def _replaying(request: Request, body: bytes) -> Request:
     """A request like ``request`` whose ``receive`` hands out ``body`` (already read) once,
     as one message, then passes on to the server's (a disconnect): for Strawberry, when it
     answers after all."""
-    receive = request.receive
+    return Request(request.scope, _replayer(request.receive, body))
+
+
+def _replayer(receive: Receive, body: bytes) -> Receive:
+    """A ``receive`` that hands out ``body`` (already read) once, then passes on to
+    ``receive``."""
     replayed = False
 
     async def replay() -> Message:
@@ -635,7 +719,7 @@ def _replaying(request: Request, body: bytes) -> Request:
         replayed = True
         return {"type": "http.request", "body": body, "more_body": False}
 
-    return Request(request.scope, replay)
+    return replay
 
 
 def _operation_type(query: str, operation_name: str | None) -> str | None:
