@@ -55,7 +55,9 @@ What remains outside this package, and why:
 - the transaction entry repaired in ``db.py``: it fixes Tortoise for every writer, not
   for GraphQL;
 - the view's own guards (CSRF, body limit, the operation-name check, the outage answer):
-  they run before either path.
+  they run before either path. (A JSON body of a declared length within the limit, which
+  neither guard refuses, reaches the plans straight from ``web/app.py``'s
+  ``RequestMiddleware``.)
 
 Library internals this package relies on (Strawberry's field definitions on the GraphQL
 schema, its ``convert_arguments`` and scalar registry, graphql-core's value coercion) are
