@@ -51,7 +51,7 @@ class Runtime:
         from vidgen.providers.registry import build_providers
 
         cpu.configure(settings.cpu_workers)
-        cpu.configure_processes(settings.media_processes)
+        cpu.configure_processes(settings.media_processes, settings.media_timeout_seconds)
 
         bus = bus or create_bus(
             settings.redis_url,

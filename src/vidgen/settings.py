@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     # worker's event loop keeps the interpreter's lock (vidgen.jobs.cpu); unset: as many as
     # cpu_workers, 0: on the CPU threads instead.
     media_processes: int | None = Field(default=None, ge=0)
+    # The longest one output's probe + thumbnail may run in a media process: past it, the
+    # processes are killed and the attempt fails retryably (media_timeout).
+    media_timeout_seconds: float = Field(default=120.0, gt=0)
     worker_poll_seconds: float = 5.0
     lease_seconds: float = 60.0
     heartbeat_seconds: float = 10.0

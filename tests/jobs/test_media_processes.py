@@ -1,7 +1,8 @@
 """The media processes: a finished output's probe + thumbnail runs in a pool of processes
 of its own (``VIDGEN_MEDIA_PROCESSES``), started on first use; a process killed under a call
-fails the job with a retryable error (never loses it), and shutting the pool down ends even
-a call that hangs."""
+fails the job with a retryable error (never loses it), a call past its time limit
+(``VIDGEN_MEDIA_TIMEOUT_SECONDS``) is killed and fails the attempt retryably too, and shutting
+the pool down ends even a call that hangs."""
 
 from __future__ import annotations
 
@@ -151,6 +152,74 @@ async def test_a_killed_media_process_fails_the_attempt_retryably(db, user) -> N
         if writer is not None:
             os.close(writer)
         await runtime.close()
+
+
+async def test_a_probe_past_its_time_limit_is_killed_and_the_attempt_retried(db, user) -> None:
+    provider = FifoProvider()  # its first output blocks the probe until the process dies
+    settings = _settings(db, 1).model_copy(
+        update={
+            "retry_base_seconds": 0.01,
+            "retry_cap_seconds": 0.05,
+            "media_timeout_seconds": 2.0,
+        }
+    )
+    runtime = Runtime.create(settings, bus=MemoryBus(), providers={"test": provider})
+    await runtime.open()
+    try:
+        video = await make_video(user)
+        worker = Worker(runtime, concurrency=1)
+        worker.start()
+
+        async def probing() -> bool:
+            return bool(_children())
+
+        await wait_until(probing, seconds=60)
+        (child,) = _children()
+
+        async def timed_out() -> bool:
+            return await VideoAttempt.filter(video_id=video.id, error_code="media_timeout").exists()
+
+        await wait_until(timed_out, seconds=60)
+        assert not child.is_alive()  # the stuck process was killed (the retry has its own)
+        # The next attempt's pool starts a process (spawn) under no limit: on a loaded
+        # machine that alone may take seconds.
+        cpu.configure_processes(1, None)
+
+        async def completed() -> bool:
+            return (await Video.get(id=video.id)).status == S.COMPLETED
+
+        await wait_until(completed, seconds=60)
+        await worker.stop()
+        done = await Video.get(id=video.id)
+        assert done.retry_count == 1 and done.video_file and done.thumbnail_file
+        assert provider.downloads == 2 and len(provider.submissions) == 1
+        attempts = await VideoAttempt.filter(video_id=video.id).order_by("attempt")
+        assert [a.error_code for a in attempts] == ["media_timeout", None]
+        assert attempts[0].retryable
+        assert attempts[0].prediction_id == attempts[1].prediction_id == done.prediction_id
+        assert not provider.fifos[0].exists()  # the first attempt's pipe was discarded
+    finally:
+        await runtime.close()
+        cpu.configure_processes(None)
+
+
+def test_a_call_past_its_limit_raises_and_the_next_call_gets_a_fresh_process() -> None:
+    cpu.configure_processes(1, 1.0)
+    try:
+        first_pid = cpu.run_in_process(os.getpid)  # the process is up (spawn is not timed here)
+        (child,) = _children()
+        started = time.monotonic()
+        with pytest.raises(cpu.ProcessTimedOut):
+            cpu.run_in_process(time.sleep, 3600)
+        assert time.monotonic() - started < 30
+        assert not child.is_alive() and cpu._process_pool is None
+        cpu.configure_processes(1, None)
+        assert cpu.run_in_process(os.getpid) not in (first_pid, os.getpid())
+        # A call within the limit is untouched by it.
+        cpu.configure_processes(1, 30.0)
+        assert cpu.run_in_process(sum, [1, 2, 3]) == 6
+    finally:
+        cpu.configure_processes(None)
 
 
 def test_a_process_killed_while_idle_costs_no_call() -> None:

@@ -31,7 +31,12 @@ can hang on it); they ignore SIGINT and SIGTERM, so a signal sent to the whole p
 stops the worker gracefully instead of killing the calls it is still waiting for, and
 :func:`shutdown` ends them. A process that dies under a call (killed, out of memory) fails
 that call and every call waiting in the pool with :class:`ProcessLost`; the next call starts
-a fresh pool.
+a fresh pool. A call that runs longer than its limit (``VIDGEN_MEDIA_TIMEOUT_SECONDS``: a probe
+stuck on a malformed file) gets :class:`ProcessTimedOut`: the pool is ended and its processes
+killed, since the pool does not say which process runs which call (calls running beside it get
+:class:`ProcessLost`), and the next call starts a fresh pool. At most one call per process,
+plus one, is handed to the pool at a time (:data:`_slots`), so a call's time limit counts its
+own run, not a queue's.
 """
 
 from __future__ import annotations
@@ -62,6 +67,12 @@ IO_WORKERS = 16  # threads of the I/O pool: fsyncs in flight at once
 
 _processes: int | None = None  # configured process count; None: size(), 0: no processes
 _process_pool: concurrent.futures.ProcessPoolExecutor | None = None
+# Calls handed to the pool at once: one per process, plus one ready for the first to free.
+_slots: threading.BoundedSemaphore | None = None
+# The longest a call may run in a process (None: no limit); see configure_processes.
+_call_seconds: float | None = None
+# How long a killed process gets to be reaped.
+REAP_SECONDS = 10.0
 # How long shutdown() waits for the processes' calls to end before it kills them.
 SHUTDOWN_SECONDS = 5.0
 
@@ -69,6 +80,10 @@ SHUTDOWN_SECONDS = 5.0
 class ProcessLost(Exception):
     """A process of the pool ended while it held or queued this call (killed, out of memory):
     the call's result is unknown and nothing of it was returned. Running it again is safe."""
+
+
+class ProcessTimedOut(ProcessLost):
+    """The call ran longer than the limit: its process was killed (with the pool's others)."""
 
 
 def cores() -> int:
@@ -132,12 +147,15 @@ def processes() -> int:
     return size() if _processes is None else _processes
 
 
-def configure_processes(count: int | None) -> None:
+def configure_processes(count: int | None, seconds: float | None = None) -> None:
     """Set the process pool's size (``VIDGEN_MEDIA_PROCESSES``; None: :func:`size`; 0: run
-    the calls in the calling thread). A pool of another size already running is shut down
-    without waiting: its calls still running end on their processes."""
-    global _process_pool, _processes
+    the calls in the calling thread) and the longest a call may run there
+    (``VIDGEN_MEDIA_TIMEOUT_SECONDS``; None: no limit; calls in the calling thread have
+    none). A pool of another size already running is shut down without waiting: its calls
+    still running end on their processes."""
+    global _process_pool, _processes, _call_seconds
     with _lock:
+        _call_seconds = seconds
         if count == _processes:
             return
         _processes = count
@@ -149,7 +167,7 @@ def configure_processes(count: int | None) -> None:
 def process_executor() -> concurrent.futures.ProcessPoolExecutor | None:
     """The process pool, created on first use (its processes start as calls need them);
     None when it is switched off (0 processes)."""
-    global _process_pool
+    global _process_pool, _slots
     with _lock:
         if _process_pool is None:
             count = processes()
@@ -160,6 +178,7 @@ def process_executor() -> concurrent.futures.ProcessPoolExecutor | None:
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_start_process,
             )
+            _slots = threading.BoundedSemaphore(count + 1)
         return _process_pool
 
 
@@ -171,27 +190,42 @@ def run_in_process(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
     Raises:
         ProcessLost: the process died under the call, or the pool broke while it waited.
+        ProcessTimedOut: the call ran longer than the configured limit (its process, and
+            the pool's others, were killed).
     """
     pool = process_executor()
     if pool is None:
         return fn(*args, **kwargs)
-    try:
-        future = pool.submit(fn, *args, **kwargs)
-    except (BrokenProcessPool, RuntimeError):
-        # Broken by an earlier call, or shut down meanwhile: this call never started, so it
-        # goes to a fresh pool (RuntimeError: "cannot schedule new futures after shutdown").
-        _drop(pool)
-        pool = process_executor()
-        if pool is None:
-            return fn(*args, **kwargs)
-        future = pool.submit(fn, *args, **kwargs)
-    try:
-        return future.result()
-    except BrokenProcessPool as exc:
-        _drop(pool)
-        raise ProcessLost(f"a media process ended under the call: {exc}") from exc
-    except concurrent.futures.CancelledError as exc:  # shut down before it started
-        raise ProcessLost("the media processes were shut down before the call ran") from exc
+    slots = _slots
+    assert slots is not None
+    with slots:
+        try:
+            future = pool.submit(fn, *args, **kwargs)
+        except (BrokenProcessPool, RuntimeError):
+            # Broken by an earlier call, or shut down meanwhile: this call never started, so
+            # it goes to a fresh pool (RuntimeError: "cannot schedule new futures after
+            # shutdown").
+            _drop(pool)
+            pool = process_executor()
+            if pool is None:
+                return fn(*args, **kwargs)
+            future = pool.submit(fn, *args, **kwargs)
+        limit = _call_seconds
+        try:
+            return future.result(timeout=limit)
+        except concurrent.futures.TimeoutError as exc:
+            logger.warning(
+                "media process call ran longer than %ss; killing the media processes",
+                limit,
+                extra={"action": "cpu.timeout", "call": getattr(fn, "__qualname__", str(fn))},
+            )
+            _kill(pool)
+            raise ProcessTimedOut(f"the media process call ran longer than {limit}s") from exc
+        except BrokenProcessPool as exc:
+            _drop(pool)
+            raise ProcessLost(f"a media process ended under the call: {exc}") from exc
+        except concurrent.futures.CancelledError as exc:  # shut down before it started
+            raise ProcessLost("the media processes were shut down before the call ran") from exc
 
 
 def _drop(pool: concurrent.futures.ProcessPoolExecutor) -> None:
@@ -215,6 +249,20 @@ def shutdown(timeout: float = SHUTDOWN_SECONDS) -> None:
         pool, _process_pool = _process_pool, None
     if pool is None:
         return
+    _end(pool, timeout)
+
+
+def _kill(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    """End ``pool`` at once, killing its processes (a call in it ran too long); the next call
+    starts a new pool."""
+    global _process_pool
+    with _lock:
+        if _process_pool is pool:
+            _process_pool = None
+    _end(pool, 0.0)
+
+
+def _end(pool: concurrent.futures.ProcessPoolExecutor, timeout: float) -> None:
     children = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
     deadline = time.monotonic() + timeout
@@ -227,7 +275,9 @@ def shutdown(timeout: float = SHUTDOWN_SECONDS) -> None:
                 extra={"action": "cpu.kill", "pid": child.pid},
             )
             child.kill()
-            child.join(1.0)
+    for child in children:
+        # SIGKILL cannot be refused, but a loaded machine may take a while to reap it.
+        child.join(REAP_SECONDS)
 
 
 def _start_process() -> None:

@@ -352,6 +352,15 @@ async def _complete(
             retryable=False,
             code="bad_output",
         ) from exc
+    except cpu.ProcessTimedOut as exc:
+        # Stuck on the output (a malformed file, an overloaded machine): nothing was stored
+        # and the prediction is kept; retried with backoff, so an output that hangs every
+        # probe ends failed after the job's retries.
+        raise ProviderError(
+            f"Inspecting the provider's output took too long: {exc}",
+            retryable=True,
+            code="media_timeout",
+        ) from exc
     except cpu.ProcessLost as exc:
         # Killed under the probe (by an operator, or out of memory): nothing was stored and
         # the prediction is kept, so the next attempt downloads and inspects it again.
