@@ -575,10 +575,15 @@ class GraphQLView(GraphQL):
         scope = db.one_connection() if isinstance(plan, MutationPlan) else nullcontext()
         async with scope:
             context = await self._context(request, None, authorization)
-            request.scope["vidgen.context"] = context
-            return await self.compiled.response(
+            answer = await self.compiled.response(
                 query, operation_name, variables, context.viewer, context
             )
+        if answer is None:
+            # For get_context. Only then: the context holds the request, whose scope would
+            # hold the context, a cycle that only the garbage collector frees (it collected
+            # a few thousand such objects a second at full load).
+            request.scope["vidgen.context"] = context
+        return answer
 
     def decode_json(self, data: str | bytes) -> object:
         try:
