@@ -142,3 +142,65 @@ async def test_serve_asked_for_a_missing_uvloop_is_a_clear_error(tmp_path: Path)
     )
     assert done.returncode != 0
     assert "VIDGEN_EVENT_LOOP=uvloop, but uvloop is not installed" in done.stderr
+
+
+async def test_worker_serves_its_own_metrics_when_asked(db, tmp_path: Path) -> None:
+    """``vidgen worker --metrics-port``: the worker's own counters (here the duration of the
+    attempt it ran) on /metrics, /healthz and /readyz beside them, and a SIGTERM stops
+    both."""
+    import httpx
+
+    from tests.jobs.conftest import make_video
+    from tests.s3_server import free_port
+
+    user = await users.create_user(email="metrics@example.com", password="password123")
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("VIDGEN_")},
+        **_env(db),
+        "VIDGEN_MEDIA_ROOT": str(tmp_path / "media"),
+        "VIDGEN_ENABLE_TEST_PROVIDER": "true",
+        "VIDGEN_WORKER_POLL_SECONDS": "0.2",
+    }
+    proc = _start_worker(["--metrics-port", str(port)], env, tmp_path / "worker.log")
+    base = f"http://127.0.0.1:{port}"
+    metric = 'vidgen_job_duration_seconds_count{outcome="succeeded",provider="test"} 1.0'
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+            for _ in range(300):
+                assert proc.poll() is None, (tmp_path / "worker.log").read_text()
+                try:
+                    if (await client.get("/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+            assert (await client.get("/readyz")).json()["checks"]["database"] is True
+            before = (await client.get("/metrics")).text
+            assert "vidgen_job_duration_seconds" in before and metric not in before
+            await make_video(user)
+            for _ in range(300):
+                if metric in (await client.get("/metrics")).text:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError((await client.get("/metrics")).text)
+            assert (await client.get("/graphql")).status_code == 404  # nothing else
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 30) == 0
+        async with httpx.AsyncClient(base_url=base, timeout=2) as client:
+            with pytest.raises(httpx.TransportError):
+                await client.get("/healthz")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _start_worker(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "vidgen.cli", "worker", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+    )

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 from vidgen import logs
 from vidgen.settings import Settings
@@ -14,7 +15,7 @@ from vidgen.settings import Settings
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides = {}
-    for name in ("host", "port"):
+    for name in ("host", "port", "worker_metrics_port"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
@@ -123,7 +124,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings.check()
     if problem := _storage_error(settings):
         return _fail(problem)
-    eventloop.run(run_worker(settings, concurrency=args.concurrency), settings.event_loop)
+    serving = None
+    port = settings.worker_metrics_port
+    if port is not None:
+        from vidgen.web import worker_endpoints
+
+        def serving(runtime: Any) -> Any:
+            return worker_endpoints.serving(runtime, settings.host, port)
+
+    eventloop.run(
+        run_worker(settings, concurrency=args.concurrency, serving=serving), settings.event_loop
+    )
     return 0
 
 
@@ -249,6 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run a job worker")
     worker.add_argument("--concurrency", type=int, default=None)
+    worker.add_argument("--host", help="where --metrics-port listens (VIDGEN_HOST)")
+    worker.add_argument(
+        "--metrics-port",
+        dest="worker_metrics_port",
+        type=int,
+        help="serve /metrics, /healthz and /readyz on this port (VIDGEN_WORKER_METRICS_PORT)",
+    )
     worker.set_defaults(func=cmd_worker)
 
     migrate = sub.add_parser("migrate", help="apply the database migrations")

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # --- HTTP server ---------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = 8000
+    # `vidgen worker` serves GET /metrics, /healthz and /readyz on this port (on `host`);
+    # unset: none (its counters, e.g. attempts' durations and rescues, are its own).
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     public_url: str | None = None
     log_level: str = "INFO"
     log_json: bool | None = None

@@ -41,6 +41,7 @@ import os
 import signal
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -548,8 +549,16 @@ async def start_embedded(runtime: Runtime, *, concurrency: int | None = None) ->
     return worker
 
 
-async def run_worker(settings: Settings, *, concurrency: int | None = None) -> None:
-    """The ``vidgen worker`` process: open the database and runtime, run until a signal."""
+async def run_worker(
+    settings: Settings,
+    *,
+    concurrency: int | None = None,
+    serving: Callable[[Runtime], contextlib.AbstractAsyncContextManager[Any]] | None = None,
+) -> None:
+    """The ``vidgen worker`` process: open the database and runtime, run until a signal.
+
+    ``serving``: what else the process serves while its worker runs (the CLI's metrics
+    endpoint), entered once the runtime is open and left once the worker stopped."""
     from vidgen import db
 
     await db.init(settings)
@@ -560,7 +569,8 @@ async def run_worker(settings: Settings, *, concurrency: int | None = None) -> N
     for sig in signals:
         loop.add_signal_handler(sig, worker.request_stop)
     try:
-        await worker.run()
+        async with serving(runtime) if serving else contextlib.nullcontext():
+            await worker.run()
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
