@@ -206,6 +206,8 @@ async def _wait_for_result(
 
     ``errors_in_a_row``: failed polls just before this (a resumed job's first poll).
     """
+    if result.state is State.SUCCEEDED:  # already done: the loop's first turn, set-up skipped
+        return None if await ctx.cancel_wanted() else result
     caps = provider.capabilities
     policy = RetryPolicy.from_settings(ctx.runtime.settings)
     delay = caps.min_poll_interval

@@ -90,8 +90,7 @@ claimed AS (
     UPDATE videos AS v
     SET status = 'processing', attempt = v.attempt + 1, processed_by = ${w},
         lease_expires_at = ${lease}, version = v.version + 1, updated_at = ${now}
-    FROM picked
-    WHERE v.id = picked.id AND v.status = 'queued'
+    WHERE v.id = ANY(ARRAY(SELECT id FROM picked)) AND v.status = 'queued'
     RETURNING {returning}
 ),
 history AS (
@@ -151,6 +150,20 @@ def _pg_claim_outbox(now: str) -> str:
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _pg_claim_sql(pick_sql: str, k: int) -> str:
+    """The claim's statement around a pick of ``k`` parameters (a worker's picks come in a
+    few shapes: built once each)."""
+    return _PG_CLAIM.format(
+        pick=pick_sql,
+        w=k + 1,
+        lease=k + 2,
+        now=k + 3,
+        returning=_PG_CLAIM_RETURNING,
+        outbox=_pg_claim_outbox(f"${k + 3}"),
+    )
+
+
 async def apply_claim(
     conn: Any,
     *,
@@ -175,17 +188,9 @@ async def apply_claim(
     """
     stamp = now()
     if dialect.is_postgres():
-        k = len(pick_params)
-        sql = _PG_CLAIM.format(
-            pick=pick_sql,
-            w=k + 1,
-            lease=k + 2,
-            now=k + 3,
-            returning=_PG_CLAIM_RETURNING,
-            outbox=_pg_claim_outbox(f"${k + 3}"),
-        )
+        sql = _pg_claim_sql(pick_sql, len(pick_params))
         rows = await conn.execute_query_dict(sql, [*pick_params, worker_id, lease_until, stamp])
-        claimed = [(dict(r), r["event_id"]) for r in rows]
+        claimed = [(r, r["event_id"]) for r in rows]
     else:
         sql = _SQLITE_CLAIM.format(pick=pick_sql, returning=_CLAIM_RETURNING.format(v=""))
         rows = await conn.execute_query_dict(sql, [worker_id, lease_until, stamp, *pick_params])
