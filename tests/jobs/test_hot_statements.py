@@ -70,7 +70,7 @@ def _former_finish_sql(
     sql = (
         f"WITH v AS (UPDATE videos SET status = {status}, version = version + 1,"
         " updated_at = {at}, {sets} WHERE id = {id} AND attempt = {attempt}"
-        " AND status = 'processing' RETURNING {cols}),"
+        " AND status || '' = 'processing' RETURNING {cols}),"
         " h AS (INSERT INTO video_status_events (video_id, owner_id, from_status, to_status,"
         " version, at, message, actor) SELECT id, owner_id, 'processing', status, version,"
         f" {{at}}, {note}, {{actor}} FROM v RETURNING id),"
@@ -174,3 +174,46 @@ async def test_the_cached_finish_statement_is_the_one_built_per_call_before(
         assert row.outcome == outcome
         assert row.error_message == (f"error {n}" if to is S.FAILED else None)
     assert sent[0][0] == sent[1][0]  # one statement text for the shape: one prepared statement
+
+
+@pytest.mark.postgres_only
+async def test_writes_to_running_jobs_use_the_key_when_statistics_predate_a_burst(db, user) -> None:
+    """A fenced write to one running job (its prediction id, its end, a progress batch)
+    reaches the row by its primary key even when the table's statistics are from before a
+    burst of claims: then the partial indexes of running jobs look empty, and the planner
+    used to scan one of them, filtering every running job by id (O(jobs in flight) per
+    write until the next ANALYZE)."""
+    await Video.bulk_create(
+        [
+            Video(owner=user, prompt="p", provider="test", resolution="64x64", status=S.COMPLETED)
+            for _ in range(1200)
+        ],
+        batch_size=600,
+    )
+    conn = Video._meta.db
+    await conn.execute_script("ANALYZE videos")  # no job running yet
+    ids = list(await Video.all().order_by("id").limit(1000).values_list("id", flat=True))
+    await Video.filter(id__in=ids).update(status=S.PROCESSING, processed_by="w", attempt=1)
+    stamp = lifecycle.now()
+    target = ids[500]
+    finish_values: dict[str, Any] = {"progress": 1.0, "lease_expires_at": None}
+    statements: dict[str, tuple[str, list[Any]]] = {
+        "prediction id": (fenced._PG_STORE_PREDICTION_SQL, ["pid", stamp, target, 1]),
+        "prediction ids": (
+            fenced._PG_STORE_PREDICTIONS,
+            [["a", "b"], [stamp, stamp], [target, ids[501]], [1, 1]],
+        ),
+        "end": (
+            fenced._pg_finish_sql(tuple(finish_values), False, False),
+            [1.0, None, "completed", stamp, target, 1, "done", "w", "succeeded", None, None, None],
+        ),
+    }
+    for name, (sql, params) in statements.items():
+        await conn.execute_script("SET plan_cache_mode = force_generic_plan")
+        try:
+            rows = await conn.execute_query_dict("EXPLAIN " + sql, params)
+        finally:
+            await conn.execute_script("RESET plan_cache_mode")
+        plan = "\n".join(row["QUERY PLAN"] for row in rows)
+        assert "videos_pkey on videos" in plan, (name, plan)
+        assert "idx_videos_running" not in plan and "idx_videos_worker" not in plan, (name, plan)

@@ -36,6 +36,7 @@ from vidgen.jobs.lifecycle.rules import (
     can_transition,
     check_fields,
     now,
+    still_processing,
 )
 from vidgen.models import AttemptOutcome, Video, VideoStatus
 
@@ -82,7 +83,7 @@ def _pg_finish_sql(columns: tuple[str, ...], requeue: bool, webhook: bool) -> st
     sql = (
         f"WITH v AS (UPDATE videos SET status = {status}, version = version + 1,"
         " updated_at = {at}, {sets} WHERE id = {id} AND attempt = {attempt}"
-        " AND status = 'processing' RETURNING {cols}),"
+        f" AND {still_processing()} RETURNING {{cols}}),"
         " h AS (INSERT INTO video_status_events (video_id, owner_id, from_status, to_status,"
         " version, at, message, actor) SELECT id, owner_id, 'processing', status, version,"
         f" {{at}}, {note}, {{actor}} FROM v RETURNING id),"
@@ -226,7 +227,7 @@ async def finish(
 
 _PG_STORE_PREDICTION_SQL = (
     "WITH v AS (UPDATE videos SET prediction_id = $1, version = version + 1,"
-    " updated_at = $2 WHERE id = $3 AND attempt = $4 AND status = 'processing'"
+    f" updated_at = $2 WHERE id = $3 AND attempt = $4 AND {still_processing()}"
     f" RETURNING {EVENT_COLUMNS}, {STATE_COLUMNS}),"
     " a AS (UPDATE video_attempts SET prediction_id = $1 WHERE video_id = $3"
     " AND attempt = $4 AND EXISTS (SELECT 1 FROM v))"
@@ -238,10 +239,10 @@ _PG_STORE_PREDICTIONS = (
     " AS j(pid, at, vid, att)),"
     # Locked in id order first, as every statement changing many job rows does.
     " l AS (SELECT q.id FROM videos AS q JOIN j ON q.id = j.vid WHERE q.attempt = j.att"
-    " AND q.status = 'processing' ORDER BY q.id FOR UPDATE OF q),"
+    f" AND {still_processing('q')} ORDER BY q.id FOR UPDATE OF q),"
     " v AS (UPDATE videos SET prediction_id = j.pid, version = videos.version + 1,"
     " updated_at = j.at FROM j, l WHERE videos.id = j.vid AND l.id = videos.id"
-    " AND videos.attempt = j.att AND videos.status = 'processing' RETURNING "
+    f" AND videos.attempt = j.att AND {still_processing('videos')} RETURNING "
     + ", ".join(f"videos.{c.strip()}" for c in f"{EVENT_COLUMNS}, {STATE_COLUMNS}".split(","))
     + "),"
     " a AS (UPDATE video_attempts AS t SET prediction_id = j.pid FROM j JOIN v ON v.id = j.vid"

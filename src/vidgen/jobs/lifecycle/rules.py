@@ -27,6 +27,19 @@ TRANSITIONS: dict[VideoStatus, frozenset[VideoStatus]] = {
 OWN_COLUMNS = frozenset({"status", "version", "attempt"})
 
 
+def still_processing(table: str = "") -> str:
+    """PostgreSQL's check that a job row reached by its key (``id = …``) is still running:
+    ``status || '' = 'processing'``, the same truth as ``status = 'processing'`` (status is
+    never null) written so that the planner cannot match it to the partial indexes of
+    running jobs (``idx_videos_running``, ``idx_videos_worker``: ``WHERE status =
+    'processing'``). With statistics from before a burst of claims, those indexes look
+    nearly empty, and a single-row write scanned one of them, filtering every running job
+    by id (0.6 ms with 2,000 in flight), instead of the primary key. ``table``: the alias to
+    qualify the column with."""
+    column = f"{table}.status" if table else "status"
+    return f"{column} || '' = 'processing'"
+
+
 def check_fields(fields: Iterable[str]) -> None:
     """Refuse plain column values that would set :data:`OWN_COLUMNS`."""
     own = OWN_COLUMNS.intersection(fields)

@@ -30,6 +30,7 @@ from vidgen.jobs.lifecycle.rules import (
     can_transition,
     check_fields,
     now,
+    still_processing,
 )
 from vidgen.models import (
     TERMINAL_STATUSES,
@@ -298,11 +299,11 @@ async def report_progress_many(
             "WITH j AS (SELECT * FROM unnest($2::int[], $3::int[], $4::float8[], $5::text[])"
             " AS j(jid, jattempt, jprogress, jmessage)),"
             " l AS (SELECT q.id FROM videos AS q JOIN j ON q.id = j.jid"
-            " WHERE q.attempt = j.jattempt AND q.status = 'processing' ORDER BY q.id"
+            f" WHERE q.attempt = j.jattempt AND {still_processing('q')} ORDER BY q.id"
             " FOR UPDATE OF q)"
             f" UPDATE videos AS v SET {sets.format(v='v.', stamp='$1')} FROM j, l"
             " WHERE v.id = j.jid AND l.id = v.id AND v.attempt = j.jattempt"
-            " AND v.status = 'processing'"
+            f" AND {still_processing('v')}"
             f" RETURNING {returning}",
             [stamp, ids, attempts, values, messages],
         )
