@@ -354,22 +354,18 @@ async def _complete(
             retryable=False,
             code="bad_output",
         ) from exc
-    except cpu.ProcessTimedOut as exc:
-        # Stuck on the output (a malformed file, an overloaded machine): nothing was stored
-        # and the prediction is kept; retried with backoff, so an output that hangs every
-        # probe ends failed after the job's retries.
-        raise ProviderError(
-            f"Inspecting the provider's output took too long: {exc}",
-            retryable=True,
-            code="media_timeout",
-        ) from exc
     except cpu.ProcessLost as exc:
-        # Killed under the probe (by an operator, or out of memory): nothing was stored and
-        # the prediction is kept, so the next attempt downloads and inspects it again.
+        # Killed under the probe (by an operator, out of memory) or stuck on the output past
+        # the time limit (ProcessTimedOut): nothing was stored and the prediction is kept,
+        # so the next attempt downloads and inspects it again; an output that hangs every
+        # probe ends failed after the job's retries.
+        timed_out = isinstance(exc, cpu.ProcessTimedOut)
         raise ProviderError(
-            f"The media process inspecting the output ended: {exc}",
+            f"Inspecting the provider's output took too long: {exc}"
+            if timed_out
+            else f"The media process inspecting the output ended: {exc}",
             retryable=True,
-            code="media_process_lost",
+            code="media_timeout" if timed_out else "media_process_lost",
         ) from exc
     await outcomes.finish(
         ctx,
