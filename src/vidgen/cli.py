@@ -264,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--metrics-port",
         dest="worker_metrics_port",
+        metavar="PORT",
         type=int,
         help="serve /metrics, /healthz and /readyz on this port (VIDGEN_WORKER_METRICS_PORT)",
     )
