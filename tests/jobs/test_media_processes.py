@@ -180,7 +180,7 @@ async def test_a_probe_past_its_time_limit_is_killed_and_the_attempt_retried(db,
             return await VideoAttempt.filter(video_id=video.id, error_code="media_timeout").exists()
 
         await wait_until(timed_out, seconds=60)
-        assert not child.is_alive()  # the stuck process was killed (the retry has its own)
+        assert cpu.ended(child, 10)  # the stuck process was killed (the retry has its own)
         # The next attempt's pool starts a process (spawn) under no limit: on a loaded
         # machine that alone may take seconds.
         cpu.configure_processes(1, None)
@@ -212,7 +212,7 @@ def test_a_call_past_its_limit_raises_and_the_next_call_gets_a_fresh_process() -
         with pytest.raises(cpu.ProcessTimedOut):
             cpu.run_in_process(time.sleep, 3600)
         assert time.monotonic() - started < 30
-        assert not child.is_alive() and cpu._process_pool is None
+        assert cpu.ended(child, 10) and cpu._process_pool is None
         cpu.configure_processes(1, None)
         assert cpu.run_in_process(os.getpid) not in (first_pid, os.getpid())
         # A call within the limit is untouched by it.
@@ -263,7 +263,8 @@ def test_shutdown_ends_a_hung_call_and_its_caller_sees_the_loss() -> None:
         started = time.monotonic()
         cpu.shutdown(timeout=0.5)
         assert time.monotonic() - started < 10
-        assert not child.is_alive()
+        # Not is_alive(): the pool's thread may have reaped the process and not yet recorded it.
+        assert cpu.ended(child, 10)
         caller.join(10)
         assert not caller.is_alive()
         assert len(outcome) == 1 and isinstance(outcome[0], cpu.ProcessLost)

@@ -46,6 +46,7 @@ import concurrent.futures
 import functools
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import threading
@@ -267,9 +268,9 @@ def _end(pool: concurrent.futures.ProcessPoolExecutor, timeout: float) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
     deadline = time.monotonic() + timeout
     for child in children:
-        child.join(max(0.0, deadline - time.monotonic()))
+        ended(child, max(0.0, deadline - time.monotonic()))
     for child in children:
-        if child.is_alive():
+        if not ended(child, 0.0):
             logger.warning(
                 "media process did not end in time; killing it",
                 extra={"action": "cpu.kill", "pid": child.pid},
@@ -277,7 +278,18 @@ def _end(pool: concurrent.futures.ProcessPoolExecutor, timeout: float) -> None:
             child.kill()
     for child in children:
         # SIGKILL cannot be refused, but a loaded machine may take a while to reap it.
-        child.join(REAP_SECONDS)
+        ended(child, REAP_SECONDS)
+
+
+def ended(child: multiprocessing.process.BaseProcess, timeout: float) -> bool:
+    """Whether ``child`` has exited, waiting up to ``timeout`` seconds for it.
+
+    The pool's own thread joins its processes too, and two threads waiting on one pid race:
+    the loser's ``waitpid`` fails, and ``join``/``is_alive`` then report a dead process as
+    alive until the winner records its exit code. The process's sentinel (a pipe the kernel
+    closes when it exits) answers the same for every thread.
+    """
+    return bool(multiprocessing.connection.wait([child.sentinel], timeout))
 
 
 def _start_process() -> None:
