@@ -135,7 +135,10 @@ async def serve(
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        for _ in range(2500):
+        # The start runs the app's lifespan (the runtime opens its database and bus): a
+        # loaded machine can stretch it to seconds, so the bound is the clock's, and wide.
+        deadline = asyncio.get_running_loop().time() + 60
+        while asyncio.get_running_loop().time() < deadline:
             if server.started or task.done():
                 break
             await asyncio.sleep(0.002)

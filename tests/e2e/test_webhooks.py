@@ -47,7 +47,9 @@ from vidgen.runtime import Runtime
 S = VideoStatus
 SLOW_POLL = 30.0
 POLL_FLOOR = 0.05
-WAKE_WITHIN = 5.0  # far below SLOW_POLL: only the webhook can explain it
+# Well below SLOW_POLL, so only the webhook can explain it; wide enough for the wake-up's
+# work (a poll, the download, the media step and the writes) on a loaded machine.
+WAKE_WITHIN = 15.0
 MATRIX = [(backend, "replicate") for backend in BACKENDS] + [
     (ONE_BACKEND, name) for name in WEBHOOK_PROVIDERS if name != "replicate"
 ]

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.live.redis_server import RedisServer
+
 PG_BIN = Path(
     os.environ.get("VIDGEN_TEST_PG_BIN")
     or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), Path("/"))
@@ -101,52 +103,17 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@dataclass
-class PrivateRedis:
-    port: int
-    workdir: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("private redis-server did not start")
+class PrivateRedis(RedisServer):
+    """A private redis-server (tests/live/redis_server.py: it makes sure the Redis on its port
+    is its own, and moves to another free port if the first one was taken meanwhile)."""
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        self.stop()  # SIGKILL, as a crash
 
 
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    redis = PrivateRedis(port=free_port(), workdir=tmp_path)
+    redis = PrivateRedis(tmp_path / "redis")
     redis.start()
     try:
         yield redis

@@ -200,9 +200,12 @@ async def test_cancel_processing_via_heartbeat_cancels_prediction(runtime, user,
     # No bus message (as when the API runs in another process): the heartbeat must notice.
     await Video.filter(id=video.id).update(cancel_requested=True)
     start = asyncio.get_running_loop().time()
-    await asyncio.wait_for(run, timeout=5)
+    # Without the heartbeat's check the "hang" job never ends (nothing else reads the flag):
+    # the timeout catches that. The bound is one beat (0.5 s) plus the beat's read and the
+    # cancel's writes, which a loaded machine can stretch to seconds.
+    await asyncio.wait_for(run, timeout=15)
     elapsed = asyncio.get_running_loop().time() - start
-    assert elapsed <= runtime.settings.heartbeat_seconds + 0.5
+    assert elapsed <= runtime.settings.heartbeat_seconds + 5
     done = await Video.get(id=video.id)
     assert done.status == S.CANCELED
     assert provider.cancels == [done.prediction_id]
@@ -216,7 +219,7 @@ async def test_cancel_processing_through_service_wakes_job(runtime, user, provid
     await wait_until(lambda: prediction_stored(video.id))
     flagged = await control.request_cancel(video.id, actor="user:1", bus=runtime.bus)
     assert flagged.status == S.PROCESSING and flagged.cancel_requested
-    await asyncio.wait_for(run, timeout=2)
+    await asyncio.wait_for(run, timeout=10)  # far below the 30 s heartbeat
     assert (await Video.get(id=video.id)).status == S.CANCELED
     assert len(provider.cancels) == 1
 

@@ -95,7 +95,8 @@ async def test_worker_wakes_on_bus_not_on_poll(runtime, user) -> None:
         await asyncio.sleep(0.1)  # idle, waiting
         video = await make_video(user)
         await control.wake_workers(runtime.bus)
-        await wait_until(lambda: Video.filter(id=video.id, status=S.COMPLETED).exists(), seconds=3)
+        # Well below the 60 s poll; the job itself (and a media process's start) needs time.
+        await wait_until(lambda: Video.filter(id=video.id, status=S.COMPLETED).exists(), seconds=15)
     finally:
         await worker.stop()
 

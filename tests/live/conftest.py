@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -14,6 +15,7 @@ from tests.api.conftest import Account, LiveServer, serve
 from tests.live.redis_server import RedisServer
 from vidgen import db as vdb
 from vidgen import models
+from vidgen.events.feed import Feed
 from vidgen.events.redis import RedisBus
 from vidgen.jobs import lifecycle
 from vidgen.providers.http import tls_context
@@ -106,6 +108,45 @@ async def make_video(owner: Any, prompt: str = "a red fox", **fields: Any) -> mo
         )
         await lifecycle.record_created(video, actor="test")
     return video
+
+
+class FeedStarts:
+    """How many ``videoUpdates`` feeds of this process are listening.
+
+    A feed opened without ``after`` replays nothing: it hears the changes published once it
+    has subscribed to its owner's bus channel, and a change made before the server got that
+    far is not the feed's to deliver. The feed reads the event log's head right after that
+    subscription (vidgen/graphql/subscriptions.py, ``watch_videos``), so a head read proves
+    it listens. GraphQL over WebSocket acknowledges no subscribe: a test waits for this
+    count instead of sleeping and hoping the server got that far (a stalled process or
+    machine may not have).
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def wait(self, count: int = 1, within: float = 15.0) -> None:
+        """Until ``count`` feeds have started in all (fails after ``within`` seconds)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while self.count < count:
+            assert loop.time() < deadline, f"{count} feed(s) not started in {within}s"
+            await asyncio.sleep(0.005)
+
+
+@pytest.fixture
+def feed_starts(monkeypatch: pytest.MonkeyPatch) -> FeedStarts:
+    """Counts the feeds started by the app under test (it serves in this process)."""
+    starts = FeedStarts()
+    real_head = Feed.head
+
+    async def head(self: Feed) -> int:
+        value = await real_head(self)
+        starts.count += 1
+        return value
+
+    monkeypatch.setattr(Feed, "head", head)
+    return starts
 
 
 def gid(type_name: str, pk: int) -> str:

@@ -267,7 +267,10 @@ async def test_queued_batches_return_at_once_and_go_out_in_order_with_waited_one
 
             redis_server.stop()
             await publish_all(bus, [(WAKEUP_CHANNEL, {"type": "wakeup", "n": 4})], wait=False)
-            await asyncio.sleep(0.3)  # the flusher's first attempts fail meanwhile
+            for _ in range(300):  # the flusher's first attempts fail meanwhile
+                if bus.stats.publish_errors:
+                    break
+                await asyncio.sleep(0.05)
             assert bus.stats.publish_errors >= 1
             redis_server.start()
             for _ in range(200):  # kept and sent late (before or after the resubscription)

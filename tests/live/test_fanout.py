@@ -24,6 +24,15 @@ def fanout_of(live) -> live_fanout.FanOut:
     return found
 
 
+async def until(predicate, within: float = 15.0) -> None:
+    """Until ``predicate()`` holds (the server runs in this loop; fails after ``within``)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
 async def opened(live, token: str) -> GraphQLWS:
     ws = await GraphQLWS.open(live.ws_url)
     await ws.init({"Authorization": f"Bearer {token}"})
@@ -96,7 +105,8 @@ async def test_complete_stops_one_subscription(live, accounts):
         for op in (kept, stopped):
             assert (await ws.next_data(op, "videoUpdated"))["version"] == 1
         await ws.stop(stopped)
-        await asyncio.sleep(0.1)
+        # The server has taken the stop once the video's channel keeps one record.
+        await until(lambda: len(fanout_of(live).channels[video.id].records) == 1)
         bus = live.runtime.bus
         await lifecycle.transition(video.id, VideoStatus.PROCESSING, actor="t", bus=bus)
         assert (await ws.next_data(kept, "videoUpdated"))["version"] == 2
@@ -108,8 +118,7 @@ async def test_complete_stops_one_subscription(live, accounts):
         await lifecycle.transition(video.id, VideoStatus.COMPLETED, actor="t", bus=bus)
         assert (await ws.next_data(kept, "videoUpdated"))["status"] == "COMPLETED"
         assert (await ws.receive(kept))["type"] == "complete"
-        await asyncio.sleep(0.1)
-        assert not fanout_of(live).channels  # nothing left: the channel's task ended
+        await until(lambda: not fanout_of(live).channels)  # nothing left: the task ended
     finally:
         await ws.close()
 

@@ -143,7 +143,9 @@ async def test_redis_restart_is_survived_with_resync(redis_server: RedisServer):
             await asyncio.wait_for(bus.publish("vidgen:x", {"n": "late"}), 5)
             assert bus.stats.publish_errors >= 1
 
-            await asyncio.sleep(0.5)  # several failed reconnect attempts
+            # Failed reconnect attempts (the loss was the first error): waited for, as a
+            # stalled process may not have made one in any fixed time.
+            await until(lambda: bus.stats.connection_errors >= 2, within=15)
             redis_server.start()  # same port
             assert await next_message(sub, within=10) is RESYNC
             assert await bus.ping()

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from tests.live.conftest import gid, make_video
+from tests.live.conftest import FeedStarts, gid, make_video
 from tests.live.wsclient import GraphQLWS, expect_error
 from vidgen import models
 from vidgen.events import feed as feed_module
@@ -41,14 +41,14 @@ async def quiet(ws: GraphQLWS, op: str, within: float = 0.3) -> None:
         await ws.receive(op, within=within)
 
 
-async def test_resume_replays_exactly_what_was_missed_then_tails(live, accounts):
+async def test_resume_replays_exactly_what_was_missed_then_tails(live, accounts, feed_starts):
     alice = await accounts("alice@example.com")
     a = await make_video(alice.user, "first")
     b = await make_video(alice.user, "second")
     bus = live.runtime.bus
 
     ws, op = await open_feed(live, alice.token)
-    await asyncio.sleep(0.1)  # subscribed
+    await feed_starts.wait(1)  # listening from here on
     await lifecycle.transition(a.id, S.PROCESSING, actor="t", bus=bus)
     seen = await ws.next_data(op, "videoUpdates")
     assert (seen["id"], seen["status"], seen["version"]) == (gid("Video", a.id), "PROCESSING", 2)
@@ -120,7 +120,7 @@ async def test_no_gap_no_duplicate_at_the_seam_under_concurrent_changes(live, ac
         assert versions == sorted(versions)
 
 
-async def project_feed_delivers_only_its_videos(live, owner, viewer_token: str):
+async def project_feed_delivers_only_its_videos(live, owner, viewer_token: str, starts: FeedStarts):
     """``owner``'s project with one video inside and one outside; a feed filtered by it
     (opened with ``viewer_token``) delivers the inside one's change only. Returns the
     project and the inside video."""
@@ -128,9 +128,10 @@ async def project_feed_delivers_only_its_videos(live, owner, viewer_token: str):
     inside = await make_video(owner, "inside", project_id=project.id)
     outside = await make_video(owner, "outside")
     bus = live.runtime.bus
+    started = starts.count
     ws, op = await open_feed(live, viewer_token, projectId=gid("Project", project.id))
     try:
-        await asyncio.sleep(0.1)
+        await starts.wait(started + 1)
         await lifecycle.transition(outside.id, S.PROCESSING, actor="t", bus=bus)
         await lifecycle.transition(inside.id, S.PROCESSING, actor="t", bus=bus)
         got = await ws.next_data(op, "videoUpdates")
@@ -141,10 +142,12 @@ async def project_feed_delivers_only_its_videos(live, owner, viewer_token: str):
     return project, inside
 
 
-async def test_filters_and_foreign_groups(live, accounts):
+async def test_filters_and_foreign_groups(live, accounts, feed_starts):
     alice = await accounts("alice@example.com")
     bob = await accounts("bob@example.com")
-    project, _ = await project_feed_delivers_only_its_videos(live, alice.user, alice.token)
+    project, _ = await project_feed_delivers_only_its_videos(
+        live, alice.user, alice.token, feed_starts
+    )
 
     ws = await GraphQLWS.open(live.ws_url)
     try:
@@ -163,13 +166,15 @@ async def test_filters_and_foreign_groups(live, accounts):
         await ws.close()
 
 
-async def test_an_admin_follows_another_users_project(live, accounts):
+async def test_an_admin_follows_another_users_project(live, accounts, feed_starts):
     # Admins see everything: videoUpdates filtered by another user's project streams that
     # project's videos (live, and replayed from a cursor), not the admin's own (none).
     alice = await accounts("alice@example.com")
     admin = await accounts("admin@example.com")
     await models.User.filter(id=admin.user.id).update(is_admin=True)
-    project, inside = await project_feed_delivers_only_its_videos(live, alice.user, admin.token)
+    project, inside = await project_feed_delivers_only_its_videos(
+        live, alice.user, admin.token, feed_starts
+    )
     ws, op = await open_feed(live, admin.token, projectId=gid("Project", project.id), after="0")
     try:
         replayed = [await ws.next_data(op, "videoUpdates") for _ in range(2)]
@@ -182,7 +187,9 @@ async def test_an_admin_follows_another_users_project(live, accounts):
         await ws.close()
 
 
-async def test_a_change_whose_event_is_overtaken_is_still_delivered_in_order(live, accounts):
+async def test_a_change_whose_event_is_overtaken_is_still_delivered_in_order(
+    live, accounts, feed_starts
+):
     # Two processes publish after their commits: the event of v3 (completed) can arrive
     # before the event of v2 (processing). Both subscriptions still deliver v2, then v3,
     # from the history (the late v2 event is then a duplicate and dropped).
@@ -199,7 +206,7 @@ async def test_a_change_whose_event_is_overtaken_is_still_delivered_in_order(liv
             {"id": gid("Video", video.id)},
         )
         assert await one.next_data(one_op, "videoUpdated") == {"status": "QUEUED", "version": 1}
-        await asyncio.sleep(0.1)
+        await feed_starts.wait(1)
         # A video the feed already delivered: its next change overtaken the same way.
         await lifecycle.transition(seen_before.id, S.PROCESSING, actor="t", bus=bus)
         first = await feed.next_data(feed_op, "videoUpdates")
@@ -232,7 +239,9 @@ async def test_a_change_whose_event_is_overtaken_is_still_delivered_in_order(liv
         await feed.close()
 
 
-async def test_a_video_the_feed_forgot_gets_no_change_again(live, accounts, monkeypatch):
+async def test_a_video_the_feed_forgot_gets_no_change_again(
+    live, accounts, monkeypatch, feed_starts
+):
     # A feed keeps the last version of its latest REMEMBERED_VIDEOS videos only: the next
     # change of a forgotten video must not bring back the changes it already delivered.
     monkeypatch.setattr(feed_module, "REMEMBERED_VIDEOS", 2)
@@ -241,7 +250,7 @@ async def test_a_video_the_feed_forgot_gets_no_change_again(live, accounts, monk
     bus = live.runtime.bus
     ws, op = await open_feed(live, alice.token)
     try:
-        await asyncio.sleep(0.1)
+        await feed_starts.wait(1)
         for video in videos:  # the third one makes the feed forget the first
             await lifecycle.transition(video.id, S.PROCESSING, actor="t", bus=bus)
             got = await ws.next_data(op, "videoUpdates")

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.webhooks_out.conftest import ROTATE, deliveries, generate, secret_of
+from tests.webhooks_out.conftest import ROTATE, SHORT_TIMEOUT, deliveries, generate, secret_of
 from tests.webhooks_out.receiver import ENDLESS_500, HANG
 from tests.webhooks_out.running import delivering, settled, working
 from tests.webhooks_out.standard_webhooks import InvalidSignature, verify
@@ -96,6 +96,7 @@ async def test_a_refusal_ends_the_event_and_the_next_one_goes(server, receiver, 
 async def test_a_receiver_that_hangs_or_never_ends_is_cut_off(server, receiver, alice) -> None:
     # One that never answers, one whose error body never ends: each attempt ends at the
     # timeout or after a few bytes, and the event is tried again.
+    server.settings.webhook_timeout_seconds = SHORT_TIMEOUT
     receiver.answer(HANG, ENDLESS_500)
     video = await generate(server, alice, prompt="succeed", webhookUrl=receiver.url)
     async with delivering(server.runtime):

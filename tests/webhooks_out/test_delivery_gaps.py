@@ -20,7 +20,7 @@ import pytest
 import uvicorn
 
 from tests.api.conftest import _Server
-from tests.webhooks_out.conftest import deliveries, generate, secret_of
+from tests.webhooks_out.conftest import SHORT_TIMEOUT, deliveries, generate, secret_of
 from tests.webhooks_out.receiver import Receiver, receiving
 from tests.webhooks_out.running import delivering, settled
 from tests.webhooks_out.standard_webhooks import verify
@@ -216,6 +216,7 @@ async def test_a_resolver_that_hangs_cannot_hold_the_attempt(
 ) -> None:
     """The attempt's timeout covers resolving the name too: while the resolver is stuck,
     the attempt ends at the timeout and is retried; once it answers, the event goes."""
+    server.settings.webhook_timeout_seconds = SHORT_TIMEOUT
     port = receiver.url.split(":")[2].split("/")[0]
     dns.addresses = ["127.0.0.1"]
     video = await generate(

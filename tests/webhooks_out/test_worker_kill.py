@@ -48,7 +48,9 @@ async def test_a_worker_killed_mid_delivery_loses_nothing(db, tmp_path: Path) ->
             await receiver.wait_for(1, seconds=60)
             victim.send_signal(signal.SIGKILL)
             victim.wait(timeout=10)
-            survivor = start_worker(db, tmp_path, "survivor", timeout=1)
+            # The receiver answers the survivor at once; a short timeout would only let a
+            # loaded machine turn a slow answer into a resend (a duplicate id below).
+            survivor = start_worker(db, tmp_path, "survivor", timeout=10)
             while True:
                 received = await receiver.wait_for(len(receiver.requests) + 1, seconds=60)
                 if json.loads(received[-1].body)["data"]["status"] == "COMPLETED":
