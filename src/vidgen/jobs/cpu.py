@@ -277,8 +277,10 @@ def _end(pool: concurrent.futures.ProcessPoolExecutor, timeout: float) -> None:
             )
             child.kill()
     for child in children:
-        # SIGKILL cannot be refused, but a loaded machine may take a while to reap it.
-        ended(child, REAP_SECONDS)
+        # SIGKILL cannot be refused, but a loaded machine may take a while to end it. Then
+        # reap it here unless the pool's thread already has (no zombie either way).
+        if ended(child, REAP_SECONDS):
+            child.join(0)
 
 
 def ended(child: multiprocessing.process.BaseProcess, timeout: float) -> bool:
